@@ -1,0 +1,36 @@
+// Package netaddr parses the collector addresses that the example programs
+// take on their command lines.
+package netaddr
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Parse splits an address into a network and an address for net.Dial or
+// net.Listen. It accepts "tcp://host:port" (also tcp4, tcp6),
+// "unix:///path/to/socket", and a bare "host:port", which means TCP.
+func Parse(s string) (network, address string, err error) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		scheme, rest = "tcp", s
+	}
+	switch scheme {
+	case "tcp", "tcp4", "tcp6":
+		if !strings.Contains(rest, ":") {
+			return "", "", fmt.Errorf("address %q: want host:port", s)
+		}
+	case "unix":
+		if rest == "" {
+			return "", "", fmt.Errorf("address %q: want unix:///path", s)
+		}
+	default:
+		return "", "", fmt.Errorf("address %q: network %q: want tcp, tcp4, tcp6 or unix", s, scheme)
+	}
+	return scheme, rest, nil
+}
+
+// Format is the inverse of Parse.
+func Format(network, address string) string {
+	return network + "://" + address
+}

@@ -1,0 +1,37 @@
+package logsock
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// sendFlags: never block in the kernel, and return EPIPE instead of raising
+// SIGPIPE when the peer is gone.
+const sendFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
+
+// sendParts writes parts with one sendmsg. The iovec array lives on the
+// stack: unix.SendmsgBuffers would allocate it on every call.
+func sendParts(fd int, parts [][]byte) (int, error) {
+	var iov [3]unix.Iovec
+	k := 0
+	for _, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		iov[k].Base = &p[0]
+		iov[k].SetLen(len(p))
+		k++
+	}
+	if k == 0 {
+		return 0, nil
+	}
+	var msg unix.Msghdr
+	msg.Iov = &iov[0]
+	msg.SetIovlen(k)
+	n, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), sendFlags)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}

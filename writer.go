@@ -1,0 +1,121 @@
+package logsock
+
+import (
+	"errors"
+	"syscall"
+	"time"
+)
+
+// frameWriter writes one frame (optionally after a handshake) with as few
+// syscalls as the kernel allows: one sendmsg of up to three parts, no copy of
+// the message, and no allocation. Its callback for syscall.RawConn.Write is
+// made once and reads its inputs from the struct, so that the hot path does
+// not allocate a closure.
+type frameWriter struct {
+	order ByteOrder
+	hdr   [HeaderLen]byte
+	parts [3][]byte // what is left to write: parts[next:n]
+	next  int
+	n     int
+	wait  bool  // the callback may wait for room (false: report EAGAIN)
+	again bool  // the last attempt stopped at EAGAIN
+	err   error // the error that stopped the last attempt
+	fn    func(fd uintptr) bool
+}
+
+func (w *frameWriter) init(order ByteOrder) {
+	w.order = order
+	w.fn = w.attempt
+}
+
+// write writes hs (if not nil), then a frame of msg if frame is true, on c.
+//
+// It writes through the raw connection with MSG_DONTWAIT, so that it never
+// blocks in the kernel, whatever O_NONBLOCK state another holder of the
+// socket left on the shared description (SPEC: "Inheriting a connection").
+// The first attempt does not wait; only when the send buffer is full does
+// it arm a deadline of timeout and wait for room, so the common case costs
+// one syscall and no timer.
+func (w *frameWriter) write(c *conn, hs, msg []byte, frame bool, timeout time.Duration) error {
+	w.n, w.next = 0, 0
+	if hs != nil {
+		w.parts[w.n] = hs
+		w.n++
+	}
+	if frame {
+		PutFrameHeader(w.hdr[:], w.order, len(msg))
+		w.parts[w.n] = w.hdr[:]
+		w.parts[w.n+1] = msg
+		w.n += 2
+	}
+	defer w.clear()
+
+	w.wait = false
+	if err := w.run(c); err != nil || !w.again {
+		return err
+	}
+	if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	w.wait = true
+	err := w.run(c)
+	if derr := c.nc.SetWriteDeadline(time.Time{}); err == nil {
+		err = derr
+	}
+	return err
+}
+
+func (w *frameWriter) run(c *conn) error {
+	w.err, w.again = nil, false
+	if err := c.rc.Write(w.fn); err != nil {
+		return err
+	}
+	return w.err
+}
+
+// clear drops the references to the caller's message.
+func (w *frameWriter) clear() {
+	w.parts = [3][]byte{}
+}
+
+// attempt is the RawConn.Write callback: it sends what is left, and returns
+// false (wait for room) only when w.wait allows.
+func (w *frameWriter) attempt(fd uintptr) bool {
+	for w.next < w.n {
+		k, err := sendParts(int(fd), w.parts[w.next:w.n])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			w.again = true
+			return !w.wait
+		case err != nil:
+			w.err = err
+			return true
+		case k == 0 && w.pending() > 0:
+			w.err = errors.New("sendmsg wrote nothing")
+			return true
+		}
+		w.advance(k)
+	}
+	w.again = false
+	return true
+}
+
+func (w *frameWriter) pending() (n int) {
+	for _, p := range w.parts[w.next:w.n] {
+		n += len(p)
+	}
+	return n
+}
+
+// advance consumes k written bytes from the front of the parts.
+func (w *frameWriter) advance(k int) {
+	for w.next < w.n && k >= len(w.parts[w.next]) {
+		k -= len(w.parts[w.next])
+		w.next++
+	}
+	if k > 0 {
+		w.parts[w.next] = w.parts[w.next][k:]
+	}
+}
