@@ -1,0 +1,435 @@
+package logsock_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+func dial(t testing.TB, network, address string, cfg *logsock.Config) *logsock.LogSocket {
+	t.Helper()
+	ls, err := logsock.Dial(network, address, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ls.Close() })
+	return ls
+}
+
+// TestDialSendsHandshake reads the raw stream: the pid of this process,
+// at once on Dial, then frames of the configured byte order.
+func TestDialSendsHandshake(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		for _, order := range []logsock.ByteOrder{logsock.LittleEndian, logsock.BigEndian} {
+			t.Run(network+"/"+order.String(), func(t *testing.T) {
+				l := listen(t, network)
+				defer l.Close()
+				ls := dial(t, network, l.Addr().String(), &logsock.Config{Order: order})
+				c, err := l.Accept()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				pid, err := logsock.ReadHandshake(c, order)
+				if err != nil || pid != int32(os.Getpid()) {
+					t.Fatalf("handshake %d, %v; want %d", pid, err, os.Getpid())
+				}
+				if err := ls.Log("héllo"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := ls.Write(nil); err != nil {
+					t.Fatal(err)
+				}
+				want := logsock.AppendHandshake(nil, order, 6) // same layout as a header
+				want = append(want, "héllo"...)
+				want = logsock.AppendHandshake(want, order, 0)
+				got := make([]byte, len(want))
+				if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("stream %q, %v; want %q", got, err, want)
+				}
+			})
+		}
+	}
+}
+
+// TestConcurrentFramesWhole: 16 goroutines log 10,000 frames each, of
+// random sizes from 0 B to 64 KiB, on one LogSocket; the collector must see
+// every frame whole and exactly once, each goroutine's in order.
+func TestConcurrentFramesWhole(t *testing.T) {
+	const goroutines, perGoroutine = 16, 10_000
+	block := make([]byte, 128<<10) // message bodies are windows of this
+	rand.NewChaCha8([32]byte{7}).Read(block)
+
+	// Goroutine g draws its sizes from its own seed, so that the checker
+	// can replay them: log-uniform from 0 to 65536 bytes.
+	sizes := func(g int) func() int {
+		rng := rand.New(rand.NewPCG(uint64(g), 1))
+		return func() int { return rng.IntN(1<<rng.IntN(17) + 1) }
+	}
+	// A message of 8 bytes or more is its goroutine, its sequence number
+	// and a window of block chosen by both. A shorter one is zeros: those
+	// are counted by size.
+	encode := func(buf []byte, g, seq, size int) []byte {
+		buf = buf[:size]
+		if size < 8 {
+			clear(buf)
+			return buf
+		}
+		binary.LittleEndian.PutUint32(buf, uint32(g))
+		binary.LittleEndian.PutUint32(buf[4:], uint32(seq))
+		off := (g*7919 + seq*104729) % (len(block) - len(buf))
+		copy(buf[8:], block[off:])
+		return buf
+	}
+
+	// The checker's state; the Handler of the one connection is its only
+	// user until the connection ends.
+	type replay struct {
+		size    func() int
+		seq     int // the sequence number of the next numbered frame
+		nextLen int
+	}
+	var (
+		want     [goroutines]replay
+		tiny     [8]int // short frames seen, by size
+		tinyWant [8]int
+		problems []string
+		check    = make([]byte, 64<<10+8)
+	)
+	advance := func(r *replay) { // to the next frame of 8 bytes or more
+		for ; r.seq < perGoroutine; r.seq++ {
+			if r.nextLen = r.size(); r.nextLen >= 8 {
+				return
+			}
+			tinyWant[r.nextLen]++
+		}
+	}
+	for g := range want {
+		want[g] = replay{size: sizes(g), seq: 0}
+		advance(&want[g])
+	}
+	handler := func(rec *logsock.Record) {
+		m := rec.Msg
+		if len(m) < 8 {
+			if bytes.Count(m, []byte{0}) != len(m) {
+				problems = append(problems, "short frame not zeros")
+			}
+			tiny[len(m)]++
+			return
+		}
+		g, seq := int(binary.LittleEndian.Uint32(m)), int(binary.LittleEndian.Uint32(m[4:]))
+		if g >= goroutines {
+			problems = append(problems, "frame from no goroutine")
+			return
+		}
+		r := &want[g]
+		switch {
+		case seq != r.seq || len(m) != r.nextLen:
+			problems = append(problems, fmt.Sprintf("goroutine %d: frame %d of %d bytes, want frame %d of %d bytes", g, seq, len(m), r.seq, r.nextLen))
+		case !bytes.Equal(m, encode(check, g, seq, len(m))):
+			problems = append(problems, fmt.Sprintf("goroutine %d: frame %d torn", g, seq))
+		}
+		r.seq++
+		advance(r)
+	}
+	sink := newSink()
+	addr := serve(t, "unix", &logsock.Server{Handler: handler, ConnClosed: sink.closed})
+	ls := dial(t, "unix", addr, nil)
+
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			size := sizes(g)
+			buf := make([]byte, 64<<10+8)
+			for seq := range perGoroutine {
+				if _, err := ls.Write(encode(buf, g, seq, size())); err != nil {
+					t.Errorf("goroutine %d frame %d: %v", g, seq, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ls.Close()
+	if ends := sink.waitEnds(t, 1); ends[0] != nil {
+		t.Fatalf("connection ended with %v", ends[0])
+	}
+	if len(problems) > 0 {
+		t.Fatalf("%d problems, first: %s", len(problems), problems[0])
+	}
+	for g, r := range want {
+		if r.seq != perGoroutine {
+			t.Errorf("goroutine %d: frame %d of %d bytes never arrived", g, r.seq, r.nextLen)
+		}
+	}
+	if tiny != tinyWant {
+		t.Errorf("short frames by size %v, want %v", tiny, tinyWant)
+	}
+	if st := ls.Stats(); st.Frames != goroutines*perGoroutine || st.Errors != 0 || st.Connects != 1 {
+		t.Errorf("Stats %+v", st)
+	}
+}
+
+// TestLogAllocs: no allocation a frame on the hot path, small or large.
+func TestLogAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	addr := serve(t, "tcp", &logsock.Server{})
+	ls := dial(t, "tcp", addr, nil)
+	big := bytes.Repeat([]byte("x"), 256<<10)
+	for _, tc := range []struct {
+		name string
+		f    func() error
+	}{
+		{"Log", func() error { return ls.Log("current pid: 12345") }},
+		{"Write", func() error { _, err := ls.Write(big[:100]); return err }},
+		{"Write 256KiB", func() error { _, err := ls.Write(big); return err }},
+	} {
+		if allocs := testing.AllocsPerRun(200, func() {
+			if err := tc.f(); err != nil {
+				t.Fatal(err)
+			}
+		}); allocs != 0 {
+			t.Errorf("%s: %v allocations a frame, want 0", tc.name, allocs)
+		}
+	}
+}
+
+// TestFrameTooLarge: a message over the limit is refused whole, and the
+// connection goes on.
+func TestFrameTooLarge(t *testing.T) {
+	sink := newSink()
+	addr := serve(t, "tcp", sink.server())
+	ls := dial(t, "tcp", addr, &logsock.Config{MaxFrame: 10})
+	if err := ls.Log("0123456789A"); !errors.Is(err, logsock.ErrFrameTooLarge) {
+		t.Fatalf("11 bytes with limit 10: %v, want ErrFrameTooLarge", err)
+	}
+	if err := ls.Log("0123456789"); err != nil {
+		t.Fatal(err)
+	}
+	recs := sink.waitRecords(t, 1)
+	if string(recs[0].Msg) != "0123456789" {
+		t.Fatalf("record %q", recs[0].Msg)
+	}
+	if st := ls.Stats(); st.Frames != 1 || st.Errors != 1 || st.Bytes != 10 {
+		t.Errorf("Stats %+v", st)
+	}
+}
+
+// TestCloseIsFinal: Close is idempotent, later calls fail with ErrClosed,
+// and nothing dials again.
+func TestCloseIsFinal(t *testing.T) {
+	sink := newSink()
+	addr := serve(t, "unix", sink.server())
+	ls := dial(t, "unix", addr, nil)
+	if err := ls.Log("before"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := ls.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := ls.Log("after"); !errors.Is(err, logsock.ErrClosed) {
+		t.Fatalf("Log after Close: %v, want ErrClosed", err)
+	}
+	if _, err := ls.Write([]byte("after")); !errors.Is(err, logsock.ErrClosed) {
+		t.Fatalf("Write after Close: %v, want ErrClosed", err)
+	}
+	if ends := sink.waitEnds(t, 1); ends[0] != nil {
+		t.Fatalf("connection ended with %v", ends[0])
+	}
+	if st := ls.Stats(); st.Connects != 1 || st.Frames != 1 {
+		t.Errorf("Stats %+v: want 1 connection, 1 frame", st)
+	}
+}
+
+// blackhole accepts connections and never reads: a collector that stalls.
+func blackhole(t *testing.T, network string) string {
+	t.Helper()
+	l := listen(t, network)
+	var conns []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// TestWriteTimeout: a collector that stops reading cannot block a caller
+// past WriteTimeout; the torn connection is dropped and the next call
+// dials anew.
+func TestWriteTimeout(t *testing.T) {
+	addr := blackhole(t, "unix")
+	ls := dial(t, "unix", addr, &logsock.Config{WriteTimeout: 100 * time.Millisecond})
+	chunk := make([]byte, 64<<10)
+	var err error
+	for i := 0; i < 10_000 && err == nil; i++ { // the socket buffers hold far less
+		_, err = ls.Write(chunk)
+	}
+	var oe *logsock.OpError
+	if !errors.As(err, &oe) || oe.Op != "write" || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("error %v: want a write *OpError wrapping os.ErrDeadlineExceeded", err)
+	}
+	if err := ls.Log("on a new connection"); err != nil {
+		t.Fatal(err)
+	}
+	if st := ls.Stats(); st.Connects != 2 || st.Errors != 1 {
+		t.Errorf("Stats %+v: want 2 connections, 1 error", st)
+	}
+}
+
+// TestCloseUnblocksWriter: Close does not wait for a writer blocked on a
+// stalled collector, and the writer returns ErrClosed.
+func TestCloseUnblocksWriter(t *testing.T) {
+	addr := blackhole(t, "unix")
+	ls := dial(t, "unix", addr, &logsock.Config{WriteTimeout: time.Hour})
+	errc := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := ls.Write(chunk); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	waitForStack(t, "internal/poll.(*pollDesc).waitWrite")
+	start := time.Now()
+	if err := ls.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-errc; !errors.Is(err, logsock.ErrClosed) {
+		t.Fatalf("blocked writer got %v, want ErrClosed", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("Close and the writer took %v", d)
+	}
+}
+
+// waitForStack waits until some goroutine's stack shows frame: the only
+// way to know that a goroutine is blocked inside a call.
+func waitForStack(t *testing.T, frame string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		if n := runtime.Stack(buf, true); bytes.Contains(buf[:n], []byte(frame)) {
+			return
+		}
+		time.Sleep(time.Millisecond) // polling: there is no signal for "blocked"
+	}
+	t.Fatalf("no goroutine reached %s", frame)
+}
+
+// TestNewIsLazy: New does not dial; the first Log does, and fails clearly
+// while the collector is down; once it is up, Log connects.
+func TestNewIsLazy(t *testing.T) {
+	path := socketPath(t)
+	ls, err := logsock.New("unix", path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	var oe *logsock.OpError
+	if err := ls.Log("collector down"); !errors.As(err, &oe) || oe.Op != "dial" || !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("Log with no collector: %v, want a dial *OpError wrapping ENOENT", err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := newSink()
+	srv := sink.server()
+	go srv.Serve(l)
+	defer srv.Close()
+	if err := ls.Log("collector up"); err != nil {
+		t.Fatal(err)
+	}
+	recs := sink.waitRecords(t, 1)
+	if string(recs[0].Msg) != "collector up" || recs[0].Pid != int32(os.Getpid()) {
+		t.Fatalf("record %+v", recs[0])
+	}
+	if st := ls.Stats(); st.Connects != 1 || st.Errors != 1 || st.Frames != 1 {
+		t.Errorf("Stats %+v", st)
+	}
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		network string
+		cfg     *logsock.Config
+	}{
+		{"udp", nil},
+		{"unixgram", nil},
+		{"tcp", &logsock.Config{MaxFrame: -1}},
+		{"tcp", &logsock.Config{Order: 7}},
+		{"tcp", &logsock.Config{WriteTimeout: -time.Second}},
+	} {
+		if _, err := logsock.New(tc.network, "127.0.0.1:1", tc.cfg); err == nil {
+			t.Errorf("New(%q, %+v) succeeded", tc.network, tc.cfg)
+		}
+	}
+	var oe *logsock.OpError
+	if _, err := logsock.Dial("unix", socketPath(t), nil); !errors.As(err, &oe) || oe.Op != "dial" {
+		t.Errorf("Dial to nothing: %v, want a dial *OpError", err)
+	}
+}
+
+// TestLoggers: log.Logger and slog write one record a call, one frame each.
+func TestLoggers(t *testing.T) {
+	sink := newSink()
+	addr := serve(t, "tcp", sink.server())
+	ls := dial(t, "tcp", addr, nil)
+	log.New(ls, "", 0).Print("two\nlines")
+	logger := slog.New(slog.NewJSONHandler(ls, nil))
+	logger.Info("started", "pid", os.Getpid())
+	logger.Warn("disk", "free", "10%")
+	recs := sink.waitRecords(t, 3)
+	if string(recs[0].Msg) != "two\nlines\n" {
+		t.Errorf("log record %q", recs[0].Msg)
+	}
+	for _, r := range recs[1:] {
+		var v map[string]any
+		if err := json.Unmarshal(r.Msg, &v); err != nil || v["msg"] == nil {
+			t.Errorf("slog record %q: %v", r.Msg, err)
+		}
+	}
+	if !strings.Contains(string(recs[2].Msg), `"free":"10%"`) {
+		t.Errorf("slog record %q", recs[2].Msg)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package logsock_test
+
+const raceEnabled = true
