@@ -342,18 +342,25 @@ func TestCloseUnblocksWriter(t *testing.T) {
 	}
 }
 
-// waitForStack waits until some goroutine's stack shows frame: the only
-// way to know that a goroutine is blocked inside a call.
-func waitForStack(t *testing.T, frame string) {
+// waitForStack waits until some goroutine's stack shows all of frames: the
+// only way to know that a goroutine is blocked inside a call.
+func waitForStack(t *testing.T, frames ...string) {
 	t.Helper()
 	buf := make([]byte, 1<<20)
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
-		if n := runtime.Stack(buf, true); bytes.Contains(buf[:n], []byte(frame)) {
-			return
+		n := runtime.Stack(buf, true)
+		for g := range bytes.SplitSeq(buf[:n], []byte("\n\n")) {
+			all := true
+			for _, f := range frames {
+				all = all && bytes.Contains(g, []byte(f))
+			}
+			if all {
+				return
+			}
 		}
 		time.Sleep(time.Millisecond) // polling: there is no signal for "blocked"
 	}
-	t.Fatalf("no goroutine reached %s", frame)
+	t.Fatalf("no goroutine reached %q", frames)
 }
 
 // TestNewIsLazy: New does not dial; the first Log does, and fails clearly

@@ -1,0 +1,247 @@
+package logsock_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+// rawConn dials addr and writes the given stream bytes.
+func rawConn(t *testing.T, network, addr string, stream ...[]byte) net.Conn {
+	t.Helper()
+	c, err := net.Dial(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for _, b := range stream {
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func frames(order logsock.ByteOrder, pid int32, msgs ...string) []byte {
+	b := logsock.AppendHandshake(nil, order, pid)
+	for _, m := range msgs {
+		b, _ = logsock.AppendFrame(b, order, []byte(m))
+	}
+	return b
+}
+
+// TestServerRecords: each record carries its connection, the handshake pid,
+// the message and a time.
+func TestServerRecords(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			sink := newSink()
+			srv := sink.server()
+			srv.Order = logsock.BigEndian
+			addr := serve(t, network, srv)
+			start := time.Now()
+			c1 := rawConn(t, network, addr, frames(logsock.BigEndian, 101, "a1", "a2"))
+			sink.waitRecords(t, 2)
+			c2 := rawConn(t, network, addr, frames(logsock.BigEndian, 202, "b1"))
+			recs := sink.waitRecords(t, 3)
+			c1.Close()
+			c2.Close()
+			if ends := sink.waitEnds(t, 2); ends[0] != nil || ends[1] != nil {
+				t.Errorf("ends %v, want clean", ends)
+			}
+			want := []struct {
+				pid int32
+				msg string
+			}{{101, "a1"}, {101, "a2"}, {202, "b1"}}
+			for i, w := range want {
+				r := recs[i]
+				if r.Pid != w.pid || string(r.Msg) != w.msg || r.Time.Before(start) || r.Time.After(time.Now()) {
+					t.Errorf("record %d = %+v, want pid %d msg %q", i, r, w.pid, w.msg)
+				}
+			}
+			if recs[0].Conn != recs[1].Conn || recs[0].Conn == recs[2].Conn {
+				t.Errorf("connection ids %d %d %d", recs[0].Conn, recs[1].Conn, recs[2].Conn)
+			}
+		})
+	}
+}
+
+// TestServerBadConnIsolated: a connection that breaks the format is
+// closed with its reason; another, open before and after, goes on.
+func TestServerBadConnIsolated(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		stream  []byte
+		wantErr error
+	}{
+		{"negative length", append(frames(0, 9, "ok"), 0xff, 0xff, 0xff, 0xff), logsock.ErrNegativeLength},
+		{"too large", append(frames(0, 9), 0x01, 0x00, 0x10, 0x00), logsock.ErrFrameTooLarge},
+		{"truncated body", append(frames(0, 9), 5, 0, 0, 0, 'a', 'b'), io.ErrUnexpectedEOF},
+		{"truncated header", append(frames(0, 9), 5, 0), io.ErrUnexpectedEOF},
+		{"truncated handshake", []byte{9, 0}, io.ErrUnexpectedEOF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := newSink()
+			addr := serve(t, "tcp", sink.server())
+			good := rawConn(t, "tcp", addr, frames(0, 1, "good 1"))
+			sink.waitRecords(t, 1)
+
+			bad := rawConn(t, "tcp", addr, tc.stream)
+			bad.(*net.TCPConn).CloseWrite() // end the stream where it is
+			ends := sink.waitEnds(t, 1)
+			if !errors.Is(ends[0], tc.wantErr) {
+				t.Fatalf("bad connection ended with %v, want %v", ends[0], tc.wantErr)
+			}
+			var pe *logsock.ProtocolError
+			if !errors.As(ends[0], &pe) {
+				t.Errorf("reason %v is not a *ProtocolError", ends[0])
+			}
+
+			if _, err := good.Write(frames(0, 1, "good 2")[4:]); err != nil {
+				t.Fatal(err)
+			}
+			sink.wait(t, `"good 2"`, func(recs []logsock.Record, _ []error) bool {
+				return string(recs[len(recs)-1].Msg) == "good 2"
+			})
+			for _, r := range sink.waitRecords(t, 2) {
+				if r.Pid == 9 && string(r.Msg) != "ok" {
+					t.Errorf("bad connection delivered %q", r.Msg)
+				}
+			}
+		})
+	}
+}
+
+// TestServerHandshakeTimeout: a client that connects and sends nothing
+// is closed after the timeout; the others are not.
+func TestServerHandshakeTimeout(t *testing.T) {
+	sink := newSink()
+	srv := sink.server()
+	srv.HandshakeTimeout = 50 * time.Millisecond
+	addr := serve(t, "unix", srv)
+	good := rawConn(t, "unix", addr, frames(0, 1, "early"))
+	sink.waitRecords(t, 1)
+	silent := rawConn(t, "unix", addr)
+	if ends := sink.waitEnds(t, 1); !errors.Is(ends[0], logsock.ErrHandshakeTimeout) {
+		t.Fatalf("silent connection ended with %v", ends[0])
+	}
+	// The collector closed it without a byte: the client reads EOF.
+	if n, err := silent.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("silent client read %d, %v; want 0, EOF", n, err)
+	}
+	// The timeout covers the handshake only: a quiet client stays.
+	if _, err := good.Write(frames(0, 1, "late")[4:]); err != nil {
+		t.Fatal(err)
+	}
+	if recs := sink.waitRecords(t, 2); string(recs[1].Msg) != "late" {
+		t.Errorf("record %q", recs[1].Msg)
+	}
+}
+
+// TestServerShutdownDrains: frames already sent when Shutdown starts are
+// delivered, even those still in the kernel's buffers; a partial frame is
+// reported, not delivered.
+func TestServerShutdownDrains(t *testing.T) {
+	sink := newSink()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	srv := &logsock.Server{
+		Handler: func(rec *logsock.Record) {
+			if string(rec.Msg) == "first" {
+				entered <- struct{}{}
+				<-release // hold the reader while more arrives
+			}
+			sink.record(rec)
+		},
+		ConnClosed: sink.closed,
+	}
+	l := listen(t, "unix")
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	whole := rawConn(t, "unix", l.Addr().String(), frames(0, 1, "first"))
+	<-entered
+	var rest []string
+	for i := range 100 {
+		rest = append(rest, string(rune('a'+i%26)))
+	}
+	if _, err := whole.Write(frames(0, 1, rest...)[4:]); err != nil {
+		t.Fatal(err)
+	}
+	// The partial frame is sent after a whole one, so that its
+	// connection is known to be accepted before Shutdown.
+	partial := rawConn(t, "unix", l.Addr().String(), frames(0, 2, "done"))
+	sink.wait(t, `"done"`, func(recs []logsock.Record, _ []error) bool { return len(recs) > 0 && recs[len(recs)-1].Pid == 2 })
+	if _, err := partial.Write([]byte{9, 0, 0, 0, 'x'}); err != nil {
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+	// Let the reader go on only once Shutdown waits, its drain begun: the
+	// 100 frames are then still in the kernel's buffer.
+	waitForStack(t, "[select]", "(*Server).Shutdown")
+	close(release)
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; !errors.Is(err, logsock.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	recs := sink.waitRecords(t, 2+len(rest))
+	var got []string
+	for _, r := range recs {
+		if r.Pid == 1 {
+			got = append(got, string(r.Msg))
+		}
+	}
+	if len(got) != 1+len(rest) {
+		t.Errorf("connection 1 delivered %d of %d frames", len(got), 1+len(rest))
+	}
+	ends := sink.waitEnds(t, 2)
+	var truncated, closed int
+	for _, e := range ends {
+		switch {
+		case errors.Is(e, io.ErrUnexpectedEOF):
+			truncated++
+		case errors.Is(e, logsock.ErrServerClosed):
+			closed++
+		}
+	}
+	if truncated != 1 || closed != 1 {
+		t.Errorf("ends %v: want one truncated and one ErrServerClosed", ends)
+	}
+}
+
+// TestServerServeAfterClose: a closed Server serves nothing.
+func TestServerServeAfterClose(t *testing.T) {
+	srv := &logsock.Server{}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(listen(t, "tcp")); !errors.Is(err, logsock.ErrServerClosed) {
+		t.Fatalf("Serve after Close: %v", err)
+	}
+}
+
+// TestServerShutdownDeadline: a Handler that does not return keeps
+// Shutdown only until its context ends.
+func TestServerShutdownDeadline(t *testing.T) {
+	block := make(chan struct{})
+	entered := make(chan struct{})
+	srv := &logsock.Server{Handler: func(*logsock.Record) { close(entered); <-block }}
+	l := listen(t, "tcp")
+	go srv.Serve(l)
+	rawConn(t, "tcp", l.Addr().String(), frames(0, int32(os.Getpid()), "stuck"))
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	go func() { <-ctx.Done(); close(block) }() // let it go once Shutdown gives up
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want context.DeadlineExceeded", err)
+	}
+}
