@@ -115,7 +115,7 @@ func (e *ProtocolError) Error() string {
 		return fmt.Sprintf("logsock: %s at offset %d: %q declares %d: %v",
 			e.Part, e.Offset, data, e.Length, e.Err)
 	case e.Part == "frame body":
-		return fmt.Sprintf("logsock: %s at offset %d: truncated after %d of %d declared: %q%s: %v",
+		return fmt.Sprintf("logsock: %s at offset %d: truncated after %d bytes of a frame declaring %d: %q%s: %v",
 			e.Part, e.Offset, len(e.Data), e.Length, data, cut, e.Err)
 	}
 	return fmt.Sprintf("logsock: %s at offset %d: truncated after %d of %d bytes: %q: %v",
