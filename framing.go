@@ -298,6 +298,20 @@ func (d *Decoder) Handshake() (int32, error) {
 // the header, and every later call returns the same error. Any other error
 // is the reader's, returned once all complete frames before it are read.
 func (d *Decoder) Next() ([]byte, error) {
+	// Fast path: a whole valid frame is already buffered.
+	if have := d.end - d.start; have >= HeaderLen && !d.codePoints && d.err == nil {
+		n := d.order.get(d.buf[d.start:])
+		if n >= 0 && int(n) <= d.limit && int(n) <= have-HeaderLen {
+			p := d.start + HeaderLen
+			msg := d.buf[p : p+int(n) : p+int(n)]
+			d.consume(HeaderLen + int(n))
+			return msg, nil
+		}
+	}
+	return d.next()
+}
+
+func (d *Decoder) next() ([]byte, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -333,6 +347,14 @@ func (d *Decoder) AppendNext(dst []byte) ([]byte, error) {
 		return dst, err
 	}
 	return append(dst, msg...), nil
+}
+
+// Reset discards the Decoder's state and makes it read from r, as a new
+// Decoder with the same configuration would, but keeping its buffer.
+func (d *Decoder) Reset(r io.Reader) {
+	d.r = r
+	d.start, d.end, d.off = 0, 0, 0
+	d.readErr, d.err = nil, nil
 }
 
 // Buffered returns the number of bytes read from r and not yet consumed.

@@ -13,6 +13,14 @@ const sendFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
 // sendParts writes parts with one sendmsg. The iovec array lives on the
 // stack: unix.SendmsgBuffers would allocate it on every call.
 func sendParts(fd int, parts [][]byte) (int, error) {
+	if len(parts) == 1 && len(parts[0]) > 0 { // send(2): cheaper than sendmsg's iovec import
+		p := parts[0]
+		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), sendFlags, 0, 0)
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
 	var iov [3]unix.Iovec
 	k := 0
 	for _, p := range parts {

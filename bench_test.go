@@ -1,0 +1,126 @@
+package logsock_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/logsock/logsock"
+)
+
+// discard accepts one connection at a time and reads it to the end.
+func discard(b *testing.B, network string) string {
+	b.Helper()
+	l := listen(b, network)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	b.Cleanup(func() { l.Close(); <-done })
+	return l.Addr().String()
+}
+
+func reportFrames(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+}
+
+// BenchmarkWrite compares a LogSocket with the baseline it must keep up
+// with: a raw net.Conn, one prebuilt frame a write.
+func BenchmarkWrite(b *testing.B) {
+	for _, network := range []string{"tcp", "unix"} {
+		for _, size := range []int{100, 1024} {
+			msg := bytes.Repeat([]byte("x"), size)
+			name := network + "/" + map[int]string{100: "100B", 1024: "1KiB"}[size]
+			b.Run("raw/"+name, func(b *testing.B) {
+				c, err := net.Dial(network, discard(b, network))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				frame, _ := logsock.AppendFrame(nil, logsock.LittleEndian, msg)
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := c.Write(frame); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportFrames(b)
+			})
+			b.Run("logsock/"+name, func(b *testing.B) {
+				ls, err := logsock.Dial(network, discard(b, network), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ls.Close()
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := ls.Write(msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportFrames(b)
+			})
+		}
+	}
+}
+
+// BenchmarkDecode compares the Decoder with the plain way: bufio and
+// io.ReadFull into a reused buffer.
+func BenchmarkDecode(b *testing.B) {
+	for _, size := range []int{100, 1024} {
+		msg := bytes.Repeat([]byte("x"), size)
+		var stream []byte
+		for range 4096 {
+			stream, _ = logsock.AppendFrame(stream, logsock.LittleEndian, msg)
+		}
+		name := map[int]string{100: "100B", 1024: "1KiB"}[size]
+		b.Run("raw/"+name, func(b *testing.B) {
+			r := bytes.NewReader(stream)
+			br := bufio.NewReader(r)
+			var hdr [4]byte
+			buf := make([]byte, logsock.DefaultMaxFrame)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := io.ReadFull(br, hdr[:]); err != nil {
+					r.Reset(stream)
+					br.Reset(r)
+					continue
+				}
+				n := binary.LittleEndian.Uint32(hdr[:])
+				if _, err := io.ReadFull(br, buf[:n]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportFrames(b)
+		})
+		b.Run("logsock/"+name, func(b *testing.B) {
+			r := bytes.NewReader(stream)
+			d := logsock.NewDecoder(r, nil)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.Next(); err == io.EOF {
+					r.Reset(stream)
+					d.Reset(r)
+				} else if err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportFrames(b)
+		})
+	}
+}
