@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,13 +17,44 @@ import (
 const (
 	DefaultDialTimeout  = 5 * time.Second
 	DefaultWriteTimeout = 5 * time.Second
+	DefaultCloseTimeout = 5 * time.Second
+	DefaultMinBackoff   = 50 * time.Millisecond
+	DefaultMaxBackoff   = 5 * time.Second
+	DefaultBufferBytes  = 4 << 20
+	DefaultPeekInterval = 10 * time.Millisecond
+	DefaultKeepAlive    = 15 * time.Second
+	DefaultUserTimeout  = 20 * time.Second
 )
 
-// ErrClosed is returned by calls on a LogSocket after Close.
-var ErrClosed = errors.New("logsock: LogSocket closed")
+var (
+	// ErrClosed is returned by calls on a LogSocket after Close.
+	ErrClosed = errors.New("logsock: LogSocket closed")
+	// ErrBufferFull is returned for a frame dropped because the buffer of
+	// held frames was full (see Overflow). The drop is counted in Stats.
+	ErrBufferFull = errors.New("logsock: buffer full, frame dropped")
+	// ErrUndelivered is wrapped by the error of Close (or Flush) when held
+	// frames could not be delivered in time.
+	ErrUndelivered = errors.New("logsock: frames undelivered")
+)
+
+// Overflow is what a call does with its frame when the buffer of held
+// frames is full.
+type Overflow uint8
+
+const (
+	// Block waits up to WriteTimeout for room, then drops the frame and
+	// returns ErrBufferFull. It is the default.
+	Block Overflow = iota
+	// DropNewest drops the new frame at once and returns ErrBufferFull.
+	DropNewest
+	// DropOldest drops the oldest held frames to make room; the call
+	// returns nil.
+	DropOldest
+)
 
 // Config configures a LogSocket. A nil *Config, and the zero value of each
-// field, mean the defaults.
+// field, mean the defaults. A negative duration turns off what it times,
+// where the field says so.
 type Config struct {
 	// Order is the byte order of the handshake and frame headers; it must
 	// match the collector's. The zero value is LittleEndian.
@@ -33,14 +63,47 @@ type Config struct {
 	// a longer one is refused with ErrFrameTooLarge, never truncated. Keep
 	// it at or below the collector's limit. Zero means DefaultMaxFrame.
 	MaxFrame int
-	// DialTimeout bounds each connection attempt, handshake included.
-	// Zero means DefaultDialTimeout.
+	// DialTimeout bounds each connection attempt. Zero means
+	// DefaultDialTimeout.
 	DialTimeout time.Duration
-	// WriteTimeout bounds how long one call waits for room in the socket's
-	// send buffer, so that a stalled collector cannot block callers
-	// forever. A frame that times out half-written tears the stream, so
-	// the connection is dropped. Zero means DefaultWriteTimeout.
+	// WriteTimeout bounds how long one call waits: for room in the
+	// socket's send buffer, and, under the Block policy, for room in the
+	// buffer of held frames. A frame that times out half-written is held
+	// and sent again whole on a new connection. Zero means
+	// DefaultWriteTimeout.
 	WriteTimeout time.Duration
+
+	// MinBackoff and MaxBackoff bound the wait between connection
+	// attempts: it starts at MinBackoff, doubles after each failure up to
+	// MaxBackoff, and each wait is drawn at random from its upper half.
+	// The first attempt after a connection is lost is immediate. Zero means
+	// DefaultMinBackoff and DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// BufferBytes bounds the frames held, headers included, while the
+	// collector is unreachable. Zero means DefaultBufferBytes, or
+	// MaxFrame+HeaderLen if that is larger; a smaller value is an error.
+	BufferBytes int
+	// Overflow says what to do when BufferBytes is reached: Block (the
+	// default), DropNewest or DropOldest.
+	Overflow Overflow
+	// PeekInterval: before a write, if at least this long has passed since
+	// the last check, a non-blocking peek checks that the collector has
+	// not closed the connection, so that a frame is not written into a
+	// dead one. An idle connection is always checked before its next
+	// frame. Zero means DefaultPeekInterval; a negative value turns the
+	// check off.
+	PeekInterval time.Duration
+	// CloseTimeout bounds how long Close tries to deliver the frames
+	// still held. Zero means DefaultCloseTimeout.
+	CloseTimeout time.Duration
+	// KeepAlive is the idle time before TCP keepalive probes, which detect
+	// a collector that vanished without closing (host down, network lost).
+	// Zero means DefaultKeepAlive; negative turns keepalive off.
+	KeepAlive time.Duration
+	// UserTimeout is TCP_USER_TIMEOUT on Linux: how long written data may
+	// stay unacknowledged before the connection is declared dead. Zero
+	// means DefaultUserTimeout; negative leaves the system's default.
+	UserTimeout time.Duration
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -51,20 +114,39 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Order > BigEndian {
 		return cfg, fmt.Errorf("logsock: unknown byte order %d", cfg.Order)
 	}
-	if cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32 {
-		return cfg, fmt.Errorf("logsock: MaxFrame %d outside [0, %d]", cfg.MaxFrame, math.MaxInt32)
+	if cfg.Overflow > DropOldest {
+		return cfg, fmt.Errorf("logsock: unknown overflow policy %d", cfg.Overflow)
 	}
-	if cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 {
-		return cfg, errors.New("logsock: negative timeout")
+	if cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-HeaderLen {
+		return cfg, fmt.Errorf("logsock: MaxFrame %d outside [0, %d]", cfg.MaxFrame, math.MaxInt32-HeaderLen)
+	}
+	if cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 {
+		return cfg, errors.New("logsock: negative timeout or backoff")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.DialTimeout, DefaultDialTimeout)
+	def(&cfg.WriteTimeout, DefaultWriteTimeout)
+	def(&cfg.CloseTimeout, DefaultCloseTimeout)
+	def(&cfg.MinBackoff, DefaultMinBackoff)
+	def(&cfg.MaxBackoff, DefaultMaxBackoff)
+	def(&cfg.PeekInterval, DefaultPeekInterval)
+	def(&cfg.KeepAlive, DefaultKeepAlive)
+	def(&cfg.UserTimeout, DefaultUserTimeout)
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		return cfg, fmt.Errorf("logsock: MaxBackoff %v below MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
 	}
 	if cfg.MaxFrame == 0 {
 		cfg.MaxFrame = DefaultMaxFrame
 	}
-	if cfg.DialTimeout == 0 {
-		cfg.DialTimeout = DefaultDialTimeout
+	if cfg.BufferBytes == 0 {
+		cfg.BufferBytes = max(DefaultBufferBytes, cfg.MaxFrame+HeaderLen)
 	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
+	if cfg.BufferBytes < cfg.MaxFrame+HeaderLen {
+		return cfg, fmt.Errorf("logsock: BufferBytes %d cannot hold a frame of MaxFrame %d", cfg.BufferBytes, cfg.MaxFrame)
 	}
 	return cfg, nil
 }
@@ -86,33 +168,57 @@ func (e *OpError) Unwrap() error { return e.Err }
 
 // Stats are a LogSocket's counters since it was made.
 type Stats struct {
-	Frames   uint64 // frames written whole to a connection
-	Bytes    uint64 // message bytes in those frames (headers not counted)
-	Errors   uint64 // Log and Write calls that returned an error
-	Connects uint64 // connections opened, each with its own handshake
+	Frames     uint64        // frames written whole to a connection
+	Bytes      uint64        // message bytes in those frames (headers not counted)
+	Errors     uint64        // Log and Write calls that returned an error
+	Connects   uint64        // connections opened, each with its own handshake
+	Reconnects uint64        // connections opened after one was lost
+	Resent     uint64        // frames written again, whole, after their write failed
+	Dropped    uint64        // frames dropped: buffer full, or undelivered at Close
+	Held       int           // frames held now, waiting for the collector
+	HeldBytes  int           // bytes held now, headers included
+	Outage     time.Duration // time spent without a connection after a failure
 }
 
 // A LogSocket sends log messages to a collector, one frame each, over one
 // stream connection that opens with the handshake. It is safe for use by
 // any number of goroutines: each frame goes out whole in one write, never
-// interleaved with another.
+// interleaved with another, and each goroutine's frames in order.
 //
-// When a write fails, the connection is dropped and the call returns the
-// error; the next call dials again, with a fresh handshake.
+// When the connection fails, or the collector closes it, the LogSocket
+// connects again, with backoff, and sends a fresh handshake with the pid of
+// the process now writing. Frames that could not be written meanwhile,
+// including the one whose write failed, are held in a buffer bounded by
+// Config.BufferBytes and sent, whole and in order, on the new connection.
+// The LogSocket starts no goroutine: held frames go out during later calls
+// of Log, Write, Flush or Close.
 type LogSocket struct {
 	network, address string
 	cfg              Config
 	dialer           net.Dialer
 
 	closed atomic.Bool
-	live   atomic.Pointer[conn] // set under mu; read by Close without it
+	done   chan struct{}        // closed by Close: wakes waiting calls
+	live   atomic.Pointer[conn] // set under mu; read without it by Close's abort
 
-	mu    sync.Mutex // serialises frames; guards w, hs and hsDue
-	w     frameWriter
-	hs    [HeaderLen]byte // the handshake of the current connection
-	hsDue bool            // hs has not been written yet: it goes out with the next frame
+	mu        sync.Mutex // guards the fields below; never held while sleeping or dialing
+	w         frameWriter
+	hs        [HeaderLen]byte // the handshake of the current connection
+	hsDue     bool            // hs has not been written yet: it goes out with the next write
+	held      frameQueue
+	dialing   bool          // a call is dialing, with mu released
+	closing   bool          // Close is flushing
+	finished  bool          // Close is done: a dial that ends now is discarded
+	everUp    bool          // a connection has been made once
+	backoff   time.Duration // the current wait between attempts; 0 while healthy
+	nextDial  time.Time     // no attempt before this
+	lastErr   error         // why the last connection or attempt failed
+	lastCheck time.Time     // the last peek at the connection
+	changed   chan struct{} // closed and replaced when a connection comes up, a dial ends or room frees
 
-	frames, bytes, errs, connects atomic.Uint64
+	frames, bytes, errs, connects, reconnects, resent, dropped atomic.Uint64
+	heldFrames, heldBytes                                      atomic.Int64
+	downSince, outage                                          atomic.Int64 // Unix nanoseconds; 0 while up
 }
 
 // conn is one connection and its raw handle for writing.
@@ -122,8 +228,9 @@ type conn struct {
 }
 
 // New returns a LogSocket that connects when the first message is sent, so
-// that a program can start while the collector is down. The network is
-// "tcp", "tcp4", "tcp6" or "unix". A nil cfg means defaults.
+// that a program can start while the collector is down: until it is up,
+// messages are held. The network is "tcp", "tcp4", "tcp6" or "unix". A nil
+// cfg means defaults.
 func New(network, address string, cfg *Config) (*LogSocket, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6", "unix":
@@ -134,13 +241,15 @@ func New(network, address string, cfg *Config) (*LogSocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &LogSocket{network: network, address: address, cfg: c}
-	l.dialer.Timeout = c.DialTimeout
+	l := &LogSocket{network: network, address: address, cfg: c, done: make(chan struct{}), changed: make(chan struct{})}
+	l.dialer = dialer(c)
 	l.w.init(c.Order)
+	l.held = frameQueue{order: c.Order, limit: c.BufferBytes}
 	return l, nil
 }
 
-// Dial connects to the collector at address and sends the handshake.
+// Dial connects to the collector at address and sends the handshake. It
+// fails if the collector cannot be reached: use New to start without one.
 func Dial(network, address string, cfg *Config) (*LogSocket, error) {
 	return DialContext(context.Background(), network, address, cfg)
 }
@@ -152,28 +261,37 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 		return nil, err
 	}
 	l.mu.Lock()
-	c, err := l.connect(ctx)
+	err = l.connectNow(ctx)
 	if err == nil {
-		err = l.flushHandshake(c)
+		// Send the handshake now, so that the collector learns the pid
+		// before the first message.
+		c := l.live.Load()
+		if werr := l.w.write(c, l.hs[:], nil, false, time.Now().Add(l.cfg.DialTimeout)); werr != nil {
+			err = &OpError{Op: "handshake", Net: network, Addr: address, Err: werr}
+		}
+		l.hsDue = false
 	}
 	l.mu.Unlock()
 	if err != nil {
-		l.Close()
+		l.abort()
 		return nil, err
 	}
 	return l, nil
 }
 
-// Log sends msg as one frame. It returns once the whole frame has been
+// Log sends msg as one frame. A nil error means that the whole frame was
 // written to the connection (accepted by the kernel, not acknowledged by
-// the collector), or with the error that stopped it.
+// the collector), or that it is held, to be sent whole on a later
+// connection, because the collector is unreachable now. An error means
+// the frame will not be sent: ErrFrameTooLarge, ErrBufferFull (counted in
+// Stats.Dropped) or ErrClosed.
 func (l *LogSocket) Log(msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }
 
 // Write sends p as one frame, so that each call of a log.Logger or of a
-// slog handler is one record. It returns len(p) once the frame is written,
-// as Log does. Write does not retain p.
+// slog handler is one record. It returns len(p) where Log returns nil.
+// Write does not retain p.
 func (l *LogSocket) Write(p []byte) (int, error) {
 	if err := l.send(p); err != nil {
 		return 0, err
@@ -183,30 +301,22 @@ func (l *LogSocket) Write(p []byte) (int, error) {
 
 // Stats returns the counters. It does not wait for calls in progress.
 func (l *LogSocket) Stats() Stats {
+	outage := l.outage.Load()
+	if since := l.downSince.Load(); since != 0 {
+		outage += max(time.Now().UnixNano()-since, 0)
+	}
 	return Stats{
-		Frames:   l.frames.Load(),
-		Bytes:    l.bytes.Load(),
-		Errors:   l.errs.Load(),
-		Connects: l.connects.Load(),
+		Frames:     l.frames.Load(),
+		Bytes:      l.bytes.Load(),
+		Errors:     l.errs.Load(),
+		Connects:   l.connects.Load(),
+		Reconnects: l.reconnects.Load(),
+		Resent:     l.resent.Load(),
+		Dropped:    l.dropped.Load(),
+		Held:       int(l.heldFrames.Load()),
+		HeldBytes:  int(l.heldBytes.Load()),
+		Outage:     time.Duration(outage),
 	}
-}
-
-// Close closes the connection. Calls blocked waiting to write return
-// ErrClosed at once, and every later call returns ErrClosed: a closed
-// LogSocket never dials again. Close is idempotent; only the first call
-// reports an error from closing the connection.
-func (l *LogSocket) Close() error {
-	if l.closed.Swap(true) {
-		return nil
-	}
-	var err error
-	if c := l.live.Load(); c != nil {
-		err = c.nc.Close() // unblocks a writer waiting in mu
-	}
-	l.mu.Lock()
-	l.live.Store(nil)
-	l.mu.Unlock()
-	return err
 }
 
 func (l *LogSocket) send(msg []byte) error {
@@ -219,82 +329,42 @@ func (l *LogSocket) send(msg []byte) error {
 	l.mu.Unlock()
 	if err != nil {
 		l.errs.Add(1)
-		return err
 	}
-	l.frames.Add(1)
-	l.bytes.Add(uint64(len(msg)))
-	return nil
+	return err
 }
 
 func (l *LogSocket) sendLocked(msg []byte) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	c := l.live.Load()
-	if c == nil {
-		var err error
-		if c, err = l.connect(context.Background()); err != nil {
-			return err
+	// One deadline for all the waiting this call does for room.
+	now := time.Now()
+	deadline := now.Add(l.cfg.WriteTimeout)
+	// The hot path: a live connection and nothing held before this frame.
+	if c := l.live.Load(); c != nil && l.held.empty() && l.usable(c, now) {
+		var hs []byte
+		if l.hsDue {
+			hs = l.hs[:]
 		}
+		err := l.w.write(c, hs, msg, true, deadline)
+		if err == nil {
+			l.hsDue = false
+			l.frames.Add(1)
+			l.bytes.Add(uint64(len(msg)))
+			return nil
+		}
+		// Whatever part of the frame went out, the stream may be torn:
+		// the frame is held whole, for a new connection.
+		l.lose(c, err)
+		l.held.push(msg) // fits: the queue was empty and holds a MaxFrame
+		l.held.retry = true
+		l.noteHeld()
+		l.deliver(context.Background(), deadline)
+		return nil
 	}
-	var hs []byte
-	if l.hsDue {
-		hs = l.hs[:]
+	if err := l.hold(msg, deadline); err != nil {
+		return err
 	}
-	if err := l.w.write(c, hs, msg, true, l.cfg.WriteTimeout); err != nil {
-		return l.drop(c, "write", err)
-	}
-	l.hsDue = false
+	l.deliver(context.Background(), deadline)
 	return nil
-}
-
-// connect dials and readies the handshake, to go out with the first frame
-// in the same write. The caller holds mu.
-func (l *LogSocket) connect(ctx context.Context) (*conn, error) {
-	nc, err := l.dialer.DialContext(ctx, l.network, l.address)
-	if err != nil {
-		return nil, &OpError{Op: "dial", Net: l.network, Addr: l.address, Err: err}
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok { // net.Dial returns *TCPConn or *UnixConn, which are
-		nc.Close()
-		return nil, &OpError{Op: "dial", Net: l.network, Addr: l.address, Err: errors.New("connection has no file descriptor")}
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		nc.Close()
-		return nil, &OpError{Op: "dial", Net: l.network, Addr: l.address, Err: err}
-	}
-	c := &conn{nc: nc, rc: rc}
-	l.live.Store(c)
-	if l.closed.Load() { // Close ran after the dial and did not see c
-		l.live.Store(nil)
-		nc.Close()
-		return nil, ErrClosed
-	}
-	PutHandshake(l.hs[:], l.cfg.Order, int32(os.Getpid()))
-	l.hsDue = true
-	l.connects.Add(1)
-	return c, nil
-}
-
-// flushHandshake writes a pending handshake on its own, as Dial does so that
-// the collector learns the pid before the first message. The caller holds mu.
-func (l *LogSocket) flushHandshake(c *conn) error {
-	if err := l.w.write(c, l.hs[:], nil, false, l.cfg.DialTimeout); err != nil {
-		return l.drop(c, "handshake", err)
-	}
-	l.hsDue = false
-	return nil
-}
-
-// drop forgets a connection whose write failed: a frame may be torn, so the
-// stream cannot go on. The caller holds mu.
-func (l *LogSocket) drop(c *conn, op string, err error) error {
-	l.live.Store(nil)
-	c.nc.Close()
-	if l.closed.Load() {
-		return ErrClosed
-	}
-	return &OpError{Op: op, Net: l.network, Addr: l.address, Err: err}
 }

@@ -2,6 +2,7 @@ package logsock_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -262,7 +263,8 @@ func TestCloseIsFinal(t *testing.T) {
 	}
 }
 
-// blackhole accepts connections and never reads: a collector that stalls.
+// blackhole accepts one connection and never reads from it: a collector
+// that stalls. Then it stops listening, so that reconnecting fails.
 func blackhole(t *testing.T, network string) string {
 	t.Helper()
 	l := listen(t, network)
@@ -276,6 +278,7 @@ func blackhole(t *testing.T, network string) string {
 			if err != nil {
 				return
 			}
+			l.Close()
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
@@ -292,33 +295,46 @@ func blackhole(t *testing.T, network string) string {
 }
 
 // TestWriteTimeout: a collector that stops reading cannot block a caller
-// past WriteTimeout; the torn connection is dropped and the next call
-// dials anew.
+// past WriteTimeout: the frame cut by the timeout is held, the connection
+// replaced, and once the buffer is full the DropNewest policy drops and
+// counts.
 func TestWriteTimeout(t *testing.T) {
 	addr := blackhole(t, "unix")
-	ls := dial(t, "unix", addr, &logsock.Config{WriteTimeout: 100 * time.Millisecond})
+	const timeout = 100 * time.Millisecond
+	ls := dial(t, "unix", addr, &logsock.Config{WriteTimeout: timeout, CloseTimeout: timeout,
+		MaxFrame: 64 << 10, BufferBytes: 1 << 20, Overflow: logsock.DropNewest})
 	chunk := make([]byte, 64<<10)
 	var err error
-	for i := 0; i < 10_000 && err == nil; i++ { // the socket buffers hold far less
+	var slowest time.Duration
+	for i := 0; i < 1000 && err == nil; i++ { // the socket buffers and 1 MiB hold far less
+		start := time.Now()
 		_, err = ls.Write(chunk)
+		slowest = max(slowest, time.Since(start))
 	}
-	var oe *logsock.OpError
-	if !errors.As(err, &oe) || oe.Op != "write" || !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("error %v: want a write *OpError wrapping os.ErrDeadlineExceeded", err)
+	if !errors.Is(err, logsock.ErrBufferFull) {
+		t.Fatalf("error %v, want ErrBufferFull", err)
 	}
-	if err := ls.Log("on a new connection"); err != nil {
-		t.Fatal(err)
+	// A call waits for room at most WriteTimeout in all, plus a dial.
+	if slowest > timeout+time.Second {
+		t.Errorf("a call took %v with WriteTimeout %v", slowest, timeout)
 	}
-	if st := ls.Stats(); st.Connects != 2 || st.Errors != 1 {
-		t.Errorf("Stats %+v: want 2 connections, 1 error", st)
+	st := ls.Stats()
+	if st.Outage == 0 || st.Dropped != 1 || st.HeldBytes > 1<<20 || st.Held == 0 {
+		t.Errorf("Stats %+v: want an outage, 1 drop, held frames within 1 MiB", st)
+	}
+	if err := ls.Close(); !errors.Is(err, logsock.ErrUndelivered) {
+		t.Errorf("Close: %v, want ErrUndelivered", err)
+	}
+	if st2 := ls.Stats(); st2.Dropped != 1+uint64(st.Held) || st2.Held != 0 {
+		t.Errorf("after Close, Stats %+v: want the %d held frames dropped too", st2, st.Held)
 	}
 }
 
-// TestCloseUnblocksWriter: Close does not wait for a writer blocked on a
-// stalled collector, and the writer returns ErrClosed.
+// TestCloseUnblocksWriter: a writer blocked on a stalled collector holds
+// Close only until CloseTimeout; then its frame is counted undelivered.
 func TestCloseUnblocksWriter(t *testing.T) {
 	addr := blackhole(t, "unix")
-	ls := dial(t, "unix", addr, &logsock.Config{WriteTimeout: time.Hour})
+	ls := dial(t, "unix", addr, &logsock.Config{WriteTimeout: time.Hour, CloseTimeout: 100 * time.Millisecond})
 	errc := make(chan error, 1)
 	go func() {
 		chunk := make([]byte, 64<<10)
@@ -331,14 +347,17 @@ func TestCloseUnblocksWriter(t *testing.T) {
 	}()
 	waitForStack(t, "internal/poll.(*pollDesc).waitWrite")
 	start := time.Now()
-	if err := ls.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
+	if err := ls.Close(); !errors.Is(err, logsock.ErrUndelivered) {
+		t.Fatalf("Close: %v, want ErrUndelivered", err)
 	}
 	if err := <-errc; !errors.Is(err, logsock.ErrClosed) {
-		t.Fatalf("blocked writer got %v, want ErrClosed", err)
+		t.Fatalf("writer got %v, want ErrClosed", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("Close and the writer took %v", d)
+	}
+	if st := ls.Stats(); st.Dropped == 0 {
+		t.Errorf("Stats %+v: the frame cut by Close is not counted", st)
 	}
 }
 
@@ -363,35 +382,47 @@ func waitForStack(t *testing.T, frames ...string) {
 	t.Fatalf("no goroutine reached %q", frames)
 }
 
-// TestNewIsLazy: New does not dial; the first Log does, and fails clearly
-// while the collector is down; once it is up, Log connects.
+// TestNewIsLazy: New does not dial; while the collector is down, frames
+// are held (Log returns nil); once it is up, Flush delivers them all, in
+// order, on one connection opened by this process.
 func TestNewIsLazy(t *testing.T) {
 	path := socketPath(t)
-	ls, err := logsock.New("unix", path, nil)
+	ls, err := logsock.New("unix", path, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ls.Close()
-	var oe *logsock.OpError
-	if err := ls.Log("collector down"); !errors.As(err, &oe) || oe.Op != "dial" || !errors.Is(err, syscall.ENOENT) {
-		t.Fatalf("Log with no collector: %v, want a dial *OpError wrapping ENOENT", err)
+	for i := range 3 {
+		if err := ls.Log(fmt.Sprint("down ", i)); err != nil {
+			t.Fatalf("Log with no collector: %v, want nil (held)", err)
+		}
 	}
+	if st := ls.Stats(); st.Held != 3 || st.Connects != 0 {
+		t.Fatalf("Stats %+v: want 3 held, no connection", st)
+	}
+	sink := newSink()
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := newSink()
 	srv := sink.server()
 	go srv.Serve(l)
 	defer srv.Close()
-	if err := ls.Log("collector up"); err != nil {
+	if err := ls.Log("up"); err != nil {
 		t.Fatal(err)
 	}
-	recs := sink.waitRecords(t, 1)
-	if string(recs[0].Msg) != "collector up" || recs[0].Pid != int32(os.Getpid()) {
-		t.Fatalf("record %+v", recs[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ls.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
 	}
-	if st := ls.Stats(); st.Connects != 1 || st.Errors != 1 || st.Frames != 1 {
+	recs := sink.waitRecords(t, 4)
+	for i, want := range []string{"down 0", "down 1", "down 2", "up"} {
+		if string(recs[i].Msg) != want || recs[i].Pid != int32(os.Getpid()) || recs[i].Conn != recs[0].Conn {
+			t.Errorf("record %d = %+v, want %q", i, recs[i], want)
+		}
+	}
+	if st := ls.Stats(); st.Connects != 1 || st.Frames != 4 || st.Held != 0 || st.Outage <= 0 || st.Errors != 0 {
 		t.Errorf("Stats %+v", st)
 	}
 }
@@ -412,8 +443,8 @@ func TestNewRejectsBadInput(t *testing.T) {
 		}
 	}
 	var oe *logsock.OpError
-	if _, err := logsock.Dial("unix", socketPath(t), nil); !errors.As(err, &oe) || oe.Op != "dial" {
-		t.Errorf("Dial to nothing: %v, want a dial *OpError", err)
+	if _, err := logsock.Dial("unix", socketPath(t), nil); !errors.As(err, &oe) || oe.Op != "dial" || !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("Dial to nothing: %v, want a dial *OpError wrapping ENOENT", err)
 	}
 }
 

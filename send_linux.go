@@ -43,3 +43,14 @@ func sendParts(fd int, parts [][]byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// peekByte is recv(fd, 1 byte, MSG_PEEK|MSG_DONTWAIT), without allocating.
+func peekByte(fd int) (int, error) {
+	var b [1]byte
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}

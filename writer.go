@@ -17,33 +17,69 @@ const copyMax = 2048
 // made once and reads its inputs from the struct, so that the hot path does
 // not allocate a closure.
 type frameWriter struct {
-	order ByteOrder
-	hdr   [HeaderLen]byte
-	small []byte    // a whole small frame, copied: one buffer sends faster than three
-	parts [3][]byte // what is left to write: parts[next:n]
-	next  int
-	n     int
-	wait  bool  // the callback may wait for room (false: report EAGAIN)
-	again bool  // the last attempt stopped at EAGAIN
-	err   error // the error that stopped the last attempt
-	fn    func(fd uintptr) bool
+	order   ByteOrder
+	hdr     [HeaderLen]byte
+	small   []byte    // a whole small frame, copied: one buffer sends faster than three
+	parts   [3][]byte // what is left to write: parts[next:n]
+	next    int
+	n       int
+	written int   // bytes written by the last write
+	wait    bool  // the callback may wait for room (false: report EAGAIN)
+	again   bool  // the last attempt stopped at EAGAIN
+	err     error // the error that stopped the last attempt
+	fn      func(fd uintptr) bool
+
+	peerGone bool // set by peekFn
+	peekFn   func(fd uintptr) bool
 }
 
 func (w *frameWriter) init(order ByteOrder) {
 	w.order = order
 	w.fn = w.attempt
+	w.peekFn = w.peek
 }
 
-// write writes hs (if not nil), then a frame of msg if frame is true, on c.
+// closedByPeer reports whether the collector has closed c (or reset it):
+// a non-blocking recv(MSG_PEEK) returns 0 at FIN, an error after RST, and
+// EAGAIN on a live connection. The collector never sends, so a byte that
+// is there is left alone. This is rsyslog's CheckConnection: without it,
+// the first frame after a collector's graceful close goes into a dead
+// connection, which the kernel accepts and the peer discards.
+func (w *frameWriter) closedByPeer(c *conn) bool {
+	w.peerGone = false
+	if err := c.rc.Read(w.peekFn); err != nil {
+		return true
+	}
+	return w.peerGone
+}
+
+func (w *frameWriter) peek(fd uintptr) bool {
+	for {
+		n, err := peekByte(int(fd))
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			w.peerGone = false
+		default:
+			w.peerGone = err != nil || n == 0
+		}
+		return true
+	}
+}
+
+// write writes hs (if not nil), then a frame of msg if frame is true (or
+// else msg as it is: frames already encoded), on c. w.written tells how much
+// went out, also on failure.
 //
 // It writes through the raw connection with MSG_DONTWAIT, so that it never
 // blocks in the kernel, whatever O_NONBLOCK state another holder of the
 // socket left on the shared description (SPEC: "Inheriting a connection").
 // The first attempt does not wait; only when the send buffer is full does
-// it arm a deadline of timeout and wait for room, so the common case costs
-// one syscall and no timer.
-func (w *frameWriter) write(c *conn, hs, msg []byte, frame bool, timeout time.Duration) error {
-	w.n, w.next = 0, 0
+// it arm the deadline and wait for room, so the common case costs one
+// syscall and no timer.
+func (w *frameWriter) write(c *conn, hs, msg []byte, frame bool, deadline time.Time) error {
+	w.n, w.next, w.written = 0, 0, 0
 	if hs != nil {
 		w.parts[w.n] = hs
 		w.n++
@@ -51,9 +87,10 @@ func (w *frameWriter) write(c *conn, hs, msg []byte, frame bool, timeout time.Du
 	if frame {
 		PutFrameHeader(w.hdr[:], w.order, len(msg))
 		w.parts[w.n] = w.hdr[:]
-		w.parts[w.n+1] = msg
-		w.n += 2
+		w.n++
 	}
+	w.parts[w.n] = msg
+	w.n++
 	if len(msg) <= copyMax {
 		w.small = w.small[:0]
 		for _, p := range w.parts[:w.n] {
@@ -67,7 +104,7 @@ func (w *frameWriter) write(c *conn, hs, msg []byte, frame bool, timeout time.Du
 	if err := w.run(c); err != nil || !w.again {
 		return err
 	}
-	if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+	if err := c.nc.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
 	w.wait = true
@@ -124,6 +161,7 @@ func (w *frameWriter) pending() (n int) {
 
 // advance consumes k written bytes from the front of the parts.
 func (w *frameWriter) advance(k int) {
+	w.written += k
 	for w.next < w.n && k >= len(w.parts[w.next]) {
 		k -= len(w.parts[w.next])
 		w.next++

@@ -1,0 +1,91 @@
+package logsock
+
+// frameQueue holds whole encoded frames (header and message) in order,
+// bounded in bytes: the frames waiting while the collector is unreachable,
+// and those after a frame whose write failed. It is one contiguous run of
+// bytes, so that it goes out in as few writes as the kernel allows.
+type frameQueue struct {
+	order  ByteOrder
+	limit  int    // most bytes held, headers included
+	buf    []byte // buf[head:] holds the frames
+	head   int
+	frames int  // frames held
+	retry  bool // the first frame has been tried on a connection that failed
+}
+
+func (q *frameQueue) len() int      { return len(q.buf) - q.head }
+func (q *frameQueue) empty() bool   { return q.frames == 0 }
+func (q *frameQueue) bytes() []byte { return q.buf[q.head:] }
+
+// fits reports whether a frame of n message bytes can be added.
+func (q *frameQueue) fits(n int) bool { return q.len()+HeaderLen+n <= q.limit }
+
+// push adds msg as a frame; the caller has checked that it fits. The
+// buffer grows as frames arrive, never past limit.
+func (q *frameQueue) push(msg []byte) {
+	need := HeaderLen + len(msg)
+	if len(q.buf)+need > cap(q.buf) {
+		if q.head > 0 { // reuse the space of frames already sent
+			q.buf = q.buf[:copy(q.buf, q.buf[q.head:])]
+			q.head = 0
+		}
+		if len(q.buf)+need > cap(q.buf) {
+			size := min(max(2*cap(q.buf), len(q.buf)+need, 4096), q.limit)
+			nb := make([]byte, len(q.buf), size)
+			copy(nb, q.buf)
+			q.buf = nb
+		}
+	}
+	var hdr [HeaderLen]byte
+	PutFrameHeader(hdr[:], q.order, len(msg))
+	q.buf = append(append(q.buf, hdr[:]...), msg...)
+	q.frames++
+}
+
+// frameLen returns the size of the first frame, header included.
+func (q *frameQueue) frameLen() int {
+	return HeaderLen + int(q.order.get(q.buf[q.head:]))
+}
+
+// dropOldest removes the first frame.
+func (q *frameQueue) dropOldest() {
+	q.remove(q.frameLen())
+	q.retry = false
+}
+
+// consume removes the frames that lie whole within the first written
+// bytes, and returns how many, and their message bytes. A frame written in
+// part stays, whole, to be sent again from its start.
+func (q *frameQueue) consume(written int) (frames, msgBytes int) {
+	for q.frames > 0 {
+		n := q.frameLen()
+		if n > written {
+			break
+		}
+		written -= n
+		q.remove(n)
+		frames++
+		msgBytes += n - HeaderLen
+	}
+	if frames > 0 {
+		q.retry = false
+	}
+	return frames, msgBytes
+}
+
+func (q *frameQueue) remove(n int) {
+	q.head += n
+	q.frames--
+	if q.head == len(q.buf) {
+		q.head = 0
+		q.buf = q.buf[:0]
+		if cap(q.buf) > 64<<10 { // an outage is over: give its memory back
+			q.buf = nil
+		}
+	}
+}
+
+// reset empties the queue and returns its memory.
+func (q *frameQueue) reset() {
+	q.buf, q.head, q.frames, q.retry = nil, 0, 0, false
+}

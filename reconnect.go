@@ -1,0 +1,361 @@
+package logsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// errPeerClosed is why a connection is dropped when the peek finds that
+// the collector closed it.
+var errPeerClosed = errors.New("collector closed the connection")
+
+// dialer makes the net.Dialer for cfg: TCP keepalive, and on Linux
+// TCP_USER_TIMEOUT, so that a collector that vanished without a FIN is
+// noticed (SPEC: "Delivery").
+func dialer(cfg Config) net.Dialer {
+	d := net.Dialer{Timeout: cfg.DialTimeout}
+	if cfg.KeepAlive > 0 {
+		d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive,
+			Interval: max(cfg.KeepAlive/3, time.Second), Count: 3}
+	} else {
+		d.KeepAlive = -1
+	}
+	if cfg.UserTimeout > 0 {
+		d.Control = func(network, _ string, rc syscall.RawConn) error {
+			if network != "tcp4" && network != "tcp6" {
+				return nil
+			}
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = setUserTimeout(int(fd), cfg.UserTimeout) }); err != nil {
+				return err
+			}
+			return os.NewSyscallError("setsockopt TCP_USER_TIMEOUT", serr)
+		}
+	}
+	return d
+}
+
+// usable peeks at c if the check is due, and drops c if the collector has
+// closed it. The caller holds mu.
+func (l *LogSocket) usable(c *conn, now time.Time) bool {
+	if l.cfg.PeekInterval < 0 {
+		return true
+	}
+	if now.Sub(l.lastCheck) < l.cfg.PeekInterval {
+		return true
+	}
+	l.lastCheck = now
+	if l.w.closedByPeer(c) {
+		l.lose(c, errPeerClosed)
+		return false
+	}
+	return true
+}
+
+// lose drops a connection that failed or that the collector closed, and
+// starts an outage. The first attempt to reconnect may be made at once:
+// backoff applies from the first failed attempt. The caller holds mu.
+func (l *LogSocket) lose(c *conn, err error) {
+	l.live.Store(nil)
+	c.nc.Close()
+	l.lastErr = err
+	l.hsDue = false
+	l.downSince.CompareAndSwap(0, time.Now().UnixNano())
+	if l.backoff == 0 {
+		l.nextDial = time.Time{}
+	}
+	l.broadcast()
+}
+
+// hold adds msg to the held frames, applying the overflow policy. The
+// caller holds mu.
+func (l *LogSocket) hold(msg []byte, deadline time.Time) error {
+	if !l.held.fits(len(msg)) {
+		switch l.cfg.Overflow {
+		case DropOldest:
+			for !l.held.fits(len(msg)) {
+				l.held.dropOldest()
+				l.dropped.Add(1)
+			}
+		case DropNewest:
+			l.dropped.Add(1)
+			return ErrBufferFull
+		default:
+			if err := l.waitForRoom(len(msg), deadline); err != nil {
+				if !errors.Is(err, ErrClosed) {
+					l.dropped.Add(1)
+				}
+				return err
+			}
+		}
+	}
+	l.held.push(msg)
+	l.noteHeld()
+	return nil
+}
+
+// waitForRoom waits until deadline, without holding mu while it waits,
+// for the held frames to leave room for a message of n bytes. It tries to
+// deliver them whenever a connection attempt is due.
+func (l *LogSocket) waitForRoom(n int, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for !l.held.fits(n) {
+		if l.closed.Load() {
+			return ErrClosed
+		}
+		l.deliver(ctx, deadline)
+		if l.held.fits(n) {
+			break
+		}
+		if ctx.Err() != nil {
+			return ErrBufferFull
+		}
+		l.wait(ctx)
+	}
+	return nil
+}
+
+// deliver writes the held frames if there is a connection, or if an
+// attempt to make one is due; a write waits for room until deadline. It
+// never waits for a backoff; what it cannot write stays held. The caller
+// holds mu.
+func (l *LogSocket) deliver(ctx context.Context, deadline time.Time) {
+	for !l.held.empty() {
+		c := l.live.Load()
+		if c == nil {
+			if l.connectNow(ctx) != nil {
+				return
+			}
+			continue // the state may have changed while mu was released
+		}
+		if !l.flushHeld(c, deadline) {
+			return // the next attempt waits for the backoff
+		}
+	}
+}
+
+// flushHeld writes the held frames on c, after a pending handshake, and
+// reports whether all went out. Frames written whole leave the queue; one
+// cut by a failure stays, whole. The caller holds mu.
+func (l *LogSocket) flushHeld(c *conn, deadline time.Time) bool {
+	var hs []byte
+	if l.hsDue {
+		hs = l.hs[:]
+	}
+	retry := l.held.retry
+	err := l.w.write(c, hs, l.held.bytes(), false, deadline)
+	frames, msgBytes := l.held.consume(l.w.written - len(hs))
+	l.frames.Add(uint64(frames))
+	l.bytes.Add(uint64(msgBytes))
+	if retry && frames > 0 {
+		l.resent.Add(1)
+	}
+	l.noteHeld()
+	if err != nil {
+		l.held.retry = true // the first frame left was cut, or never went out
+		l.fail()
+		l.lose(c, err)
+		return false
+	}
+	l.hsDue = false
+	l.backoff = 0 // delivered: the collector is healthy again
+	l.broadcast()
+	return true
+}
+
+// connectNow dials if no other call is dialing and the backoff allows, with
+// mu released during the dial. On success the new connection is live, its
+// handshake due. The caller holds mu.
+func (l *LogSocket) connectNow(ctx context.Context) error {
+	if l.dialing {
+		return errors.New("another call is dialing")
+	}
+	if wait := time.Until(l.nextDial); wait > 0 {
+		return fmt.Errorf("next attempt in %v", wait)
+	}
+	l.dialing = true
+	l.mu.Unlock()
+	c, err := l.dial(ctx)
+	l.mu.Lock()
+	l.dialing = false
+	l.broadcast()
+	switch {
+	case err != nil:
+		l.lastErr = err
+		l.downSince.CompareAndSwap(0, time.Now().UnixNano())
+		l.fail()
+		return err
+	case l.finished:
+		c.nc.Close()
+		return ErrClosed
+	}
+	l.live.Store(c)
+	PutHandshake(l.hs[:], l.cfg.Order, int32(os.Getpid()))
+	l.hsDue = true
+	l.lastCheck = time.Now()
+	if l.everUp {
+		l.reconnects.Add(1)
+	}
+	l.everUp = true
+	l.connects.Add(1)
+	if since := l.downSince.Swap(0); since != 0 {
+		l.outage.Add(time.Now().UnixNano() - since)
+	}
+	return nil
+}
+
+// fail schedules the next attempt after a failed dial or write: the
+// backoff doubles up to MaxBackoff, and the wait is drawn from its upper
+// half, so that many clients of one collector do not retry in step.
+func (l *LogSocket) fail() {
+	l.backoff = min(max(2*l.backoff, l.cfg.MinBackoff), l.cfg.MaxBackoff)
+	half := l.backoff / 2
+	l.nextDial = time.Now().Add(half + rand.N(half+1))
+}
+
+func (l *LogSocket) dial(ctx context.Context) (*conn, error) {
+	nc, err := l.dialer.DialContext(ctx, l.network, l.address)
+	if err != nil {
+		return nil, &OpError{Op: "dial", Net: l.network, Addr: l.address, Err: err}
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok { // net.Dialer returns *TCPConn or *UnixConn, which are
+		nc.Close()
+		return nil, &OpError{Op: "dial", Net: l.network, Addr: l.address, Err: errors.New("connection has no file descriptor")}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		nc.Close()
+		return nil, &OpError{Op: "dial", Net: l.network, Addr: l.address, Err: err}
+	}
+	return &conn{nc: nc, rc: rc}, nil
+}
+
+// wait releases mu until the next connection attempt is due, the state
+// changes, ctx is done or Close begins; then it takes mu again.
+func (l *LogSocket) wait(ctx context.Context) {
+	changed, done := l.changed, l.done
+	if l.closing {
+		done = nil // Close's own flush waits for its deadline, in ctx
+	}
+	var timer <-chan time.Time
+	if !l.dialing {
+		t := time.NewTimer(max(time.Until(l.nextDial), 0))
+		defer t.Stop()
+		timer = t.C
+	}
+	l.mu.Unlock()
+	select {
+	case <-changed:
+	case <-timer:
+	case <-ctx.Done():
+	case <-done:
+	}
+	l.mu.Lock()
+}
+
+// broadcast wakes the calls in wait. The caller holds mu.
+func (l *LogSocket) broadcast() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// noteHeld publishes the size of the queue for Stats. The caller holds mu.
+func (l *LogSocket) noteHeld() {
+	l.heldFrames.Store(int64(l.held.frames))
+	l.heldBytes.Store(int64(l.held.len()))
+}
+
+// Flush writes every held frame, connecting as needed, and returns nil
+// when none is left; or the context's error, wrapped with ErrUndelivered,
+// when ctx is done first. Frames stay held after a failed Flush.
+func (l *LogSocket) Flush(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	return l.flushLocked(ctx)
+}
+
+func (l *LogSocket) flushLocked(ctx context.Context) error {
+	for {
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(l.cfg.WriteTimeout)
+		}
+		l.deliver(ctx, deadline)
+		if l.held.empty() {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %d frames held (last error: %v): %w", ErrUndelivered, l.held.frames, l.lastErr, ctx.Err())
+		}
+		l.wait(ctx)
+		if l.closed.Load() && !l.closing {
+			return ErrClosed // Close has begun; its own flush takes over
+		}
+	}
+}
+
+// Close delivers the frames still held, for up to CloseTimeout, then closes
+// the connection. Calls waiting in Log, Write or Flush return at once; a
+// write in progress is given until CloseTimeout, then its connection is
+// closed under it. Frames not delivered by then are dropped and counted,
+// and Close returns an error wrapping ErrUndelivered. Every later call
+// returns ErrClosed; a closed LogSocket never dials again. Close is
+// idempotent: later calls return nil.
+func (l *LogSocket) Close() error {
+	if l.closed.Swap(true) {
+		return nil
+	}
+	close(l.done)
+	deadline := time.Now().Add(l.cfg.CloseTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	// A write blocked on a stalled collector holds mu: closing its
+	// connection at the deadline is what bounds Close.
+	aborted := make(chan struct{})
+	force := time.AfterFunc(l.cfg.CloseTimeout, func() { l.abort(); close(aborted) })
+	defer func() {
+		if !force.Stop() {
+			<-aborted
+		}
+	}()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closing = true
+	err := l.flushLocked(ctx)
+	if n := l.held.frames; n > 0 {
+		l.dropped.Add(uint64(n))
+		l.held.reset()
+		l.noteHeld()
+	}
+	l.finished = true
+	if c := l.live.Load(); c != nil {
+		l.live.Store(nil)
+		if cerr := c.nc.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if since := l.downSince.Swap(0); since != 0 {
+		l.outage.Add(time.Now().UnixNano() - since)
+	}
+	return err
+}
+
+// abort closes the live connection without mu, unblocking a write in
+// progress.
+func (l *LogSocket) abort() {
+	if c := l.live.Load(); c != nil {
+		c.nc.Close()
+	}
+}
