@@ -1,0 +1,321 @@
+package logsock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+// acceptOne accepts a connection and reads its handshake, which must be
+// this process's pid.
+func acceptOne(t *testing.T, l net.Listener) (net.Conn, *logsock.Decoder) {
+	t.Helper()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	d := logsock.NewDecoder(c, nil)
+	if pid, err := d.Handshake(); err != nil || pid != int32(os.Getpid()) {
+		t.Fatalf("handshake %d, %v; want %d", pid, err, os.Getpid())
+	}
+	return c, d
+}
+
+func next(t *testing.T, d *logsock.Decoder) string {
+	t.Helper()
+	msg, err := d.Next()
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return string(msg)
+}
+
+// TestPeekDetectsClose tests the check itself: with it, a frame logged
+// after the collector closed an idle connection goes to a new connection;
+// without it, the frame goes into the dead one, as with log/syslog.
+func TestPeekDetectsClose(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		for _, peek := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/peek=%v", network, peek), func(t *testing.T) {
+				l := listen(t, network)
+				defer l.Close()
+				interval := time.Nanosecond // check before every frame
+				if !peek {
+					interval = -1
+				}
+				ls := dial(t, network, l.Addr().String(), &logsock.Config{PeekInterval: interval})
+				c1, d1 := acceptOne(t, l)
+				if err := ls.Log("before"); err != nil {
+					t.Fatal(err)
+				}
+				if got := next(t, d1); got != "before" {
+					t.Fatalf("first frame %q", got)
+				}
+				c1.Close() // the collector goes away gracefully: FIN
+
+				if err := ls.Log("after"); err != nil {
+					t.Fatal(err)
+				}
+				st := ls.Stats()
+				if !peek {
+					// Unix sockets report the closed peer at once (EPIPE), so the
+					// frame is held and sent again; TCP accepts it into the
+					// dead connection.
+					if network == "tcp" && st.Reconnects != 0 {
+						t.Fatalf("without the check, Stats %+v: want no reconnect yet", st)
+					}
+					return
+				}
+				if st.Reconnects != 1 || st.Resent != 0 {
+					t.Fatalf("Stats %+v: want the close found before writing: 1 reconnect, nothing re-sent", st)
+				}
+				_, d2 := acceptOne(t, l)
+				if got := next(t, d2); got != "after" {
+					t.Fatalf("first frame on the new connection %q, want %q", got, "after")
+				}
+			})
+		}
+	}
+}
+
+// TestResendAfterFailedWrite: with the check off, frames go into a dead
+// TCP connection until a write fails; that frame is sent again, whole, as
+// the first frame of the next connection, after a fresh handshake.
+func TestResendAfterFailedWrite(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			l := listen(t, network)
+			defer l.Close()
+			ls := dial(t, network, l.Addr().String(), &logsock.Config{PeekInterval: -1})
+			c1, _ := acceptOne(t, l)
+			c1.Close()
+			var failed string
+			for i := 0; i < 1000 && failed == ""; i++ {
+				msg := fmt.Sprint("frame ", i)
+				if err := ls.Log(msg); err != nil {
+					t.Fatal(err)
+				}
+				if ls.Stats().Reconnects == 1 {
+					failed = msg
+				}
+			}
+			if failed == "" {
+				t.Fatal("no write failed on the dead connection")
+			}
+			_, d2 := acceptOne(t, l)
+			if got := next(t, d2); got != failed {
+				t.Fatalf("first frame on the new connection %q, want the failed %q", got, failed)
+			}
+			if st := ls.Stats(); st.Resent != 1 || st.Held != 0 {
+				t.Errorf("Stats %+v: want 1 re-sent, none held", st)
+			}
+		})
+	}
+}
+
+// down returns a Unix socket path where no collector listens yet.
+func down(t *testing.T) string { return socketPath(t) }
+
+// up starts a collector at path.
+func up(t *testing.T, path string) *sink {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSink()
+	srv := s.server()
+	done := make(chan struct{})
+	go func() { srv.Serve(l); close(done) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return s
+}
+
+func flush(t *testing.T, ls *logsock.LogSocket) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ls.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+}
+
+func msgs(recs []logsock.Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, string(r.Msg))
+	}
+	return out
+}
+
+// TestOverflow: the buffer holds 3 frames of 10 bytes; the fourth is
+// dropped by the policy, and counted.
+func TestOverflow(t *testing.T) {
+	cfg := func(o logsock.Overflow) *logsock.Config {
+		return &logsock.Config{MaxFrame: 10, BufferBytes: 3 * (logsock.HeaderLen + 10), Overflow: o,
+			WriteTimeout: 50 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
+	}
+	for _, tc := range []struct {
+		policy  logsock.Overflow
+		wantErr error
+		want    []string // delivered once the collector is up
+	}{
+		{logsock.DropNewest, logsock.ErrBufferFull, []string{"frame....0", "frame....1", "frame....2"}},
+		{logsock.DropOldest, nil, []string{"frame....1", "frame....2", "frame....3"}},
+		{logsock.Block, logsock.ErrBufferFull, []string{"frame....0", "frame....1", "frame....2"}},
+	} {
+		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
+			path := down(t)
+			ls, err := logsock.New("unix", path, cfg(tc.policy))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ls.Close()
+			for i := range 3 {
+				if err := ls.Log(fmt.Sprintf("frame....%d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := ls.Log("frame....3"); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("fourth frame: %v, want %v", err, tc.wantErr)
+			}
+			if st := ls.Stats(); st.Dropped != 1 || st.Held != 3 || st.HeldBytes != 3*(logsock.HeaderLen+10) {
+				t.Fatalf("Stats %+v: want 1 dropped, 3 held", st)
+			}
+			s := up(t, path)
+			flush(t, ls)
+			if got := msgs(s.waitRecords(t, 3)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("delivered %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestBlockWaitsForCollector: under Block, a call that finds the buffer
+// full waits, with the mutex released, and goes on once the collector is
+// back and the held frames are out.
+func TestBlockWaitsForCollector(t *testing.T) {
+	path := down(t)
+	ls, err := logsock.New("unix", path, &logsock.Config{MaxFrame: 10, BufferBytes: 2 * (logsock.HeaderLen + 10),
+		WriteTimeout: time.Minute, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	ls.Log("one.......") // 10 bytes each: the buffer holds two
+	ls.Log("two.......")
+	blocked := make(chan error, 1)
+	go func() { blocked <- ls.Log("three.....") }()
+	waitForStack(t, "(*LogSocket).waitForRoom", "[select")
+	// The waiter does not hold the mutex: Flush can run meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := ls.Flush(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush while a call waits: %v", err)
+	}
+	s := up(t, path)
+	if err := <-blocked; err != nil {
+		t.Fatalf("blocked Log: %v", err)
+	}
+	flush(t, ls)
+	if got := msgs(s.waitRecords(t, 3)); fmt.Sprint(got) != "[one....... two....... three.....]" {
+		t.Errorf("delivered %q", got)
+	}
+}
+
+// TestCloseDeliversHeld: Close sends what is held when it can, and counts
+// and reports what it cannot, within CloseTimeout.
+func TestCloseDeliversHeld(t *testing.T) {
+	t.Run("collector up", func(t *testing.T) {
+		path := down(t)
+		ls, err := logsock.New("unix", path, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls.Log("a")
+		ls.Log("b")
+		s := up(t, path)
+		if err := ls.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if got := msgs(s.waitRecords(t, 2)); fmt.Sprint(got) != "[a b]" {
+			t.Errorf("delivered %q", got)
+		}
+		if st := ls.Stats(); st.Dropped != 0 || st.Frames != 2 {
+			t.Errorf("Stats %+v", st)
+		}
+	})
+	t.Run("collector down", func(t *testing.T) {
+		ls, err := logsock.New("unix", down(t), &logsock.Config{CloseTimeout: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls.Log("a")
+		ls.Log("b")
+		start := time.Now()
+		if err := ls.Close(); !errors.Is(err, logsock.ErrUndelivered) {
+			t.Fatalf("Close: %v, want ErrUndelivered", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Close took %v with CloseTimeout 50ms", d)
+		}
+		if st := ls.Stats(); st.Dropped != 2 || st.Held != 0 {
+			t.Errorf("Stats %+v: want the 2 held frames dropped", st)
+		}
+		if err := ls.Flush(context.Background()); !errors.Is(err, logsock.ErrClosed) {
+			t.Errorf("Flush after Close: %v", err)
+		}
+	})
+}
+
+// TestFlushTimeout: Flush gives up when its context ends, and keeps the
+// frames.
+func TestFlushTimeout(t *testing.T) {
+	ls, err := logsock.New("unix", down(t), &logsock.Config{CloseTimeout: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	ls.Log("kept")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := ls.Flush(ctx); !errors.Is(err, logsock.ErrUndelivered) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush: %v", err)
+	}
+	if st := ls.Stats(); st.Held != 1 {
+		t.Errorf("Stats %+v: the frame must stay held", st)
+	}
+}
+
+// TestDecoderSeesRestart: a collector restarted on the same address gets
+// the rest of the stream on a new connection with its own handshake; the
+// reader of the old one sees a clean end.
+func TestDecoderSeesRestart(t *testing.T) {
+	l := listen(t, "tcp")
+	defer l.Close()
+	ls := dial(t, "tcp", l.Addr().String(), &logsock.Config{PeekInterval: time.Nanosecond})
+	c1, d1 := acceptOne(t, l)
+	ls.Log("one")
+	if got := next(t, d1); got != "one" {
+		t.Fatal(got)
+	}
+	c1.(*net.TCPConn).SetLinger(0) // an abortive close: RST, not FIN
+	c1.Close()
+	ls.Log("two")
+	_, d2 := acceptOne(t, l)
+	if got := next(t, d2); got != "two" {
+		t.Fatalf("after a reset: %q", got)
+	}
+	ls.Close()
+	if _, err := d2.Next(); err != io.EOF {
+		t.Fatalf("after Close: %v, want io.EOF", err)
+	}
+}
