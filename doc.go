@@ -16,24 +16,44 @@
 //
 // # Delivery
 //
-// A nil error from Log or Write means that the whole frame was written to
-// the connection: the kernel accepted it. There are no acknowledgements,
-// so a frame accepted can still be lost if the collector dies before it
-// reads it. A frame is never sent in part on purpose: if a write fails or
-// times out midway, that connection is dropped (its stream may be torn)
-// and the call returns the error; the next call dials again and sends a
-// fresh handshake. A message longer than Config.MaxFrame is refused with
-// ErrFrameTooLarge, never truncated. No call blocks longer than
-// Config.WriteTimeout waiting for the collector (or Config.DialTimeout to
-// connect), and Close unblocks every call at once.
+// There are no acknowledgements: a frame the kernel accepted can still be
+// lost if the collector dies before reading it. Within that limit, a
+// LogSocket loses nothing it still holds:
+//
+//   - A nil error from Log or Write means that the whole frame was written
+//     to the connection, or that it is held in a buffer bounded by
+//     Config.BufferBytes, because the collector is unreachable now.
+//   - A frame whose write fails, even half-written, is held whole and sent
+//     again from its start on the next connection, never continued.
+//   - Before writing on a connection not checked for Config.PeekInterval,
+//     a non-blocking peek finds a collector that has closed it, so that a
+//     graceful collector restart loses nothing.
+//   - Each new connection starts with a fresh handshake that carries the
+//     pid of the process writing. Attempts back off exponentially, with
+//     jitter, and nobody waits or dials holding the lock other callers need.
+//   - When the buffer is full, Config.Overflow decides: wait up to
+//     WriteTimeout (Block), drop the new frame (DropNewest) or the oldest
+//     (DropOldest). Every frame dropped is counted in Stats.
+//   - No call blocks forever: its own wait for the collector is bounded by
+//     DialTimeout plus WriteTimeout, though calls queue behind a write in
+//     progress, since frames go out one at a time. Close tries to deliver
+//     what is held for up to CloseTimeout, then reports and counts what it
+//     could not.
+//
+// The LogSocket has no goroutine of its own: held frames go out during
+// later calls of Log, Write, Flush and Close. TCP keepalive and, on Linux,
+// TCP_USER_TIMEOUT detect a collector that vanished without closing.
+//
+// A message longer than Config.MaxFrame is refused with ErrFrameTooLarge,
+// never truncated.
 //
 // # Concurrency
 //
 // A LogSocket is safe for any number of goroutines. Each frame goes out in
 // one write (a sendmsg of header and message together), under a mutex, so
 // frames never interleave; each goroutine's frames arrive in the order it
-// sent them. The hot path makes one syscall and no allocation a frame.
-// The library starts no goroutine on the client side. A Server runs one
+// sent them. The hot path makes one syscall and no allocation a frame
+// (and, at most once every PeekInterval, the peek). A Server runs one
 // goroutine a connection and joins them in Shutdown and Close; its Handler
 // runs on those goroutines.
 package logsock
