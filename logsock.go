@@ -223,8 +223,33 @@ type LogSocket struct {
 
 // conn is one connection and its raw handle for writing.
 type conn struct {
-	nc net.Conn
-	rc syscall.RawConn
+	nc   net.Conn
+	rc   syscall.RawConn
+	lock *frameLock // not nil while the connection is shared with other processes
+}
+
+// close closes the connection, and the lock file if it is shared.
+func (c *conn) close() error {
+	if c.lock != nil {
+		c.lock.close()
+	}
+	return c.nc.Close()
+}
+
+// writeOn writes as frameWriter.write does, on c, under the lock shared
+// with other processes when c is shared: so a frame, or a run of held
+// frames, goes out as one unit that the other holders cannot tear.
+func (l *LogSocket) writeOn(c *conn, hs, msg []byte, frame bool, deadline time.Time) error {
+	if c.lock == nil {
+		return l.w.write(c, hs, msg, frame, deadline)
+	}
+	if err := c.lock.lock(deadline); err != nil {
+		l.w.written = 0
+		return err
+	}
+	err := l.w.write(c, hs, msg, frame, deadline)
+	c.lock.unlock(err != nil && l.w.written > 0) // a cut frame tears the stream
+	return err
 }
 
 // New returns a LogSocket that connects when the first message is sent, so
@@ -266,7 +291,7 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 		// Send the handshake now, so that the collector learns the pid
 		// before the first message.
 		c := l.live.Load()
-		if werr := l.w.write(c, l.hs[:], nil, false, time.Now().Add(l.cfg.DialTimeout)); werr != nil {
+		if werr := l.writeOn(c, l.hs[:], nil, false, time.Now().Add(l.cfg.DialTimeout)); werr != nil {
 			err = &OpError{Op: "handshake", Net: network, Addr: address, Err: werr}
 		}
 		l.hsDue = false
@@ -346,7 +371,7 @@ func (l *LogSocket) sendLocked(msg []byte) error {
 		if l.hsDue {
 			hs = l.hs[:]
 		}
-		err := l.w.write(c, hs, msg, true, deadline)
+		err := l.writeOn(c, hs, msg, true, deadline)
 		if err == nil {
 			l.hsDue = false
 			l.frames.Add(1)

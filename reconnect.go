@@ -63,7 +63,7 @@ func (l *LogSocket) usable(c *conn, now time.Time) bool {
 // backoff applies from the first failed attempt. The caller holds mu.
 func (l *LogSocket) lose(c *conn, err error) {
 	l.live.Store(nil)
-	c.nc.Close()
+	c.close()
 	l.lastErr = err
 	l.hsDue = false
 	l.downSince.CompareAndSwap(0, time.Now().UnixNano())
@@ -150,7 +150,7 @@ func (l *LogSocket) flushHeld(c *conn, deadline time.Time) bool {
 		hs = l.hs[:]
 	}
 	retry := l.held.retry
-	err := l.w.write(c, hs, l.held.bytes(), false, deadline)
+	err := l.writeOn(c, hs, l.held.bytes(), false, deadline)
 	frames, msgBytes := l.held.consume(l.w.written - len(hs))
 	l.frames.Add(uint64(frames))
 	l.bytes.Add(uint64(msgBytes))
@@ -193,7 +193,7 @@ func (l *LogSocket) connectNow(ctx context.Context) error {
 		l.fail()
 		return err
 	case l.finished:
-		c.nc.Close()
+		c.close()
 		return ErrClosed
 	}
 	l.live.Store(c)
@@ -342,7 +342,7 @@ func (l *LogSocket) Close() error {
 	l.finished = true
 	if c := l.live.Load(); c != nil {
 		l.live.Store(nil)
-		if cerr := c.nc.Close(); err == nil {
+		if cerr := c.close(); err == nil && !errors.Is(cerr, net.ErrClosed) { // abort may have closed it
 			err = cerr
 		}
 	}

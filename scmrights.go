@@ -1,0 +1,111 @@
+package logsock
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// SendConn passes the connection to the process at the other end of uc, a
+// Unix socket, which adopts it with ReceiveConn: the socket and the lock
+// file go in one SCM_RIGHTS message, with the collector's address, the byte
+// order and the socket's identity. From then on the two processes share
+// the connection as a parent and a child started with Start do.
+func (l *LogSocket) SendConn(uc *net.UnixConn) error {
+	l.mu.Lock()
+	files, env, err := l.shareLocked(0)
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if len(files) == 0 {
+		return fmt.Errorf("logsock: SendConn: no connection to send: %w", l.lastErr)
+	}
+	rights := unix.UnixRights(int(files[0].Fd()), int(files[1].Fd()))
+	if _, _, err := uc.WriteMsgUnix([]byte(strings.Join(env, "\x00")), rights, nil); err != nil {
+		return fmt.Errorf("logsock: SendConn: %w", err)
+	}
+	return nil
+}
+
+// ReceiveConn receives a connection that another process sent with
+// SendConn on uc, checks it as FromEnv does, and returns a LogSocket that
+// writes on it, under the shared lock. The descriptors arrive
+// close-on-exec; a message whose descriptors the kernel had to drop
+// (MSG_CTRUNC) is an error, and descriptors beyond the two expected are
+// closed. A nil cfg means defaults; the byte order is the sender's.
+func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) {
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*4)) // room for more than the 2 fds we expect, to see extras
+	n, oobn, flags, _, err := uc.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, fmt.Errorf("logsock: ReceiveConn: %w", err)
+	}
+	fds, err := parseRights(oob[:oobn])
+	if err != nil {
+		return nil, err
+	}
+	closeAll := func(fds []int) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		closeAll(fds)
+		return nil, errors.New("logsock: ReceiveConn: control message truncated (MSG_CTRUNC): descriptors were lost")
+	}
+	if len(fds) < 2 {
+		closeAll(fds)
+		return nil, fmt.Errorf("logsock: ReceiveConn: got %d descriptors, want 2", len(fds))
+	}
+	closeAll(fds[2:])
+	vars := map[string]string{}
+	for kv := range bytes.SplitSeq(buf[:n], []byte{0}) {
+		k, v, _ := strings.Cut(string(kv), "=")
+		vars[k] = v
+	}
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if err := c.Order.UnmarshalText([]byte(vars[EnvOrder])); err != nil {
+		closeAll(fds[:2])
+		return nil, fmt.Errorf("logsock: ReceiveConn: %w", err)
+	}
+	l, err := New(vars[EnvNetwork], vars[EnvAddress], &c)
+	if err != nil {
+		closeAll(fds[:2])
+		return nil, err
+	}
+	if err := l.adopt(fds[0], fds[1], vars[EnvSocket]); err != nil { // closes them on failure
+		return nil, err
+	}
+	return l, nil
+}
+
+// parseRights returns the descriptors of the SCM_RIGHTS messages in oob,
+// closing those of any other kind of message that carries them.
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("logsock: ReceiveConn: %w", err)
+	}
+	var fds []int
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue // not SCM_RIGHTS: it carries no descriptor
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
