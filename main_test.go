@@ -1,11 +1,16 @@
 package logsock_test
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	// The inheritance tests run this binary again as the child process.
+	if role := os.Getenv(childRoleEnv); role != "" {
+		os.Exit(runChild(role))
+	}
 	goleak.VerifyTestMain(m)
 }

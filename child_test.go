@@ -1,0 +1,225 @@
+package logsock_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+// childRoleEnv names the role of this test binary when a test runs it as
+// a child process.
+const childRoleEnv = "LOGSOCK_TEST_CHILD"
+
+// runChild is main for a child process: it adopts the inherited connection
+// and plays its role. It returns the exit code.
+func runChild(role string) int {
+	if os.Getenv("LOGSOCK_TEST_NOLOCK") == "1" {
+		logsock.SetFrameLock(false)
+	}
+	ls, err := logsock.FromEnv(&logsock.Config{PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	defer ls.Close()
+	switch role {
+	case "commands":
+		return childCommands(ls)
+	case "stress":
+		return childStress(ls)
+	}
+	fmt.Fprintln(os.Stderr, "child: unknown role", role)
+	return 2
+}
+
+// childCommands does what each line of standard input says, and answers
+// each with a line: "ok", or "error: ..." ("log TEXT", "stats", "shared",
+// "die" (begin a frame, keep the lock and wait to be killed), "fds"
+// (check that no descriptor of the socket would leak into a grandchild)).
+func childCommands(ls *logsock.LogSocket) int {
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		cmd, arg, _ := strings.Cut(in.Text(), " ")
+		var err error
+		var answer string
+		switch cmd {
+		case "log":
+			err = ls.Log(arg)
+		case "stats":
+			answer = fmt.Sprintf("%+v", ls.Stats())
+		case "shared":
+			answer = strconv.FormatBool(ls.Shared())
+		case "die":
+			if err = ls.BeginFrameAndStop([]byte{0xff, 0, 0, 0, 'h', 'a', 'l', 'f'}); err == nil {
+				fmt.Println("ok")
+				select {} // until killed
+			}
+		case "fds":
+			err = checkNoLeak(arg)
+		default:
+			err = fmt.Errorf("unknown command %q", cmd)
+		}
+		switch {
+		case err != nil:
+			fmt.Println("error:", err)
+		case answer != "":
+			fmt.Println(answer)
+		default:
+			fmt.Println("ok")
+		}
+	}
+	return 0
+}
+
+// checkNoLeak runs a grandchild and checks that it did not inherit the
+// socket whose identity is "dev:ino".
+func checkNoLeak(id string) error {
+	_, ino, _ := strings.Cut(id, ":")
+	out, err := exec.Command("/bin/sh", "-c", `for f in /proc/$$/fd/*; do readlink "$f"; done; true`).Output()
+	if err != nil {
+		return err
+	}
+	if strings.Contains(string(out), "socket:["+ino+"]") {
+		return fmt.Errorf("the grandchild inherited the socket: %s", out)
+	}
+	if !strings.Contains(string(out), "/proc/") && !strings.Contains(string(out), "pipe:") {
+		return fmt.Errorf("the grandchild's descriptors were not listed: %q", out)
+	}
+	return nil
+}
+
+// stressBlock is the source of frame bodies; every process makes the same.
+var stressBlock = func() []byte {
+	b := make([]byte, 2<<20)
+	rand.NewChaCha8([32]byte{42}).Read(b)
+	return b
+}()
+
+// stressSizes is the sequence of frame sizes each stress writer sends.
+func stressSizes(n int) []int {
+	sizes := make([]int, n)
+	for i := range sizes {
+		switch {
+		case i%300 == 299:
+			sizes[i] = 1 << 20
+		case i%25 == 24:
+			sizes[i] = 64 << 10
+		default:
+			sizes[i] = 100
+		}
+	}
+	return sizes
+}
+
+// stressFrame fills buf with frame seq of writer pid: pid, seq, then a
+// window of stressBlock chosen by both.
+func stressFrame(buf []byte, pid, seq int) []byte {
+	binary.LittleEndian.PutUint32(buf, uint32(pid))
+	binary.LittleEndian.PutUint32(buf[4:], uint32(seq))
+	off := (pid*7919 + seq*104729) % (len(stressBlock) - len(buf))
+	copy(buf[8:], stressBlock[off:])
+	return buf
+}
+
+const stressFrames = 900
+
+func childStress(ls *logsock.LogSocket) int {
+	if err := stressWrite(ls, os.Getpid()); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}
+
+func stressWrite(ls *logsock.LogSocket, pid int) error {
+	buf := make([]byte, 1<<20)
+	for seq, size := range stressSizes(stressFrames) {
+		if err := ls.Log(string(stressFrame(buf[:size], pid, seq))); err != nil {
+			return fmt.Errorf("frame %d: %w", seq, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return ls.Flush(ctx)
+}
+
+// child is a running child process in the "commands" role.
+type child struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+// startChild starts this test binary as a child with ls.Start.
+func startChild(t *testing.T, ls *logsock.LogSocket, role string, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append(env, childRoleEnv+"="+role)...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	c := &child{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	t.Cleanup(func() {
+		once.Do(func() {
+			in.Close()
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+	})
+	return c
+}
+
+// do sends a command and returns the answer.
+func (c *child) do(t *testing.T, command string) string {
+	t.Helper()
+	if _, err := fmt.Fprintln(c.in, command); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	if !c.out.Scan() {
+		t.Fatalf("child: no answer to %q: %v", command, c.out.Err())
+	}
+	return c.out.Text()
+}
+
+func (c *child) must(t *testing.T, command string) {
+	t.Helper()
+	if got := c.do(t, command); got != "ok" {
+		t.Fatalf("child %q: %s", command, got)
+	}
+}
+
+// wait ends the child and checks that it exited cleanly.
+func (c *child) wait(t *testing.T) {
+	t.Helper()
+	c.in.Close()
+	if err := c.cmd.Wait(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).ExitStatus() != 0 {
+			t.Fatalf("child: %v", err)
+		}
+	}
+}
