@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -29,6 +30,9 @@ const childRoleEnv = "LOGSOCK_TEST_CHILD"
 func runChild(role string) int {
 	if os.Getenv("LOGSOCK_TEST_NOLOCK") == "1" {
 		logsock.SetFrameLock(false)
+	}
+	if role == "receive" {
+		return childReceive(os.Getenv("LOGSOCK_TEST_PATH"))
 	}
 	ls, err := logsock.FromEnv(&logsock.Config{PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond})
 	if err != nil {
@@ -81,6 +85,28 @@ func childCommands(ls *logsock.LogSocket) int {
 		default:
 			fmt.Println("ok")
 		}
+	}
+	return 0
+}
+
+// childReceive connects to path, receives a connection with ReceiveConn,
+// logs on it and exits.
+func childReceive(path string) int {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	defer c.Close()
+	ls, err := logsock.ReceiveConn(c.(*net.UnixConn), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	defer ls.Close()
+	if err := ls.Log(fmt.Sprint("received by ", os.Getpid())); err != nil || !ls.Shared() {
+		fmt.Fprintln(os.Stderr, "child:", err, ls.Shared())
+		return 1
 	}
 	return 0
 }

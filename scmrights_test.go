@@ -1,0 +1,154 @@
+package logsock_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/logsock/logsock"
+	"golang.org/x/sys/unix"
+)
+
+// TestSendConnToRunningProcess: a running process receives the connection
+// over a Unix socket and logs on it, under the parent's handshake.
+func TestSendConnToRunningProcess(t *testing.T) {
+	col := newDropper(t, "tcp")
+	ls := dial(t, "tcp", col.addr(), nil)
+	ls.Log("sender")
+	path := socketPath(t)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childRoleEnv+"=receive", "LOGSOCK_TEST_PATH="+path)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := ls.SendConn(c.(*net.UnixConn)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("receiver: %v", err)
+	}
+	recs := col.waitRecords(t, 2)
+	want := fmt.Sprint("received by ", cmd.Process.Pid)
+	if string(recs[1].Msg) != want || recs[1].Conn != recs[0].Conn || recs[1].Pid != int32(os.Getpid()) {
+		t.Errorf("records %+v: want %q on the sender's connection", recs, want)
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
+
+// TestReceiveConnBadMessages: descriptors the kernel had to drop
+// (MSG_CTRUNC) are an error; extra descriptors are closed; nothing leaks.
+func TestReceiveConnBadMessages(t *testing.T) {
+	l := listen(t, "unix")
+	defer l.Close()
+	ls := dial(t, "unix", l.Addr().String(), nil)
+	sock, lock := dupOwn(t, ls)
+	body := receiveBody(t, ls)
+
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	null := int(devnull.Fd())
+	for _, tc := range []struct {
+		name    string
+		fds     []int
+		wantErr string
+	}{
+		{"truncated", append([]int{sock, lock}, repeat(null, 40)...), "MSG_CTRUNC"},
+		{"one fd", []int{sock}, "want 2"},
+		{"no fds", nil, "want 2"},
+		{"extra fd", []int{sock, lock, null}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b, err := unixPair()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			defer b.Close()
+			before := openFDs(t)
+			var oob []byte
+			if len(tc.fds) > 0 {
+				oob = unix.UnixRights(tc.fds...)
+			}
+			if _, _, err := a.WriteMsgUnix(body, oob, nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := logsock.ReceiveConn(b, nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ReceiveConn: %v, want an error with %q", err, tc.wantErr)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := got.Log("via extra"); err != nil {
+					t.Fatal(err)
+				}
+				got.Close()
+			}
+			if after := openFDs(t); after != before {
+				t.Errorf("%d descriptors open before, %d after: received descriptors leaked", before, after)
+			}
+		})
+	}
+}
+
+func repeat(fd, n int) []int {
+	fds := make([]int, n)
+	for i := range fds {
+		fds[i] = fd
+	}
+	return fds
+}
+
+// receiveBody returns the body of the message that SendConn sends.
+func receiveBody(t *testing.T, ls *logsock.LogSocket) []byte {
+	t.Helper()
+	a, b, err := unixPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	if err := ls.SendConn(a); err != nil {
+		t.Fatal(err)
+	}
+	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(8))
+	n, oobn, _, _, err := b.ReadMsgUnix(buf, oob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	fds, _ := unix.ParseUnixRights(&msgs[0])
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	return buf[:n]
+}
