@@ -47,6 +47,48 @@
 // A message longer than Config.MaxFrame is refused with ErrFrameTooLarge,
 // never truncated.
 //
+// # Sharing the connection with child processes
+//
+// Go cannot fork without exec, so a parent hands its connection to a child
+// it starts: LogSocket.Start starts an exec.Cmd with the socket among its
+// ExtraFiles, and the child adopts it with FromEnv. A running process can
+// receive it over a Unix socket instead (SendConn, ReceiveConn). The
+// child writes on the inherited connection without a handshake, so the
+// collector attributes its frames to the parent's pid, as after a fork;
+// after any reconnect, each process has a connection of its own that opens
+// with its own pid.
+//
+// One write is not atomic across processes (the kernel releases the
+// socket lock while it waits for room), so every holder of a shared
+// connection writes each frame under a lock. The contract, for a child in
+// any language:
+//
+//   - LOGSOCK_NETWORK and LOGSOCK_ADDRESS name the collector ("tcp" or
+//     "unix", and its address), for the child's own reconnects, and
+//     LOGSOCK_ORDER the byte order ("little" or "big").
+//   - LOGSOCK_FD is the inherited socket's descriptor, and LOGSOCK_SOCKET
+//     its identity, "dev:ino" as fstat reports them: check that the
+//     descriptor is a stream socket with that identity before using it,
+//     since descriptor numbers go stale. Make it close-on-exec, and unset
+//     the variables, so that neither leaks to the child's own children.
+//   - LOGSOCK_LOCK_FD is the lock file, 16 bytes. Byte 0 is "frame in
+//     progress", byte 1 "torn". To write a frame: take a POSIX record write
+//     lock on byte 0, length 1 (fcntl F_SETLKW; Python's
+//     fcntl.lockf(fd, LOCK_EX, 1, 0)). If byte 0 is 1, a holder died inside
+//     a frame: set byte 1 to 1 and byte 0 to 0. If byte 1 is 1, the stream
+//     is torn: unlock, and stop using the connection (reconnect on your
+//     own, with your own handshake). Otherwise set byte 0 to 1, write the
+//     whole frame, set byte 0 to 0, and unlock; leave byte 0 at 1 if you
+//     stop with a frame half-written.
+//   - POSIX locks exclude processes, not threads: serialise the threads of
+//     one process too. A process loses its POSIX locks when it closes any
+//     descriptor of the file, so keep exactly one. The kernel releases the
+//     lock of a process that dies.
+//   - Never shut down a shared socket (shutdown ends the stream for every
+//     holder); just close your descriptor.
+//
+// examples/pychild/child.py is a Python child that follows the contract.
+//
 // # Concurrency
 //
 // A LogSocket is safe for any number of goroutines. Each frame goes out in
