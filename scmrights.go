@@ -18,6 +18,7 @@ import (
 func (l *LogSocket) SendConn(uc *net.UnixConn) error {
 	l.mu.Lock()
 	files, env, err := l.shareLocked(0)
+	lastErr := l.lastErr
 	l.mu.Unlock()
 	if err != nil {
 		return err
@@ -28,7 +29,7 @@ func (l *LogSocket) SendConn(uc *net.UnixConn) error {
 		}
 	}()
 	if len(files) == 0 {
-		return fmt.Errorf("logsock: SendConn: no connection to send: %w", l.lastErr)
+		return fmt.Errorf("logsock: SendConn: no connection to send: %w", lastErr)
 	}
 	rights := unix.UnixRights(int(files[0].Fd()), int(files[1].Fd()))
 	if _, _, err := uc.WriteMsgUnix([]byte(strings.Join(env, "\x00")), rights, nil); err != nil {
