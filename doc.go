@@ -27,7 +27,9 @@
 //     again from its start on the next connection, never continued.
 //   - Before writing on a connection not checked for Config.PeekInterval,
 //     a non-blocking peek finds a collector that has closed it, so that a
-//     graceful collector restart loses nothing.
+//     graceful collector restart while the client is idle loses nothing.
+//     Under load, the frame written between the close and the next check
+//     can be lost (on TCP), unless PeekInterval is tiny: see Config.
 //   - Each new connection starts with a fresh handshake that carries the
 //     pid of the process writing. Attempts back off exponentially, with
 //     jitter, and nobody waits or dials holding the lock other callers need.

@@ -426,10 +426,12 @@ func dupOwn(t *testing.T, ls *logsock.LogSocket) (sock, lock int) {
 
 // unixPair returns the two ends of a connected Unix stream socket pair.
 func unixPair() (*net.UnixConn, *net.UnixConn, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		return nil, nil, err
 	}
+	unix.CloseOnExec(fds[0])
+	unix.CloseOnExec(fds[1])
 	conns := make([]*net.UnixConn, 2)
 	for i, fd := range fds {
 		f := os.NewFile(uintptr(fd), "pair")

@@ -80,8 +80,9 @@ type Config struct {
 	// DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// BufferBytes bounds the frames held, headers included, while the
-	// collector is unreachable. Zero means DefaultBufferBytes, or
-	// MaxFrame+HeaderLen if that is larger; a smaller value is an error.
+	// collector is unreachable. A frame too large ever to fit is dropped,
+	// and counted, when it would have to be held. Zero means
+	// DefaultBufferBytes, or MaxFrame+HeaderLen if that is larger.
 	BufferBytes int
 	// Overflow says what to do when BufferBytes is reached: Block (the
 	// default), DropNewest or DropOldest.
@@ -89,9 +90,14 @@ type Config struct {
 	// PeekInterval: before a write, if at least this long has passed since
 	// the last check, a non-blocking peek checks that the collector has
 	// not closed the connection, so that a frame is not written into a
-	// dead one. An idle connection is always checked before its next
-	// frame. Zero means DefaultPeekInterval; a negative value turns the
-	// check off.
+	// dead one. An idle connection is checked before its next frame, so a
+	// collector that closes while the client is idle costs nothing. Under
+	// load, the frame written between the collector's close and the next
+	// check goes into the dead connection and is lost (TCP; a Unix socket
+	// fails that write at once, and the frame is sent again): a tiny
+	// interval (time.Nanosecond) checks before every frame and closes that
+	// window too, for one more syscall a frame. Zero means
+	// DefaultPeekInterval; a negative value turns the check off.
 	PeekInterval time.Duration
 	// CloseTimeout bounds how long Close tries to deliver the frames
 	// still held. Zero means DefaultCloseTimeout.
@@ -101,8 +107,13 @@ type Config struct {
 	// Zero means DefaultKeepAlive; negative turns keepalive off.
 	KeepAlive time.Duration
 	// UserTimeout is TCP_USER_TIMEOUT on Linux: how long written data may
-	// stay unacknowledged before the connection is declared dead. Zero
-	// means DefaultUserTimeout; negative leaves the system's default.
+	// stay unacknowledged before the connection is declared dead. The
+	// frames still in a dead connection's send buffer (up to the kernel's
+	// tcp_wmem, megabytes) are lost with it, so a short timeout trades loss
+	// for faster detection: a collector stopped for longer than it loses
+	// them, while WriteTimeout alone moves on to a new connection and
+	// leaves them to be read when the collector resumes. Zero means
+	// DefaultUserTimeout; negative leaves the system's default.
 	UserTimeout time.Duration
 }
 
@@ -116,6 +127,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Overflow > DropOldest {
 		return cfg, fmt.Errorf("logsock: unknown overflow policy %d", cfg.Overflow)
+	}
+	if cfg.BufferBytes < 0 {
+		return cfg, fmt.Errorf("logsock: negative BufferBytes %d", cfg.BufferBytes)
 	}
 	if cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-HeaderLen {
 		return cfg, fmt.Errorf("logsock: MaxFrame %d outside [0, %d]", cfg.MaxFrame, math.MaxInt32-HeaderLen)
@@ -145,8 +159,8 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.BufferBytes == 0 {
 		cfg.BufferBytes = max(DefaultBufferBytes, cfg.MaxFrame+HeaderLen)
 	}
-	if cfg.BufferBytes < cfg.MaxFrame+HeaderLen {
-		return cfg, fmt.Errorf("logsock: BufferBytes %d cannot hold a frame of MaxFrame %d", cfg.BufferBytes, cfg.MaxFrame)
+	if cfg.BufferBytes < HeaderLen {
+		return cfg, fmt.Errorf("logsock: BufferBytes %d cannot hold a frame", cfg.BufferBytes)
 	}
 	return cfg, nil
 }
@@ -385,9 +399,10 @@ func (l *LogSocket) sendLocked(msg []byte) error {
 		// Whatever part of the frame went out, the stream may be torn:
 		// the frame is held whole, for a new connection.
 		l.lose(c, err)
-		l.held.push(msg) // fits: the queue was empty and holds a MaxFrame
+		if err := l.hold(msg, deadline); err != nil {
+			return err
+		}
 		l.held.retry = true
-		l.noteHeld()
 		l.deliver(context.Background(), deadline)
 		return nil
 	}

@@ -76,6 +76,10 @@ func (l *LogSocket) lose(c *conn, err error) {
 // hold adds msg to the held frames, applying the overflow policy. The
 // caller holds mu.
 func (l *LogSocket) hold(msg []byte, deadline time.Time) error {
+	if HeaderLen+len(msg) > l.held.limit { // it would never fit
+		l.dropped.Add(1)
+		return ErrBufferFull
+	}
 	if !l.held.fits(len(msg)) {
 		switch l.cfg.Overflow {
 		case DropOldest:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -317,5 +318,26 @@ func TestDecoderSeesRestart(t *testing.T) {
 	ls.Close()
 	if _, err := d2.Next(); err != io.EOF {
 		t.Fatalf("after Close: %v, want io.EOF", err)
+	}
+}
+
+// TestFrameLargerThanBuffer: a frame that could never fit in the buffer is
+// dropped, and counted, when it has to be held.
+func TestFrameLargerThanBuffer(t *testing.T) {
+	for _, policy := range []logsock.Overflow{logsock.Block, logsock.DropNewest, logsock.DropOldest} {
+		ls, err := logsock.New("unix", down(t), &logsock.Config{BufferBytes: 100, CloseTimeout: time.Millisecond, Overflow: policy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ls.Log(strings.Repeat("x", 50)); err != nil {
+			t.Fatal(err)
+		}
+		if err := ls.Log(strings.Repeat("x", 200)); !errors.Is(err, logsock.ErrBufferFull) {
+			t.Errorf("policy %d: 200 bytes with a buffer of 100: %v, want ErrBufferFull", policy, err)
+		}
+		if st := ls.Stats(); st.Dropped != 1 || st.Held != 1 {
+			t.Errorf("policy %d: Stats %+v: want 1 dropped, the small frame still held", policy, st)
+		}
+		ls.Close()
 	}
 }
