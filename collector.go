@@ -77,11 +77,13 @@ type Server struct {
 	// Zero means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 
-	nextID atomic.Uint64
-	wg     sync.WaitGroup // one per connection goroutine
+	nextID    atomic.Uint64
+	wg        sync.WaitGroup // one per connection goroutine
+	accepting sync.WaitGroup // one per Serve loop
 
 	mu        sync.Mutex // guards the fields below
-	closing   bool
+	draining  bool       // Shutdown: accept what is queued, drain every connection
+	closing   bool       // no more connections
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 }
@@ -95,12 +97,17 @@ func (s *Server) Serve(l net.Listener) error {
 	if !s.track(l, true) {
 		return ErrServerClosed
 	}
+	defer s.accepting.Done()
 	defer s.track(l, false)
 
 	var backoff time.Duration
 	for {
 		nc, err := l.Accept()
 		if err != nil {
+			if s.isDraining() {
+				s.acceptQueued(l)
+				return ErrServerClosed
+			}
 			if s.isClosing() {
 				return ErrServerClosed
 			}
@@ -134,16 +141,29 @@ func acceptRetryable(err error) bool {
 
 // Shutdown stops accepting, then drains every connection: it hands over the
 // frames that have already arrived (what the kernel holds included), and
-// closes each connection. It waits for the connections' goroutines, and so
-// for the Handler calls in progress, until ctx is done; then it closes what
-// is left and returns ctx.Err().
+// closes each connection. Connections that clients opened but that were not
+// yet accepted are accepted and drained too, where the listener has
+// SetDeadline (as TCP and Unix listeners do). It waits for the connections'
+// goroutines, and so for the Handler calls in progress, until ctx is done;
+// then it closes what is left and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
-	s.closeListeners()
+	s.draining = true
+	for l := range s.listeners {
+		if d, ok := l.(interface{ SetDeadline(time.Time) error }); ok {
+			d.SetDeadline(time.Now()) // wake Serve, to accept what is queued
+		} else {
+			l.Close()
+		}
+	}
 	for c := range s.conns {
 		c.drain()
 	}
+	s.mu.Unlock()
+	s.accepting.Wait() // each Serve has accepted its queue, briefly
+	s.mu.Lock()
+	s.closing = true
+	s.closeListeners()
 	s.mu.Unlock()
 
 	done := make(chan struct{})
@@ -170,6 +190,35 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// acceptQueued accepts, during Shutdown, the connections that clients have
+// opened but Serve had not yet accepted, so that what they sent is drained
+// rather than reset. It stops when none arrives for a moment.
+func (s *Server) acceptQueued(l net.Listener) {
+	d, ok := l.(interface{ SetDeadline(time.Time) error })
+	if !ok {
+		return
+	}
+	for range 10000 { // a bound, against clients that keep connecting
+		d.SetDeadline(time.Now().Add(10 * time.Millisecond))
+		nc, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c := s.newConn(nc)
+		if c == nil {
+			nc.Close()
+			return
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining && !s.closing
+}
+
 func (s *Server) isClosing() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -184,13 +233,14 @@ func (s *Server) track(l net.Listener, add bool) bool {
 		delete(s.listeners, l)
 		return true
 	}
-	if s.closing {
+	if s.closing || s.draining {
 		return false
 	}
 	if s.listeners == nil {
 		s.listeners = make(map[net.Listener]struct{})
 	}
 	s.listeners[l] = struct{}{}
+	s.accepting.Add(1)
 	return true
 }
 
@@ -221,6 +271,9 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	c.rec.Conn = s.nextID.Add(1)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
+	if s.draining {
+		c.drain()
+	}
 	return c
 }
 

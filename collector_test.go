@@ -3,9 +3,11 @@ package logsock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,5 +245,49 @@ func TestServerShutdownDeadline(t *testing.T) {
 	go func() { <-ctx.Done(); close(block) }() // let it go once Shutdown gives up
 	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// gatedListener holds Accept until the first SetDeadline: a Serve loop
+// that has not yet accepted what clients opened.
+type gatedListener struct {
+	net.Listener
+	gate chan struct{}
+	once sync.Once
+}
+
+func (g *gatedListener) Accept() (net.Conn, error) {
+	<-g.gate
+	return g.Listener.Accept()
+}
+
+func (g *gatedListener) SetDeadline(t time.Time) error {
+	g.once.Do(func() { close(g.gate) })
+	return g.Listener.(interface{ SetDeadline(time.Time) error }).SetDeadline(t)
+}
+
+// TestServerShutdownAcceptsQueued: a connection opened, and written to,
+// but not yet accepted when Shutdown begins is accepted and drained, not
+// reset with its frames.
+func TestServerShutdownAcceptsQueued(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			sink := newSink()
+			srv := sink.server()
+			l := &gatedListener{Listener: listen(t, network), gate: make(chan struct{})}
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(l) }()
+			rawConn(t, network, l.Addr().String(), frames(0, 7, "queued 1", "queued 2"))
+			waitForStack(t, "(*gatedListener).Accept")
+			if err := srv.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-served; !errors.Is(err, logsock.ErrServerClosed) {
+				t.Fatalf("Serve: %v", err)
+			}
+			if got := msgs(sink.waitRecords(t, 2)); fmt.Sprint(got) != "[queued 1 queued 2]" {
+				t.Errorf("records %q", got)
+			}
+		})
 	}
 }
