@@ -143,7 +143,7 @@ func acceptRetryable(err error) bool {
 // frames that have already arrived (what the kernel holds included), and
 // closes each connection. Connections that clients opened but that were not
 // yet accepted are accepted and drained too, where the listener has
-// SetDeadline (as TCP and Unix listeners do). It waits for the connections'
+// SetDeadline and SyscallConn (as TCP and Unix listeners do). It waits for the connections'
 // goroutines, and so for the Handler calls in progress, until ctx is done;
 // then it closes what is left and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -156,14 +156,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			l.Close()
 		}
 	}
-	for c := range s.conns {
-		c.drain()
-	}
 	s.mu.Unlock()
-	s.accepting.Wait() // each Serve has accepted its queue, briefly
+	// Each Serve takes what is queued and closes its listener before any
+	// connection is drained: a client whose connection ends then cannot
+	// reconnect into a collector that is going away.
+	s.accepting.Wait()
 	s.mu.Lock()
 	s.closing = true
 	s.closeListeners()
+	for c := range s.conns {
+		c.drain()
+	}
 	s.mu.Unlock()
 
 	done := make(chan struct{})
@@ -192,17 +195,38 @@ func (s *Server) Close() error {
 
 // acceptQueued accepts, during Shutdown, the connections that clients have
 // opened but Serve had not yet accepted, so that what they sent is drained
-// rather than reset. It stops when none arrives for a moment.
+// rather than reset. It takes only what is queued now, without waiting: a
+// listener left open longer would invite the clients to reconnect into a
+// collector that is going away.
 func (s *Server) acceptQueued(l net.Listener) {
-	d, ok := l.(interface{ SetDeadline(time.Time) error })
+	sc, ok := l.(syscall.Conn)
 	if !ok {
 		return
 	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
 	for range 10000 { // a bound, against clients that keep connecting
-		d.SetDeadline(time.Now().Add(10 * time.Millisecond))
-		nc, err := l.Accept()
-		if err != nil {
+		var nfd int
+		var aerr error
+		// A listener's RawConn has Control only; its descriptor is
+		// non-blocking, so the accept returns EAGAIN once the queue is empty.
+		err := rc.Control(func(fd uintptr) {
+			for {
+				if nfd, aerr = acceptNow(int(fd)); aerr != unix.EINTR {
+					return
+				}
+			}
+		})
+		if err != nil || aerr != nil {
 			return
+		}
+		f := os.NewFile(uintptr(nfd), "accepted")
+		nc, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			continue
 		}
 		c := s.newConn(nc)
 		if c == nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,6 +260,10 @@ type gatedListener struct {
 func (g *gatedListener) Accept() (net.Conn, error) {
 	<-g.gate
 	return g.Listener.Accept()
+}
+
+func (g *gatedListener) SyscallConn() (syscall.RawConn, error) {
+	return g.Listener.(syscall.Conn).SyscallConn()
 }
 
 func (g *gatedListener) SetDeadline(t time.Time) error {

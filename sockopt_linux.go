@@ -11,3 +11,9 @@ import (
 func setUserTimeout(fd int, d time.Duration) error {
 	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
 }
+
+// acceptNow accepts a queued connection without waiting, close-on-exec.
+func acceptNow(fd int) (int, error) {
+	nfd, _, err := unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	return nfd, err
+}
