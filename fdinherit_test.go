@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -366,9 +367,11 @@ func TestInheritStaleFD(t *testing.T) {
 			cmd.Wait()
 			// Replay the child's environment here, with this process's
 			// own copies of the descriptors, then spoil one variable.
+			contract := []string{logsock.EnvNetwork, logsock.EnvAddress, logsock.EnvOrder,
+				logsock.EnvFD, logsock.EnvSocket, logsock.EnvLockFD}
 			vars := map[string]string{}
 			for _, kv := range cmd.Env {
-				if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "LOGSOCK_") {
+				if k, v, ok := strings.Cut(kv, "="); ok && slices.Contains(contract, k) {
 					vars[k] = v
 				}
 			}
