@@ -2,7 +2,8 @@ package logsock
 
 // frameQueue holds whole encoded frames (header and message) in order,
 // bounded in bytes: the frames waiting while the collector is unreachable,
-// and those after a frame whose write failed. It is one contiguous run of
+// those after a frame whose write failed, and in batching mode every frame
+// until the background writer takes it. It is one contiguous run of
 // bytes, so that it goes out in as few writes as the kernel allows.
 type frameQueue struct {
 	order  ByteOrder
@@ -11,6 +12,10 @@ type frameQueue struct {
 	head   int
 	frames int  // frames held
 	retry  bool // the first frame has been tried on a connection that failed
+
+	// reserved counts the bytes of a batch taken out to be written
+	// (batching mode): until it is settled, they count against limit.
+	reserved int
 }
 
 func (q *frameQueue) len() int      { return len(q.buf) - q.head }
@@ -18,7 +23,7 @@ func (q *frameQueue) empty() bool   { return q.frames == 0 }
 func (q *frameQueue) bytes() []byte { return q.buf[q.head:] }
 
 // fits reports whether a frame of n message bytes can be added.
-func (q *frameQueue) fits(n int) bool { return q.len()+HeaderLen+n <= q.limit }
+func (q *frameQueue) fits(n int) bool { return q.len()+q.reserved+HeaderLen+n <= q.limit }
 
 // push adds msg as a frame; the caller has checked that it fits. The
 // buffer grows as frames arrive, never past limit.
@@ -79,7 +84,7 @@ func (q *frameQueue) remove(n int) {
 	if q.head == len(q.buf) {
 		q.head = 0
 		q.buf = q.buf[:0]
-		if cap(q.buf) > 64<<10 { // an outage is over: give its memory back
+		if cap(q.buf) > 1<<20 { // an outage is over: give its memory back
 			q.buf = nil
 		}
 	}
@@ -88,4 +93,31 @@ func (q *frameQueue) remove(n int) {
 // reset empties the queue and returns its memory.
 func (q *frameQueue) reset() {
 	q.buf, q.head, q.frames, q.retry = nil, 0, 0, false
+}
+
+// take moves every frame out into a batch to be written, and starts the
+// queue afresh on spare's memory. The batch's bytes stay reserved until
+// settle.
+func (q *frameQueue) take(spare []byte) frameQueue {
+	b := *q
+	b.reserved = 0
+	q.buf, q.head, q.frames, q.retry = spare[:0], 0, 0, false
+	q.reserved = b.len()
+	return b
+}
+
+// settle ends a batch after its write: the frames it still holds (the
+// write failed) go back to the front of the queue, before those that
+// arrived meanwhile. It returns the batch's memory, for the next take.
+func (q *frameQueue) settle(b *frameQueue) (spare []byte) {
+	q.reserved = 0
+	if b.empty() {
+		return b.buf[:0]
+	}
+	rest := make([]byte, 0, b.len()+q.len())
+	rest = append(append(rest, b.bytes()...), q.bytes()...)
+	q.buf, q.head = rest, 0
+	q.frames += b.frames
+	q.retry = b.retry
+	return nil
 }

@@ -80,22 +80,21 @@ func (l *LogSocket) shareLocked(fd int) ([]*os.File, []string, error) {
 		return nil, nil, ErrClosed
 	}
 	env := []string{EnvNetwork + "=" + l.network, EnvAddress + "=" + l.address, EnvOrder + "=" + l.cfg.Order.String()}
-	deadline := time.Now().Add(l.cfg.WriteTimeout)
+	for l.writing { // batching mode: the writer's batch goes first
+		l.wait(context.Background(), false)
+	}
 	if l.live.Load() == nil {
 		l.connectNow(context.Background())
 	}
+	// The handshake must be on the stream before another process writes.
 	c := l.live.Load()
-	if c != nil && (l.hsDue || !l.held.empty()) {
-		if l.held.empty() {
-			if err := l.writeOn(c, l.hs[:], nil, false, deadline); err != nil {
-				l.fail()
-				l.lose(c, err)
-			}
-			l.hsDue = false
-		} else {
-			l.deliver(context.Background(), deadline)
+	if c != nil && l.hsDue {
+		if err := l.writeOn(c, l.hs[:], nil, false, time.Now().Add(l.cfg.WriteTimeout)); err != nil {
+			l.fail()
+			l.lose(c, err)
+			c = nil
 		}
-		c = l.live.Load()
+		l.hsDue = false
 	}
 	if c == nil {
 		return nil, env, nil // no connection: the child makes its own

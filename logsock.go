@@ -24,6 +24,7 @@ const (
 	DefaultPeekInterval = 10 * time.Millisecond
 	DefaultKeepAlive    = 15 * time.Second
 	DefaultUserTimeout  = 20 * time.Second
+	DefaultFlushDelay   = 10 * time.Millisecond
 )
 
 var (
@@ -106,6 +107,19 @@ type Config struct {
 	// a collector that vanished without closing (host down, network lost).
 	// Zero means DefaultKeepAlive; negative turns keepalive off.
 	KeepAlive time.Duration
+	// Batching turns on batching mode. Log and Write then only append the
+	// frame to the buffer (BufferBytes, Overflow) and return; a goroutine of
+	// the LogSocket writes the frames of all callers together, many in one
+	// write, and while one write is in flight the next batch gathers. A
+	// batch goes out FlushDelay after its first frame, at once when it
+	// reaches 256 KiB, on Flush, and on Close, which stops the goroutine.
+	// Frames stay whole, each caller's in order; on a shared connection a
+	// batch is written under the frame lock as one unit.
+	Batching bool
+	// FlushDelay is how long a batch gathers at most. Zero means
+	// DefaultFlushDelay.
+	FlushDelay time.Duration
+
 	// UserTimeout is TCP_USER_TIMEOUT on Linux: how long written data may
 	// stay unacknowledged before the connection is declared dead. The
 	// frames still in a dead connection's send buffer (up to the kernel's
@@ -134,7 +148,7 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-HeaderLen {
 		return cfg, fmt.Errorf("logsock: MaxFrame %d outside [0, %d]", cfg.MaxFrame, math.MaxInt32-HeaderLen)
 	}
-	if cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 {
+	if cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 || cfg.FlushDelay < 0 {
 		return cfg, errors.New("logsock: negative timeout or backoff")
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -150,6 +164,7 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&cfg.PeekInterval, DefaultPeekInterval)
 	def(&cfg.KeepAlive, DefaultKeepAlive)
 	def(&cfg.UserTimeout, DefaultUserTimeout)
+	def(&cfg.FlushDelay, DefaultFlushDelay)
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		return cfg, fmt.Errorf("logsock: MaxBackoff %v below MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
 	}
@@ -183,6 +198,7 @@ func (e *OpError) Unwrap() error { return e.Err }
 // Stats are a LogSocket's counters since it was made.
 type Stats struct {
 	Frames     uint64        // frames written whole to a connection
+	Writes     uint64        // writes that succeeded: one a frame in direct mode, one a batch in batching mode
 	Bytes      uint64        // message bytes in those frames (headers not counted)
 	Errors     uint64        // Log and Write calls that returned an error
 	Connects   uint64        // connections opened, each with its own handshake
@@ -211,9 +227,11 @@ type LogSocket struct {
 	cfg              Config
 	dialer           net.Dialer
 
-	closed atomic.Bool
-	done   chan struct{}        // closed by Close: wakes waiting calls
-	live   atomic.Pointer[conn] // set under mu; read without it by Close's abort
+	closed     atomic.Bool
+	done       chan struct{}        // closed by Close: wakes waiting calls, stops the writer
+	wake, urge chan struct{}        // batching mode: a frame is queued; a batch is due now
+	writerDone chan struct{}        // batching mode: closed when the writer has stopped
+	live       atomic.Pointer[conn] // set under mu; read without it by Close's abort
 
 	mu        sync.Mutex // guards the fields below; never held while sleeping or dialing
 	w         frameWriter
@@ -222,6 +240,8 @@ type LogSocket struct {
 	held      frameQueue
 	dialing   bool          // a call is dialing, with mu released
 	closing   bool          // Close is flushing
+	writing   bool          // batching mode: the writer is writing a batch, with mu released
+	spare     []byte        // batching mode: the memory of the last batch, for the next
 	finished  bool          // Close is done: a dial that ends now is discarded
 	everUp    bool          // a connection has been made once
 	backoff   time.Duration // the current wait between attempts; 0 while healthy
@@ -230,9 +250,9 @@ type LogSocket struct {
 	lastCheck time.Time     // the last peek at the connection
 	changed   chan struct{} // closed and replaced when a connection comes up, a dial ends or room frees
 
-	frames, bytes, errs, connects, reconnects, resent, dropped atomic.Uint64
-	heldFrames, heldBytes                                      atomic.Int64
-	downSince, outage                                          atomic.Int64 // Unix nanoseconds; 0 while up
+	frames, writes, bytes, errs, connects, reconnects, resent, dropped atomic.Uint64
+	heldFrames, heldBytes                                              atomic.Int64
+	downSince, outage                                                  atomic.Int64 // Unix nanoseconds; 0 while up
 }
 
 // conn is one connection and its raw handle for writing.
@@ -258,15 +278,18 @@ var noFrameLock bool
 // with other processes when c is shared: so a frame, or a run of held
 // frames, goes out as one unit that the other holders cannot tear.
 func (l *LogSocket) writeOn(c *conn, hs, msg []byte, frame bool, deadline time.Time) error {
+	var err error
 	if c.lock == nil || noFrameLock {
-		return l.w.write(c, hs, msg, frame, deadline)
-	}
-	if err := c.lock.lock(deadline); err != nil {
+		err = l.w.write(c, hs, msg, frame, deadline)
+	} else if err = c.lock.lock(deadline); err != nil {
 		l.w.written = 0
-		return err
+	} else {
+		err = l.w.write(c, hs, msg, frame, deadline)
+		c.lock.unlock(err != nil && l.w.written > 0) // a cut frame tears the stream
 	}
-	err := l.w.write(c, hs, msg, frame, deadline)
-	c.lock.unlock(err != nil && l.w.written > 0) // a cut frame tears the stream
+	if err == nil {
+		l.writes.Add(1)
+	}
 	return err
 }
 
@@ -288,6 +311,10 @@ func New(network, address string, cfg *Config) (*LogSocket, error) {
 	l.dialer = dialer(c)
 	l.w.init(c.Order)
 	l.held = frameQueue{order: c.Order, limit: c.BufferBytes}
+	if c.Batching {
+		l.wake, l.urge, l.writerDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
+		go l.runWriter()
+	}
 	return l, nil
 }
 
@@ -316,7 +343,7 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 	}
 	l.mu.Unlock()
 	if err != nil {
-		l.abort()
+		l.Close() // and stop the writer of batching mode
 		return nil, err
 	}
 	return l, nil
@@ -350,6 +377,7 @@ func (l *LogSocket) Stats() Stats {
 	}
 	return Stats{
 		Frames:     l.frames.Load(),
+		Writes:     l.writes.Load(),
 		Bytes:      l.bytes.Load(),
 		Errors:     l.errs.Load(),
 		Connects:   l.connects.Load(),
@@ -368,7 +396,12 @@ func (l *LogSocket) send(msg []byte) error {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(msg), l.cfg.MaxFrame)
 	}
 	l.mu.Lock()
-	err := l.sendLocked(msg)
+	var err error
+	if l.cfg.Batching {
+		err = l.queueLocked(msg)
+	} else {
+		err = l.sendLocked(msg)
+	}
 	l.mu.Unlock()
 	if err != nil {
 		l.errs.Add(1)

@@ -71,8 +71,17 @@ func TestDialSendsHandshake(t *testing.T) {
 
 // TestConcurrentFramesWhole: 16 goroutines log 10,000 frames each, of
 // random sizes from 0 B to 64 KiB, on one LogSocket; the collector must see
-// every frame whole and exactly once, each goroutine's in order.
+// every frame whole and exactly once, each goroutine's in order; in direct
+// and in batching mode.
 func TestConcurrentFramesWhole(t *testing.T) {
+	for _, batching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			testConcurrentFramesWhole(t, &logsock.Config{Batching: batching})
+		})
+	}
+}
+
+func testConcurrentFramesWhole(t *testing.T, cfg *logsock.Config) {
 	const goroutines, perGoroutine = 16, 10_000
 	block := make([]byte, 128<<10) // message bodies are windows of this
 	rand.NewChaCha8([32]byte{7}).Read(block)
@@ -151,7 +160,7 @@ func TestConcurrentFramesWhole(t *testing.T) {
 	}
 	sink := newSink()
 	addr := serve(t, "unix", &logsock.Server{Handler: handler, ConnClosed: sink.closed})
-	ls := dial(t, "unix", addr, nil)
+	ls := dial(t, "unix", addr, cfg)
 
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -167,7 +176,9 @@ func TestConcurrentFramesWhole(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	ls.Close()
+	if err := ls.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
 	if ends := sink.waitEnds(t, 1); ends[0] != nil {
 		t.Fatalf("connection ended with %v", ends[0])
 	}
@@ -182,9 +193,11 @@ func TestConcurrentFramesWhole(t *testing.T) {
 	if tiny != tinyWant {
 		t.Errorf("short frames by size %v, want %v", tiny, tinyWant)
 	}
-	if st := ls.Stats(); st.Frames != goroutines*perGoroutine || st.Errors != 0 || st.Connects != 1 {
+	st := ls.Stats()
+	if st.Frames != goroutines*perGoroutine || st.Errors != 0 || st.Connects != 1 {
 		t.Errorf("Stats %+v", st)
 	}
+	t.Logf("%d frames in %d writes", st.Frames, st.Writes)
 }
 
 // TestLogAllocs: no allocation a frame on the hot path, small or large.

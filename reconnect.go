@@ -121,7 +121,7 @@ func (l *LogSocket) waitForRoom(n int, deadline time.Time) error {
 		if ctx.Err() != nil {
 			return ErrBufferFull
 		}
-		l.wait(ctx)
+		l.wait(ctx, !l.cfg.Batching)
 	}
 	return nil
 }
@@ -131,6 +131,10 @@ func (l *LogSocket) waitForRoom(n int, deadline time.Time) error {
 // never waits for a backoff; what it cannot write stays held. The caller
 // holds mu.
 func (l *LogSocket) deliver(ctx context.Context, deadline time.Time) {
+	if l.cfg.Batching && !l.closing {
+		signal(l.urge) // the writer delivers
+		return
+	}
 	for !l.held.empty() {
 		c := l.live.Load()
 		if c == nil {
@@ -242,15 +246,16 @@ func (l *LogSocket) dial(ctx context.Context) (*conn, error) {
 	return &conn{nc: nc, rc: rc}, nil
 }
 
-// wait releases mu until the next connection attempt is due, the state
-// changes, ctx is done or Close begins; then it takes mu again.
-func (l *LogSocket) wait(ctx context.Context) {
+// wait releases mu until the state changes, ctx is done or Close begins,
+// and if untilDial, until the next connection attempt is due; then it
+// takes mu again.
+func (l *LogSocket) wait(ctx context.Context, untilDial bool) {
 	changed, done := l.changed, l.done
 	if l.closing {
 		done = nil // Close's own flush waits for its deadline, in ctx
 	}
 	var timer <-chan time.Time
-	if !l.dialing {
+	if untilDial && !l.dialing {
 		t := time.NewTimer(max(time.Until(l.nextDial), 0))
 		defer t.Stop()
 		timer = t.C
@@ -286,7 +291,16 @@ func (l *LogSocket) Flush(ctx context.Context) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
+	if l.cfg.Batching {
+		return l.flushBatches(ctx)
+	}
 	return l.flushLocked(ctx)
+}
+
+// undelivered is the error of a flush that ctx ended with frames held.
+// The caller holds mu.
+func (l *LogSocket) undelivered(err error) error {
+	return fmt.Errorf("%w: %d frames held (last error: %v): %w", ErrUndelivered, l.held.frames, l.lastErr, err)
 }
 
 func (l *LogSocket) flushLocked(ctx context.Context) error {
@@ -300,9 +314,9 @@ func (l *LogSocket) flushLocked(ctx context.Context) error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %d frames held (last error: %v): %w", ErrUndelivered, l.held.frames, l.lastErr, ctx.Err())
+			return l.undelivered(ctx.Err())
 		}
-		l.wait(ctx)
+		l.wait(ctx, true)
 		if l.closed.Load() && !l.closing {
 			return ErrClosed // Close has begun; its own flush takes over
 		}
@@ -333,6 +347,9 @@ func (l *LogSocket) Close() error {
 			<-aborted
 		}
 	}()
+	if l.cfg.Batching {
+		<-l.writerDone // it ends its batch in flight: then this flush goes on
+	}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -1,0 +1,153 @@
+package logsock_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+// TestBatchingGroupsFrames: frames logged in a burst go out in a few
+// writes, whole and in order, and Flush returns once they are written.
+func TestBatchingGroupsFrames(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			s := newSink()
+			addr := serve(t, network, s.server())
+			ls := dial(t, network, addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
+			const n = 10_000
+			for i := range n {
+				if err := ls.Log(fmt.Sprintf("frame %05d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := ls.Flush(ctx); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+			st := ls.Stats()
+			if st.Frames != n || st.Held != 0 {
+				t.Fatalf("after Flush, Stats %+v: want %d frames written, none held", st, n)
+			}
+			// 10,000 frames of 15 bytes are 150 KB: a few batches, not one
+			// write a frame (the handshake's write counts too).
+			if st.Writes > 20 {
+				t.Errorf("%d writes for %d frames", st.Writes, n)
+			}
+			recs := s.waitRecords(t, n)
+			for i, r := range recs {
+				if want := fmt.Sprintf("frame %05d", i); string(r.Msg) != want {
+					t.Fatalf("record %d = %q, want %q", i, r.Msg, want)
+				}
+			}
+		})
+	}
+}
+
+// TestBatchingFlushDelay: a frame goes out by itself after FlushDelay,
+// with no later call; Log does not wait for it.
+func TestBatchingFlushDelay(t *testing.T) {
+	s := newSink()
+	addr := serve(t, "tcp", s.server())
+	ls := dial(t, "tcp", addr, &logsock.Config{Batching: true, FlushDelay: 20 * time.Millisecond})
+	start := time.Now()
+	if err := ls.Log("alone"); err != nil {
+		t.Fatal(err)
+	}
+	if st := ls.Stats(); st.Held != 1 && st.Frames != 1 {
+		t.Fatalf("Stats %+v", st)
+	}
+	recs := s.waitRecords(t, 1)
+	if string(recs[0].Msg) != "alone" {
+		t.Fatalf("record %q", recs[0].Msg)
+	}
+	t.Logf("delivered after %v", time.Since(start))
+}
+
+// TestBatchingReconnects: in batching mode the LogSocket's writer connects
+// by itself once the collector is up, and delivers what it holds without
+// a further call.
+func TestBatchingReconnects(t *testing.T) {
+	path := down(t)
+	ls, err := logsock.New("unix", path, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
+		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	for i := range 3 {
+		if err := ls.Log(fmt.Sprint("held ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The writer has tried, failed, and waits for its next attempt.
+	waitForStack(t, "(*LogSocket).writeBatch", "(*LogSocket).wait")
+	s := up(t, path)
+	if got := msgs(s.waitRecords(t, 3)); fmt.Sprint(got) != "[held 0 held 1 held 2]" {
+		t.Errorf("delivered %q", got)
+	}
+	if st := ls.Stats(); st.Connects != 1 || st.Outage <= 0 {
+		t.Errorf("Stats %+v", st)
+	}
+}
+
+// TestBatchingCloseFlushes: Close writes what is queued and stops the
+// writer (goleak checks that it is gone).
+func TestBatchingCloseFlushes(t *testing.T) {
+	s := newSink()
+	addr := serve(t, "unix", s.server())
+	ls, err := logsock.Dial("unix", addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		ls.Log(fmt.Sprint(i))
+	}
+	if err := ls.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if recs := s.waitRecords(t, 100); string(recs[99].Msg) != "99" {
+		t.Errorf("last record %q", recs[99].Msg)
+	}
+	if err := ls.Log("late"); err == nil {
+		t.Error("Log after Close succeeded")
+	}
+}
+
+// TestBatchingPeerClose: the writer finds a collector that closed the
+// connection before it writes the next batch, and moves to a new one.
+func TestBatchingPeerClose(t *testing.T) {
+	l := listen(t, "tcp")
+	defer l.Close()
+	ls := dial(t, "tcp", l.Addr().String(), &logsock.Config{Batching: true, FlushDelay: time.Millisecond, PeekInterval: time.Nanosecond})
+	c1, d1 := acceptOne(t, l)
+	ls.Log("one")
+	if got := next(t, d1); got != "one" {
+		t.Fatal(got)
+	}
+	c1.Close()
+	ls.Log("two")
+	_, d2 := acceptOne(t, l)
+	if got := next(t, d2); got != "two" {
+		t.Fatalf("on the new connection: %q", got)
+	}
+}
+
+func TestBatchingLogAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	addr := serve(t, "tcp", &logsock.Server{})
+	ls := dial(t, "tcp", addr, &logsock.Config{Batching: true})
+	msg := make([]byte, 100)
+	if allocs := testing.AllocsPerRun(10_000, func() {
+		if _, err := ls.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("Write in batching mode: %v allocations a frame", allocs)
+	}
+}
