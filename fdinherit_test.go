@@ -150,7 +150,7 @@ func TestInheritNoTornFrames(t *testing.T) {
 					logsock.SetFrameLock(false)
 					defer logsock.SetFrameLock(true)
 				}
-				torn, complete := runStress(t, network, lock)
+				torn, complete := runStress(t, network, lock, false)
 				switch {
 				case lock && torn != "":
 					t.Fatalf("with the lock: %s", torn)
@@ -166,12 +166,27 @@ func TestInheritNoTornFrames(t *testing.T) {
 	}
 }
 
+// TestInheritBatchesNotTorn: a parent in batching mode writes each batch
+// under the lock as one unit, among children writing frame by frame.
+func TestInheritBatchesNotTorn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 20 MB through a slow collector")
+	}
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			if torn, complete := runStress(t, network, true, true); torn != "" || !complete {
+				t.Fatalf("torn %q, complete %v", torn, complete)
+			}
+		})
+	}
+}
+
 // runStress runs the writers and returns the first sign of tearing, and
 // whether every frame of every writer arrived.
-func runStress(t *testing.T, network string, lock bool) (torn string, complete bool) {
+func runStress(t *testing.T, network string, lock, batching bool) (torn string, complete bool) {
 	l := listen(t, network)
 	defer l.Close()
-	ls := dial(t, network, l.Addr().String(), &logsock.Config{WriteTimeout: time.Minute})
+	ls := dial(t, network, l.Addr().String(), &logsock.Config{WriteTimeout: time.Minute, Batching: batching})
 	c, err := l.Accept()
 	if err != nil {
 		t.Fatal(err)
