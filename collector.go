@@ -292,6 +292,11 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 		s.conns = make(map[*serverConn]struct{})
 	}
 	c := &serverConn{s: s, nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc, c.tryReadFn, c.peekFn = rc, c.tryRead, c.peek
+		}
+	}
 	c.rec.Conn = s.nextID.Add(1)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
@@ -309,6 +314,14 @@ type serverConn struct {
 	draining atomic.Bool // Shutdown asked: read what has arrived, then stop
 	drained  bool        // a drain read found nothing more: the stream stops here
 	frames   uint64
+
+	// The raw connection, and the state of its callbacks, made once so
+	// that reading allocates nothing (nil rc: not a socket; no idle mode).
+	rc                syscall.RawConn
+	rbuf              []byte
+	rn                int
+	rerr              error
+	tryReadFn, peekFn func(fd uintptr) bool
 }
 
 func (c *serverConn) serve() {
@@ -392,17 +405,77 @@ func (c *serverConn) Read(p []byte) (int, error) {
 			return n, nil
 		}
 	}
-	n, err := c.readNow(p)
+	n, err := c.drainRead(p)
 	if n > 0 {
 		c.rec.Time = time.Now()
 	}
 	return n, err
 }
 
-// readNow reads what the kernel already holds, without waiting; nothing
+// readNow reads what has arrived without waiting (idleReader), so that the
+// Decoder can give its buffer back when nothing has.
+func (c *serverConn) readNow(p []byte) (int, error) {
+	if c.rc == nil || c.draining.Load() {
+		return c.Read(p)
+	}
+	c.rbuf = p
+	err := c.rc.Read(c.tryReadFn)
+	c.rbuf = nil
+	if err != nil {
+		return 0, err
+	}
+	if c.rn > 0 {
+		c.rec.Time = time.Now()
+	}
+	return c.rn, c.rerr
+}
+
+func (c *serverConn) tryRead(fd uintptr) bool {
+	for {
+		n, err := unix.Read(int(fd), c.rbuf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			c.rn, c.rerr = 0, errWouldBlock
+		case err != nil:
+			c.rn, c.rerr = 0, err
+		case n == 0:
+			c.rn, c.rerr = 0, io.EOF
+		default:
+			c.rn, c.rerr = n, nil
+		}
+		return true
+	}
+}
+
+// waitReadable waits until data, an end or an error has arrived, holding
+// no buffer (idleReader). A drain that begins wakes it.
+func (c *serverConn) waitReadable() error {
+	if c.rc == nil {
+		return nil
+	}
+	err := c.rc.Read(c.peekFn)
+	if err != nil && c.draining.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil // Read drains what there is
+	}
+	return err
+}
+
+func (c *serverConn) peek(fd uintptr) bool {
+	for {
+		_, err := peekByte(int(fd))
+		if err == unix.EINTR {
+			continue
+		}
+		return err != unix.EAGAIN // wait while nothing is there
+	}
+}
+
+// drainRead reads what the kernel already holds, without waiting; nothing
 // more means the drain is done. A deadline in the past would fail the read
 // before looking (Go checks it first), hence the raw read.
-func (c *serverConn) readNow(p []byte) (int, error) {
+func (c *serverConn) drainRead(p []byte) (int, error) {
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		// No descriptor to poll: wait briefly for data in flight instead.

@@ -1,12 +1,14 @@
 package logsock_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -295,4 +297,54 @@ func TestServerShutdownAcceptsQueued(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServerIdleConnMemory: a connection that has sent and gone quiet
+// holds no read buffer: 1,000 of them cost little (the goal: under 8 KiB
+// each, goroutine included; the client's ends, in this process too, are
+// counted against it).
+func TestServerIdleConnMemory(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes memory use")
+	}
+	const n = 1000
+	sink := newSink()
+	addr := serve(t, "unix", sink.server())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]net.Conn, 0, n)
+	for i := range n {
+		c, err := net.Dial("unix", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(frames(0, int32(i+1), "hello")); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	sink.waitRecords(t, n)
+	// Every connection's goroutine parks in waitReadable once its buffer
+	// is given back.
+	buf := make([]byte, 64<<20)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		k := runtime.Stack(buf, true)
+		if bytes.Count(buf[:k], []byte("(*serverConn).waitReadable")) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle connections did not all park")
+		}
+	}
+	buf = nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapAlloc+after.StackInuse) - int64(before.HeapAlloc+before.StackInuse)) / n
+	t.Logf("%d idle connections: %d bytes each (heap and stacks, both ends)", n, per)
+	if per > 8<<10 {
+		t.Errorf("%d bytes per idle connection, want under 8 KiB", per)
+	}
+	_ = conns
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -259,14 +260,17 @@ type Decoder struct {
 
 	buf        []byte // read-ahead; buf[start:end] is not yet consumed
 	start, end int
-	off        int64 // stream offset of buf[start]
-	readErr    error // sticky error from r, reported once the buffer runs dry
-	err        error // sticky protocol error
+	want       int        // the size of the buffer given back while idle
+	idle       idleReader // r, if it can wait for data without a buffer
+	off        int64      // stream offset of buf[start]
+	readErr    error      // sticky error from r, reported once the buffer runs dry
+	err        error      // sticky protocol error
 }
 
 // NewDecoder returns a Decoder that reads from r. A nil cfg means defaults.
 func NewDecoder(r io.Reader, cfg *DecoderConfig) *Decoder {
 	d := &Decoder{r: r, limit: DefaultMaxFrame}
+	d.idle, _ = r.(idleReader)
 	if cfg != nil {
 		d.order, d.codePoints = cfg.Order, cfg.CodePoints
 		if cfg.MaxFrame > 0 {
@@ -353,6 +357,7 @@ func (d *Decoder) AppendNext(dst []byte) ([]byte, error) {
 // Decoder with the same configuration would, but keeping its buffer.
 func (d *Decoder) Reset(r io.Reader) {
 	d.r = r
+	d.idle, _ = r.(idleReader)
 	d.start, d.end, d.off = 0, 0, 0
 	d.readErr, d.err = nil, nil
 }
@@ -438,27 +443,76 @@ func (d *Decoder) fillMore() error {
 	if d.end == len(d.buf) {
 		d.makeRoom()
 	}
+	if d.idle != nil && d.start == d.end {
+		// Nothing buffered: if nothing has arrived either, give the buffer
+		// back while the stream is quiet (SPEC: many idle connections must
+		// cost little), and take one again when data comes.
+		if n, err := d.idle.readNow(d.buf[d.end:]); err == errWouldBlock {
+			d.release()
+			if err := d.idle.waitReadable(); err != nil {
+				d.readErr = err
+				return err
+			}
+			d.makeRoom()
+		} else if n > 0 || err != nil {
+			return d.filled(n, err)
+		}
+	}
 	for range 100 { // as bufio: a reader that keeps returning 0, nil is broken
 		n, err := d.r.Read(d.buf[d.end:])
-		if n < 0 || n > len(d.buf)-d.end {
-			panic("logsock: reader returned an invalid count")
-		}
-		d.end += n
-		if err != nil {
-			d.readErr = err
-		}
-		if n > 0 {
-			if d.end == len(d.buf) && len(d.buf) < maxReadBuf {
-				d.grow(2 * len(d.buf)) // reads fill the buffer: the peer is busy
-			}
-			return nil
-		}
-		if err != nil {
-			return err
+		if n > 0 || err != nil {
+			return d.filled(n, err)
 		}
 	}
 	d.readErr = io.ErrNoProgress
 	return d.readErr
+}
+
+// filled takes in a read of n bytes that returned err.
+func (d *Decoder) filled(n int, err error) error {
+	if n < 0 || n > len(d.buf)-d.end {
+		panic("logsock: reader returned an invalid count")
+	}
+	d.end += n
+	if err != nil {
+		d.readErr = err
+	}
+	if n > 0 {
+		if d.end == len(d.buf) && len(d.buf) < maxReadBuf {
+			d.grow(2 * len(d.buf)) // reads fill the buffer: the peer is busy
+		}
+		return nil
+	}
+	return err
+}
+
+// idleReader is what a Decoder's reader offers so that an idle stream
+// holds no read buffer; the Server's connections do.
+type idleReader interface {
+	// readNow reads what has arrived, without waiting: errWouldBlock if
+	// nothing has.
+	readNow(p []byte) (int, error)
+	// waitReadable waits, without a buffer, until a read would not block.
+	waitReadable() error
+}
+
+var errWouldBlock = errors.New("logsock: no data yet")
+
+// Read buffers of the two common sizes are shared between idle streams.
+var (
+	smallBufs = sync.Pool{New: func() any { return new([minReadBuf]byte) }}
+	largeBufs = sync.Pool{New: func() any { return new([maxReadBuf]byte) }}
+)
+
+// release gives an empty buffer back, remembering its size.
+func (d *Decoder) release() {
+	switch d.want = min(len(d.buf), maxReadBuf); len(d.buf) {
+	case minReadBuf:
+		smallBufs.Put((*[minReadBuf]byte)(d.buf))
+	case maxReadBuf:
+		largeBufs.Put((*[maxReadBuf]byte)(d.buf))
+	}
+	d.buf, d.start, d.end = nil, 0, 0
 }
 
 // makeRoom frees space at the end of a full buffer: by moving the unread
@@ -466,8 +520,12 @@ func (d *Decoder) fillMore() error {
 // happens only when the whole buffer holds one frame still arriving.
 func (d *Decoder) makeRoom() {
 	switch {
+	case d.buf == nil && d.want == maxReadBuf:
+		d.buf = largeBufs.Get().(*[maxReadBuf]byte)[:]
+	case d.buf == nil && d.want > minReadBuf:
+		d.buf = make([]byte, d.want)
 	case d.buf == nil:
-		d.buf = make([]byte, minReadBuf)
+		d.buf = smallBufs.Get().(*[minReadBuf]byte)[:]
 	case d.start > 0:
 		d.end = copy(d.buf, d.buf[d.start:d.end])
 		d.start = 0
