@@ -3,6 +3,8 @@ package logsock_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"encoding/binary"
 	"io"
 	"net"
@@ -123,4 +125,61 @@ func BenchmarkDecode(b *testing.B) {
 			reportFrames(b)
 		})
 	}
+}
+
+// BenchmarkModes compares the LogSocket's modes on one connection, 100 B
+// frames: direct, batching, and each on a connection shared with another
+// process's LogSocket (here a second LogSocket in this process, which
+// takes the same cross-process lock on every write).
+func BenchmarkModes(b *testing.B) {
+	msg := bytes.Repeat([]byte("x"), 100)
+	for _, network := range []string{"tcp", "unix"} {
+		for _, batching := range []bool{false, true} {
+			for _, shared := range []bool{false, true} {
+				name := fmt.Sprintf("%s/batching=%v/shared=%v", network, batching, shared)
+				b.Run(name, func(b *testing.B) {
+					ls, err := logsock.Dial(network, discard(b, network), &logsock.Config{Batching: batching})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer ls.Close()
+					if shared {
+						other := shareInProcess(b, ls)
+						defer other.Close()
+					}
+					b.SetBytes(int64(len(msg)))
+					b.ReportAllocs()
+					for b.Loop() {
+						if _, err := ls.Write(msg); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := ls.Flush(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+					reportFrames(b)
+				})
+			}
+		}
+	}
+}
+
+// shareInProcess shares ls's connection with a second LogSocket, as with
+// a child process: from then on, every write takes the frame lock.
+func shareInProcess(b *testing.B, ls *logsock.LogSocket) *logsock.LogSocket {
+	b.Helper()
+	x, y, err := unixPair()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.Close()
+	defer y.Close()
+	if err := ls.SendConn(x); err != nil {
+		b.Fatal(err)
+	}
+	other, err := logsock.ReceiveConn(y, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return other
 }

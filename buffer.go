@@ -84,9 +84,14 @@ func (q *frameQueue) remove(n int) {
 	if q.head == len(q.buf) {
 		q.head = 0
 		q.buf = q.buf[:0]
-		if cap(q.buf) > 1<<20 { // an outage is over: give its memory back
-			q.buf = nil
-		}
+	}
+}
+
+// shrink gives back the memory of a queue that an outage grew, once it is
+// empty again.
+func (q *frameQueue) shrink() {
+	if q.empty() && cap(q.buf) > 1<<20 {
+		q.buf, q.head = nil, 0
 	}
 }
 

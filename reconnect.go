@@ -174,6 +174,7 @@ func (l *LogSocket) flushHeld(c *conn, deadline time.Time) bool {
 	}
 	l.hsDue = false
 	l.backoff = 0 // delivered: the collector is healthy again
+	l.held.shrink()
 	l.broadcast()
 	return true
 }

@@ -43,7 +43,7 @@ func main() {
 	peeks := flag.String("peek", "on,off", "comma-separated peek settings")
 	pauseFor := flag.Duration("stop", 3*time.Second, "sigstop: how long the collector stays stopped")
 	peekInterval := flag.Duration("peek-interval", 0, "the client's PeekInterval when the peek is on (0: the library's default)")
-	userTimeout := flag.Duration("user-timeout", time.Second, "sigstop: the client's UserTimeout")
+	userTimeout := flag.Duration("user-timeout", 0, "sigstop: the client's UserTimeout (0: the library's default, 20s; 1s shows what a short one loses)")
 	verbose := flag.Bool("v", false, "print each row on stderr as it is measured")
 	flag.Parse()
 	log.SetFlags(0)
@@ -185,8 +185,12 @@ func report(w *os.File, p faultlab.Params, rows []*faultlab.Result, mem *faultla
 	if cfg.PeekInterval != 0 {
 		peek = cfg.PeekInterval.String()
 	}
-	fmt.Fprintf(w, "client: library defaults except BufferBytes %d; peek on = PeekInterval %s, off = -1; sigstop: WriteTimeout %v, UserTimeout %v\n",
-		cfg.BufferBytes, peek, stop.WriteTimeout, stop.UserTimeout)
+	userTimeout := "default"
+	if stop.UserTimeout != 0 {
+		userTimeout = stop.UserTimeout.String()
+	}
+	fmt.Fprintf(w, "client: library defaults except BufferBytes %d; peek on = PeekInterval %s, off = -1; sigstop: WriteTimeout %v, UserTimeout %s\n",
+		cfg.BufferBytes, peek, stop.WriteTimeout, userTimeout)
 	d := p.WithDefaults()
 	fmt.Fprintf(w, "load: %d-byte messages, %d every %v (sigstop: %d x %d bytes); %v of load before and after a fault; graceful = SIGTERM (the collector drains); elapsed %v\n\n",
 		d.Size, d.Batch, d.Interval, d.PauseBatch, d.PauseSize, d.Busy, took.Round(time.Second))
