@@ -20,9 +20,10 @@
 // lost if the collector dies before reading it. Within that limit, a
 // LogSocket loses nothing it still holds:
 //
-//   - A nil error from Log or Write means that the whole frame was written
-//     to the connection, or that it is held in a buffer bounded by
-//     Config.BufferBytes, because the collector is unreachable now.
+//   - In direct mode, a nil error from Log or Write means that the whole
+//     frame was written to the connection, or that it is held in a buffer
+//     bounded by Config.BufferBytes, because the collector is unreachable
+//     now.
 //   - A frame whose write fails, even half-written, is held whole and sent
 //     again from its start on the next connection, never continued.
 //   - Before writing on a connection not checked for Config.PeekInterval,
@@ -42,8 +43,12 @@
 //     what is held for up to CloseTimeout, then reports and counts what it
 //     could not.
 //
-// The LogSocket has no goroutine of its own: held frames go out during
-// later calls of Log, Write, Flush and Close. TCP keepalive and, on Linux,
+// In direct mode (the default) the LogSocket has no goroutine of its own:
+// each call writes its frame, and held frames go out during later calls of
+// Log, Write, Flush and Close. In batching mode (Config.Batching), a nil
+// error means only that the frame is queued: a goroutine that the
+// LogSocket owns, and Close joins, writes the frames of all callers in
+// batches, and reconnects by itself. TCP keepalive and, on Linux,
 // TCP_USER_TIMEOUT detect a collector that vanished without closing.
 //
 // A message longer than Config.MaxFrame is refused with ErrFrameTooLarge,
@@ -94,9 +99,9 @@
 // # Concurrency
 //
 // A LogSocket is safe for any number of goroutines. Each frame goes out in
-// one write (a sendmsg of header and message together), under a mutex, so
-// frames never interleave; each goroutine's frames arrive in the order it
-// sent them. The hot path makes one syscall and no allocation a frame
+// one write (a sendmsg of header and message together), or whole within a
+// batch, under a mutex, so frames never interleave; each goroutine's frames
+// arrive in the order it sent them. The hot path makes one syscall and no allocation a frame
 // (and, at most once every PeekInterval, the peek). A Server runs one
 // goroutine a connection and joins them in Shutdown and Close; its Handler
 // runs on those goroutines.
