@@ -339,25 +339,7 @@ func startPyChild(t *testing.T, ls *logsock.LogSocket, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
-	cmd := exec.CommandContext(ctx, py, append([]string{script}, args...)...)
-	p := &proc{name: "child.py", cmd: cmd, stdout: newLineBuf(), stderr: newLineBuf(), done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	cmd.WaitDelay = time.Second // a stray holder of the pipes cannot stall Wait
-	if err := ls.Start(cmd); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		cancel()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill() // os.ErrProcessDone if it has exited: fine
-		<-p.done
-	})
-	return p
+	return startWith(t, ls.Start, py, append([]string{script}, args...)...)
 }
 
 // mustExitQuietly checks that the Python child exits 0 and prints nothing.

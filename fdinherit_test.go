@@ -419,6 +419,15 @@ func TestInheritStaleFD(t *testing.T) {
 // would inherit them, through SendConn to this same process.
 func dupOwn(t *testing.T, ls *logsock.LogSocket) (sock, lock int) {
 	t.Helper()
+	_, fds := receiveRaw(t, ls)
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+// receiveRaw returns the body and the descriptors of the message that
+// ls.SendConn sends.
+func receiveRaw(t *testing.T, ls *logsock.LogSocket) ([]byte, []int) {
+	t.Helper()
 	a, b, err := unixPair()
 	if err != nil {
 		t.Fatal(err)
@@ -428,18 +437,20 @@ func dupOwn(t *testing.T, ls *logsock.LogSocket) (sock, lock int) {
 	if err := ls.SendConn(a); err != nil {
 		t.Fatal(err)
 	}
-	oob := make([]byte, unix.CmsgSpace(8))
-	_, oobn, _, _, err := b.ReadMsgUnix(make([]byte, 4096), oob)
+	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(8))
+	n, oobn, _, _, err := b.ReadMsgUnix(buf, oob)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("control messages %v, %v", msgs, err)
+	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
 	if err != nil || len(fds) != 2 {
 		t.Fatalf("rights %v, %v", fds, err)
 	}
-	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
-	return fds[0], fds[1]
+	return buf[:n], fds
 }
 
 // unixPair returns the two ends of a connected Unix stream socket pair.

@@ -134,6 +134,13 @@ type proc struct {
 // out or when the test ends, and waited for in both cases.
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startWith(t, (*exec.Cmd).Start, name, args...)
+}
+
+// startWith is start with the function that starts the command, such as a
+// LogSocket's Start, which shares its connection with the child.
+func startWith(t *testing.T, run func(*exec.Cmd) error, name string, args ...string) *proc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
 	cmd := exec.CommandContext(ctx, name, args...)
 	p := &proc{name: filepath.Base(name), cmd: cmd, stdout: newLineBuf(), stderr: newLineBuf(),
@@ -143,7 +150,7 @@ func start(t *testing.T, name string, args ...string) *proc {
 	}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	cmd.WaitDelay = time.Second // a stray holder of the pipes cannot stall Wait
-	if err := cmd.Start(); err != nil {
+	if err := run(cmd); err != nil {
 		cancel()
 		t.Fatal(err)
 	}

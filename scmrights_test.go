@@ -131,24 +131,9 @@ func repeat(fd, n int) []int {
 // receiveBody returns the body of the message that SendConn sends.
 func receiveBody(t *testing.T, ls *logsock.LogSocket) []byte {
 	t.Helper()
-	a, b, err := unixPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
-	if err := ls.SendConn(a); err != nil {
-		t.Fatal(err)
-	}
-	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(8))
-	n, oobn, _, _, err := b.ReadMsgUnix(buf, oob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-	fds, _ := unix.ParseUnixRights(&msgs[0])
+	body, fds := receiveRaw(t, ls)
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
-	return buf[:n]
+	return body
 }
