@@ -105,10 +105,10 @@ func (l *LogSocket) writeBatch() bool {
 	// Only this goroutine writes in batching mode, and shareLocked waits
 	// while writing is set: l.w is this write's alone.
 	err := l.writeOn(c, hs, batch.bytes(), false, time.Now().Add(l.cfg.WriteTimeout))
+	retry := batch.retry
+	frames, msgBytes := batch.consume(l.w.written - len(hs)) // the batch is this goroutine's: no lock
 	l.mu.Lock()
 	l.writing = false
-	retry := batch.retry
-	frames, msgBytes := batch.consume(l.w.written - len(hs))
 	l.frames.Add(uint64(frames))
 	l.bytes.Add(uint64(msgBytes))
 	if retry && frames > 0 {

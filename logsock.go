@@ -375,6 +375,12 @@ func (l *LogSocket) Stats() Stats {
 	if since := l.downSince.Load(); since != 0 {
 		outage += max(time.Now().UnixNano()-since, 0)
 	}
+	held, heldBytes := int(l.heldFrames.Load()), int(l.heldBytes.Load())
+	if l.cfg.Batching {
+		l.mu.Lock()
+		held, heldBytes = l.held.frames, l.held.len()
+		l.mu.Unlock()
+	}
 	return Stats{
 		Frames:     l.frames.Load(),
 		Writes:     l.writes.Load(),
@@ -384,8 +390,8 @@ func (l *LogSocket) Stats() Stats {
 		Reconnects: l.reconnects.Load(),
 		Resent:     l.resent.Load(),
 		Dropped:    l.dropped.Load(),
-		Held:       int(l.heldFrames.Load()),
-		HeldBytes:  int(l.heldBytes.Load()),
+		Held:       held,
+		HeldBytes:  heldBytes,
 		Outage:     time.Duration(outage),
 	}
 }

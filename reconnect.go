@@ -277,8 +277,14 @@ func (l *LogSocket) broadcast() {
 	l.changed = make(chan struct{})
 }
 
-// noteHeld publishes the size of the queue for Stats. The caller holds mu.
+// noteHeld publishes the size of the queue for Stats, which must not wait
+// for a write in direct mode. In batching mode no write holds mu, so Stats
+// reads the queue itself, and queueing a frame costs no atomic stores. The
+// caller holds mu.
 func (l *LogSocket) noteHeld() {
+	if l.cfg.Batching {
+		return
+	}
 	l.heldFrames.Store(int64(l.held.frames))
 	l.heldBytes.Store(int64(l.held.len()))
 }
