@@ -11,6 +11,22 @@ import (
 // flight.
 const batchBytes = 256 << 10
 
+// idleRelease is how long the writer waits with nothing to write before it
+// gives back the memory of its batches: kept while busy, it saves the
+// allocation (and zeroing) of a buffer a batch, which costs more than the
+// rest of queueing a frame.
+const idleRelease = time.Second
+
+// releaseIdle gives back the batch buffers if nothing is queued.
+func (l *LogSocket) releaseIdle() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held.empty() && !l.writing {
+		l.spare = nil
+		l.held.buf, l.held.head = nil, 0
+	}
+}
+
 // queueLocked is Log and Write in batching mode: the frame joins the queue,
 // and the writer is told when there is something to gather or a batch is
 // full. The caller holds mu.
@@ -52,9 +68,15 @@ func (l *LogSocket) runWriter() {
 	defer close(l.writerDone)
 	delay := time.NewTimer(time.Hour)
 	delay.Stop()
+	idle := time.NewTimer(idleRelease)
+	defer idle.Stop()
 	for {
+		idle.Reset(idleRelease)
 		select {
 		case <-l.wake:
+		case <-idle.C:
+			l.releaseIdle()
+			continue
 		case <-l.done:
 			return
 		}

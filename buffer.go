@@ -16,6 +16,10 @@ type frameQueue struct {
 	// reserved counts the bytes of a batch taken out to be written
 	// (batching mode): until it is settled, they count against limit.
 	reserved int
+	// minCap is the least memory the queue takes when it needs some: in
+	// batching mode a batch's worth, so that it does not grow from 4 KiB
+	// by doubling, copying as it goes.
+	minCap int
 }
 
 func (q *frameQueue) len() int      { return len(q.buf) - q.head }
@@ -35,7 +39,7 @@ func (q *frameQueue) push(msg []byte) {
 			q.head = 0
 		}
 		if len(q.buf)+need > cap(q.buf) {
-			size := min(max(2*cap(q.buf), len(q.buf)+need, 4096), q.limit)
+			size := min(max(2*cap(q.buf), len(q.buf)+need, q.minCap, 4096), q.limit)
 			nb := make([]byte, len(q.buf), size)
 			copy(nb, q.buf)
 			q.buf = nb

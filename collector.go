@@ -368,6 +368,7 @@ func (c *serverConn) read() error {
 		if s.Handler != nil {
 			c.rec.Msg = msg
 			s.Handler(&c.rec)
+			c.rec.Msg = nil // the buffer may go back to the pool while the connection is idle
 		}
 	}
 }

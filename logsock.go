@@ -312,6 +312,7 @@ func New(network, address string, cfg *Config) (*LogSocket, error) {
 	l.w.init(c.Order)
 	l.held = frameQueue{order: c.Order, limit: c.BufferBytes}
 	if c.Batching {
+		l.held.minCap = batchBytes
 		l.wake, l.urge, l.writerDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 		go l.runWriter()
 	}
