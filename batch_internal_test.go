@@ -53,3 +53,26 @@ func TestBatchingReleasesIdleMemory(t *testing.T) {
 	ls.Close()
 	<-done
 }
+
+// TestDropOldestWithBatchInFlight: when the room is taken by the batch
+// being written, there is nothing older to drop: the new frame is dropped.
+func TestDropOldestWithBatchInFlight(t *testing.T) {
+	ls, err := New("unix", "/nonexistent/logsock", &Config{BufferBytes: 100, Overflow: DropOldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	ls.mu.Lock()
+	ls.held.push(make([]byte, 10))
+	batch := ls.held.take(nil) // as the writer does: 14 bytes in flight
+	ls.held.reserved = 90      // say more of it
+	err = ls.hold(make([]byte, 20), time.Now())
+	ls.mu.Unlock()
+	if err != ErrBufferFull {
+		t.Fatalf("hold: %v, want ErrBufferFull", err)
+	}
+	if st := ls.Stats(); st.Dropped != 1 {
+		t.Errorf("Stats %+v: want the new frame counted", st)
+	}
+	_ = batch
+}

@@ -49,7 +49,8 @@ const (
 	// DropNewest drops the new frame at once and returns ErrBufferFull.
 	DropNewest
 	// DropOldest drops the oldest held frames to make room; the call
-	// returns nil.
+	// returns nil. (In batching mode, if the room is taken by the batch
+	// being written, the new frame is dropped, with ErrBufferFull.)
 	DropOldest
 )
 

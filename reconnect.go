@@ -83,9 +83,13 @@ func (l *LogSocket) hold(msg []byte, deadline time.Time) error {
 	if !l.held.fits(len(msg)) {
 		switch l.cfg.Overflow {
 		case DropOldest:
-			for !l.held.fits(len(msg)) {
+			for !l.held.fits(len(msg)) && !l.held.empty() {
 				l.held.dropOldest()
 				l.dropped.Add(1)
+			}
+			if !l.held.fits(len(msg)) { // the rest is a batch being written
+				l.dropped.Add(1)
+				return ErrBufferFull
 			}
 		case DropNewest:
 			l.dropped.Add(1)
