@@ -492,17 +492,24 @@ func (c *serverConn) drainRead(p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	c.nc.SetReadDeadline(time.Time{})
 	var n int
 	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = unix.Read(int(fd), p)
-			if rerr != unix.EINTR {
-				return true
+	for {
+		c.nc.SetReadDeadline(time.Time{})
+		err = rc.Read(func(fd uintptr) bool {
+			for {
+				n, rerr = unix.Read(int(fd), p)
+				if rerr != unix.EINTR {
+					return true
+				}
 			}
+		})
+		// Shutdown's drain can set a deadline again between the two
+		// calls; it only means to wake a blocked read, so look again.
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			break
 		}
-	})
+	}
 	switch {
 	case err != nil:
 		return 0, err
