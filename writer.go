@@ -11,11 +11,12 @@ import (
 // as a second iovec, since copying it would cost more than the iovec.
 const copyMax = 2048
 
-// frameWriter writes one frame (optionally after a handshake) with as few
-// syscalls as the kernel allows: one sendmsg of up to three parts, no copy of
-// the message, and no allocation. Its callback for syscall.RawConn.Write is
-// made once and reads its inputs from the struct, so that the hot path does
-// not allocate a closure.
+// frameWriter writes a frame, or a run of encoded frames, optionally after
+// a handshake, with as few syscalls as the kernel allows and no allocation:
+// up to copyMax bytes are copied into one buffer and sent with send(2);
+// more go out with one sendmsg of up to three iovecs, uncopied. Its
+// callback for syscall.RawConn.Write is made once and reads its inputs from
+// the struct, so that the hot path does not allocate a closure.
 type frameWriter struct {
 	order   ByteOrder
 	hdr     [HeaderLen]byte
