@@ -213,16 +213,18 @@ type Stats struct {
 
 // A LogSocket sends log messages to a collector, one frame each, over one
 // stream connection that opens with the handshake. It is safe for use by
-// any number of goroutines: each frame goes out whole in one write, never
-// interleaved with another, and each goroutine's frames in order.
+// any number of goroutines: each frame goes out whole, in one write or
+// within a batch, never interleaved with another, and each goroutine's
+// frames in order.
 //
 // When the connection fails, or the collector closes it, the LogSocket
 // connects again, with backoff, and sends a fresh handshake with the pid of
 // the process now writing. Frames that could not be written meanwhile,
 // including the one whose write failed, are held in a buffer bounded by
 // Config.BufferBytes and sent, whole and in order, on the new connection.
-// The LogSocket starts no goroutine: held frames go out during later calls
-// of Log, Write, Flush or Close.
+// In direct mode the LogSocket starts no goroutine: held frames go out
+// during later calls of Log, Write, Flush or Close. In batching mode its
+// writer goroutine sends them, and Close stops it.
 type LogSocket struct {
 	network, address string
 	cfg              Config
