@@ -131,18 +131,9 @@ func (l *LogSocket) writeBatch() bool {
 	frames, msgBytes := batch.consume(l.w.written - len(hs)) // the batch is this goroutine's: no lock
 	l.mu.Lock()
 	l.writing = false
-	l.frames.Add(uint64(frames))
-	l.bytes.Add(uint64(msgBytes))
-	if retry && frames > 0 {
-		l.resent.Add(1)
-	}
+	l.afterWrite(c, frames, msgBytes, retry, err)
 	if err != nil {
 		batch.retry = true
-		l.fail()
-		l.lose(c, err)
-	} else {
-		l.hsDue = false
-		l.backoff = 0
 	}
 	l.spare = l.held.settle(&batch)
 	l.noteHeld()

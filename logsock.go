@@ -373,7 +373,9 @@ func (l *LogSocket) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Stats returns the counters. It does not wait for calls in progress.
+// Stats returns the counters. In direct mode it does not wait for calls in
+// progress; in batching mode it takes the LogSocket's lock briefly, to read
+// the queue (no write holds that lock there).
 func (l *LogSocket) Stats() Stats {
 	outage := l.outage.Load()
 	if since := l.downSince.Load(); since != 0 {

@@ -11,9 +11,15 @@ import (
 	"time"
 )
 
-// errPeerClosed is why a connection is dropped when the peek finds that
-// the collector closed it.
-var errPeerClosed = errors.New("collector closed the connection")
+var (
+	// errPeerClosed is why a connection is dropped when the peek finds
+	// that the collector closed it.
+	errPeerClosed = errors.New("collector closed the connection")
+	// connectNow's refusals: fixed values, since a call makes one during
+	// every frame of an outage.
+	errDialing = errors.New("another call is dialing")
+	errBackoff = errors.New("the next attempt is not due yet")
+)
 
 // dialer makes the net.Dialer for cfg: TCP keepalive, and on Linux
 // TCP_USER_TIMEOUT, so that a collector that vanished without a FIN is
@@ -164,23 +170,34 @@ func (l *LogSocket) flushHeld(c *conn, deadline time.Time) bool {
 	retry := l.held.retry
 	err := l.writeOn(c, hs, l.held.bytes(), false, deadline)
 	frames, msgBytes := l.held.consume(l.w.written - len(hs))
-	l.frames.Add(uint64(frames))
-	l.bytes.Add(uint64(msgBytes))
-	if retry && frames > 0 {
-		l.resent.Add(1)
-	}
+	l.afterWrite(c, frames, msgBytes, retry, err)
 	l.noteHeld()
 	if err != nil {
 		l.held.retry = true // the first frame left was cut, or never went out
-		l.fail()
-		l.lose(c, err)
 		return false
 	}
-	l.hsDue = false
-	l.backoff = 0 // delivered: the collector is healthy again
 	l.held.shrink()
 	l.broadcast()
 	return true
+}
+
+// afterWrite accounts for a write of queued frames: it counts the frames
+// that went out whole (one of them re-sent, if the first had been tried
+// before), and on failure drops the connection and schedules the next
+// attempt. The caller holds mu.
+func (l *LogSocket) afterWrite(c *conn, frames, msgBytes int, retried bool, err error) {
+	l.frames.Add(uint64(frames))
+	l.bytes.Add(uint64(msgBytes))
+	if retried && frames > 0 {
+		l.resent.Add(1)
+	}
+	if err != nil {
+		l.fail()
+		l.lose(c, err)
+		return
+	}
+	l.hsDue = false
+	l.backoff = 0 // delivered: the collector is healthy again
 }
 
 // connectNow dials if no other call is dialing and the backoff allows, with
@@ -188,10 +205,10 @@ func (l *LogSocket) flushHeld(c *conn, deadline time.Time) bool {
 // handshake due. The caller holds mu.
 func (l *LogSocket) connectNow(ctx context.Context) error {
 	if l.dialing {
-		return errors.New("another call is dialing")
+		return errDialing
 	}
-	if wait := time.Until(l.nextDial); wait > 0 {
-		return fmt.Errorf("next attempt in %v", wait)
+	if time.Now().Before(l.nextDial) {
+		return errBackoff
 	}
 	l.dialing = true
 	l.mu.Unlock()

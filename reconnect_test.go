@@ -67,11 +67,14 @@ func TestPeekDetectsClose(t *testing.T) {
 				}
 				st := ls.Stats()
 				if !peek {
-					// Unix sockets report the closed peer at once (EPIPE), so the
-					// frame is held and sent again; TCP accepts it into the
-					// dead connection.
-					if network == "tcp" && st.Reconnects != 0 {
+					// TCP accepts the frame into the dead connection; a Unix
+					// socket fails the write at once (EPIPE), so the frame is
+					// held and sent again on a new connection.
+					switch {
+					case network == "tcp" && st.Reconnects != 0:
 						t.Fatalf("without the check, Stats %+v: want no reconnect yet", st)
+					case network == "unix" && (st.Reconnects != 1 || st.Resent != 1):
+						t.Fatalf("without the check, Stats %+v: want the failed frame re-sent on a new connection", st)
 					}
 					return
 				}
