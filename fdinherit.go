@@ -223,11 +223,22 @@ func (l *LogSocket) adopt(fd, lockFD int, id string) (err error) {
 	if err != nil {
 		return fmt.Errorf("logsock: adopting fd %d: %w", fd, err)
 	}
+	// net.FileConn sets TCP_NODELAY, as Go does on every TCP connection;
+	// but the option belongs to the socket, which every holder shares:
+	// keep what the process that made it chose (a Python parent, for
+	// one, leaves Nagle's algorithm on).
+	nodelay, nerr := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
 	f := os.NewFile(uintptr(nfd), "logsock-socket")
 	nc, err := net.FileConn(f) // makes its own close-on-exec duplicate
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("logsock: adopting fd %d: %w", fd, err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok && nerr == nil && nodelay == 0 {
+		if err := tc.SetNoDelay(false); err != nil {
+			nc.Close()
+			return fmt.Errorf("logsock: adopting fd %d: %w", fd, err)
+		}
 	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {

@@ -2,13 +2,14 @@ package logsock
 
 import (
 	"net"
+	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
 // TestTCPOptions: keepalive and TCP_USER_TIMEOUT are on by default, as
-// configured, and off when asked.
+// configured, and off when asked; TCP_NODELAY is set, as Go does.
 func TestTCPOptions(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,12 +26,13 @@ func TestTCPOptions(t *testing.T) {
 		}
 	}()
 	for _, tc := range []struct {
-		cfg                  *Config
-		keepAlive, idle, utm int
+		cfg                           *Config
+		keepAlive, idle, utm, nodelay int
 	}{
-		{nil, 1, 15, 20000},
-		{&Config{KeepAlive: 60e9, UserTimeout: 5e9}, 1, 60, 5000},
-		{&Config{KeepAlive: -1, UserTimeout: -1}, 0, -1, 0},
+		{nil, 1, 15, 20000, 1},
+		{&Config{KeepAlive: 60e9, UserTimeout: 5e9}, 1, 60, 5000, 1},
+		{&Config{KeepAlive: -1, UserTimeout: -1}, 0, -1, 0, 1},
+		{&Config{Batching: true}, 1, 15, 20000, 1},
 	} {
 		ls, err := Dial("tcp", l.Addr().String(), tc.cfg)
 		if err != nil {
@@ -54,6 +56,69 @@ func TestTCPOptions(t *testing.T) {
 		if v := get(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT); v != tc.utm {
 			t.Errorf("%+v: TCP_USER_TIMEOUT %d, want %d", tc.cfg, v, tc.utm)
 		}
+		if v := get(unix.IPPROTO_TCP, unix.TCP_NODELAY); v != tc.nodelay {
+			t.Errorf("%+v: TCP_NODELAY %d, want %d", tc.cfg, v, tc.nodelay)
+		}
 		ls.Close()
 	}
+}
+
+// TestAdoptKeepsNoDelay: a process that adopts a shared connection leaves
+// TCP_NODELAY as its maker set it (here off, as a Python parent leaves
+// it), although net.FileConn sets it.
+func TestAdoptKeepsNoDelay(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			defer c.Close()
+			c.Read(make([]byte, 1)) // until the client closes
+		}
+	}()
+	ls, err := Dial("tcp", l.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	if err := ls.live.Load().nc.(*net.TCPConn).SetNoDelay(false); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, y := unixConn(t, fds[0]), unixConn(t, fds[1])
+	if err := ls.SendConn(x); err != nil {
+		t.Fatal(err)
+	}
+	other, err := ReceiveConn(y, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, l := range []*LogSocket{ls, other} {
+		var v int
+		l.live.Load().rc.Control(func(fd uintptr) {
+			v, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		})
+		if err != nil || v != 0 {
+			t.Errorf("TCP_NODELAY %d (%v) after ReceiveConn, want 0", v, err)
+		}
+	}
+}
+
+func unixConn(t *testing.T, fd int) *net.UnixConn {
+	t.Helper()
+	f := os.NewFile(uintptr(fd), "socketpair")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.UnixConn)
 }
