@@ -1,0 +1,293 @@
+package logsock_test
+
+// The collector program's Unix socket files, with the program run as a
+// real process: a stale socket is replaced, a live one or a file that is
+// not a socket is refused and left alone, -mode is applied from the start,
+// and the file goes at exit unless another has taken the path.
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+func TestCollectorProgramSocketFile(t *testing.T) {
+	collector := filepath.Join(buildExamples(t), "collector")
+
+	t.Run("stale", func(t *testing.T) {
+		path := socketPath(t)
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.(*net.UnixListener).SetUnlinkOnClose(false)
+		l.Close() // the file stays, and nobody accepts on it: a killed collector's
+
+		started := time.Now()
+		p := startSockCollector(t, collector, path)
+		if want := "collector: removed stale socket " + path; !strings.Contains(p.stderr.String(), want) {
+			t.Errorf("stderr %q, want %q", p.stderr, want)
+		}
+		// The new file may well have the stale one's inode number (it did
+		// here, on ext4): what shows that it is new is that it serves.
+		sockLog(t, path, "after the stale socket")
+		if recs := collectorRecords(t, p, 1, started); recs[0].Msg != "after the stale socket" {
+			t.Errorf("collector printed %+v", recs)
+		}
+		stopCollector(t, p)
+	})
+
+	t.Run("in-use", func(t *testing.T) {
+		path := socketPath(t)
+		started := time.Now()
+		first := startSockCollector(t, collector, path)
+		live := sockLstat(t, path)
+
+		second := start(t, collector, "-json", "-listen", "unix://"+path)
+		sockMustFail(t, second, 1, path+" is already in use by a running collector")
+		if !os.SameFile(live, sockLstat(t, path)) {
+			t.Fatal("the second collector replaced the first one's socket file")
+		}
+		// The second one's check was a connection of no frames: the
+		// record comes on the next one.
+		sockLog(t, path, "still served")
+		if recs := collectorRecords(t, first, 1, started); recs[0].Msg != "still served" {
+			t.Errorf("first collector printed %+v", recs)
+		}
+		stopCollector(t, first)
+	})
+
+	t.Run("not-a-socket", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, want string
+			make       func(path string) error
+		}{
+			{"regular", "is a regular file, not a socket", func(path string) error {
+				return os.WriteFile(path, []byte("not a socket"), 0o600)
+			}},
+			{"directory", "is a directory, not a socket", func(path string) error {
+				if err := os.Mkdir(path, 0o700); err != nil {
+					return err
+				}
+				return os.WriteFile(filepath.Join(path, "f"), []byte("not a socket"), 0o600)
+			}},
+			{"symlink", "is a symbolic link, not a socket", func(path string) error {
+				// to a stale socket: the link is not the collector's to remove
+				l, err := net.Listen("unix", path+"-target")
+				if err != nil {
+					return err
+				}
+				l.(*net.UnixListener).SetUnlinkOnClose(false)
+				l.Close()
+				return os.Symlink(path+"-target", path)
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				path := socketPath(t)
+				if err := tc.make(path); err != nil {
+					t.Fatal(err)
+				}
+				before := sockLstat(t, path)
+				p := start(t, collector, "-listen", "unix://"+path)
+				sockMustFail(t, p, 1, path+" "+tc.want)
+				if after := sockLstat(t, path); !os.SameFile(before, after) || after.Mode() != before.Mode() {
+					t.Fatalf("%s: %v, was %v", path, after.Mode(), before.Mode())
+				}
+				if b, err := os.ReadFile(filepath.Join(path, "f")); tc.name == "directory" && string(b) != "not a socket" {
+					t.Errorf("the directory's file: %q, %v", b, err)
+				}
+				if b, err := os.ReadFile(path); tc.name == "regular" && string(b) != "not a socket" {
+					t.Errorf("the regular file: %q, %v", b, err)
+				}
+			})
+		}
+	})
+
+	t.Run("mode", func(t *testing.T) {
+		umask := sockUmask(t)
+		for _, tc := range []struct {
+			flag []string
+			want fs.FileMode
+		}{
+			{nil, 0o777 &^ umask},
+			{[]string{"-mode", "0660"}, 0o660},
+			{[]string{"-mode", "600"}, 0o600},
+			{[]string{"-mode", "0o777"}, 0o777}, // wider than the umask leaves
+		} {
+			t.Run(fmt.Sprintf("%04o", uint32(tc.want)), func(t *testing.T) {
+				// Two sockets: the umask is restored between them, and
+				// set again for the second.
+				a := socketPath(t)
+				b := filepath.Join(filepath.Dir(a), "t")
+				p := startSockCollector(t, collector, a, append([]string{"-listen", "unix://" + b}, tc.flag...)...)
+				for _, path := range []string{a, b} {
+					if fi := sockLstat(t, path); fi.Mode() != fs.ModeSocket|tc.want {
+						t.Errorf("%s: mode %v, want %v (umask %04o)", path, fi.Mode(), fs.ModeSocket|tc.want, uint32(umask))
+					}
+				}
+				stopCollector(t, p)
+			})
+		}
+		for _, bad := range []string{"0999", "01777", "rw-rw----", "-1"} {
+			t.Run("invalid/"+bad, func(t *testing.T) {
+				path := socketPath(t)
+				p := start(t, collector, "-mode", bad, "-listen", "unix://"+path)
+				sockMustFail(t, p, 2, "want permission bits in octal")
+				if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("%s: %v, want no file", path, err)
+				}
+			})
+		}
+	})
+
+	t.Run("removed-at-exit", func(t *testing.T) {
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+			t.Run(sig.String(), func(t *testing.T) {
+				path := socketPath(t)
+				p := startSockCollector(t, collector, path, "-listen", "tcp://127.0.0.1:0")
+				if err := p.cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+				p.mustExit(t)
+				if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("after %v: %s: %v, want it removed", sig, path, err)
+				}
+			})
+		}
+	})
+
+	// The path is given to another socket while the collector runs: the
+	// collector must leave that one at exit (Go's UnixListener would
+	// unlink the path on Close whatever it named).
+	t.Run("replaced", func(t *testing.T) {
+		path := socketPath(t)
+		p := startSockCollector(t, collector, path)
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		other, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { other.Close() })
+		ours := sockLstat(t, path)
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		p.mustExit(t)
+		if !os.SameFile(ours, sockLstat(t, path)) {
+			t.Fatalf("%s is no longer the socket that took the path", path)
+		}
+		if want := "not removing " + path; !strings.Contains(p.stderr.String(), want) {
+			t.Errorf("stderr %q, want %q", p.stderr, want)
+		}
+	})
+
+	// A failure after the first socket is made: the collector exits with
+	// an error and removes it.
+	t.Run("failed-start", func(t *testing.T) {
+		path := socketPath(t)
+		missing := filepath.Join(filepath.Dir(path), "missing", "s")
+		p := start(t, collector, "-listen", "unix://"+path, "-listen", "unix://"+missing)
+		sockMustFail(t, p, 1, missing)
+		if !strings.Contains(p.stderr.String(), "collector: listening on unix://"+path) {
+			t.Fatalf("stderr %q: the first socket was not made", p.stderr)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %v, want it removed", path, err)
+		}
+	})
+}
+
+// startSockCollector runs the collector program with -json on the Unix
+// socket path and the other args, and waits until it says that it listens
+// on every address.
+func startSockCollector(t *testing.T, bin, path string, args ...string) *proc {
+	t.Helper()
+	args = append([]string{"-json", "-listen", "unix://" + path}, args...)
+	n := strings.Count(strings.Join(args, " "), "-listen ")
+	p := start(t, bin, args...)
+	p.waitLines(t, p.stderr, fmt.Sprintf("%d listening lines", n), func(lines []string) bool {
+		got := 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, "collector: listening on ") {
+				got++
+			}
+		}
+		return got >= n
+	})
+	return p
+}
+
+// sockMustFail waits for p to exit with status code, and checks that its
+// standard error says want.
+func sockMustFail(t *testing.T, p *proc, code int, want string) {
+	t.Helper()
+	var ee *exec.ExitError
+	if err := p.wait(t); !errors.As(err, &ee) || ee.ExitCode() != code {
+		t.Fatalf("%s: %v, want exit status %d; stderr:\n%s", p.name, err, code, p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), want) {
+		t.Errorf("%s: stderr %q, want %q", p.name, p.stderr, want)
+	}
+}
+
+func sockLstat(t *testing.T, path string) fs.FileInfo {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+// sockLog logs msg to the collector at the Unix socket path.
+func sockLog(t *testing.T, path, msg string) {
+	t.Helper()
+	ls, err := logsock.Dial("unix", path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	if err := ls.Log(msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sockUmask returns the umask that the children inherit, from
+// /proc/self/status: umask(2) cannot read it without setting it.
+func sockUmask(t *testing.T) fs.FileMode {
+	t.Helper()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Skipf("the umask: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "Umask:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				t.Fatalf("/proc/self/status: %q: %v", sc.Text(), err)
+			}
+			return fs.FileMode(n)
+		}
+	}
+	t.Skip("the umask: no Umask line in /proc/self/status")
+	return 0
+}
