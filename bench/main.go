@@ -158,6 +158,9 @@ func main() {
 		s.collector = runCollector(opt)
 		printCollector(os.Stdout, s.collector)
 	}
+	if opt.only.MatchString("latency") {
+		printLatency(os.Stdout, runLatency())
+	}
 	s.print(os.Stdout)
 	fmt.Printf("\ntotal time %v\n", time.Since(began).Round(time.Second))
 }
