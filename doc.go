@@ -86,7 +86,12 @@
 //     is torn: unlock, and stop using the connection (reconnect on your
 //     own, with your own handshake). Otherwise set byte 0 to 1, write the
 //     whole frame, set byte 0 to 0, and unlock; leave byte 0 at 1 if you
-//     stop with a frame half-written.
+//     stop with a frame half-written. A holder may keep the lock between
+//     its frames, with byte 0 at 0, for up to 200 µs after it took it.
+//     While you wait for the lock, poll at least every 200 µs and set byte
+//     4 ("wanted") to 1; set it to 0 once you have the lock. A holder that
+//     finds byte 4 set leaves the lock to the waiter: it does not take it
+//     again until byte 4 is 0, or for 1 ms. You may do the same.
 //   - POSIX locks exclude processes, not threads: serialise the threads of
 //     one process too. A process loses its POSIX locks when it closes any
 //     descriptor of the file, so keep exactly one. The kernel releases the

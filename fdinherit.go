@@ -59,7 +59,7 @@ func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	}
 	defer func() {
 		for _, f := range files {
-			f.Close()
+			closeLockFile(f)
 		}
 	}()
 	if cmd.Env == nil {
@@ -110,12 +110,7 @@ func (l *LogSocket) shareLocked(fd int) ([]*os.File, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	lockRC, err := c.lock.f.SyscallConn()
-	if err != nil {
-		sock.Close()
-		return nil, nil, err
-	}
-	lock, _, err := dupFD(lockRC, "logsock-lock")
+	lock, err := c.lock.dup()
 	if err != nil {
 		sock.Close()
 		return nil, nil, err
@@ -138,7 +133,7 @@ func dupFD(rc syscall.RawConn, name string) (*os.File, string, error) {
 		}
 		var st unix.Stat_t
 		if derr = unix.Fstat(nfd, &st); derr != nil {
-			unix.Close(nfd)
+			closeLockFD(nfd)
 			return
 		}
 		id = fileID(&st)
@@ -208,7 +203,7 @@ func (l *LogSocket) adopt(fd, lockFD int, id string) (err error) {
 	defer func() {
 		if err != nil {
 			unix.Close(fd)
-			unix.Close(lockFD)
+			closeLockFD(lockFD)
 		}
 	}()
 	if err := checkSocket(fd, l.network, id); err != nil {
@@ -261,10 +256,9 @@ func (l *LogSocket) adopt(fd, lockFD int, id string) (err error) {
 		return err
 	}
 	// The inherited numbers are closed now, and only the duplicates are
-	// used: the lock file's record lock is not held yet, so closing one of
-	// its descriptors drops nothing.
+	// used.
 	unix.Close(fd)
-	unix.Close(lockFD)
+	closeLockFD(lockFD)
 	l.mu.Lock()
 	l.live.Store(&conn{nc: nc, rc: rc, lock: k})
 	l.everUp = true

@@ -181,9 +181,32 @@ func TestInheritBatchesNotTorn(t *testing.T) {
 	}
 }
 
+// TestSharedInProcessNotTorn: two LogSockets of one process that share a
+// connection (SendConn, ReceiveConn) exclude each other too, although
+// POSIX record locks do not exclude the threads of a process: the process
+// has one handle on the lock file, whose mutex does.
+func TestSharedInProcessNotTorn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 10 MB through a slow collector")
+	}
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			if torn, complete := runStressWith(t, network, true, false, true); torn != "" || !complete {
+				t.Fatalf("torn %q, complete %v", torn, complete)
+			}
+		})
+	}
+}
+
 // runStress runs the writers and returns the first sign of tearing, and
 // whether every frame of every writer arrived.
 func runStress(t *testing.T, network string, lock, batching bool) (torn string, complete bool) {
+	return runStressWith(t, network, lock, batching, false)
+}
+
+// runStressWith is runStress; inProcess replaces the 3 children with a
+// second LogSocket of this process (writer id: this pid + 1).
+func runStressWith(t *testing.T, network string, lock, batching, inProcess bool) (torn string, complete bool) {
 	l := listen(t, network)
 	defer l.Close()
 	ls := dial(t, network, l.Addr().String(), &logsock.Config{WriteTimeout: time.Minute, Batching: batching})
@@ -198,7 +221,34 @@ func runStress(t *testing.T, network string, lock, batching bool) (torn string, 
 		env = append(env, "LOGSOCK_TEST_NOLOCK=1")
 	}
 	var children []*exec.Cmd
+	writers := map[int]int{os.Getpid(): 0} // pid: next sequence number
+	var otherErr chan error
+	if inProcess {
+		x, y, err := unixPair()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer x.Close()
+		defer y.Close()
+		if err := ls.SendConn(x); err != nil {
+			t.Fatal(err)
+		}
+		other, err := logsock.ReceiveConn(y, &logsock.Config{WriteTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		otherErr = make(chan error, 1)
+		writers[os.Getpid()+1] = 0
+		go func() {
+			err := stressWrite(other, os.Getpid()+1)
+			other.Close()
+			otherErr <- err
+		}()
+	}
 	for range 3 {
+		if inProcess {
+			break
+		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), append(env, childRoleEnv+"=stress")...)
 		cmd.Stderr = os.Stderr
@@ -216,7 +266,6 @@ func runStress(t *testing.T, network string, lock, batching bool) (torn string, 
 	parentErr := make(chan error, 1)
 	go func() { parentErr <- stressWrite(ls, os.Getpid()) }()
 
-	writers := map[int]int{os.Getpid(): 0} // pid: next sequence number
 	for _, cmd := range children {
 		writers[cmd.Process.Pid] = 0
 	}
@@ -254,6 +303,11 @@ func runStress(t *testing.T, network string, lock, batching bool) (torn string, 
 	}()
 	if err := <-parentErr; err != nil && lock {
 		t.Errorf("parent: %v", err)
+	}
+	if otherErr != nil {
+		if err := <-otherErr; err != nil {
+			t.Errorf("the second LogSocket: %v", err)
+		}
 	}
 	for _, cmd := range children {
 		if err := cmd.Wait(); err != nil && lock {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,30 +19,78 @@ import (
 //	byte 1   1 once a holder has found byte 0 set when it took the lock:
 //	         the holder before it died inside a frame, so the stream is
 //	         torn for good, and every holder must stop using it
+//	byte 4   1 while a process waits for the lock: "wanted"
 //
 // A holder takes a POSIX record lock (fcntl F_SETLK, F_WRLCK) on byte 0
 // for each frame. POSIX locks exclude processes, not the threads of one
-// (the LogSocket's mutex does that), are released by the kernel when a
+// (the frameLock's mutex does that), are released by the kernel when a
 // holder dies, and are dropped when a process closes any descriptor of the
-// file: so each process keeps exactly one, for as long as it holds the
-// connection. OFD locks and flock do not work here: every holder shares
-// one open file description (SPEC: "Inheriting a connection").
+// file: so each process keeps exactly one frameLock for the file, and
+// closes its other descriptors only through closeLockFD. OFD locks and
+// flock do not work here: every holder shares one open file description
+// (SPEC: "Inheriting a connection").
+//
+// Two fcntl calls cost more than the send of a small frame (issue 5), so a
+// holder keeps the record lock after a frame, "parked", with byte 0 clear:
+// the stream is at a frame boundary. It lets go parkTime after it took the
+// lock, busy or not. A process that waits for the lock sets byte 4, and
+// polls; a holder that finds byte 4 set does not take the lock again until
+// the waiter has had it (and cleared byte 4), or handoffWait has passed
+// (the waiter may have given up): otherwise a busy holder, taking the lock
+// again the moment it lets go, would starve every waiter.
 const (
-	lockFileSize   = 16
-	lockFlagOffset = 0
-	lockTornOffset = 1
+	lockFileSize     = 16
+	lockFlagOffset   = 0
+	lockTornOffset   = 1
+	lockWantedOffset = 4
+)
+
+// parkTime is how long a holder keeps the record lock: long enough to
+// spare the two fcntl calls on most frames of a busy writer, short enough
+// that a waiter hardly notices. A variable for the tests.
+var parkTime = 200 * time.Microsecond
+
+const (
+	// handoffWait bounds how long a holder leaves the lock to a waiter.
+	handoffWait = time.Millisecond
+	// maxLockPause is the longest pause between a waiter's attempts: well
+	// under handoffWait, so that the waiter looks while the lock is left
+	// to it.
+	maxLockPause = 200 * time.Microsecond
 )
 
 // errTorn is why a holder drops a shared connection whose stream another
 // holder left torn.
 var errTorn = errors.New("a process died while writing a frame on the shared connection: the stream is torn")
 
-// frameLock is one process's handle on the lock file. The bytes of the
-// mapping are read and written only under the record lock, whose fcntl
-// calls order the memory accesses of the processes.
+// frameLock is this process's handle on a lock file: one for each file,
+// whichever LogSockets of the process share the connection (lockFiles).
+// Its mutex is held from lock to unlock, so that it excludes the
+// process's own writers, which the record lock cannot. The bytes of the
+// mapping are written only under the record lock, whose fcntl calls order
+// the memory accesses of the processes; byte 4 is only a hint, read and
+// written without it.
 type frameLock struct {
-	f   *os.File
-	mem []byte // the mapping of the lock file
+	key  fileKey
+	refs int // LogSocket connections using it; guarded by lockFiles
+	f    *os.File
+	fd   int
+	mem  []byte // the mapping of the lock file
+
+	mu     sync.Mutex // held by the writer of a frame; guards the fields below
+	parked bool       // the record lock is held between frames
+	armed  bool       // timer is set to end the parking
+	closed bool
+	timer  *time.Timer
+	timers sync.WaitGroup // the timer's call in progress, joined by close
+}
+
+type fileKey struct{ dev, ino uint64 }
+
+// lockFiles maps each lock file this process has open to its frameLock.
+var lockFiles struct {
+	sync.Mutex
+	m map[fileKey]*frameLock
 }
 
 // newLockFile creates the lock file, close-on-exec.
@@ -57,80 +106,212 @@ func newLockFile() (*frameLock, error) {
 	return openLock(f)
 }
 
-// openLock maps a lock file made by newLockFile, here or in a parent.
+// openLock returns this process's frameLock for the lock file f, made by
+// newLockFile here or in another process. If the process has the file
+// open already (a connection passed between two LogSockets of one
+// process), f is closed and the frameLock shared.
 func openLock(f *os.File) (*frameLock, error) {
-	var mem []byte
-	var merr error
-	rc, err := f.SyscallConn()
-	if err == nil {
-		err = rc.Control(func(fd uintptr) {
-			var st unix.Stat_t
-			if merr = unix.Fstat(int(fd), &st); merr != nil {
-				return
-			}
-			if st.Size < lockFileSize {
-				merr = fmt.Errorf("lock file has %d bytes, want %d", st.Size, lockFileSize)
-				return
-			}
-			mem, merr = unix.Mmap(int(fd), 0, lockFileSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		})
+	fd := int(f.Fd()) // a regular file: Fd leaves it as it is
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("logsock: lock file: %w", os.NewSyscallError("fstat", err))
 	}
-	if err == nil {
-		err = merr
+	if st.Size < lockFileSize {
+		f.Close()
+		return nil, fmt.Errorf("logsock: lock file has %d bytes, want %d", st.Size, lockFileSize)
 	}
+	key := fileKey{uint64(st.Dev), uint64(st.Ino)}
+	lockFiles.Lock()
+	defer lockFiles.Unlock()
+	if k := lockFiles.m[key]; k != nil {
+		k.refs++
+		k.closeFile(f)
+		return k, nil
+	}
+	mem, err := unix.Mmap(fd, 0, lockFileSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("logsock: lock file: %w", err)
+		return nil, fmt.Errorf("logsock: lock file: %w", os.NewSyscallError("mmap", err))
 	}
-	return &frameLock{f: f, mem: mem}, nil
+	k := &frameLock{key: key, refs: 1, f: f, fd: fd, mem: mem}
+	k.timer = time.AfterFunc(time.Hour, k.endParking)
+	k.timer.Stop()
+	if lockFiles.m == nil {
+		lockFiles.m = make(map[fileKey]*frameLock)
+	}
+	lockFiles.m[key] = k
+	return k, nil
 }
 
-// lock takes the record lock, polling until deadline: a blocking F_SETLKW
-// could wait forever on a holder that is stopped (SIGSTOP). Then it checks
-// the stream: a set flag means that the last holder died inside a frame.
-// It returns errTorn, with the lock released, if the stream is torn.
+// dup returns a close-on-exec duplicate of the lock file's descriptor, to
+// pass to another process. Close it with closeLockFile.
+func (k *frameLock) dup() (*os.File, error) {
+	nfd, err := unix.FcntlInt(uintptr(k.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("logsock: duplicating the lock file: %w", os.NewSyscallError("fcntl", err))
+	}
+	return os.NewFile(uintptr(nfd), "logsock-lock"), nil
+}
+
+// lock takes the lock, polling until deadline: a blocking F_SETLKW could
+// wait forever on a holder that is stopped (SIGSTOP). Then it checks the
+// stream: a set flag means that the last holder died inside a frame. It
+// returns errTorn, with the lock released, if the stream is torn. On
+// success the caller must call unlock.
 func (k *frameLock) lock(deadline time.Time) error {
+	for pause := time.Duration(0); !k.mu.TryLock(); {
+		// Another LogSocket of this process writes a frame.
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("logsock: waiting for the frame lock: %w", os.ErrDeadlineExceeded)
+		}
+		pause = min(max(2*pause, 20*time.Microsecond), time.Millisecond)
+		time.Sleep(pause)
+	}
+	if k.parked {
+		// Still ours since the last frame: nobody can have written.
+		k.parked = false
+		k.mem[lockFlagOffset] = 1
+		return nil
+	}
+	// Another process waits: leave the lock to it, for a while.
+	for end := time.Now().Add(handoffWait); k.mem[lockWantedOffset] != 0; {
+		if now := time.Now(); !now.Before(end) || !now.Before(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: lockFlagOffset, Len: 1}
 	for pause := time.Duration(0); ; {
-		err := unix.FcntlFlock(k.f.Fd(), unix.F_SETLK, &lk)
+		err := unix.FcntlFlock(uintptr(k.fd), unix.F_SETLK, &lk)
 		if err == nil {
 			break
 		}
 		if err != unix.EAGAIN && err != unix.EACCES && err != unix.EINTR {
+			k.mu.Unlock()
 			return os.NewSyscallError("fcntl F_SETLK", err)
 		}
 		if !time.Now().Before(deadline) {
+			k.mu.Unlock()
 			return fmt.Errorf("logsock: waiting for the frame lock: %w", os.ErrDeadlineExceeded)
 		}
-		// Another process writes a frame: that takes microseconds, or as
-		// long as its write waits for room.
-		pause = min(max(2*pause, 20*time.Microsecond), time.Millisecond)
+		// Another process writes a frame (that takes microseconds, or as
+		// long as its write waits for room), or has parked the lock: ask
+		// for it.
+		k.mem[lockWantedOffset] = 1
+		pause = min(max(2*pause, 20*time.Microsecond), maxLockPause)
 		time.Sleep(pause)
 	}
+	k.mem[lockWantedOffset] = 0 // served; another waiter sets it again
 	if k.mem[lockFlagOffset] != 0 {
 		k.mem[lockTornOffset] = 1 // tell every holder, for good
 		k.mem[lockFlagOffset] = 0
 	}
 	if k.mem[lockTornOffset] != 0 {
-		k.unlock(false)
+		k.release()
+		k.mu.Unlock()
 		return errTorn
 	}
 	k.mem[lockFlagOffset] = 1
 	return nil
 }
 
-// unlock releases the lock. torn leaves the flag set: this process stops
-// inside a frame it has begun to write, so the next holder must learn it.
+// unlock ends a frame. torn leaves the flag set and releases the record
+// lock: this process stops inside a frame it has begun to write, so the
+// next holder must learn it. Otherwise the lock is parked, until parkTime
+// after it was taken.
 func (k *frameLock) unlock(torn bool) {
-	if !torn {
-		k.mem[lockFlagOffset] = 0
+	defer k.mu.Unlock()
+	if torn || k.closed {
+		k.release()
+		return
 	}
-	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: lockFlagOffset, Len: 1}
-	unix.FcntlFlock(k.f.Fd(), unix.F_SETLK, &lk)
+	k.mem[lockFlagOffset] = 0
+	k.parked = true
+	if !k.armed {
+		k.armed = true
+		k.timers.Add(1)
+		k.timer.Reset(parkTime)
+	}
 }
 
-// close unmaps and closes the lock file; the caller holds no lock.
+// endParking is the timer's call: it lets go of a parked lock.
+func (k *frameLock) endParking() {
+	defer k.timers.Done()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.armed = false
+	k.unpark()
+}
+
+// unpark lets go of the record lock if it is parked; k.mu is held.
+func (k *frameLock) unpark() {
+	if k.parked {
+		k.parked = false
+		k.release()
+	}
+}
+
+// release unlocks the record lock; k.mu is held.
+func (k *frameLock) release() {
+	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: lockFlagOffset, Len: 1}
+	unix.FcntlFlock(uintptr(k.fd), unix.F_SETLK, &lk)
+}
+
+// closeFile closes another descriptor of the lock file, which drops this
+// process's record lock: so first it waits for the frame in progress, and
+// lets go of a parked lock.
+func (k *frameLock) closeFile(f *os.File) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.unpark()
+	f.Close()
+}
+
+// closeLockFile closes f, which may be a descriptor of a lock file that
+// this process holds as a frameLock (see closeFile). It never calls Fd,
+// which would make a socket's shared description blocking.
+func closeLockFile(f *os.File) {
+	lockFiles.Lock()
+	defer lockFiles.Unlock()
+	var st unix.Stat_t
+	var serr error
+	if rc, err := f.SyscallConn(); err == nil {
+		if rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }) == nil && serr == nil {
+			if k := lockFiles.m[fileKey{uint64(st.Dev), uint64(st.Ino)}]; k != nil {
+				k.closeFile(f)
+				return
+			}
+		}
+	}
+	f.Close()
+}
+
+// closeLockFD is closeLockFile for a bare descriptor.
+func closeLockFD(fd int) {
+	closeLockFile(os.NewFile(uintptr(fd), "logsock-lock"))
+}
+
+// close drops one use of the frameLock; the last unmaps and closes the
+// lock file. The caller holds no lock. lockFiles stays locked until the
+// descriptor is closed: a frameLock opened for the file meanwhile would
+// lose its record lock to that close.
 func (k *frameLock) close() {
+	lockFiles.Lock()
+	defer lockFiles.Unlock()
+	if k.refs--; k.refs > 0 {
+		return
+	}
+	delete(lockFiles.m, k.key)
+	k.mu.Lock()
+	k.closed = true
+	k.unpark()
+	if k.armed && k.timer.Stop() {
+		k.armed = false
+		k.timers.Done()
+	}
+	k.mu.Unlock()
+	k.timers.Wait() // a call that had begun
 	unix.Munmap(k.mem)
 	k.f.Close()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -25,17 +26,38 @@ func (l *LogSocket) SendConn(uc *net.UnixConn) error {
 	}
 	defer func() {
 		for _, f := range files {
-			f.Close()
+			closeLockFile(f)
 		}
 	}()
 	if len(files) == 0 {
 		return fmt.Errorf("logsock: SendConn: no connection to send: %w", lastErr)
 	}
-	rights := unix.UnixRights(int(files[0].Fd()), int(files[1].Fd()))
-	if _, _, err := uc.WriteMsgUnix([]byte(strings.Join(env, "\x00")), rights, nil); err != nil {
+	// The numbers through Control, not Fd, which would make the socket's
+	// shared description blocking.
+	var werr error
+	err = control(files[0], func(sock int) error {
+		return control(files[1], func(lock int) error {
+			_, _, werr = uc.WriteMsgUnix([]byte(strings.Join(env, "\x00")), unix.UnixRights(sock, lock), nil)
+			return nil
+		})
+	})
+	if err = errors.Join(err, werr); err != nil {
 		return fmt.Errorf("logsock: SendConn: %w", err)
 	}
 	return nil
+}
+
+// control calls fn with f's descriptor, through f's RawConn.
+func control(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // ReceiveConn receives a connection that another process sent with
@@ -57,7 +79,7 @@ func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) {
 	}
 	closeAll := func(fds []int) {
 		for _, fd := range fds {
-			unix.Close(fd)
+			closeLockFD(fd) // any of them may be a lock file this process holds
 		}
 	}
 	if flags&unix.MSG_CTRUNC != 0 {

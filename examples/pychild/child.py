@@ -34,6 +34,9 @@ What it does, step by step, is the inheritance contract of package logsock
     byte 0 to 1, write the whole frame (int32 byte length in LOGSOCK_ORDER,
     then the bytes) in one sendall, set byte 0 back to 0 (leave it at 1 if
     the write failed: part of the frame may be out) and release the lock.
+    While waiting for the lock, set byte 4 (wanted) to 1, and back to 0
+    once the lock is yours: a Go holder keeps the lock between its frames
+    until someone asks (or for 200 us).
  4. When the connection is torn or fails, connect to LOGSOCK_NETWORK and
     LOGSOCK_ADDRESS, send a handshake with this process's own pid, and go
     on there without the lock, resending whole the frame that failed.
@@ -80,7 +83,7 @@ MIN_BACKOFF, MAX_BACKOFF = 0.05, 5.0  # seconds between connection attempts
 GIVE_UP = 30.0  # seconds after which a frame that cannot be delivered fails
 
 LOCK_FILE_SIZE = 16
-IN_PROGRESS, TORN = 0, 1  # byte offsets in the lock file
+IN_PROGRESS, TORN, WANTED = 0, 1, 4  # byte offsets in the lock file
 
 # Return EPIPE instead of raising SIGPIPE (which Python ignores anyway).
 SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -122,8 +125,11 @@ class FrameLock:
                     raise
             if time.monotonic() >= deadline:
                 raise TimeoutError("waiting for the frame lock")
-            pause = min(max(2 * pause, 20e-6), 1e-3)
+            # A Go holder may keep the lock between its frames: ask for it.
+            os.pwrite(self.fd, b"\x01", WANTED)
+            pause = min(max(2 * pause, 20e-6), 200e-6)  # a holder leaves the lock to a waiter for 1 ms
             time.sleep(pause)
+        os.pwrite(self.fd, b"\x00", WANTED)  # served; another waiter sets it again
         in_progress, torn = os.pread(self.fd, 2, IN_PROGRESS)
         if in_progress:
             torn = 1
