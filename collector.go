@@ -1,8 +1,10 @@
 package logsock
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -18,37 +20,221 @@ import (
 // connection's handshake.
 const DefaultHandshakeTimeout = 10 * time.Second
 
+// DefaultMaxConns is the default limit on a Server's open connections.
+const DefaultMaxConns = 10000
+
 var (
 	// ErrServerClosed is returned by Serve after Shutdown or Close, and
 	// given to ConnClosed for a connection that shutdown ended at a frame
-	// boundary.
+	// boundary, or that Close (or Shutdown's deadline) cut.
 	ErrServerClosed = errors.New("logsock: Server closed")
 	// ErrHandshakeTimeout is given to ConnClosed for a connection that did
 	// not send its handshake within the timeout.
 	ErrHandshakeTimeout = errors.New("logsock: handshake timeout")
+	// ErrIdleTimeout is given to ConnClosed for a connection that sent
+	// nothing for Server.IdleTimeout.
+	ErrIdleTimeout = errors.New("logsock: idle timeout")
+	// ErrConnLimit is given to ConnClosed for a connection refused because
+	// Server.MaxConns were open.
+	ErrConnLimit = errors.New("logsock: connection limit reached")
+	// ErrPidMismatch is wrapped by the error given to ConnClosed for a
+	// connection whose handshake pid is not its peer's pid, when
+	// Server.RejectPidMismatch is set.
+	ErrPidMismatch = errors.New("logsock: handshake pid is not the peer's pid")
 )
 
 // Record is one message as the collector received it.
 type Record struct {
-	Conn uint64    // connection id: unique within the Server, counted from 1
-	Pid  int32     // the pid that the connection's handshake named
-	Msg  []byte    // the message; valid only until the handler returns
+	Conn uint64 // connection id: unique within the Server, counted from 1
+	Pid  int32  // the pid that the connection's handshake named
+
+	// PeerPid, PeerUid and PeerGid are the credentials of the process
+	// that connected, as the kernel recorded them at connect (SO_PEERCRED),
+	// on Unix sockets on Linux. Elsewhere all three are 0: PeerPid 0 means
+	// unknown, and then PeerUid and PeerGid mean nothing (0 is not root).
+	PeerPid          int32
+	PeerUid, PeerGid uint32
+	// WriterPid is the process that wrote this frame (SO_PASSCRED), on Unix
+	// sockets on Linux; 0 when unknown. A child that inherited the
+	// connection writes frames whose WriterPid is its own, while Pid and
+	// PeerPid name the parent that connected: that is no mismatch. (A
+	// connection opened before Serve began can have frames of writer 0:
+	// those sent in the instant between its accept and the Server's
+	// setsockopt, since the kernel copies the listener's SO_PASSCRED at
+	// connect.)
+	WriterPid int32
+	Flags     Flags // what is unusual about the record
+
+	Msg  []byte    // the message, as sent; valid only until the handler returns
 	Time time.Time // when the read that completed the frame returned
+}
+
+// Flags mark what is unusual about a Record. The zero value marks nothing.
+type Flags uint8
+
+const (
+	// FlagInvalidUTF8 marks a message that is not valid UTF-8. It is
+	// delivered as the bytes that were sent.
+	FlagInvalidUTF8 Flags = 1 << iota
+	// FlagPidMismatch marks every record of a connection whose handshake
+	// pid is not the pid of the process that connected (Record.PeerPid).
+	// See Server.RejectPidMismatch.
+	FlagPidMismatch
+	// FlagMixedWriters marks a frame whose bytes more than one process
+	// wrote: processes sharing the connection without the frame lock tore
+	// it. Its WriterPid is the writer of its header's first byte.
+	FlagMixedWriters
+)
+
+var flagNames = []string{"invalid_utf8", "pid_mismatch", "mixed_writers"}
+
+// String returns the names of the flags set, joined by "|", or "none".
+func (f Flags) String() string {
+	if f == 0 {
+		return "none"
+	}
+	var b []byte
+	for i, name := range flagNames {
+		if f&(1<<i) != 0 {
+			if len(b) > 0 {
+				b = append(b, '|')
+			}
+			b = append(b, name...)
+		}
+	}
+	if rest := f &^ (1<<len(flagNames) - 1); rest != 0 {
+		if len(b) > 0 {
+			b = append(b, '|')
+		}
+		b = fmt.Appendf(b, "%#x", uint8(rest))
+	}
+	return string(b)
+}
+
+// Reason is why a connection ended: ConnInfo.Reason, and the key of
+// ServerStats.Ends. Each comes with one error given to ConnClosed.
+type Reason uint8
+
+const (
+	// ReasonEOF: the client closed the connection at a frame boundary
+	// (error nil).
+	ReasonEOF Reason = iota
+	// ReasonShutdown: Shutdown drained it, or Close or Shutdown's deadline
+	// cut it (ErrServerClosed).
+	ReasonShutdown
+	// ReasonTruncated: the stream ended inside the handshake or a frame
+	// (a *ProtocolError wrapping io.ErrUnexpectedEOF), or Shutdown's drain
+	// found it there. The partial frame is not delivered. On a Unix socket
+	// a client's reset ends so too: only TCP has resets.
+	ReasonTruncated
+	// ReasonBadLength: a negative length, or bytes that are not UTF-8 in
+	// CodePoints mode (a *ProtocolError wrapping ErrNegativeLength or
+	// ErrInvalidCodePoint, quoting the bytes).
+	ReasonBadLength
+	// ReasonFrameTooLarge: a length above MaxFrame (a *ProtocolError
+	// wrapping ErrFrameTooLarge).
+	ReasonFrameTooLarge
+	// ReasonHandshakeTimeout: no handshake within HandshakeTimeout
+	// (ErrHandshakeTimeout).
+	ReasonHandshakeTimeout
+	// ReasonIdleTimeout: nothing arrived for IdleTimeout (ErrIdleTimeout).
+	ReasonIdleTimeout
+	// ReasonConnLimit: refused at accept, MaxConns being open
+	// (ErrConnLimit).
+	ReasonConnLimit
+	// ReasonPidMismatch: closed after the handshake, its pid not being the
+	// peer's, under RejectPidMismatch (an error wrapping ErrPidMismatch).
+	ReasonPidMismatch
+	// ReasonIOError: the read failed (the error, wrapping its errno, such
+	// as ECONNRESET when a TCP client resets the connection).
+	ReasonIOError
+
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"eof", "shutdown", "truncated", "bad_length", "frame_too_large",
+	"handshake_timeout", "idle_timeout", "conn_limit", "pid_mismatch", "io_error"}
+
+// String returns the reason's name in snake case, fit for a metric label:
+// "eof", "shutdown", "truncated", "bad_length", and so on.
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("Reason(%d)", uint8(r))
+}
+
+// reasonOf classifies the error that ended a connection.
+func reasonOf(err error) Reason {
+	switch {
+	case err == nil:
+		return ReasonEOF
+	case errors.Is(err, ErrServerClosed):
+		return ReasonShutdown
+	case errors.Is(err, ErrHandshakeTimeout):
+		return ReasonHandshakeTimeout
+	case errors.Is(err, ErrIdleTimeout):
+		return ReasonIdleTimeout
+	case errors.Is(err, ErrConnLimit):
+		return ReasonConnLimit
+	case errors.Is(err, ErrPidMismatch):
+		return ReasonPidMismatch
+	case errors.Is(err, ErrFrameTooLarge):
+		return ReasonFrameTooLarge
+	case errors.Is(err, ErrNegativeLength), errors.Is(err, ErrInvalidCodePoint):
+		return ReasonBadLength
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return ReasonTruncated
+	}
+	return ReasonIOError
 }
 
 // ConnInfo describes a connection that has ended.
 type ConnInfo struct {
-	ID     uint64   // the Record.Conn of its records
-	Pid    int32    // the handshake pid, or 0 if no handshake arrived
-	Remote net.Addr // the client's address
-	Frames uint64   // frames handed to the Handler
+	ID               uint64   // the Record.Conn of its records
+	Pid              int32    // the handshake pid, or 0 if no handshake arrived
+	PeerPid          int32    // as Record.PeerPid
+	PeerUid, PeerGid uint32   // as Record.PeerUid and PeerGid
+	Remote           net.Addr // the client's address
+	Frames           uint64   // frames handed to the Handler
+	Reason           Reason   // why it ended
+}
+
+// ServerStats are a Server's counters since it started.
+type ServerStats struct {
+	Accepted     uint64            // connections accepted, those refused included
+	Active       uint64            // connections open now
+	Frames       uint64            // frames delivered (to the Handler, if any)
+	Bytes        uint64            // message bytes of those frames
+	InvalidUTF8  uint64            // frames flagged FlagInvalidUTF8
+	PidMismatch  uint64            // connections whose records are flagged FlagPidMismatch
+	MixedWriters uint64            // frames flagged FlagMixedWriters
+	Ends         map[Reason]uint64 // connections ended, by reason; reasons not seen are absent
+}
+
+// serverCounters are the atomics behind ServerStats. Frames and Bytes take
+// a connection's delivered frames in one add when it next reads or ends,
+// so that ingest does not contend on them frame by frame.
+type serverCounters struct {
+	accepted, frames, bytes                atomic.Uint64
+	invalidUTF8, pidMismatch, mixedWriters atomic.Uint64
+	active                                 atomic.Int64
+	ends                                   [numReasons]atomic.Uint64
 }
 
 // Server is a collector: it reads a handshake and then frames from each
-// connection it accepts, and hands every message to Handler. Each
-// connection is read by a goroutine of its own, and a connection that
-// breaks the format or fails is closed without touching the others. The
-// collector never writes to a client and never half-closes a connection.
+// connection it accepts, and hands every message to Handler. One bad or
+// hostile connection never harms another: each connection is read by a
+// goroutine of its own; a connection that breaks the format, stalls or
+// fails is closed, with a Reason; memory is bounded by the limits below
+// (at most MaxConns x (MaxFrame + a few KiB), since the read buffer grows
+// only with bytes that have arrived, and an idle connection holds none).
+// The collector never writes to a client and never half-closes a
+// connection.
+//
+// On Unix sockets on Linux, each record also says who connected
+// (SO_PEERCRED) and which process wrote the frame (SO_PASSCRED); see
+// Record.
 //
 // Set the fields before the first call of Serve and do not change them
 // after. The zero value, with a Handler, is a working Server.
@@ -58,26 +244,45 @@ type Server struct {
 	// connection in order. It must not keep rec or rec.Msg after it returns.
 	// A nil Handler discards the records.
 	Handler func(rec *Record)
-	// ConnClosed, if set, is called once when a connection ends, with why:
-	// nil when the client closed it at a frame boundary, ErrServerClosed
-	// when Shutdown or Close ended it at a boundary, ErrHandshakeTimeout,
-	// a *ProtocolError for a bad length or a stream cut inside a frame (its
-	// partial frame is never handed to Handler), or the read error.
+	// ConnClosed, if set, is called once when a connection ends, after its
+	// last Handler call, with why: info.Reason, and the error that the
+	// Reason's documentation names (nil for ReasonEOF). It is called for a
+	// connection refused under MaxConns too, from Serve's goroutine.
 	ConnClosed func(info ConnInfo, err error)
 
 	// Order is the byte order of handshakes and frame headers.
 	Order ByteOrder
 	// MaxFrame limits a message, in bytes: a connection that declares a
-	// longer one is closed. Zero means DefaultMaxFrame.
+	// longer one is closed, before anything is allocated for it. Zero
+	// means DefaultMaxFrame.
 	MaxFrame int
 	// CodePoints reads lengths as counts of code points, as the article's
 	// client sends them (see DecoderConfig.CodePoints).
 	CodePoints bool
-	// HandshakeTimeout bounds the wait for a new connection's handshake.
-	// Zero means DefaultHandshakeTimeout.
+	// HandshakeTimeout bounds the wait for a new connection's handshake,
+	// against clients that connect and send nothing. Zero means
+	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// IdleTimeout, if positive, closes a connection that sends nothing for
+	// that long, even inside a frame. Zero means no limit: a log stream
+	// can be quiet for hours, and TCP keepalive (on by default for
+	// accepted connections) finds peers that vanished.
+	IdleTimeout time.Duration
+	// MaxConns limits the connections open at once: when it is reached, a
+	// new connection is accepted and closed at once, without reading from
+	// it, and reported to ConnClosed (ReasonConnLimit); the open ones are
+	// not affected. Zero means DefaultMaxConns; a negative value, no limit.
+	MaxConns int
+	// RejectPidMismatch closes, right after its handshake, a connection
+	// whose handshake pid is not the pid of the process that connected
+	// (ReasonPidMismatch). By default such a connection is served and its
+	// records are flagged FlagPidMismatch: across pid namespaces
+	// (containers), the two pids legitimately differ. Only Unix sockets on
+	// Linux tell the peer's pid.
+	RejectPidMismatch bool
 
 	nextID    atomic.Uint64
+	stats     serverCounters
 	wg        sync.WaitGroup // one per connection goroutine
 	accepting sync.WaitGroup // one per Serve loop
 
@@ -86,6 +291,28 @@ type Server struct {
 	closing   bool       // no more connections
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
+}
+
+// Stats returns the Server's counters. A connection's frames are counted
+// when it next reads from its socket or ends, so Frames and Bytes can lag
+// the Handler by one read's worth.
+func (s *Server) Stats() ServerStats {
+	st := ServerStats{
+		Accepted:     s.stats.accepted.Load(),
+		Active:       uint64(max(s.stats.active.Load(), 0)),
+		Frames:       s.stats.frames.Load(),
+		Bytes:        s.stats.bytes.Load(),
+		InvalidUTF8:  s.stats.invalidUTF8.Load(),
+		PidMismatch:  s.stats.pidMismatch.Load(),
+		MixedWriters: s.stats.mixedWriters.Load(),
+		Ends:         make(map[Reason]uint64),
+	}
+	for r := range s.stats.ends {
+		if n := s.stats.ends[r].Load(); n > 0 {
+			st.Ends[Reason(r)] = n
+		}
+	}
+	return st
 }
 
 // Serve accepts connections on l and serves each in its own goroutine. It
@@ -99,6 +326,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	defer s.accepting.Done()
 	defer s.track(l, false)
+	passCredListener(l)
 
 	var backoff time.Duration
 	for {
@@ -121,12 +349,23 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		c := s.newConn(nc)
-		if c == nil {
-			nc.Close()
+		if !s.start(nc) {
 			return ErrServerClosed
 		}
-		go c.serve()
+	}
+}
+
+// passCredListener sets SO_PASSCRED on a Unix listener, so that the
+// sockets it accepts carry the writer's pid with every byte from the first
+// (see passCred).
+func passCredListener(l net.Listener) {
+	if !credsSupported || l.Addr().Network() != "unix" {
+		return
+	}
+	if sc, ok := l.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { passCred(int(fd)) })
+		}
 	}
 }
 
@@ -137,6 +376,35 @@ func acceptRetryable(err error) bool {
 		}
 	}
 	return false
+}
+
+// start serves an accepted connection in a goroutine of its own, or closes
+// it at once if MaxConns are open. It returns false, having closed nc, if
+// the Server is closing.
+func (s *Server) start(nc net.Conn) bool {
+	c, id, err := s.newConn(nc)
+	switch {
+	case err == ErrServerClosed:
+		nc.Close()
+		return false
+	case err != nil:
+		s.refuse(nc, id, err)
+	default:
+		c.peerCreds() // before the goroutine starts: see peerCreds
+		go c.serve()
+	}
+	return true
+}
+
+// refuse closes a connection over the limit without reading from it. It
+// runs on Serve's goroutine: one more goroutine for each refused connection
+// would defeat the limit.
+func (s *Server) refuse(nc net.Conn, id uint64, err error) {
+	nc.Close()
+	s.stats.ends[ReasonConnLimit].Add(1)
+	if s.ConnClosed != nil {
+		s.ConnClosed(ConnInfo{ID: id, Remote: nc.RemoteAddr(), Reason: ReasonConnLimit}, err)
+	}
 }
 
 // Shutdown stops accepting, then drains every connection: it hands over the
@@ -228,12 +496,9 @@ func (s *Server) acceptQueued(l net.Listener) {
 		if err != nil {
 			continue
 		}
-		c := s.newConn(nc)
-		if c == nil {
-			nc.Close()
+		if !s.start(nc) {
 			return
 		}
-		go c.serve()
 	}
 }
 
@@ -274,252 +539,39 @@ func (s *Server) closeListeners() {
 	}
 }
 
+// closeConns closes every connection now; each reports ErrServerClosed.
 func (s *Server) closeConns() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
+		c.killed.Store(true)
 		c.nc.Close()
 	}
 }
 
-func (s *Server) newConn(nc net.Conn) *serverConn {
+// newConn registers an accepted connection and gives it an id. It fails
+// with ErrServerClosed if the Server is closing, and with ErrConnLimit if
+// MaxConns are open.
+func (s *Server) newConn(nc net.Conn) (*serverConn, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return nil
+		return nil, 0, ErrServerClosed
+	}
+	s.stats.accepted.Add(1)
+	id := s.nextID.Add(1)
+	if limit := cmp.Or(s.MaxConns, DefaultMaxConns); limit > 0 && len(s.conns) >= limit {
+		return nil, id, ErrConnLimit
 	}
 	if s.conns == nil {
 		s.conns = make(map[*serverConn]struct{})
 	}
-	c := &serverConn{s: s, nc: nc}
-	if sc, ok := nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc, c.tryReadFn, c.peekFn = rc, c.tryRead, c.peek
-		}
-	}
-	c.rec.Conn = s.nextID.Add(1)
+	c := newServerConn(s, nc, id)
 	s.conns[c] = struct{}{}
+	s.stats.active.Add(1)
 	s.wg.Add(1)
 	if s.draining {
 		c.drain()
 	}
-	return c
-}
-
-// serverConn is one accepted connection.
-type serverConn struct {
-	s        *Server
-	nc       net.Conn
-	rec      Record      // reused for every frame: handlers must not keep it
-	draining atomic.Bool // Shutdown asked: read what has arrived, then stop
-	drained  bool        // a drain read found nothing more: the stream stops here
-	frames   uint64
-
-	// The raw connection, and the state of its callbacks, made once so
-	// that reading allocates nothing (nil rc: not a socket; no idle mode).
-	rc                syscall.RawConn
-	rbuf              []byte
-	rn                int
-	rerr              error
-	tryReadFn, peekFn func(fd uintptr) bool
-}
-
-func (c *serverConn) serve() {
-	s := c.s
-	err := c.read()
-	c.nc.Close()
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	if s.ConnClosed != nil {
-		s.ConnClosed(ConnInfo{ID: c.rec.Conn, Pid: c.rec.Pid, Remote: c.nc.RemoteAddr(), Frames: c.frames}, err)
-	}
-	s.wg.Done()
-}
-
-// read runs the connection until it ends and returns why.
-func (c *serverConn) read() error {
-	s := c.s
-	dec := NewDecoder(c, &DecoderConfig{Order: s.Order, MaxFrame: s.MaxFrame, CodePoints: s.CodePoints})
-
-	timeout := s.HandshakeTimeout
-	if timeout <= 0 {
-		timeout = DefaultHandshakeTimeout
-	}
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	pid, err := dec.Handshake()
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return ErrHandshakeTimeout
-		}
-		return c.reason(err)
-	}
-	// A drain that began meanwhile is not lost: Read checks the flag
-	// before it blocks.
-	c.nc.SetReadDeadline(time.Time{})
-	c.rec.Pid = pid
-
-	for {
-		msg, err := dec.Next()
-		if err != nil {
-			return c.reason(err)
-		}
-		c.frames++
-		if s.Handler != nil {
-			c.rec.Msg = msg
-			s.Handler(&c.rec)
-			c.rec.Msg = nil // the buffer may go back to the pool while the connection is idle
-		}
-	}
-}
-
-func (c *serverConn) reason(err error) error {
-	if err == io.EOF {
-		if c.drained {
-			return ErrServerClosed
-		}
-		return nil
-	}
-	return err
-}
-
-// drain makes the reader stop waiting: it returns what has arrived, then
-// io.EOF. The flag is set before the deadline, so a Read that has not yet
-// blocked sees it.
-func (c *serverConn) drain() {
-	c.draining.Store(true)
-	c.nc.SetReadDeadline(time.Now())
-}
-
-// Read is the Decoder's view of the connection: it stamps the time of each
-// read, and during a drain reads without waiting.
-func (c *serverConn) Read(p []byte) (int, error) {
-	if !c.draining.Load() {
-		n, err := c.nc.Read(p)
-		if n > 0 {
-			c.rec.Time = time.Now()
-		}
-		if err == nil || !c.draining.Load() || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return n, err
-		}
-		if n > 0 {
-			return n, nil
-		}
-	}
-	n, err := c.drainRead(p)
-	if n > 0 {
-		c.rec.Time = time.Now()
-	}
-	return n, err
-}
-
-// readNow reads what has arrived without waiting (idleReader), so that the
-// Decoder can give its buffer back when nothing has.
-func (c *serverConn) readNow(p []byte) (int, error) {
-	if c.rc == nil || c.draining.Load() {
-		return c.Read(p)
-	}
-	c.rbuf = p
-	err := c.rc.Read(c.tryReadFn)
-	c.rbuf = nil
-	if err != nil {
-		return 0, err
-	}
-	if c.rn > 0 {
-		c.rec.Time = time.Now()
-	}
-	return c.rn, c.rerr
-}
-
-func (c *serverConn) tryRead(fd uintptr) bool {
-	for {
-		n, err := unix.Read(int(fd), c.rbuf)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			c.rn, c.rerr = 0, errWouldBlock
-		case err != nil:
-			c.rn, c.rerr = 0, err
-		case n == 0:
-			c.rn, c.rerr = 0, io.EOF
-		default:
-			c.rn, c.rerr = n, nil
-		}
-		return true
-	}
-}
-
-// waitReadable waits until data, an end or an error has arrived, holding
-// no buffer (idleReader). A drain that begins wakes it.
-func (c *serverConn) waitReadable() error {
-	if c.rc == nil {
-		return nil
-	}
-	err := c.rc.Read(c.peekFn)
-	if err != nil && c.draining.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil // Read drains what there is
-	}
-	return err
-}
-
-func (c *serverConn) peek(fd uintptr) bool {
-	for {
-		_, err := peekByte(int(fd))
-		if err == unix.EINTR {
-			continue
-		}
-		return err != unix.EAGAIN // wait while nothing is there
-	}
-}
-
-// drainRead reads what the kernel already holds, without waiting; nothing
-// more means the drain is done. A deadline in the past would fail the read
-// before looking (Go checks it first), hence the raw read.
-func (c *serverConn) drainRead(p []byte) (int, error) {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		// No descriptor to poll: wait briefly for data in flight instead.
-		c.nc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		n, err := c.nc.Read(p)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.drained = true
-			err = io.EOF
-		}
-		return n, err
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var n int
-	var rerr error
-	for {
-		c.nc.SetReadDeadline(time.Time{})
-		err = rc.Read(func(fd uintptr) bool {
-			for {
-				n, rerr = unix.Read(int(fd), p)
-				if rerr != unix.EINTR {
-					return true
-				}
-			}
-		})
-		// Shutdown's drain can set a deadline again between the two
-		// calls; it only means to wake a blocked read, so look again.
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			break
-		}
-	}
-	switch {
-	case err != nil:
-		return 0, err
-	case rerr == unix.EAGAIN:
-		c.drained = true
-		return 0, io.EOF
-	case rerr != nil:
-		return 0, rerr
-	case n == 0:
-		return 0, io.EOF // the client closed
-	}
-	return n, nil
+	return c, id, nil
 }

@@ -7,6 +7,7 @@ package logsock_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -290,4 +292,53 @@ func sockUmask(t *testing.T) fs.FileMode {
 	}
 	t.Skip("the umask: no Umask line in /proc/self/status")
 	return 0
+}
+
+// TestCollectorProgramWriterPid: on a Unix socket, the collector's -json
+// lines tell who wrote each frame. examples/fork's parent connects and its
+// child inherits the connection: every line names the parent as pid and
+// peer_pid, and writer_pid is the process that logged the message ("current
+// pid: N" from process N).
+func TestCollectorProgramWriterPid(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SO_PASSCRED and SO_PEERCRED are read on Linux")
+	}
+	collector := filepath.Join(buildExamples(t), "collector")
+	fork := buildExampleBin(t, "fork")
+	path := socketPath(t)
+	p := startSockCollector(t, collector, path)
+	f := start(t, fork, "-addr", "unix://"+path, "-count", "3", "-interval", "1ms")
+	f.mustExit(t)
+	parent := f.pid()
+	writers := map[int]int{}
+	for _, line := range p.waitStdout(t, 6) {
+		t.Log(line)
+		var r struct {
+			Pid       int     `json:"pid"`
+			PeerPid   int     `json:"peer_pid"`
+			PeerUid   *uint32 `json:"peer_uid"`
+			WriterPid int     `json:"writer_pid"`
+			Msg       string  `json:"msg"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		var from int
+		if _, err := fmt.Sscanf(r.Msg, "current pid: %d", &from); err != nil {
+			t.Fatalf("%q: message %q", line, r.Msg)
+		}
+		if r.Pid != parent || r.PeerPid != parent {
+			t.Errorf("%s: want pid and peer_pid %d, the parent's", line, parent)
+		}
+		if r.PeerUid == nil || int(*r.PeerUid) != os.Getuid() {
+			t.Errorf("%s: want peer_uid %d", line, os.Getuid())
+		}
+		if r.WriterPid != from {
+			t.Errorf("%s: writer_pid %d, but process %d logged it", line, r.WriterPid, from)
+		}
+		writers[r.WriterPid]++
+	}
+	if len(writers) != 2 || writers[parent] != 3 {
+		t.Errorf("writers %v: want the parent %d and its child, 3 frames each", writers, parent)
+	}
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // rawConn dials addr and writes the given stream bytes.
-func rawConn(t *testing.T, network, addr string, stream ...[]byte) net.Conn {
+func rawConn(t testing.TB, network, addr string, stream ...[]byte) net.Conn {
 	t.Helper()
 	c, err := net.Dial(network, addr)
 	if err != nil {

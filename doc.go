@@ -110,4 +110,15 @@
 // (and, at most once every PeekInterval, the peek). A Server runs one
 // goroutine a connection and joins them in Shutdown and Close; its Handler
 // runs on those goroutines.
+//
+// # Collector
+//
+// A Server closes a connection that breaks the format, stalls or fails,
+// and no other, and reports why (a Reason); it never writes to a client.
+// MaxConns and MaxFrame bound its memory, an idle connection holds no read
+// buffer, and HandshakeTimeout (and IdleTimeout, if set) drop clients that
+// send nothing. On Unix sockets on Linux each Record names the process that
+// connected (SO_PEERCRED) and the one that wrote the frame (SO_PASSCRED):
+// the frames of a child on its parent's connection are told apart, and
+// frames torn by writers without the lock are flagged.
 package logsock

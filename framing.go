@@ -87,15 +87,19 @@ var (
 	ErrNegativeLength = errors.New("logsock: negative frame length")
 	// ErrFrameTooLarge means a frame is longer than the limit in force.
 	ErrFrameTooLarge = errors.New("logsock: frame too large")
+	// ErrInvalidCodePoint means that a frame whose length counts code
+	// points (DecoderConfig.CodePoints) holds bytes that are not UTF-8:
+	// its length cannot be counted, so the stream cannot be followed.
+	ErrInvalidCodePoint = errors.New("logsock: invalid UTF-8 where the length counts code points")
 )
 
 // ProtocolError describes a stream that breaks the wire format: a bad
 // length, or a handshake or frame cut short. Err is ErrNegativeLength,
-// ErrFrameTooLarge or io.ErrUnexpectedEOF.
+// ErrFrameTooLarge, ErrInvalidCodePoint or io.ErrUnexpectedEOF.
 type ProtocolError struct {
 	Part   string // "handshake", "frame header" or "frame body"
 	Offset int64  // stream offset of the handshake's or frame's first byte
-	Data   []byte // the header bytes, or the start of a truncated part
+	Data   []byte // the header bytes, the start of a truncated part, or the bytes that are not UTF-8
 	Length int64  // the length the header declared (frame parts only)
 	Limit  int    // the limit in force, for ErrFrameTooLarge
 	Err    error
@@ -112,6 +116,9 @@ func (e *ProtocolError) Error() string {
 	case errors.Is(e.Err, ErrFrameTooLarge):
 		return fmt.Sprintf("logsock: %s at offset %d: %q declares %d bytes, limit %d: %v",
 			e.Part, e.Offset, data, e.Length, e.Limit, e.Err)
+	case errors.Is(e.Err, ErrInvalidCodePoint):
+		return fmt.Sprintf("logsock: %s at offset %d: %q in a frame declaring %d code points: %v",
+			e.Part, e.Offset, data, e.Length, e.Err)
 	case errors.Is(e.Err, ErrNegativeLength):
 		return fmt.Sprintf("logsock: %s at offset %d: %q declares %d: %v",
 			e.Part, e.Offset, data, e.Length, e.Err)
@@ -236,7 +243,8 @@ type DecoderConfig struct {
 	// CodePoints reads the length as a count of Unicode code points, not of
 	// bytes: what the article's Python client sends (len(text) of a str), so
 	// that its streams decode even with non-ASCII text. MaxFrame still limits
-	// the bytes of a message.
+	// the bytes of a message, and bytes that are not UTF-8 are an error
+	// (ErrInvalidCodePoint), since their code points cannot be counted.
 	CodePoints bool
 }
 
@@ -387,7 +395,16 @@ func (d *Decoder) runeBytes(n int) (int, error) {
 			i--
 			continue
 		}
-		_, size := utf8.DecodeRune(d.buf[pos:d.end])
+		r, size := utf8.DecodeRune(d.buf[pos:d.end])
+		if r == utf8.RuneError && size == 1 {
+			// The article's client cannot send this (str.encode fails
+			// first), and counting it as one code point would let a
+			// misaligned stream run on into garbage.
+			d.err = &ProtocolError{Part: "frame body", Offset: d.off,
+				Data:   append([]byte(nil), d.buf[pos:min(pos+utf8.UTFMax, d.end)]...),
+				Length: int64(n), Err: ErrInvalidCodePoint}
+			return 0, d.err
+		}
 		if pos+size-(d.start+HeaderLen) > d.limit {
 			d.err = &ProtocolError{Part: "frame body", Offset: d.off,
 				Data:   append([]byte(nil), d.buf[d.start:d.start+HeaderLen]...),

@@ -248,6 +248,11 @@ func TestDecoderCodePoints(t *testing.T) {
 	if _, err := d.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("cut inside a rune: %v, want io.ErrUnexpectedEOF", err)
 	}
+	// Not UTF-8: the code points cannot be counted.
+	d = logsock.NewDecoder(bytes.NewReader(append([]byte{3, 0, 0, 0}, "a\xffbc"...)), &logsock.DecoderConfig{CodePoints: true})
+	if _, err := d.Next(); !errors.Is(err, logsock.ErrInvalidCodePoint) || !strings.Contains(err.Error(), `"\xffbc"`) {
+		t.Errorf("invalid UTF-8: %v, want ErrInvalidCodePoint quoting the bytes", err)
+	}
 }
 
 // TestDecoderBufferBounded: a header that declares a large frame makes the
@@ -416,8 +421,8 @@ func FuzzDecoder(f *testing.F) {
 		for {
 			msg, err := d.Next()
 			if err != nil {
-				if err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) &&
-					!errors.Is(err, logsock.ErrNegativeLength) && !errors.Is(err, logsock.ErrFrameTooLarge) {
+				if err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, logsock.ErrNegativeLength) &&
+					!errors.Is(err, logsock.ErrFrameTooLarge) && !(codePoints && errors.Is(err, logsock.ErrInvalidCodePoint)) {
 					t.Fatalf("unexpected error %v", err)
 				}
 				if err == io.EOF && consumed != len(stream) {

@@ -3,6 +3,7 @@ package logsock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -136,4 +137,142 @@ func (s *sink) waitEnds(t testing.TB, n int) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]error(nil), s.ends...)
+}
+
+// connLog is a sink that also keeps, for each connection that ended, its
+// ConnInfo and error, paired.
+type connLog struct {
+	*sink
+	mu   sync.Mutex
+	ends []connEnd
+}
+
+type connEnd struct {
+	info logsock.ConnInfo
+	err  error
+}
+
+func newConnLog() *connLog { return &connLog{sink: newSink()} }
+
+func (l *connLog) server() *logsock.Server {
+	return &logsock.Server{Handler: l.record, ConnClosed: l.closed}
+}
+
+func (l *connLog) closed(info logsock.ConnInfo, err error) {
+	l.mu.Lock()
+	l.ends = append(l.ends, connEnd{info, err})
+	l.mu.Unlock()
+	l.sink.closed(info, err) // after: a sink's waiter then finds the pair here
+}
+
+// waitEnd waits until the connection that ok picks out has ended, and
+// returns its end.
+func (l *connLog) waitEnd(t testing.TB, what string, ok func(logsock.ConnInfo) bool) connEnd {
+	t.Helper()
+	var found connEnd
+	l.wait(t, what, func([]logsock.Record, []error) bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, e := range l.ends {
+			if ok(e.info) {
+				found = e
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// waitConnEnd waits for connection id to end.
+func (l *connLog) waitConnEnd(t testing.TB, id uint64) connEnd {
+	t.Helper()
+	return l.waitEnd(t, fmt.Sprintf("connection %d to end", id), func(i logsock.ConnInfo) bool { return i.ID == id })
+}
+
+// endsWith returns the ends of the given reason so far.
+func (l *connLog) endsWith(r logsock.Reason) []connEnd {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []connEnd
+	for _, e := range l.ends {
+		if e.info.Reason == r {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// recordsOf returns copies of the records of connection id so far.
+func (l *connLog) recordsOf(id uint64) []logsock.Record {
+	l.sink.mu.Lock()
+	defer l.sink.mu.Unlock()
+	var out []logsock.Record
+	for _, r := range l.recs {
+		if r.Conn == id {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// waitMsg waits for a record whose message is msg and returns it.
+func (l *connLog) waitMsg(t testing.TB, msg string) logsock.Record {
+	t.Helper()
+	var found logsock.Record
+	l.wait(t, fmt.Sprintf("record %q", msg), func(recs []logsock.Record, _ []error) bool {
+		for _, r := range recs {
+			if string(r.Msg) == msg {
+				found = r
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// bystander is a well-behaved client kept open beside hostile ones: every
+// frame it sends must arrive, in order, whatever the others do.
+type bystander struct {
+	log  *connLog
+	c    net.Conn
+	id   uint64 // its connection's id at the Server
+	sent int
+}
+
+// newBystander connects, sends a first frame and waits for it.
+func newBystander(t *testing.T, log *connLog, network, addr string) *bystander {
+	t.Helper()
+	b := &bystander{log: log, c: rawConn(t, network, addr, frames(0, int32(os.Getpid())))}
+	b.id = b.send(t).Conn
+	return b
+}
+
+// send sends the next frame and waits for its record.
+func (b *bystander) send(t *testing.T) logsock.Record {
+	t.Helper()
+	msg := fmt.Sprintf("bystander %d", b.sent)
+	b.sent++
+	frame, _ := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
+	if _, err := b.c.Write(frame); err != nil {
+		t.Fatalf("bystander: %v", err)
+	}
+	return b.log.waitMsg(t, msg)
+}
+
+// check sends one more frame, then checks that the connection delivered
+// every frame, in order, and is still open.
+func (b *bystander) check(t *testing.T) {
+	t.Helper()
+	b.send(t)
+	recs := b.log.recordsOf(b.id)
+	if len(recs) != b.sent {
+		t.Errorf("bystander: %d records, sent %d", len(recs), b.sent)
+	}
+	for i, r := range recs {
+		if want := fmt.Sprintf("bystander %d", i); string(r.Msg) != want {
+			t.Errorf("bystander record %d: %q, want %q", i, r.Msg, want)
+		}
+	}
 }

@@ -7,8 +7,13 @@
 // Flags: -listen (repeatable: tcp://host:port, host:port or unix:///path),
 // -mode (permissions of the Unix sockets, in octal, such as 0660; by
 // default what the umask leaves), -json (JSON Lines with keys time, conn,
-// pid, msg), -order little|big, -max-frame (bytes), -codepoints (lengths
-// count code points, as the article's Python client sends them). It prints
+// pid, msg; on Unix sockets on Linux also peer_pid and peer_uid, the
+// process that connected, and writer_pid, the one that wrote the frame;
+// flags when one is set; msg_base64 for a message that is not UTF-8),
+// -order little|big, -max-frame (bytes), -codepoints (lengths
+// count code points, as the article's Python client sends them),
+// -max-conns, -handshake-timeout, -idle-timeout and -reject-pid-mismatch
+// (the logsock.Server fields of those names). It prints
 // where it listens, and each connection's end, on standard error. SIGINT or
 // SIGTERM drains the connections and exits.
 //
@@ -83,6 +88,10 @@ func main() {
 	codePoints := flag.Bool("codepoints", false, "lengths count code points (the article's Python client)")
 	var order logsock.ByteOrder
 	flag.TextVar(&order, "order", logsock.LittleEndian, "byte order: little or big")
+	maxConns := flag.Int("max-conns", logsock.DefaultMaxConns, "most connections open at once (negative: no limit)")
+	handshakeTimeout := flag.Duration("handshake-timeout", logsock.DefaultHandshakeTimeout, "how long a new connection may take to send its handshake")
+	idleTimeout := flag.Duration("idle-timeout", 0, "close a connection that sends nothing for this long (0: never)")
+	rejectMismatch := flag.Bool("reject-pid-mismatch", false, "close a Unix connection whose handshake pid is not the connecting process's (wrong inside pid namespaces)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("collector: ")
@@ -96,16 +105,20 @@ func main() {
 	fail := make(chan error, len(listen)+1)
 	out := &printer{w: bufio.NewWriter(os.Stdout), json: *jsonOut, fail: fail}
 	srv := &logsock.Server{
-		Handler:    out.record,
-		Order:      order,
-		MaxFrame:   *maxFrame,
-		CodePoints: *codePoints,
+		Handler:           out.record,
+		Order:             order,
+		MaxFrame:          *maxFrame,
+		CodePoints:        *codePoints,
+		MaxConns:          *maxConns,
+		HandshakeTimeout:  *handshakeTimeout,
+		IdleTimeout:       *idleTimeout,
+		RejectPidMismatch: *rejectMismatch,
 		ConnClosed: func(info logsock.ConnInfo, err error) {
 			if err == nil || errors.Is(err, logsock.ErrServerClosed) {
 				log.Printf("conn %d (pid %d) closed after %d frames", info.ID, info.Pid, info.Frames)
 				return
 			}
-			log.Printf("conn %d (pid %d) closed after %d frames: %v", info.ID, info.Pid, info.Frames, err)
+			log.Printf("conn %d (pid %d) closed after %d frames: %s: %v", info.ID, info.Pid, info.Frames, info.Reason, err)
 		},
 	}
 	var perm *fs.FileMode
@@ -360,11 +373,20 @@ type printer struct {
 	fail chan<- error // receives err, so that the collector drains and exits
 }
 
+// jsonRecord is a line of -json. The peer and writer keys come on Unix
+// sockets on Linux only, where the kernel tells them; flags only when a
+// flag is set, and msg_base64 only for a message that is not UTF-8 (msg
+// then shows it with U+FFFD in place of the bad bytes).
 type jsonRecord struct {
-	Time string `json:"time"`
-	Conn uint64 `json:"conn"`
-	Pid  int32  `json:"pid"`
-	Msg  string `json:"msg"`
+	Time      string   `json:"time"`
+	Conn      uint64   `json:"conn"`
+	Pid       int32    `json:"pid"`
+	PeerPid   int32    `json:"peer_pid,omitempty"`
+	PeerUid   *uint32  `json:"peer_uid,omitempty"`
+	WriterPid int32    `json:"writer_pid,omitempty"`
+	Flags     []string `json:"flags,omitempty"`
+	Msg       string   `json:"msg"`
+	MsgBase64 []byte   `json:"msg_base64,omitempty"`
 }
 
 func (p *printer) record(rec *logsock.Record) {
@@ -375,7 +397,17 @@ func (p *printer) record(rec *logsock.Record) {
 	}
 	ts := rec.Time.UTC().Format(time.RFC3339Nano)
 	if p.json {
-		b, err := json.Marshal(jsonRecord{Time: ts, Conn: rec.Conn, Pid: rec.Pid, Msg: string(rec.Msg)})
+		jr := jsonRecord{Time: ts, Conn: rec.Conn, Pid: rec.Pid, PeerPid: rec.PeerPid, WriterPid: rec.WriterPid, Msg: string(rec.Msg)}
+		if rec.PeerPid != 0 {
+			jr.PeerUid = &rec.PeerUid // uid 0 is root, not unknown
+		}
+		if rec.Flags != 0 {
+			jr.Flags = strings.Split(rec.Flags.String(), "|")
+		}
+		if rec.Flags&logsock.FlagInvalidUTF8 != 0 {
+			jr.MsgBase64 = rec.Msg
+		}
+		b, err := json.Marshal(jr)
 		if err != nil {
 			p.failed(err)
 			return
@@ -384,6 +416,15 @@ func (p *printer) record(rec *logsock.Record) {
 		p.w.WriteByte('\n')
 	} else {
 		p.buf = fmt.Appendf(p.buf[:0], "%s conn=%d pid=%d ", ts, rec.Conn, rec.Pid)
+		if rec.PeerPid != 0 {
+			p.buf = fmt.Appendf(p.buf, "peer=%d uid=%d ", rec.PeerPid, rec.PeerUid)
+		}
+		if rec.WriterPid != 0 {
+			p.buf = fmt.Appendf(p.buf, "writer=%d ", rec.WriterPid)
+		}
+		if rec.Flags != 0 {
+			p.buf = fmt.Appendf(p.buf, "flags=%s ", rec.Flags)
+		}
 		p.buf = appendText(p.buf, rec.Msg)
 		p.w.Write(append(p.buf, '\n'))
 	}

@@ -1,0 +1,516 @@
+package logsock_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+// hostileMaxFrame is the Servers' limit in the hostile tests: small, so
+// that a thousand connections holding a whole frame stay cheap.
+const hostileMaxFrame = 64 << 10
+
+// le is v as a little-endian length or pid.
+func le(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+
+// cat joins stream parts, of type []byte or string.
+func cat(parts ...any) []byte {
+	var b []byte
+	for _, p := range parts {
+		switch p := p.(type) {
+		case []byte:
+			b = append(b, p...)
+		case string:
+			b = append(b, p...)
+		default:
+			panic(fmt.Sprintf("cat: %T", p))
+		}
+	}
+	return b
+}
+
+// frameOf is one frame, without a handshake.
+func frameOf(msg string) []byte {
+	b, _ := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
+	return b
+}
+
+// hostileServer serves a connLog on network with the hostile tests'
+// limit, and opens a bystander beside it.
+func hostileServer(t *testing.T, network string, config func(*logsock.Server)) (*connLog, *logsock.Server, string, *bystander) {
+	t.Helper()
+	log := newConnLog()
+	srv := log.server()
+	srv.MaxFrame = hostileMaxFrame
+	if config != nil {
+		config(srv)
+	}
+	addr := serve(t, network, srv)
+	return log, srv, addr, newBystander(t, log, network, addr)
+}
+
+// endOf picks out the end of client connection c by its address (TCP).
+func endOf(c net.Conn) func(logsock.ConnInfo) bool {
+	return func(i logsock.ConnInfo) bool {
+		return i.Remote != nil && c.LocalAddr() != nil && i.Remote.String() == c.LocalAddr().String()
+	}
+}
+
+// TestHostileStreams: each malformed stream ends its own connection with
+// its reason, delivers exactly the whole frames before the fault, allocates
+// nothing for a declared length, and leaves a bystander connection alone.
+func TestHostileStreams(t *testing.T) {
+	pid := int32(os.Getpid()) // the peer's own pid: no FlagPidMismatch on Unix sockets
+	hs := logsock.AppendHandshake(nil, logsock.LittleEndian, pid)
+	zeros := bytes.Repeat(le(0), 1000)
+	limitBody := strings.Repeat("x", hostileMaxFrame)
+	type want struct {
+		reason logsock.Reason
+		err    error    // matched with errors.Is; nil: the error must be nil
+		quote  string   // in the error's text: the offending bytes
+		msgs   []string // delivered before the end
+		flags  []logsock.Flags
+	}
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+		want
+	}{
+		{"nothing", nil, want{reason: logsock.ReasonEOF}},
+		{"negative -1", cat(hs, frameOf("ok"), le(0xffffffff), "more"),
+			want{logsock.ReasonBadLength, logsock.ErrNegativeLength, `"\xff\xff\xff\xff"`, []string{"ok"}, nil}},
+		{"negative min int32", cat(hs, le(0x80000000)),
+			want{logsock.ReasonBadLength, logsock.ErrNegativeLength, `"\x00\x00\x00\x80"`, nil, nil}},
+		{"max int32", cat(hs, le(0x7fffffff), "a body"),
+			want{logsock.ReasonFrameTooLarge, logsock.ErrFrameTooLarge, `"\xff\xff\xff\x7f"`, nil, nil}},
+		{"limit + 1", cat(hs, frameOf("ok"), le(hostileMaxFrame+1), limitBody, "x"),
+			want{logsock.ReasonFrameTooLarge, logsock.ErrFrameTooLarge, `"\x01\x00\x01\x00"`, []string{"ok"}, nil}},
+		{"limit exactly", cat(hs, frameOf(limitBody)), want{reason: logsock.ReasonEOF, msgs: []string{limitBody}}},
+		{"zero-length frames", cat(hs, zeros), want{reason: logsock.ReasonEOF, msgs: make([]string, 1000)}},
+		{"header 1 byte", cat(hs, frameOf("ok"), "\x05"),
+			want{logsock.ReasonTruncated, io.ErrUnexpectedEOF, `"\x05"`, []string{"ok"}, nil}},
+		{"header 2 bytes", cat(hs, "\x05\x00"), want{logsock.ReasonTruncated, io.ErrUnexpectedEOF, `"\x05\x00"`, nil, nil}},
+		{"header 3 bytes", cat(hs, "\x05\x00\x00"),
+			want{logsock.ReasonTruncated, io.ErrUnexpectedEOF, `"\x05\x00\x00"`, nil, nil}},
+		{"handshake 1 byte", hs[:1], want{logsock.ReasonTruncated, io.ErrUnexpectedEOF, "handshake", nil, nil}},
+		{"handshake 2 bytes", hs[:2], want{logsock.ReasonTruncated, io.ErrUnexpectedEOF, "handshake", nil, nil}},
+		{"handshake 3 bytes", hs[:3], want{logsock.ReasonTruncated, io.ErrUnexpectedEOF, "handshake", nil, nil}},
+		{"truncated body", cat(hs, frameOf("ok"), le(10), "abc"),
+			want{logsock.ReasonTruncated, io.ErrUnexpectedEOF, `"abc"`, []string{"ok"}, nil}},
+		{"invalid UTF-8", cat(hs, frameOf("\xff\xfe not text"), frameOf("text"), frameOf("\xed\xa0\x80")),
+			want{reason: logsock.ReasonEOF, msgs: []string{"\xff\xfe not text", "text", "\xed\xa0\x80"},
+				flags: []logsock.Flags{logsock.FlagInvalidUTF8, 0, logsock.FlagInvalidUTF8}}},
+	} {
+		for _, network := range []string{"tcp", "unix"} {
+			t.Run(tc.name+"/"+network, func(t *testing.T) {
+				log, srv, addr, by := hostileServer(t, network, nil)
+				var before, after runtimeMem
+				before.read()
+				c := rawConn(t, network, addr)
+				c.Write(tc.stream) // may fail once the Server has closed: what arrived counts
+				c.Close()
+				end := log.waitEnd(t, "the hostile connection's end", func(i logsock.ConnInfo) bool { return i.ID != by.id })
+				after.read()
+				checkEnd(t, end, tc.reason, tc.err, tc.quote)
+				recs := log.recordsOf(end.info.ID)
+				if got := msgs(recs); len(got) != len(tc.msgs) || strings.Join(got, "|") != strings.Join(tc.msgs, "|") {
+					t.Errorf("delivered %d records %.40q, want %d %.40q", len(got), got, len(tc.msgs), tc.msgs)
+				}
+				if end.info.Frames != uint64(len(tc.msgs)) {
+					t.Errorf("ConnInfo.Frames %d, want %d", end.info.Frames, len(tc.msgs))
+				}
+				var invalid uint64
+				for i, r := range recs {
+					want := logsock.Flags(0)
+					if tc.flags != nil {
+						want = tc.flags[i]
+					}
+					if r.Flags != want {
+						t.Errorf("record %d flags %v, want %v", i, r.Flags, want)
+					}
+					if want&logsock.FlagInvalidUTF8 != 0 {
+						invalid++
+					}
+				}
+				if st := srv.Stats(); st.InvalidUTF8 != invalid || st.Ends[tc.reason] != 1 {
+					t.Errorf("Stats %+v: want InvalidUTF8 %d and one end of %v", st, invalid, tc.reason)
+				}
+				// The read buffer grows with what arrives, doubling up to
+				// the limit (steps that sum to under twice that), and can
+				// take a pooled 64 KiB buffer on the way: never the
+				// declared length.
+				var delivered uint64
+				for _, m := range tc.msgs {
+					delivered += uint64(len(m))
+				}
+				if grew, bound := after.total-before.total, 3*hostileMaxFrame+delivered+96<<10; grew > bound {
+					t.Errorf("the connection allocated %d bytes, want under %d", grew, bound)
+				}
+				by.check(t)
+			})
+		}
+	}
+}
+
+// checkEnd checks a connection's end: its reason, its error, and the bytes
+// the error quotes.
+func checkEnd(t *testing.T, end connEnd, reason logsock.Reason, want error, quote string) {
+	t.Helper()
+	if end.info.Reason != reason {
+		t.Errorf("reason %v (%v), want %v", end.info.Reason, end.err, reason)
+	}
+	switch {
+	case want == nil && end.err != nil:
+		t.Errorf("error %v, want nil", end.err)
+	case want != nil && !errors.Is(end.err, want):
+		t.Errorf("error %v, want %v", end.err, want)
+	}
+	var pe *logsock.ProtocolError
+	if reason == logsock.ReasonBadLength || reason == logsock.ReasonFrameTooLarge || reason == logsock.ReasonTruncated {
+		if !errors.As(end.err, &pe) {
+			t.Errorf("error %v is not a *ProtocolError", end.err)
+		}
+	}
+	if quote != "" && (end.err == nil || !strings.Contains(end.err.Error(), quote)) {
+		t.Errorf("error %q does not quote %s", end.err, quote)
+	}
+}
+
+// TestHostileInterleavedWriters: two descriptors of one socket write
+// frames without the lock, in parts, so that the stream tears: the first
+// frame swallows the second's header, and a length is read from inside a
+// message. The connection ends with a bad length, after the torn frame.
+func TestHostileInterleavedWriters(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			log, _, addr, by := hostileServer(t, network, nil)
+			c := rawConn(t, network, addr)
+			other := dupConn(t, c)
+			write := func(fd int, b []byte) {
+				t.Helper()
+				if _, err := syscall.Write(fd, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fd := connFD(t, c)
+			write(fd, cat(logsock.AppendHandshake(nil, 0, int32(os.Getpid())), le(20), "aaaaaaaaaa")) // writer A: half a frame
+			write(other, cat(le(20), "bbbbbb\xff\xff\xff\xffbbbbbbbbbb"))                             // writer B: a whole frame
+			syscall.Write(fd, []byte("aaaaaaaaaa"))                                                   // A's other half: EPIPE once the Server has seen the tear
+			c.Close()
+			syscall.Close(other)
+			end := log.waitEnd(t, "the torn connection's end", func(i logsock.ConnInfo) bool { return i.ID != by.id })
+			if r := end.info.Reason; r != logsock.ReasonBadLength && r != logsock.ReasonFrameTooLarge {
+				t.Errorf("reason %v (%v), want a bad length or a frame too large", r, end.err)
+			}
+			if got := msgs(log.recordsOf(end.info.ID)); len(got) != 1 || got[0] != "aaaaaaaaaa\x14\x00\x00\x00bbbbbb" {
+				t.Errorf("delivered %q, want the one torn frame", got)
+			}
+			by.check(t)
+		})
+	}
+}
+
+// connFD returns c's descriptor, valid while c is open.
+func connFD(t testing.TB, c net.Conn) int {
+	t.Helper()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd int
+	rc.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
+
+// dupConn returns a second descriptor of c's socket.
+func dupConn(t *testing.T, c net.Conn) int {
+	t.Helper()
+	fd, err := syscall.Dup(connFD(t, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.CloseOnExec(fd)
+	return fd
+}
+
+// TestHostileReset: a client that resets mid-frame. On TCP the read fails
+// with ECONNRESET (ReasonIOError); a Unix socket has no reset, and its
+// close ends the stream inside the frame (ReasonTruncated). Either way the
+// partial frame is not delivered.
+func TestHostileReset(t *testing.T) {
+	for _, tc := range []struct {
+		network string
+		reason  logsock.Reason
+		err     error
+	}{
+		{"tcp", logsock.ReasonIOError, syscall.ECONNRESET},
+		{"unix", logsock.ReasonTruncated, io.ErrUnexpectedEOF},
+	} {
+		t.Run(tc.network, func(t *testing.T) {
+			log, _, addr, by := hostileServer(t, tc.network, nil)
+			c := rawConn(t, tc.network, addr, frames(0, int32(os.Getpid()), "before the reset"))
+			id := log.waitMsg(t, "before the reset").Conn
+			if _, err := c.Write(cat(le(100), "partial")); err != nil {
+				t.Fatal(err)
+			}
+			if tc, ok := c.(*net.TCPConn); ok {
+				if err := tc.SetLinger(0); err != nil { // close sends RST
+					t.Fatal(err)
+				}
+			}
+			c.Close()
+			end := log.waitConnEnd(t, id)
+			checkEnd(t, end, tc.reason, tc.err, "")
+			if got := msgs(log.recordsOf(id)); len(got) != 1 {
+				t.Errorf("delivered %q, want only the frame before the reset", got)
+			}
+			by.check(t)
+		})
+	}
+}
+
+// TestHostileConnLimit: with MaxConns open, 10 more connections are closed
+// at accept without a byte read, each reported; the open ones go on, and
+// once one closes, a new one is served.
+func TestHostileConnLimit(t *testing.T) {
+	const limit, extra = 20, 10
+	log, srv, addr, by := hostileServer(t, "tcp", func(s *logsock.Server) { s.MaxConns = limit })
+	held := []net.Conn{by.c}
+	for i := 1; i < limit; i++ {
+		held = append(held, rawConn(t, "tcp", addr, frames(0, int32(os.Getpid()), fmt.Sprint("held ", i))))
+		log.waitMsg(t, fmt.Sprint("held ", i))
+	}
+	for range extra {
+		c := rawConn(t, "tcp", addr)
+		end := log.waitEnd(t, "a refused connection", endOf(c))
+		checkEnd(t, end, logsock.ReasonConnLimit, logsock.ErrConnLimit, "")
+		// Closed without a byte written: the client reads the end.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || (err != io.EOF && !errors.Is(err, syscall.ECONNRESET)) {
+			t.Errorf("refused client read %d, %v; want the end of the stream", n, err)
+		}
+	}
+	st := srv.Stats()
+	if st.Accepted != limit+extra || st.Active != limit || st.Ends[logsock.ReasonConnLimit] != extra {
+		t.Errorf("Stats %+v: want %d accepted, %d active, %d refused", st, limit+extra, limit, extra)
+	}
+	for i, c := range held[1:] {
+		if _, err := c.Write(frameOf(fmt.Sprint("held again ", i+1))); err != nil {
+			t.Fatal(err)
+		}
+		log.waitMsg(t, fmt.Sprint("held again ", i+1))
+	}
+	held[1].Close()
+	log.waitEnd(t, "a held connection's end", func(i logsock.ConnInfo) bool { return i.Reason == logsock.ReasonEOF })
+	rawConn(t, "tcp", addr, frames(0, int32(os.Getpid()), "room again"))
+	log.waitMsg(t, "room again")
+	by.check(t)
+}
+
+// TestHostileSlowHandshake: a client that connects and sends nothing, and
+// one that sends part of a handshake and stalls, are closed at the
+// handshake timeout; a bystander is not.
+func TestHostileSlowHandshake(t *testing.T) {
+	log, srv, addr, by := hostileServer(t, "unix", func(s *logsock.Server) { s.HandshakeTimeout = 100 * time.Millisecond })
+	start := time.Now()
+	silent := rawConn(t, "unix", addr)
+	rawConn(t, "unix", addr, []byte{1, 2, 3})
+	log.wait(t, "two handshake timeouts", func([]logsock.Record, []error) bool {
+		return len(log.endsWith(logsock.ReasonHandshakeTimeout)) == 2
+	})
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("closed after %v, before the timeout", d)
+	}
+	for _, end := range log.endsWith(logsock.ReasonHandshakeTimeout) {
+		checkEnd(t, end, logsock.ReasonHandshakeTimeout, logsock.ErrHandshakeTimeout, "")
+		if end.info.Pid != 0 {
+			t.Errorf("ConnInfo.Pid %d without a handshake", end.info.Pid)
+		}
+	}
+	if n, err := silent.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("silent client read %d, %v; want 0, EOF", n, err)
+	}
+	if st := srv.Stats(); st.Ends[logsock.ReasonHandshakeTimeout] != 2 {
+		t.Errorf("Stats %+v: want 2 handshake timeouts", st)
+	}
+	by.check(t)
+}
+
+// TestServerIdleTimeout: with IdleTimeout set, a connection quiet for that
+// long is closed, between frames or inside one (whose part is dropped);
+// one that keeps sending is not.
+func TestServerIdleTimeout(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			const idle = 200 * time.Millisecond
+			log := newConnLog()
+			srv := log.server()
+			srv.IdleTimeout = idle
+			addr := serve(t, network, srv)
+			pid := int32(os.Getpid())
+
+			// The busy client sends well within the timeout, until told.
+			busy := rawConn(t, network, addr, frames(0, pid, "busy 0"))
+			busyID := log.waitMsg(t, "busy 0").Conn
+			stop, stopped := make(chan struct{}), make(chan int)
+			go func() {
+				n := 1
+				defer func() { stopped <- n }()
+				tick := time.NewTicker(idle / 10)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					if _, err := busy.Write(frameOf(fmt.Sprint("busy ", n))); err != nil {
+						return
+					}
+					n++
+				}
+			}()
+
+			start := time.Now()
+			quiet := rawConn(t, network, addr, frames(0, pid, "then quiet"))
+			rawConn(t, network, addr, frames(0, pid, "then half a frame"), le(10), []byte("abc"))
+			log.wait(t, "two idle timeouts", func([]logsock.Record, []error) bool {
+				return len(log.endsWith(logsock.ReasonIdleTimeout)) == 2
+			})
+			if d := time.Since(start); d < idle {
+				t.Errorf("closed after %v, before the timeout", d)
+			}
+			for _, end := range log.endsWith(logsock.ReasonIdleTimeout) {
+				checkEnd(t, end, logsock.ReasonIdleTimeout, logsock.ErrIdleTimeout, "")
+				if end.info.Frames != 1 {
+					t.Errorf("connection %d delivered %d frames, want 1", end.info.ID, end.info.Frames)
+				}
+			}
+			if n, err := quiet.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Errorf("quiet client read %d, %v; want 0, EOF", n, err)
+			}
+			time.Sleep(2 * idle) // the busy client goes on past the timeout
+			close(stop)
+			sent := <-stopped
+			log.waitMsg(t, fmt.Sprint("busy ", sent-1))
+			if got := len(log.recordsOf(busyID)); got != sent {
+				t.Errorf("busy connection delivered %d of %d frames", got, sent)
+			}
+			if end := log.endsWith(logsock.ReasonIdleTimeout); len(end) != 2 {
+				t.Errorf("%d idle timeouts, want 2: the busy connection was closed", len(end))
+			}
+		})
+	}
+}
+
+// TestServerStats: the counters add up over connections that end in
+// different ways, and Reason and Flags print their names.
+func TestServerStats(t *testing.T) {
+	log := newConnLog()
+	srv := log.server()
+	addr := serve(t, "tcp", srv)
+	pid := int32(os.Getpid())
+	for i, stream := range [][]byte{
+		frames(0, pid, "one", "two"),                       // EOF
+		cat(frames(0, pid, "three"), le(0xffffffff)),       // bad length
+		cat(frames(0, pid, "\xff", ""), le(10), "partial"), // truncated, one invalid UTF-8
+	} {
+		c := rawConn(t, "tcp", addr, stream)
+		c.Close()
+		log.waitEnds(t, i+1)
+	}
+	st := srv.Stats()
+	want := logsock.ServerStats{Accepted: 3, Frames: 5, Bytes: 12, InvalidUTF8: 1,
+		Ends: map[logsock.Reason]uint64{logsock.ReasonEOF: 1, logsock.ReasonBadLength: 1, logsock.ReasonTruncated: 1}}
+	if fmt.Sprint(st) != fmt.Sprint(want) {
+		t.Errorf("Stats\n %+v, want\n %+v", st, want)
+	}
+	for r, name := range map[logsock.Reason]string{logsock.ReasonEOF: "eof", logsock.ReasonBadLength: "bad_length",
+		logsock.ReasonIOError: "io_error", 200: "Reason(200)"} {
+		if r.String() != name {
+			t.Errorf("Reason %d prints %q, want %q", r, r, name)
+		}
+	}
+	for f, name := range map[logsock.Flags]string{0: "none", logsock.FlagInvalidUTF8: "invalid_utf8",
+		logsock.FlagPidMismatch | logsock.FlagMixedWriters: "pid_mismatch|mixed_writers", 0x81: "invalid_utf8|0x80"} {
+		if f.String() != name {
+			t.Errorf("Flags %#x print %q, want %q", uint8(f), f, name)
+		}
+	}
+}
+
+// plainListener hands out connections without SyscallConn, as a wrapping
+// listener might: the Server reads them through net.Conn alone.
+type plainListener struct{ net.Listener }
+
+type plainConn struct{ net.Conn }
+
+func (l plainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return plainConn{c}, nil
+}
+
+// TestServerPlainConn: a connection that is not a socket is served, timed
+// out when idle, and drained at Shutdown.
+func TestServerPlainConn(t *testing.T) {
+	pid := int32(os.Getpid())
+	start := func(srv *logsock.Server) (string, chan error) {
+		l := plainListener{listen(t, "tcp")}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		return l.Addr().String(), served
+	}
+
+	log := newConnLog()
+	srv := log.server()
+	srv.IdleTimeout = 100 * time.Millisecond
+	addr, served := start(srv)
+	rawConn(t, "tcp", addr, frames(0, pid, "then quiet"))
+	checkEnd(t, log.waitEnd(t, "the idle timeout", func(logsock.ConnInfo) bool { return true }),
+		logsock.ReasonIdleTimeout, logsock.ErrIdleTimeout, "")
+	srv.Close()
+	if err := <-served; !errors.Is(err, logsock.ErrServerClosed) {
+		t.Errorf("Serve: %v", err)
+	}
+
+	log = newConnLog()
+	srv = log.server()
+	addr, served = start(srv)
+	rawConn(t, "tcp", addr, frames(0, pid, "first"), frameOf("second"))
+	id := log.waitMsg(t, "second").Conn
+	if err := srv.Shutdown(t.Context()); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	checkEnd(t, log.waitConnEnd(t, id), logsock.ReasonShutdown, logsock.ErrServerClosed, "")
+	if err := <-served; !errors.Is(err, logsock.ErrServerClosed) {
+		t.Errorf("Serve: %v", err)
+	}
+}
+
+// TestServerCodePointsInvalid: in CodePoints mode, bytes that are not
+// UTF-8 make the length uncountable: a bad length, quoted, after the
+// frames before them.
+func TestServerCodePointsInvalid(t *testing.T) {
+	log, _, addr, by := hostileServer(t, "tcp", func(s *logsock.Server) { s.CodePoints = true })
+	c := rawConn(t, "tcp", addr, cat(logsock.AppendHandshake(nil, 0, int32(os.Getpid())), le(2), "로그", le(3), "a\xffbc"))
+	c.Close()
+	end := log.waitEnd(t, "the end", func(i logsock.ConnInfo) bool { return i.ID != by.id })
+	checkEnd(t, end, logsock.ReasonBadLength, logsock.ErrInvalidCodePoint, `"\xffbc"`)
+	if got := msgs(log.recordsOf(end.info.ID)); len(got) != 1 || got[0] != "로그" {
+		t.Errorf("delivered %q, want the frame before", got)
+	}
+	by.check(t)
+}

@@ -1,0 +1,94 @@
+package logsock
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// credsSupported: on Linux a Unix socket tells the collector who connected
+// (SO_PEERCRED) and who wrote each byte (SO_PASSCRED).
+const credsSupported = true
+
+// peerCred returns the pid, uid and gid that the connecting process had
+// when it called connect (SO_PEERCRED), as this process's pid namespace
+// sees them.
+func peerCred(fd int) (pid int32, uid, gid uint32, err error) {
+	u, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return u.Pid, u.Uid, u.Gid, nil
+}
+
+// passCred makes the kernel attach the writer's credentials to the bytes
+// that fd receives (SO_PASSCRED). Accepted sockets inherit it from their
+// listener, and bytes sent before accept carry them anyway; bytes sent
+// between accept and a setsockopt on the accepted socket carry none (pid
+// 0), hence the listener too (measured on Linux 6.18).
+func passCred(fd int) error {
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+}
+
+// recvCred reads into p what has arrived, without waiting, and returns the
+// pid of the process that wrote it, 0 if the bytes carry no credentials.
+// With SO_PASSCRED on, the kernel never returns the bytes of two writers
+// in one read (unix_stream_read_generic stops where the credentials
+// change), so one pid covers them all. The message header and the control
+// buffer live on the stack: a read allocates nothing.
+func recvCred(fd int, p []byte) (n int, pid int32, err error) {
+	var oob [8]uint64 // room for the credentials, and a few descriptors; aligned for Cmsghdr
+	var iov unix.Iovec
+	var msg unix.Msghdr
+	if len(p) > 0 {
+		iov.Base = &p[0]
+		iov.SetLen(len(p))
+		msg.Iov = &iov
+		msg.SetIovlen(1)
+	}
+	msg.Control = (*byte)(unsafe.Pointer(&oob[0]))
+	msg.SetControllen(int(unsafe.Sizeof(oob)))
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)),
+			unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, 0, errno
+		}
+		control := unsafe.Slice((*byte)(unsafe.Pointer(&oob[0])), unsafe.Sizeof(oob))[:msg.Controllen]
+		return int(r), controlPid(control), nil
+	}
+}
+
+// controlPid returns the pid of an SCM_CREDENTIALS message in control,
+// and closes every descriptor that an SCM_RIGHTS message brought: a client
+// can pass descriptors on any Unix socket, and once the collector offers a
+// control buffer, the kernel installs them in its table.
+func controlPid(control []byte) (pid int32) {
+	hdrLen := unix.CmsgLen(0)
+	for len(control) >= hdrLen {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&control[0]))
+		size := int(h.Len)
+		if size < hdrLen || size > len(control) {
+			break
+		}
+		data := control[hdrLen:size]
+		switch {
+		case h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_CREDENTIALS && len(data) >= unix.SizeofUcred:
+			pid = int32(binary.NativeEndian.Uint32(data)) // struct ucred starts with the pid
+		case h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_RIGHTS:
+			for ; len(data) >= 4; data = data[4:] {
+				unix.Close(int(int32(binary.NativeEndian.Uint32(data))))
+			}
+		}
+		next := unix.CmsgSpace(size - hdrLen)
+		if next >= len(control) {
+			break
+		}
+		control = control[next:]
+	}
+	return pid
+}
