@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -160,8 +161,14 @@ func (k *frameLock) dup() (*os.File, error) {
 // returns errTorn, with the lock released, if the stream is torn. On
 // success the caller must call unlock.
 func (k *frameLock) lock(deadline time.Time) error {
-	for pause := time.Duration(0); !k.mu.TryLock(); {
-		// Another LogSocket of this process writes a frame.
+	for pause, tries := time.Duration(0), 0; !k.mu.TryLock(); tries++ {
+		// Another LogSocket of this process writes a frame, or the timer
+		// lets go of the parked lock, which takes a microsecond: yield a
+		// few times before sleeping, which takes tens.
+		if tries < 50 {
+			runtime.Gosched()
+			continue
+		}
 		if !time.Now().Before(deadline) {
 			return fmt.Errorf("logsock: waiting for the frame lock: %w", os.ErrDeadlineExceeded)
 		}
@@ -235,10 +242,16 @@ func (k *frameLock) unlock(torn bool) {
 	}
 }
 
-// endParking is the timer's call: it lets go of a parked lock.
+// endParking is the timer's call: it lets go of a parked lock. If a frame
+// is being written, it comes back later rather than wait, which would
+// only make the writer's next lock wait for it.
 func (k *frameLock) endParking() {
 	defer k.timers.Done()
-	k.mu.Lock()
+	if !k.mu.TryLock() {
+		k.timers.Add(1) // still armed
+		k.timer.Reset(parkTime)
+		return
+	}
 	defer k.mu.Unlock()
 	k.armed = false
 	k.unpark()
