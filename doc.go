@@ -92,7 +92,10 @@
 //     While you wait for the lock, poll at least every 200 µs and set byte
 //     4 ("wanted") to 1; set it to 0 once you have the lock. A holder that
 //     finds byte 4 set leaves the lock to the waiter: it does not take it
-//     again until byte 4 is 0, or for 1 ms. You may do the same.
+//     again until byte 4 is 0, or for 1 ms. You may do the same. A holder
+//     stopped (SIGSTOP) while it has the lock, parked or inside a frame,
+//     holds up the others: a LogSocket waits for the lock no longer than
+//     Config.WriteTimeout, then goes on on a connection of its own.
 //   - POSIX locks exclude processes, not threads: serialise the threads of
 //     one process too. A process loses its POSIX locks when it closes any
 //     descriptor of the file, so keep exactly one. The kernel releases the
