@@ -44,18 +44,8 @@ func (l *LogSocket) queueLocked(msg []byte) error {
 	if l.held.frames == 1 {
 		signal(l.wake)
 	}
-	if l.held.len() >= batchBytes && !l.writing {
-		// The call that fills a batch writes it, as the caller of a
-		// bufio.Writer does: handing it to the writer goroutine would take
-		// a third thread (callers, writer, and the collector's reader on
-		// the same machine), and on 2 cores that halved the rate (issue
-		// 5). The writer goroutine still connects, waits out backoffs,
-		// and writes what FlushDelay, Flush and Close ask for.
-		if c := l.live.Load(); c != nil && l.usable(c, time.Now()) {
-			l.writeBatchOn(c)
-		} else {
-			signal(l.urge)
-		}
+	if l.held.len() >= batchBytes {
+		signal(l.urge)
 	}
 	return nil
 }
@@ -117,10 +107,6 @@ func (l *LogSocket) writeBatch() bool {
 	if l.held.empty() {
 		return false
 	}
-	if l.writing { // a caller writes a batch: what is left goes after it
-		l.wait(context.Background(), false)
-		return true
-	}
 	c := l.live.Load()
 	if c != nil && !l.usable(c, time.Now()) {
 		c = nil
@@ -131,14 +117,6 @@ func (l *LogSocket) writeBatch() bool {
 		}
 		return true
 	}
-	l.writeBatchOn(c)
-	return true
-}
-
-// writeBatchOn writes what is queued on c as one batch, with mu released
-// during the write, so that callers keep queueing. The caller holds mu,
-// and no batch is in flight.
-func (l *LogSocket) writeBatchOn(c *conn) {
 	var hs []byte
 	if l.hsDue {
 		hs = l.hs[:]
@@ -146,8 +124,8 @@ func (l *LogSocket) writeBatchOn(c *conn) {
 	batch := l.held.take(l.spare)
 	l.writing = true
 	l.mu.Unlock()
-	// One batch is in flight at a time, and shareLocked waits while
-	// writing is set: l.w is this write's alone.
+	// Only this goroutine writes in batching mode, and shareLocked waits
+	// while writing is set: l.w is this write's alone.
 	err := l.writeOn(c, hs, batch.bytes(), false, time.Now().Add(l.cfg.WriteTimeout))
 	retry := batch.retry
 	frames, msgBytes := batch.consume(l.w.written - len(hs)) // the batch is this goroutine's: no lock
@@ -160,6 +138,7 @@ func (l *LogSocket) writeBatchOn(c *conn) {
 	l.spare = l.held.settle(&batch)
 	l.noteHeld()
 	l.broadcast()
+	return true
 }
 
 // flushBatches waits until the writer has written everything queued, or

@@ -47,36 +47,6 @@ func TestBatchingGroupsFrames(t *testing.T) {
 	}
 }
 
-// TestBatchingCallerWritesFullBatch: the call that fills a batch writes
-// it before it returns, as with a bufio.Writer; the calls before it only
-// queue.
-func TestBatchingCallerWritesFullBatch(t *testing.T) {
-	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
-			s := newSink()
-			addr := serve(t, network, s.server())
-			ls := dial(t, network, addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
-			base := ls.Stats().Writes // the handshake
-			msg := make([]byte, 1020) // frames of 1 KiB: the 256th fills a batch
-			for i := range 255 {
-				if _, err := ls.Write(msg); err != nil {
-					t.Fatal(err)
-				}
-				if w := ls.Stats().Writes; w != base {
-					t.Fatalf("after frame %d of a batch, %d writes: want none yet", i+1, w-base)
-				}
-			}
-			if _, err := ls.Write(msg); err != nil {
-				t.Fatal(err)
-			}
-			if st := ls.Stats(); st.Writes != base+1 || st.Frames != 256 {
-				t.Fatalf("after the frame that fills the batch, Stats %+v: want 1 write of 256 frames", st)
-			}
-			s.waitRecords(t, 256)
-		})
-	}
-}
-
 // TestBatchingFlushDelay: a frame goes out by itself after FlushDelay,
 // with no later call; Log does not wait for it.
 func TestBatchingFlushDelay(t *testing.T) {

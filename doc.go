@@ -46,10 +46,9 @@
 // In direct mode (the default) the LogSocket has no goroutine of its own:
 // each call writes its frame, and held frames go out during later calls of
 // Log, Write, Flush and Close. In batching mode (Config.Batching), a nil
-// error means only that the frame is queued: the frames of all callers go
-// out in batches, each written by the call that fills it or by a goroutine
-// that the LogSocket owns, and Close joins, which also writes on a timer
-// and reconnects by itself. TCP keepalive and, on Linux,
+// error means only that the frame is queued: a goroutine that the
+// LogSocket owns, and Close joins, writes the frames of all callers in
+// batches, and reconnects by itself. TCP keepalive and, on Linux,
 // TCP_USER_TIMEOUT detect a collector that vanished without closing.
 //
 // A message longer than Config.MaxFrame is refused with ErrFrameTooLarge,

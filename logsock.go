@@ -108,15 +108,12 @@ type Config struct {
 	// a collector that vanished without closing (host down, network lost).
 	// Zero means DefaultKeepAlive; negative turns keepalive off.
 	KeepAlive time.Duration
-	// Batching turns on batching mode. Log and Write then append the frame
-	// to the buffer (BufferBytes, Overflow) and return, and the frames of
-	// all callers go out together, many in one write; while one write is
-	// in flight the next batch gathers. A batch goes out when it reaches
-	// 256 KiB, written by the call that filled it, as with a bufio.Writer
-	// (or by the next call, if a write was in flight); and, by a goroutine
-	// of the LogSocket, FlushDelay after its first frame, on Flush, on
-	// Close, which stops the goroutine, and when it reconnects after an
-	// outage.
+	// Batching turns on batching mode. Log and Write then only append the
+	// frame to the buffer (BufferBytes, Overflow) and return; a goroutine of
+	// the LogSocket writes the frames of all callers together, many in one
+	// write, and while one write is in flight the next batch gathers. A
+	// batch goes out FlushDelay after its first frame, at once when it
+	// reaches 256 KiB, on Flush, and on Close, which stops the goroutine.
 	// Frames stay whole, each caller's in order; on a shared connection a
 	// batch is written under the frame lock as one unit.
 	Batching bool
