@@ -144,7 +144,7 @@ func BenchmarkModes(b *testing.B) {
 					}
 					defer ls.Close()
 					if shared {
-						other := shareInProcess(b, ls)
+						other := shareInProcess(b, ls, nil)
 						defer other.Close()
 					}
 					b.SetBytes(int64(len(msg)))
@@ -164,22 +164,23 @@ func BenchmarkModes(b *testing.B) {
 	}
 }
 
-// shareInProcess shares ls's connection with a second LogSocket, as with
-// a child process: from then on, every write takes the frame lock.
-func shareInProcess(b *testing.B, ls *logsock.LogSocket) *logsock.LogSocket {
-	b.Helper()
+// shareInProcess shares ls's connection with a second LogSocket of this
+// process, configured by cfg, as with a child process: from then on,
+// every write takes the frame lock.
+func shareInProcess(tb testing.TB, ls *logsock.LogSocket, cfg *logsock.Config) *logsock.LogSocket {
+	tb.Helper()
 	x, y, err := unixPair()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer x.Close()
 	defer y.Close()
 	if err := ls.SendConn(x); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	other, err := logsock.ReceiveConn(y, nil)
+	other, err := logsock.ReceiveConn(y, cfg)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return other
 }

@@ -106,7 +106,7 @@ func (l *LogSocket) shareLocked(fd int) ([]*os.File, []string, error) {
 		}
 		c.lock = k
 	}
-	sock, id, err := dupFD(c.rc, "logsock-socket")
+	sock, id, err := dupSocket(c.rc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -119,11 +119,11 @@ func (l *LogSocket) shareLocked(fd int) ([]*os.File, []string, error) {
 	return []*os.File{sock, lock}, env, nil
 }
 
-// dupFD duplicates a descriptor with F_DUPFD_CLOEXEC and returns the copy
-// and its identity. It goes through Control, never File or Fd, which would
-// make the description that every holder of a socket shares blocking
-// (SPEC: "Inheriting a connection").
-func dupFD(rc syscall.RawConn, name string) (*os.File, string, error) {
+// dupSocket duplicates the socket with F_DUPFD_CLOEXEC and returns the
+// copy and its identity. It goes through Control, never File or Fd, which
+// would make the description that every holder of the socket shares
+// blocking (SPEC: "Inheriting a connection").
+func dupSocket(rc syscall.RawConn) (*os.File, string, error) {
 	var nfd int
 	var id string
 	var derr error
@@ -133,7 +133,7 @@ func dupFD(rc syscall.RawConn, name string) (*os.File, string, error) {
 		}
 		var st unix.Stat_t
 		if derr = unix.Fstat(nfd, &st); derr != nil {
-			closeLockFD(nfd)
+			unix.Close(nfd)
 			return
 		}
 		id = fileID(&st)
@@ -142,9 +142,9 @@ func dupFD(rc syscall.RawConn, name string) (*os.File, string, error) {
 		err = derr
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("logsock: duplicating the %s: %w", name, err)
+		return nil, "", fmt.Errorf("logsock: duplicating the socket: %w", err)
 	}
-	return os.NewFile(uintptr(nfd), name), id, nil
+	return os.NewFile(uintptr(nfd), "logsock-socket"), id, nil
 }
 
 func fileID(st *unix.Stat_t) string {

@@ -224,19 +224,7 @@ func runStressWith(t *testing.T, network string, lock, batching, inProcess bool)
 	writers := map[int]int{os.Getpid(): 0} // pid: next sequence number
 	var otherErr chan error
 	if inProcess {
-		x, y, err := unixPair()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer x.Close()
-		defer y.Close()
-		if err := ls.SendConn(x); err != nil {
-			t.Fatal(err)
-		}
-		other, err := logsock.ReceiveConn(y, &logsock.Config{WriteTimeout: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
+		other := shareInProcess(t, ls, &logsock.Config{WriteTimeout: time.Minute})
 		otherErr = make(chan error, 1)
 		writers[os.Getpid()+1] = 0
 		go func() {

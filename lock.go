@@ -27,7 +27,7 @@ import (
 // (the frameLock's mutex does that), are released by the kernel when a
 // holder dies, and are dropped when a process closes any descriptor of the
 // file: so each process keeps exactly one frameLock for the file, and
-// closes its other descriptors only through closeLockFD. OFD locks and
+// closes its other descriptors only through closeLockFile. OFD locks and
 // flock do not work here: every holder shares one open file description
 // (SPEC: "Inheriting a connection").
 //
@@ -81,7 +81,6 @@ type frameLock struct {
 	mu     sync.Mutex // held by the writer of a frame; guards the fields below
 	parked bool       // the record lock is held between frames
 	armed  bool       // timer is set to end the parking
-	closed bool
 	timer  *time.Timer
 	timers sync.WaitGroup // the timer's call in progress, joined by close
 }
@@ -229,7 +228,7 @@ func (k *frameLock) lock(deadline time.Time) error {
 // after it was taken.
 func (k *frameLock) unlock(torn bool) {
 	defer k.mu.Unlock()
-	if torn || k.closed {
+	if torn {
 		k.release()
 		return
 	}
@@ -317,7 +316,6 @@ func (k *frameLock) close() {
 	}
 	delete(lockFiles.m, k.key)
 	k.mu.Lock()
-	k.closed = true
 	k.unpark()
 	if k.armed && k.timer.Stop() {
 		k.armed = false

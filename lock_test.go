@@ -156,9 +156,9 @@ func TestFrameLockParks(t *testing.T) {
 	}
 }
 
-// TestFrameLockWanted: a holder writing frames back to back lets go
-// parkTime after it took the lock, and leaves it to a process that asks
-// (byte 4) rather than take it again at once.
+// TestFrameLockWanted: a process that asks for the lock (byte 4) gets it
+// while a holder writes frames back to back, parking the lock between
+// them, and byte 4 is clear afterwards.
 func TestFrameLockWanted(t *testing.T) {
 	withParkTime(t, 5*time.Millisecond)
 	k, f := newTestLock(t)

@@ -22,8 +22,9 @@
 // in-memory stream, and a logsock.Server on TCP loopback ingests frames
 // from batching clients in a child process (this program, started again)
 // over 1, 100 and 10,000 connections; with those connections open and idle,
-// it reports the collector's memory per connection. The summary checks the
-// issue's goals. A default run takes about two and a half minutes on 2
+// it reports the collector's memory per connection. Last, the latency from
+// Log to the reader at steady rates, with and without Nagle's algorithm
+// (bench/latency.go). The summary checks the goals. A default run takes about two and a half minutes on 2
 // cores; -quick (-n 20000 -runs 3) is a smoke run of a few seconds. -only
 // runs what matches a regular expression ("logsock direct tcp/100 B/8g",
 // "decoder", "collector"), and -cpuprofile profiles the run.
