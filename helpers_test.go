@@ -58,6 +58,7 @@ func serve(t testing.TB, network string, srv *logsock.Server) string {
 			t.Errorf("Serve: %v", err)
 		}
 	})
+	waitServing(t, l)
 	return l.Addr().String()
 }
 
