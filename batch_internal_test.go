@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// TestBatchingReleasesIdleMemory: the batch buffers, kept while busy, are
+// TestBatchingReleasesIdleMemory: the batch buffers and chunks, kept while busy, are
 // given back once the writer has had nothing to do for idleRelease.
 func TestBatchingReleasesIdleMemory(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -38,7 +38,11 @@ func TestBatchingReleasesIdleMemory(t *testing.T) {
 	held := func() int {
 		ls.mu.Lock()
 		defer ls.mu.Unlock()
-		return cap(ls.held.buf) + cap(ls.spare)
+		n := cap(ls.held.buf) + cap(ls.spare) + len(ls.free)*ls.chunk
+		if ls.cur.Load() != nil {
+			n += ls.chunk
+		}
+		return n
 	}
 	if held() == 0 {
 		t.Fatal("no batch memory kept after the burst")

@@ -16,6 +16,10 @@ type frameQueue struct {
 	// reserved counts the bytes of a batch taken out to be written
 	// (batching mode): until it is settled, they count against limit.
 	reserved int
+	// outside counts the bytes of the chunks that batching mode gathers
+	// frames in (stage.go), outside the queue: they count against limit
+	// too.
+	outside int
 	// minCap is the least memory the queue takes when it needs some: in
 	// batching mode a batch's worth, so that it does not grow from 4 KiB
 	// by doubling, copying as it goes.
@@ -27,12 +31,27 @@ func (q *frameQueue) empty() bool   { return q.frames == 0 }
 func (q *frameQueue) bytes() []byte { return q.buf[q.head:] }
 
 // fits reports whether a frame of n message bytes can be added.
-func (q *frameQueue) fits(n int) bool { return q.len()+q.reserved+HeaderLen+n <= q.limit }
+func (q *frameQueue) fits(n int) bool { return q.len()+q.reserved+q.outside+HeaderLen+n <= q.limit }
 
 // push adds msg as a frame; the caller has checked that it fits. The
 // buffer grows as frames arrive, never past limit.
 func (q *frameQueue) push(msg []byte) {
-	need := HeaderLen + len(msg)
+	q.grow(HeaderLen + len(msg))
+	var hdr [HeaderLen]byte
+	PutFrameHeader(hdr[:], q.order, len(msg))
+	q.buf = append(append(q.buf, hdr[:]...), msg...)
+	q.frames++
+}
+
+// pushFrames adds b, which holds that many whole encoded frames.
+func (q *frameQueue) pushFrames(b []byte, frames int) {
+	q.grow(len(b))
+	q.buf = append(q.buf, b...)
+	q.frames += frames
+}
+
+// grow makes room in buf for need more bytes.
+func (q *frameQueue) grow(need int) {
 	if len(q.buf)+need > cap(q.buf) {
 		if q.head > 0 { // reuse the space of frames already sent
 			q.buf = q.buf[:copy(q.buf, q.buf[q.head:])]
@@ -45,10 +64,6 @@ func (q *frameQueue) push(msg []byte) {
 			q.buf = nb
 		}
 	}
-	var hdr [HeaderLen]byte
-	PutFrameHeader(hdr[:], q.order, len(msg))
-	q.buf = append(append(q.buf, hdr[:]...), msg...)
-	q.frames++
 }
 
 // frameLen returns the size of the first frame, header included.
@@ -109,7 +124,7 @@ func (q *frameQueue) reset() {
 // settle.
 func (q *frameQueue) take(spare []byte) frameQueue {
 	b := *q
-	b.reserved = 0
+	b.reserved, b.outside = 0, 0
 	q.buf, q.head, q.frames, q.retry = spare[:0], 0, 0, false
 	q.reserved = b.len()
 	return b

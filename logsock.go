@@ -231,27 +231,34 @@ type LogSocket struct {
 	dialer           net.Dialer
 
 	closed     atomic.Bool
-	done       chan struct{}        // closed by Close: wakes waiting calls, stops the writer
-	wake, urge chan struct{}        // batching mode: a frame is queued; a batch is due now
-	writerDone chan struct{}        // batching mode: closed when the writer has stopped
-	live       atomic.Pointer[conn] // set under mu; read without it by Close's abort
+	done       chan struct{}         // closed by Close: wakes waiting calls, stops the writer
+	wake, urge chan struct{}         // batching mode: a frame is queued; a batch is due now
+	writerDone chan struct{}         // batching mode: closed when the writer has stopped
+	live       atomic.Pointer[conn]  // set under mu; read without it by Close's abort
+	cur        atomic.Pointer[chunk] // batching mode: the chunk Log appends to without mu (stage.go); set under mu
+	chunk      int                   // batching mode: the size of a chunk; 0: no chunks, frames go to held
 
-	mu        sync.Mutex // guards the fields below; never held while sleeping or dialing
-	w         frameWriter
-	hs        [HeaderLen]byte // the handshake of the current connection
-	hsDue     bool            // hs has not been written yet: it goes out with the next write
-	held      frameQueue
-	dialing   bool          // a call is dialing, with mu released
-	closing   bool          // Close is flushing
-	writing   bool          // batching mode: the writer is writing a batch, with mu released
-	spare     []byte        // batching mode: the memory of the last batch, for the next
-	finished  bool          // Close is done: a dial that ends now is discarded
-	everUp    bool          // a connection has been made once
-	backoff   time.Duration // the current wait between attempts; 0 while healthy
-	nextDial  time.Time     // no attempt before this
-	lastErr   error         // why the last connection or attempt failed
-	lastCheck time.Time     // the last peek at the connection
-	changed   chan struct{} // closed and replaced when a connection comes up, a dial ends or room frees
+	mu          sync.Mutex // guards the fields below; never held while sleeping or dialing
+	w           frameWriter
+	hs          [HeaderLen]byte // the handshake of the current connection
+	hsDue       bool            // hs has not been written yet: it goes out with the next write
+	held        frameQueue
+	dialing     bool          // a call is dialing, with mu released
+	closing     bool          // Close is flushing
+	writing     bool          // batching mode: the writer is writing a batch, with mu released
+	spare       []byte        // batching mode: the memory of the last batch, for the next
+	sealed      []*chunk      // batching mode: chunks to write, in order, after held
+	sealedBytes int           // bytes in sealed
+	free        []*chunk      // batching mode: chunks written, to reuse
+	inflight    []*chunk      // batching mode: the chunks of the batch being written
+	parts       [][]byte      // batching mode: the batch being written, for sendmsg
+	finished    bool          // Close is done: a dial that ends now is discarded
+	everUp      bool          // a connection has been made once
+	backoff     time.Duration // the current wait between attempts; 0 while healthy
+	nextDial    time.Time     // no attempt before this
+	lastErr     error         // why the last connection or attempt failed
+	lastCheck   time.Time     // the last peek at the connection
+	changed     chan struct{} // closed and replaced when a connection comes up, a dial ends or room frees
 
 	frames, writes, bytes, errs, connects, reconnects, resent, dropped atomic.Uint64
 	heldFrames, heldBytes                                              atomic.Int64
@@ -281,13 +288,26 @@ var noFrameLock bool
 // with other processes when c is shared: so a frame, or a run of held
 // frames, goes out as one unit that the other holders cannot tear.
 func (l *LogSocket) writeOn(c *conn, hs, msg []byte, frame bool, deadline time.Time) error {
+	l.w.prepare(hs, msg, frame)
+	return l.sendOn(c, deadline)
+}
+
+// writePartsOn is writeOn for a batch of parts, written as one unit.
+func (l *LogSocket) writePartsOn(c *conn, parts [][]byte, deadline time.Time) error {
+	l.w.prepareParts(parts)
+	return l.sendOn(c, deadline)
+}
+
+// sendOn writes what l.w is prepared with, as writeOn describes.
+func (l *LogSocket) sendOn(c *conn, deadline time.Time) error {
 	var err error
 	if c.lock == nil || noFrameLock {
-		err = l.w.write(c, hs, msg, frame, deadline)
+		err = l.w.send(c, deadline)
 	} else if err = c.lock.lock(deadline); err != nil {
 		l.w.written = 0
+		l.w.clear()
 	} else {
-		err = l.w.write(c, hs, msg, frame, deadline)
+		err = l.w.send(c, deadline)
 		c.lock.unlock(err != nil && l.w.written > 0) // a cut frame tears the stream
 	}
 	if err == nil {
@@ -315,7 +335,10 @@ func New(network, address string, cfg *Config) (*LogSocket, error) {
 	l.w.init(c.Order)
 	l.held = frameQueue{order: c.Order, limit: c.BufferBytes}
 	if c.Batching {
-		l.held.minCap = batchBytes
+		l.chunk = chunkSize(c.BufferBytes)
+		if l.chunk == 0 {
+			l.held.minCap = batchBytes
+		}
 		l.wake, l.urge, l.writerDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 		go l.runWriter()
 	}
@@ -384,7 +407,9 @@ func (l *LogSocket) Stats() Stats {
 	held, heldBytes := int(l.heldFrames.Load()), int(l.heldBytes.Load())
 	if l.cfg.Batching {
 		l.mu.Lock()
-		held, heldBytes = l.held.frames, l.held.len()
+		held, heldBytes = l.stagePending()
+		held += l.held.frames
+		heldBytes += l.held.len()
 		l.mu.Unlock()
 	}
 	return Stats{
@@ -406,6 +431,9 @@ func (l *LogSocket) send(msg []byte) error {
 	if len(msg) > l.cfg.MaxFrame {
 		l.errs.Add(1)
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(msg), l.cfg.MaxFrame)
+	}
+	if l.cfg.Batching && !l.closed.Load() && l.tryStage(msg) {
+		return nil // the hot path of batching mode: no lock
 	}
 	l.mu.Lock()
 	var err error

@@ -328,7 +328,8 @@ func (l *LogSocket) Flush(ctx context.Context) error {
 // undelivered is the error of a flush that ctx ended with frames held.
 // The caller holds mu.
 func (l *LogSocket) undelivered(err error) error {
-	return fmt.Errorf("%w: %d frames held (last error: %v): %w", ErrUndelivered, l.held.frames, l.lastErr, err)
+	staged, _ := l.stagePending()
+	return fmt.Errorf("%w: %d frames held (last error: %v): %w", ErrUndelivered, l.held.frames+staged, l.lastErr, err)
 }
 
 func (l *LogSocket) flushLocked(ctx context.Context) error {
@@ -382,6 +383,7 @@ func (l *LogSocket) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closing = true
+	l.drainStage() // every frame in the queue, in order, for the flush
 	err := l.flushLocked(ctx)
 	if n := l.held.frames; n > 0 {
 		l.dropped.Add(uint64(n))

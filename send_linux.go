@@ -10,6 +10,10 @@ import (
 // SIGPIPE when the peer is gone.
 const sendFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
 
+// maxIov is the most parts one sendmsg takes; the rest of a longer list
+// goes out in the next.
+const maxIov = 64
+
 // sendParts writes parts with one sendmsg. The iovec array lives on the
 // stack: unix.SendmsgBuffers would allocate it on every call.
 func sendParts(fd int, parts [][]byte) (int, error) {
@@ -21,9 +25,21 @@ func sendParts(fd int, parts [][]byte) (int, error) {
 		}
 		return int(n), nil
 	}
-	var iov [3]unix.Iovec
+	if len(parts) <= 3 { // a frame: zero no more of the stack than it needs
+		var iov [3]unix.Iovec
+		return sendIov(fd, parts, iov[:])
+	}
+	var iov [maxIov]unix.Iovec // a batch
+	return sendIov(fd, parts, iov[:])
+}
+
+// sendIov is sendParts with iov to fill, for as many parts as it holds.
+func sendIov(fd int, parts [][]byte, iov []unix.Iovec) (int, error) {
 	k := 0
 	for _, p := range parts {
+		if k == len(iov) {
+			break
+		}
 		if len(p) == 0 {
 			continue
 		}

@@ -21,9 +21,9 @@ type frameWriter struct {
 	order   ByteOrder
 	hdr     [HeaderLen]byte
 	small   []byte    // a whole small frame, copied: one buffer sends faster than three
-	parts   [3][]byte // what is left to write: parts[next:n]
+	own     [3][]byte // the parts of a frame: handshake, header, message
+	parts   [][]byte  // what is left to write: parts[next:]
 	next    int
-	n       int
 	written int   // bytes written by the last write
 	wait    bool  // the callback may wait for room (false: report EAGAIN)
 	again   bool  // the last attempt stopped at EAGAIN
@@ -80,27 +80,40 @@ func (w *frameWriter) peek(fd uintptr) bool {
 // it arm the deadline and wait for room, so the common case costs one
 // syscall and no timer.
 func (w *frameWriter) write(c *conn, hs, msg []byte, frame bool, deadline time.Time) error {
-	w.n, w.next, w.written = 0, 0, 0
+	w.prepare(hs, msg, frame)
+	return w.send(c, deadline)
+}
+
+// prepare sets up the parts of write.
+func (w *frameWriter) prepare(hs, msg []byte, frame bool) {
+	w.parts, w.next, w.written = w.own[:0], 0, 0
 	if hs != nil {
-		w.parts[w.n] = hs
-		w.n++
+		w.parts = append(w.parts, hs)
 	}
 	if frame {
 		PutFrameHeader(w.hdr[:], w.order, len(msg))
-		w.parts[w.n] = w.hdr[:]
-		w.n++
+		w.parts = append(w.parts, w.hdr[:])
 	}
-	w.parts[w.n] = msg
-	w.n++
+	w.parts = append(w.parts, msg)
 	if len(msg) <= copyMax {
 		w.small = w.small[:0]
-		for _, p := range w.parts[:w.n] {
+		for _, p := range w.parts {
 			w.small = append(w.small, p...)
 		}
-		w.parts[0], w.n = w.small, 1
+		w.own[0] = w.small
+		w.parts = w.own[:1]
 	}
-	defer w.clear()
+}
 
+// prepareParts sets up a write of parts, in order: a batch. The writer
+// consumes the slice, which the caller must not use until the write ends.
+func (w *frameWriter) prepareParts(parts [][]byte) {
+	w.parts, w.next, w.written = parts, 0, 0
+}
+
+// send writes what prepare or prepareParts set up, as write describes.
+func (w *frameWriter) send(c *conn, deadline time.Time) error {
+	defer w.clear()
 	w.wait = false
 	if err := w.run(c); err != nil || !w.again {
 		return err
@@ -126,14 +139,15 @@ func (w *frameWriter) run(c *conn) error {
 
 // clear drops the references to the caller's message.
 func (w *frameWriter) clear() {
-	w.parts = [3][]byte{}
+	w.own = [3][]byte{}
+	w.parts = nil
 }
 
 // attempt is the RawConn.Write callback: it sends what is left, and returns
 // false (wait for room) only when w.wait allows.
 func (w *frameWriter) attempt(fd uintptr) bool {
-	for w.next < w.n {
-		k, err := sendParts(int(fd), w.parts[w.next:w.n])
+	for w.next < len(w.parts) {
+		k, err := sendParts(int(fd), w.parts[w.next:])
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -154,7 +168,7 @@ func (w *frameWriter) attempt(fd uintptr) bool {
 }
 
 func (w *frameWriter) pending() (n int) {
-	for _, p := range w.parts[w.next:w.n] {
+	for _, p := range w.parts[w.next:] {
 		n += len(p)
 	}
 	return n
@@ -163,7 +177,7 @@ func (w *frameWriter) pending() (n int) {
 // advance consumes k written bytes from the front of the parts.
 func (w *frameWriter) advance(k int) {
 	w.written += k
-	for w.next < w.n && k >= len(w.parts[w.next]) {
+	for w.next < len(w.parts) && k >= len(w.parts[w.next]) {
 		k -= len(w.parts[w.next])
 		w.next++
 	}
