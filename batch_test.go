@@ -2,7 +2,10 @@ package logsock_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,5 +152,121 @@ func TestBatchingLogAllocs(t *testing.T) {
 		}
 	}); allocs != 0 {
 		t.Errorf("Write in batching mode: %v allocations a frame", allocs)
+	}
+}
+
+// TestBatchingCutBatch: a batch whose write stops partway (the collector
+// stopped reading; WriteTimeout ends the write) is cut in the middle of a
+// chunk, most likely in the middle of a frame. The frames not written
+// whole go out again on the next connection, whole and in order, after
+// those that were: the two streams together are every frame once.
+func TestBatchingCutBatch(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			l := listen(t, network)
+			defer l.Close()
+			// 20 MB: more than a loopback connection's buffers hold, less
+			// than BufferBytes, so that no Log waits.
+			const n, size = 20_000, 1000
+			ls := dial(t, network, l.Addr().String(), &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
+				BufferBytes: 64 << 20, WriteTimeout: 200 * time.Millisecond, PeekInterval: -1})
+			_, d1 := acceptOne(t, l) // not read until the write has failed
+			pad := strings.Repeat(".", size-8)
+			for i := range n {
+				if err := ls.Log(fmt.Sprintf("%08d%s", i, pad)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, d2 := acceptOne(t, l) // the writer's second connection: the first failed
+			next := 0
+			read := func(d *logsock.Decoder) error {
+				for next < n {
+					m, err := d.Next()
+					if err != nil {
+						return err
+					}
+					if want := fmt.Sprintf("%08d%s", next, pad); string(m) != want {
+						t.Fatalf("frame %d: got %.8q (%d bytes)", next, m, len(m))
+					}
+					next++
+				}
+				return nil
+			}
+			err := read(d1)
+			torn := errors.Is(err, io.ErrUnexpectedEOF)
+			if !torn && err != io.EOF {
+				t.Fatalf("first connection: %v", err)
+			}
+			onFirst := next
+			if err := read(d2); err != nil {
+				t.Fatalf("second connection, after frame %d: %v", next, err)
+			}
+			flush(t, ls)
+			st := ls.Stats()
+			if st.Frames != n || st.Reconnects != 1 || st.Resent > 1 || st.Dropped != 0 {
+				t.Errorf("Stats %+v: want %d frames, one reconnect, at most one re-sent", st, n)
+			}
+			t.Logf("%d frames whole on the first connection, the next one torn: %v; Stats %+v", onFirst, torn, st)
+		})
+	}
+}
+
+// TestBatchingOverflow: with the collector down, frames fill chunks until
+// they take BufferBytes; then the policy applies. DropNewest and
+// DropOldest count exactly as without chunks (the chunks' frames move to
+// the queue); Block waits for a whole chunk's room, then fails.
+func TestBatchingOverflow(t *testing.T) {
+	const limit, size, n = 64 << 10, 1000, 200
+	const fit = limit / (logsock.HeaderLen + size) // 65 frames
+	for _, tc := range []struct {
+		policy      logsock.Overflow
+		first, last int // the frames delivered
+	}{
+		{logsock.DropNewest, 0, fit - 1},
+		{logsock.DropOldest, n - fit, n - 1},
+		{logsock.Block, 0, -1}, // up to the first failure
+	} {
+		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
+			path := down(t)
+			ls, err := logsock.New("unix", path, &logsock.Config{Batching: true, BufferBytes: limit, Overflow: tc.policy,
+				WriteTimeout: 50 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ls.Close()
+			pad := strings.Repeat(".", size-8)
+			accepted := 0
+			for i := range n {
+				err := ls.Log(fmt.Sprintf("%08d%s", i, pad))
+				if err == nil {
+					accepted++
+					continue
+				}
+				if !errors.Is(err, logsock.ErrBufferFull) || tc.policy == logsock.DropOldest {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				if tc.policy == logsock.Block {
+					break // each further call would wait WriteTimeout
+				}
+			}
+			st := ls.Stats()
+			if tc.policy == logsock.Block {
+				tc.last = accepted - 1
+				// A whole chunk (16 KiB) of BufferBytes may go unused.
+				if accepted > fit || accepted < (limit-limit/4)/(logsock.HeaderLen+size) || st.Dropped != 1 {
+					t.Fatalf("%d frames accepted, Stats %+v", accepted, st)
+				}
+			} else if st.Held != fit || st.Dropped != n-fit {
+				t.Fatalf("Stats %+v: want %d held, %d dropped", st, fit, n-fit)
+			}
+			s := up(t, path)
+			flush(t, ls)
+			recs := s.waitRecords(t, tc.last-tc.first+1)
+			for i, r := range recs {
+				if want := fmt.Sprintf("%08d%s", tc.first+i, pad); string(r.Msg) != want {
+					t.Fatalf("record %d: %.8q, want frame %d", i, r.Msg, tc.first+i)
+				}
+			}
+		})
 	}
 }

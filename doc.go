@@ -106,11 +106,15 @@
 //
 // # Concurrency
 //
-// A LogSocket is safe for any number of goroutines. Each frame goes out in
-// one write (a sendmsg of header and message together), or whole within a
-// batch, under a mutex, so frames never interleave; each goroutine's frames
-// arrive in the order it sent them. The hot path makes one syscall and no allocation a frame
-// (and, at most once every PeekInterval, the peek). A Server runs one
+// A LogSocket is safe for any number of goroutines. In direct mode each
+// frame goes out in one write (a sendmsg of header and message together)
+// under a mutex; in batching mode each frame is copied whole into a chunk
+// at a place reserved with an atomic compare-and-swap, and chunks are
+// written in order. Frames never interleave; each goroutine's frames
+// arrive in the order it sent them. The hot path of direct mode makes one
+// syscall and no allocation a frame (and, at most once every
+// PeekInterval, the peek); that of batching mode no syscall, no lock and
+// no allocation. A Server runs one
 // goroutine a connection and joins them in Shutdown and Close; its Handler
 // runs on those goroutines.
 //

@@ -82,9 +82,15 @@ type Config struct {
 	// DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// BufferBytes bounds the frames held, headers included, while the
-	// collector is unreachable. A frame too large ever to fit is dropped,
-	// and counted, when it would have to be held. Zero means
+	// collector is unreachable, and in batching mode also those waiting
+	// for the writer. A frame too large ever to fit is dropped, and
+	// counted, when it would have to be held. Zero means
 	// DefaultBufferBytes, or MaxFrame+HeaderLen if that is larger.
+	//
+	// In batching mode, frames gather in chunks of 64 KiB (a quarter of
+	// BufferBytes if that is less; none below 16 KiB), and a chunk in use
+	// counts whole: Block may wait while up to one chunk of BufferBytes is
+	// unused. DropNewest and DropOldest count frame by frame.
 	BufferBytes int
 	// Overflow says what to do when BufferBytes is reached: Block (the
 	// default), DropNewest or DropOldest.
@@ -109,7 +115,9 @@ type Config struct {
 	// Zero means DefaultKeepAlive; negative turns keepalive off.
 	KeepAlive time.Duration
 	// Batching turns on batching mode. Log and Write then only append the
-	// frame to the buffer (BufferBytes, Overflow) and return; a goroutine of
+	// frame to the buffer (BufferBytes, Overflow) and return, without a
+	// lock in the common case, so that callers on different cores do not
+	// wait for each other; a goroutine of
 	// the LogSocket writes the frames of all callers together, many in one
 	// write, and while one write is in flight the next batch gathers. A
 	// batch goes out FlushDelay after its first frame, at once when it

@@ -74,10 +74,14 @@ func TestDialSendsHandshake(t *testing.T) {
 // every frame whole and exactly once, each goroutine's in order; in direct
 // and in batching mode.
 func TestConcurrentFramesWhole(t *testing.T) {
-	for _, batching := range []bool{false, true} {
-		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
-			testConcurrentFramesWhole(t, &logsock.Config{Batching: batching})
-		})
+	for name, cfg := range map[string]*logsock.Config{
+		"direct":   {},
+		"batching": {Batching: true},
+		// Chunks of 32 KiB: the larger frames take chunks of their own,
+		// and callers wait for room.
+		"batching, 128 KiB": {Batching: true, BufferBytes: 128 << 10, WriteTimeout: time.Minute},
+	} {
+		t.Run(name, func(t *testing.T) { testConcurrentFramesWhole(t, cfg) })
 	}
 }
 
