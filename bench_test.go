@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/logsock/logsock"
@@ -183,4 +184,45 @@ func shareInProcess(tb testing.TB, ls *logsock.LogSocket, cfg *logsock.Config) *
 		tb.Fatal(err)
 	}
 	return other
+}
+
+// BenchmarkBatchingGoroutines: batching mode with 1, 2 and 8 goroutines
+// logging 100 B frames on one LogSocket, b.N frames in all. Issue 5 asks
+// that 8 be no slower than 1.
+func BenchmarkBatchingGoroutines(b *testing.B) {
+	msg := bytes.Repeat([]byte("x"), 100)
+	for _, network := range []string{"tcp", "unix"} {
+		for _, g := range []int{1, 2, 8} {
+			b.Run(fmt.Sprintf("%s/%dg", network, g), func(b *testing.B) {
+				ls, err := logsock.Dial(network, discard(b, network), &logsock.Config{Batching: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ls.Close()
+				b.SetBytes(int64(len(msg)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				for i := range g {
+					share := b.N / g
+					if i == 0 {
+						share += b.N % g
+					}
+					wg.Go(func() {
+						for range share {
+							if _, err := ls.Write(msg); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				if err := ls.Flush(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				reportFrames(b)
+			})
+		}
+	}
 }

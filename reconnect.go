@@ -21,9 +21,19 @@ var (
 	errBackoff = errors.New("the next attempt is not due yet")
 )
 
+// unixSendBuffer is the SO_SNDBUF that batching mode asks for on a Unix
+// socket, whose default (212,992 bytes on Linux) is less than a batch:
+// with it, the writer stops at every batch to wait for the collector to
+// read, and waits longer for a processor if callers keep them busy (bench,
+// 8 goroutines: 95 ns a frame against 50). The kernel caps it at
+// net.core.wmem_max, and doubles it for its bookkeeping. A TCP socket's
+// buffer grows by itself, up to net.ipv4.tcp_wmem.
+const unixSendBuffer = 4 << 20
+
 // dialer makes the net.Dialer for cfg: TCP keepalive, and on Linux
 // TCP_USER_TIMEOUT, so that a collector that vanished without a FIN is
-// noticed (SPEC: "Delivery").
+// noticed (SPEC: "Delivery"); in batching mode, a Unix socket's send
+// buffer large enough for batches.
 func dialer(cfg Config) net.Dialer {
 	d := net.Dialer{Timeout: cfg.DialTimeout}
 	if cfg.KeepAlive > 0 {
@@ -32,17 +42,23 @@ func dialer(cfg Config) net.Dialer {
 	} else {
 		d.KeepAlive = -1
 	}
-	if cfg.UserTimeout > 0 {
-		d.Control = func(network, _ string, rc syscall.RawConn) error {
-			if network != "tcp4" && network != "tcp6" {
-				return nil
-			}
-			var serr error
+	d.Control = func(network, _ string, rc syscall.RawConn) error {
+		var serr error
+		switch {
+		case cfg.UserTimeout > 0 && (network == "tcp4" || network == "tcp6"):
 			if err := rc.Control(func(fd uintptr) { serr = setUserTimeout(int(fd), cfg.UserTimeout) }); err != nil {
 				return err
 			}
 			return os.NewSyscallError("setsockopt TCP_USER_TIMEOUT", serr)
+		case cfg.Batching && network == "unix":
+			if err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, unixSendBuffer)
+			}); err != nil {
+				return err
+			}
+			return os.NewSyscallError("setsockopt SO_SNDBUF", serr)
 		}
+		return nil
 	}
 	return d
 }

@@ -1,8 +1,10 @@
 package logsock
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -121,4 +123,58 @@ func unixConn(t *testing.T, fd int) *net.UnixConn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c.(*net.UnixConn)
+}
+
+// TestUnixSendBuffer: batching mode asks for a send buffer of
+// unixSendBuffer on a Unix socket, which the kernel caps at wmem_max and
+// doubles; direct mode leaves the default.
+func TestUnixSendBuffer(t *testing.T) {
+	b, err := os.ReadFile("/proc/sys/net/core/wmem_max")
+	if err != nil {
+		t.Skip(err)
+	}
+	var wmemMax int
+	if _, err := fmt.Sscan(string(b), &wmemMax); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "logsock") // short: a socket path has 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := net.Listen("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	sndbuf := func(cfg *Config) int {
+		ls, err := Dial("unix", l.Addr().String(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ls.Close()
+		var v int
+		ls.live.Load().rc.Control(func(fd uintptr) { v, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	direct, batching := sndbuf(nil), sndbuf(&Config{Batching: true})
+	if want := 2 * min(unixSendBuffer, wmemMax); batching != want {
+		t.Errorf("batching: SO_SNDBUF %d, want %d (wmem_max %d)", batching, want, wmemMax)
+	}
+	if direct == batching && wmemMax > direct {
+		t.Errorf("direct: SO_SNDBUF %d, the same as batching", direct)
+	}
+	t.Logf("SO_SNDBUF: direct %d, batching %d", direct, batching)
 }

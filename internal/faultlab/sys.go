@@ -16,7 +16,8 @@ const readAhead = 64 << 10
 // KernelBytes bounds what one connection can hold between a client's
 // write and the collector's handler, on Linux: the client's send buffer,
 // the collector's receive buffer (both at their autotuning maxima for
-// TCP; a Unix stream socket has only the sender's buffer), and the
+// TCP; a Unix stream socket has only the sender's buffer, which the
+// kernel makes up to twice wmem_max, as batching mode asks), and the
 // collector's read-ahead. A frame that the client wrote whole is lost
 // when the collector dies only if it was there. Elsewhere it returns a
 // generous 16 MiB.
@@ -30,7 +31,7 @@ func KernelBytes(network string) int {
 		}
 	case "unix":
 		if w, ok := sysctlField("/proc/sys/net/core/wmem_max", 0); ok {
-			return w + readAhead
+			return 2*w + readAhead
 		}
 	}
 	return 16 << 20
