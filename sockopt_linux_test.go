@@ -18,15 +18,7 @@ func TestTCPOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	go holdConns(l)
 	for _, tc := range []struct {
 		cfg                           *Config
 		keepAlive, idle, utm, nodelay int
@@ -147,15 +139,7 @@ func TestUnixSendBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	go holdConns(l)
 	sndbuf := func(cfg *Config) int {
 		ls, err := Dial("unix", l.Addr().String(), cfg)
 		if err != nil {
@@ -177,4 +161,15 @@ func TestUnixSendBuffer(t *testing.T) {
 		t.Errorf("direct: SO_SNDBUF %d, the same as batching", direct)
 	}
 	t.Logf("SO_SNDBUF: direct %d, batching %d", direct, batching)
+}
+
+// holdConns accepts connections and keeps them open until l is closed.
+func holdConns(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+	}
 }
