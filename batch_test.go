@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,5 +271,68 @@ func TestBatchingOverflow(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBatchingCloseRace: goroutines log while Close runs. Every call that
+// returned nil had its frame delivered, each goroutine's in order; every
+// other call returned ErrClosed. Close seals the chunk being appended to,
+// without a lock on the callers' side: no append may slip past it.
+func TestBatchingCloseRace(t *testing.T) {
+	const goroutines = 8
+	for round := range 20 {
+		s := newSink()
+		addr := serve(t, "unix", s.server())
+		ls := dial(t, "unix", addr, &logsock.Config{Batching: true, BufferBytes: 64 << 10})
+		var accepted [goroutines]int // frames 0..accepted-1 of each goroutine returned nil
+		var sofar atomic.Int64
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for g := range goroutines {
+			wg.Go(func() {
+				<-start
+				for i := 0; ; i++ {
+					err := ls.Log(fmt.Sprintf("%d %d", g, i))
+					if errors.Is(err, logsock.ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Errorf("goroutine %d frame %d: %v", g, i, err)
+						return
+					}
+					accepted[g]++
+					sofar.Add(1)
+				}
+			})
+		}
+		close(start)
+		for sofar.Load() < int64(round*997) { // Close at various points of the run
+			runtime.Gosched()
+		}
+		if err := ls.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		wg.Wait()
+		total := 0
+		for _, n := range accepted {
+			total += n
+		}
+		if st := ls.Stats(); st.Frames != uint64(total) || st.Dropped != 0 {
+			t.Fatalf("round %d: %d calls returned nil; Stats %+v", round, total, st)
+		}
+		var next [goroutines]int
+		for i, r := range s.waitRecords(t, total) {
+			var g, n int
+			if _, err := fmt.Sscanf(string(r.Msg), "%d %d", &g, &n); err != nil || g < 0 || g >= goroutines {
+				t.Fatalf("round %d: record %d %q", round, i, r.Msg)
+			}
+			if n != next[g] {
+				t.Fatalf("round %d: goroutine %d: frame %d, want %d", round, g, n, next[g])
+			}
+			next[g]++
+		}
+		if next != accepted {
+			t.Fatalf("round %d: delivered %v, accepted %v", round, next, accepted)
+		}
 	}
 }
