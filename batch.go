@@ -149,10 +149,11 @@ func (l *LogSocket) writeBatch() bool {
 	}
 	// Sealed only now, to be written: a chunk sealed while there is no
 	// connection would take its whole size of BufferBytes for a few frames.
+	// The next caller installs a fresh chunk, most often this one, back
+	// from its write: a LogSocket that logs a little at a time keeps one.
 	if k := l.cur.Load(); k != nil {
 		if f, _ := k.pending(); f > 0 {
 			l.sealCurrent()
-			l.installChunk() // callers go on without the lock
 		}
 	}
 	if l.held.empty() && len(l.sealed) == 0 {
