@@ -39,7 +39,7 @@ func (l *LogSocket) releaseIdle() {
 // or when none fits, the overflow policy applies. The caller holds mu.
 func (l *LogSocket) queueLocked(msg []byte) error {
 	deadline := time.Now().Add(l.cfg.WriteTimeout)
-	for l.chunk > 0 {
+	for l.chunkLen > 0 {
 		if l.closed.Load() {
 			return ErrClosed
 		}
@@ -51,8 +51,8 @@ func (l *LogSocket) queueLocked(msg []byte) error {
 			break
 		}
 		n := len(msg)
-		if HeaderLen+n <= l.chunk {
-			n = l.chunk - HeaderLen // room for a chunk
+		if HeaderLen+n <= l.chunkLen {
+			n = l.chunkLen - HeaderLen // room for a chunk
 		}
 		if err := l.waitForRoom(n, deadline); err != nil {
 			if !errors.Is(err, ErrClosed) {

@@ -41,9 +41,9 @@ func TestBatchingReleasesIdleMemory(t *testing.T) {
 	held := func() int {
 		ls.mu.Lock()
 		defer ls.mu.Unlock()
-		n := cap(ls.held.buf) + cap(ls.spare) + len(ls.free)*ls.chunk
+		n := cap(ls.held.buf) + cap(ls.spare) + len(ls.free)*ls.chunkLen
 		if ls.cur.Load() != nil {
-			n += ls.chunk
+			n += ls.chunkLen
 		}
 		return n
 	}

@@ -244,7 +244,7 @@ type LogSocket struct {
 	writerDone chan struct{}         // batching mode: closed when the writer has stopped
 	live       atomic.Pointer[conn]  // set under mu; read without it by Close's abort
 	cur        atomic.Pointer[chunk] // batching mode: the chunk Log appends to without mu (stage.go); set under mu
-	chunk      int                   // batching mode: the size of a chunk; 0: no chunks, frames go to held
+	chunkLen   int                   // batching mode: the size of a chunk; 0: no chunks, frames go to held
 
 	mu          sync.Mutex // guards the fields below; never held while sleeping or dialing
 	w           frameWriter
@@ -343,8 +343,8 @@ func New(network, address string, cfg *Config) (*LogSocket, error) {
 	l.w.init(c.Order)
 	l.held = frameQueue{order: c.Order, limit: c.BufferBytes}
 	if c.Batching {
-		l.chunk = chunkSize(c.BufferBytes)
-		if l.chunk == 0 {
+		l.chunkLen = chunkSize(c.BufferBytes)
+		if l.chunkLen == 0 {
 			l.held.minCap = batchBytes
 		}
 		l.wake, l.urge, l.writerDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})

@@ -131,7 +131,7 @@ func (l *LogSocket) stageLocked(msg []byte) bool {
 		}
 		l.sealCurrent()
 		n := HeaderLen + len(msg)
-		if n > l.chunk {
+		if n > l.chunkLen {
 			if !l.held.fits(len(msg)) {
 				return false
 			}
@@ -178,7 +178,7 @@ func (l *LogSocket) queueChunk(k *chunk) {
 // installChunk makes a fresh chunk current, if one fits within
 // BufferBytes. The caller holds mu.
 func (l *LogSocket) installChunk() bool {
-	if !l.held.fits(l.chunk - HeaderLen) {
+	if !l.held.fits(l.chunkLen - HeaderLen) {
 		return false
 	}
 	var k *chunk
@@ -191,7 +191,7 @@ func (l *LogSocket) installChunk() bool {
 		// sealed.
 		k.state.Store(0)
 	} else {
-		k = &chunk{buf: make([]byte, l.chunk)}
+		k = &chunk{buf: make([]byte, l.chunkLen)}
 	}
 	k.used, k.frames = 0, 0
 	l.held.outside += len(k.buf)
@@ -204,7 +204,7 @@ func (l *LogSocket) installChunk() bool {
 // own. The caller holds mu.
 func (l *LogSocket) recycle(k *chunk) {
 	l.held.outside -= len(k.buf)
-	if len(k.buf) == l.chunk {
+	if len(k.buf) == l.chunkLen {
 		l.free = append(l.free, k)
 	}
 }
