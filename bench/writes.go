@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/syslog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -316,9 +317,16 @@ func runWrites(opt options) *writeResults {
 			}
 		}
 	}
+	// Each run takes the contenders of a case in a new order, so that no
+	// contender always follows the same other one (whose garbage, timers
+	// or socket buffers it would inherit) or runs at the same point of a
+	// drift in the machine's load.
+	order := slices.Clone(contenders)
+	rng := rand.New(rand.NewPCG(1, 2))
 	for run := range opt.runs {
 		for _, k := range res.cases {
-			for _, c := range contenders {
+			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			for _, c := range order {
 				if !chosen(c, k) || res.errs[c.name][k] != nil {
 					continue
 				}
