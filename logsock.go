@@ -292,9 +292,10 @@ func (c *conn) close() error {
 // prevents.
 var noFrameLock bool
 
-// writeOn writes as frameWriter.write does, on c, under the lock shared
-// with other processes when c is shared: so a frame, or a run of held
-// frames, goes out as one unit that the other holders cannot tear.
+// writeOn writes hs and msg as frameWriter.prepare and send do, on c,
+// under the lock shared with other processes when c is shared: so a frame,
+// or a run of held frames, goes out as one unit that the other holders
+// cannot tear.
 func (l *LogSocket) writeOn(c *conn, hs, msg []byte, frame bool, deadline time.Time) error {
 	l.w.prepare(hs, msg, frame)
 	return l.sendOn(c, deadline)

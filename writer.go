@@ -69,22 +69,8 @@ func (w *frameWriter) peek(fd uintptr) bool {
 	}
 }
 
-// write writes hs (if not nil), then a frame of msg if frame is true (or
-// else msg as it is: frames already encoded), on c. w.written tells how much
-// went out, also on failure.
-//
-// It writes through the raw connection with MSG_DONTWAIT, so that it never
-// blocks in the kernel, whatever O_NONBLOCK state another holder of the
-// socket left on the shared description (SPEC: "Inheriting a connection").
-// The first attempt does not wait; only when the send buffer is full does
-// it arm the deadline and wait for room, so the common case costs one
-// syscall and no timer.
-func (w *frameWriter) write(c *conn, hs, msg []byte, frame bool, deadline time.Time) error {
-	w.prepare(hs, msg, frame)
-	return w.send(c, deadline)
-}
-
-// prepare sets up the parts of write.
+// prepare sets up a write of hs (if not nil), then a frame of msg if frame
+// is true (or else msg as it is: frames already encoded).
 func (w *frameWriter) prepare(hs, msg []byte, frame bool) {
 	w.parts, w.next, w.written = w.own[:0], 0, 0
 	if hs != nil {
@@ -111,7 +97,15 @@ func (w *frameWriter) prepareParts(parts [][]byte) {
 	w.parts, w.next, w.written = parts, 0, 0
 }
 
-// send writes what prepare or prepareParts set up, as write describes.
+// send writes what prepare or prepareParts set up, on c. w.written tells
+// how much went out, also on failure.
+//
+// It writes through the raw connection with MSG_DONTWAIT, so that it never
+// blocks in the kernel, whatever O_NONBLOCK state another holder of the
+// socket left on the shared description (SPEC: "Inheriting a connection").
+// The first attempt does not wait; only when the send buffer is full does
+// it arm the deadline and wait for room, so the common case costs one
+// syscall and no timer.
 func (w *frameWriter) send(c *conn, deadline time.Time) error {
 	defer w.clear()
 	w.wait = false
