@@ -39,6 +39,10 @@ func (l *LogSocket) releaseIdle() {
 // or when none fits, the overflow policy applies. The caller holds mu.
 func (l *LogSocket) queueLocked(msg []byte) error {
 	deadline := time.Now().Add(l.cfg.WriteTimeout)
+	if HeaderLen+len(msg) > l.held.limit { // no wait would make room
+		l.dropped.Add(1)
+		return ErrBufferFull
+	}
 	for l.chunkLen > 0 {
 		if l.closed.Load() {
 			return ErrClosed

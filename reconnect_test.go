@@ -327,20 +327,32 @@ func TestDecoderSeesRestart(t *testing.T) {
 // TestFrameLargerThanBuffer: a frame that could never fit in the buffer is
 // dropped, and counted, when it has to be held.
 func TestFrameLargerThanBuffer(t *testing.T) {
-	for _, policy := range []logsock.Overflow{logsock.Block, logsock.DropNewest, logsock.DropOldest} {
-		ls, err := logsock.New("unix", down(t), &logsock.Config{BufferBytes: 100, CloseTimeout: time.Millisecond, Overflow: policy})
-		if err != nil {
-			t.Fatal(err)
+	for _, tc := range []struct {
+		cfg         logsock.Config
+		small, huge int
+	}{
+		{logsock.Config{BufferBytes: 100}, 50, 200},
+		{logsock.Config{BufferBytes: 100, Batching: true}, 50, 200},
+		{logsock.Config{BufferBytes: 64 << 10, Batching: true}, 50, 100 << 10}, // with chunks
+	} {
+		for _, policy := range []logsock.Overflow{logsock.Block, logsock.DropNewest, logsock.DropOldest} {
+			cfg := tc.cfg
+			cfg.CloseTimeout, cfg.WriteTimeout, cfg.Overflow = time.Millisecond, time.Minute, policy
+			ls, err := logsock.New("unix", down(t), &cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ls.Log(strings.Repeat("x", tc.small)); err != nil {
+				t.Fatal(err)
+			}
+			// At once: no wait would make room, not even WriteTimeout's.
+			if err := ls.Log(strings.Repeat("x", tc.huge)); !errors.Is(err, logsock.ErrBufferFull) {
+				t.Errorf("%+v: %d bytes: %v, want ErrBufferFull", cfg, tc.huge, err)
+			}
+			if st := ls.Stats(); st.Dropped != 1 || st.Held != 1 {
+				t.Errorf("%+v: Stats %+v: want 1 dropped, the small frame still held", cfg, st)
+			}
+			ls.Close()
 		}
-		if err := ls.Log(strings.Repeat("x", 50)); err != nil {
-			t.Fatal(err)
-		}
-		if err := ls.Log(strings.Repeat("x", 200)); !errors.Is(err, logsock.ErrBufferFull) {
-			t.Errorf("policy %d: 200 bytes with a buffer of 100: %v, want ErrBufferFull", policy, err)
-		}
-		if st := ls.Stats(); st.Dropped != 1 || st.Held != 1 {
-			t.Errorf("policy %d: Stats %+v: want 1 dropped, the small frame still held", policy, st)
-		}
-		ls.Close()
 	}
 }
