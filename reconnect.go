@@ -51,12 +51,11 @@ func dialer(cfg Config) net.Dialer {
 			}
 			return os.NewSyscallError("setsockopt TCP_USER_TIMEOUT", serr)
 		case cfg.Batching && network == "unix":
-			if err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, unixSendBuffer)
-			}); err != nil {
-				return err
-			}
-			return os.NewSyscallError("setsockopt SO_SNDBUF", serr)
+			// Best effort: Linux caps the size silently, but the BSDs refuse
+			// one above kern.ipc.maxsockbuf, and the default still works.
+			return rc.Control(func(fd uintptr) {
+				syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, unixSendBuffer)
+			})
 		}
 		return nil
 	}
