@@ -21,8 +21,8 @@ type frameQueue struct {
 	// too.
 	outside int
 	// minCap is the least memory the queue takes when it needs some: in
-	// batching mode a batch's worth, so that it does not grow from 4 KiB
-	// by doubling, copying as it goes.
+	// batching mode without chunks (a small BufferBytes) a batch's worth,
+	// so that it does not grow from 4 KiB by doubling, copying as it goes.
 	minCap int
 }
 

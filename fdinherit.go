@@ -57,11 +57,7 @@ func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, f := range files {
-			closeLockFile(f)
-		}
-	}()
+	defer closeLockFiles(files)
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
@@ -71,7 +67,8 @@ func (l *LogSocket) Start(cmd *exec.Cmd) error {
 }
 
 // shareLocked readies the current connection to be shared: its handshake
-// sent, held frames delivered, a lock file made. It returns copies of the
+// sent, a lock file made. Frames held stay held: each process's frames
+// keep their own order, and none is promised across processes. It returns copies of the
 // descriptors, close-on-exec (exec.Cmd makes its own inheritable copies),
 // and the environment for a child that numbers them from fd. The caller
 // holds mu.

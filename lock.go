@@ -299,6 +299,14 @@ func closeLockFile(f *os.File) {
 	f.Close()
 }
 
+// closeLockFiles closes files, the copies that shareLocked made, as
+// closeLockFile does.
+func closeLockFiles(files []*os.File) {
+	for _, f := range files {
+		closeLockFile(f)
+	}
+}
+
 // closeLockFD is closeLockFile for a bare descriptor.
 func closeLockFD(fd int) {
 	closeLockFile(os.NewFile(uintptr(fd), "logsock-lock"))

@@ -24,11 +24,7 @@ func (l *LogSocket) SendConn(uc *net.UnixConn) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, f := range files {
-			closeLockFile(f)
-		}
-	}()
+	defer closeLockFiles(files)
 	if len(files) == 0 {
 		return fmt.Errorf("logsock: SendConn: no connection to send: %w", lastErr)
 	}

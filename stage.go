@@ -53,8 +53,8 @@ type chunk struct {
 	state atomic.Uint64
 	buf   []byte
 
-	// Set by seal, read by the writer (under mu, or once the chunk is in
-	// its batch).
+	// Set by seal (or, for a large frame's own chunk, when it is made),
+	// read by the writer (under mu, or once the chunk is in its batch).
 	used, frames int
 }
 
@@ -193,7 +193,6 @@ func (l *LogSocket) installChunk() bool {
 	} else {
 		k = &chunk{buf: make([]byte, l.chunkLen)}
 	}
-	k.used, k.frames = 0, 0
 	l.held.outside += len(k.buf)
 	l.cur.Store(k)
 	return true

@@ -14,7 +14,8 @@ const copyMax = 2048
 // frameWriter writes a frame, or a run of encoded frames, optionally after
 // a handshake, with as few syscalls as the kernel allows and no allocation:
 // up to copyMax bytes are copied into one buffer and sent with send(2);
-// more go out with one sendmsg of up to three iovecs, uncopied. Its
+// more go out with one sendmsg of up to three iovecs, uncopied, and a
+// batch's parts with sendmsg calls of up to maxIov iovecs. Its
 // callback for syscall.RawConn.Write is made once and reads its inputs from
 // the struct, so that the hot path does not allocate a closure.
 type frameWriter struct {
