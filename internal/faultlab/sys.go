@@ -10,7 +10,7 @@ import (
 )
 
 // readAhead is what the collector's Decoder may have read from a
-// connection and not yet handed over: its largest buffer (framing.go).
+// connection and not yet handed over: its largest buffer (decoder.go).
 const readAhead = 64 << 10
 
 // KernelBytes bounds what one connection can hold between a client's
