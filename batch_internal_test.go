@@ -38,12 +38,13 @@ func TestBatchingReleasesIdleMemory(t *testing.T) {
 	if err := ls.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	b, q := ls.s.(*batcher), ls.q
 	held := func() int {
-		ls.mu.Lock()
-		defer ls.mu.Unlock()
-		n := cap(ls.held.buf) + cap(ls.spare) + len(ls.free)*ls.chunkLen
-		if ls.cur.Load() != nil {
-			n += ls.chunkLen
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		n := cap(q.held.buf) + cap(b.b.spare) + len(q.free)*q.chunkLen
+		if q.cur.Load() != nil {
+			n += q.chunkLen
 		}
 		return n
 	}
@@ -64,24 +65,17 @@ func TestBatchingReleasesIdleMemory(t *testing.T) {
 // TestDropOldestWithBatchInFlight: when the room is taken by the batch
 // being written, there is nothing older to drop: the new frame is dropped.
 func TestDropOldestWithBatchInFlight(t *testing.T) {
-	ls, err := New("unix", "/nonexistent/logsock", &Config{BufferBytes: 100, Overflow: DropOldest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ls.Close()
-	ls.mu.Lock()
-	ls.held.push(make([]byte, 10))
-	batch := ls.held.take(nil) // as the writer does: 14 bytes in flight
-	ls.held.reserved = 90      // say more of it
-	err = ls.hold(make([]byte, 20), time.Now())
-	ls.mu.Unlock()
-	if err != ErrBufferFull {
+	q := newQueue(&Config{BufferBytes: 100, Overflow: DropOldest}, 0, 0)
+	q.held.push(make([]byte, 10))
+	var b batch
+	q.take(&b)      // as the writer does: 14 bytes in flight
+	q.reserved = 90 // say more of it
+	if err := q.hold(make([]byte, 20), time.Now(), nil); err != ErrBufferFull {
 		t.Fatalf("hold: %v, want ErrBufferFull", err)
 	}
-	if st := ls.Stats(); st.Dropped != 1 {
-		t.Errorf("Stats %+v: want the new frame counted", st)
+	if n := q.dropped.Load(); n != 1 {
+		t.Errorf("dropped %d: want the new frame counted", n)
 	}
-	_ = batch
 }
 
 // BenchmarkChunkAppend measures the lock-free append alone, no socket: 100 B

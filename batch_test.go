@@ -90,7 +90,7 @@ func TestBatchingReconnects(t *testing.T) {
 		}
 	}
 	// The writer has tried, failed, and waits for its next attempt.
-	waitForStack(t, "(*LogSocket).writeBatch", "(*LogSocket).wait")
+	waitForStack(t, "(*batcher).writeBatch", "(*link).wait")
 	s := up(t, path)
 	if got := msgs(s.waitRecords(t, 3)); fmt.Sprint(got) != "[held 0 held 1 held 2]" {
 		t.Errorf("delivered %q", got)

@@ -1,40 +1,30 @@
 package logsock
 
-// frameQueue holds whole encoded frames (header and message) in order,
-// bounded in bytes: the frames waiting while the collector is unreachable,
-// those after a frame whose write failed, and in batching mode every frame
-// until the background writer takes it. It is one contiguous run of
-// bytes, so that it goes out in as few writes as the kernel allows.
+// frameQueue holds whole encoded frames (header and message) in order, in
+// one contiguous run of bytes, so that they go out in as few writes as the
+// kernel allows. The queue (queue.go) keeps its frames in one, and bounds
+// it.
 type frameQueue struct {
 	order  ByteOrder
-	limit  int    // most bytes held, headers included
 	buf    []byte // buf[head:] holds the frames
 	head   int
 	frames int  // frames held
 	retry  bool // the first frame has been tried on a connection that failed
 
-	// reserved counts the bytes of a batch taken out to be written
-	// (batching mode): until it is settled, they count against limit.
-	reserved int
-	// outside counts the bytes of the chunks that batching mode gathers
-	// frames in (stage.go), outside the queue: they count against limit
-	// too.
-	outside int
-	// minCap is the least memory the queue takes when it needs some: in
-	// batching mode without chunks (a small BufferBytes) a batch's worth,
-	// so that it does not grow from 4 KiB by doubling, copying as it goes.
-	minCap int
+	// most is the most memory it takes: the queue's limit.
+	most int
+	// least is the least memory it takes when it needs some: in batching
+	// mode without chunks (a small BufferBytes) a batch's worth, so that
+	// it does not grow from 4 KiB by doubling, copying as it goes.
+	least int
 }
 
 func (q *frameQueue) len() int      { return len(q.buf) - q.head }
 func (q *frameQueue) empty() bool   { return q.frames == 0 }
 func (q *frameQueue) bytes() []byte { return q.buf[q.head:] }
 
-// fits reports whether a frame of n message bytes can be added.
-func (q *frameQueue) fits(n int) bool { return q.len()+q.reserved+q.outside+HeaderLen+n <= q.limit }
-
 // push adds msg as a frame; the caller has checked that it fits. The
-// buffer grows as frames arrive, never past limit.
+// buffer grows as frames arrive, never past most.
 func (q *frameQueue) push(msg []byte) {
 	q.grow(HeaderLen + len(msg))
 	var hdr [HeaderLen]byte
@@ -58,7 +48,7 @@ func (q *frameQueue) grow(need int) {
 			q.head = 0
 		}
 		if len(q.buf)+need > cap(q.buf) {
-			size := min(max(2*cap(q.buf), len(q.buf)+need, q.minCap, 4096), q.limit)
+			size := min(max(2*cap(q.buf), len(q.buf)+need, q.least, 4096), max(q.most, len(q.buf)+need))
 			nb := make([]byte, len(q.buf), size)
 			copy(nb, q.buf)
 			q.buf = nb
@@ -120,13 +110,10 @@ func (q *frameQueue) reset() {
 }
 
 // take moves every frame out into a batch to be written, and starts the
-// queue afresh on spare's memory. The batch's bytes stay reserved until
-// settle.
+// queue afresh on spare's memory.
 func (q *frameQueue) take(spare []byte) frameQueue {
 	b := *q
-	b.reserved, b.outside = 0, 0
 	q.buf, q.head, q.frames, q.retry = spare[:0], 0, 0, false
-	q.reserved = b.len()
 	return b
 }
 
@@ -134,7 +121,6 @@ func (q *frameQueue) take(spare []byte) frameQueue {
 // write failed) go back to the front of the queue, before those that
 // arrived meanwhile. It returns the batch's memory, for the next take.
 func (q *frameQueue) settle(b *frameQueue) (spare []byte) {
-	q.reserved = 0
 	if b.empty() {
 		return b.buf[:0]
 	}

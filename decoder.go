@@ -238,8 +238,8 @@ func (d *Decoder) fillMore() error {
 	}
 	if d.idle != nil && d.start == d.end {
 		// Nothing buffered: if nothing has arrived either, give the buffer
-		// back while the stream is quiet (SPEC: many idle connections must
-		// cost little), and take one again when data comes.
+		// back while the stream is quiet (many idle connections must cost
+		// little: issue 6), and take one again when data comes.
 		if n, err := d.idle.readNow(d.buf[d.end:]); err == errWouldBlock {
 			d.release()
 			if err := d.idle.waitReadable(); err != nil {

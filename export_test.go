@@ -14,7 +14,7 @@ func SetFrameLock(on bool) { noFrameLock = !on }
 // SocketFlags returns the file status flags (F_GETFL) of the live
 // connection's socket.
 func (l *LogSocket) SocketFlags() (flags int, err error) {
-	c := l.live.Load()
+	c := l.link.current()
 	if cerr := c.rc.Control(func(fd uintptr) { flags, err = unix.FcntlInt(fd, unix.F_GETFL, 0) }); cerr != nil {
 		return 0, cerr
 	}
@@ -24,17 +24,16 @@ func (l *LogSocket) SocketFlags() (flags int, err error) {
 // Shared reports whether the live connection is shared with other
 // processes (writes take the frame lock).
 func (l *LogSocket) Shared() bool {
-	c := l.live.Load()
+	c := l.link.current()
 	return c != nil && c.lock != nil
 }
 
 // BeginFrameAndStop takes the frame lock and writes part of a frame, as a
 // process does that dies mid-frame; it keeps the lock.
 func (l *LogSocket) BeginFrameAndStop(part []byte) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := l.live.Load()
-	if err := c.lock.lock(farFuture()); err != nil {
+	defer l.s.exclusive()()
+	c := l.link.current()
+	if err := c.lock.lock(farFuture(), nil); err != nil {
 		return err
 	}
 	return c.rc.Write(func(fd uintptr) bool {

@@ -1,7 +1,6 @@
 package logsock
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -51,9 +50,7 @@ var (
 // connection and none can be made now, the child gets only the collector's
 // address, and connects by itself.
 func (l *LogSocket) Start(cmd *exec.Cmd) error {
-	l.mu.Lock()
-	files, env, err := l.shareLocked(3 + len(cmd.ExtraFiles))
-	l.mu.Unlock()
+	files, env, err := l.share(3 + len(cmd.ExtraFiles))
 	if err != nil {
 		return err
 	}
@@ -66,50 +63,31 @@ func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
-// shareLocked readies the current connection to be shared: its handshake
-// sent, a lock file made. Frames held stay held: each process's frames
-// keep their own order, and none is promised across processes. It returns copies of the
-// descriptors, close-on-exec (exec.Cmd makes its own inheritable copies),
-// and the environment for a child that numbers them from fd. The caller
-// holds mu.
-func (l *LogSocket) shareLocked(fd int) ([]*os.File, []string, error) {
+// share readies the current connection to be shared: its handshake
+// written, a lock file made. Frames held stay held: each process's frames
+// keep their own order, and none is promised across processes. It returns
+// copies of the descriptors, close-on-exec (exec.Cmd makes its own
+// inheritable copies), and the environment for a child that numbers them
+// from fd; no descriptors if there is no connection, and none can be made
+// now.
+func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 	if l.closed.Load() {
 		return nil, nil, ErrClosed
 	}
-	env := []string{EnvNetwork + "=" + l.network, EnvAddress + "=" + l.address, EnvOrder + "=" + l.cfg.Order.String()}
-	for l.writing { // batching mode: the writer's batch goes first
-		l.wait(context.Background(), false)
+	env := []string{EnvNetwork + "=" + l.link.network, EnvAddress + "=" + l.link.address, EnvOrder + "=" + l.cfg.Order.String()}
+	// A connection to pass, made now if none is up and an attempt is due,
+	// before taking the write role: nobody dials holding it.
+	if l.link.current() == nil {
+		l.link.connect(l.link.ctx)
 	}
-	if l.live.Load() == nil {
-		l.connectNow(context.Background())
+	release := l.s.exclusive()
+	defer release()
+	c := l.link.current()
+	if c == nil || l.link.greet(c, time.Time{}) != nil {
+		return nil, env, nil // the child makes its own connection
 	}
-	// The handshake must be on the stream before another process writes.
-	c := l.live.Load()
-	if c != nil && l.hsDue {
-		if err := l.writeOn(c, l.hs[:], nil, false, time.Now().Add(l.cfg.WriteTimeout)); err != nil {
-			l.fail()
-			l.lose(c, err)
-			c = nil
-		}
-		l.hsDue = false
-	}
-	if c == nil {
-		return nil, env, nil // no connection: the child makes its own
-	}
-	if c.lock == nil {
-		k, err := newLockFile()
-		if err != nil {
-			return nil, nil, err
-		}
-		c.lock = k
-	}
-	sock, id, err := dupSocket(c.rc)
+	sock, lock, id, err := l.link.share(c)
 	if err != nil {
-		return nil, nil, err
-	}
-	lock, err := c.lock.dup()
-	if err != nil {
-		sock.Close()
 		return nil, nil, err
 	}
 	env = append(env, EnvFD+"="+strconv.Itoa(fd), EnvSocket+"="+id, EnvLockFD+"="+strconv.Itoa(fd+1))
@@ -119,7 +97,9 @@ func (l *LogSocket) shareLocked(fd int) ([]*os.File, []string, error) {
 // dupSocket duplicates the socket with F_DUPFD_CLOEXEC and returns the
 // copy and its identity. It goes through Control, never File or Fd, which
 // would make the description that every holder of the socket shares
-// blocking (SPEC: "Inheriting a connection").
+// blocking: os.StartProcess calls Fd on ExtraFiles, and O_NONBLOCK
+// belongs to the description, so the parent's deadlines would stop
+// working.
 func dupSocket(rc syscall.RawConn) (*os.File, string, error) {
 	var nfd int
 	var id string
@@ -168,6 +148,31 @@ func FromEnv(cfg *Config) (*LogSocket, error) {
 	if vars[EnvNetwork] == "" {
 		return nil, ErrNotInherited
 	}
+	var fds [2]int // the socket and the lock file; -1: none
+	fds[0], fds[1] = -1, -1
+	if vars[EnvFD] != "" {
+		fd, err1 := strconv.Atoi(vars[EnvFD])
+		lockFD, err2 := strconv.Atoi(vars[EnvLockFD])
+		if err := errors.Join(err1, err2); err != nil || fd < 0 || lockFD < 0 {
+			return nil, fmt.Errorf("logsock: %s=%q, %s=%q: %w", EnvFD, vars[EnvFD], EnvLockFD, vars[EnvLockFD], ErrStaleFD)
+		}
+		fds = [2]int{fd, lockFD}
+	}
+	return inherit(vars, fds, cfg)
+}
+
+// inherit returns a LogSocket on the connection that vars and fds
+// describe (fds[0] -1: none), as FromEnv and ReceiveConn make it. It
+// takes ownership of the descriptors: on failure it closes them. The
+// connection is adopted before the LogSocket is made, so that nothing is
+// left to stop when adopting fails (issue 11: the batching writer leaked).
+func inherit(vars map[string]string, fds [2]int, cfg *Config) (l *LogSocket, err error) {
+	defer func() {
+		if err != nil && fds[0] >= 0 {
+			unix.Close(fds[0])
+			closeLockFD(fds[1])
+		}
+	}()
 	var c Config
 	if cfg != nil {
 		c = *cfg
@@ -175,45 +180,34 @@ func FromEnv(cfg *Config) (*LogSocket, error) {
 	if err := c.Order.UnmarshalText([]byte(vars[EnvOrder])); err != nil {
 		return nil, fmt.Errorf("logsock: %s: %w", EnvOrder, err)
 	}
-	l, err := New(vars[EnvNetwork], vars[EnvAddress], &c)
-	if err != nil {
+	network := vars[EnvNetwork]
+	if c, err = checkConfig(network, &c); err != nil {
 		return nil, err
 	}
-	if vars[EnvFD] == "" {
-		return l, nil
+	var conn *conn
+	if fds[0] >= 0 {
+		if conn, err = adopt(fds[0], fds[1], network, vars[EnvSocket]); err != nil {
+			return nil, err
+		}
 	}
-	fd, err1 := strconv.Atoi(vars[EnvFD])
-	lockFD, err2 := strconv.Atoi(vars[EnvLockFD])
-	if err := errors.Join(err1, err2); err != nil || fd < 0 || lockFD < 0 {
-		return nil, fmt.Errorf("logsock: %s=%q, %s=%q: %w", EnvFD, vars[EnvFD], EnvLockFD, vars[EnvLockFD], ErrStaleFD)
-	}
-	if err := l.adopt(fd, lockFD, vars[EnvSocket]); err != nil {
-		return nil, err
-	}
-	return l, nil
+	return newLogSocket(network, vars[EnvAddress], &c, conn), nil
 }
 
-// adopt makes the socket fd, shared under the lock file lockFD, the live
-// connection. It takes ownership of both descriptors: on failure it closes
-// them, since they cannot be used.
-func (l *LogSocket) adopt(fd, lockFD int, id string) (err error) {
-	defer func() {
-		if err != nil {
-			unix.Close(fd)
-			closeLockFD(lockFD)
-		}
-	}()
-	if err := checkSocket(fd, l.network, id); err != nil {
-		return err
+// adopt returns a connection on the socket fd, shared under the lock file
+// lockFD. On success, the inherited descriptors are closed, and only
+// close-on-exec duplicates are used.
+func adopt(fd, lockFD int, network, id string) (*conn, error) {
+	if err := checkSocket(fd, network, id); err != nil {
+		return nil, err
 	}
 	if err := checkLockFile(lockFD); err != nil {
-		return err
+		return nil, err
 	}
 	unix.CloseOnExec(fd)
 	unix.CloseOnExec(lockFD)
 	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("logsock: adopting fd %d: %w", fd, err)
+		return nil, fmt.Errorf("logsock: adopting fd %d: %w", fd, err)
 	}
 	// net.FileConn sets TCP_NODELAY, as Go does on every TCP connection;
 	// but the option belongs to the socket, which every holder shares:
@@ -224,44 +218,37 @@ func (l *LogSocket) adopt(fd, lockFD int, id string) (err error) {
 	nc, err := net.FileConn(f) // makes its own close-on-exec duplicate
 	f.Close()
 	if err != nil {
-		return fmt.Errorf("logsock: adopting fd %d: %w", fd, err)
+		return nil, fmt.Errorf("logsock: adopting fd %d: %w", fd, err)
 	}
 	if tc, ok := nc.(*net.TCPConn); ok && nerr == nil && nodelay == 0 {
 		if err := tc.SetNoDelay(false); err != nil {
 			nc.Close()
-			return fmt.Errorf("logsock: adopting fd %d: %w", fd, err)
+			return nil, fmt.Errorf("logsock: adopting fd %d: %w", fd, err)
 		}
 	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		nc.Close()
-		return fmt.Errorf("logsock: adopting fd %d: %T is not a socket: %w", fd, nc, ErrStaleFD)
+		return nil, fmt.Errorf("logsock: adopting fd %d: %T is not a socket: %w", fd, nc, ErrStaleFD)
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
 		nc.Close()
-		return err
+		return nil, err
 	}
 	nlock, err := unix.FcntlInt(uintptr(lockFD), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		nc.Close()
-		return fmt.Errorf("logsock: adopting lock fd %d: %w", lockFD, err)
+		return nil, fmt.Errorf("logsock: adopting lock fd %d: %w", lockFD, err)
 	}
 	k, err := openLock(os.NewFile(uintptr(nlock), "logsock-lock"))
 	if err != nil {
 		nc.Close()
-		return err
+		return nil, err
 	}
-	// The inherited numbers are closed now, and only the duplicates are
-	// used.
 	unix.Close(fd)
 	closeLockFD(lockFD)
-	l.mu.Lock()
-	l.live.Store(&conn{nc: nc, rc: rc, lock: k})
-	l.everUp = true
-	l.lastCheck = time.Now()
-	l.mu.Unlock()
-	return nil
+	return &conn{nc: nc, rc: rc, lock: k}, nil
 }
 
 // checkSocket verifies that fd is an open stream socket of network whose

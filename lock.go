@@ -28,8 +28,7 @@ import (
 // holder dies, and are dropped when a process closes any descriptor of the
 // file: so each process keeps exactly one frameLock for the file, and
 // closes its other descriptors only through closeLockFile. OFD locks and
-// flock do not work here: every holder shares one open file description
-// (SPEC: "Inheriting a connection").
+// flock do not work here: every holder shares one open file description.
 //
 // Two fcntl calls cost more than the send of a small frame (issue 5), so a
 // holder keeps the record lock after a frame, "parked", with byte 0 clear:
@@ -154,12 +153,15 @@ func (k *frameLock) dup() (*os.File, error) {
 	return os.NewFile(uintptr(nfd), "logsock-lock"), nil
 }
 
-// lock takes the lock, polling until deadline: a blocking F_SETLKW could
-// wait forever on a holder that is stopped (SIGSTOP). Then it checks the
-// stream: a set flag means that the last holder died inside a frame. It
-// returns errTorn, with the lock released, if the stream is torn. On
-// success the caller must call unlock.
-func (k *frameLock) lock(deadline time.Time) error {
+// lock takes the lock, polling until deadline, or until abort is closed: a
+// blocking F_SETLKW could wait forever on a holder that is stopped
+// (SIGSTOP). Then it checks the stream: a set flag means that the last
+// holder died inside a frame. It returns errTorn, with the lock released,
+// if the stream is torn. On success the caller must call unlock.
+//
+// The caller's write role is held while it waits: the wait is part of
+// its write, as a wait for room in the send buffer is.
+func (k *frameLock) lock(deadline time.Time, abort <-chan struct{}) error {
 	for pause, tries := time.Duration(0), 0; !k.mu.TryLock(); tries++ {
 		// Another LogSocket of this process writes a frame, or the timer
 		// lets go of the parked lock, which takes a microsecond: yield a
@@ -168,8 +170,8 @@ func (k *frameLock) lock(deadline time.Time) error {
 			runtime.Gosched()
 			continue
 		}
-		if !time.Now().Before(deadline) {
-			return fmt.Errorf("logsock: waiting for the frame lock: %w", os.ErrDeadlineExceeded)
+		if err := lockWaitOver(deadline, abort); err != nil {
+			return err
 		}
 		pause = min(max(2*pause, 20*time.Microsecond), time.Millisecond)
 		time.Sleep(pause)
@@ -197,9 +199,9 @@ func (k *frameLock) lock(deadline time.Time) error {
 			k.mu.Unlock()
 			return os.NewSyscallError("fcntl F_SETLK", err)
 		}
-		if !time.Now().Before(deadline) {
+		if err := lockWaitOver(deadline, abort); err != nil {
 			k.mu.Unlock()
-			return fmt.Errorf("logsock: waiting for the frame lock: %w", os.ErrDeadlineExceeded)
+			return err
 		}
 		// Another process writes a frame (that takes microseconds, or as
 		// long as its write waits for room), or has parked the lock: ask
@@ -219,6 +221,23 @@ func (k *frameLock) lock(deadline time.Time) error {
 		return errTorn
 	}
 	k.mem[lockFlagOffset] = 1
+	return nil
+}
+
+// errLockAborted is why a wait for the frame lock ends when Close's time
+// is up.
+var errLockAborted = errors.New("logsock: waiting for the frame lock: closed")
+
+// lockWaitOver returns why a wait for the lock must end, or nil.
+func lockWaitOver(deadline time.Time, abort <-chan struct{}) error {
+	select {
+	case <-abort:
+		return errLockAborted
+	default:
+	}
+	if !time.Now().Before(deadline) {
+		return fmt.Errorf("logsock: waiting for the frame lock: %w", os.ErrDeadlineExceeded)
+	}
 	return nil
 }
 

@@ -130,7 +130,7 @@ func newTestLock(t *testing.T) (*frameLock, *os.File) {
 
 func frame(t *testing.T, k *frameLock) {
 	t.Helper()
-	if err := k.lock(time.Now().Add(10 * time.Second)); err != nil {
+	if err := k.lock(time.Now().Add(10*time.Second), nil); err != nil {
 		t.Fatal(err)
 	}
 	k.unlock(false)
@@ -172,7 +172,7 @@ func TestFrameLockWanted(t *testing.T) {
 				return
 			default:
 			}
-			if err := k.lock(time.Now().Add(10 * time.Second)); err != nil {
+			if err := k.lock(time.Now().Add(10*time.Second), nil); err != nil {
 				stopped <- err
 				return
 			}

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 )
@@ -189,7 +187,10 @@ func (c *Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// OpError is the error of a failed dial, handshake or write.
+// OpError is the error of a failed dial, handshake or write: what the
+// LogSocket was doing, the collector's network and address, and the cause
+// (a *net.OpError is replaced by its own cause, so that the address is
+// named once).
 type OpError struct {
 	Op   string // "dial", "handshake" or "write"
 	Net  string // the network, as given to Dial or New
@@ -204,19 +205,71 @@ func (e *OpError) Error() string {
 // Unwrap returns e.Err.
 func (e *OpError) Unwrap() error { return e.Err }
 
+// undelivered is the error of a Flush or Close that ended with frames
+// held: why it ended (the context's error), and why the last connection
+// or attempt failed, both wrapped.
+func undelivered(frames int, why, last error) error {
+	switch {
+	case why == nil && last == nil:
+		return fmt.Errorf("%w: %d frames", ErrUndelivered, frames)
+	case last == nil:
+		return fmt.Errorf("%w: %d frames: %w", ErrUndelivered, frames, why)
+	case why == nil:
+		return fmt.Errorf("%w: %d frames (last error: %w)", ErrUndelivered, frames, last)
+	}
+	return fmt.Errorf("%w: %d frames: %w (last error: %w)", ErrUndelivered, frames, why, last)
+}
+
 // Stats are a LogSocket's counters since it was made.
 type Stats struct {
-	Frames     uint64        // frames written whole to a connection
-	Writes     uint64        // writes that succeeded: one a frame in direct mode, one a batch in batching mode
-	Bytes      uint64        // message bytes in those frames (headers not counted)
-	Errors     uint64        // Log and Write calls that returned an error
-	Connects   uint64        // connections opened, each with its own handshake
-	Reconnects uint64        // connections opened after one was lost
-	Resent     uint64        // frames written again, whole, after their write failed
-	Dropped    uint64        // frames dropped: buffer full, or undelivered at Close
-	Held       int           // frames held now, waiting for the collector
-	HeldBytes  int           // bytes held now, headers included
-	Outage     time.Duration // time spent without a connection after a failure
+	// Frames counts the frames written whole to a connection (accepted by
+	// the kernel, not acknowledged by the collector).
+	Frames uint64
+	// Writes counts the writes that carried frames and succeeded: in
+	// direct mode one a frame, or one a run of held frames; in batching
+	// mode one a batch. The handshake, written alone (Dial, Start), is not
+	// one.
+	Writes uint64
+	// Bytes counts the message bytes of those frames, headers not counted.
+	Bytes uint64
+	// Errors counts the Log and Write calls that returned an error.
+	Errors uint64
+	// Connects counts the connections opened, each with its own
+	// handshake; Reconnects those opened after one was lost.
+	Connects, Reconnects uint64
+	// Resent counts the frames written again, whole, after their write
+	// failed.
+	Resent uint64
+	// Dropped counts the frames dropped: by the Overflow policy, too
+	// large for BufferBytes, or still held when Close gave up.
+	Dropped uint64
+	// Held and HeldBytes are the frames, and their bytes with headers,
+	// held now: waiting for the collector, or in batching mode for the
+	// writer (not counting a batch being written).
+	Held, HeldBytes int
+	// Outage is the time spent without a connection after one failed or
+	// an attempt did.
+	Outage time.Duration
+}
+
+// tally is what the senders count of the frames they write.
+type tally struct {
+	frames, writes, bytes, errs, resent atomic.Uint64
+}
+
+// add counts frames written whole, with msgBytes message bytes, by one
+// write that ok says succeeded; retried: the first had been tried before.
+func (t *tally) add(frames, msgBytes int, retried, ok bool) {
+	if frames > 0 {
+		t.frames.Add(uint64(frames))
+		t.bytes.Add(uint64(msgBytes))
+		if retried {
+			t.resent.Add(1)
+		}
+	}
+	if ok && frames > 0 {
+		t.writes.Add(1)
+	}
 }
 
 // A LogSocket sends log messages to a collector, one frame each, over one
@@ -234,95 +287,29 @@ type Stats struct {
 // during later calls of Log, Write, Flush or Close. In batching mode its
 // writer goroutine sends them, and Close stops it.
 type LogSocket struct {
-	network, address string
-	cfg              Config
-	dialer           net.Dialer
-
-	closed     atomic.Bool
-	done       chan struct{}         // closed by Close: wakes waiting calls, stops the writer
-	wake, urge chan struct{}         // batching mode: a frame is queued; a batch is due now
-	writerDone chan struct{}         // batching mode: closed when the writer has stopped
-	live       atomic.Pointer[conn]  // set under mu; read without it by Close's abort
-	cur        atomic.Pointer[chunk] // batching mode: the chunk Log appends to without mu (stage.go); set under mu
-	chunkLen   int                   // batching mode: the size of a chunk; 0: no chunks, frames go to held
-
-	mu          sync.Mutex // guards the fields below; never held while sleeping or dialing
-	w           frameWriter
-	hs          [HeaderLen]byte // the handshake of the current connection
-	hsDue       bool            // hs has not been written yet: it goes out with the next write
-	held        frameQueue
-	dialing     bool          // a call is dialing, with mu released
-	closing     bool          // Close is flushing
-	writing     bool          // batching mode: the writer is writing a batch, with mu released
-	spare       []byte        // batching mode: the memory of the last batch, for the next
-	sealed      []*chunk      // batching mode: chunks to write, in order, after held
-	sealedBytes int           // bytes in sealed
-	free        []*chunk      // batching mode: chunks written, to reuse
-	inflight    []*chunk      // batching mode: the chunks of the batch being written
-	parts       [][]byte      // batching mode: the batch being written, for sendmsg
-	finished    bool          // Close is done: a dial that ends now is discarded
-	everUp      bool          // a connection has been made once
-	backoff     time.Duration // the current wait between attempts; 0 while healthy
-	nextDial    time.Time     // no attempt before this
-	lastErr     error         // why the last connection or attempt failed
-	lastCheck   time.Time     // the last peek at the connection
-	changed     chan struct{} // closed and replaced when a connection comes up, a dial ends or room frees
-
-	frames, writes, bytes, errs, connects, reconnects, resent, dropped atomic.Uint64
-	heldFrames, heldBytes                                              atomic.Int64
-	downSince, outage                                                  atomic.Int64 // Unix nanoseconds; 0 while up
+	cfg    Config
+	link   *link  // the connection, dialing and backoff
+	q      *queue // the frames not yet written, BufferBytes and Overflow
+	s      sender // direct or batching
+	closed atomic.Bool
+	done   chan struct{} // closed when Close begins: waiting calls return
+	tally  tally
 }
 
-// conn is one connection and its raw handle for writing.
-type conn struct {
-	nc   net.Conn
-	rc   syscall.RawConn
-	lock *frameLock // not nil while the connection is shared with other processes
-}
-
-// close closes the connection, and the lock file if it is shared.
-func (c *conn) close() error {
-	if c.lock != nil {
-		c.lock.close()
-	}
-	return c.nc.Close()
-}
-
-// noFrameLock turns the frame lock off, for the test that shows what it
-// prevents.
-var noFrameLock bool
-
-// writeOn writes hs and msg as frameWriter.prepare and send do, on c,
-// under the lock shared with other processes when c is shared: so a frame,
-// or a run of held frames, goes out as one unit that the other holders
-// cannot tear.
-func (l *LogSocket) writeOn(c *conn, hs, msg []byte, frame bool, deadline time.Time) error {
-	l.w.prepare(hs, msg, frame)
-	return l.sendOn(c, deadline)
-}
-
-// writePartsOn is writeOn for a batch of parts, written as one unit.
-func (l *LogSocket) writePartsOn(c *conn, parts [][]byte, deadline time.Time) error {
-	l.w.prepareParts(parts)
-	return l.sendOn(c, deadline)
-}
-
-// sendOn writes what l.w is prepared with, as writeOn describes.
-func (l *LogSocket) sendOn(c *conn, deadline time.Time) error {
-	var err error
-	if c.lock == nil || noFrameLock {
-		err = l.w.send(c, deadline)
-	} else if err = c.lock.lock(deadline); err != nil {
-		l.w.written = 0
-		l.w.clear()
-	} else {
-		err = l.w.send(c, deadline)
-		c.lock.unlock(err != nil && l.w.written > 0) // a cut frame tears the stream
-	}
-	if err == nil {
-		l.writes.Add(1)
-	}
-	return err
+// A sender is a mode: how frames get from Log to the link.
+type sender interface {
+	// send writes msg as one frame, or queues it.
+	send(msg []byte) error
+	// flush writes everything queued, until ctx is done.
+	flush(ctx context.Context) error
+	// close delivers what is queued until ctx is done, drops the rest,
+	// and stops what the sender runs.
+	close(ctx context.Context) error
+	// exclusive takes the write role: no write is in progress, nor can
+	// one start, until release.
+	exclusive() (release func())
+	// held returns the frames queued and their bytes.
+	held() (frames, bytes int)
 }
 
 // New returns a LogSocket that connects when the first message is sent, so
@@ -330,28 +317,42 @@ func (l *LogSocket) sendOn(c *conn, deadline time.Time) error {
 // messages are held. The network is "tcp", "tcp4", "tcp6" or "unix". A nil
 // cfg means defaults.
 func New(network, address string, cfg *Config) (*LogSocket, error) {
-	switch network {
-	case "tcp", "tcp4", "tcp6", "unix":
-	default:
-		return nil, fmt.Errorf("logsock: network %q: want tcp, tcp4, tcp6 or unix", network)
-	}
-	c, err := cfg.withDefaults()
+	c, err := checkConfig(network, cfg)
 	if err != nil {
 		return nil, err
 	}
-	l := &LogSocket{network: network, address: address, cfg: c, done: make(chan struct{}), changed: make(chan struct{})}
-	l.dialer = dialer(c)
-	l.w.init(c.Order)
-	l.held = frameQueue{order: c.Order, limit: c.BufferBytes}
-	if c.Batching {
-		l.chunkLen = chunkSize(c.BufferBytes)
-		if l.chunkLen == 0 {
-			l.held.minCap = batchBytes
-		}
-		l.wake, l.urge, l.writerDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
-		go l.runWriter()
+	return newLogSocket(network, address, &c, nil), nil
+}
+
+// checkConfig checks network and cfg, and returns cfg with the defaults.
+func checkConfig(network string, cfg *Config) (Config, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix":
+	default:
+		return Config{}, fmt.Errorf("logsock: network %q: want tcp, tcp4, tcp6 or unix", network)
 	}
-	return l, nil
+	return cfg.withDefaults()
+}
+
+// newLogSocket returns a LogSocket for a checked cfg, on c if c is not
+// nil (a connection adopted from another process). In batching mode it
+// starts the writer.
+func newLogSocket(network, address string, cfg *Config, c *conn) *LogSocket {
+	l := &LogSocket{cfg: *cfg, done: make(chan struct{})}
+	if cfg.Batching {
+		l.link = newLink(network, address, cfg, unixSendBuffer, c)
+		chunkLen, least := chunkSize(cfg.BufferBytes), 0
+		if chunkLen == 0 {
+			least = batchBytes
+		}
+		l.q = newQueue(cfg, chunkLen, least)
+		l.s = newBatcher(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
+	} else {
+		l.link = newLink(network, address, cfg, 0, c)
+		l.q = newQueue(cfg, 0, 0)
+		l.s = newDirect(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
+	}
+	return l
 }
 
 // Dial connects to the collector at address and sends the handshake. It
@@ -366,18 +367,14 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 	if err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	err = l.connectNow(ctx)
+	c, err := l.link.connect(ctx)
 	if err == nil {
-		// Send the handshake now, so that the collector learns the pid
-		// before the first message.
-		c := l.live.Load()
-		if werr := l.writeOn(c, l.hs[:], nil, false, time.Now().Add(l.cfg.DialTimeout)); werr != nil {
-			err = &OpError{Op: "handshake", Net: network, Addr: address, Err: werr}
-		}
-		l.hsDue = false
+		// The handshake now, so that the collector learns the pid before
+		// the first message.
+		release := l.s.exclusive()
+		err = l.link.greet(c, time.Now().Add(l.cfg.DialTimeout))
+		release()
 	}
-	l.mu.Unlock()
 	if err != nil {
 		l.Close() // and stop the writer of batching mode
 		return nil, err
@@ -388,9 +385,10 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 // Log sends msg as one frame. A nil error means that the whole frame was
 // written to the connection (accepted by the kernel, not acknowledged by
 // the collector), or that it is held, to be sent whole on a later
-// connection, because the collector is unreachable now. An error means
-// the frame will not be sent: ErrFrameTooLarge, ErrBufferFull (counted in
-// Stats.Dropped) or ErrClosed.
+// connection, because the collector is unreachable now; in batching mode,
+// that it is queued for the writer. An error means the frame will not be
+// sent: ErrFrameTooLarge, ErrBufferFull (counted in Stats.Dropped) or
+// ErrClosed.
 func (l *LogSocket) Log(msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }
@@ -405,92 +403,82 @@ func (l *LogSocket) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Stats returns the counters. In direct mode it does not wait for calls in
-// progress; in batching mode it takes the LogSocket's lock briefly, to read
-// the queue (no write holds that lock there).
-func (l *LogSocket) Stats() Stats {
-	outage := l.outage.Load()
-	if since := l.downSince.Load(); since != 0 {
-		outage += max(time.Now().UnixNano()-since, 0)
-	}
-	held, heldBytes := int(l.heldFrames.Load()), int(l.heldBytes.Load())
-	if l.cfg.Batching {
-		l.mu.Lock()
-		held, heldBytes = l.stagePending()
-		held += l.held.frames
-		heldBytes += l.held.len()
-		l.mu.Unlock()
-	}
-	return Stats{
-		Frames:     l.frames.Load(),
-		Writes:     l.writes.Load(),
-		Bytes:      l.bytes.Load(),
-		Errors:     l.errs.Load(),
-		Connects:   l.connects.Load(),
-		Reconnects: l.reconnects.Load(),
-		Resent:     l.resent.Load(),
-		Dropped:    l.dropped.Load(),
-		Held:       held,
-		HeldBytes:  heldBytes,
-		Outage:     time.Duration(outage),
-	}
-}
-
 func (l *LogSocket) send(msg []byte) error {
-	if len(msg) > l.cfg.MaxFrame {
-		l.errs.Add(1)
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(msg), l.cfg.MaxFrame)
-	}
-	if l.cfg.Batching && !l.closed.Load() && l.tryStage(msg) {
-		return nil // the hot path of batching mode: no lock
-	}
-	l.mu.Lock()
 	var err error
-	if l.cfg.Batching {
-		err = l.queueLocked(msg)
+	if len(msg) > l.cfg.MaxFrame {
+		err = fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(msg), l.cfg.MaxFrame)
 	} else {
-		err = l.sendLocked(msg)
+		err = l.s.send(msg)
 	}
-	l.mu.Unlock()
 	if err != nil {
-		l.errs.Add(1)
+		l.tally.errs.Add(1)
 	}
 	return err
 }
 
-func (l *LogSocket) sendLocked(msg []byte) error {
+// Flush writes every frame held or queued, connecting as needed, and
+// returns nil when none is left; or, when ctx is done first, an error
+// wrapping ErrUndelivered, the context's error and the last connection
+// error (an *OpError). Frames stay held after a failed Flush. It returns
+// ErrClosed once Close has begun.
+func (l *LogSocket) Flush(ctx context.Context) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	// One deadline for all the waiting this call does for room.
-	now := time.Now()
-	deadline := now.Add(l.cfg.WriteTimeout)
-	// The hot path: a live connection and nothing held before this frame.
-	if c := l.live.Load(); c != nil && l.held.empty() && l.usable(c, now) {
-		var hs []byte
-		if l.hsDue {
-			hs = l.hs[:]
-		}
-		err := l.writeOn(c, hs, msg, true, deadline)
-		if err == nil {
-			l.hsDue = false
-			l.frames.Add(1)
-			l.bytes.Add(uint64(len(msg)))
-			return nil
-		}
-		// Whatever part of the frame went out, the stream may be torn:
-		// the frame is held whole, for a new connection.
-		l.lose(c, err)
-		if err := l.hold(msg, deadline); err != nil {
-			return err
-		}
-		l.held.retry = true
-		l.deliver(context.Background(), deadline)
+	return l.s.flush(ctx)
+}
+
+// Close delivers the frames still held, for up to CloseTimeout, then closes
+// the connection. Calls waiting in Log, Write or Flush return at once; a
+// write in progress is given until CloseTimeout, then its connection is
+// closed under it, and a dial in progress is cancelled. Frames not
+// delivered by then are dropped and counted, and Close returns an error
+// wrapping ErrUndelivered. Every later call returns ErrClosed; a closed
+// LogSocket never dials again. Close is idempotent: later calls return
+// nil.
+func (l *LogSocket) Close() error {
+	if l.closed.Swap(true) {
 		return nil
 	}
-	if err := l.hold(msg, deadline); err != nil {
-		return err
+	close(l.done)
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CloseTimeout)
+	defer cancel()
+	// At the deadline, abort ends the dials and waits, and closes the
+	// connection under a write blocked on a stalled collector: that is
+	// what bounds Close.
+	aborted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		l.link.abort()
+		close(aborted)
+	})
+	err := l.s.close(ctx)
+	if !stop() {
+		<-aborted
 	}
-	l.deliver(context.Background(), deadline)
-	return nil
+	if c := l.link.shut(); c != nil {
+		if cerr := c.close(); err == nil && !errors.Is(cerr, net.ErrClosed) { // abort may have closed it
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Stats returns the counters. In direct mode it does not wait for calls in
+// progress; in batching mode it takes the LogSocket's lock briefly, to read
+// the queue (no write holds that lock there).
+func (l *LogSocket) Stats() Stats {
+	held, heldBytes := l.s.held()
+	return Stats{
+		Frames:     l.tally.frames.Load(),
+		Writes:     l.tally.writes.Load(),
+		Bytes:      l.tally.bytes.Load(),
+		Errors:     l.tally.errs.Load(),
+		Connects:   l.link.connects.Load(),
+		Reconnects: l.link.reconnects.Load(),
+		Resent:     l.tally.resent.Load(),
+		Dropped:    l.q.dropped.Load(),
+		Held:       held,
+		HeldBytes:  heldBytes,
+		Outage:     l.link.outageTime(),
+	}
 }

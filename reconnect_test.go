@@ -218,7 +218,7 @@ func TestBlockWaitsForCollector(t *testing.T) {
 	ls.Log("two.......")
 	blocked := make(chan error, 1)
 	go func() { blocked <- ls.Log("three.....") }()
-	waitForStack(t, "(*LogSocket).waitForRoom", "[select")
+	waitForStack(t, "(*direct).waitForRoom", "(*link).wait")
 	// The waiter does not hold the mutex: Flush can run meanwhile.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()

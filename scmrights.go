@@ -17,16 +17,13 @@ import (
 // order and the socket's identity. From then on the two processes share
 // the connection as a parent and a child started with Start do.
 func (l *LogSocket) SendConn(uc *net.UnixConn) error {
-	l.mu.Lock()
-	files, env, err := l.shareLocked(0)
-	lastErr := l.lastErr
-	l.mu.Unlock()
+	files, env, err := l.share(0)
 	if err != nil {
 		return err
 	}
 	defer closeLockFiles(files)
 	if len(files) == 0 {
-		return fmt.Errorf("logsock: SendConn: no connection to send: %w", lastErr)
+		return fmt.Errorf("logsock: SendConn: no connection to send: %w", l.link.lastError())
 	}
 	// The numbers through Control, not Fd, which would make the socket's
 	// shared description blocking.
@@ -92,21 +89,9 @@ func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) {
 		k, v, _ := strings.Cut(string(kv), "=")
 		vars[k] = v
 	}
-	var c Config
-	if cfg != nil {
-		c = *cfg
-	}
-	if err := c.Order.UnmarshalText([]byte(vars[EnvOrder])); err != nil {
-		closeAll(fds[:2])
-		return nil, fmt.Errorf("logsock: ReceiveConn: %w", err)
-	}
-	l, err := New(vars[EnvNetwork], vars[EnvAddress], &c)
+	l, err := inherit(vars, [2]int{fds[0], fds[1]}, cfg) // closes them on failure
 	if err != nil {
-		closeAll(fds[:2])
-		return nil, err
-	}
-	if err := l.adopt(fds[0], fds[1], vars[EnvSocket]); err != nil { // closes them on failure
-		return nil, err
+		return nil, fmt.Errorf("logsock: ReceiveConn: %w", err)
 	}
 	return l, nil
 }

@@ -6,23 +6,22 @@ import (
 	"time"
 )
 
-// copyMax is the largest message that is copied behind its header to go
-// out as one buffer; a larger one goes out from where it is, with the header
-// as a second iovec, since copying it would cost more than the iovec.
+// copyMax is the most bytes that are copied into one buffer to go out with
+// send(2); a larger write goes out from where its parts are, with one
+// sendmsg of their iovecs, since copying it would cost more than the
+// iovecs.
 const copyMax = 2048
 
-// frameWriter writes a frame, or a run of encoded frames, optionally after
-// a handshake, with as few syscalls as the kernel allows and no allocation:
-// up to copyMax bytes are copied into one buffer and sent with send(2);
-// more go out with one sendmsg of up to three iovecs, uncopied, and a
-// batch's parts with sendmsg calls of up to maxIov iovecs. Its
-// callback for syscall.RawConn.Write is made once and reads its inputs from
-// the struct, so that the hot path does not allocate a closure.
+// frameWriter is a link's writer: it writes a unit of parts, optionally
+// after a handshake, with as few syscalls as the kernel allows and no
+// allocation: up to copyMax bytes are copied into one buffer and sent with
+// send(2); more go out uncopied, with sendmsg calls of up to maxIov iovecs.
+// Its callback for syscall.RawConn.Write is made once and reads its inputs
+// from the struct, so that the hot path does not allocate a closure.
 type frameWriter struct {
-	order   ByteOrder
-	hdr     [HeaderLen]byte
-	small   []byte    // a whole small frame, copied: one buffer sends faster than three
-	own     [3][]byte // the parts of a frame: handshake, header, message
+	small   []byte    // a small unit, copied: one buffer sends faster than three
+	one     [1][]byte // parts of a small unit: small
+	scratch [][]byte  // parts of a large unit after a handshake
 	parts   [][]byte  // what is left to write: parts[next:]
 	next    int
 	written int   // bytes written by the last write
@@ -35,8 +34,7 @@ type frameWriter struct {
 	peekFn   func(fd uintptr) bool
 }
 
-func (w *frameWriter) init(order ByteOrder) {
-	w.order = order
+func (w *frameWriter) init() {
 	w.fn = w.attempt
 	w.peekFn = w.peek
 }
@@ -70,40 +68,38 @@ func (w *frameWriter) peek(fd uintptr) bool {
 	}
 }
 
-// prepare sets up a write of hs (if not nil), then a frame of msg if frame
-// is true (or else msg as it is: frames already encoded).
-func (w *frameWriter) prepare(hs, msg []byte, frame bool) {
-	w.parts, w.next, w.written = w.own[:0], 0, 0
-	if hs != nil {
-		w.parts = append(w.parts, hs)
+// prepare sets up a write of head (a handshake, or nil), then parts, in
+// order. The writer consumes parts, reslicing its elements; the caller
+// must not use it until the write ends.
+func (w *frameWriter) prepare(head []byte, parts [][]byte) {
+	w.next, w.written = 0, 0
+	total := len(head)
+	for _, p := range parts {
+		total += len(p)
 	}
-	if frame {
-		PutFrameHeader(w.hdr[:], w.order, len(msg))
-		w.parts = append(w.parts, w.hdr[:])
-	}
-	w.parts = append(w.parts, msg)
-	if len(msg) <= copyMax {
-		w.small = w.small[:0]
-		for _, p := range w.parts {
+	switch {
+	case total <= copyMax:
+		w.small = append(w.small[:0], head...)
+		for _, p := range parts {
 			w.small = append(w.small, p...)
 		}
-		w.own[0] = w.small
-		w.parts = w.own[:1]
+		w.one[0] = w.small
+		w.parts = w.one[:]
+	case head == nil:
+		w.parts = parts
+	default:
+		w.scratch = append(append(w.scratch[:0], head), parts...)
+		w.parts = w.scratch
 	}
 }
 
-// prepareParts sets up a write of parts, in order: a batch. The writer
-// consumes the slice, which the caller must not use until the write ends.
-func (w *frameWriter) prepareParts(parts [][]byte) {
-	w.parts, w.next, w.written = parts, 0, 0
-}
-
-// send writes what prepare or prepareParts set up, on c. w.written tells
+// send writes what prepare set up, on c. w.written tells
 // how much went out, also on failure.
 //
 // It writes through the raw connection with MSG_DONTWAIT, so that it never
 // blocks in the kernel, whatever O_NONBLOCK state another holder of the
-// socket left on the shared description (SPEC: "Inheriting a connection").
+// socket left on the shared description (O_NONBLOCK belongs to the open
+// file description, which every holder of an inherited socket shares).
 // The first attempt does not wait; only when the send buffer is full does
 // it arm the deadline and wait for room, so the common case costs one
 // syscall and no timer.
@@ -132,9 +128,10 @@ func (w *frameWriter) run(c *conn) error {
 	return w.err
 }
 
-// clear drops the references to the caller's message.
+// clear drops the references to the caller's messages.
 func (w *frameWriter) clear() {
-	w.own = [3][]byte{}
+	w.one[0] = nil
+	clear(w.scratch)
 	w.parts = nil
 }
 

@@ -24,3 +24,13 @@ func recvCred(fd int, p []byte) (int, int32, error) {
 	n, err := unix.Read(fd, p)
 	return n, 0, err
 }
+
+// acceptNow accepts a queued connection without waiting (the listener is
+// non-blocking, as Go makes it), close-on-exec.
+func acceptNow(fd int) (int, error) {
+	nfd, _, err := unix.Accept(fd)
+	if err == nil {
+		unix.CloseOnExec(nfd)
+	}
+	return nfd, err
+}

@@ -1,5 +1,7 @@
 package logsock
 
+// The collector's socket calls, on Linux: credentials, and accept.
+
 import (
 	"encoding/binary"
 	"unsafe"
@@ -91,4 +93,10 @@ func controlPid(control []byte) (pid int32) {
 		control = control[next:]
 	}
 	return pid
+}
+
+// acceptNow accepts a queued connection without waiting, close-on-exec.
+func acceptNow(fd int) (int, error) {
+	nfd, _, err := unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	return nfd, err
 }

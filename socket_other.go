@@ -2,7 +2,11 @@
 
 package logsock
 
-import "golang.org/x/sys/unix"
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
 
 // sendFlags: never block in the kernel. Where MSG_NOSIGNAL is missing, the Go
 // runtime already turns SIGPIPE on a socket into EPIPE.
@@ -19,3 +23,11 @@ func peekByte(fd int) (int, error) {
 	n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	return n, err
 }
+
+// setUserTimeout does nothing where TCP_USER_TIMEOUT does not exist;
+// keepalive and the write deadline still detect a dead collector.
+func setUserTimeout(int, time.Duration) error { return nil }
+
+// setSendBuffer asks for SO_SNDBUF n. The BSDs refuse one above
+// kern.ipc.maxsockbuf: the default then stays, which still works.
+func setSendBuffer(fd, n int) { unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, n) }

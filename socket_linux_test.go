@@ -33,7 +33,7 @@ func TestTCPOptions(t *testing.T) {
 			t.Fatal(err)
 		}
 		get := func(level, opt int) (v int) {
-			ls.live.Load().rc.Control(func(fd uintptr) {
+			ls.link.current().rc.Control(func(fd uintptr) {
 				v, err = unix.GetsockoptInt(int(fd), level, opt)
 			})
 			if err != nil {
@@ -78,7 +78,7 @@ func TestAdoptKeepsNoDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ls.Close()
-	if err := ls.live.Load().nc.(*net.TCPConn).SetNoDelay(false); err != nil {
+	if err := ls.link.current().nc.(*net.TCPConn).SetNoDelay(false); err != nil {
 		t.Fatal(err)
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -96,7 +96,7 @@ func TestAdoptKeepsNoDelay(t *testing.T) {
 	defer other.Close()
 	for _, l := range []*LogSocket{ls, other} {
 		var v int
-		l.live.Load().rc.Control(func(fd uintptr) {
+		l.link.current().rc.Control(func(fd uintptr) {
 			v, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
 		})
 		if err != nil || v != 0 {
@@ -147,7 +147,7 @@ func TestUnixSendBuffer(t *testing.T) {
 		}
 		defer ls.Close()
 		var v int
-		ls.live.Load().rc.Control(func(fd uintptr) { v, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) })
+		ls.link.current().rc.Control(func(fd uintptr) { v, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) })
 		if err != nil {
 			t.Fatal(err)
 		}

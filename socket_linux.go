@@ -1,6 +1,9 @@
 package logsock
 
+// The client's socket calls, on Linux.
+
 import (
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -70,3 +73,13 @@ func peekByte(fd int) (int, error) {
 	}
 	return int(n), nil
 }
+
+// setUserTimeout sets TCP_USER_TIMEOUT: data unacknowledged for longer
+// than d fails the connection, even while keepalive would still wait.
+func setUserTimeout(fd int, d time.Duration) error {
+	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+}
+
+// setSendBuffer asks for SO_SNDBUF n; the kernel caps it at
+// net.core.wmem_max, silently.
+func setSendBuffer(fd, n int) { unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, n) }

@@ -1,0 +1,311 @@
+package logsock
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// batchBytes is the size at which a gathering batch is written at once,
+// without waiting for FlushDelay: large enough that a write costs little
+// per frame, small enough that the next batch gathers while it is in
+// flight.
+const batchBytes = 256 << 10
+
+// idleRelease is how long the writer waits with nothing to write before it
+// gives back the memory of its batches: kept while busy, it saves the
+// allocation (and zeroing) of a buffer a batch, which costs more than the
+// rest of queueing a frame.
+const idleRelease = time.Second
+
+// batcher is the sender of batching mode: Log appends the frame to the
+// queue, most often without a lock (queue.tryAppend), and returns; a
+// goroutine of the LogSocket, the writer, writes the frames of all callers
+// in batches, many in one write, connects as needed and waits out the
+// backoff. While a batch is in flight, the next one gathers: group commit.
+// New starts the writer; Close stops it, after it has delivered what it
+// can within CloseTimeout.
+//
+// The write role is the writer's while writing is set; anyone else's who
+// holds mu while it is not (exclusive).
+type batcher struct {
+	link   *link
+	q      *queue
+	tally  *tally
+	closed *atomic.Bool    // the LogSocket's: set when Close begins
+	done   <-chan struct{} // closed when Close begins
+	wait   time.Duration   // WriteTimeout
+	delay  time.Duration   // FlushDelay
+
+	wake, urge chan struct{} // a frame is queued; a batch is due now
+	quit       chan struct{} // closed by close: the writer delivers what is left, and stops
+	stopped    chan struct{} // closed when the writer has stopped
+	closeCtx   context.Context
+
+	mu      sync.Mutex    // guards q, except its lock-free append, and the fields below
+	writing bool          // the writer has the write role, and mu released
+	idle    chan struct{} // if not nil, closed when writing ends
+	b       batch         // the writer's: the batch being written
+}
+
+func newBatcher(k *link, q *queue, t *tally, closed *atomic.Bool, done <-chan struct{}, cfg *Config) *batcher {
+	b := &batcher{link: k, q: q, tally: t, closed: closed, done: done, wait: cfg.WriteTimeout, delay: cfg.FlushDelay,
+		wake: make(chan struct{}, 1), urge: make(chan struct{}, 1), quit: make(chan struct{}), stopped: make(chan struct{})}
+	go b.run()
+	return b
+}
+
+func (b *batcher) send(msg []byte) error {
+	if !b.closed.Load() {
+		if ok, first := b.q.tryAppend(msg); ok { // the hot path: no lock
+			if first {
+				signal(b.wake)
+			}
+			return nil
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if err := b.q.add(msg, time.Now().Add(b.wait), b.waitForRoom); err != nil {
+		return err
+	}
+	signal(b.wake)
+	if b.q.held.len()+b.q.sealedBytes >= batchBytes {
+		signal(b.urge)
+	}
+	return nil
+}
+
+// waitForRoom is the Block policy's wait: the writer makes room; mu is
+// released while the call waits.
+func (b *batcher) waitForRoom(n int, deadline time.Time) error {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for !b.q.fits(n) {
+		signal(b.urge)
+		room := b.q.roomFreed()
+		b.mu.Unlock()
+		select {
+		case <-room:
+		case <-t.C:
+		case <-b.done:
+		}
+		b.mu.Lock()
+		if b.closed.Load() {
+			return ErrClosed
+		}
+		if !b.q.fits(n) && !time.Now().Before(deadline) {
+			return ErrBufferFull
+		}
+	}
+	return nil
+}
+
+// signal sends on a channel of capacity 1 without waiting: one pending
+// signal is enough.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// run is the writer: it gathers frames for FlushDelay (less if a batch
+// fills or Flush asks), then writes until the queue is empty.
+func (b *batcher) run() {
+	defer close(b.stopped)
+	delay := time.NewTimer(time.Hour)
+	delay.Stop()
+	idle := time.NewTimer(idleRelease)
+	defer idle.Stop()
+	for {
+		idle.Reset(idleRelease)
+		select {
+		case <-b.wake:
+		case <-idle.C:
+			b.release()
+			continue
+		case <-b.quit:
+			for b.writeBatch(b.closeCtx, nil) {
+			}
+			return
+		}
+		delay.Reset(b.delay)
+		select {
+		case <-delay.C:
+		case <-b.urge:
+		case <-b.quit:
+		}
+		delay.Stop()
+		for b.writeBatch(b.link.ctx, b.quit) {
+		}
+	}
+}
+
+// writeBatch writes what is queued as one batch, connecting first if need
+// be, and reports whether to go on: false once nothing is queued, ctx is
+// done or quit is closed. mu is released during the write, so that
+// callers keep queueing, and no lock is held while it dials or waits out
+// a backoff.
+func (b *batcher) writeBatch(ctx context.Context, quit <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-quit:
+		return false
+	default:
+	}
+	b.mu.Lock()
+	if !b.queued() {
+		b.mu.Unlock()
+		return false
+	}
+	b.writing = true
+	b.mu.Unlock()
+
+	c := b.link.current()
+	if c != nil && !b.link.usable(c) {
+		c = nil
+	}
+	if c == nil {
+		b.endWrite()
+		if _, err := b.link.connect(ctx); err != nil {
+			b.link.wait(ctx, quit, nil) // the backoff, or another call's dial
+		}
+		return true
+	}
+	// Sealed only now, to be written: a chunk sealed while there is no
+	// connection would take its whole size of BufferBytes for a few frames.
+	// The next caller installs a fresh chunk, most often this one, back
+	// from its write: a LogSocket that logs a little at a time keeps one.
+	b.mu.Lock()
+	b.q.take(&b.b)
+	b.mu.Unlock()
+	n, err := b.link.write(c, b.b.parts, time.Now().Add(b.wait))
+	b.mu.Lock()
+	frames, msgBytes, retried := b.q.settle(&b.b, n)
+	b.tally.add(frames, msgBytes, retried, err == nil)
+	b.mu.Unlock()
+	b.endWrite()
+	return true
+}
+
+// queued reports whether frames wait for the writer. The caller holds mu.
+func (b *batcher) queued() bool {
+	if !b.q.held.empty() || len(b.q.sealed) > 0 {
+		return true
+	}
+	k := b.q.cur.Load()
+	if k == nil {
+		return false
+	}
+	f, _ := k.pending()
+	return f > 0
+}
+
+// endWrite gives up the write role.
+func (b *batcher) endWrite() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.writing = false
+	if b.idle != nil {
+		close(b.idle)
+		b.idle = nil
+	}
+}
+
+// release gives back the memory of the batches and chunks if nothing is
+// queued.
+func (b *batcher) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.writing || b.queued() {
+		return
+	}
+	b.q.release()
+	b.b.spare = nil
+}
+
+// waitUnlocked releases mu until frames leave the queue, a write ends,
+// ctx is done or Close begins.
+func (b *batcher) waitUnlocked(ctx context.Context) {
+	room := b.q.roomFreed()
+	if b.idle == nil {
+		b.idle = make(chan struct{})
+	}
+	idle := b.idle
+	b.mu.Unlock()
+	select {
+	case <-room:
+	case <-idle:
+	case <-ctx.Done():
+	case <-b.done:
+	}
+	b.mu.Lock()
+}
+
+// flush waits until the writer has written everything queued, or ctx is
+// done.
+func (b *batcher) flush(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.writing || b.queued() {
+		if b.closed.Load() {
+			return ErrClosed
+		}
+		signal(b.wake)
+		signal(b.urge)
+		if err := ctx.Err(); err != nil {
+			frames, _ := b.q.pending()
+			return undelivered(frames, err, b.link.lastError())
+		}
+		b.waitUnlocked(ctx)
+	}
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// close stops the writer once it has written what is queued, or ctx is
+// done, and drops what is left.
+func (b *batcher) close(ctx context.Context) error {
+	b.mu.Lock()
+	// No lock-free append after this one: a Log that finds the chunk
+	// sealed takes mu, and finds the LogSocket closed.
+	b.q.sealCurrent()
+	b.closeCtx = ctx
+	b.mu.Unlock()
+	close(b.quit)
+	<-b.stopped
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n := b.q.dropAll(); n > 0 {
+		return undelivered(n, ctx.Err(), b.link.lastError())
+	}
+	return nil
+}
+
+func (b *batcher) exclusive() (release func()) {
+	b.mu.Lock()
+	for b.writing {
+		if b.idle == nil {
+			b.idle = make(chan struct{})
+		}
+		idle := b.idle
+		b.mu.Unlock()
+		<-idle
+		b.mu.Lock()
+	}
+	return b.mu.Unlock
+}
+
+func (b *batcher) held() (frames, bytes int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.q.pending()
+}

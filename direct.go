@@ -1,0 +1,211 @@
+package logsock
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// direct is the sender of direct mode: each call writes its own frame, on
+// the caller's goroutine, under mu; the frames held while the collector is
+// unreachable go out during later calls. It starts no goroutine.
+//
+// mu is the write role: the call that holds it writes on the link. It is
+// released to dial and to wait; a write, with its waits for room in the
+// socket's send buffer and for a shared connection's frame lock, holds it.
+type direct struct {
+	link   *link
+	q      *queue
+	tally  *tally
+	closed *atomic.Bool    // the LogSocket's: set when Close begins
+	done   <-chan struct{} // closed when Close begins
+	order  ByteOrder
+	wait   time.Duration // WriteTimeout
+
+	mu    sync.Mutex // the write role; guards q and the fields below
+	hdr   [HeaderLen]byte
+	parts [2][]byte // a frame: hdr and the message
+	one   [1][]byte // the held frames
+
+	// The size of q, for Stats, which must not wait for a write.
+	heldFrames, heldBytes atomic.Int64
+}
+
+func newDirect(k *link, q *queue, t *tally, closed *atomic.Bool, done <-chan struct{}, cfg *Config) *direct {
+	return &direct{link: k, q: q, tally: t, closed: closed, done: done, order: cfg.Order, wait: cfg.WriteTimeout}
+}
+
+func (d *direct) send(msg []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	// The hot path: a connection, and nothing held before this frame.
+	if c := d.link.current(); c != nil && d.q.empty() && d.link.usable(c) {
+		return d.writeFrame(c, msg)
+	}
+	deadline := time.Now().Add(d.wait)
+	// The frames held go out first, over a new connection if an attempt is
+	// due: no policy may keep the link from reconnecting (issue 11: with
+	// DropNewest and a full buffer, it never did).
+	d.deliver(d.link.ctx, deadline)
+	if c := d.link.current(); c != nil && d.q.empty() && d.link.usable(c) {
+		return d.writeFrame(c, msg)
+	}
+	defer d.publish()
+	if err := d.q.hold(msg, deadline, d.waitForRoom); err != nil {
+		return err
+	}
+	d.deliver(d.link.ctx, deadline) // the connection lost just now may be due again
+	return nil
+}
+
+// writeFrame writes msg as one frame on c. If the write fails, the frame
+// is held whole, to go out first on the next connection, which is made at
+// once if an attempt is due.
+func (d *direct) writeFrame(c *conn, msg []byte) error {
+	PutFrameHeader(d.hdr[:], d.order, len(msg))
+	d.parts = [2][]byte{d.hdr[:], msg}
+	_, err := d.link.write(c, d.parts[:], time.Time{})
+	d.parts[1] = nil
+	if err == nil {
+		d.tally.add(1, len(msg), false, true)
+		return nil
+	}
+	// Whatever part of it went out, the stream may be torn: the frame goes
+	// again, whole, on a new connection.
+	if err := d.q.holdRetry(msg); err != nil {
+		return err
+	}
+	d.deliver(d.link.ctx, time.Now().Add(d.wait))
+	d.publish()
+	return nil
+}
+
+// deliver writes the held frames, connecting if an attempt is due (with mu
+// released during the dial), and waiting for room in the send buffer
+// until deadline. It never waits for a backoff: what it cannot write
+// stays held.
+func (d *direct) deliver(ctx context.Context, deadline time.Time) {
+	for !d.q.empty() {
+		c := d.link.current()
+		if c == nil {
+			if !d.link.dueNow() {
+				return
+			}
+			d.mu.Unlock()
+			_, err := d.link.connect(ctx)
+			d.mu.Lock()
+			if err != nil {
+				return
+			}
+			continue // the queue may have changed while mu was released
+		}
+		if !d.link.usable(c) {
+			continue
+		}
+		d.one[0] = d.q.held.bytes()
+		n, err := d.link.write(c, d.one[:], deadline)
+		d.one[0] = nil
+		frames, msgBytes, retried := d.q.wrote(n, err != nil)
+		d.tally.add(frames, msgBytes, retried, err == nil)
+		d.publish()
+		if err != nil {
+			return // the next attempt waits for its backoff
+		}
+	}
+}
+
+// waitForRoom is the Block policy's wait: until deadline, mu released
+// while it waits, it makes room by delivering the held frames, whenever
+// a connection attempt is due.
+func (d *direct) waitForRoom(n int, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(d.link.ctx, deadline)
+	defer cancel()
+	for !d.q.fits(n) {
+		d.deliver(ctx, deadline)
+		if d.q.fits(n) {
+			break
+		}
+		if ctx.Err() != nil {
+			return ErrBufferFull
+		}
+		d.waitUnlocked(ctx, d.done)
+		if d.closed.Load() {
+			return ErrClosed
+		}
+	}
+	return nil
+}
+
+// waitUnlocked releases mu until the link changes, an attempt falls due,
+// frames leave the queue, ctx is done or done is closed.
+func (d *direct) waitUnlocked(ctx context.Context, done <-chan struct{}) {
+	room := d.q.roomFreed()
+	d.mu.Unlock()
+	d.link.wait(ctx, room, done)
+	d.mu.Lock()
+}
+
+// publish makes the size of the queue visible to Stats. The caller holds
+// mu.
+func (d *direct) publish() {
+	d.heldFrames.Store(int64(d.q.held.frames))
+	d.heldBytes.Store(int64(d.q.held.len()))
+}
+
+func (d *direct) flush(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	return d.flushLocked(ctx, d.done)
+}
+
+// flushLocked delivers the held frames until none is left, ctx is done,
+// or done is closed (Close has begun: its own flush takes over). The
+// caller holds mu.
+func (d *direct) flushLocked(ctx context.Context, done <-chan struct{}) error {
+	defer d.publish()
+	for {
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(d.wait)
+		}
+		d.deliver(ctx, deadline)
+		if d.q.empty() {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return undelivered(d.q.held.frames, ctx.Err(), d.link.lastError())
+		}
+		d.waitUnlocked(ctx, done)
+		select {
+		case <-done:
+			return ErrClosed
+		default:
+		}
+	}
+}
+
+// close delivers what is held until ctx is done, and drops the rest.
+func (d *direct) close(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.flushLocked(ctx, nil)
+	d.q.dropAll()
+	d.publish()
+	return err
+}
+
+func (d *direct) exclusive() (release func()) {
+	d.mu.Lock()
+	return d.mu.Unlock
+}
+
+func (d *direct) held() (frames, bytes int) {
+	return int(d.heldFrames.Load()), int(d.heldBytes.Load())
+}

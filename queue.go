@@ -1,0 +1,387 @@
+package logsock
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+)
+
+// A queue holds the frames that a LogSocket has accepted and not yet
+// written: in direct mode, those held while the collector is unreachable
+// and after a frame whose write failed; in batching mode, every frame
+// until the writer takes it. It owns Config.BufferBytes and the Overflow
+// policy, which act the same in both modes, and counts every frame it
+// drops. It never waits itself: under Block, its owner's wait makes room.
+//
+// The frames are held in order in held. In batching mode they are first
+// appended without a lock (tryAppend) to chunks (chunk.go): the current
+// chunk, then the sealed ones, which are written after held, in the order
+// they were sealed. Chunks count against BufferBytes whole, from when they
+// are installed until their write ends.
+//
+// The owner's mutex guards a queue, except tryAppend.
+type queue struct {
+	limit   int // BufferBytes
+	policy  Overflow
+	dropped atomic.Uint64 // frames dropped: by the policy, or left at Close
+
+	held     frameQueue
+	reserved int           // bytes of held frames in a batch being written
+	room     chan struct{} // if not nil, closed when frames leave: waiters under Block wake
+
+	// Batching mode, with chunks when chunkLen > 0.
+	chunkLen    int
+	cur         atomic.Pointer[chunk] // the chunk that tryAppend appends to
+	sealed      []*chunk              // to write, after held
+	sealedBytes int                   // bytes in sealed
+	free        []*chunk              // written, to reuse
+	outside     int                   // bytes of the chunks in use, in flight included
+}
+
+// waitFunc is how the owner of a queue waits, under Block, for room for
+// n more message bytes: it returns nil once the queue fits them,
+// ErrBufferFull at deadline, or ErrClosed once Close has begun.
+type waitFunc func(n int, deadline time.Time) error
+
+// newQueue returns a queue for cfg. chunkLen is the size of the chunks
+// (0: none); least is the least memory that held takes when it needs some.
+func newQueue(cfg *Config, chunkLen, least int) *queue {
+	return &queue{
+		limit:    cfg.BufferBytes,
+		policy:   cfg.Overflow,
+		held:     frameQueue{order: cfg.Order, most: cfg.BufferBytes, least: least},
+		chunkLen: chunkLen,
+	}
+}
+
+// fits reports whether a frame of n message bytes can be added.
+func (q *queue) fits(n int) bool {
+	return q.held.len()+q.reserved+q.outside+HeaderLen+n <= q.limit
+}
+
+// empty reports whether no frame is held (direct mode: there are no
+// chunks).
+func (q *queue) empty() bool { return q.held.empty() }
+
+// hold adds msg to the held frames. If there is no room, the policy
+// decides: Block calls wait, DropNewest drops msg, DropOldest drops the
+// oldest frames not in a batch being written (and msg, if that is not
+// enough). A frame too large ever to fit is dropped at once. Each drop is
+// counted; the frame dropped, if it is msg, makes the error
+// ErrBufferFull.
+func (q *queue) hold(msg []byte, deadline time.Time, wait waitFunc) error {
+	if HeaderLen+len(msg) > q.limit { // no wait would make room
+		q.dropped.Add(1)
+		return ErrBufferFull
+	}
+	if !q.fits(len(msg)) {
+		if err := q.makeRoom(len(msg), deadline, wait); err != nil {
+			return err
+		}
+	}
+	q.held.push(msg)
+	return nil
+}
+
+// makeRoom applies the policy for a frame of n message bytes that does not
+// fit, and reports whether it now does.
+func (q *queue) makeRoom(n int, deadline time.Time, wait waitFunc) error {
+	switch q.policy {
+	case DropOldest:
+		q.drainChunks()
+		for !q.fits(n) && !q.held.empty() {
+			q.held.dropOldest()
+			q.dropped.Add(1)
+		}
+		if q.fits(n) {
+			return nil
+		}
+	case Block:
+		err := wait(n, deadline)
+		if err == nil || errors.Is(err, ErrClosed) {
+			return err
+		}
+	}
+	q.dropped.Add(1)
+	return ErrBufferFull
+}
+
+// add is hold for batching mode: msg goes to a chunk, the current one or
+// a fresh one, while they fit; Block waits for a chunk's room. The other
+// policies act on held, frame by frame, as without chunks: the chunks'
+// frames move there first.
+func (q *queue) add(msg []byte, deadline time.Time, wait waitFunc) error {
+	if HeaderLen+len(msg) > q.limit {
+		q.dropped.Add(1)
+		return ErrBufferFull
+	}
+	for q.chunkLen > 0 {
+		if q.stage(msg) {
+			return nil
+		}
+		if q.policy != Block {
+			q.drainChunks()
+			break
+		}
+		n := len(msg)
+		if HeaderLen+n <= q.chunkLen {
+			n = q.chunkLen - HeaderLen // room for a chunk
+		}
+		if err := wait(n, deadline); err != nil {
+			if !errors.Is(err, ErrClosed) {
+				q.dropped.Add(1)
+			}
+			return err
+		}
+	}
+	return q.hold(msg, deadline, wait)
+}
+
+// roomFreed returns a channel that is closed when frames next leave the
+// queue.
+func (q *queue) roomFreed() <-chan struct{} {
+	if q.room == nil {
+		q.room = make(chan struct{})
+	}
+	return q.room
+}
+
+// freed wakes the waiters for room.
+func (q *queue) freed() {
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
+}
+
+// wrote accounts for a write of the held frames (direct mode) of which n
+// bytes went out: the frames written whole leave; one cut stays, whole,
+// and is marked as tried. It returns the frames written whole, their
+// message bytes, and whether the first had been tried before.
+func (q *queue) wrote(n int, failed bool) (frames, msgBytes int, retried bool) {
+	retried = q.held.retry
+	frames, msgBytes = q.held.consume(n)
+	if failed {
+		q.held.retry = true
+	} else {
+		q.held.shrink()
+	}
+	if frames > 0 {
+		q.freed()
+	}
+	return frames, msgBytes, retried
+}
+
+// holdRetry holds msg, whose write was cut, whole, first in an empty
+// queue, to be sent again.
+func (q *queue) holdRetry(msg []byte) error {
+	if err := q.hold(msg, time.Time{}, nil); err != nil { // it fits an empty queue, or never
+		return err
+	}
+	q.held.retry = true
+	return nil
+}
+
+// pending returns the frames and bytes queued, not counting a batch being
+// written.
+func (q *queue) pending() (frames, bytes int) {
+	frames, bytes = q.held.frames, q.held.len()
+	for _, k := range q.sealed {
+		frames += k.frames
+		bytes += k.used
+	}
+	if k := q.cur.Load(); k != nil {
+		f, b := k.pending()
+		frames += f
+		bytes += b
+	}
+	return frames, bytes
+}
+
+// dropAll drops every frame queued, counts them, and returns how many:
+// what Close could not deliver.
+func (q *queue) dropAll() int {
+	q.drainChunks()
+	n := q.held.frames
+	q.dropped.Add(uint64(n))
+	q.held.reset()
+	return n
+}
+
+// The chunks of batching mode.
+
+// tryAppend appends msg to the current chunk without the lock, if there is
+// one with room; first reports that it is the chunk's first frame.
+func (q *queue) tryAppend(msg []byte) (ok, first bool) {
+	k := q.cur.Load()
+	if k == nil {
+		return false, false
+	}
+	first, ok = k.tryAppend(q.held.order, msg)
+	return ok, first
+}
+
+// stage appends msg to a chunk: the current one, a fresh one, or one of
+// its own if it is larger than a chunk. It reports false if the chunks in
+// use leave no room.
+func (q *queue) stage(msg []byte) bool {
+	for {
+		if ok, _ := q.tryAppend(msg); ok {
+			return true
+		}
+		q.sealCurrent()
+		n := HeaderLen + len(msg)
+		if n > q.chunkLen {
+			if !q.fits(len(msg)) {
+				return false
+			}
+			k := &chunk{buf: make([]byte, n), used: n, frames: 1}
+			k.state.Store(sealedBit)
+			PutFrameHeader(k.buf, q.held.order, len(msg))
+			copy(k.buf[HeaderLen:], msg)
+			q.outside += n
+			q.queueChunk(k)
+			return true
+		}
+		if !q.installChunk() {
+			return false
+		}
+	}
+}
+
+// sealCurrent seals the current chunk and queues it for the writer, or
+// keeps it for reuse if it is empty.
+func (q *queue) sealCurrent() {
+	k := q.cur.Swap(nil)
+	if k == nil {
+		return
+	}
+	k.seal()
+	if k.used == 0 {
+		q.recycle(k)
+		return
+	}
+	q.queueChunk(k)
+}
+
+// queueChunk adds a sealed chunk to those to write.
+func (q *queue) queueChunk(k *chunk) {
+	q.sealed = append(q.sealed, k)
+	q.sealedBytes += k.used
+}
+
+// installChunk makes a fresh chunk current, if one fits.
+func (q *queue) installChunk() bool {
+	if !q.fits(q.chunkLen - HeaderLen) {
+		return false
+	}
+	var k *chunk
+	if n := len(q.free); n > 0 {
+		k, q.free[n-1] = q.free[n-1], nil
+		q.free = q.free[:n-1]
+		// A caller that loaded this chunk before it was sealed may append
+		// once it is current again: that is an append to the current
+		// chunk, in order. It cannot append while the chunk is free,
+		// sealed.
+		k.state.Store(0)
+	} else {
+		k = &chunk{buf: make([]byte, q.chunkLen)}
+	}
+	q.outside += len(k.buf)
+	q.cur.Store(k)
+	return true
+}
+
+// recycle ends the use of a sealed chunk: its room returns, and its memory
+// is kept for the next, unless it was a large frame's own.
+func (q *queue) recycle(k *chunk) {
+	q.outside -= len(k.buf)
+	if len(k.buf) == q.chunkLen {
+		q.free = append(q.free, k)
+	}
+}
+
+// drainChunks moves the frames of the chunks into held, after those there:
+// held then holds every frame queued, in order.
+func (q *queue) drainChunks() {
+	q.sealCurrent()
+	for i, k := range q.sealed {
+		q.held.pushFrames(k.buf[:k.used], k.frames)
+		q.recycle(k)
+		q.sealed[i] = nil
+	}
+	q.sealed, q.sealedBytes = q.sealed[:0], 0
+}
+
+// release gives back the memory kept for reuse, when nothing is queued.
+func (q *queue) release() {
+	q.sealCurrent() // kept for reuse if empty; queued if a frame just came
+	q.free = nil
+	if len(q.sealed) == 0 && q.held.empty() && q.reserved == 0 {
+		q.held.reset()
+	}
+}
+
+// A batch is what batching mode's writer takes from the queue for one
+// write: the frames held, then the sealed chunks.
+type batch struct {
+	held   frameQueue
+	chunks []*chunk
+	parts  [][]byte // held's bytes, then each chunk's
+	spare  []byte   // the memory of the last batch's held frames, for the next
+}
+
+// take seals the current chunk and moves every frame queued into b. Its
+// bytes count against BufferBytes until settle.
+func (q *queue) take(b *batch) {
+	if k := q.cur.Load(); k != nil {
+		if f, _ := k.pending(); f > 0 {
+			q.sealCurrent()
+		}
+	}
+	b.held = q.held.take(b.spare)
+	b.spare = nil
+	q.reserved = b.held.len()
+	b.chunks, q.sealed, q.sealedBytes = q.sealed, b.chunks[:0], 0
+	b.parts = append(b.parts[:0], b.held.bytes())
+	for _, k := range b.chunks {
+		b.parts = append(b.parts, k.buf[:k.used])
+	}
+}
+
+// settle ends the write of b, of which n bytes went out: the frames
+// written whole leave; the others go back, whole and in order, to the
+// front of the queue. It returns the frames written whole, their message
+// bytes, and whether the first had been tried before.
+func (q *queue) settle(b *batch, n int) (frames, msgBytes int, retried bool) {
+	retried = b.held.retry
+	heldLen := b.held.len()
+	frames, msgBytes = b.held.consume(min(n, heldLen))
+	n -= heldLen
+	for i, k := range b.chunks {
+		if n >= k.used {
+			frames += k.frames
+			msgBytes += k.used - k.frames*HeaderLen
+			n -= k.used
+		} else {
+			// The write failed before the end of this chunk: the frames not
+			// written whole go back, before those queued since.
+			f, mb, cut := wholeFrames(q.held.order, k.buf[:k.used], max(n, 0))
+			frames += f
+			msgBytes += mb
+			b.held.pushFrames(k.buf[cut:k.used], k.frames-f)
+			n = 0
+		}
+		q.recycle(k)
+		b.chunks[i] = nil
+	}
+	b.chunks = b.chunks[:0]
+	clear(b.parts)
+	if !b.held.empty() {
+		b.held.retry = true // the first frame left was cut, or never went out
+	}
+	q.reserved = 0
+	b.spare = q.held.settle(&b.held)
+	q.freed()
+	return frames, msgBytes, retried
+}
