@@ -32,16 +32,26 @@
 //     Under load, the frame written between the close and the next check
 //     can be lost (on TCP), unless PeekInterval is tiny: see Config.
 //   - Each new connection starts with a fresh handshake that carries the
-//     pid of the process writing. Attempts back off exponentially, with
-//     jitter, and nobody waits or dials holding the lock other callers need.
+//     pid of the process writing. A connection lost after it stayed up for
+//     a second is replaced at once; otherwise attempts back off
+//     exponentially, with jitter, up to Config.MaxBackoff: a collector that
+//     refuses, or accepts and closes at once, costs a few connections a
+//     minute.
 //   - When the buffer is full, Config.Overflow decides: wait up to
 //     WriteTimeout (Block), drop the new frame (DropNewest) or the oldest
-//     (DropOldest). Every frame dropped is counted in Stats.
+//     (DropOldest), the same in both modes; none of them keeps the
+//     LogSocket from reconnecting. Every frame dropped is counted in Stats.
+//   - Nobody dials, waits out a backoff or waits for room in the buffer
+//     while holding the lock that other callers need. A write does hold it
+//     in direct mode, since frames go out one at a time: its waits for room
+//     in the socket's send buffer and, on a connection shared with other
+//     processes, for the frame lock, hold up the calls behind it, each for
+//     up to WriteTimeout.
 //   - No call blocks forever: its own wait for the collector is bounded by
 //     DialTimeout plus WriteTimeout, though calls queue behind a write in
-//     progress, since frames go out one at a time. Close tries to deliver
-//     what is held for up to CloseTimeout, then reports and counts what it
-//     could not.
+//     progress. Close tries to deliver what is held for up to
+//     CloseTimeout, cancelling a dial and cutting a write in progress at
+//     the end, then reports (ErrUndelivered) and counts what it could not.
 //
 // In direct mode (the default) the LogSocket has no goroutine of its own:
 // each call writes its frame, and held frames go out during later calls of
@@ -107,16 +117,15 @@
 // # Concurrency
 //
 // A LogSocket is safe for any number of goroutines. In direct mode each
-// frame goes out in one write (a sendmsg of header and message together)
-// under a mutex; in batching mode each frame is copied whole into a chunk
-// at a place reserved with an atomic compare-and-swap, and chunks are
-// written in order. Frames never interleave; each goroutine's frames
-// arrive in the order it sent them. The hot path of direct mode makes one
-// syscall and no allocation a frame (and, at most once every
-// PeekInterval, the peek); that of batching mode no syscall, no lock and
-// no allocation. A Server runs one
-// goroutine a connection and joins them in Shutdown and Close; its Handler
-// runs on those goroutines.
+// frame goes out in one write (header and message together) under a
+// mutex; in batching mode each frame is copied whole into a chunk at a
+// place reserved with an atomic compare-and-swap, and chunks are written
+// in order. Frames never interleave; each goroutine's frames arrive in the
+// order it sent them. The hot path of direct mode makes one syscall and no
+// allocation a frame (and, at most once every PeekInterval, the peek);
+// that of batching mode no syscall, no lock and no allocation. A Server
+// runs one goroutine a connection and joins them in Shutdown and Close;
+// its Handler runs on those goroutines.
 //
 // # Collector
 //

@@ -205,6 +205,7 @@ func (k *link) connect(ctx context.Context) (*conn, error) {
 		k.mu.Unlock()
 		return nil, errBackoff
 	}
+	prev := k.state
 	k.set(linkDialing)
 	k.mu.Unlock()
 
@@ -218,6 +219,11 @@ func (k *link) connect(ctx context.Context) (*conn, error) {
 			c.close()
 		}
 		return nil, ErrClosed
+	case err != nil && (ctx.Err() != nil || k.ctx.Err() != nil):
+		// The caller's time ran out, or Close's, not the collector's: no
+		// verdict.
+		k.set(prev)
+		return nil, err
 	case err != nil:
 		k.failed(err)
 		return nil, err

@@ -37,7 +37,9 @@ var (
 )
 
 // Overflow is what a call does with its frame when the buffer of held
-// frames is full.
+// frames is full. Each policy acts the same in direct and in batching
+// mode, and none keeps the LogSocket from reconnecting: the frames held
+// go out as soon as a connection is made.
 type Overflow uint8
 
 const (
@@ -47,8 +49,8 @@ const (
 	// DropNewest drops the new frame at once and returns ErrBufferFull.
 	DropNewest
 	// DropOldest drops the oldest held frames to make room; the call
-	// returns nil. (In batching mode, if the room is taken by the batch
-	// being written, the new frame is dropped, with ErrBufferFull.)
+	// returns nil. Frames already being written are not dropped: if they
+	// take the room, the new frame is dropped, with ErrBufferFull.
 	DropOldest
 )
 
@@ -67,16 +69,22 @@ type Config struct {
 	// DefaultDialTimeout.
 	DialTimeout time.Duration
 	// WriteTimeout bounds how long one call waits: for room in the
-	// socket's send buffer, and, under the Block policy, for room in the
-	// buffer of held frames. A frame that times out half-written is held
-	// and sent again whole on a new connection. Zero means
-	// DefaultWriteTimeout.
+	// socket's send buffer, for the frame lock of a connection shared with
+	// other processes, and, under the Block policy, for room in the buffer
+	// of held frames. A frame that times out half-written is held and sent
+	// again whole on a new connection. Zero means DefaultWriteTimeout.
 	WriteTimeout time.Duration
 
 	// MinBackoff and MaxBackoff bound the wait between connection
 	// attempts: it starts at MinBackoff, doubles after each failure up to
 	// MaxBackoff, and each wait is drawn at random from its upper half.
-	// The first attempt after a connection is lost is immediate. Zero means
+	// A connection that is lost after it stayed up for a second proves the
+	// collector healthy: the backoff is reset, and the next attempt is
+	// immediate, as after a graceful restart. A connection lost sooner
+	// counts as a failure, whatever the kernel accepted on it, so that a
+	// collector that accepts and closes at once (a proxy with no backend)
+	// gets a few connections a minute, not one a call; the first such loss
+	// since the backoff was reset is still retried at once. Zero means
 	// DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// BufferBytes bounds the frames held, headers included, while the
@@ -105,8 +113,9 @@ type Config struct {
 	// window too, for one more syscall a frame. Zero means
 	// DefaultPeekInterval; a negative value turns the check off.
 	PeekInterval time.Duration
-	// CloseTimeout bounds how long Close tries to deliver the frames
-	// still held. Zero means DefaultCloseTimeout.
+	// CloseTimeout bounds Close: how long it tries to deliver the frames
+	// still held, a dial or write in progress included. Zero means
+	// DefaultCloseTimeout.
 	CloseTimeout time.Duration
 	// KeepAlive is the idle time before TCP keepalive probes, which detect
 	// a collector that vanished without closing (host down, network lost).

@@ -1,0 +1,85 @@
+package logsock_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/logsock/logsock"
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+)
+
+// TestFailedAdoptionLeaksNothing: FromEnv and ReceiveConn that are handed
+// a descriptor that is not the socket meant fail with ErrStaleFD, in both
+// modes, and leave no goroutine (batching mode's writer) and no descriptor
+// behind (issue 11, fault 4).
+func TestFailedAdoptionLeaksNothing(t *testing.T) {
+	for _, batching := range []bool{false, true} {
+		cfg := &logsock.Config{Batching: batching}
+		t.Run(fmt.Sprintf("FromEnv/batching=%v", batching), func(t *testing.T) {
+			leaks := goleak.IgnoreCurrent()
+			before := openFDs(t)
+			sock, lock := pipeFDs(t)
+			t.Setenv(logsock.EnvNetwork, "unix")
+			t.Setenv(logsock.EnvAddress, "/nonexistent/logsock")
+			t.Setenv(logsock.EnvOrder, "little")
+			t.Setenv(logsock.EnvFD, strconv.Itoa(sock))
+			t.Setenv(logsock.EnvSocket, "1:1")
+			t.Setenv(logsock.EnvLockFD, strconv.Itoa(lock))
+			if ls, err := logsock.FromEnv(cfg); !errors.Is(err, logsock.ErrStaleFD) {
+				if ls != nil {
+					ls.Close()
+				}
+				t.Fatalf("FromEnv: %v, want ErrStaleFD", err)
+			}
+			goleak.VerifyNone(t, leaks)
+			if after := openFDs(t); after != before {
+				t.Errorf("%d descriptors open before, %d after: the inherited ones leaked", before, after)
+			}
+		})
+		t.Run(fmt.Sprintf("ReceiveConn/batching=%v", batching), func(t *testing.T) {
+			a, b, err := unixPair()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			defer b.Close()
+			leaks := goleak.IgnoreCurrent()
+			before := openFDs(t)
+			sock, lock := pipeFDs(t)
+			body := strings.Join([]string{logsock.EnvNetwork + "=unix", logsock.EnvAddress + "=/nonexistent/logsock",
+				logsock.EnvOrder + "=little", logsock.EnvSocket + "=1:1"}, "\x00")
+			_, _, err = a.WriteMsgUnix([]byte(body), unix.UnixRights(sock, lock), nil)
+			unix.Close(sock) // the message carries copies
+			unix.Close(lock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ls, err := logsock.ReceiveConn(b, cfg); !errors.Is(err, logsock.ErrStaleFD) {
+				if ls != nil {
+					ls.Close()
+				}
+				t.Fatalf("ReceiveConn: %v, want ErrStaleFD", err)
+			}
+			goleak.VerifyNone(t, leaks)
+			if after := openFDs(t); after != before {
+				t.Errorf("%d descriptors open before, %d after: the received ones leaked", before, after)
+			}
+		})
+	}
+}
+
+// pipeFDs returns the two ends of a pipe as bare descriptors: not the
+// socket and lock file that a LogSocket can adopt.
+func pipeFDs(t *testing.T) (int, int) {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(os.NewSyscallError("pipe2", err))
+	}
+	return p[0], p[1]
+}
