@@ -51,6 +51,9 @@ func (d *direct) send(msg []byte) error {
 	// due: no policy may keep the link from reconnecting (issue 11: with
 	// DropNewest and a full buffer, it never did).
 	d.deliver(d.link.ctx, deadline)
+	if d.closed.Load() { // Close ran while deliver dialed: it found the queue without msg
+		return ErrClosed
+	}
 	if c := d.link.current(); c != nil && d.q.empty() && d.link.usable(c) {
 		return d.writeFrame(c, msg)
 	}
@@ -87,7 +90,8 @@ func (d *direct) writeFrame(c *conn, msg []byte) error {
 // deliver writes the held frames, connecting if an attempt is due (with mu
 // released during the dial), and waiting for room in the send buffer
 // until deadline. It never waits for a backoff: what it cannot write
-// stays held.
+// stays held. Close may run while it dials: a caller that then adds a
+// frame must check closed first.
 func (d *direct) deliver(ctx context.Context, deadline time.Time) {
 	for !d.q.empty() {
 		c := d.link.current()
@@ -126,6 +130,9 @@ func (d *direct) waitForRoom(n int, deadline time.Time) error {
 	defer cancel()
 	for !d.q.fits(n) {
 		d.deliver(ctx, deadline)
+		if d.closed.Load() {
+			return ErrClosed
+		}
 		if d.q.fits(n) {
 			break
 		}
