@@ -21,24 +21,8 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/testenv"
 )
-
-// buildExampleBin builds the example program examples/name into a
-// temporary directory and returns its path.
-func buildExampleBin(t *testing.T, name string) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go") // go test puts its GOROOT/bin first in PATH
-	if err != nil {
-		t.Skipf("go tool not found: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./examples/"+name).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // sinkAddr is the -addr flag of the example programs for a sink served on
 // network at addr.
@@ -128,7 +112,7 @@ func formatRecords(recs []logsock.Record) string {
 // against a collector on TCP and on a Unix socket, and checks that the
 // collector saw fromParent and fromChild messages on one connection.
 func testSharingExample(t *testing.T, name string, fromParent, fromChild int) {
-	bin := buildExampleBin(t, name)
+	bin := testenv.Example(t, name)
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			s := newSink()
@@ -260,7 +244,7 @@ func (c *rawCollector) next(t *testing.T) streamEvent {
 // parent and child share, and each reconnects on its own, with a handshake
 // of its own pid; no message is lost.
 func TestExampleForkReconnect(t *testing.T) {
-	bin := buildExampleBin(t, "fork")
+	bin := testenv.Example(t, "fork")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			const count = 4
@@ -334,7 +318,7 @@ func TestExampleForkReconnect(t *testing.T) {
 // when the test ends, and waited for in both cases.
 func startPyChild(t *testing.T, ls *logsock.LogSocket, args ...string) *proc {
 	t.Helper()
-	py := python(t)
+	py := testenv.Python(t)
 	script, err := filepath.Abs(filepath.Join("examples", "pychild", "child.py"))
 	if err != nil {
 		t.Fatal(err)
@@ -405,7 +389,7 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 
 	// Variables that are absent or name the wrong descriptor are refused.
 	t.Run("stale", func(t *testing.T) {
-		py := python(t)
+		py := testenv.Python(t)
 		script, err := filepath.Abs(filepath.Join("examples", "pychild", "child.py"))
 		if err != nil {
 			t.Fatal(err)
@@ -449,7 +433,7 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 	// stream torn: the Python child must see it and connect on its own,
 	// and so must the parent.
 	t.Run("torn", func(t *testing.T) {
-		py := python(t)
+		py := testenv.Python(t)
 		s := newSink()
 		addr := serve(t, "unix", s.server())
 		ls, err := logsock.Dial("unix", addr, nil)

@@ -1,7 +1,7 @@
 package logsock_test
 
 // Fault tests: real collector processes (examples/collector, built once
-// per test) are stopped gracefully, killed, paused and restarted under a
+// per run) are stopped gracefully, killed, paused and restarted under a
 // client, and internal/faultlab counts what arrives with sequence numbers.
 // The durations are short; `go run ./examples/reliability` runs the same
 // scenarios at report length and prints the figures.
@@ -9,13 +9,13 @@ package logsock_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/logsock/logsock"
 	"github.com/logsock/logsock/internal/faultlab"
+	"github.com/logsock/logsock/internal/testenv"
 )
 
 // faultParams are the report's scenarios, shortened.
@@ -27,21 +27,15 @@ var faultParams = faultlab.Params{
 	RestartEvery: 100 * time.Millisecond,
 }
 
-// faultEnv builds the collector program for the test and returns the
-// harness's environment.
+// faultEnv returns the harness's environment: the collector program,
+// built once for all the tests, and the module root.
 func faultEnv(t *testing.T) *faultlab.Env {
 	t.Helper()
 	root, err := filepath.Abs(".") // go test runs in the package's directory: the module root
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	bin, err := faultlab.BuildCollector(ctx, root, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &faultlab.Env{Collector: bin, Root: root}
+	return &faultlab.Env{Collector: testenv.Example(t, "collector"), Root: root}
 }
 
 func faultContext(t *testing.T) context.Context {
@@ -145,20 +139,6 @@ func checkScenario(t *testing.T, r *faultlab.Result, peek bool) {
 	}
 }
 
-// faultPython returns python3, or skips the test without one; under
-// LOGSOCK_REQUIRE_PYTHON=1 it fails instead.
-func faultPython(t *testing.T) string {
-	t.Helper()
-	exe, err := faultlab.PythonExe(faultContext(t))
-	if err != nil {
-		if os.Getenv("LOGSOCK_REQUIRE_PYTHON") == "1" {
-			t.Fatalf("python3 not available: %v", err)
-		}
-		t.Skipf("python3 not available: %v", err)
-	}
-	return exe
-}
-
 // TestFaultPeers measures what the article's reconnecting client and
 // log/syslog lose in graceful-idle. Their loss is the point of the
 // comparison, so it is logged, not asserted; that they tear or duplicate
@@ -170,7 +150,7 @@ func TestFaultPeers(t *testing.T) {
 			t.Run(peer+"/"+network, func(t *testing.T) {
 				e := *env
 				if peer == faultlab.ArticlePeer {
-					e.Python = faultPython(t)
+					e.Python = testenv.Python(t)
 				}
 				r, err := faultlab.RunPeer(faultContext(t), &e, peer, network, faultParams)
 				if err != nil {
