@@ -11,70 +11,12 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/logsock/logsock"
 	"golang.org/x/sys/unix"
 )
-
-// dropper is a collector whose connections the test can drop.
-type dropper struct {
-	*sink
-	l     net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newDropper(t *testing.T, network string) *dropper {
-	t.Helper()
-	d := &dropper{sink: newSink(), l: listen(t, network)}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		for id := uint64(1); ; id++ {
-			c, err := d.l.Accept()
-			if err != nil {
-				return
-			}
-			d.mu.Lock()
-			d.conns = append(d.conns, c)
-			d.mu.Unlock()
-			d.wg.Add(1)
-			go func() {
-				defer d.wg.Done()
-				dec := logsock.NewDecoder(c, nil)
-				pid, err := dec.Handshake()
-				rec := logsock.Record{Conn: id, Pid: pid}
-				for err == nil {
-					if rec.Msg, err = dec.Next(); err == nil {
-						d.record(&rec)
-					}
-				}
-				d.closed(logsock.ConnInfo{ID: id, Pid: pid}, err)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		d.l.Close()
-		d.dropAll()
-		d.wg.Wait()
-	})
-	return d
-}
-
-func (d *dropper) addr() string { return d.l.Addr().String() }
-
-// dropAll closes every connection: a graceful collector restart.
-func (d *dropper) dropAll() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, c := range d.conns {
-		c.Close()
-	}
-}
 
 // TestInheritSharedConnection is the article's first two experiments: a
 // parent and its child log on one connection, whose handshake names the
@@ -83,8 +25,8 @@ func (d *dropper) dropAll() {
 func TestInheritSharedConnection(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			col := newDropper(t, network)
-			ls := dial(t, network, col.addr(), &logsock.Config{PeekInterval: time.Nanosecond})
+			col := newFakeCollector(t, network, fakeDecode)
+			ls := dial(t, network, col.addr, &logsock.Config{PeekInterval: time.Nanosecond})
 			ls.Log("parent 1")
 			ch := startChild(t, ls, "commands")
 			ch.must(t, "log child 1")
@@ -325,8 +267,8 @@ func runStressWith(t *testing.T, network string, lock, batching, inProcess bool)
 // the frame left in progress, knows that the stream is torn and goes on
 // on a new connection of its own.
 func TestInheritChildKilledHoldingLock(t *testing.T) {
-	col := newDropper(t, "unix")
-	ls := dial(t, "unix", col.addr(), &logsock.Config{WriteTimeout: 5 * time.Second})
+	col := newFakeCollector(t, "unix", fakeDecode)
+	ls := dial(t, "unix", col.addr, &logsock.Config{WriteTimeout: 5 * time.Second})
 	ch := startChild(t, ls, "commands")
 	ch.must(t, "log hello")
 	ch.must(t, "die")
@@ -353,7 +295,7 @@ func TestInheritChildKilledHoldingLock(t *testing.T) {
 	// closes it with a protocol error.
 	ls.Close()
 	for _, e := range col.waitEnds(t, 2) {
-		if e != io.EOF && !errors.Is(e, logsock.ErrNegativeLength) && !errors.Is(e, io.ErrUnexpectedEOF) {
+		if e != nil && !errors.Is(e, logsock.ErrNegativeLength) && !errors.Is(e, io.ErrUnexpectedEOF) {
 			t.Errorf("connection ended with %v", e)
 		}
 	}
@@ -363,14 +305,9 @@ func TestInheritChildKilledHoldingLock(t *testing.T) {
 // socket non-blocking, so its deadlines still work; and the child's copy is
 // close-on-exec, so a grandchild does not get it.
 func TestInheritKeepsParentNonblocking(t *testing.T) {
-	l := listen(t, "unix")
-	defer l.Close()
-	ls := dial(t, "unix", l.Addr().String(), &logsock.Config{WriteTimeout: 100 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
-	c, err := l.Accept() // never read: the collector stalls
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	col := newFakeCollector(t, "unix", fakeStall)
+	ls := dial(t, "unix", col.addr, &logsock.Config{WriteTimeout: 100 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
+	col.waitConns(t, 1)
 	ch := startChild(t, ls, "commands")
 	if flags, err := ls.SocketFlags(); err != nil || flags&unix.O_NONBLOCK == 0 {
 		t.Fatalf("parent's socket flags %#x, %v: want O_NONBLOCK", flags, err)
@@ -387,7 +324,7 @@ func TestInheritKeepsParentNonblocking(t *testing.T) {
 	ch.must(t, "fds "+id)
 
 	// The deadline: fill the buffers of the stalled collector.
-	l.Close() // and fail the reconnect, so that the frames are held
+	col.stopAccepting() // and fail the reconnect, so that the frames are held
 	chunk := make([]byte, 64<<10)
 	start := time.Now()
 	for ls.Stats().Held == 0 && time.Since(start) < 30*time.Second {
