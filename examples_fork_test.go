@@ -140,6 +140,7 @@ func TestExampleThreads(t *testing.T) {
 // parent and child share, and each reconnects on its own, with a handshake
 // of its own pid; no message is lost.
 func TestExampleForkReconnect(t *testing.T) {
+	t.Parallel() // 0.9 s a network, in the processes' pauses
 	bin := testenv.Example(t, "fork")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
@@ -232,6 +233,7 @@ func mustExitQuietly(t *testing.T, p *proc) {
 }
 
 func TestPythonChildAdoptsSocket(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, network string
 		order         logsock.ByteOrder

@@ -384,6 +384,7 @@ func (f *fakeCollector) waitConnEnd(t testing.TB, id uint64) fakeConn {
 // TestFakeCollector checks that each mode does what the tests that use
 // the fake collector rely on.
 func TestFakeCollector(t *testing.T) {
+	t.Parallel()
 	pid := int32(os.Getpid())
 	for _, network := range []string{"tcp", "unix"} {
 		// What a dial meets where nothing listens.
