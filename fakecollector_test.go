@@ -29,7 +29,8 @@ const (
 	// fakeDiscard reads everything and keeps nothing: for benchmarks.
 	fakeDiscard
 	// fakeClose closes each connection at once: a load balancer with no
-	// backend. (On TCP the close is a RST if the handshake has arrived.)
+	// backend. (On TCP the close is a RST if the handshake has already
+	// arrived, unread.)
 	fakeClose
 	// fakeHandshakeClose reads the 4-byte handshake, then closes.
 	fakeHandshakeClose
@@ -47,8 +48,8 @@ const (
 )
 
 // fakeBacklogCheck is how long the check of a full backlog lets a TCP
-// dial hang. A dial into a queue with room completes inside the connect
-// call on loopback; the SYN's first retransmission comes only after 1 s.
+// dial hang. A dial into a queue with room takes well under a millisecond
+// on loopback (measured); the SYN's first retransmission comes after 1 s.
 const fakeBacklogCheck = 100 * time.Millisecond
 
 // fakeCollector is a collector for the client's tests, unhappy as its
@@ -78,16 +79,16 @@ type fakeCollector struct {
 
 // fakeConn is what a fakeCollector knows of one connection.
 type fakeConn struct {
-	id       uint64    // from 1, in the order of accept
+	id       uint64    // from 1, in the order of accept, across restarts
 	accepted time.Time // when Accept returned it
 	pid      int32     // the handshake's, once shook
 	shook    bool
-	ended    bool  // its reading ended, or the collector closed it
+	ended    bool  // the collector has seen its end, and closed it
 	err      error // why it ended: nil at a clean EOF
 
 	nc      net.Conn
-	dropped bool // the collector closed nc
-	stop    chan struct{}
+	dropped bool          // the collector closed nc first
+	stop    chan struct{} // closed with dropped: it ends a stall
 }
 
 // newFakeCollector starts a fakeCollector of mode on network.
@@ -220,6 +221,7 @@ func (f *fakeCollector) read(c *fakeConn) error {
 			return net.ErrClosed
 		}
 	}
+	// fakeDecode, and fakeStall once resumed.
 	d := logsock.NewDecoder(c.nc, nil)
 	pid, err := d.Handshake()
 	if err != nil {
@@ -259,8 +261,8 @@ func (f *fakeCollector) end(c *fakeConn, err error) {
 // accepts later, as fakeDecode does.
 func (f *fakeCollector) resume() { f.resumeOnce() }
 
-// closeConn closes connection id gracefully (a FIN, if all it sent was
-// read).
+// closeConn closes connection id, which must have been accepted,
+// gracefully (a FIN, if all it sent was read).
 func (f *fakeCollector) closeConn(id uint64) { f.drop(f.conn(id), false) }
 
 // resetConn closes connection id abortively: a RST on TCP (SO_LINGER 0),
