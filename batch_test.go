@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -77,8 +78,8 @@ func TestBatchingFlushDelay(t *testing.T) {
 // by itself once the collector is up, and delivers what it holds without
 // a further call.
 func TestBatchingReconnects(t *testing.T) {
-	path := down(t)
-	ls, err := logsock.New("unix", path, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
+	col := fakeDown(t, "unix", fakeDecode)
+	ls, err := logsock.New("unix", col.addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
 		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -91,8 +92,8 @@ func TestBatchingReconnects(t *testing.T) {
 	}
 	// The writer has tried, failed, and waits for its next attempt.
 	waitForStack(t, "(*batcher).writeBatch", "(*link).wait")
-	s := up(t, path)
-	if got := msgs(s.waitRecords(t, 3)); fmt.Sprint(got) != "[held 0 held 1 held 2]" {
+	col.start(t)
+	if got := msgs(col.waitRecords(t, 3)); fmt.Sprint(got) != "[held 0 held 1 held 2]" {
 		t.Errorf("delivered %q", got)
 	}
 	if st := ls.Stats(); st.Connects != 1 || st.Outage <= 0 {
@@ -126,20 +127,13 @@ func TestBatchingCloseFlushes(t *testing.T) {
 // TestBatchingPeerClose: the writer finds a collector that closed the
 // connection before it writes the next batch, and moves to a new one.
 func TestBatchingPeerClose(t *testing.T) {
-	l := listen(t, "tcp")
-	defer l.Close()
-	ls := dial(t, "tcp", l.Addr().String(), &logsock.Config{Batching: true, FlushDelay: time.Millisecond, PeekInterval: time.Nanosecond})
-	c1, d1 := acceptOne(t, l)
+	col := newFakeCollector(t, "tcp", fakeDecode)
+	ls := dial(t, "tcp", col.addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond, PeekInterval: time.Nanosecond})
 	ls.Log("one")
-	if got := next(t, d1); got != "one" {
-		t.Fatal(got)
-	}
-	c1.Close()
+	wantRecord(t, col, 0, 1, "one")
+	col.closeConn(1)
 	ls.Log("two")
-	_, d2 := acceptOne(t, l)
-	if got := next(t, d2); got != "two" {
-		t.Fatalf("on the new connection: %q", got)
-	}
+	wantRecord(t, col, 1, 2, "two") // on the new connection
 }
 
 func TestBatchingLogAllocs(t *testing.T) {
@@ -166,43 +160,44 @@ func TestBatchingLogAllocs(t *testing.T) {
 func TestBatchingCutBatch(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			l := listen(t, network)
-			defer l.Close()
+			col := newFakeCollector(t, network, fakeStall) // not read until the write has failed
 			// 20 MB: more than a loopback connection's buffers hold, less
 			// than BufferBytes, so that no Log waits.
 			const n, size = 20_000, 1000
-			ls := dial(t, network, l.Addr().String(), &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
+			ls := dial(t, network, col.addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
 				BufferBytes: 64 << 20, WriteTimeout: 200 * time.Millisecond, PeekInterval: -1})
-			_, d1 := acceptOne(t, l) // not read until the write has failed
 			pad := strings.Repeat(".", size-8)
 			for i := range n {
 				if err := ls.Log(fmt.Sprintf("%08d%s", i, pad)); err != nil {
 					t.Fatal(err)
 				}
 			}
-			_, d2 := acceptOne(t, l) // the writer's second connection: the first failed
-			next := 0
-			read := func(d *logsock.Decoder) error {
-				for next < n {
-					m, err := d.Next()
-					if err != nil {
-						return err
+			col.waitConns(t, 2) // the writer's second connection: the first failed
+			col.resume()
+			err := col.waitConnEnd(t, 1).err
+			torn := errors.Is(err, io.ErrUnexpectedEOF)
+			if !torn && err != nil {
+				t.Fatalf("first connection: %v", err)
+			}
+			// The frames of the first connection, then those of the second.
+			recs := col.waitRecords(t, n)
+			next, onFirst := 0, 0
+			for _, conn := range []uint64{1, 2} {
+				for _, r := range recs {
+					if r.Conn != conn {
+						continue
 					}
-					if want := fmt.Sprintf("%08d%s", next, pad); string(m) != want {
-						t.Fatalf("frame %d: got %.8q (%d bytes)", next, m, len(m))
+					if want := fmt.Sprintf("%08d%s", next, pad); string(r.Msg) != want || r.Pid != int32(os.Getpid()) {
+						t.Fatalf("connection %d, handshake pid %d, frame %d: got %.8q (%d bytes)", conn, r.Pid, next, r.Msg, len(r.Msg))
 					}
 					next++
 				}
-				return nil
+				if conn == 1 {
+					onFirst = next
+				}
 			}
-			err := read(d1)
-			torn := errors.Is(err, io.ErrUnexpectedEOF)
-			if !torn && err != io.EOF {
-				t.Fatalf("first connection: %v", err)
-			}
-			onFirst := next
-			if err := read(d2); err != nil {
-				t.Fatalf("second connection, after frame %d: %v", next, err)
+			if next != n {
+				t.Fatalf("%d records, %d of them frames in order on the two connections", len(recs), next)
 			}
 			flush(t, ls)
 			st := ls.Stats()
@@ -230,8 +225,8 @@ func TestBatchingOverflow(t *testing.T) {
 		{logsock.Block, 0, -1}, // up to the first failure
 	} {
 		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
-			path := down(t)
-			ls, err := logsock.New("unix", path, &logsock.Config{Batching: true, BufferBytes: limit, Overflow: tc.policy,
+			col := fakeDown(t, "unix", fakeDecode)
+			ls, err := logsock.New("unix", col.addr, &logsock.Config{Batching: true, BufferBytes: limit, Overflow: tc.policy,
 				WriteTimeout: 50 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
@@ -262,9 +257,9 @@ func TestBatchingOverflow(t *testing.T) {
 			} else if st.Held != fit || st.Dropped != n-fit {
 				t.Fatalf("Stats %+v: want %d held, %d dropped", st, fit, n-fit)
 			}
-			s := up(t, path)
+			col.start(t)
 			flush(t, ls)
-			recs := s.waitRecords(t, tc.last-tc.first+1)
+			recs := col.waitRecords(t, tc.last-tc.first+1)
 			for i, r := range recs {
 				if want := fmt.Sprintf("%08d%s", tc.first+i, pad); string(r.Msg) != want {
 					t.Fatalf("record %d: %.8q, want frame %d", i, r.Msg, tc.first+i)

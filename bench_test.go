@@ -14,26 +14,6 @@ import (
 	"github.com/logsock/logsock"
 )
 
-// discard accepts one connection at a time and reads it to the end.
-func discard(b *testing.B, network string) string {
-	b.Helper()
-	l := listen(b, network)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, c)
-			c.Close()
-		}
-	}()
-	b.Cleanup(func() { l.Close(); <-done })
-	return l.Addr().String()
-}
-
 func reportFrames(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 }
@@ -46,7 +26,7 @@ func BenchmarkWrite(b *testing.B) {
 			msg := bytes.Repeat([]byte("x"), size)
 			name := network + "/" + map[int]string{100: "100B", 1024: "1KiB"}[size]
 			b.Run("raw/"+name, func(b *testing.B) {
-				c, err := net.Dial(network, discard(b, network))
+				c, err := net.Dial(network, newFakeCollector(b, network, fakeDiscard).addr)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -62,7 +42,7 @@ func BenchmarkWrite(b *testing.B) {
 				reportFrames(b)
 			})
 			b.Run("logsock/"+name, func(b *testing.B) {
-				ls, err := logsock.Dial(network, discard(b, network), nil)
+				ls, err := logsock.Dial(network, newFakeCollector(b, network, fakeDiscard).addr, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -139,7 +119,7 @@ func BenchmarkModes(b *testing.B) {
 			for _, shared := range []bool{false, true} {
 				name := fmt.Sprintf("%s/batching=%v/shared=%v", network, batching, shared)
 				b.Run(name, func(b *testing.B) {
-					ls, err := logsock.Dial(network, discard(b, network), &logsock.Config{Batching: batching})
+					ls, err := logsock.Dial(network, newFakeCollector(b, network, fakeDiscard).addr, &logsock.Config{Batching: batching})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -194,7 +174,7 @@ func BenchmarkBatchingGoroutines(b *testing.B) {
 	for _, network := range []string{"tcp", "unix"} {
 		for _, g := range []int{1, 2, 8} {
 			b.Run(fmt.Sprintf("%s/%dg", network, g), func(b *testing.B) {
-				ls, err := logsock.Dial(network, discard(b, network), &logsock.Config{Batching: true})
+				ls, err := logsock.Dial(network, newFakeCollector(b, network, fakeDiscard).addr, &logsock.Config{Batching: true})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -23,10 +23,11 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/testenv"
 )
 
 func TestCollectorProgramSocketFile(t *testing.T) {
-	collector := filepath.Join(buildExamples(t), "collector")
+	collector := testenv.Example(t, "collector")
 
 	t.Run("stale", func(t *testing.T) {
 		path := socketPath(t)
@@ -303,8 +304,8 @@ func TestCollectorProgramWriterPid(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("SO_PASSCRED and SO_PEERCRED are read on Linux")
 	}
-	collector := filepath.Join(buildExamples(t), "collector")
-	fork := buildExampleBin(t, "fork")
+	collector := testenv.Example(t, "collector")
+	fork := testenv.Example(t, "fork")
 	path := socketPath(t)
 	p := startSockCollector(t, collector, path)
 	f := start(t, fork, "-addr", "unix://"+path, "-count", "3", "-interval", "1ms")

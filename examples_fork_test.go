@@ -18,27 +18,10 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/testenv"
 )
-
-// buildExampleBin builds the example program examples/name into a
-// temporary directory and returns its path.
-func buildExampleBin(t *testing.T, name string) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go") // go test puts its GOROOT/bin first in PATH
-	if err != nil {
-		t.Skipf("go tool not found: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./examples/"+name).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // sinkAddr is the -addr flag of the example programs for a sink served on
 // network at addr.
@@ -128,7 +111,7 @@ func formatRecords(recs []logsock.Record) string {
 // against a collector on TCP and on a Unix socket, and checks that the
 // collector saw fromParent and fromChild messages on one connection.
 func testSharingExample(t *testing.T, name string, fromParent, fromChild int) {
-	bin := buildExampleBin(t, name)
+	bin := testenv.Example(t, name)
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			s := newSink()
@@ -153,165 +136,63 @@ func TestExampleThreads(t *testing.T) {
 	testSharingExample(t, "threads", 6, 3)
 }
 
-// streamEvent is what a rawCollector saw on one of its connections: a
-// message, or the connection's end.
-type streamEvent struct {
-	conn int   // the connection, numbered from 1 in the order of accept
-	pid  int32 // its handshake pid
-	msg  string
-	end  bool // the connection ended, for the reason in err (nil at EOF)
-	err  error
-}
-
-// rawCollector accepts connections on l and decodes them, sending what it
-// sees on events, so that a test can close a connection under its clients.
-type rawCollector struct {
-	l      net.Listener
-	events chan streamEvent
-	quit   chan struct{} // closed when the test ends: readers stop sending
-	wg     sync.WaitGroup
-	mu     sync.Mutex // guards conns
-	conns  []net.Conn
-}
-
-func newRawCollector(t *testing.T, l net.Listener) *rawCollector {
-	c := &rawCollector{l: l, events: make(chan streamEvent, 100), quit: make(chan struct{})}
-	c.wg.Go(c.accept)
-	t.Cleanup(func() {
-		close(c.quit)
-		l.Close()
-		c.mu.Lock()
-		for _, nc := range c.conns {
-			nc.Close()
-		}
-		c.mu.Unlock()
-		c.wg.Wait()
-	})
-	return c
-}
-
-func (c *rawCollector) accept() {
-	for {
-		nc, err := c.l.Accept()
-		if err != nil {
-			return
-		}
-		c.mu.Lock()
-		c.conns = append(c.conns, nc)
-		id := len(c.conns)
-		c.mu.Unlock()
-		c.wg.Go(func() { c.read(id, nc) })
-	}
-}
-
-func (c *rawCollector) read(id int, nc net.Conn) {
-	d := logsock.NewDecoder(nc, nil)
-	pid, err := d.Handshake()
-	for err == nil {
-		var msg []byte
-		if msg, err = d.Next(); err == nil && !c.send(streamEvent{conn: id, pid: pid, msg: string(msg)}) {
-			return
-		}
-	}
-	if errors.Is(err, io.EOF) {
-		err = nil
-	}
-	c.send(streamEvent{conn: id, pid: pid, end: true, err: err})
-}
-
-// send passes ev to the test, unless the test has ended.
-func (c *rawCollector) send(ev streamEvent) bool {
-	select {
-	case c.events <- ev:
-		return true
-	case <-c.quit:
-		return false
-	}
-}
-
-// conn returns the connection numbered id.
-func (c *rawCollector) conn(id int) net.Conn {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.conns[id-1]
-}
-
-// accepted stops accepting and returns how many connections came.
-func (c *rawCollector) accepted() int {
-	c.l.Close()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.conns)
-}
-
-// next returns the next event, failing the test after a generous wait.
-func (c *rawCollector) next(t *testing.T) streamEvent {
-	t.Helper()
-	select {
-	case ev := <-c.events:
-		return ev
-	case <-time.After(waitTimeout):
-		t.Fatal("timed out waiting for the collector's next record")
-		return streamEvent{}
-	}
-}
-
 // The article's second experiment: the collector drops the connection that
 // parent and child share, and each reconnects on its own, with a handshake
 // of its own pid; no message is lost.
 func TestExampleForkReconnect(t *testing.T) {
-	bin := buildExampleBin(t, "fork")
+	t.Parallel() // 0.9 s a network, in the processes' pauses
+	bin := testenv.Example(t, "fork")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			const count = 4
-			l := listen(t, network)
-			c := newRawCollector(t, l)
+			col := newFakeCollector(t, network, fakeDecode)
 			// Each process logs at once, then every 300 ms: the first
 			// connection is closed between the two, once both have
 			// logged on it, so that no frame is written into it as it
 			// closes (a frame the kernel accepted and the collector never
 			// read is lost: there are no acknowledgements).
-			p := start(t, bin, "-addr", sinkAddr(network, l.Addr().String()),
+			p := start(t, bin, "-addr", sinkAddr(network, col.addr),
 				"-count", fmt.Sprint(count), "-interval", "300ms")
 
-			var events []streamEvent
-			seen := map[string]bool{}
-			for len(seen) < 2 {
-				ev := c.next(t)
-				if ev.end || ev.conn != 1 {
-					t.Fatalf("before both processes logged on conn 1: %+v", ev)
-				}
-				events = append(events, ev)
-				seen[ev.msg] = true
+			// Until both processes have logged on conn 1, nothing else
+			// may come: no other connection, no end.
+			onlyConn1 := func(recs []logsock.Record, ends []error) bool {
+				return len(ends) == 0 && !slices.ContainsFunc(recs, func(r logsock.Record) bool { return r.Conn != 1 })
 			}
-			c.conn(1).Close()
+			col.wait(t, "both processes' messages on conn 1", func(recs []logsock.Record, ends []error) bool {
+				seen := map[string]bool{}
+				for _, r := range recs {
+					seen[string(r.Msg)] = true
+				}
+				return len(seen) >= 2 || !onlyConn1(recs, ends)
+			})
+			if recs, ends := col.waitRecords(t, 0), col.waitEnds(t, 0); !onlyConn1(recs, ends) {
+				t.Fatalf("before both processes logged on conn 1: ends %v, records:\n%s", ends, formatRecords(recs))
+			}
+			col.closeConn(1)
 			p.mustExit(t)
-			for n, ends := c.accepted(), 0; ends < n; {
-				ev := c.next(t)
-				if ev.end {
-					ends++
-					if ev.err != nil && ev.conn != 1 { // conn 1's reader sees our Close
-						t.Errorf("conn %d (pid %d): %v", ev.conn, ev.pid, ev.err)
-					}
-					continue
+			col.waitEnds(t, col.stopAccepting())
+			for _, c := range col.connections() {
+				if c.err != nil && c.id != 1 { // conn 1's reader sees our close
+					t.Errorf("conn %d (pid %d): %v", c.id, c.pid, c.err)
 				}
-				events = append(events, ev)
 			}
+			recs := col.waitRecords(t, 0)
 
 			// conn 1 is the parent's, and carries both pids' messages;
 			// each other connection carries only its handshake's pid.
 			parent := int32(p.pid())
-			msgs := map[int32]int{}       // messages by the pid they name
-			handshakes := map[int]int32{} // conn -> handshake pid
-			for _, ev := range events {
-				handshakes[ev.conn] = ev.pid
+			msgs := map[int32]int{}          // messages by the pid they name
+			handshakes := map[uint64]int32{} // conn -> handshake pid
+			for _, r := range recs {
+				handshakes[r.Conn] = r.Pid
 				var pid int32
-				if _, err := fmt.Sscanf(ev.msg, "current pid: %d", &pid); err != nil {
-					t.Fatalf("conn %d: message %q", ev.conn, ev.msg)
+				if _, err := fmt.Sscanf(string(r.Msg), "current pid: %d", &pid); err != nil {
+					t.Fatalf("conn %d: message %q", r.Conn, r.Msg)
 				}
 				msgs[pid]++
-				if ev.conn == 1 && ev.pid != parent || ev.conn != 1 && ev.pid != pid {
-					t.Errorf("conn %d, handshake pid %d: message %q", ev.conn, ev.pid, ev.msg)
+				if r.Conn == 1 && r.Pid != parent || r.Conn != 1 && r.Pid != pid {
+					t.Errorf("conn %d, handshake pid %d: message %q", r.Conn, r.Pid, r.Msg)
 				}
 			}
 			if len(handshakes) != 3 || len(msgs) != 2 {
@@ -334,7 +215,7 @@ func TestExampleForkReconnect(t *testing.T) {
 // when the test ends, and waited for in both cases.
 func startPyChild(t *testing.T, ls *logsock.LogSocket, args ...string) *proc {
 	t.Helper()
-	py := python(t)
+	py := testenv.Python(t)
 	script, err := filepath.Abs(filepath.Join("examples", "pychild", "child.py"))
 	if err != nil {
 		t.Fatal(err)
@@ -352,6 +233,7 @@ func mustExitQuietly(t *testing.T, p *proc) {
 }
 
 func TestPythonChildAdoptsSocket(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, network string
 		order         logsock.ByteOrder
@@ -405,7 +287,7 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 
 	// Variables that are absent or name the wrong descriptor are refused.
 	t.Run("stale", func(t *testing.T) {
-		py := python(t)
+		py := testenv.Python(t)
 		script, err := filepath.Abs(filepath.Join("examples", "pychild", "child.py"))
 		if err != nil {
 			t.Fatal(err)
@@ -449,7 +331,7 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 	// stream torn: the Python child must see it and connect on its own,
 	// and so must the parent.
 	t.Run("torn", func(t *testing.T) {
-		py := python(t)
+		py := testenv.Python(t)
 		s := newSink()
 		addr := serve(t, "unix", s.server())
 		ls, err := logsock.Dial("unix", addr, nil)

@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/testenv"
 )
 
 const (
@@ -37,40 +38,6 @@ const (
 
 // nonASCII mixes 2-, 3- and 4-byte UTF-8: 10 code points, 25 bytes.
 const nonASCII = "로그 메시지 ✓ 𝄞"
-
-// pythonExe finds python3 and resolves it to the interpreter itself, so
-// that a wrapper (a pyenv shim is a shell script) cannot stand between the
-// child's pid and the pid that the article's client sends.
-var pythonExe = sync.OnceValues(func() (string, error) {
-	path, err := exec.LookPath("python3")
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable)").Output()
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	if exe := strings.TrimSpace(string(out)); exe != "" {
-		return exe, nil
-	}
-	return path, nil
-})
-
-// python returns the python3 interpreter, or skips the test without one;
-// under LOGSOCK_REQUIRE_PYTHON=1 (as .ci/run sets it) it fails instead.
-func python(t *testing.T) string {
-	t.Helper()
-	exe, err := pythonExe()
-	if err != nil {
-		if os.Getenv("LOGSOCK_REQUIRE_PYTHON") == "1" {
-			t.Fatalf("python3 not available: %v", err)
-		}
-		t.Skipf("python3 not available: %v", err)
-	}
-	return exe
-}
 
 // testdata returns the absolute path of a file in testdata.
 func testdata(t *testing.T, name string) string {
@@ -256,7 +223,7 @@ func checkRecords(t *testing.T, recs []logsock.Record, pid int, msgs []string) {
 }
 
 func TestInteropArticleClientToServer(t *testing.T) {
-	py := python(t)
+	py := testenv.Python(t)
 
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run("ascii/"+network, func(t *testing.T) {
@@ -333,7 +300,7 @@ type serverRecord struct {
 // the network and address it listens on.
 func startArticleServer(t *testing.T, args ...string) (p *proc, network, addr string) {
 	t.Helper()
-	p = start(t, python(t), append([]string{testdata(t, "article_server.py")}, args...)...)
+	p = start(t, testenv.Python(t), append([]string{testdata(t, "article_server.py")}, args...)...)
 	first := p.waitStdout(t, 1)[0]
 	if port, ok := strings.CutPrefix(first, "port "); ok {
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
@@ -366,7 +333,7 @@ func serverRecords(t *testing.T, p *proc) []serverRecord {
 }
 
 func TestInteropGoClientToArticleServer(t *testing.T) {
-	python(t)
+	testenv.Python(t)
 	msgs := []string{
 		fmt.Sprintf("current pid: %d", os.Getpid()),
 		nonASCII,
@@ -443,30 +410,11 @@ func TestInteropGoClientToArticleServer(t *testing.T) {
 	})
 }
 
-// buildExamples builds the example programs into a temporary directory and
-// returns it.
-func buildExamples(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go") // go test puts its GOROOT/bin first in PATH
-	if err != nil {
-		t.Skipf("go tool not found: %v", err)
-	}
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", dir+string(filepath.Separator),
-		"./examples/collector", "./examples/client")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return dir
-}
-
 // startCollector runs the collector program with -json -codepoints on
 // listen, and returns it with the address that it says it listens on.
-func startCollector(t *testing.T, bin, listen string) (*proc, string) {
+func startCollector(t *testing.T, listen string) (*proc, string) {
 	t.Helper()
-	p := start(t, filepath.Join(bin, "collector"), "-json", "-codepoints", "-listen", listen)
+	p := start(t, testenv.Example(t, "collector"), "-json", "-codepoints", "-listen", listen)
 	const prefix = "collector: listening on "
 	lines := p.waitLines(t, p.stderr, "the listening line", func(lines []string) bool {
 		return slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
@@ -543,12 +491,10 @@ func collectorRecords(t *testing.T, p *proc, n int, since time.Time) []collector
 }
 
 func TestInteropArticleClientToCollectorProgram(t *testing.T) {
-	bin := buildExamples(t)
-
 	t.Run("article-client/tcp", func(t *testing.T) {
-		py := python(t)
+		py := testenv.Python(t)
 		started := time.Now()
-		p, addr := startCollector(t, bin, "tcp://127.0.0.1:0")
+		p, addr := startCollector(t, "tcp://127.0.0.1:0")
 		port, ok := strings.CutPrefix(addr, "tcp://127.0.0.1:")
 		if _, err := strconv.ParseUint(port, 10, 16); !ok || err != nil {
 			t.Fatalf("collector listens on %q, want tcp://127.0.0.1:PORT", addr)
@@ -578,12 +524,12 @@ func TestInteropArticleClientToCollectorProgram(t *testing.T) {
 	t.Run("example-client/unix", func(t *testing.T) {
 		started := time.Now()
 		path := socketPath(t)
-		p, addr := startCollector(t, bin, "unix://"+path)
+		p, addr := startCollector(t, "unix://"+path)
 		if addr != "unix://"+path {
 			t.Fatalf("collector listens on %q, want %q", addr, "unix://"+path)
 		}
 
-		client := start(t, filepath.Join(bin, "client"), "-count", "3", "-interval", "1ms", "-addr", addr)
+		client := start(t, testenv.Example(t, "client"), "-count", "3", "-interval", "1ms", "-addr", addr)
 		client.mustExit(t)
 		waitConnClosed(t, p, fmt.Sprintf("collector: conn 1 (pid %d) closed after 3 frames", client.pid()))
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logsock/logsock/internal/testenv"
 )
 
 // lockProbe is a process other than this one, taking the frame lock as
@@ -51,14 +53,7 @@ type probe struct {
 // close a descriptor of the file would end the parking.)
 func startProbe(t *testing.T, f *os.File, mode string) *probe {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("LOGSOCK_REQUIRE_PYTHON") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	cmd := exec.Command(py, "-c", lockProbe, mode)
+	cmd := exec.Command(testenv.Python(t), "-c", lockProbe, mode)
 	cmd.ExtraFiles = []*os.File{f}
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()

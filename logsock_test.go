@@ -11,7 +11,6 @@ import (
 	"log"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -280,46 +279,17 @@ func TestCloseIsFinal(t *testing.T) {
 	}
 }
 
-// blackhole accepts one connection and never reads from it: a collector
-// that stalls. Then it stops listening, so that reconnecting fails.
-func blackhole(t *testing.T, network string) string {
-	t.Helper()
-	l := listen(t, network)
-	var conns []net.Conn
-	var mu sync.Mutex
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			l.Close()
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().String()
-}
-
 // TestWriteTimeout: a collector that stops reading cannot block a caller
 // past WriteTimeout: the frame cut by the timeout is held, the connection
 // replaced, and once the buffer is full the DropNewest policy drops and
 // counts.
 func TestWriteTimeout(t *testing.T) {
-	addr := blackhole(t, "unix")
+	col := newFakeCollector(t, "unix", fakeStall)
 	const timeout = 100 * time.Millisecond
-	ls := dial(t, "unix", addr, &logsock.Config{WriteTimeout: timeout, CloseTimeout: timeout,
+	ls := dial(t, "unix", col.addr, &logsock.Config{WriteTimeout: timeout, CloseTimeout: timeout,
 		MaxFrame: 64 << 10, BufferBytes: 1 << 20, Overflow: logsock.DropNewest})
+	col.waitConns(t, 1)
+	col.stopAccepting() // so that reconnecting fails
 	chunk := make([]byte, 64<<10)
 	var err error
 	var slowest time.Duration
@@ -350,8 +320,10 @@ func TestWriteTimeout(t *testing.T) {
 // TestCloseUnblocksWriter: a writer blocked on a stalled collector holds
 // Close only until CloseTimeout; then its frame is counted undelivered.
 func TestCloseUnblocksWriter(t *testing.T) {
-	addr := blackhole(t, "unix")
-	ls := dial(t, "unix", addr, &logsock.Config{WriteTimeout: time.Hour, CloseTimeout: 100 * time.Millisecond})
+	col := newFakeCollector(t, "unix", fakeStall)
+	ls := dial(t, "unix", col.addr, &logsock.Config{WriteTimeout: time.Hour, CloseTimeout: 100 * time.Millisecond})
+	col.waitConns(t, 1)
+	col.stopAccepting()
 	errc := make(chan error, 1)
 	go func() {
 		chunk := make([]byte, 64<<10)
@@ -403,8 +375,8 @@ func waitForStack(t *testing.T, frames ...string) {
 // are held (Log returns nil); once it is up, Flush delivers them all, in
 // order, on one connection opened by this process.
 func TestNewIsLazy(t *testing.T) {
-	path := socketPath(t)
-	ls, err := logsock.New("unix", path, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	col := fakeDown(t, "unix", fakeDecode)
+	ls, err := logsock.New("unix", col.addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,14 +389,7 @@ func TestNewIsLazy(t *testing.T) {
 	if st := ls.Stats(); st.Held != 3 || st.Connects != 0 {
 		t.Fatalf("Stats %+v: want 3 held, no connection", st)
 	}
-	sink := newSink()
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := sink.server()
-	go srv.Serve(l)
-	defer srv.Close()
+	col.start(t)
 	if err := ls.Log("up"); err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +398,7 @@ func TestNewIsLazy(t *testing.T) {
 	if err := ls.Flush(ctx); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
-	recs := sink.waitRecords(t, 4)
+	recs := col.waitRecords(t, 4)
 	for i, want := range []string{"down 0", "down 1", "down 2", "up"} {
 		if string(recs[i].Msg) != want || recs[i].Pid != int32(os.Getpid()) || recs[i].Conn != recs[0].Conn {
 			t.Errorf("record %d = %+v, want %q", i, recs[i], want)

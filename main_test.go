@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/logsock/logsock/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -12,5 +13,8 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(childRoleEnv); role != "" {
 		os.Exit(runChild(role))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		testenv.RemoveExamples()
+		os.Exit(code)
+	}))
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -14,29 +12,15 @@ import (
 	"github.com/logsock/logsock"
 )
 
-// acceptOne accepts a connection and reads its handshake, which must be
-// this process's pid.
-func acceptOne(t *testing.T, l net.Listener) (net.Conn, *logsock.Decoder) {
+// wantRecord waits for record i (from 0) of col, which must be msg on
+// connection conn, whose handshake named this process.
+func wantRecord(t *testing.T, col *fakeCollector, i int, conn uint64, msg string) {
 	t.Helper()
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
+	r := col.waitRecords(t, i+1)[i]
+	if string(r.Msg) != msg || r.Conn != conn || r.Pid != int32(os.Getpid()) {
+		t.Fatalf("record %d: %q on connection %d, handshake pid %d; want %q on connection %d, pid %d",
+			i, r.Msg, r.Conn, r.Pid, msg, conn, os.Getpid())
 	}
-	t.Cleanup(func() { c.Close() })
-	d := logsock.NewDecoder(c, nil)
-	if pid, err := d.Handshake(); err != nil || pid != int32(os.Getpid()) {
-		t.Fatalf("handshake %d, %v; want %d", pid, err, os.Getpid())
-	}
-	return c, d
-}
-
-func next(t *testing.T, d *logsock.Decoder) string {
-	t.Helper()
-	msg, err := d.Next()
-	if err != nil {
-		t.Fatalf("Next: %v", err)
-	}
-	return string(msg)
 }
 
 // TestPeekDetectsClose tests the check itself: with it, a frame logged
@@ -46,21 +30,17 @@ func TestPeekDetectsClose(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		for _, peek := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/peek=%v", network, peek), func(t *testing.T) {
-				l := listen(t, network)
-				defer l.Close()
+				col := newFakeCollector(t, network, fakeDecode)
 				interval := time.Nanosecond // check before every frame
 				if !peek {
 					interval = -1
 				}
-				ls := dial(t, network, l.Addr().String(), &logsock.Config{PeekInterval: interval})
-				c1, d1 := acceptOne(t, l)
+				ls := dial(t, network, col.addr, &logsock.Config{PeekInterval: interval})
 				if err := ls.Log("before"); err != nil {
 					t.Fatal(err)
 				}
-				if got := next(t, d1); got != "before" {
-					t.Fatalf("first frame %q", got)
-				}
-				c1.Close() // the collector goes away gracefully: FIN
+				wantRecord(t, col, 0, 1, "before")
+				col.closeConn(1) // the collector goes away gracefully: FIN
 
 				if err := ls.Log("after"); err != nil {
 					t.Fatal(err)
@@ -81,10 +61,7 @@ func TestPeekDetectsClose(t *testing.T) {
 				if st.Reconnects != 1 || st.Resent != 0 {
 					t.Fatalf("Stats %+v: want the close found before writing: 1 reconnect, nothing re-sent", st)
 				}
-				_, d2 := acceptOne(t, l)
-				if got := next(t, d2); got != "after" {
-					t.Fatalf("first frame on the new connection %q, want %q", got, "after")
-				}
+				wantRecord(t, col, 1, 2, "after") // the first frame on the new connection
 			})
 		}
 	}
@@ -96,11 +73,12 @@ func TestPeekDetectsClose(t *testing.T) {
 func TestResendAfterFailedWrite(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			l := listen(t, network)
-			defer l.Close()
-			ls := dial(t, network, l.Addr().String(), &logsock.Config{PeekInterval: -1})
-			c1, _ := acceptOne(t, l)
-			c1.Close()
+			col := newFakeCollector(t, network, fakeDecode)
+			ls := dial(t, network, col.addr, &logsock.Config{PeekInterval: -1})
+			if pid := col.waitHandshake(t, 1); pid != int32(os.Getpid()) {
+				t.Fatalf("handshake %d, want %d", pid, os.Getpid())
+			}
+			col.closeConn(1)
 			var failed string
 			for i := 0; i < 1000 && failed == ""; i++ {
 				msg := fmt.Sprint("frame ", i)
@@ -114,33 +92,12 @@ func TestResendAfterFailedWrite(t *testing.T) {
 			if failed == "" {
 				t.Fatal("no write failed on the dead connection")
 			}
-			_, d2 := acceptOne(t, l)
-			if got := next(t, d2); got != failed {
-				t.Fatalf("first frame on the new connection %q, want the failed %q", got, failed)
-			}
+			wantRecord(t, col, 0, 2, failed) // the first frame on the new connection
 			if st := ls.Stats(); st.Resent != 1 || st.Held != 0 {
 				t.Errorf("Stats %+v: want 1 re-sent, none held", st)
 			}
 		})
 	}
-}
-
-// down returns a Unix socket path where no collector listens yet.
-func down(t *testing.T) string { return socketPath(t) }
-
-// up starts a collector at path.
-func up(t *testing.T, path string) *sink {
-	t.Helper()
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newSink()
-	srv := s.server()
-	done := make(chan struct{})
-	go func() { srv.Serve(l); close(done) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return s
 }
 
 func flush(t *testing.T, ls *logsock.LogSocket) {
@@ -177,8 +134,8 @@ func TestOverflow(t *testing.T) {
 		{logsock.Block, logsock.ErrBufferFull, []string{"frame....0", "frame....1", "frame....2"}},
 	} {
 		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
-			path := down(t)
-			ls, err := logsock.New("unix", path, cfg(tc.policy))
+			col := fakeDown(t, "unix", fakeDecode)
+			ls, err := logsock.New("unix", col.addr, cfg(tc.policy))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,9 +151,9 @@ func TestOverflow(t *testing.T) {
 			if st := ls.Stats(); st.Dropped != 1 || st.Held != 3 || st.HeldBytes != 3*(logsock.HeaderLen+10) {
 				t.Fatalf("Stats %+v: want 1 dropped, 3 held", st)
 			}
-			s := up(t, path)
+			col.start(t)
 			flush(t, ls)
-			if got := msgs(s.waitRecords(t, 3)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			if got := msgs(col.waitRecords(t, 3)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("delivered %q, want %q", got, tc.want)
 			}
 		})
@@ -207,8 +164,8 @@ func TestOverflow(t *testing.T) {
 // full waits, with the mutex released, and goes on once the collector is
 // back and the held frames are out.
 func TestBlockWaitsForCollector(t *testing.T) {
-	path := down(t)
-	ls, err := logsock.New("unix", path, &logsock.Config{MaxFrame: 10, BufferBytes: 2 * (logsock.HeaderLen + 10),
+	col := fakeDown(t, "unix", fakeDecode)
+	ls, err := logsock.New("unix", col.addr, &logsock.Config{MaxFrame: 10, BufferBytes: 2 * (logsock.HeaderLen + 10),
 		WriteTimeout: time.Minute, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -225,12 +182,12 @@ func TestBlockWaitsForCollector(t *testing.T) {
 	if err := ls.Flush(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Flush while a call waits: %v", err)
 	}
-	s := up(t, path)
+	col.start(t)
 	if err := <-blocked; err != nil {
 		t.Fatalf("blocked Log: %v", err)
 	}
 	flush(t, ls)
-	if got := msgs(s.waitRecords(t, 3)); fmt.Sprint(got) != "[one....... two....... three.....]" {
+	if got := msgs(col.waitRecords(t, 3)); fmt.Sprint(got) != "[one....... two....... three.....]" {
 		t.Errorf("delivered %q", got)
 	}
 }
@@ -239,18 +196,18 @@ func TestBlockWaitsForCollector(t *testing.T) {
 // and reports what it cannot, within CloseTimeout.
 func TestCloseDeliversHeld(t *testing.T) {
 	t.Run("collector up", func(t *testing.T) {
-		path := down(t)
-		ls, err := logsock.New("unix", path, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+		col := fakeDown(t, "unix", fakeDecode)
+		ls, err := logsock.New("unix", col.addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ls.Log("a")
 		ls.Log("b")
-		s := up(t, path)
+		col.start(t)
 		if err := ls.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		if got := msgs(s.waitRecords(t, 2)); fmt.Sprint(got) != "[a b]" {
+		if got := msgs(col.waitRecords(t, 2)); fmt.Sprint(got) != "[a b]" {
 			t.Errorf("delivered %q", got)
 		}
 		if st := ls.Stats(); st.Dropped != 0 || st.Frames != 2 {
@@ -258,7 +215,7 @@ func TestCloseDeliversHeld(t *testing.T) {
 		}
 	})
 	t.Run("collector down", func(t *testing.T) {
-		ls, err := logsock.New("unix", down(t), &logsock.Config{CloseTimeout: 50 * time.Millisecond})
+		ls, err := logsock.New("unix", fakeDown(t, "unix", fakeDecode).addr, &logsock.Config{CloseTimeout: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +240,7 @@ func TestCloseDeliversHeld(t *testing.T) {
 // TestFlushTimeout: Flush gives up when its context ends, and keeps the
 // frames.
 func TestFlushTimeout(t *testing.T) {
-	ls, err := logsock.New("unix", down(t), &logsock.Config{CloseTimeout: time.Millisecond})
+	ls, err := logsock.New("unix", fakeDown(t, "unix", fakeDecode).addr, &logsock.Config{CloseTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,24 +260,16 @@ func TestFlushTimeout(t *testing.T) {
 // the rest of the stream on a new connection with its own handshake; the
 // reader of the old one sees a clean end.
 func TestDecoderSeesRestart(t *testing.T) {
-	l := listen(t, "tcp")
-	defer l.Close()
-	ls := dial(t, "tcp", l.Addr().String(), &logsock.Config{PeekInterval: time.Nanosecond})
-	c1, d1 := acceptOne(t, l)
+	col := newFakeCollector(t, "tcp", fakeDecode)
+	ls := dial(t, "tcp", col.addr, &logsock.Config{PeekInterval: time.Nanosecond})
 	ls.Log("one")
-	if got := next(t, d1); got != "one" {
-		t.Fatal(got)
-	}
-	c1.(*net.TCPConn).SetLinger(0) // an abortive close: RST, not FIN
-	c1.Close()
+	wantRecord(t, col, 0, 1, "one")
+	col.resetConn(1) // an abortive close: RST, not FIN
 	ls.Log("two")
-	_, d2 := acceptOne(t, l)
-	if got := next(t, d2); got != "two" {
-		t.Fatalf("after a reset: %q", got)
-	}
+	wantRecord(t, col, 1, 2, "two") // after a reset
 	ls.Close()
-	if _, err := d2.Next(); err != io.EOF {
-		t.Fatalf("after Close: %v, want io.EOF", err)
+	if end := col.waitConnEnd(t, 2); end.err != nil {
+		t.Fatalf("after Close: %v, want io.EOF", end.err)
 	}
 }
 
@@ -338,7 +287,7 @@ func TestFrameLargerThanBuffer(t *testing.T) {
 		for _, policy := range []logsock.Overflow{logsock.Block, logsock.DropNewest, logsock.DropOldest} {
 			cfg := tc.cfg
 			cfg.CloseTimeout, cfg.WriteTimeout, cfg.Overflow = time.Millisecond, time.Minute, policy
-			ls, err := logsock.New("unix", down(t), &cfg)
+			ls, err := logsock.New("unix", fakeDown(t, "unix", fakeDecode).addr, &cfg)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,8 +15,8 @@ import (
 // TestSendConnToRunningProcess: a running process receives the connection
 // over a Unix socket and logs on it, under the parent's handshake.
 func TestSendConnToRunningProcess(t *testing.T) {
-	col := newDropper(t, "tcp")
-	ls := dial(t, "tcp", col.addr(), nil)
+	col := newFakeCollector(t, "tcp", fakeDecode)
+	ls := dial(t, "tcp", col.addr, nil)
 	ls.Log("sender")
 	path := socketPath(t)
 	l, err := net.Listen("unix", path)

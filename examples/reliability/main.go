@@ -25,6 +25,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/logsock/logsock"
 	"github.com/logsock/logsock/internal/faultlab"
+	"github.com/logsock/logsock/internal/testenv"
 )
 
 func main() {
@@ -154,7 +156,7 @@ func main() {
 
 // setup builds the collector and finds python3.
 func setup(ctx context.Context) (*faultlab.Env, func(), error) {
-	root, err := faultlab.ModuleRoot(ctx)
+	root, err := testenv.ModuleRoot(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,13 +165,12 @@ func setup(ctx context.Context) (*faultlab.Env, func(), error) {
 		return nil, nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
-	bin, err := faultlab.BuildCollector(ctx, root, dir)
-	if err != nil {
+	if err := testenv.Build(ctx, root, dir, "collector"); err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	env := &faultlab.Env{Collector: bin, Root: root}
-	if py, err := faultlab.PythonExe(ctx); err == nil {
+	env := &faultlab.Env{Collector: filepath.Join(dir, "collector"), Root: root}
+	if py, err := testenv.PythonExe(); err == nil {
 		env.Python = py
 	}
 	return env, cleanup, nil

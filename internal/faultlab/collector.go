@@ -5,17 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go/build"
-	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/logsock/logsock/internal/testenv"
 )
 
 const (
@@ -28,54 +27,6 @@ const (
 	// that another socket still holds.
 	rebindFor = 5 * time.Second
 )
-
-// GoTool returns the go command: the one in PATH (go test puts its own
-// first), or the one of the Go installation this program was built with.
-func GoTool() (string, error) {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p, nil
-	}
-	p := filepath.Join(build.Default.GOROOT, "bin", "go")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("go command not in PATH nor in %s", filepath.Dir(p))
-	}
-	return p, nil
-}
-
-// ModuleRoot returns the directory of the logsock module, which holds the
-// collector's source and the testdata scripts. The working directory must
-// be inside the module.
-func ModuleRoot(ctx context.Context) (string, error) {
-	goTool, err := GoTool()
-	if err != nil {
-		return "", err
-	}
-	out, err := exec.CommandContext(ctx, goTool, "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside a Go module: run from the logsock module")
-	}
-	return filepath.Dir(mod), nil
-}
-
-// BuildCollector builds examples/collector of the module at root into dir
-// and returns the path of the binary.
-func BuildCollector(ctx context.Context, root, dir string) (string, error) {
-	goTool, err := GoTool()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "collector")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./examples/collector")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./examples/collector: %v\n%s", err, out)
-	}
-	return bin, nil
-}
 
 // Record is one record that a collector printed.
 type Record struct {
@@ -128,7 +79,7 @@ func NewCollector(bin, network string) (*Collector, error) {
 func newAddress(network string) (addr, dir string, err error) {
 	switch network {
 	case "tcp":
-		port, err := freePort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return "", "", err
 		}
@@ -405,47 +356,4 @@ func (c *Collector) WaitConnClosed(ctx context.Context, id uint64) error {
 			return fmt.Errorf("faultlab: waiting for the end of conn %d: %w", id, ctx.Err())
 		}
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that is free now, below the
-// kernel's ephemeral range where the range can be read: a port in that
-// range can be taken, while the collector is down between two runs, as the
-// local port of some outgoing connection (the clients' own reconnects
-// among them), and the restart could not bind it.
-func freePort() (int, error) {
-	lo, hi := 0, 0
-	if low, ok := ephemeralLow(); ok && low > 11024 {
-		lo, hi = 10000, low-1
-	}
-	for range 100 {
-		port := 0
-		if hi > lo {
-			port = lo + rand.IntN(hi-lo+1)
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			if port == 0 {
-				return 0, err
-			}
-			continue
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		return port, nil
-	}
-	return 0, errors.New("faultlab: no free TCP port found")
-}
-
-// ephemeralLow returns the first port of Linux's ephemeral range.
-func ephemeralLow() (int, bool) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, false
-	}
-	n, err := strconv.Atoi(f[0])
-	return n, err == nil
 }

@@ -8,7 +8,6 @@ import (
 	"log/syslog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -391,23 +390,6 @@ func runSyslog(ctx context.Context, network string, p Params) (*Result, error) {
 		res.note("%d Info errors, first: %v", res.LogErrs, res.LogErr)
 	}
 	return res, nil
-}
-
-// PythonExe returns python3 resolved to the interpreter itself, or an
-// error if there is none.
-func PythonExe(ctx context.Context) (string, error) {
-	path, err := exec.LookPath("python3")
-	if err != nil {
-		return "", err
-	}
-	out, err := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable)").Output()
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	if exe := strings.TrimSpace(string(out)); exe != "" {
-		return exe, nil
-	}
-	return path, nil
 }
 
 // PeerNetworks lists the networks each peer runs on.

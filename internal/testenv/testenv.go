@@ -1,0 +1,226 @@
+// Package testenv finds and makes what the tests run besides themselves:
+// the example programs, built once per process, python3, and TCP ports
+// that can be bound again after a close. The tests of package logsock and
+// logsock_test use it, and so does examples/reliability; it imports
+// neither logsock nor testing for that reason.
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/build"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// TB is the part of testing.TB that the helpers use.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+}
+
+// Programs are the example programs (examples/NAME) that the tests run.
+// examples/reliability is left out: no test runs it, and its link costs
+// half a second.
+var Programs = []string{"client", "collector", "fork", "threads"}
+
+// buildTimeout bounds the one build of the programs.
+const buildTimeout = 2 * time.Minute
+
+// GoTool returns the go command: the one in PATH (go test puts its own
+// first), or the one of the Go installation this program was built with.
+func GoTool() (string, error) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p, nil
+	}
+	p := filepath.Join(build.Default.GOROOT, "bin", "go")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("go command not in PATH nor in %s", filepath.Dir(p))
+	}
+	return p, nil
+}
+
+// ModuleRoot returns the directory of the logsock module, which holds the
+// examples and testdata. The working directory must be inside the module.
+func ModuleRoot(ctx context.Context) (string, error) {
+	goTool, err := GoTool()
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, goTool, "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside a Go module: run from the logsock module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// Build builds the example programs names of the module at root into dir,
+// with one go build: the links run in parallel.
+func Build(ctx context.Context, root, dir string, names ...string) error {
+	goTool, err := GoTool()
+	if err != nil {
+		return err
+	}
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	for _, name := range names {
+		args = append(args, "./examples/"+name)
+	}
+	cmd := exec.CommandContext(ctx, goTool, args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// built is the one build of Programs in this process.
+var built struct {
+	once sync.Once
+	mu   sync.Mutex // guards dir, for RemoveExamples
+	dir  string
+	err  error
+}
+
+// Example returns the path of the example program name, one of Programs.
+// The first call builds them all, into a temporary directory that
+// RemoveExamples removes; a failed build fails every test that asks.
+func Example(t TB, name string) string {
+	t.Helper()
+	if !slices.Contains(Programs, name) {
+		t.Fatalf("testenv: no example program %q among %q", name, Programs)
+	}
+	built.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		built.err = buildPrograms(ctx)
+	})
+	if built.err != nil {
+		t.Fatalf("testenv: %v", built.err)
+	}
+	return filepath.Join(built.dir, name)
+}
+
+func buildPrograms(ctx context.Context) error {
+	root, err := ModuleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "logsock-examples")
+	if err != nil {
+		return err
+	}
+	built.mu.Lock()
+	built.dir = dir
+	built.mu.Unlock()
+	return Build(ctx, root, dir, Programs...)
+}
+
+// RemoveExamples removes the programs that Example built, if it built any.
+// TestMain calls it once the tests have run.
+func RemoveExamples() {
+	built.mu.Lock()
+	defer built.mu.Unlock()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+}
+
+// pythonTimeout bounds the one run of python3 that resolves it.
+const pythonTimeout = 30 * time.Second
+
+// PythonExe returns python3 resolved to the interpreter itself, so that a
+// wrapper (a pyenv shim is a shell script) neither stands between a
+// child's pid and the pid that it sends nor costs its start-up at every
+// run; or an error if there is no python3. It looks once per process.
+var PythonExe = sync.OnceValues(func() (string, error) {
+	path, err := exec.LookPath("python3")
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pythonTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if exe := strings.TrimSpace(string(out)); exe != "" {
+		return exe, nil
+	}
+	return path, nil
+})
+
+// Python returns the python3 interpreter, or skips the test without one;
+// under LOGSOCK_REQUIRE_PYTHON=1 (as .ci/run sets it) it fails instead.
+func Python(t TB) string {
+	t.Helper()
+	exe, err := PythonExe()
+	if err != nil {
+		if os.Getenv("LOGSOCK_REQUIRE_PYTHON") == "1" {
+			t.Fatalf("python3 not available: %v", err)
+		}
+		t.Skipf("python3 not available: %v", err)
+	}
+	return exe
+}
+
+// ListenTCP listens on 127.0.0.1 at a port below the kernel's ephemeral
+// range, where the range can be read. A port in that range can be taken,
+// while nothing listens on it, as the local port of some outgoing
+// connection (a client's own reconnects among them: it can even connect
+// to itself), and a restart on the port would fail.
+func ListenTCP() (net.Listener, error) {
+	lo, hi := 0, 0
+	if low, ok := ephemeralLow(); ok && low > 11024 {
+		lo, hi = 10000, low-1
+	}
+	for range 100 {
+		port := 0
+		if hi > lo {
+			port = lo + rand.IntN(hi-lo+1)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil || port == 0 {
+			return l, err
+		}
+	}
+	return nil, errors.New("testenv: no free TCP port found")
+}
+
+// FreePort returns a port of 127.0.0.1 that ListenTCP found free, and
+// closed again, for a process that listens on it later.
+func FreePort() (int, error) {
+	l, err := ListenTCP()
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow returns the first port of Linux's ephemeral range.
+func ephemeralLow() (int, bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(f[0])
+	return n, err == nil
+}
