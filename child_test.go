@@ -31,8 +31,11 @@ func runChild(role string) int {
 	if os.Getenv("LOGSOCK_TEST_NOLOCK") == "1" {
 		logsock.SetFrameLock(false)
 	}
-	if role == "receive" {
+	switch role {
+	case "receive":
 		return childReceive(os.Getenv("LOGSOCK_TEST_PATH"))
+	case "load":
+		return childLoad()
 	}
 	ls, err := logsock.FromEnv(&logsock.Config{PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond})
 	if err != nil {

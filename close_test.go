@@ -1,0 +1,96 @@
+package logsock_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+// TestCloseWithinTimeout: Close returns within CloseTimeout + 50 ms, in
+// both modes, when the collector never reads (a write is blocked), when a
+// dial hangs (a TCP listener whose backlog is full), and when the
+// collector is down; what it could not deliver is counted and reported
+// with ErrUndelivered. The other timeouts are the defaults, 5 s, so that
+// only Close's own deadline can end the wait (issue 11, fault 3: batching
+// mode's Close took 2.9 s with CloseTimeout 200 ms).
+func TestCloseWithinTimeout(t *testing.T) {
+	const closeTimeout = 100 * time.Millisecond
+	const slack = 50 * time.Millisecond
+	cases := []struct {
+		name    string
+		network string
+		mode    fakeMode
+		down    bool
+	}{
+		{"never reads", "tcp", fakeStall, false},
+		{"never reads", "unix", fakeStall, false},
+		{"dial hangs", "tcp", fakeBacklog, false},
+		{"down", "tcp", fakeDecode, true},
+		{"down", "unix", fakeDecode, true},
+	}
+	for _, tc := range cases {
+		for _, batching := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/%s/batching=%v", tc.name, tc.network, batching), func(t *testing.T) {
+				col := newFakeCollector(t, tc.network, tc.mode)
+				if tc.down {
+					col.stop()
+				}
+				ls, err := logsock.New(tc.network, col.addr, &logsock.Config{Batching: batching, CloseTimeout: closeTimeout})
+				if err != nil {
+					t.Fatal(err)
+				}
+				const logged = 3
+				logging := make(chan error, 1)
+				switch tc.mode {
+				case fakeStall: // log until a write blocks on the full buffers
+					go func() {
+						chunk := make([]byte, 64<<10)
+						for {
+							if _, err := ls.Write(chunk); err != nil {
+								logging <- err
+								return
+							}
+						}
+					}()
+					waitForStack(t, "internal/poll.(*pollDesc).waitWrite")
+				case fakeBacklog: // the first frame makes the dial, which hangs
+					go func() { logging <- ls.Log("into the backlog") }()
+					waitForStack(t, "(*link).dial", "net.(*Dialer).DialContext")
+				default:
+					for range logged {
+						if err := ls.Log("held"); err != nil {
+							t.Fatal(err)
+						}
+					}
+					close(logging)
+				}
+
+				start := time.Now()
+				err = ls.Close()
+				took := time.Since(start)
+				if took > closeTimeout+slack {
+					t.Errorf("Close took %v, CloseTimeout %v", took, closeTimeout)
+				}
+				if !errors.Is(err, logsock.ErrUndelivered) {
+					t.Fatalf("Close: %v, want ErrUndelivered", err)
+				}
+				if err := <-logging; err != nil && !errors.Is(err, logsock.ErrClosed) {
+					t.Errorf("the call in progress returned %v", err)
+				}
+				st := ls.Stats()
+				switch {
+				case st.Dropped == 0 || st.Held != 0:
+					t.Errorf("Stats %+v: what Close could not deliver is not counted", st)
+				case tc.down && st.Dropped != logged:
+					t.Errorf("Stats %+v: want the %d frames held dropped", st, logged)
+				case tc.down && !strings.Contains(err.Error(), fmt.Sprintf("%d frames", logged)):
+					t.Errorf("Close: %q does not say how many frames it dropped", err)
+				}
+			})
+		}
+	}
+}
