@@ -24,8 +24,9 @@ type direct struct {
 	wait   time.Duration // WriteTimeout
 
 	mu    sync.Mutex // the write role; guards q and the fields below
+	frame []byte     // a small frame, encoded
 	hdr   [HeaderLen]byte
-	parts [2][]byte // a frame: hdr and the message
+	parts [2][]byte // a large frame: hdr and the message
 	one   [1][]byte // the held frames
 
 	// The size of q, for Stats, which must not wait for a write.
@@ -38,13 +39,21 @@ func newDirect(k *link, q *queue, t *tally, closed *atomic.Bool, done <-chan str
 
 func (d *direct) send(msg []byte) error {
 	d.mu.Lock()
+	// The hot path: a connection, and nothing held before this frame.
+	if c := d.link.current(); c != nil && d.q.empty() && !d.closed.Load() && d.link.usable(c) {
+		err := d.writeFrame(c, msg)
+		d.mu.Unlock()
+		return err
+	}
 	defer d.mu.Unlock()
+	return d.sendSlow(msg)
+}
+
+// sendSlow is send when frames are held, or there is no connection. The
+// caller holds mu.
+func (d *direct) sendSlow(msg []byte) error {
 	if d.closed.Load() {
 		return ErrClosed
-	}
-	// The hot path: a connection, and nothing held before this frame.
-	if c := d.link.current(); c != nil && d.q.empty() && d.link.usable(c) {
-		return d.writeFrame(c, msg)
 	}
 	deadline := time.Now().Add(d.wait)
 	// The frames held go out first, over a new connection if an attempt is
@@ -69,10 +78,24 @@ func (d *direct) send(msg []byte) error {
 // is held whole, to go out first on the next connection, which is made at
 // once if an attempt is due.
 func (d *direct) writeFrame(c *conn, msg []byte) error {
-	PutFrameHeader(d.hdr[:], d.order, len(msg))
-	d.parts = [2][]byte{d.hdr[:], msg}
-	_, err := d.link.write(c, d.parts[:], time.Time{})
-	d.parts[1] = nil
+	var err error
+	if n := HeaderLen + len(msg); n <= copyMax {
+		// Copied behind its header, to go out in one buffer, with send(2).
+		if cap(d.frame) < n {
+			d.frame = make([]byte, 0, copyMax)
+		}
+		d.frame = d.frame[:n]
+		PutFrameHeader(d.frame, d.order, len(msg))
+		copy(d.frame[HeaderLen:], msg)
+		err = d.link.writeOne(c, d.frame)
+	} else {
+		// Sent from where it is, with its header, by sendmsg: copying it
+		// would cost more than the iovec.
+		PutFrameHeader(d.hdr[:], d.order, len(msg))
+		d.parts = [2][]byte{d.hdr[:], msg}
+		_, err = d.link.write(c, d.parts[:], time.Time{})
+		d.parts[1] = nil
+	}
 	if err == nil {
 		d.tally.add(1, len(msg), false, true)
 		return nil
@@ -82,7 +105,7 @@ func (d *direct) writeFrame(c *conn, msg []byte) error {
 	if err := d.q.holdRetry(msg); err != nil {
 		return err
 	}
-	d.deliver(d.link.ctx, time.Now().Add(d.wait))
+	d.deliver(d.link.ctx, d.link.deadline())
 	d.publish()
 	return nil
 }

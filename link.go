@@ -56,7 +56,8 @@ type link struct {
 	everUp   bool
 	changed  chan struct{} // closed and replaced at every transition
 
-	w frameWriter // the write role's
+	w   frameWriter // the write role's
+	one [1][]byte   // writeOne's unit, as parts
 
 	connects, reconnects atomic.Uint64
 	downSince, outage    atomic.Int64 // Unix nanoseconds; downSince is 0 while up
@@ -144,7 +145,7 @@ func newLink(network, address string, cfg *Config, sendBuffer int, c *conn) *lin
 		changed:      make(chan struct{}),
 	}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
-	k.w.init()
+	k.w.init(cfg.WriteTimeout)
 	if c != nil {
 		c.since, c.lastCheck = time.Now(), time.Now()
 		k.live.Store(c)
@@ -407,14 +408,12 @@ func (k *link) abort() {
 // drops c if the collector has closed it. An idle connection is so checked
 // before its next write.
 func (k *link) usable(c *conn) bool {
-	if k.peekInterval < 0 {
+	// time.Since reads the monotonic clock alone: half the cost of
+	// time.Now, on the hot path (measured: 25 ns against 47).
+	if k.peekInterval < 0 || time.Since(c.lastCheck) < k.peekInterval {
 		return true
 	}
-	now := time.Now()
-	if now.Sub(c.lastCheck) < k.peekInterval {
-		return true
-	}
-	c.lastCheck = now
+	c.lastCheck = time.Now()
 	if k.w.closedByPeer(c) {
 		k.lose(c, k.opError("write", errPeerClosed))
 		return false
@@ -442,6 +441,34 @@ func (k *link) write(c *conn, parts [][]byte, deadline time.Time) (int, error) {
 	return n, nil
 }
 
+// writeOne is write for a unit in one buffer, which it sends as it is,
+// uncopied, and without the layers of write where it can: the hot path of
+// direct mode (issue 11: 0.85x of a raw write loop).
+func (k *link) writeOne(c *conn, unit []byte) error {
+	if c.hs != nil || c.lock != nil {
+		k.one[0] = unit
+		_, err := k.write(c, k.one[:], time.Time{})
+		k.one[0] = nil
+		return err
+	}
+	if err := k.w.sendOne(c, unit); err != nil {
+		err = k.opError("write", err)
+		k.lose(c, err)
+		return err
+	}
+	return nil
+}
+
+// deadline returns the deadline that the last write waited for room
+// until, or if it did not wait, WriteTimeout from now: a call that goes on
+// writing after a failed write keeps one deadline for all its waits.
+func (k *link) deadline() time.Time {
+	if !k.w.deadline.IsZero() {
+		return k.w.deadline
+	}
+	return time.Now().Add(k.writeTimeout)
+}
+
 // greet writes the handshake of c now, if it is not written yet: before
 // another process may write on c, or to tell the collector the pid at
 // once (Dial).
@@ -462,11 +489,11 @@ func (k *link) greet(c *conn, deadline time.Time) error {
 // send writes what k.w is prepared with, on c, under the frame lock if c
 // is shared.
 func (k *link) send(c *conn, deadline time.Time) error {
-	if deadline.IsZero() {
-		deadline = time.Now().Add(k.writeTimeout)
-	}
 	if c.lock == nil || noFrameLock {
 		return k.w.send(c, deadline)
+	}
+	if deadline.IsZero() { // the lock may be waited for
+		deadline = time.Now().Add(k.writeTimeout)
 	}
 	if err := c.lock.lock(deadline, k.ctx.Done()); err != nil {
 		k.w.clear()

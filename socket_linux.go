@@ -17,18 +17,20 @@ const sendFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
 // goes out in the next.
 const maxIov = 64
 
+// sendOne writes p, not empty, with send(2): cheaper than sendmsg's
+// iovec import.
+func sendOne(fd int, p []byte) (int, error) {
+	n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), sendFlags, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // sendParts writes parts with one sendmsg. The iovec array lives on the
 // stack: unix.SendmsgBuffers would allocate it on every call.
 func sendParts(fd int, parts [][]byte) (int, error) {
-	if len(parts) == 1 && len(parts[0]) > 0 { // send(2): cheaper than sendmsg's iovec import
-		p := parts[0]
-		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), sendFlags, 0, 0)
-		if errno != 0 {
-			return 0, errno
-		}
-		return int(n), nil
-	}
-	if len(parts) <= 3 { // a frame: zero no more of the stack than it needs
+	if len(parts) <= 3 { // a large frame, after a handshake: zero no more of the stack than it needs
 		var iov [3]unix.Iovec
 		return sendIov(fd, parts, iov[:])
 	}

@@ -17,6 +17,11 @@ func sendParts(fd int, parts [][]byte) (int, error) {
 	return unix.SendmsgBuffers(fd, parts, nil, nil, sendFlags)
 }
 
+// sendOne writes p, not empty, with one send.
+func sendOne(fd int, p []byte) (int, error) {
+	return unix.SendmsgBuffers(fd, [][]byte{p}, nil, nil, sendFlags)
+}
+
 // peekByte is recv(fd, 1 byte, MSG_PEEK|MSG_DONTWAIT).
 func peekByte(fd int) (int, error) {
 	var b [1]byte

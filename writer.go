@@ -14,28 +14,36 @@ const copyMax = 2048
 
 // frameWriter is a link's writer: it writes a unit of parts, optionally
 // after a handshake, with as few syscalls as the kernel allows and no
-// allocation: up to copyMax bytes are copied into one buffer and sent with
-// send(2); more go out uncopied, with sendmsg calls of up to maxIov iovecs.
-// Its callback for syscall.RawConn.Write is made once and reads its inputs
-// from the struct, so that the hot path does not allocate a closure.
+// allocation. Up to copyMax bytes are copied into one buffer and sent with
+// send(2) (attemptSmall); more go out uncopied, with sendmsg calls of up
+// to maxIov iovecs (attempt). Its callbacks for syscall.RawConn.Write are
+// made once and read their inputs from the struct, so that the hot path
+// does not allocate a closure.
 type frameWriter struct {
-	small   []byte    // a small unit, copied: one buffer sends faster than three
-	one     [1][]byte // parts of a small unit: small
-	scratch [][]byte  // parts of a large unit after a handshake
-	parts   [][]byte  // what is left to write: parts[next:]
-	next    int
-	written int   // bytes written by the last write
-	wait    bool  // the callback may wait for room (false: report EAGAIN)
-	again   bool  // the last attempt stopped at EAGAIN
-	err     error // the error that stopped the last attempt
-	fn      func(fd uintptr) bool
+	timeout  time.Duration // WriteTimeout: what a zero deadline means, from when a wait begins
+	deadline time.Time     // the deadline of the last wait for room, or zero
 
-	peerGone bool // set by peekFn
+	small   []byte   // a small unit, copied: one buffer sends faster than three
+	one     []byte   // the unit that attemptSmall sends: small, or the caller's own buffer
+	scratch [][]byte // the parts of a large unit after a handshake
+	parts   [][]byte // a large unit: what is left to write, parts[next:]
+	next    int
+	written int // bytes written by the last write
+
+	cur      func(fd uintptr) bool // smallFn or partsFn, as prepare chose
+	smallFn  func(fd uintptr) bool
+	partsFn  func(fd uintptr) bool
+	wait     bool  // the callback may wait for room (false: report EAGAIN)
+	again    bool  // the last attempt stopped at EAGAIN
+	err      error // the error that stopped the last attempt
+	peerGone bool  // set by peekFn
 	peekFn   func(fd uintptr) bool
 }
 
-func (w *frameWriter) init() {
-	w.fn = w.attempt
+func (w *frameWriter) init(timeout time.Duration) {
+	w.timeout = timeout
+	w.smallFn = w.attemptSmall
+	w.partsFn = w.attempt
 	w.peekFn = w.peek
 }
 
@@ -72,57 +80,86 @@ func (w *frameWriter) peek(fd uintptr) bool {
 // order. The writer consumes parts, reslicing its elements; the caller
 // must not use it until the write ends.
 func (w *frameWriter) prepare(head []byte, parts [][]byte) {
-	w.next, w.written = 0, 0
+	w.written, w.deadline = 0, time.Time{}
 	total := len(head)
 	for _, p := range parts {
 		total += len(p)
 	}
-	switch {
-	case total <= copyMax:
-		w.small = append(w.small[:0], head...)
-		for _, p := range parts {
-			w.small = append(w.small, p...)
+	if total <= copyMax {
+		if cap(w.small) < total {
+			w.small = make([]byte, 0, max(total, 256))
 		}
-		w.one[0] = w.small
-		w.parts = w.one[:]
-	case head == nil:
+		w.small = w.small[:total]
+		k := copy(w.small, head)
+		for _, p := range parts {
+			k += copy(w.small[k:], p)
+		}
+		w.one, w.cur = w.small, w.smallFn
+		return
+	}
+	w.next = 0
+	if head == nil {
 		w.parts = parts
-	default:
+	} else {
 		w.scratch = append(append(w.scratch[:0], head), parts...)
 		w.parts = w.scratch
 	}
+	w.cur = w.partsFn
 }
 
-// send writes what prepare set up, on c. w.written tells
-// how much went out, also on failure.
+// sendOne writes unit as it is, uncopied, on c: prepare and send in one,
+// for the hot path. The common case costs one send(2) and no clock.
+func (w *frameWriter) sendOne(c *conn, unit []byte) error {
+	w.written, w.deadline = 0, time.Time{}
+	w.one, w.cur = unit, w.smallFn
+	w.wait, w.err, w.again = false, nil, false
+	err := c.rc.Write(w.smallFn)
+	if err == nil {
+		err = w.err
+	}
+	if err == nil && w.again {
+		return w.send(c, time.Time{}) // the send buffer is full: the way that waits
+	}
+	w.one = nil
+	return err
+}
+
+// send writes what prepare set up, on c. w.written tells how much went
+// out, also on failure.
 //
 // It writes through the raw connection with MSG_DONTWAIT, so that it never
 // blocks in the kernel, whatever O_NONBLOCK state another holder of the
 // socket left on the shared description (O_NONBLOCK belongs to the open
 // file description, which every holder of an inherited socket shares).
 // The first attempt does not wait; only when the send buffer is full does
-// it arm the deadline and wait for room, so the common case costs one
-// syscall and no timer.
+// it arm the deadline (a zero deadline: WriteTimeout from now) and wait
+// for room, so the common case costs one syscall, no timer and no clock.
 func (w *frameWriter) send(c *conn, deadline time.Time) error {
-	defer w.clear()
 	w.wait = false
-	if err := w.run(c); err != nil || !w.again {
-		return err
-	}
-	if err := c.nc.SetWriteDeadline(deadline); err != nil {
-		return err
-	}
-	w.wait = true
 	err := w.run(c)
-	if derr := c.nc.SetWriteDeadline(time.Time{}); err == nil {
-		err = derr
+	if err == nil && w.again {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(w.timeout)
+		}
+		w.deadline = deadline
+		if err = c.nc.SetWriteDeadline(deadline); err == nil {
+			w.wait = true
+			err = w.run(c)
+			if derr := c.nc.SetWriteDeadline(time.Time{}); err == nil {
+				err = derr
+			}
+		}
 	}
+	if w.parts != nil {
+		w.clear()
+	}
+	w.one = nil
 	return err
 }
 
 func (w *frameWriter) run(c *conn) error {
 	w.err, w.again = nil, false
-	if err := c.rc.Write(w.fn); err != nil {
+	if err := c.rc.Write(w.cur); err != nil {
 		return err
 	}
 	return w.err
@@ -130,13 +167,38 @@ func (w *frameWriter) run(c *conn) error {
 
 // clear drops the references to the caller's messages.
 func (w *frameWriter) clear() {
-	w.one[0] = nil
 	clear(w.scratch)
 	w.parts = nil
 }
 
-// attempt is the RawConn.Write callback: it sends what is left, and returns
-// false (wait for room) only when w.wait allows.
+// attemptSmall is the RawConn.Write callback for a unit in one buffer: it
+// sends what is left of w.one, and returns false (wait for room) only when
+// w.wait allows.
+func (w *frameWriter) attemptSmall(fd uintptr) bool {
+	for w.written < len(w.one) {
+		k, err := sendOne(int(fd), w.one[w.written:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			w.again = true
+			return !w.wait
+		case err != nil:
+			w.err = err
+			return true
+		case k == 0:
+			w.err = errors.New("send wrote nothing")
+			return true
+		}
+		w.written += k
+	}
+	w.again = false
+	return true
+}
+
+// attempt is the RawConn.Write callback for a large unit: it sends what is
+// left of w.parts, and returns false (wait for room) only when w.wait
+// allows.
 func (w *frameWriter) attempt(fd uintptr) bool {
 	for w.next < len(w.parts) {
 		k, err := sendParts(int(fd), w.parts[w.next:])
