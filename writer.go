@@ -177,18 +177,8 @@ func (w *frameWriter) clear() {
 func (w *frameWriter) attemptSmall(fd uintptr) bool {
 	for w.written < len(w.one) {
 		k, err := sendOne(int(fd), w.one[w.written:])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			w.again = true
-			return !w.wait
-		case err != nil:
-			w.err = err
-			return true
-		case k == 0:
-			w.err = errors.New("send wrote nothing")
-			return true
+		if more, ret := w.outcome(err, k > 0); !more {
+			return ret
 		}
 		w.written += k
 	}
@@ -202,23 +192,35 @@ func (w *frameWriter) attemptSmall(fd uintptr) bool {
 func (w *frameWriter) attempt(fd uintptr) bool {
 	for w.next < len(w.parts) {
 		k, err := sendParts(int(fd), w.parts[w.next:])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			w.again = true
-			return !w.wait
-		case err != nil:
-			w.err = err
-			return true
-		case k == 0 && w.pending() > 0:
-			w.err = errors.New("sendmsg wrote nothing")
-			return true
+		if more, ret := w.outcome(err, k > 0 || w.pending() == 0); !more {
+			return ret
 		}
 		w.advance(k)
 	}
 	w.again = false
 	return true
+}
+
+// errNoProgress is why a write stops that the kernel took nothing of.
+var errNoProgress = errors.New("send wrote nothing")
+
+// outcome reads the result of one send, which made progress or not: more
+// to go on sending, or else what the callback returns.
+func (w *frameWriter) outcome(err error, progress bool) (more, ret bool) {
+	switch {
+	case err == syscall.EINTR:
+		return true, false
+	case err == syscall.EAGAIN:
+		w.again = true
+		return false, !w.wait
+	case err != nil:
+		w.err = err
+		return false, true
+	case !progress:
+		w.err = errNoProgress
+		return false, true
+	}
+	return true, false
 }
 
 func (w *frameWriter) pending() (n int) {
