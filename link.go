@@ -24,18 +24,19 @@ import (
 // connection. The collector's forwarder can so reuse it for another
 // framing.
 //
-// Its state is one of the linkStates; every change of state is one of the
-// transition methods below (up, failed, lose, shut), made under mu, and
-// wakes the calls waiting in wait.
+// Its state is one of the linkStates. Every change of state goes through
+// set, under mu, which wakes the calls in wait: from connect (to
+// linkDialing, and back when the caller's time ran out) and from the
+// transition methods below (up, failed, lose, shut), each in one place.
 //
-// The state is safe for any goroutine. The writes (usable, write, greet)
-// are made by one goroutine at a time: the holder of the sender's write
+// The state is safe for any goroutine. The writes (usable, write,
+// writeOne, greet, share) are made by one goroutine at a time: the holder of the sender's write
 // role (sender.exclusive). Dials and waits never hold that role: they take
 // a context, and abort cancels them all.
 type link struct {
 	network, address string
 	dialer           net.Dialer
-	handshake        func() []byte // the handshake of a connection this process makes
+	handshake        func() []byte // the handshake of a connection this process makes; nil: none
 	peekInterval     time.Duration // < 0: no peek
 	minBackoff       time.Duration
 	maxBackoff       time.Duration
@@ -130,14 +131,16 @@ var noFrameLock bool
 const unixSendBuffer = 4 << 20
 
 // newLink returns a link to the collector at address, down, or up on c
-// if c is not nil (a connection adopted from another process). sendBuffer,
-// if not 0, is the SO_SNDBUF asked for on a Unix socket.
-func newLink(network, address string, cfg *Config, sendBuffer int, c *conn) *link {
+// if c is not nil (a connection adopted from another process). Each
+// connection it makes opens with what handshake returns (nil: nothing).
+// sendBuffer, if not 0, is the SO_SNDBUF asked for on a Unix socket. Of
+// cfg it takes the timeouts, the backoff, the peek and the TCP options.
+func newLink(network, address string, cfg *Config, handshake func() []byte, sendBuffer int, c *conn) *link {
 	k := &link{
 		network:      network,
 		address:      address,
 		dialer:       dialer(cfg, sendBuffer),
-		handshake:    func() []byte { return AppendHandshake(nil, cfg.Order, int32(os.Getpid())) },
+		handshake:    handshake,
 		peekInterval: cfg.PeekInterval,
 		minBackoff:   cfg.MinBackoff,
 		maxBackoff:   cfg.MaxBackoff,
@@ -259,7 +262,11 @@ func (k *link) dial(ctx context.Context) (*conn, error) {
 		nc.Close()
 		return nil, k.opError("dial", err)
 	}
-	return &conn{nc: nc, rc: rc, hs: k.handshake()}, nil
+	c := &conn{nc: nc, rc: rc}
+	if k.handshake != nil {
+		c.hs = k.handshake()
+	}
+	return c, nil
 }
 
 // opError wraps err, the cause of a failed operation, naming the collector
@@ -309,9 +316,9 @@ func (k *link) failed(err error) {
 }
 
 // lose: linkUp to linkDown or linkBackoff, when c failed or the collector
-// closed it. A connection that had proved healthy (healthyAfter) resets
-// the backoff, and so does the first loss after one: the next attempt is
-// made at once. Any other loss counts as a failure.
+// closed it. A connection that stayed up healthyAfter resets the backoff.
+// The first loss since the backoff was reset (or since New) is retried at
+// once; any other counts as a failure.
 func (k *link) lose(c *conn, err error) {
 	k.mu.Lock()
 	if k.live.Load() != c { // Close has taken it

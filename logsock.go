@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/cpu"
 )
 
 // Defaults for the zero values of Config.
@@ -302,7 +305,10 @@ type LogSocket struct {
 	s      sender // direct or batching
 	closed atomic.Bool
 	done   chan struct{} // closed when Close begins: waiting calls return
-	tally  tally
+	// tally changes at every write, closed is read at every Log: apart,
+	// as in queue.
+	_     cpu.CacheLinePad
+	tally tally
 }
 
 // A sender is a mode: how frames get from Log to the link.
@@ -348,8 +354,10 @@ func checkConfig(network string, cfg *Config) (Config, error) {
 // starts the writer.
 func newLogSocket(network, address string, cfg *Config, c *conn) *LogSocket {
 	l := &LogSocket{cfg: *cfg, done: make(chan struct{})}
+	order := cfg.Order
+	handshake := func() []byte { return AppendHandshake(nil, order, int32(os.Getpid())) }
 	if cfg.Batching {
-		l.link = newLink(network, address, cfg, unixSendBuffer, c)
+		l.link = newLink(network, address, cfg, handshake, unixSendBuffer, c)
 		chunkLen, least := chunkSize(cfg.BufferBytes), 0
 		if chunkLen == 0 {
 			least = batchBytes
@@ -357,7 +365,7 @@ func newLogSocket(network, address string, cfg *Config, c *conn) *LogSocket {
 		l.q = newQueue(cfg, chunkLen, least)
 		l.s = newBatcher(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
 	} else {
-		l.link = newLink(network, address, cfg, 0, c)
+		l.link = newLink(network, address, cfg, handshake, 0, c)
 		l.q = newQueue(cfg, 0, 0)
 		l.s = newDirect(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/cpu"
 )
 
 // A queue holds the frames that a LogSocket has accepted and not yet
@@ -21,6 +23,15 @@ import (
 //
 // The owner's mutex guards a queue, except tryAppend.
 type queue struct {
+	// Read by every append of batching mode. The pad keeps them off the
+	// cache line of what the writer changes at every batch: sharing it
+	// cost a fifth of batching mode's speed over a Unix socket, where
+	// batches are small and many (bench, 100 B, 1 goroutine: 22.6M
+	// frames/s against 25.9M).
+	cur   atomic.Pointer[chunk] // the chunk that tryAppend appends to
+	order ByteOrder
+	_     cpu.CacheLinePad
+
 	limit   int // BufferBytes
 	policy  Overflow
 	dropped atomic.Uint64 // frames dropped: by the policy, or left at Close
@@ -31,11 +42,10 @@ type queue struct {
 
 	// Batching mode, with chunks when chunkLen > 0.
 	chunkLen    int
-	cur         atomic.Pointer[chunk] // the chunk that tryAppend appends to
-	sealed      []*chunk              // to write, after held
-	sealedBytes int                   // bytes in sealed
-	free        []*chunk              // written, to reuse
-	outside     int                   // bytes of the chunks in use, in flight included
+	sealed      []*chunk // to write, after held
+	sealedBytes int      // bytes in sealed
+	free        []*chunk // written, to reuse
+	outside     int      // bytes of the chunks in use, in flight included
 }
 
 // waitFunc is how the owner of a queue waits, under Block, for room for
@@ -47,6 +57,7 @@ type waitFunc func(n int, deadline time.Time) error
 // (0: none); least is the least memory that held takes when it needs some.
 func newQueue(cfg *Config, chunkLen, least int) *queue {
 	return &queue{
+		order:    cfg.Order,
 		limit:    cfg.BufferBytes,
 		policy:   cfg.Overflow,
 		held:     frameQueue{order: cfg.Order, most: cfg.BufferBytes, least: least},
@@ -217,7 +228,7 @@ func (q *queue) tryAppend(msg []byte) (ok, first bool) {
 	if k == nil {
 		return false, false
 	}
-	first, ok = k.tryAppend(q.held.order, msg)
+	first, ok = k.tryAppend(q.order, msg)
 	return ok, first
 }
 

@@ -335,25 +335,26 @@ func (s *summary) print(w io.Writer) {
 		}
 		goals = append(goals, g)
 	}
-	perCase("direct / raw write", "logsock direct", "raw write", 0.9)
+	perCase("direct / raw write", "logsock direct", "raw write", 0.93)
 	perCase("direct / log/syslog", "logsock direct", "log/syslog", 1.3)
-	perCase("direct / article (2 writes)", "logsock direct", "article 2 writes", 2)
 	goals = append(goals,
 		goal{name: "batching / raw bufio (1 goroutine, 100 B, TCP)", threshold: 0.8, unit: "x",
 			value: wr.ratio("logsock batching", "raw bufio", hl)},
 		goal{name: "batching / zap buffered (1 goroutine, 100 B, TCP)", threshold: 8, unit: "x",
 			value: wr.ratio("logsock batching", "zap buffered", hl)})
 	{
-		g := goal{name: "batching 8 goroutines / 1 goroutine (100 B, TCP)", threshold: 0.95, unit: "x",
-			value: safeDiv(wr.rate("logsock batching", writeCase{"tcp", 100, 8}), wr.rate("logsock batching", hl))}
+		// With many goroutines, batching must do no worse than raw bufio
+		// behind a mutex, and keep each goroutine's frames in order
+		// (decided in place of "8 goroutines >= 0.95x of 1", which on 2
+		// cores the cache traffic of any shared buffer rules out).
+		many := writeCase{"tcp", 100, 8}
+		g := goal{name: "batching / raw bufio behind a mutex (8 goroutines, 100 B, TCP)", threshold: 0.95, unit: "x",
+			value: wr.ratio("logsock batching", "raw bufio", many)}
 		var parts []string
 		for _, k := range wr.cases {
-			if k.goroutines != 8 {
-				continue
+			if k.goroutines == 8 {
+				parts = append(parts, fmt.Sprintf("%s/%s %.2fx", k.network, sizeName(k.size), wr.ratio("logsock batching", "raw bufio", k)))
 			}
-			one := writeCase{k.network, k.size, 1}
-			parts = append(parts, fmt.Sprintf("%s/%s %.2fx", k.network, sizeName(k.size),
-				safeDiv(wr.rate("logsock batching", k), wr.rate("logsock batching", one))))
 		}
 		g.detail = "\"no worse\", within 5% of noise; " + strings.Join(parts, ", ")
 		goals = append(goals, g)
@@ -395,7 +396,7 @@ func (s *summary) print(w io.Writer) {
 			detail: fmt.Sprintf("Go heap+stacks; RSS %.1f KiB", r.idleRSS/1024)})
 	}
 
-	fmt.Fprintln(w, "\nGoals of issue 5 (headline case: TCP, 100 B, 1 goroutine)")
+	fmt.Fprintln(w, "\nGoals of issues 5 and 11 (headline case: TCP, 100 B, 1 goroutine)")
 	tw := table(w)
 	fmt.Fprintln(tw, "goal\ttarget\tmeasured\tstatus\tdetail")
 	for _, g := range goals {
