@@ -78,8 +78,10 @@ func TestFailedAdoptionLeaksNothing(t *testing.T) {
 func pipeFDs(t *testing.T) (int, int) {
 	t.Helper()
 	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		t.Fatal(os.NewSyscallError("pipe2", err))
+	if err := unix.Pipe(p[:]); err != nil {
+		t.Fatal(os.NewSyscallError("pipe", err))
 	}
+	unix.CloseOnExec(p[0])
+	unix.CloseOnExec(p[1])
 	return p[0], p[1]
 }
