@@ -64,6 +64,10 @@ type Record struct {
 	// connect.)
 	WriterPid int32
 	Flags     Flags // what is unusual about the record
+	// Remote is the address the connection came from: over TCP the
+	// client's IP and port, which tell apart the pids of different hosts;
+	// over a Unix socket it names no process (see PeerPid).
+	Remote net.Addr
 
 	Msg  []byte    // the message, as sent; valid only until the handler returns
 	Time time.Time // when the read that completed the frame returned

@@ -73,6 +73,15 @@ func TestServerRecords(t *testing.T) {
 			if recs[0].Conn != recs[1].Conn || recs[0].Conn == recs[2].Conn {
 				t.Errorf("connection ids %d %d %d", recs[0].Conn, recs[1].Conn, recs[2].Conn)
 			}
+			// Over TCP each record names the client's address, which tells
+			// apart the pids of different hosts.
+			if network == "tcp" {
+				for i, c := range []net.Conn{c1, c1, c2} {
+					if r := recs[i].Remote; r == nil || r.String() != c.LocalAddr().String() {
+						t.Errorf("record %d from %v, want %v", i, r, c.LocalAddr())
+					}
+				}
+			}
 		})
 	}
 }

@@ -45,7 +45,7 @@ type serverConn struct {
 
 func newServerConn(s *Server, nc net.Conn, id uint64) *serverConn {
 	c := &serverConn{s: s, nc: nc}
-	c.rec.Conn = id
+	c.rec.Conn, c.rec.Remote = id, nc.RemoteAddr()
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc, c.lookFn, c.waitFn = rc, c.look, c.waitRead
@@ -70,7 +70,7 @@ func (c *serverConn) serve() {
 	s.stats.ends[reason].Add(1)
 	if s.ConnClosed != nil {
 		s.ConnClosed(ConnInfo{ID: c.rec.Conn, Pid: c.rec.Pid, PeerPid: c.rec.PeerPid, PeerUid: c.rec.PeerUid,
-			PeerGid: c.rec.PeerGid, Remote: c.nc.RemoteAddr(), Frames: c.frames, Reason: reason}, err)
+			PeerGid: c.rec.PeerGid, Remote: c.rec.Remote, Frames: c.frames, Reason: reason}, err)
 	}
 	s.wg.Done()
 }
