@@ -65,7 +65,7 @@ func TestBatchingReleasesIdleMemory(t *testing.T) {
 // TestDropOldestWithBatchInFlight: when the room is taken by the batch
 // being written, there is nothing older to drop: the new frame is dropped.
 func TestDropOldestWithBatchInFlight(t *testing.T) {
-	q := newQueue(&Config{BufferBytes: 100, Overflow: DropOldest}, 0, 0)
+	q := newQueue(&Config{BufferBytes: 100, Overflow: DropOldest}, framing{}, 0, 0)
 	q.held.push(make([]byte, 10))
 	var b batch
 	q.take(&b)      // as the writer does: 14 bytes in flight
@@ -96,7 +96,7 @@ func BenchmarkChunkAppend(b *testing.B) {
 					for range b.N / g {
 						for {
 							k := cur.Load()
-							if _, ok := k.tryAppend(LittleEndian, msg); ok {
+							if _, ok := k.tryAppend(framing{}, msg); ok {
 								break
 							}
 							mu.Lock()

@@ -82,10 +82,10 @@ func (b *batcher) send(msg []byte) error {
 
 // waitForRoom is the Block policy's wait: the writer makes room; mu is
 // released while the call waits.
-func (b *batcher) waitForRoom(n int, deadline time.Time) error {
+func (b *batcher) waitForRoom(size int, deadline time.Time) error {
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	for !b.q.fits(n) {
+	for !b.q.roomFor(size) {
 		signal(b.urge)
 		room := b.q.roomFreed()
 		b.mu.Unlock()
@@ -98,7 +98,7 @@ func (b *batcher) waitForRoom(n int, deadline time.Time) error {
 		if b.closed.Load() {
 			return ErrClosed
 		}
-		if !b.q.fits(n) && !time.Now().Before(deadline) {
+		if !b.q.roomFor(size) && !time.Now().Before(deadline) {
 			return ErrBufferFull
 		}
 	}

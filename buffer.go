@@ -5,7 +5,7 @@ package logsock
 // kernel allows. The queue (queue.go) keeps its frames in one, and bounds
 // it.
 type frameQueue struct {
-	order  ByteOrder
+	f      framing
 	buf    []byte // buf[head:] holds the frames
 	head   int
 	frames int  // frames held
@@ -26,10 +26,10 @@ func (q *frameQueue) bytes() []byte { return q.buf[q.head:] }
 // push adds msg as a frame; the caller has checked that it fits. The
 // buffer grows as frames arrive, never past most.
 func (q *frameQueue) push(msg []byte) {
-	q.grow(HeaderLen + len(msg))
-	var hdr [HeaderLen]byte
-	PutFrameHeader(hdr[:], q.order, len(msg))
-	q.buf = append(append(q.buf, hdr[:]...), msg...)
+	n := q.f.size(len(msg))
+	q.grow(n)
+	q.buf = q.buf[:len(q.buf)+n]
+	q.f.put(q.buf[len(q.buf)-n:], msg)
 	q.frames++
 }
 
@@ -56,14 +56,10 @@ func (q *frameQueue) grow(need int) {
 	}
 }
 
-// frameLen returns the size of the first frame, header included.
-func (q *frameQueue) frameLen() int {
-	return HeaderLen + int(q.order.get(q.buf[q.head:]))
-}
-
 // dropOldest removes the first frame.
 func (q *frameQueue) dropOldest() {
-	q.remove(q.frameLen())
+	n, _ := q.f.frame(q.buf[q.head:])
+	q.remove(n)
 	q.retry = false
 }
 
@@ -72,14 +68,14 @@ func (q *frameQueue) dropOldest() {
 // part stays, whole, to be sent again from its start.
 func (q *frameQueue) consume(written int) (frames, msgBytes int) {
 	for q.frames > 0 {
-		n := q.frameLen()
+		n, m := q.f.frame(q.buf[q.head:])
 		if n > written {
 			break
 		}
 		written -= n
 		q.remove(n)
 		frames++
-		msgBytes += n - HeaderLen
+		msgBytes += m
 	}
 	if frames > 0 {
 		q.retry = false

@@ -48,8 +48,8 @@ type chunk struct {
 // tryAppend appends msg as a frame, unless the chunk is sealed or has no
 // room. first reports that it is the chunk's first frame: the writer is
 // to be woken.
-func (k *chunk) tryAppend(order ByteOrder, msg []byte) (first, ok bool) {
-	n := uint64(HeaderLen + len(msg))
+func (k *chunk) tryAppend(f framing, msg []byte) (first, ok bool) {
+	n := uint64(f.size(len(msg)))
 	for {
 		st := k.state.Load()
 		off := st & offMask
@@ -57,9 +57,7 @@ func (k *chunk) tryAppend(order ByteOrder, msg []byte) (first, ok bool) {
 			return false, false
 		}
 		if k.state.CompareAndSwap(st, st+n+oneFrame+oneWriter) {
-			b := k.buf[off : off+n]
-			PutFrameHeader(b, order, len(msg))
-			copy(b[HeaderLen:], msg)
+			f.put(k.buf[off:off+n], msg)
 			k.state.Add(^uint64(oneWriter - 1)) // done copying
 			return off == 0, true
 		}
@@ -96,15 +94,15 @@ func chunkSize(limit int) int {
 // wholeFrames counts the frames of b that lie whole within its first
 // written bytes, and their message bytes; cut is where the first frame
 // not written whole starts.
-func wholeFrames(order ByteOrder, b []byte, written int) (frames, msgBytes, cut int) {
-	for cut+HeaderLen <= len(b) {
-		n := HeaderLen + int(order.get(b[cut:]))
+func wholeFrames(f framing, b []byte, written int) (frames, msgBytes, cut int) {
+	for cut < len(b) {
+		n, m := f.frame(b[cut:])
 		if cut+n > written {
 			break
 		}
 		cut += n
 		frames++
-		msgBytes += n - HeaderLen
+		msgBytes += m
 	}
 	return frames, msgBytes, cut
 }

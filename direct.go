@@ -20,12 +20,12 @@ type direct struct {
 	tally  *tally
 	closed *atomic.Bool    // the LogSocket's: set when Close begins
 	done   <-chan struct{} // closed when Close begins
-	order  ByteOrder
+	f      framing
 	wait   time.Duration // WriteTimeout
 
 	mu    sync.Mutex // the write role; guards q and the fields below
 	frame []byte     // a small frame, encoded
-	hdr   [HeaderLen]byte
+	hdr   [maxHeader]byte
 	parts [2][]byte // a large frame: hdr and the message
 	one   [1][]byte // the held frames
 
@@ -34,7 +34,7 @@ type direct struct {
 }
 
 func newDirect(k *link, q *queue, t *tally, closed *atomic.Bool, done <-chan struct{}, cfg *Config) *direct {
-	return &direct{link: k, q: q, tally: t, closed: closed, done: done, order: cfg.Order, wait: cfg.WriteTimeout}
+	return &direct{link: k, q: q, tally: t, closed: closed, done: done, f: q.f, wait: cfg.WriteTimeout}
 }
 
 func (d *direct) send(msg []byte) error {
@@ -79,20 +79,18 @@ func (d *direct) sendSlow(msg []byte) error {
 // once if an attempt is due.
 func (d *direct) writeFrame(c *conn, msg []byte) error {
 	var err error
-	if n := HeaderLen + len(msg); n <= copyMax {
+	if n := d.f.size(len(msg)); n <= copyMax {
 		// Copied behind its header, to go out in one buffer, with send(2).
 		if cap(d.frame) < n {
 			d.frame = make([]byte, 0, copyMax)
 		}
 		d.frame = d.frame[:n]
-		PutFrameHeader(d.frame, d.order, len(msg))
-		copy(d.frame[HeaderLen:], msg)
+		d.f.put(d.frame, msg)
 		err = d.link.writeOne(c, d.frame)
 	} else {
 		// Sent from where it is, with its header, by sendmsg: copying it
 		// would cost more than the iovec.
-		PutFrameHeader(d.hdr[:], d.order, len(msg))
-		d.parts = [2][]byte{d.hdr[:], msg}
+		d.parts = [2][]byte{d.hdr[:d.f.header(d.hdr[:], len(msg))], msg}
 		_, err = d.link.write(c, d.parts[:], time.Time{})
 		d.parts[1] = nil
 	}
@@ -148,15 +146,15 @@ func (d *direct) deliver(ctx context.Context, deadline time.Time) {
 // waitForRoom is the Block policy's wait: until deadline, mu released
 // while it waits, it makes room by delivering the held frames, whenever
 // a connection attempt is due.
-func (d *direct) waitForRoom(n int, deadline time.Time) error {
+func (d *direct) waitForRoom(size int, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(d.link.ctx, deadline)
 	defer cancel()
-	for !d.q.fits(n) {
+	for !d.q.roomFor(size) {
 		d.deliver(ctx, deadline)
 		if d.closed.Load() {
 			return ErrClosed
 		}
-		if d.q.fits(n) {
+		if d.q.roomFor(size) {
 			break
 		}
 		if ctx.Err() != nil {

@@ -1,6 +1,7 @@
 package logsock_test
 
 import (
+	"bufio"
 	"cmp"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -45,6 +47,10 @@ const (
 	// the kernel then does not wait for room in the queue. Each start
 	// checks that a further dial does what is said here.
 	fakeBacklog
+	// fakeSyslog reads syslog's octet-counted frames (RFC 6587), with no
+	// handshake, into records of Pid 0: a syslog server, for
+	// Config.Framing OctetCounted.
+	fakeSyslog
 )
 
 // fakeBacklogCheck is how long the check of a full backlog lets a TCP
@@ -220,6 +226,8 @@ func (f *fakeCollector) read(c *fakeConn) error {
 		case <-c.stop:
 			return net.ErrClosed
 		}
+	case fakeSyslog:
+		return f.readSyslog(c)
 	}
 	// fakeDecode, and fakeStall once resumed.
 	d := logsock.NewDecoder(c.nc, nil)
@@ -232,6 +240,33 @@ func (f *fakeCollector) read(c *fakeConn) error {
 	for {
 		if rec.Msg, err = d.Next(); err != nil {
 			return err
+		}
+		rec.Time = time.Now()
+		f.record(&rec)
+	}
+}
+
+// readSyslog reads octet-counted frames from c into records, as
+// rsyslog's imptcp does: digits, a space, then that many bytes. A frame
+// that breaks the format ends the connection with an error.
+func (f *fakeCollector) readSyslog(c *fakeConn) error {
+	r := bufio.NewReader(c.nc)
+	rec := logsock.Record{Conn: c.id}
+	for {
+		count, err := r.ReadString(' ')
+		if err != nil {
+			if err == io.EOF && count != "" {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		n, err := strconv.Atoi(count[:len(count)-1])
+		if err != nil || n < 0 || count[0] == '+' || count[0] == '-' {
+			return fmt.Errorf("octet count %q: not a length", count)
+		}
+		rec.Msg = make([]byte, n)
+		if _, err := io.ReadFull(r, rec.Msg); err != nil {
+			return fmt.Errorf("frame of %d bytes: %w", n, err)
 		}
 		rec.Time = time.Now()
 		f.record(&rec)

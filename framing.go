@@ -228,3 +228,95 @@ func ReadFrame(r io.Reader, order ByteOrder, limit int, dst []byte) ([]byte, err
 	}
 	return dst, nil
 }
+
+// Framing is how a LogSocket frames its messages on the wire.
+type Framing uint8
+
+const (
+	// LengthPrefixed is logsock's format, the default: a connection opens
+	// with the pid handshake, and each message follows its length as a
+	// signed 32-bit integer in Config.Order.
+	LengthPrefixed Framing = iota
+	// OctetCounted is the octet-counted framing of syslog over TCP (RFC
+	// 6587, section 3.4.1): each message follows its length in bytes, in
+	// decimal, and a space; a connection has no handshake. With it a
+	// LogSocket sends the messages it is given (RFC 5424 messages, which
+	// the caller formats) to a syslog server, such as rsyslog's imptcp
+	// with SupportOctetCountedFraming, with the same delivery guarantees.
+	// Such a connection cannot be shared (Start, SendConn).
+	OctetCounted
+)
+
+// framing encodes frames, and finds them again in a run of whole frames:
+// logsock's length prefix, or syslog's octet count.
+type framing struct {
+	octets bool
+	order  ByteOrder
+}
+
+// maxHeader is the longest header of either framing: an octet count of
+// math.MaxInt32 (10 digits) and its space.
+const maxHeader = 11
+
+// headerLen returns the size of the header of a frame of n message bytes.
+func (f framing) headerLen(n int) int {
+	if !f.octets {
+		return HeaderLen
+	}
+	k := 2
+	for ; n >= 10; n /= 10 {
+		k++
+	}
+	return k
+}
+
+// size returns the size of a frame of n message bytes, header included.
+func (f framing) size(n int) int { return f.headerLen(n) + n }
+
+// header writes the header of a frame of n message bytes (0 <= n <=
+// MaxInt32: the caller's MaxFrame) at the start of b, and returns its
+// length.
+func (f framing) header(b []byte, n int) int {
+	if !f.octets {
+		f.order.put(b, int32(n))
+		return HeaderLen
+	}
+	return f.octetCount(b, n)
+}
+
+// octetCount writes n in decimal and a space at the start of b.
+func (f framing) octetCount(b []byte, n int) int {
+	k := f.headerLen(n)
+	b[k-1] = ' '
+	for i := k - 2; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return k
+}
+
+// put writes msg as a frame at the start of b, which holds size(len(msg))
+// bytes. It is on the hot path of both modes: the length prefix is
+// written in line.
+func (f framing) put(b, msg []byte) {
+	if !f.octets {
+		f.order.put(b, int32(len(msg)))
+		copy(b[HeaderLen:], msg)
+		return
+	}
+	copy(b[f.octetCount(b, len(msg)):], msg)
+}
+
+// frame returns the size of the frame that b starts with, and its message
+// length. b holds whole frames that this framing encoded.
+func (f framing) frame(b []byte) (size, msgLen int) {
+	if !f.octets {
+		n := int(f.order.get(b))
+		return HeaderLen + n, n
+	}
+	k := 0
+	for ; b[k] != ' '; k++ {
+		msgLen = 10*msgLen + int(b[k]-'0')
+	}
+	return k + 1 + msgLen, msgLen
+}

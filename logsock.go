@@ -61,6 +61,9 @@ const (
 // field, mean the defaults. A negative duration turns off what it times,
 // where the field says so.
 type Config struct {
+	// Framing is how messages are framed on the wire: LengthPrefixed
+	// (the zero value), logsock's format, or OctetCounted, syslog's.
+	Framing Framing
 	// Order is the byte order of the handshake and frame headers; it must
 	// match the collector's. The zero value is LittleEndian.
 	Order ByteOrder
@@ -94,7 +97,7 @@ type Config struct {
 	// collector is unreachable, and in batching mode also those waiting
 	// for the writer. A frame too large ever to fit is dropped, and
 	// counted, when it would have to be held. Zero means
-	// DefaultBufferBytes, or MaxFrame+HeaderLen if that is larger.
+	// DefaultBufferBytes, or MaxFrame and a header if that is larger.
 	//
 	// In batching mode, frames gather in chunks of 64 KiB (a quarter of
 	// BufferBytes if that is less; none below 16 KiB), and a chunk in use
@@ -158,14 +161,17 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Order > BigEndian {
 		return cfg, fmt.Errorf("logsock: unknown byte order %d", cfg.Order)
 	}
+	if cfg.Framing > OctetCounted {
+		return cfg, fmt.Errorf("logsock: unknown framing %d", cfg.Framing)
+	}
 	if cfg.Overflow > DropOldest {
 		return cfg, fmt.Errorf("logsock: unknown overflow policy %d", cfg.Overflow)
 	}
 	if cfg.BufferBytes < 0 {
 		return cfg, fmt.Errorf("logsock: negative BufferBytes %d", cfg.BufferBytes)
 	}
-	if cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-HeaderLen {
-		return cfg, fmt.Errorf("logsock: MaxFrame %d outside [0, %d]", cfg.MaxFrame, math.MaxInt32-HeaderLen)
+	if cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-maxHeader {
+		return cfg, fmt.Errorf("logsock: MaxFrame %d outside [0, %d]", cfg.MaxFrame, math.MaxInt32-maxHeader)
 	}
 	if cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 || cfg.FlushDelay < 0 {
 		return cfg, errors.New("logsock: negative timeout or backoff")
@@ -191,7 +197,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.MaxFrame = DefaultMaxFrame
 	}
 	if cfg.BufferBytes == 0 {
-		cfg.BufferBytes = max(DefaultBufferBytes, cfg.MaxFrame+HeaderLen)
+		cfg.BufferBytes = max(DefaultBufferBytes, cfg.MaxFrame+maxHeader)
 	}
 	if cfg.BufferBytes < HeaderLen {
 		return cfg, fmt.Errorf("logsock: BufferBytes %d cannot hold a frame", cfg.BufferBytes)
@@ -354,19 +360,22 @@ func checkConfig(network string, cfg *Config) (Config, error) {
 // starts the writer.
 func newLogSocket(network, address string, cfg *Config, c *conn) *LogSocket {
 	l := &LogSocket{cfg: *cfg, done: make(chan struct{})}
-	order := cfg.Order
-	handshake := func() []byte { return AppendHandshake(nil, order, int32(os.Getpid())) }
+	f := framing{octets: cfg.Framing == OctetCounted, order: cfg.Order}
+	var handshake func() []byte // syslog's framing has none
+	if !f.octets {
+		handshake = func() []byte { return AppendHandshake(nil, f.order, int32(os.Getpid())) }
+	}
 	if cfg.Batching {
 		l.link = newLink(network, address, cfg, handshake, unixSendBuffer, c)
 		chunkLen, least := chunkSize(cfg.BufferBytes), 0
 		if chunkLen == 0 {
 			least = batchBytes
 		}
-		l.q = newQueue(cfg, chunkLen, least)
+		l.q = newQueue(cfg, f, chunkLen, least)
 		l.s = newBatcher(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
 	} else {
 		l.link = newLink(network, address, cfg, handshake, 0, c)
-		l.q = newQueue(cfg, 0, 0)
+		l.q = newQueue(cfg, f, 0, 0)
 		l.s = newDirect(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
 	}
 	return l

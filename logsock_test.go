@@ -418,6 +418,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"unixgram", nil},
 		{"tcp", &logsock.Config{MaxFrame: -1}},
 		{"tcp", &logsock.Config{Order: 7}},
+		{"tcp", &logsock.Config{Framing: 9}},
 		{"tcp", &logsock.Config{WriteTimeout: -time.Second}},
 	} {
 		if _, err := logsock.New(tc.network, "127.0.0.1:1", tc.cfg); err == nil {

@@ -28,9 +28,9 @@ type queue struct {
 	// cost a fifth of batching mode's speed over a Unix socket, where
 	// batches are small and many (bench, 100 B, 1 goroutine: 22.6M
 	// frames/s against 25.9M).
-	cur   atomic.Pointer[chunk] // the chunk that tryAppend appends to
-	order ByteOrder
-	_     cpu.CacheLinePad
+	cur atomic.Pointer[chunk] // the chunk that tryAppend appends to
+	f   framing
+	_   cpu.CacheLinePad
 
 	limit   int // BufferBytes
 	policy  Overflow
@@ -49,25 +49,27 @@ type queue struct {
 }
 
 // waitFunc is how the owner of a queue waits, under Block, for room for
-// n more message bytes: it returns nil once the queue fits them,
-// ErrBufferFull at deadline, or ErrClosed once Close has begun.
-type waitFunc func(n int, deadline time.Time) error
+// size more bytes, headers included: it returns nil once the queue has
+// room for them (roomFor), ErrBufferFull at deadline, or ErrClosed once
+// Close has begun.
+type waitFunc func(size int, deadline time.Time) error
 
-// newQueue returns a queue for cfg. chunkLen is the size of the chunks
-// (0: none); least is the least memory that held takes when it needs some.
-func newQueue(cfg *Config, chunkLen, least int) *queue {
+// newQueue returns a queue for cfg, of frames in f. chunkLen is the size
+// of the chunks (0: none); least is the least memory that held takes when
+// it needs some.
+func newQueue(cfg *Config, f framing, chunkLen, least int) *queue {
 	return &queue{
-		order:    cfg.Order,
+		f:        f,
 		limit:    cfg.BufferBytes,
 		policy:   cfg.Overflow,
-		held:     frameQueue{order: cfg.Order, most: cfg.BufferBytes, least: least},
+		held:     frameQueue{f: f, most: cfg.BufferBytes, least: least},
 		chunkLen: chunkLen,
 	}
 }
 
-// fits reports whether a frame of n message bytes can be added.
-func (q *queue) fits(n int) bool {
-	return q.held.len()+q.reserved+q.outside+HeaderLen+n <= q.limit
+// roomFor reports whether size more bytes fit within BufferBytes.
+func (q *queue) roomFor(size int) bool {
+	return q.held.len()+q.reserved+q.outside+size <= q.limit
 }
 
 // empty reports whether no frame is held (direct mode: there are no
@@ -81,12 +83,13 @@ func (q *queue) empty() bool { return q.held.empty() }
 // counted; the frame dropped, if it is msg, makes the error
 // ErrBufferFull.
 func (q *queue) hold(msg []byte, deadline time.Time, wait waitFunc) error {
-	if HeaderLen+len(msg) > q.limit { // no wait would make room
+	size := q.f.size(len(msg))
+	if size > q.limit { // no wait would make room
 		q.dropped.Add(1)
 		return ErrBufferFull
 	}
-	if !q.fits(len(msg)) {
-		if err := q.makeRoom(len(msg), deadline, wait); err != nil {
+	if !q.roomFor(size) {
+		if err := q.makeRoom(size, deadline, wait); err != nil {
 			return err
 		}
 	}
@@ -94,21 +97,21 @@ func (q *queue) hold(msg []byte, deadline time.Time, wait waitFunc) error {
 	return nil
 }
 
-// makeRoom applies the policy for a frame of n message bytes that does not
+// makeRoom applies the policy for a frame of size bytes that does not
 // fit, and reports whether it now does.
-func (q *queue) makeRoom(n int, deadline time.Time, wait waitFunc) error {
+func (q *queue) makeRoom(size int, deadline time.Time, wait waitFunc) error {
 	switch q.policy {
 	case DropOldest:
 		q.drainChunks()
-		for !q.fits(n) && !q.held.empty() {
+		for !q.roomFor(size) && !q.held.empty() {
 			q.held.dropOldest()
 			q.dropped.Add(1)
 		}
-		if q.fits(n) {
+		if q.roomFor(size) {
 			return nil
 		}
 	case Block:
-		err := wait(n, deadline)
+		err := wait(size, deadline)
 		if err == nil || errors.Is(err, ErrClosed) {
 			return err
 		}
@@ -122,7 +125,8 @@ func (q *queue) makeRoom(n int, deadline time.Time, wait waitFunc) error {
 // policies act on held, frame by frame, as without chunks: the chunks'
 // frames move there first.
 func (q *queue) add(msg []byte, deadline time.Time, wait waitFunc) error {
-	if HeaderLen+len(msg) > q.limit {
+	size := q.f.size(len(msg))
+	if size > q.limit {
 		q.dropped.Add(1)
 		return ErrBufferFull
 	}
@@ -134,11 +138,7 @@ func (q *queue) add(msg []byte, deadline time.Time, wait waitFunc) error {
 			q.drainChunks()
 			break
 		}
-		n := len(msg)
-		if HeaderLen+n <= q.chunkLen {
-			n = q.chunkLen - HeaderLen // room for a chunk
-		}
-		if err := wait(n, deadline); err != nil {
+		if err := wait(max(size, q.chunkLen), deadline); err != nil { // room for a chunk, or the frame's own
 			if !errors.Is(err, ErrClosed) {
 				q.dropped.Add(1)
 			}
@@ -228,7 +228,7 @@ func (q *queue) tryAppend(msg []byte) (ok, first bool) {
 	if k == nil {
 		return false, false
 	}
-	first, ok = k.tryAppend(q.order, msg)
+	first, ok = k.tryAppend(q.f, msg)
 	return ok, first
 }
 
@@ -241,15 +241,14 @@ func (q *queue) stage(msg []byte) bool {
 			return true
 		}
 		q.sealCurrent()
-		n := HeaderLen + len(msg)
+		n := q.f.size(len(msg))
 		if n > q.chunkLen {
-			if !q.fits(len(msg)) {
+			if !q.roomFor(n) {
 				return false
 			}
 			k := &chunk{buf: make([]byte, n), used: n, frames: 1}
 			k.state.Store(sealedBit)
-			PutFrameHeader(k.buf, q.held.order, len(msg))
-			copy(k.buf[HeaderLen:], msg)
+			q.f.put(k.buf, msg)
 			q.outside += n
 			q.queueChunk(k)
 			return true
@@ -283,7 +282,7 @@ func (q *queue) queueChunk(k *chunk) {
 
 // installChunk makes a fresh chunk current, if one fits.
 func (q *queue) installChunk() bool {
-	if !q.fits(q.chunkLen - HeaderLen) {
+	if !q.roomFor(q.chunkLen) {
 		return false
 	}
 	var k *chunk
@@ -370,18 +369,20 @@ func (q *queue) settle(b *batch, n int) (frames, msgBytes int, retried bool) {
 	frames, msgBytes = b.held.consume(min(n, heldLen))
 	n -= heldLen
 	for i, k := range b.chunks {
-		if n >= k.used {
+		if n >= k.used && !q.f.octets {
 			frames += k.frames
 			msgBytes += k.used - k.frames*HeaderLen
 			n -= k.used
 		} else {
-			// The write failed before the end of this chunk: the frames not
-			// written whole go back, before those queued since.
-			f, mb, cut := wholeFrames(q.held.order, k.buf[:k.used], max(n, 0))
+			// Octet counts vary in size: the message bytes are counted frame
+			// by frame. And if the write failed before the end of this
+			// chunk, the frames not written whole go back, before those
+			// queued since.
+			f, mb, cut := wholeFrames(q.f, k.buf[:k.used], max(n, 0))
 			frames += f
 			msgBytes += mb
-			b.held.pushFrames(k.buf[cut:k.used], k.frames-f)
-			n = 0
+			b.held.pushFrames(k.buf[cut:k.used], k.frames-f) // none if it went out whole
+			n = max(n-k.used, 0)
 		}
 		q.recycle(k)
 		b.chunks[i] = nil

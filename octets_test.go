@@ -1,0 +1,106 @@
+package logsock_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+// octetMessages are messages of every kind of length an octet count can
+// have, and the bytes a syslog message may hold: spaces, digits, newlines,
+// non-ASCII and invalid UTF-8.
+func octetMessages(n int) [][]byte {
+	sizes := []int{0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 2041, 2047, 2048, 5000, 70000}
+	out := make([][]byte, n)
+	for i := range out {
+		prefix := fmt.Sprintf("<14>1 - host app %d - - né\n9 \xff", i)
+		msg := []byte(prefix)
+		for len(msg) < sizes[i%len(sizes)] {
+			msg = append(msg, "0 1 22 333 "[len(msg)%11])
+		}
+		out[i] = msg
+	}
+	return out
+}
+
+// TestOctetCountedFraming: with Config.Framing OctetCounted, in both
+// modes, a LogSocket sends each message behind its octet count, with no
+// handshake, to a syslog server, and keeps logsock's delivery: the server
+// closes the connection mid-stream (a graceful restart) and every message
+// arrives, whole and in order, on one connection or the next, each
+// counted once in Stats.
+func TestOctetCountedFraming(t *testing.T) {
+	for _, batching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			col := newFakeCollector(t, "tcp", fakeSyslog)
+			ls, err := logsock.New("tcp", col.addr, &logsock.Config{Framing: logsock.OctetCounted, Batching: batching,
+				PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ls.Close()
+			msgs := octetMessages(60)
+			total := 0
+			for i, m := range msgs {
+				if i == len(msgs)/2 {
+					flush(t, ls)
+					col.waitRecords(t, i)
+					col.dropAll()
+				}
+				if _, err := ls.Write(m); err != nil {
+					t.Fatal(err)
+				}
+				total += len(m)
+			}
+			flush(t, ls)
+			recs := col.waitRecords(t, len(msgs))
+			if len(recs) != len(msgs) {
+				t.Fatalf("%d records, want %d", len(recs), len(msgs))
+			}
+			for i, r := range recs {
+				if !bytes.Equal(r.Msg, msgs[i]) {
+					t.Fatalf("record %d on conn %d: %q, want %q", i, r.Conn, short(r.Msg), short(msgs[i]))
+				}
+			}
+			if recs[0].Conn == recs[len(recs)-1].Conn {
+				t.Errorf("all records on conn %d: the server's close was not seen", recs[0].Conn)
+			}
+			for _, end := range col.connections() {
+				if end.ended && end.err != nil && !errors.Is(end.err, net.ErrClosed) {
+					t.Errorf("conn %d ended with %v: a frame broke the octet-counted format", end.id, end.err)
+				}
+			}
+			if st := ls.Stats(); st.Frames != uint64(len(msgs)) || st.Bytes != uint64(total) || st.Reconnects != 1 {
+				t.Errorf("Stats %+v: want %d frames of %d message bytes, 1 reconnect", st, len(msgs), total)
+			}
+		})
+	}
+}
+
+func short(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "..."
+	}
+	return string(b)
+}
+
+// TestOctetCountedNotShared: the inheritance contract tells a child
+// logsock's framing only, so a syslog-framed connection is not passed.
+func TestOctetCountedNotShared(t *testing.T) {
+	col := newFakeCollector(t, "tcp", fakeSyslog)
+	ls, err := logsock.Dial("tcp", col.addr, &logsock.Config{Framing: logsock.OctetCounted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	if err := ls.Start(exec.Command("true")); err == nil || !strings.Contains(err.Error(), "LengthPrefixed") {
+		t.Errorf("Start: %v, want a refusal", err)
+	}
+}
