@@ -308,6 +308,41 @@ func TestServerShutdownAcceptsQueued(t *testing.T) {
 	}
 }
 
+// TestServerShutdownWaitsForSilentConn: a connection that Shutdown accepts
+// from the queue before its bytes have arrived (a client that connected,
+// then wrote an instant later, as one reconnecting with held frames does)
+// is given a moment to send them, and they are drained, not dropped.
+func TestServerShutdownWaitsForSilentConn(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			sink := newSink()
+			srv := sink.server()
+			l := &gatedListener{Listener: listen(t, network), gate: make(chan struct{})}
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(l) }()
+			c := rawConn(t, network, l.Addr().String()) // queued, silent
+			waitForStack(t, "(*gatedListener).Accept")
+			shut := make(chan error, 1)
+			go func() { shut <- srv.Shutdown(context.Background()) }()
+			// The bytes in flight: no event marks when Shutdown has accepted
+			// the connection, so the client writes well inside the grace.
+			time.Sleep(20 * time.Millisecond)
+			if _, err := c.Write(frames(0, 7, "late 1", "late 2")); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-shut; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-served; !errors.Is(err, logsock.ErrServerClosed) {
+				t.Fatalf("Serve: %v", err)
+			}
+			if got := msgs(sink.waitRecords(t, 2)); fmt.Sprint(got) != "[late 1 late 2]" {
+				t.Errorf("records %q", got)
+			}
+		})
+	}
+}
+
 // TestServerIdleConnMemory: a connection that has sent and gone quiet
 // holds no read buffer: 1,000 of them cost little (the goal: under 8 KiB
 // each, goroutine included; the client's ends, in this process too, are

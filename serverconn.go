@@ -26,6 +26,8 @@ type serverConn struct {
 	killed    atomic.Bool // Close, or Shutdown's deadline, closed it
 	drained   bool        // a drain read found nothing more: the stream stops here
 	handshook bool        // a deadline now means IdleTimeout, not the handshake timeout
+	heard     bool        // something has arrived: data, an end or an error
+	graced    bool        // the drain's wait for a silent connection is spent
 
 	frames, bytes   uint64 // delivered
 	counted, countB uint64 // frames and bytes added to the Server's counters
@@ -253,7 +255,11 @@ func (c *serverConn) readSocket(p []byte, wait bool) (int, error) {
 }
 
 func (c *serverConn) readRaw(wait bool) error {
+	defer func() { c.heard = c.heard || c.rn > 0 || c.rerr != errWouldBlock }()
 	for {
+		if wait && !c.heard && !c.graced && c.draining.Load() {
+			return c.waitSilent()
+		}
 		if !wait || c.draining.Load() {
 			// Control, unlike Read, does not fail on a deadline in the
 			// past, which drain sets to wake a waiting read.
@@ -274,6 +280,32 @@ func (c *serverConn) readRaw(wait bool) error {
 			return err
 		}
 		// Woken by a drain: look once more, without waiting.
+	}
+}
+
+// drainGrace is how long a drain waits for a connection that has sent
+// nothing yet: one that Shutdown accepted from the queue may have been
+// opened, and written to, an instant before, and its bytes be in flight.
+// Without the wait they were lost with it (issue 12: a client's handshake
+// and 90 held frames, in a collector restarted under load).
+const drainGrace = 100 * time.Millisecond
+
+// waitSilent is the drain's read of a connection that has sent nothing
+// yet: it waits up to drainGrace for its first bytes.
+func (c *serverConn) waitSilent() error {
+	c.graced = true
+	end := time.Now().Add(drainGrace)
+	for {
+		c.nc.SetReadDeadline(end)
+		err := c.rc.Read(c.waitFn)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		if !time.Now().Before(end) {
+			c.drained, c.rerr, c.rn = true, io.EOF, 0
+			return nil
+		}
+		// drain's own wake-up, set just after ours: wait on.
 	}
 }
 
