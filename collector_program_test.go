@@ -1,6 +1,6 @@
 package logsock_test
 
-// The collector program's Unix socket files, with the program run as a
+// The collector program's (cmd/logsockd) Unix socket files, run as a
 // real process: a stale socket is replaced, a live one or a file that is
 // not a socket is refused and left alone, -mode is applied from the start,
 // and the file goes at exit unless another has taken the path.
@@ -27,7 +27,7 @@ import (
 )
 
 func TestCollectorProgramSocketFile(t *testing.T) {
-	collector := testenv.Example(t, "collector")
+	collector := testenv.Program(t, "logsockd")
 
 	t.Run("stale", func(t *testing.T) {
 		path := socketPath(t)
@@ -40,7 +40,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 
 		started := time.Now()
 		p := startSockCollector(t, collector, path)
-		if want := "collector: removed stale socket " + path; !strings.Contains(p.stderr.String(), want) {
+		if want := "logsockd: removed stale socket " + path; !strings.Contains(p.stderr.String(), want) {
 			t.Errorf("stderr %q, want %q", p.stderr, want)
 		}
 		// The new file may well have the stale one's inode number (it did
@@ -205,7 +205,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 		missing := filepath.Join(filepath.Dir(path), "missing", "s")
 		p := start(t, collector, "-listen", "unix://"+path, "-listen", "unix://"+missing)
 		sockMustFail(t, p, 1, missing)
-		if !strings.Contains(p.stderr.String(), "collector: listening on unix://"+path) {
+		if !strings.Contains(p.stderr.String(), "logsockd: listening on unix://"+path) {
 			t.Fatalf("stderr %q: the first socket was not made", p.stderr)
 		}
 		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
@@ -225,7 +225,7 @@ func startSockCollector(t *testing.T, bin, path string, args ...string) *proc {
 	p.waitLines(t, p.stderr, fmt.Sprintf("%d listening lines", n), func(lines []string) bool {
 		got := 0
 		for _, l := range lines {
-			if strings.HasPrefix(l, "collector: listening on ") {
+			if strings.HasPrefix(l, "logsockd: listening on ") {
 				got++
 			}
 		}
@@ -304,8 +304,8 @@ func TestCollectorProgramWriterPid(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("SO_PASSCRED and SO_PEERCRED are read on Linux")
 	}
-	collector := testenv.Example(t, "collector")
-	fork := testenv.Example(t, "fork")
+	collector := testenv.Program(t, "logsockd")
+	fork := testenv.Program(t, "fork")
 	path := socketPath(t)
 	p := startSockCollector(t, collector, path)
 	f := start(t, fork, "-addr", "unix://"+path, "-count", "3", "-interval", "1ms")
