@@ -39,7 +39,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 		l.Close() // the file stays, and nobody accepts on it: a killed collector's
 
 		started := time.Now()
-		p := startSockCollector(t, collector, path)
+		p := startSockCollector(t, path)
 		if want := "logsockd: removed stale socket " + path; !strings.Contains(p.stderr.String(), want) {
 			t.Errorf("stderr %q, want %q", p.stderr, want)
 		}
@@ -55,7 +55,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 	t.Run("in-use", func(t *testing.T) {
 		path := socketPath(t)
 		started := time.Now()
-		first := startSockCollector(t, collector, path)
+		first := startSockCollector(t, path)
 		live := sockLstat(t, path)
 
 		second := start(t, collector, "-json", "-listen", "unix://"+path)
@@ -134,7 +134,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 				// set again for the second.
 				a := socketPath(t)
 				b := filepath.Join(filepath.Dir(a), "t")
-				p := startSockCollector(t, collector, a, append([]string{"-listen", "unix://" + b}, tc.flag...)...)
+				p := startSockCollector(t, a, append([]string{"-listen", "unix://" + b}, tc.flag...)...)
 				for _, path := range []string{a, b} {
 					if fi := sockLstat(t, path); fi.Mode() != fs.ModeSocket|tc.want {
 						t.Errorf("%s: mode %v, want %v (umask %04o)", path, fi.Mode(), fs.ModeSocket|tc.want, uint32(umask))
@@ -159,7 +159,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 			t.Run(sig.String(), func(t *testing.T) {
 				path := socketPath(t)
-				p := startSockCollector(t, collector, path, "-listen", "tcp://127.0.0.1:0")
+				p := startSockCollector(t, path, "-listen", "tcp://127.0.0.1:0")
 				if err := p.cmd.Process.Signal(sig); err != nil {
 					t.Fatal(err)
 				}
@@ -176,7 +176,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 	// unlink the path on Close whatever it named).
 	t.Run("replaced", func(t *testing.T) {
 		path := socketPath(t)
-		p := startSockCollector(t, collector, path)
+		p := startSockCollector(t, path)
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}
@@ -217,20 +217,9 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 // startSockCollector runs the collector program with -json on the Unix
 // socket path and the other args, and waits until it says that it listens
 // on every address.
-func startSockCollector(t *testing.T, bin, path string, args ...string) *proc {
+func startSockCollector(t *testing.T, path string, args ...string) *proc {
 	t.Helper()
-	args = append([]string{"-json", "-listen", "unix://" + path}, args...)
-	n := strings.Count(strings.Join(args, " "), "-listen ")
-	p := start(t, bin, args...)
-	p.waitLines(t, p.stderr, fmt.Sprintf("%d listening lines", n), func(lines []string) bool {
-		got := 0
-		for _, l := range lines {
-			if strings.HasPrefix(l, "logsockd: listening on ") {
-				got++
-			}
-		}
-		return got >= n
-	})
+	p, _ := startLogsockd(t, (*exec.Cmd).Start, append([]string{"-json", "-listen", "unix://" + path}, args...)...)
 	return p
 }
 
@@ -304,10 +293,9 @@ func TestCollectorProgramWriterPid(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("SO_PASSCRED and SO_PEERCRED are read on Linux")
 	}
-	collector := testenv.Program(t, "logsockd")
 	fork := testenv.Program(t, "fork")
 	path := socketPath(t)
-	p := startSockCollector(t, collector, path)
+	p := startSockCollector(t, path)
 	f := start(t, fork, "-addr", "unix://"+path, "-count", "3", "-interval", "1ms")
 	f.mustExit(t)
 	parent := f.pid()

@@ -416,13 +416,8 @@ func TestInteropGoClientToArticleServer(t *testing.T) {
 // listens on.
 func startCollector(t *testing.T, listen string) (*proc, string) {
 	t.Helper()
-	p := start(t, testenv.Program(t, "logsockd"), "-json", "-codepoints", "-listen", listen)
-	const prefix = "logsockd: listening on "
-	lines := p.waitLines(t, p.stderr, "the listening line", func(lines []string) bool {
-		return slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
-	})
-	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
-	return p, strings.TrimPrefix(lines[i], prefix)
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-json", "-codepoints", "-listen", listen)
+	return p, addrs[0]
 }
 
 // waitConnClosed waits for the collector's line about the end of its
