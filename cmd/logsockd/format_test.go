@@ -168,3 +168,20 @@ func FuzzText(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkFormat formats a record of 100 bytes from a TCP connection.
+func BenchmarkFormat(b *testing.B) {
+	for _, jsonOut := range []bool{true, false} {
+		name := map[bool]string{true: "json", false: "text"}[jsonOut]
+		b.Run(name, func(b *testing.B) {
+			f := newFormatter(jsonOut, false)
+			rec := tcpRecord(strings.Repeat("x", 100))
+			buf := make([]byte, 0, 1<<10)
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = f.append(buf[:0], rec)
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+	}
+}
