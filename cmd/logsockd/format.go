@@ -355,10 +355,10 @@ var jsonEscaper = newEscaper('"', '\\', func(b byte) bool { return b >= 0x20 && 
 	})
 
 // textEscaper writes a message as it is, but for what would break the
-// line or drive a terminal: control characters but tab become \n, \r or
-// \xHH, the C1 controls and U+2028 and U+2029 \uHHHH, and each byte that
-// is not UTF-8 \xHH. A backslash stays as it is, so the escapes are for
-// reading, not for reversing: -json keeps the exact bytes.
+// line or drive a terminal: control characters (except tab) become \n,
+// \r or \xHH, the C1 controls and U+2028 and U+2029 \uHHHH, and each
+// byte that is not UTF-8 \xHH. A backslash stays as it is, so the escapes
+// are for reading, not for reversing: -json keeps the exact bytes.
 var textEscaper = newEscaper(0x7f, 0x7f, func(b byte) bool { return b >= 0x20 && b != 0x7f || b == '\t' },
 	func(dst, raw []byte, r rune) []byte {
 		switch {

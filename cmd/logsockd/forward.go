@@ -25,8 +25,9 @@ const (
 	// an enterprise number, and 32473 is the one reserved for
 	// documentation (RFC 5612), for want of one of logsock's own.
 	sdID = "logsock@32473"
-	// sdRoom bounds what the header and structured data add to a message
-	// (a remote address and five numbers, escaped, well under it).
+	// sdRoom bounds what the header and the structured data add to a
+	// message: a hostname of up to 255 bytes, an APP-NAME of up to 48,
+	// an address and six numbers come to less than 700.
 	sdRoom = 1024
 	// maxAppName is APP-NAME's limit (RFC 5424 §6.2.5).
 	maxAppName = 48
@@ -34,22 +35,16 @@ const (
 	maxHostname = 255
 )
 
-// syslogConn is where the forwarder writes: a logsock.LogSocket speaking
-// RFC 6587 octet counting, which brings the client's delivery properties
-// (bounded buffer with counted drops, reconnects with capped backoff and
-// jitter, a peek before writing, a failed message sent again whole).
-type syslogConn interface {
-	Write(msg []byte) (int, error)
-	Stats() logsock.Stats
-	Close() error
-}
-
-// dialSyslog returns the LogSocket that forwards to the syslog server at
-// addr (host:port), in batching mode, so that a record costs its handler a
-// copy and no system call; it connects on the first message. It holds up
-// to bufferBytes of messages, and drops the oldest beyond: a syslog server
-// that is slow or away must not hold up the connections or the output.
-func dialSyslog(addr string, maxFrame, bufferBytes int) (*logsock.LogSocket, error) {
+// newSyslog returns the LogSocket that forwards to the syslog server at
+// addr (host:port); it connects on the first message. With OctetCounted
+// framing it brings the client's delivery properties: a bounded buffer
+// with counted drops, reconnects with capped backoff and jitter, a peek
+// before writing, a message whose write failed sent again whole. In
+// batching mode a record costs its handler a copy and no system call. It
+// holds up to bufferBytes of messages, and drops the oldest beyond: a
+// syslog server that is slow or away must not hold up the connections or
+// the output.
+func newSyslog(addr string, maxFrame, bufferBytes int) (*logsock.LogSocket, error) {
 	return logsock.New("tcp", addr, &logsock.Config{
 		Framing:     logsock.OctetCounted,
 		Batching:    true,
@@ -105,7 +100,7 @@ func syslogHostname(name string) string {
 // The Server's handlers call record concurrently.
 type forwarder struct {
 	addr string
-	w    syslogConn
+	w    *logsock.LogSocket
 
 	mu     sync.Mutex // guards the fields below
 	buf    []byte
@@ -115,7 +110,7 @@ type forwarder struct {
 	failed bool      // a Write has failed: logged once
 }
 
-func newForwarder(addr, hostname, appName string, w syslogConn) *forwarder {
+func newForwarder(addr, hostname, appName string, w *logsock.LogSocket) *forwarder {
 	f := &forwarder{addr: addr, w: w, head: []byte(" " + syslogHostname(hostname) + " " + appName + " ")}
 	f.conns.build = appendSD
 	return f

@@ -23,9 +23,9 @@
 // are not UTF-8, and then msg_base64 holds all the bytes as they came.
 // With -json-msg, a message that is a JSON object is written as one (on
 // one line), not as a string. Text prints the message as it is, but
-// writes control characters but tab as \n, \r or \xHH, C1 controls and
-// U+2028 and U+2029 as \uHHHH, and bytes that are not UTF-8 as \xHH, so
-// that a record stays on one line; a backslash stays as it is.
+// writes control characters (except tab) as \n, \r or \xHH, C1 controls
+// and U+2028 and U+2029 as \uHHHH, and bytes that are not UTF-8 as \xHH,
+// so that a record stays on one line; a backslash stays as it is.
 //
 // Lines are written in large writes: a buffer is written when it is full
 // or -flush-delay after its first record, whichever comes first.
@@ -103,12 +103,12 @@ type config struct {
 	json       bool
 	jsonMsg    bool
 	out        string // "-" for standard output, "" for none
-	outMode    fs.FileMode
+	outMode    modeFlag
 	flushDelay time.Duration
 	forward    string // host:port, or ""
 	appName    string
 	fwdBuffer  int
-	srv        logsock.Server // the limits, for run to copy
+	srv        logsock.Server // with the limits of the flags; run sets the callbacks
 }
 
 const usageHead = `usage: logsockd [flags]
@@ -126,16 +126,17 @@ text:  TIME conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F]
 json:  {"time","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
         [,"writer_pid"][,"flags"],"msg"[,"msg_base64"]}
 One trailing newline is not part of the printed message. Text writes control
-characters but tab as \n, \r or \xHH, C1 controls, U+2028 and U+2029 as \uHHHH,
-bytes that are not UTF-8 as \xHH, and the rest as it is (backslashes too): use
--json for the exact bytes (msg, with msg_base64 for a message not UTF-8).
+characters (except tab) as \n, \r or \xHH, C1 controls, U+2028 and U+2029 as
+\uHHHH, bytes that are not UTF-8 as \xHH, and the rest as it is (backslashes
+too): use -json for the exact bytes (msg, and msg_base64 for a message that is
+not UTF-8).
 
 flags:
 `
 
 // parseFlags parses the command line; on an error it exits 2.
 func parseFlags(flags *flag.FlagSet, args []string) *config {
-	cfg := &config{outMode: 0o640}
+	cfg := &config{outMode: modeFlag{perm: 0o640, set: true}}
 	flags.Usage = func() {
 		fmt.Fprint(flags.Output(), usageHead)
 		flags.PrintDefaults()
@@ -153,8 +154,7 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	flags.BoolVar(&cfg.json, "json", false, "write JSON Lines instead of text")
 	flags.BoolVar(&cfg.jsonMsg, "json-msg", false, "with -json, write a message that is a JSON object as an object, not a string")
 	flags.StringVar(&cfg.out, "o", "", "append the records to this file (reopened on SIGHUP); - is standard output (default: standard output, unless -forward is given)")
-	var outMode modeFlag
-	flags.Var(&outMode, "o-mode", "permissions of the -o file, in octal, if logsockd creates it (default 0640)")
+	flags.Var(&cfg.outMode, "o-mode", "permissions of the -o file, in octal, if logsockd creates it")
 	flags.DurationVar(&cfg.flushDelay, "flush-delay", 5*time.Millisecond, "longest time a record waits in the buffer before it is written")
 	flags.Func("forward", "send every record to a syslog server, RFC 5424 in octet-counted framing: syslog+tcp://HOST:PORT", func(s string) error {
 		hostport, err := parseForward(s)
@@ -190,9 +190,6 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	}
 	if cfg.flushDelay <= 0 {
 		usage("-flush-delay %v: want a positive duration", cfg.flushDelay)
-	}
-	if outMode.set {
-		cfg.outMode = outMode.perm
 	}
 	if len(cfg.listen) == 0 {
 		cfg.listen = []address{{"tcp", "127.0.0.1:39999"}}
@@ -238,7 +235,7 @@ func run(cfg *config) int {
 	if cfg.forward != "" {
 		// New checks the configuration and connects later: the
 		// collector starts while the syslog server is away.
-		w, err := dialSyslog(cfg.forward, cfg.srv.MaxFrame, cfg.fwdBuffer)
+		w, err := newSyslog(cfg.forward, cfg.srv.MaxFrame, cfg.fwdBuffer)
 		if err != nil {
 			log.Printf("forward %s: %v", cfg.forward, err)
 			return 1
@@ -253,7 +250,7 @@ func run(cfg *config) int {
 			path = ""
 		}
 		var err error
-		if d.out, err = newOutput(path, cfg.outMode, cfg.flushDelay, newFormatter(cfg.json, cfg.jsonMsg), d.fail); err != nil {
+		if d.out, err = newOutput(path, cfg.outMode.perm, cfg.flushDelay, newFormatter(cfg.json, cfg.jsonMsg), d.fail); err != nil {
 			log.Print(err)
 			if d.fwd != nil {
 				d.fwd.Close() // it has sent nothing

@@ -274,9 +274,6 @@ func (o *output) writeQueued() {
 // after it go to the file that the path names now. If the open fails, the
 // output keeps the file it has.
 func (o *output) reopen() error {
-	if o.path == "" {
-		return errNoFile
-	}
 	f, err := openAppend(o.path, o.perm)
 	if err != nil {
 		return fmt.Errorf("reopening %s (still writing to the file it named before): %w", o.path, err)
@@ -313,6 +310,9 @@ func (o *output) closeFile() error {
 // Reopen asks the writer to reopen the file between two buffers, and
 // waits for it to.
 func (o *output) Reopen() error {
+	if o.path == "" {
+		return errNoFile // and no wait for a writer that a stalled pipe may hold
+	}
 	r := request{reply: make(chan error, 1)}
 	o.reqs <- r
 	return <-r.reply
