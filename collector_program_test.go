@@ -1,6 +1,6 @@
 package logsock_test
 
-// The collector program's Unix socket files, with the program run as a
+// The collector program's (cmd/logsockd) Unix socket files, run as a
 // real process: a stale socket is replaced, a live one or a file that is
 // not a socket is refused and left alone, -mode is applied from the start,
 // and the file goes at exit unless another has taken the path.
@@ -27,7 +27,7 @@ import (
 )
 
 func TestCollectorProgramSocketFile(t *testing.T) {
-	collector := testenv.Example(t, "collector")
+	collector := testenv.Program(t, "logsockd")
 
 	t.Run("stale", func(t *testing.T) {
 		path := socketPath(t)
@@ -39,8 +39,8 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 		l.Close() // the file stays, and nobody accepts on it: a killed collector's
 
 		started := time.Now()
-		p := startSockCollector(t, collector, path)
-		if want := "collector: removed stale socket " + path; !strings.Contains(p.stderr.String(), want) {
+		p := startSockCollector(t, path)
+		if want := "logsockd: removed stale socket " + path; !strings.Contains(p.stderr.String(), want) {
 			t.Errorf("stderr %q, want %q", p.stderr, want)
 		}
 		// The new file may well have the stale one's inode number (it did
@@ -55,7 +55,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 	t.Run("in-use", func(t *testing.T) {
 		path := socketPath(t)
 		started := time.Now()
-		first := startSockCollector(t, collector, path)
+		first := startSockCollector(t, path)
 		live := sockLstat(t, path)
 
 		second := start(t, collector, "-json", "-listen", "unix://"+path)
@@ -134,7 +134,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 				// set again for the second.
 				a := socketPath(t)
 				b := filepath.Join(filepath.Dir(a), "t")
-				p := startSockCollector(t, collector, a, append([]string{"-listen", "unix://" + b}, tc.flag...)...)
+				p := startSockCollector(t, a, append([]string{"-listen", "unix://" + b}, tc.flag...)...)
 				for _, path := range []string{a, b} {
 					if fi := sockLstat(t, path); fi.Mode() != fs.ModeSocket|tc.want {
 						t.Errorf("%s: mode %v, want %v (umask %04o)", path, fi.Mode(), fs.ModeSocket|tc.want, uint32(umask))
@@ -159,7 +159,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 			t.Run(sig.String(), func(t *testing.T) {
 				path := socketPath(t)
-				p := startSockCollector(t, collector, path, "-listen", "tcp://127.0.0.1:0")
+				p := startSockCollector(t, path, "-listen", "tcp://127.0.0.1:0")
 				if err := p.cmd.Process.Signal(sig); err != nil {
 					t.Fatal(err)
 				}
@@ -176,7 +176,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 	// unlink the path on Close whatever it named).
 	t.Run("replaced", func(t *testing.T) {
 		path := socketPath(t)
-		p := startSockCollector(t, collector, path)
+		p := startSockCollector(t, path)
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +205,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 		missing := filepath.Join(filepath.Dir(path), "missing", "s")
 		p := start(t, collector, "-listen", "unix://"+path, "-listen", "unix://"+missing)
 		sockMustFail(t, p, 1, missing)
-		if !strings.Contains(p.stderr.String(), "collector: listening on unix://"+path) {
+		if !strings.Contains(p.stderr.String(), "logsockd: listening on unix://"+path) {
 			t.Fatalf("stderr %q: the first socket was not made", p.stderr)
 		}
 		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
@@ -217,20 +217,9 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 // startSockCollector runs the collector program with -json on the Unix
 // socket path and the other args, and waits until it says that it listens
 // on every address.
-func startSockCollector(t *testing.T, bin, path string, args ...string) *proc {
+func startSockCollector(t *testing.T, path string, args ...string) *proc {
 	t.Helper()
-	args = append([]string{"-json", "-listen", "unix://" + path}, args...)
-	n := strings.Count(strings.Join(args, " "), "-listen ")
-	p := start(t, bin, args...)
-	p.waitLines(t, p.stderr, fmt.Sprintf("%d listening lines", n), func(lines []string) bool {
-		got := 0
-		for _, l := range lines {
-			if strings.HasPrefix(l, "collector: listening on ") {
-				got++
-			}
-		}
-		return got >= n
-	})
+	p, _ := startLogsockd(t, (*exec.Cmd).Start, append([]string{"-json", "-listen", "unix://" + path}, args...)...)
 	return p
 }
 
@@ -304,10 +293,9 @@ func TestCollectorProgramWriterPid(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("SO_PASSCRED and SO_PEERCRED are read on Linux")
 	}
-	collector := testenv.Example(t, "collector")
-	fork := testenv.Example(t, "fork")
+	fork := testenv.Program(t, "fork")
 	path := socketPath(t)
-	p := startSockCollector(t, collector, path)
+	p := startSockCollector(t, path)
 	f := start(t, fork, "-addr", "unix://"+path, "-count", "3", "-interval", "1ms")
 	f.mustExit(t)
 	parent := f.pid()

@@ -111,7 +111,7 @@ func formatRecords(recs []logsock.Record) string {
 // against a collector on TCP and on a Unix socket, and checks that the
 // collector saw fromParent and fromChild messages on one connection.
 func testSharingExample(t *testing.T, name string, fromParent, fromChild int) {
-	bin := testenv.Example(t, name)
+	bin := testenv.Program(t, name)
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			s := newSink()
@@ -141,7 +141,7 @@ func TestExampleThreads(t *testing.T) {
 // of its own pid; no message is lost.
 func TestExampleForkReconnect(t *testing.T) {
 	t.Parallel() // 0.9 s a network, in the processes' pauses
-	bin := testenv.Example(t, "fork")
+	bin := testenv.Program(t, "fork")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			const count = 4

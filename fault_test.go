@@ -1,6 +1,6 @@
 package logsock_test
 
-// Fault tests: real collector processes (examples/collector, built once
+// Fault tests: real collector processes (cmd/logsockd, built once
 // per run) are stopped gracefully, killed, paused and restarted under a
 // client, and internal/faultlab counts what arrives with sequence numbers.
 // The durations are short; `go run ./examples/reliability` runs the same
@@ -36,7 +36,7 @@ func faultEnv(t *testing.T) *faultlab.Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &faultlab.Env{Collector: testenv.Example(t, "collector"), Root: root}
+	return &faultlab.Env{Collector: testenv.Program(t, "logsockd"), Root: root}
 }
 
 func faultContext(t *testing.T) context.Context {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -410,31 +411,27 @@ func TestInteropGoClientToArticleServer(t *testing.T) {
 	})
 }
 
-// startCollector runs the collector program with -json -codepoints on
-// listen, and returns it with the address that it says it listens on.
+// startCollector runs the collector program, logsockd, with -json
+// -codepoints on listen, and returns it with the address that it says it
+// listens on.
 func startCollector(t *testing.T, listen string) (*proc, string) {
 	t.Helper()
-	p := start(t, testenv.Example(t, "collector"), "-json", "-codepoints", "-listen", listen)
-	const prefix = "collector: listening on "
-	lines := p.waitLines(t, p.stderr, "the listening line", func(lines []string) bool {
-		return slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
-	})
-	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
-	return p, strings.TrimPrefix(lines[i], prefix)
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-json", "-codepoints", "-listen", listen)
+	return p, addrs[0]
 }
 
 // waitConnClosed waits for the collector's line about the end of its
-// connection 1 and checks it is want: the collector logs it after the
-// connection's last record, so a wrong count or an error fails at once,
-// not after a wait for records that will never come.
-func waitConnClosed(t *testing.T, p *proc, want string) {
+// connection 1 and checks that want matches all of it: the collector logs
+// it after the connection's last record, so a wrong count or an error
+// fails at once, not after a wait for records that will never come.
+func waitConnClosed(t *testing.T, p *proc, want *regexp.Regexp) {
 	t.Helper()
-	const prefix = "collector: conn 1 ("
+	const prefix = "logsockd: conn 1 ("
 	lines := p.waitLines(t, p.stderr, "the end of conn 1", func(lines []string) bool {
 		return slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
 	})
 	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
-	if lines[i] != want {
+	if !want.MatchString(lines[i]) {
 		t.Fatalf("collector: %q, want %q; stdout:\n%s", lines[i], want, p.stdout)
 	}
 }
@@ -503,7 +500,9 @@ func TestInteropArticleClientToCollectorProgram(t *testing.T) {
 		msgs := []string{"current pid: 17120", nonASCII, "", "é", "after"}
 		client := start(t, py, articleClientArgs(t, "tcp", "127.0.0.1:"+port, msgs)...)
 		client.mustExit(t)
-		waitConnClosed(t, p, fmt.Sprintf("collector: conn 1 (pid %d) closed after %d frames", client.pid(), len(msgs)))
+		// The remote address is the client's: a port of 127.0.0.1.
+		waitConnClosed(t, p, regexp.MustCompile(fmt.Sprintf(`^logsockd: conn 1 \(pid %d from 127\.0\.0\.1:\d+\) closed after %d frames: eof$`,
+			client.pid(), len(msgs))))
 
 		recs := collectorRecords(t, p, len(msgs), started)
 		for i, r := range recs {
@@ -529,9 +528,9 @@ func TestInteropArticleClientToCollectorProgram(t *testing.T) {
 			t.Fatalf("collector listens on %q, want %q", addr, "unix://"+path)
 		}
 
-		client := start(t, testenv.Example(t, "client"), "-count", "3", "-interval", "1ms", "-addr", addr)
+		client := start(t, testenv.Program(t, "client"), "-count", "3", "-interval", "1ms", "-addr", addr)
 		client.mustExit(t)
-		waitConnClosed(t, p, fmt.Sprintf("collector: conn 1 (pid %d) closed after 3 frames", client.pid()))
+		waitConnClosed(t, p, regexp.MustCompile(fmt.Sprintf(`^logsockd: conn 1 \(pid %d\) closed after 3 frames: eof$`, client.pid())))
 
 		recs := collectorRecords(t, p, 3, started)
 		want := fmt.Sprintf("current pid: %d", client.pid())

@@ -14,7 +14,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runChild(role))
 	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		testenv.RemoveExamples()
+		testenv.RemovePrograms()
 		os.Exit(code)
 	}))
 }

@@ -2,7 +2,7 @@
 // collector, sends its pid as the handshake, and logs "current pid: N" once
 // every interval.
 //
-//	go run ./examples/collector &
+//	go run ./cmd/logsockd &
 //	go run ./examples/client -count 5
 //
 // Flags: -addr (default 127.0.0.1:39999; unix:///path for a Unix socket),

@@ -6,7 +6,7 @@
 //
 // Run a collector in one terminal and this program in another:
 //
-//	go run ./examples/collector
+//	go run ./cmd/logsockd
 //	go run ./examples/fork -count 0
 //
 // Experiment 1: the collector prints both pids' messages on one connection

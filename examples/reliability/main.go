@@ -1,12 +1,12 @@
 // Command reliability is the fault report of logsock's client: it breaks
-// real collector processes (examples/collector, built once) under a
+// real collector processes (cmd/logsockd, built once) under a
 // client in this process, counts what arrives with sequence numbers (the
 // method of rsyslog's chkseq), and prints one table.
 //
 //	go run ./examples/reliability                        # everything: a few minutes
 //	go run ./examples/reliability -outage 5s -run sigkill,memory -net tcp
 //
-// Run it from inside the module: it builds ./examples/collector and runs
+// Run it from inside the module: it builds ./cmd/logsockd and runs
 // testdata/fault_article_reconnect_client.py with python3 (that row is
 // skipped without python3).
 //
@@ -165,11 +165,11 @@ func setup(ctx context.Context) (*faultlab.Env, func(), error) {
 		return nil, nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
-	if err := testenv.Build(ctx, root, dir, "collector"); err != nil {
+	if err := testenv.Build(ctx, root, dir, "cmd/logsockd"); err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	env := &faultlab.Env{Collector: filepath.Join(dir, "collector"), Root: root}
+	env := &faultlab.Env{Collector: filepath.Join(dir, "logsockd"), Root: root}
 	if py, err := testenv.PythonExe(); err == nil {
 		env.Python = py
 	}

@@ -7,7 +7,7 @@
 //
 // Run a collector in one terminal and this program in another:
 //
-//	go run ./examples/collector
+//	go run ./cmd/logsockd
 //	go run ./examples/threads
 //
 // The collector shows one connection, conn=1 pid=P, and on it the parent's

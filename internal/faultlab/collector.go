@@ -38,7 +38,7 @@ type Record struct {
 	Start  int    // which start of the collector printed it, from 1
 }
 
-// Collector runs the examples/collector program as a child process, on
+// Collector runs the collector program, cmd/logsockd, as a child process, on
 // one address that stays the same across restarts, and keeps every record
 // that any of its runs printed. It can be stopped gracefully (SIGTERM: the
 // collector drains its connections and exits), killed, stopped and
@@ -144,7 +144,7 @@ func (c *Collector) start(listen string) error {
 	if err != nil {
 		return err
 	}
-	const prefix = "collector: listening on "
+	const prefix = "logsockd: listening on "
 	timeout := time.NewTimer(startTimeout)
 	defer timeout.Stop()
 	for {
@@ -334,7 +334,7 @@ func (c *Collector) WaitSeq(ctx context.Context, seq int) (Record, error) {
 }
 
 // WaitConnClosed waits until the running collector reports the end of its
-// connection id (its stderr line "collector: conn ID (pid P) closed ..."),
+// connection id (its stderr line "logsockd: conn ID (pid P ...) closed ..."),
 // or ctx is done. A graceful stop drains the connections that the
 // collector has accepted, but not those still in the listen backlog: to
 // be sure that a client's last frames are in, wait for the end of its
@@ -343,7 +343,7 @@ func (c *Collector) WaitConnClosed(ctx context.Context, id uint64) error {
 	if !c.Running() {
 		return errors.New("faultlab: collector not running")
 	}
-	prefix := fmt.Sprintf("collector: conn %d (", id)
+	prefix := fmt.Sprintf("logsockd: conn %d (", id)
 	for {
 		if _, ok := c.stderr.find(prefix); ok {
 			return nil

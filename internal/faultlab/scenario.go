@@ -110,7 +110,7 @@ func (p Params) Config(name string, peek bool) logsock.Config {
 
 // Env says where the harness finds its programs.
 type Env struct {
-	Collector string // the examples/collector binary (testenv.Build)
+	Collector string // the cmd/logsockd binary (testenv.Build)
 	Root      string // the module root, where testdata is
 	Python    string // python3, or "" to skip the Python peer
 	// Logf, if set, receives progress lines.

@@ -1,6 +1,6 @@
 // Package testenv finds and makes what the tests run besides themselves:
-// the example programs, built once per process, python3, and TCP ports
-// that can be bound again after a close. The tests of package logsock and
+// the programs (logsockd and the examples), built once per process,
+// python3, and TCP ports that can be bound again after a close. The tests of package logsock and
 // logsock_test use it, and so does examples/reliability; it imports
 // neither logsock nor testing for that reason.
 package testenv
@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -29,10 +30,10 @@ type TB interface {
 	Skipf(format string, args ...any)
 }
 
-// Programs are the example programs (examples/NAME) that the tests run.
-// examples/reliability is left out: no test runs it, and its link costs
-// half a second.
-var Programs = []string{"client", "collector", "fork", "threads"}
+// Programs are the programs that the tests run, as directories of the
+// module; a test names one by its last element. examples/reliability is
+// left out: no test runs it, and its link costs half a second.
+var Programs = []string{"cmd/logsockd", "examples/client", "examples/fork", "examples/threads"}
 
 // buildTimeout bounds the one build of the programs.
 const buildTimeout = 2 * time.Minute
@@ -68,16 +69,17 @@ func ModuleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// Build builds the example programs names of the module at root into dir,
-// with one go build: the links run in parallel.
-func Build(ctx context.Context, root, dir string, names ...string) error {
+// Build builds the programs in the directories dirs of the module at
+// root (such as "cmd/logsockd") into dir, each named as its directory's
+// last element, with one go build: the links run in parallel.
+func Build(ctx context.Context, root, dir string, dirs ...string) error {
 	goTool, err := GoTool()
 	if err != nil {
 		return err
 	}
 	args := []string{"build", "-o", dir + string(filepath.Separator)}
-	for _, name := range names {
-		args = append(args, "./examples/"+name)
+	for _, d := range dirs {
+		args = append(args, "./"+d)
 	}
 	cmd := exec.CommandContext(ctx, goTool, args...)
 	cmd.Dir = root
@@ -90,18 +92,19 @@ func Build(ctx context.Context, root, dir string, names ...string) error {
 // built is the one build of Programs in this process.
 var built struct {
 	once sync.Once
-	mu   sync.Mutex // guards dir, for RemoveExamples
+	mu   sync.Mutex // guards dir, for RemovePrograms
 	dir  string
 	err  error
 }
 
-// Example returns the path of the example program name, one of Programs.
-// The first call builds them all, into a temporary directory that
-// RemoveExamples removes; a failed build fails every test that asks.
-func Example(t TB, name string) string {
+// Program returns the path of the program name, the last element of one
+// of Programs ("logsockd", "client"...). The first call builds them all,
+// into a temporary directory that RemovePrograms removes; a failed build
+// fails every test that asks.
+func Program(t TB, name string) string {
 	t.Helper()
-	if !slices.Contains(Programs, name) {
-		t.Fatalf("testenv: no example program %q among %q", name, Programs)
+	if !slices.ContainsFunc(Programs, func(d string) bool { return path.Base(d) == name }) {
+		t.Fatalf("testenv: no program %q among %q", name, Programs)
 	}
 	built.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
@@ -119,7 +122,7 @@ func buildPrograms(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "logsock-examples")
+	dir, err := os.MkdirTemp("", "logsock-programs")
 	if err != nil {
 		return err
 	}
@@ -129,9 +132,9 @@ func buildPrograms(ctx context.Context) error {
 	return Build(ctx, root, dir, Programs...)
 }
 
-// RemoveExamples removes the programs that Example built, if it built any.
-// TestMain calls it once the tests have run.
-func RemoveExamples() {
+// RemovePrograms removes the programs that Program built, if it built
+// any. TestMain calls it once the tests have run.
+func RemovePrograms() {
 	built.mu.Lock()
 	defer built.mu.Unlock()
 	if built.dir != "" {

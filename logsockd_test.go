@@ -1,0 +1,610 @@
+package logsock_test
+
+// The collector daemon, cmd/logsockd, run as a real process: its output
+// to a file as JSON and text, the file reopened on SIGHUP, SIGTERM under
+// load, a standard output that closes, forwarding to a syslog server, and
+// its command line.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/testenv"
+)
+
+// startLogsockd runs logsockd with args, started by run, and waits until
+// it says that it listens on each of its -listen addresses, which it
+// returns in order, as it prints them (tcp://127.0.0.1:PORT, unix:///path).
+func startLogsockd(t *testing.T, run func(*exec.Cmd) error, args ...string) (*proc, []string) {
+	t.Helper()
+	n := 0
+	for _, a := range args {
+		if a == "-listen" {
+			n++
+		}
+	}
+	p := startWith(t, run, testenv.Program(t, "logsockd"), args...)
+	const prefix = "logsockd: listening on "
+	var addrs []string
+	p.waitLines(t, p.stderr, fmt.Sprintf("%d listening lines", n), func(lines []string) bool {
+		addrs = addrs[:0]
+		for _, l := range lines {
+			if a, ok := strings.CutPrefix(l, prefix); ok {
+				addrs = append(addrs, a)
+			}
+		}
+		return len(addrs) >= n
+	})
+	return p, addrs
+}
+
+// dialLogsockd dials the address that logsockd printed. The LogSocket is
+// closed when the test ends.
+func dialLogsockd(t *testing.T, printed string, cfg *logsock.Config) *logsock.LogSocket {
+	t.Helper()
+	network, address := dialAddr(t, printed)
+	ls, err := logsock.Dial(network, address, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ls.Close() })
+	return ls
+}
+
+// dialAddr splits an address that logsockd printed into a network and an
+// address to dial.
+func dialAddr(t *testing.T, printed string) (network, address string) {
+	t.Helper()
+	network, address, ok := strings.Cut(printed, "://")
+	if !ok {
+		t.Fatalf("address %q", printed)
+	}
+	return network, address
+}
+
+// fileLines waits until the file at path holds at least n lines, and
+// returns its complete lines. It polls: the file is another process's
+// output, and nothing signals a write to it.
+func fileLines(t *testing.T, p *proc, path string, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if got := bytes.Count(b, []byte{'\n'}); got >= n {
+			return strings.Split(string(b[:bytes.LastIndexByte(b, '\n')]), "\n")
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited (%v) before %s held %d lines; stderr:\n%s", p.name, p.err, path, n, p.stderr)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %d lines, want %d; stderr:\n%s", path, bytes.Count(b, []byte{'\n'}), n, p.stderr)
+		}
+	}
+}
+
+// stderrLine waits for a line of p's standard error that starts with
+// prefix, and returns it.
+func stderrLine(t *testing.T, p *proc, prefix string) string {
+	t.Helper()
+	var found string
+	p.waitLines(t, p.stderr, fmt.Sprintf("a line %q", prefix), func(lines []string) bool {
+		for _, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				found = l
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// counter returns the value of key=N in line.
+func counter(t *testing.T, line, key string) int {
+	t.Helper()
+	m := regexp.MustCompile(`\b` + key + `=(\d+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("%q: no %s=N", line, key)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+func sendSignal(t *testing.T, p *proc, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLogsockdOutputFile: records from TCP and a Unix socket, as JSON
+// and as text, in a file that logsockd creates with mode 0640, while it
+// runs (they are flushed within milliseconds, not at exit); each without
+// its one trailing newline, with its remote address over TCP and the
+// peer's credentials over a Unix socket; SIGUSR1's counters match the
+// file.
+func TestLogsockdOutputFile(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			sock := socketPath(t)
+			out := filepath.Join(filepath.Dir(sock), "out.log")
+			args := []string{"-listen", "tcp://127.0.0.1:0", "-listen", "unix://" + sock, "-o", out}
+			if format == "json" {
+				args = append(args, "-json", "-json-msg")
+			}
+			p, addrs := startLogsockd(t, (*exec.Cmd).Start, args...)
+
+			network, address := dialAddr(t, addrs[0])
+			c := rawConn(t, network, address, frames(logsock.LittleEndian, 4242,
+				"started\n", `{"level":"INFO","n":1}`+"\n", "bad \xff", "two\n\n"))
+			local := c.LocalAddr().String()
+			fileLines(t, p, out, 4) // then the Unix connection is conn 2
+			ls := dialLogsockd(t, addrs[1], nil)
+			if err := ls.Log("from unix\n"); err != nil {
+				t.Fatal(err)
+			}
+			lines := fileLines(t, p, out, 5)
+
+			if format == "json" {
+				checkJSONLines(t, lines, local)
+			} else {
+				checkTextLines(t, lines, local)
+			}
+			if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o640 {
+				t.Errorf("%s: %v, %v; want mode 0640", out, fi.Mode(), err)
+			}
+
+			sendSignal(t, p, syscall.SIGUSR1)
+			stats := stderrLine(t, p, "logsockd: output "+out+": ")
+			size := 0
+			for _, l := range lines {
+				size += len(l) + 1
+			}
+			if counter(t, stats, "records") != 5 || counter(t, stats, "bytes") != size || counter(t, stats, "dropped") != 0 {
+				t.Errorf("%s, want records=5 bytes=%d dropped=0", stats, size)
+			}
+			sendSignal(t, p, syscall.SIGTERM)
+			p.mustExit(t)
+		})
+	}
+}
+
+func checkJSONLines(t *testing.T, lines []string, local string) {
+	t.Helper()
+	type line struct {
+		Time      string
+		Conn      uint64
+		Pid       int
+		Remote    *string
+		PeerPid   int `json:"peer_pid"`
+		WriterPid int `json:"writer_pid"`
+		Flags     []string
+		Msg       json.RawMessage
+		MsgBase64 []byte `json:"msg_base64"`
+	}
+	var recs []line
+	for _, l := range lines {
+		var r line
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, r.Time); err != nil {
+			t.Errorf("%s: time: %v", l, err)
+		}
+		recs = append(recs, r)
+	}
+	for i, want := range []string{`"started"`, `{"level":"INFO","n":1}`, `"bad \ufffd"`, `"two\n"`} {
+		r := recs[i]
+		if string(r.Msg) != want || r.Conn != 1 || r.Pid != 4242 || r.Remote == nil || *r.Remote != local {
+			t.Errorf("line %d: %s; want conn 1, pid 4242, remote %s, msg %s", i, lines[i], local, want)
+		}
+	}
+	if string(recs[2].MsgBase64) != "bad \xff" || len(recs[2].Flags) != 1 || recs[2].Flags[0] != "invalid_utf8" {
+		t.Errorf("the invalid message: %s", lines[2])
+	}
+	u := recs[4]
+	if string(u.Msg) != `"from unix"` || u.Remote != nil || u.Pid != os.Getpid() {
+		t.Errorf("the Unix record: %s", lines[4])
+	}
+	if runtime.GOOS == "linux" && (u.PeerPid != os.Getpid() || u.WriterPid != os.Getpid()) {
+		t.Errorf("the Unix record: %s; want peer_pid and writer_pid %d", lines[4], os.Getpid())
+	}
+}
+
+func checkTextLines(t *testing.T, lines []string, local string) {
+	t.Helper()
+	const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z`
+	tcp := ts + ` conn=1 pid=4242 remote=` + regexp.QuoteMeta(local)
+	unix := ts + fmt.Sprintf(` conn=2 pid=%d`, os.Getpid())
+	if runtime.GOOS == "linux" {
+		unix += fmt.Sprintf(` peer=%d uid=%d gid=%d writer=%d`, os.Getpid(), os.Getuid(), os.Getgid(), os.Getpid())
+	}
+	for i, want := range []string{
+		tcp + ` started`,
+		tcp + ` \{"level":"INFO","n":1\}`,
+		tcp + ` flags=invalid_utf8 bad \\xff`,
+		tcp + ` two\\n`,
+		unix + ` from unix`,
+	} {
+		if !regexp.MustCompile("^" + want + "$").MatchString(lines[i]) {
+			t.Errorf("line %d: %q, want %q", i, lines[i], want)
+		}
+	}
+}
+
+// seqClient logs "NAME SEQ" messages from a goroutine through a batching
+// LogSocket, and flushes after every 256: acked is the number of messages
+// for which a Flush has returned nil. It pauses for pace after each Flush:
+// a pace of 0 logs as fast as it can.
+type seqClient struct {
+	name   string
+	pace   time.Duration
+	ls     *logsock.LogSocket
+	acked  atomic.Int64
+	ctx    context.Context // done on halt: it ends a Flush in progress
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startSeqClient(t *testing.T, name, printed string, pace time.Duration) *seqClient {
+	t.Helper()
+	network, address := dialAddr(t, printed)
+	// DropNewest and short timeouts: once logsockd has gone, nothing
+	// waits for it long.
+	ls, err := logsock.Dial(network, address, &logsock.Config{Batching: true, Overflow: logsock.DropNewest,
+		WriteTimeout: 100 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &seqClient{name: name, pace: pace, ls: ls, done: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	go c.run()
+	t.Cleanup(func() { c.halt() })
+	return c
+}
+
+func (c *seqClient) run() {
+	defer close(c.done)
+	for seq := 0; ; seq++ {
+		if seq%256 == 0 {
+			if c.ls.Flush(c.ctx) == nil {
+				c.acked.Store(int64(seq))
+			}
+			if c.ctx.Err() != nil {
+				return
+			}
+			if c.pace > 0 {
+				time.Sleep(c.pace) // load, not synchronisation
+			}
+		}
+		c.ls.Log(fmt.Sprintf("%s %d", c.name, seq)) // an error: a message the file lacks, or not acked
+	}
+}
+
+// halt stops the client and closes its LogSocket; it returns Close's
+// error. It may be called more than once.
+func (c *seqClient) halt() error {
+	if c.ctx.Err() != nil {
+		return nil
+	}
+	c.cancel()
+	<-c.done
+	return c.ls.Close()
+}
+
+// waitAcked waits until c has n messages acked.
+func (c *seqClient) waitAcked(t *testing.T, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(waitTimeout); c.acked.Load() < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("client %s: %d messages acked, want %d", c.name, c.acked.Load(), n)
+		}
+		time.Sleep(time.Millisecond) // the client's goroutine sets it, with no signal
+	}
+}
+
+// seqLines reads JSON lines of seqClient messages, and returns each
+// client's sequence numbers in the order of the lines.
+func seqLines(t *testing.T, lines []string) map[string][]int {
+	t.Helper()
+	seqs := map[string][]int{}
+	for _, l := range lines {
+		var r struct{ Msg string }
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		name, seq, ok := strings.Cut(r.Msg, " ")
+		n, err := strconv.Atoi(seq)
+		if !ok || err != nil {
+			t.Fatalf("line %q: not a seqClient message", l)
+		}
+		seqs[name] = append(seqs[name], n)
+	}
+	return seqs
+}
+
+// TestLogsockdReopen: logrotate's way. Under a steady stream of records,
+// the file is renamed and SIGHUP sent: the records that follow go to a new
+// file at the path, and across the two files every record is there once,
+// whole, in order.
+func TestLogsockdReopen(t *testing.T) {
+	t.Parallel()
+	sock := socketPath(t)
+	out := filepath.Join(filepath.Dir(sock), "out.log")
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-json", "-listen", "tcp://127.0.0.1:0", "-o", out)
+	c := startSeqClient(t, "a", addrs[0], time.Millisecond) // about 250,000 a second
+
+	fileLines(t, p, out, 1000)
+	if err := os.Rename(out, out+".1"); err != nil {
+		t.Fatal(err)
+	}
+	sendSignal(t, p, syscall.SIGHUP)
+	fileLines(t, p, out, 1000) // in the new file
+	if err := c.halt(); err != nil {
+		t.Fatal(err)
+	}
+	end := stderrLine(t, p, "logsockd: conn 1 (")
+	m := regexp.MustCompile(`closed after (\d+) frames: eof$`).FindStringSubmatch(end)
+	if m == nil {
+		t.Fatalf("%q: want the connection's clean end", end)
+	}
+	sent, _ := strconv.Atoi(m[1])
+	sendSignal(t, p, syscall.SIGTERM)
+	p.mustExit(t)
+	if n := counter(t, stderrLine(t, p, "logsockd: output "), "reopens"); n != 1 {
+		t.Errorf("reopens=%d, want 1", n)
+	}
+
+	before := seqLines(t, fileLines(t, p, out+".1", 1))["a"]
+	after := seqLines(t, fileLines(t, p, out, 1))["a"]
+	all := append(before, after...)
+	if len(all) != sent {
+		t.Errorf("%d + %d records in the two files, %d sent", len(before), len(after), sent)
+	}
+	for i, seq := range all {
+		if seq != i {
+			t.Fatalf("record %d of the two files is message %d (the first file has %d)", i, seq, len(before))
+		}
+	}
+	t.Logf("%d records before the reopen, %d after", len(before), len(after))
+}
+
+// TestLogsockdSIGTERMUnderLoad: clients log as fast as they can, over TCP
+// and a Unix socket, when SIGTERM comes. Every record whose Flush returned
+// nil before the signal is in the file, and every record the Server
+// delivered (its count at exit) was written: the file's lines are the
+// output's records and the Server's frames. (A Flush that returns nil
+// after the signal proves nothing: a frame written between the drain's
+// last read and its close is lost with the connection, by design.)
+func TestLogsockdSIGTERMUnderLoad(t *testing.T) {
+	t.Parallel()
+	sock := socketPath(t)
+	out := filepath.Join(filepath.Dir(sock), "out.log")
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-json", "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock, "-o", out)
+	var clients []*seqClient
+	for i, name := range []string{"t1", "t2", "u1", "u2"} {
+		clients = append(clients, startSeqClient(t, name, addrs[i/2], 0))
+	}
+	acked := map[string]int{}
+	for _, c := range clients {
+		c.waitAcked(t, 5000)
+	}
+	for _, c := range clients {
+		acked[c.name] = int(c.acked.Load())
+	}
+	sendSignal(t, p, syscall.SIGTERM)
+	p.mustExit(t)
+	for _, c := range clients {
+		c.halt() // its error: what was still held when logsockd had gone
+	}
+
+	lines := fileLines(t, p, out, 1)
+	frames := counter(t, stderrLine(t, p, "logsockd: server: "), "frames")
+	outStats := stderrLine(t, p, "logsockd: output ")
+	if records := counter(t, outStats, "records"); records != len(lines) || frames != len(lines) || counter(t, outStats, "dropped") != 0 {
+		t.Errorf("%d lines in the file; the Server delivered %d frames; %s", len(lines), frames, outStats)
+	}
+	seqs := seqLines(t, lines)
+	total := 0
+	for _, c := range clients {
+		got := seqs[c.name]
+		for i, seq := range got {
+			if seq != i {
+				t.Fatalf("client %s: record %d is message %d", c.name, i, seq)
+			}
+		}
+		if len(got) < acked[c.name] {
+			t.Errorf("client %s: %d records in the file, %d acked before SIGTERM", c.name, len(got), acked[c.name])
+		}
+		total += acked[c.name]
+	}
+	t.Logf("%d records acked before SIGTERM, %d in the file", total, len(lines))
+}
+
+// TestLogsockdClosedStdout: logsockd -json | head -1. After the reader has
+// gone, a write fails with EPIPE: logsockd says so, drains its
+// connections, removes its socket file and exits 1, not killed by
+// SIGPIPE.
+func TestLogsockdClosedStdout(t *testing.T) {
+	t.Parallel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sock := socketPath(t)
+	p, addrs := startLogsockd(t, func(cmd *exec.Cmd) error {
+		cmd.Stdout = w
+		err := cmd.Start()
+		w.Close()
+		return err
+	}, "-json", "-listen", "unix://"+sock)
+	// Its Close gives up at once on what logsockd did not take.
+	ls := dialLogsockd(t, addrs[0], &logsock.Config{CloseTimeout: time.Millisecond})
+	if err := ls.Log("first"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(r).ReadString('\n'); err != nil || !strings.Contains(line, `"msg":"first"`) {
+		t.Fatalf("read %q, %v", line, err)
+	}
+	r.Close() // head -1 exits
+	for i := 0; ; i++ {
+		// Records until logsockd notices: the first write after the close.
+		if err := ls.Log(fmt.Sprintf("after %d", i)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.done:
+		case <-time.After(time.Millisecond):
+			continue
+		}
+		break
+	}
+	var ee *exec.ExitError
+	if !errors.As(p.err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("logsockd: %v, want exit status 1; stderr:\n%s", p.err, p.stderr)
+	}
+	if want := "logsockd: output standard output: write /dev/stdout: broken pipe"; !strings.Contains(p.stderr.String(), want) {
+		t.Errorf("stderr %q, want %q", p.stderr, want)
+	}
+	if end := stderrLine(t, p, "logsockd: conn 1 ("); !strings.HasSuffix(end, ": shutdown") {
+		t.Errorf("%q: want the connection drained", end)
+	}
+	if n := counter(t, stderrLine(t, p, "logsockd: output standard output: records="), "dropped"); n == 0 {
+		t.Error("dropped=0: the records after the close are not counted")
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s: %v, want it removed", sock, err)
+	}
+}
+
+// TestLogsockdOutputFull: a file that takes no more (ENOSPC, /dev/full)
+// ends logsockd with exit 1, after it has drained its connections into
+// what can still be written: the forwarder gets every record, and the
+// output counts each as dropped.
+func TestLogsockdOutputFull(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skipf("/dev/full: %v", err)
+	}
+	t.Parallel()
+	col := newFakeCollector(t, "tcp", fakeSyslog)
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-o", "/dev/full",
+		"-forward", "syslog+tcp://"+col.addr)
+	network, address := dialAddr(t, addrs[0])
+	rawConn(t, network, address, frames(logsock.LittleEndian, 4242, "one", "two", "three"))
+	sockMustFail(t, p, 1, "logsockd: output /dev/full: write /dev/full: no space left on device")
+	col.waitRecords(t, 3)
+	out := stderrLine(t, p, "logsockd: output /dev/full: records=")
+	fwd := stderrLine(t, p, "logsockd: forward ")
+	if counter(t, out, "records") != 0 || counter(t, out, "dropped") != 3 || counter(t, fwd, "frames") != 3 {
+		t.Errorf("%s\n%s\nwant 3 records dropped by the output, 3 forwarded", out, fwd)
+	}
+}
+
+// TestLogsockdForward: with -forward alone, every record goes to a syslog
+// server as RFC 5424 in octet-counted framing, and nothing to standard
+// output.
+func TestLogsockdForward(t *testing.T) {
+	t.Parallel()
+	col := newFakeCollector(t, "tcp", fakeSyslog)
+	sock := socketPath(t)
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock,
+		"-forward", "syslog+tcp://"+col.addr, "-app-name", "test-app")
+	network, address := dialAddr(t, addrs[0])
+	c := rawConn(t, network, address, frames(logsock.LittleEndian, 4242, "started\n", "bad \xff"))
+	col.waitRecords(t, 2) // then the Unix connection is conn 2
+	ls := dialLogsockd(t, addrs[1], nil)
+	if err := ls.Log("from unix"); err != nil {
+		t.Fatal(err)
+	}
+	recs := col.waitRecords(t, 3)
+
+	host, _ := os.Hostname()
+	const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z`
+	head := `<14>1 ` + ts + ` ` + regexp.QuoteMeta(host) + ` test-app `
+	tcp := head + `4242 - \[logsock@32473 conn="1" pid="4242" remote="` + regexp.QuoteMeta(c.LocalAddr().String()) + `"`
+	me := strconv.Itoa(os.Getpid())
+	unix := head + me + ` - \[logsock@32473 conn="2" pid="` + me + `"`
+	if runtime.GOOS == "linux" {
+		unix += fmt.Sprintf(` peer_pid="%d" peer_uid="%d" peer_gid="%d" writer_pid="%d"`, os.Getpid(), os.Getuid(), os.Getgid(), os.Getpid())
+	}
+	// Connections are forwarded in no set order. The messages, with the
+	// structured data's end, are compared as bytes: a regexp takes \xff
+	// for U+00FF.
+	for _, want := range []struct{ head, tail string }{
+		{tcp, "] started"},
+		{tcp + ` flags="invalid_utf8"`, "] bad \xff"},
+		{unix, "] from unix"},
+	} {
+		i := slices.IndexFunc(recs, func(r logsock.Record) bool { return bytes.HasSuffix(r.Msg, []byte(want.tail)) })
+		if i < 0 {
+			t.Errorf("no message forwarded ends with %q", want.tail)
+			continue
+		}
+		got := string(recs[i].Msg)
+		if !regexp.MustCompile("^" + want.head + "$").MatchString(strings.TrimSuffix(got, want.tail)) {
+			t.Errorf("forwarded %q, want %q then %q", got, want.head, want.tail)
+		}
+	}
+
+	sendSignal(t, p, syscall.SIGTERM)
+	p.mustExit(t)
+	if s := p.stdout.String(); s != "" {
+		t.Errorf("standard output %q, want nothing with -forward alone", s)
+	}
+	fwd := stderrLine(t, p, "logsockd: forward "+col.addr+": ")
+	if counter(t, fwd, "frames") != 3 || counter(t, fwd, "dropped") != 0 {
+		t.Errorf("%s: want frames=3 dropped=0", fwd)
+	}
+}
+
+// TestLogsockdCommandLine: -h starts with a synopsis and an example; a
+// stray argument or a bad value is a usage error (exit 2), a file that
+// cannot be opened a failure (exit 1).
+func TestLogsockdCommandLine(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Program(t, "logsockd")
+	help := start(t, bin, "-h")
+	help.mustExit(t)
+	if s := help.stderr.String(); !strings.HasPrefix(s, "usage: logsockd [flags]\n") || !strings.Contains(s, "\nexamples:\n  logsockd -listen") {
+		t.Errorf("-h says %q", s)
+	}
+	dir := filepath.Dir(socketPath(t))
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-json", "stray"}, 2, `logsockd: unexpected argument "stray"`},
+		{[]string{"-forward", "tcp://relay:514"}, 2, "want syslog+tcp://HOST:PORT"},
+		{[]string{"-forward", "syslog+tcp://relay:514", "-app-name", "two words"}, 2, "RFC 5424 APP-NAME"},
+		{[]string{"-listen", "udp://127.0.0.1:1"}, 2, "want tcp, tcp4, tcp6 or unix"},
+		{[]string{"-o", filepath.Join(dir, "missing", "out.log")}, 1, "no such file or directory"},
+	} {
+		sockMustFail(t, start(t, bin, tc.args...), tc.code, tc.want)
+	}
+}
