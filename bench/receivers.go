@@ -26,8 +26,8 @@ import (
 // 100 B from one client over TCP loopback, into rsyslogd and into the
 // logsock receiver program, each writing one line a record to a file in
 // the bench's temporary directory. A measure runs from the client's dial
-// to the moment the file holds the line of the last message; each starts
-// a fresh receiver with an empty file.
+// to the moment the file holds all the lines; each starts a fresh
+// receiver with an empty file.
 //
 // rsyslogd is Debian's, started by internal/rsyslogtest (imptcp,
 // octet-counted RFC 5424, the JSON template, omfile): the bench module
@@ -42,9 +42,9 @@ const receiverSize = 100
 
 // logsockReceiver is the logsock receiver program, built from this
 // repository, and how to make it listen on addr and write to out: the one
-// place to change when cmd/logsockd lands (it will take -json -o FILE,
-// with stdout false). Until then it is examples/collector, whose standard
-// output is redirected to the file.
+// place to change when cmd/logsockd lands (pkg "./cmd/logsockd", args
+// -listen ADDR [-json] -o FILE, stdout false). Until then it is
+// examples/collector, whose standard output is redirected to the file.
 var logsockReceiver = struct {
 	pkg  string
 	args func(addr, out string, json bool) (args []string, stdout bool)
@@ -190,7 +190,14 @@ func measureReceiver(c receiverContender, env *receiverEnv, n int, msg string) (
 		close(sent)
 	}()
 	done, err := waitLines(ctx, out, n, sent, func() error { return sendErr })
-	<-sent
+	if err != nil {
+		stop() // a client blocked on a stuck receiver fails once it is gone
+	}
+	select {
+	case <-sent:
+	case <-time.After(time.Minute):
+		return 0, fmt.Errorf("client still sending a minute after the receiver's end (%v)", err)
+	}
 	if err := cmp.Or(err, sendErr); err != nil {
 		return 0, err
 	}
@@ -341,6 +348,11 @@ func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string)
 				return nil
 			}
 			stopped = true
+			select {
+			case err := <-exited:
+				return fmt.Errorf("%s exited unasked: %v\n%s", logsockReceiver.pkg, err, stderr.String())
+			default:
+			}
 			cmd.Process.Kill()
 			<-exited
 			return nil

@@ -17,7 +17,8 @@
 // rsyslog 8.2302 still writes a NUL byte as the four bytes "#000". The Lines
 // template escapes MSG as rsyslog's "json" property option does, so that a
 // message holding LF stays on its line, and ParseLine undoes that escaping
-// exactly. Messages are cut at 64 KiB (maxMessageSize).
+// exactly. A message is cut where it passes 64 KiB with its header
+// (maxMessageSize); the framing holds.
 //
 // It imports neither logsock nor testing: the bench, a module of its own
 // under the same import path, runs rsyslogd with it too.

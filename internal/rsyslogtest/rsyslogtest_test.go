@@ -57,7 +57,11 @@ func start(t *testing.T, ctx context.Context, tmpl rsyslogtest.Template) *rsyslo
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	t.Logf("rsyslogd listening on %s after %v", s.Addr(), time.Since(began).Round(time.Millisecond))
 	return s
 }

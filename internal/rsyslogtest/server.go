@@ -145,9 +145,10 @@ func (s *Server) start(ctx context.Context) error {
 	}
 }
 
-// Stop stops rsyslogd gracefully (SIGTERM), which writes out the messages
-// it holds, and waits for it to exit. Restart starts it again. Stop on a
-// stopped Server does nothing.
+// Stop stops rsyslogd gracefully (SIGTERM) and waits for it to exit. It
+// writes out the messages in its queue; what its connections' receive
+// buffers hold unread is lost, as with any receiver that closes. Restart
+// starts it again. Stop on a stopped Server does nothing.
 func (s *Server) Stop() error {
 	p := s.proc
 	if p == nil {
@@ -185,20 +186,30 @@ func (s *Server) Restart(ctx context.Context) error {
 	return s.start(ctx)
 }
 
-// Close kills rsyslogd (SIGKILL) and waits for it. It leaves the files,
-// the output among them, and returns nil when called again.
+// Close kills rsyslogd (SIGKILL) and waits for it. It returns an error if
+// rsyslogd had exited by itself, and nil when called again. It leaves the
+// files, the output among them.
 func (s *Server) Close() error {
 	s.closed = true
-	s.kill()
-	return nil
+	return s.kill()
 }
 
-func (s *Server) kill() {
-	if p := s.proc; p != nil {
-		s.proc = nil
-		p.cmd.Process.Kill()
-		<-p.done
+// kill kills the running rsyslogd, if any, and waits for it; it returns
+// an error if rsyslogd had exited before.
+func (s *Server) kill() error {
+	p := s.proc
+	if p == nil {
+		return nil
 	}
+	s.proc = nil
+	select {
+	case <-p.done:
+		return fmt.Errorf("rsyslogtest: rsyslogd exited unasked: %v%s", p.err, p.stderr.suffix())
+	default:
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+	return nil
 }
 
 // WaitLines returns the complete lines of the output file once it holds
