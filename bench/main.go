@@ -22,15 +22,21 @@
 // in-memory stream, and a logsock.Server on TCP loopback ingests frames
 // from batching clients in a child process (this program, started again)
 // over 1, 100 and 10,000 connections; with those connections open and idle,
-// it reports the collector's memory per connection. Last, the latency from
+// it reports the collector's memory per connection. Then the latency from
 // Log to the reader at steady rates, with and without Nagle's algorithm
-// (bench/latency.go). The summary checks the issue's goals. A default run takes about two and a half minutes on 2
-// cores; -quick (-n 20000 -runs 3) is a smoke run of a few seconds. -only
-// runs what matches a regular expression ("logsock direct tcp/100 B/8g",
-// "decoder", "collector"), and -cpuprofile profiles the run.
+// (bench/latency.go). Then the receivers (bench/receivers.go, issue 12):
+// -daemon-n messages of 100 B (1M) from one client over TCP loopback into
+// rsyslogd (Debian's, started with its own configuration; skipped when
+// absent) and into the logsock receiver program, each writing a line a
+// record to a file. The summary checks the issues' goals. A default run
+// takes about three minutes on 2 cores; -quick (-n 20000 -runs 3
+// -daemon-n 100000) is a smoke run of a few seconds. -only runs what
+// matches a regular expression ("logsock direct tcp/100 B/8g", "decoder",
+// "collector", "latency", "receiver rsyslogd json", "receiver logsock
+// json", "receiver logsock text"), and -cpuprofile profiles the run.
 //
 // It connects only to 127.0.0.1 and to Unix sockets it creates, and stops
-// by itself.
+// by itself, and the receivers it started with it.
 package main
 
 import (
@@ -66,6 +72,7 @@ type options struct {
 	only        *regexp.Regexp
 	tempDir     string
 	decodeBytes int // bytes decoded a run
+	daemonN     int // messages a receivers measure
 }
 
 func main() {
@@ -83,7 +90,8 @@ func main() {
 	runs := flag.Int("runs", 5, "runs of each measure; the table shows medians")
 	quick := flag.Bool("quick", false, "smoke run: -n 20000 -runs 3, unless set")
 	connList := flag.String("conns", "1,100,10000", "connection counts of the collector ingest test")
-	only := flag.String("only", "", "run only what matches this regular expression: \"contender network/size/goroutines\" (\"logsock direct tcp/100 B/8g\"), \"decoder\", \"collector\"")
+	daemonN := flag.Int("daemon-n", 1000000, "messages a measure of the receivers (rsyslogd and the logsock receiver)")
+	only := flag.String("only", "", "run only what matches this regular expression: \"contender network/size/goroutines\" (\"logsock direct tcp/100 B/8g\"), \"decoder\", \"collector\", \"latency\", \"receiver rsyslogd json\", \"receiver logsock json\", \"receiver logsock text\"")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 
@@ -96,11 +104,14 @@ func main() {
 		if !set["runs"] {
 			*runs = 3
 		}
+		if !set["daemon-n"] {
+			*daemonN = 100000
+		}
 	}
-	if *n < 8 || *runs < 1 {
-		log.Fatal("-n must be at least 8 and -runs at least 1")
+	if *n < 8 || *runs < 1 || *daemonN < 1 {
+		log.Fatal("-n must be at least 8, -runs and -daemon-n at least 1")
 	}
-	opt := options{n: *n, runs: *runs, ingest: 20 * *n, decodeBytes: 4000 * *n}
+	opt := options{n: *n, runs: *runs, ingest: 20 * *n, decodeBytes: 4000 * *n, daemonN: *daemonN}
 	for _, s := range strings.Split(*connList, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || c < 1 {
@@ -162,6 +173,8 @@ func main() {
 	if opt.only.MatchString("latency") {
 		printLatency(os.Stdout, runLatency())
 	}
+	s.receivers = runReceivers(opt)
+	printReceivers(os.Stdout, s.receivers, opt.daemonN)
 	s.print(os.Stdout)
 	fmt.Printf("\ntotal time %v\n", time.Since(began).Round(time.Second))
 }
@@ -266,6 +279,7 @@ type summary struct {
 	writes    *writeResults
 	decoders  []decodeResult
 	collector []ingestResult
+	receivers []receiverResult
 }
 
 type goal struct {
@@ -302,8 +316,8 @@ func (g goal) format(v float64) string {
 	switch g.unit {
 	case "x":
 		return fmt.Sprintf("%.2fx", v)
-	case "frames/s":
-		return rate(v) + " frames/s"
+	case "frames/s", "records/s":
+		return rate(v) + " " + g.unit
 	}
 	return fmt.Sprintf("%.1f %s", v, g.unit)
 }
@@ -396,7 +410,19 @@ func (s *summary) print(w io.Writer) {
 			detail: fmt.Sprintf("Go heap+stacks; RSS %.1f KiB", r.idleRSS/1024)})
 	}
 
-	fmt.Fprintln(w, "\nGoals of issues 5 and 11 (headline case: TCP, 100 B, 1 goroutine)")
+	if len(s.receivers) > 0 {
+		rsyslog := findReceiver(s.receivers, "receiver rsyslogd json")
+		json := findReceiver(s.receivers, "receiver logsock json")
+		text := findReceiver(s.receivers, "receiver logsock text")
+		goals = append(goals,
+			goal{name: "rsyslogd json, 100 B (issue 12: 0.87-1.0M records/s)", info: true, unit: "records/s", value: rsyslog},
+			goal{name: "logsockd json / rsyslogd (same run, 100 B)", threshold: 3, unit: "x", value: safeDiv(json, rsyslog),
+				detail: fmt.Sprintf("%s / %s records/s; logsock receiver: %s", rate(json), rate(rsyslog), logsockReceiver.pkg)},
+			goal{name: "logsockd text / json (100 B)", threshold: 0.95, unit: "x", value: safeDiv(text, json),
+				detail: fmt.Sprintf("%s / %s records/s", rate(text), rate(json))})
+	}
+
+	fmt.Fprintln(w, "\nGoals of issues 5, 11 and 12 (headline case: TCP, 100 B, 1 goroutine)")
 	tw := table(w)
 	fmt.Fprintln(tw, "goal\ttarget\tmeasured\tstatus\tdetail")
 	for _, g := range goals {

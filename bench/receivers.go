@@ -1,0 +1,424 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/rsyslogtest"
+	"github.com/logsock/logsock/internal/testenv"
+)
+
+// The receivers test (issue 12): the same work, -daemon-n messages of
+// 100 B from one client over TCP loopback, into rsyslogd and into the
+// logsock receiver program, each writing one line a record to a file in
+// the bench's temporary directory. A measure runs from the client's dial
+// to the moment the file holds all the lines; each starts a fresh
+// receiver with an empty file.
+//
+// rsyslogd is Debian's, started by internal/rsyslogtest (imptcp,
+// octet-counted RFC 5424, the JSON template, omfile): the bench module
+// lives under the library's import path, so Go lets it import the
+// library's internal packages, and both use one way to run rsyslogd. Its
+// client is the fastest one: frames formatted before the clock starts,
+// written through a 64 KiB bufio.Writer, so that rsyslogd is the
+// bottleneck. The logsock receiver is fed by one batching LogSocket, as a
+// program would log.
+
+const receiverSize = 100
+
+// logsockReceiver is the logsock receiver program, built from this
+// repository, and how to make it listen on addr and write to out: the one
+// place to change when cmd/logsockd lands (pkg "./cmd/logsockd", args
+// -listen ADDR [-json] -o FILE, stdout false). Until then it is
+// examples/collector, whose standard output is redirected to the file.
+var logsockReceiver = struct {
+	pkg  string
+	args func(addr, out string, json bool) (args []string, stdout bool)
+}{
+	pkg: "./examples/collector",
+	args: func(addr, out string, json bool) ([]string, bool) {
+		args := []string{"-listen", addr}
+		if json {
+			args = append(args, "-json")
+		}
+		return args, true
+	},
+}
+
+type receiverContender struct {
+	name string
+	// start starts the receiver with its files in dir, and returns its
+	// address, its output file and a function that stops it.
+	start func(ctx context.Context, env *receiverEnv, dir string) (addr, out string, stop func() error, err error)
+	// send sends n messages msg over TCP to addr.
+	send func(addr string, n int, msg string) error
+	// skip, if not empty, says why the contender cannot run here.
+	skip func() string
+}
+
+var receiverContenders = []receiverContender{
+	{name: "receiver rsyslogd json", start: startRsyslogd, send: sendSyslog, skip: func() string {
+		if _, _, err := rsyslogtest.Lookup(); err != nil {
+			return err.Error()
+		}
+		return ""
+	}},
+	{name: "receiver logsock json", start: startLogsockReceiver(true), send: sendLogsock},
+	{name: "receiver logsock text", start: startLogsockReceiver(false), send: sendLogsock},
+}
+
+// receiverEnv is what the measures share: the built logsock receiver.
+type receiverEnv struct {
+	dir string // the bench's temporary directory
+	exe string // the logsock receiver program
+}
+
+type receiverResult struct {
+	name    string
+	rates   []float64 // records/s, one a run
+	skipped string
+	err     error
+}
+
+func (r receiverResult) rate() float64 { return median(slices.Clone(r.rates)) }
+
+func runReceivers(opt options) []receiverResult {
+	var res []receiverResult
+	var chosen []receiverContender
+	for _, c := range receiverContenders {
+		if !opt.only.MatchString(c.name) {
+			continue
+		}
+		r := receiverResult{name: c.name}
+		if c.skip != nil {
+			r.skipped = c.skip()
+		}
+		res = append(res, r)
+		chosen = append(chosen, c)
+	}
+	if len(chosen) == 0 {
+		return nil
+	}
+	env := &receiverEnv{dir: opt.tempDir}
+	progress("receivers: building %s", logsockReceiver.pkg)
+	exe, err := buildReceiver(opt.tempDir)
+	if err != nil {
+		for i := range res {
+			if strings.Contains(res[i].name, "logsock") {
+				res[i].err = err
+			}
+		}
+	}
+	env.exe = exe
+	msg := strings.Repeat("m", receiverSize)
+	for run := range opt.runs {
+		for i, c := range chosen {
+			r := &res[i]
+			if r.skipped != "" || r.err != nil {
+				continue
+			}
+			progress("%s: run %d/%d", c.name, run+1, opt.runs)
+			rate, err := measureReceiver(c, env, opt.daemonN, msg)
+			if err != nil {
+				r.err = err
+				continue
+			}
+			r.rates = append(r.rates, rate)
+		}
+	}
+	progressDone()
+	return res
+}
+
+// buildReceiver builds the logsock receiver program into dir, from the
+// logsock module that this one requires (the repository, by its replace
+// directive).
+func buildReceiver(dir string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	goTool, err := testenv.GoTool()
+	if err != nil {
+		return "", err
+	}
+	root, err := exec.CommandContext(ctx, goTool, "list", "-m", "-f", "{{.Dir}}", "github.com/logsock/logsock").Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m github.com/logsock/logsock: %w", err)
+	}
+	exe := filepath.Join(dir, "logsock-receiver")
+	cmd := exec.CommandContext(ctx, goTool, "build", "-o", exe, logsockReceiver.pkg)
+	cmd.Dir = strings.TrimSpace(string(root))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", logsockReceiver.pkg, err, out)
+	}
+	return exe, nil
+}
+
+// measureReceiver runs one measure of c: n messages msg.
+func measureReceiver(c receiverContender, env *receiverEnv, n int, msg string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp(env.dir, "recv")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	addr, out, stop, err := c.start(ctx, env, dir)
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+
+	start := time.Now()
+	var sendErr error // set before sent is closed
+	sent := make(chan struct{})
+	go func() {
+		sendErr = c.send(addr, n, msg)
+		close(sent)
+	}()
+	done, err := waitLines(ctx, out, n, sent, func() error { return sendErr })
+	if err != nil {
+		stop() // a client blocked on a stuck receiver fails once it is gone
+	}
+	select {
+	case <-sent:
+	case <-time.After(time.Minute):
+		return 0, fmt.Errorf("client still sending a minute after the receiver's end (%v)", err)
+	}
+	if err := cmp.Or(err, sendErr); err != nil {
+		return 0, err
+	}
+	if err := stop(); err != nil {
+		return 0, err
+	}
+	return float64(n) / done.Sub(start).Seconds(), nil
+}
+
+// waitLines polls the file at path every millisecond, counts the lines in
+// what has been added since the last poll, and returns the time at which
+// it saw n lines. Polling: the receiver is another process, which tells
+// nobody when it writes. Counting costs about 30 ms of CPU for 1M lines of
+// rsyslogd (178 MB) here, spread over the run, the same a byte for every
+// receiver. The file's size alone cannot tell: the lines' length is not
+// fixed (the logsock receiver's RFC 3339 times drop trailing zeros). Nor
+// can a marker in the last message: rsyslogd's worker threads write some
+// lines out of order (400-650 of 1M in 4 runs). It gives up when ctx
+// ends, or when the client, once sent is closed, reports an error.
+func waitLines(ctx context.Context, path string, n int, sent <-chan struct{}, sendErr func() error) (time.Time, error) {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var f *os.File
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	var off int64 // bytes counted
+	lines := 0
+	buf := make([]byte, 1<<20)
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%s: %d of %d lines: %w", path, lines, n, ctx.Err())
+		case <-sent:
+			if err := sendErr(); err != nil {
+				return time.Time{}, err
+			}
+			sent = nil // the client is done; the receiver may not be
+		case <-tick.C:
+		}
+		if f == nil {
+			var err error
+			if f, err = os.Open(path); errors.Is(err, os.ErrNotExist) {
+				continue // rsyslogd creates it with the first message
+			} else if err != nil {
+				return time.Time{}, err
+			}
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			return time.Time{}, err
+		}
+		now := time.Now()
+		for off < fi.Size() {
+			k, err := f.ReadAt(buf[:min(int64(len(buf)), fi.Size()-off)], off)
+			lines += bytes.Count(buf[:k], []byte{'\n'})
+			off += int64(k)
+			if err != nil {
+				return time.Time{}, err
+			}
+		}
+		switch {
+		case lines == n:
+			return now, nil
+		case lines > n:
+			return time.Time{}, fmt.Errorf("%s: %d lines, want %d", path, lines, n)
+		}
+	}
+}
+
+func startRsyslogd(ctx context.Context, _ *receiverEnv, dir string) (string, string, func() error, error) {
+	s, err := rsyslogtest.Start(ctx, dir, rsyslogtest.JSON)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return s.Addr(), s.Output(), s.Close, nil
+}
+
+// sendSyslog sends n octet-counted RFC 5424 frames (RFC 6587) carrying
+// msg, formatted once and written through a 64 KiB bufio.Writer.
+func sendSyslog(addr string, n int, msg string) error {
+	// As a forwarder sends a record: its time, host, app and pid.
+	rec := fmt.Sprintf("<14>1 2026-11-29T15:04:05.123456Z bench logsock %d - - %s", os.Getpid(), msg)
+	frame := []byte(strconv.Itoa(len(rec)) + " " + rec)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w := bufio.NewWriterSize(c, 64<<10)
+	for range n {
+		w.Write(frame) // a write error is kept, and returned by Flush
+	}
+	return w.Flush()
+}
+
+// sendLogsock sends the messages with one batching LogSocket: Log each,
+// Flush, Close.
+func sendLogsock(addr string, n int, msg string) error {
+	ls, err := logsock.New("tcp", addr, &logsock.Config{Batching: true})
+	if err != nil {
+		return err
+	}
+	for range n {
+		if err := ls.Log(msg); err != nil {
+			ls.Close()
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return errors.Join(ls.Flush(ctx), ls.Close())
+}
+
+// startLogsockReceiver returns the start function of the logsock receiver
+// in JSON or in text mode.
+func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string) (string, string, func() error, error) {
+	return func(ctx context.Context, env *receiverEnv, dir string) (string, string, func() error, error) {
+		out := filepath.Join(dir, "out.log")
+		port, err := testenv.FreePort()
+		if err != nil {
+			return "", "", nil, err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		args, stdout := logsockReceiver.args(addr, out, json)
+		cmd := exec.Command(env.exe, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr // the collector notes each connection there
+		if stdout {
+			f, err := os.Create(out)
+			if err != nil {
+				return "", "", nil, err
+			}
+			defer f.Close() // the child has its own descriptor
+			cmd.Stdout = f
+		}
+		setDeathSignal(cmd)
+		if err := cmd.Start(); err != nil {
+			return "", "", nil, err
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		stopped := false
+		stop := func() error {
+			if stopped {
+				return nil
+			}
+			stopped = true
+			select {
+			case err := <-exited:
+				return fmt.Errorf("%s exited unasked: %v\n%s", logsockReceiver.pkg, err, stderr.String())
+			default:
+			}
+			cmd.Process.Kill()
+			<-exited
+			return nil
+		}
+		// Ready when the port accepts: the test connection ends without a
+		// handshake, which the receiver notes and ignores.
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				return addr, out, stop, nil
+			}
+			select {
+			case err := <-exited:
+				stopped = true
+				return "", "", nil, fmt.Errorf("%s exited before listening: %v\n%s", logsockReceiver.pkg, err, stderr.String())
+			case <-ctx.Done():
+				stop()
+				return "", "", nil, fmt.Errorf("%s not listening on %s: %w", logsockReceiver.pkg, addr, ctx.Err())
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func printReceivers(w io.Writer, rs []receiverResult, n int) {
+	if len(rs) == 0 {
+		return
+	}
+	version := "not found"
+	if _, v, err := rsyslogtest.Lookup(); err == nil {
+		version = v
+	}
+	fmt.Fprintf(w, "\nReceivers: %d messages of %s from one client over TCP loopback, each receiver writing a line a record to a file,\n", n, sizeName(receiverSize))
+	fmt.Fprintf(w, "from the client's dial to the last line in the file; rsyslogd %s (imptcp, octet-counted RFC 5424, JSON template, omfile),\n", version)
+	fmt.Fprintf(w, "logsock: %s fed by one batching LogSocket\n", logsockReceiver.pkg)
+	var rsyslog float64
+	for _, r := range rs {
+		if r.name == "receiver rsyslogd json" {
+			rsyslog = r.rate()
+		}
+	}
+	tw := table(w)
+	fmt.Fprintln(tw, "receiver\trecords/s\tMB/s\t/ rsyslogd\truns\t")
+	for _, r := range rs {
+		switch {
+		case r.skipped != "":
+			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\n", r.name, r.skipped)
+		case r.err != nil:
+			fmt.Fprintf(tw, "%s\terror: %v\t\t\t\t\n", r.name, r.err)
+		default:
+			var runs []string
+			for _, v := range r.rates {
+				runs = append(runs, rate(v))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t\n", r.name, rate(r.rate()), r.rate()*receiverSize/1e6, ratio(r.rate(), rsyslog), strings.Join(runs, " "))
+		}
+	}
+	tw.Flush()
+}
+
+func findReceiver(rs []receiverResult, name string) float64 {
+	for _, r := range rs {
+		if r.name == name && r.err == nil && r.skipped == "" {
+			return r.rate()
+		}
+	}
+	return 0
+}
