@@ -19,7 +19,14 @@ import (
 // mode's Close took 2.9 s with CloseTimeout 200 ms).
 func TestCloseWithinTimeout(t *testing.T) {
 	const closeTimeout = 100 * time.Millisecond
-	const slack = 50 * time.Millisecond
+	// The goal's 50 ms, and the scheduler's share on a busy machine: the
+	// goroutines that Close waits for at its deadline (the abort, the
+	// writer) are as late to run as a timer is then. The race detector
+	// slows every one of them.
+	slack := 50 * time.Millisecond
+	if raceEnabled {
+		slack = 250 * time.Millisecond
+	}
 	cases := []struct {
 		name    string
 		network string
@@ -69,11 +76,12 @@ func TestCloseWithinTimeout(t *testing.T) {
 					close(logging)
 				}
 
+				lag := timerLag()
 				start := time.Now()
 				err = ls.Close()
 				took := time.Since(start)
-				if took > closeTimeout+slack {
-					t.Errorf("Close took %v, CloseTimeout %v", took, closeTimeout)
+				if took > closeTimeout+slack+lag {
+					t.Errorf("Close took %v, CloseTimeout %v (a timer ran %v late just before)", took, closeTimeout, lag)
 				}
 				if !errors.Is(err, logsock.ErrUndelivered) {
 					t.Fatalf("Close: %v, want ErrUndelivered", err)
@@ -93,4 +101,15 @@ func TestCloseWithinTimeout(t *testing.T) {
 			})
 		}
 	}
+}
+
+// timerLag returns how late a 10 ms timer fires now, the worst of three.
+func timerLag() time.Duration {
+	var lag time.Duration
+	for range 3 {
+		start := time.Now()
+		time.Sleep(10 * time.Millisecond)
+		lag = max(lag, time.Since(start)-10*time.Millisecond)
+	}
+	return lag
 }
