@@ -32,8 +32,8 @@
 // takes about three minutes on 2 cores; -quick (-n 20000 -runs 3
 // -daemon-n 100000) is a smoke run of a few seconds. -only runs what
 // matches a regular expression ("logsock direct tcp/100 B/8g", "decoder",
-// "collector", "latency", "receiver rsyslogd json", "receiver logsock
-// json", "receiver logsock text"), and -cpuprofile profiles the run.
+// "collector", "latency", "receiver rsyslogd json", "receiver logsockd
+// json", "receiver logsockd text"), and -cpuprofile profiles the run.
 //
 // It connects only to 127.0.0.1 and to Unix sockets it creates, and stops
 // by itself, and the receivers it started with it.
@@ -91,7 +91,7 @@ func main() {
 	quick := flag.Bool("quick", false, "smoke run: -n 20000 -runs 3, unless set")
 	connList := flag.String("conns", "1,100,10000", "connection counts of the collector ingest test")
 	daemonN := flag.Int("daemon-n", 1000000, "messages a measure of the receivers (rsyslogd and the logsock receiver)")
-	only := flag.String("only", "", "run only what matches this regular expression: \"contender network/size/goroutines\" (\"logsock direct tcp/100 B/8g\"), \"decoder\", \"collector\", \"latency\", \"receiver rsyslogd json\", \"receiver logsock json\", \"receiver logsock text\"")
+	only := flag.String("only", "", "run only what matches this regular expression: \"contender network/size/goroutines\" (\"logsock direct tcp/100 B/8g\"), \"decoder\", \"collector\", \"latency\", \"receiver rsyslogd json\", \"receiver logsockd json\", \"receiver logsockd text\"")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 
@@ -412,8 +412,8 @@ func (s *summary) print(w io.Writer) {
 
 	if len(s.receivers) > 0 {
 		rsyslog := findReceiver(s.receivers, "receiver rsyslogd json")
-		json := findReceiver(s.receivers, "receiver logsock json")
-		text := findReceiver(s.receivers, "receiver logsock text")
+		json := findReceiver(s.receivers, "receiver logsockd json")
+		text := findReceiver(s.receivers, "receiver logsockd text")
 		goals = append(goals,
 			goal{name: "rsyslogd json, 100 B (issue 12: 0.87-1.0M records/s)", info: true, unit: "records/s", value: rsyslog},
 			goal{name: "logsockd json / rsyslogd (same run, 100 B)", threshold: 3, unit: "x", value: safeDiv(json, rsyslog),

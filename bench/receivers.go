@@ -40,22 +40,19 @@ import (
 
 const receiverSize = 100
 
-// logsockReceiver is the logsock receiver program, built from this
-// repository, and how to make it listen on addr and write to out: the one
-// place to change when cmd/logsockd lands (pkg "./cmd/logsockd", args
-// -listen ADDR [-json] -o FILE, stdout false). Until then it is
-// examples/collector, whose standard output is redirected to the file.
+// logsockReceiver is the logsock receiver program, cmd/logsockd built from
+// this repository, and how to make it listen on addr and write to out.
 var logsockReceiver = struct {
 	pkg  string
 	args func(addr, out string, json bool) (args []string, stdout bool)
 }{
-	pkg: "./examples/collector",
+	pkg: "./cmd/logsockd",
 	args: func(addr, out string, json bool) ([]string, bool) {
-		args := []string{"-listen", addr}
+		args := []string{"-listen", addr, "-o", out}
 		if json {
 			args = append(args, "-json")
 		}
-		return args, true
+		return args, false
 	},
 }
 
@@ -77,8 +74,8 @@ var receiverContenders = []receiverContender{
 		}
 		return ""
 	}},
-	{name: "receiver logsock json", start: startLogsockReceiver(true), send: sendLogsock},
-	{name: "receiver logsock text", start: startLogsockReceiver(false), send: sendLogsock},
+	{name: "receiver logsockd json", start: startLogsockReceiver(true), send: sendLogsock},
+	{name: "receiver logsockd text", start: startLogsockReceiver(false), send: sendLogsock},
 }
 
 // receiverEnv is what the measures share: the built logsock receiver.
