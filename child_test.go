@@ -56,7 +56,8 @@ func runChild(role string) int {
 // childCommands does what each line of standard input says, and answers
 // each with a line: "ok", or "error: ..." ("log TEXT", "stats", "shared",
 // "die" (begin a frame, keep the lock and wait to be killed), "fds"
-// (check that no descriptor of the socket would leak into a grandchild)).
+// (check that no descriptor of the socket would leak into a grandchild),
+// "lognum FROM TO" (log numbered messages, and flush)).
 func childCommands(ls *logsock.LogSocket) int {
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
@@ -77,6 +78,8 @@ func childCommands(ls *logsock.LogSocket) int {
 			}
 		case "fds":
 			err = checkNoLeak(arg)
+		case "lognum": // "FROM TO": forwardMsg("child", seq) for each seq, then Flush
+			err = logNumbered(ls, "child", arg)
 		default:
 			err = fmt.Errorf("unknown command %q", cmd)
 		}
