@@ -97,10 +97,15 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	if err := rs.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lines, err := rs.WaitLines(ctx, 4*half)
+	// Within the life that the tests give a child process (childTimeout),
+	// so that logsockd can still say what it holds.
+	wctx, wcancel := context.WithTimeout(ctx, waitTimeout)
+	defer wcancel()
+	lines, err := rs.WaitLines(wctx, 4*half)
 	if err != nil {
 		sendSignal(t, p, syscall.SIGUSR1)
-		t.Fatalf("%v (at the stop: %s)", err, held)
+		stderrLine(t, p, "logsockd: server: ") // the counters, after the forwarder's
+		t.Fatalf("%v (at the stop: %s); logsockd's standard error:\n%s", err, held, p.stderr)
 	}
 
 	seen := make(map[string]int, len(lines))
