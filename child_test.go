@@ -37,7 +37,9 @@ func runChild(role string) int {
 	case "load":
 		return childLoad()
 	}
-	ls, err := logsock.FromEnv(&logsock.Config{PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond})
+	cfg := &logsock.Config{PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond}
+	cfg.Batching = os.Getenv("LOGSOCK_TEST_BATCHING") == "true"
+	ls, err := logsock.FromEnv(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2

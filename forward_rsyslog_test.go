@@ -63,7 +63,10 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+socketPath(t),
 		"-forward", "syslog+tcp://"+rs.Addr(), "-forward-buffer", strconv.Itoa(64<<20))
 	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
-	ch := startChild(t, ls, "commands")
+	// Both in batching mode: 100,000 records take milliseconds, not the
+	// seconds that a loaded machine would stretch past the life of
+	// logsockd (childTimeout).
+	ch := startChild(t, ls, "commands", "LOGSOCK_TEST_BATCHING=true")
 	pids := map[string]string{"parent": strconv.Itoa(os.Getpid()), "child": strconv.Itoa(ch.cmd.Process.Pid)}
 
 	const half = 25000 // a process, a half: 100,000 records in all

@@ -55,7 +55,10 @@
 //
 // SIGINT or SIGTERM stops accepting, drains the connections (for up to
 // 5 s), writes and flushes every record, delivers what the forwarder holds
-// (for up to 5 s) and exits. SIGUSR1 prints the counters. logsockd logs,
+// (for up to 5 s) and exits. A standard output that has stopped reading
+// (a stalled pipe) holds that exit up until it reads again, since every
+// record delivered is written first: a service manager's stop timeout
+// ends it then. SIGUSR1 prints the counters. logsockd logs,
 // on standard error, where it listens, each connection's end and why,
 // output errors, and its counters at exit. Exit status: 0 after a signal,
 // 1 after a failure, 2 for a bad command line.
