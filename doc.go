@@ -142,5 +142,8 @@
 // send nothing. On Unix sockets on Linux each Record names the process that
 // connected (SO_PEERCRED) and the one that wrote the frame (SO_PASSCRED):
 // the frames of a child on its parent's connection are told apart, and
-// frames torn by writers without the lock are flagged.
+// frames torn by writers without the lock are flagged. Over TCP each
+// Record names the client's address. cmd/logsockd is the collector
+// program built on it, which writes the records to a file and forwards
+// them to a syslog server.
 package logsock

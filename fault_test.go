@@ -180,10 +180,9 @@ func TestFaultPeers(t *testing.T) {
 // TestFaultMemory keeps a client logging through an outage with a small
 // buffer, and checks that what it holds stays within BufferBytes.
 func TestFaultMemory(t *testing.T) {
-	outage := 2 * time.Second
-	if testing.Short() {
-		outage = time.Second
-	}
+	// A second of 1000-byte messages, one a millisecond, is four times
+	// the buffer: enough to fill it and to drop.
+	const outage = time.Second
 	const bound = 256 << 10
 	p := faultlab.MemParams{Outage: outage, BufferBytes: bound, Size: 1000, Overflow: logsock.DropOldest}
 	r, err := faultlab.RunMemory(faultContext(t), faultEnv(t), p)
