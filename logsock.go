@@ -454,6 +454,18 @@ func (l *LogSocket) Flush(ctx context.Context) error {
 	return l.s.flush(ctx)
 }
 
+// Sync writes every frame held or queued, as Flush does, for up to
+// WriteTimeout: it returns nil once they have all been written to the
+// connection (accepted by the kernel; there are no acknowledgements from
+// the collector), or else an error wrapping ErrUndelivered, and the frames
+// stay held. With it a *LogSocket is a zapcore.WriteSyncer: zap's
+// Logger.Sync waits for the records logged in batching mode to go out.
+func (l *LogSocket) Sync() error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.WriteTimeout)
+	defer cancel()
+	return l.Flush(ctx)
+}
+
 // Close delivers the frames still held, for up to CloseTimeout, then closes
 // the connection. Calls waiting in Log, Write or Flush return at once; a
 // write in progress is given until CloseTimeout, then its connection is
