@@ -12,10 +12,10 @@
 // set); any other length is a protocol error that ends that connection.
 // Nothing flows from the collector to the client. This is the format of
 // the Python client in the article the project comes from, except that its
-// length counts code points: DecoderConfig.CodePoints reads that variant.
+// length counts code points: [DecoderConfig].CodePoints reads that variant.
 //
-// A LogSocket can also frame its messages as syslog over TCP does
-// (Config.Framing OctetCounted, RFC 6587): no handshake, and each message
+// A [LogSocket] can also frame its messages as syslog over TCP does
+// ([Config].Framing [OctetCounted], RFC 6587): no handshake, and each message
 // behind its length in decimal and a space. It then forwards RFC 5424
 // messages to a syslog server, such as rsyslog, with the delivery
 // guarantees below.
@@ -28,11 +28,11 @@
 //
 //   - In direct mode, a nil error from Log or Write means that the whole
 //     frame was written to the connection, or that it is held in a buffer
-//     bounded by Config.BufferBytes, because the collector is unreachable
+//     bounded by [Config].BufferBytes, because the collector is unreachable
 //     now.
 //   - A frame whose write fails, even half-written, is held whole and sent
 //     again from its start on the next connection, never continued.
-//   - Before writing on a connection not checked for Config.PeekInterval,
+//   - Before writing on a connection not checked for [Config].PeekInterval,
 //     a non-blocking peek finds a collector that has closed it, so that a
 //     graceful collector restart while the client is idle loses nothing.
 //     Under load, the frame written between the close and the next check
@@ -40,13 +40,14 @@
 //   - Each new connection starts with a fresh handshake that carries the
 //     pid of the process writing. A connection lost after it stayed up for
 //     a second is replaced at once; otherwise attempts back off
-//     exponentially, with jitter, up to Config.MaxBackoff: a collector that
+//     exponentially, with jitter, up to [Config].MaxBackoff: a collector that
 //     refuses, or accepts and closes at once, costs a few connections a
 //     minute.
-//   - When the buffer is full, Config.Overflow decides: wait up to
-//     WriteTimeout (Block), drop the new frame (DropNewest) or the oldest
-//     (DropOldest), the same in both modes; none of them keeps the
-//     LogSocket from reconnecting. Every frame dropped is counted in Stats.
+//   - When the buffer is full, [Config].Overflow decides: wait up to
+//     WriteTimeout ([Block]), drop the new frame ([DropNewest]) or the oldest
+//     ([DropOldest]), the same in both modes; none of them keeps the
+//     LogSocket from reconnecting. Every frame dropped is counted in
+//     [LogSocket.Stats].
 //   - Nobody dials, waits out a backoff or waits for room in the buffer
 //     while holding the lock that other callers need. A write does hold it
 //     in direct mode, since frames go out one at a time: its waits for room
@@ -57,25 +58,41 @@
 //     DialTimeout plus WriteTimeout, though calls queue behind a write in
 //     progress. Close tries to deliver what is held for up to
 //     CloseTimeout, cancelling a dial and cutting a write in progress at
-//     the end, then reports (ErrUndelivered) and counts what it could not.
+//     the end, then reports ([ErrUndelivered]) and counts what it could not.
 //
 // In direct mode (the default) the LogSocket has no goroutine of its own:
 // each call writes its frame, and held frames go out during later calls of
-// Log, Write, Flush and Close. In batching mode (Config.Batching), a nil
+// Log, Write, [LogSocket.Flush] and Close. In batching mode ([Config].Batching), a nil
 // error means only that the frame is queued: a goroutine that the
 // LogSocket owns, and Close joins, writes the frames of all callers in
 // batches, and reconnects by itself. TCP keepalive and, on Linux,
 // TCP_USER_TIMEOUT detect a collector that vanished without closing.
 //
-// A message longer than Config.MaxFrame is refused with ErrFrameTooLarge,
+// A message longer than [Config].MaxFrame is refused with [ErrFrameTooLarge],
 // never truncated.
+//
+// # Logging APIs
+//
+// A LogSocket is an io.Writer whose every Write is one frame, so that
+// log.Logger and the handlers of log/slog, which write each record in one
+// call, send each record as one frame (with the newline they end it
+// with). With [LogSocket.Sync] it is a zapcore.WriteSyncer: Sync waits,
+// for up to WriteTimeout, until what was logged has been written to the
+// connection. A writer that writes bytes as they come (an exec.Cmd's
+// Stdout, a pipe) goes through a [LineWriter], which sends a frame a line.
+//
+// log.Logger and log/slog drop the error that Write returns: a record
+// longer than MaxFrame, refused with ErrFrameTooLarge, is then lost
+// without a word. It is counted in [Stats].Errors; raise MaxFrame (and the
+// collector's limit) where records can be long, or write through a
+// LineWriter, which splits a long line into frames of MaxFrame bytes.
 //
 // # Sharing the connection with child processes
 //
 // Go cannot fork without exec, so a parent hands its connection to a child
-// it starts: LogSocket.Start starts an exec.Cmd with the socket among its
-// ExtraFiles, and the child adopts it with FromEnv. A running process can
-// receive it over a Unix socket instead (SendConn, ReceiveConn). The
+// it starts: [LogSocket.Start] starts an exec.Cmd with the socket among its
+// ExtraFiles, and the child adopts it with [FromEnv]. A running process can
+// receive it over a Unix socket instead ([LogSocket.SendConn], [ReceiveConn]). The
 // child writes on the inherited connection without a handshake, so the
 // collector attributes its frames to the parent's pid, as after a fork;
 // after any reconnect, each process has a connection of its own that opens
