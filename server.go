@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // DefaultHandshakeTimeout is the default time a Server waits for a new
@@ -486,7 +484,7 @@ func (s *Server) acceptQueued(l net.Listener) {
 		// non-blocking, so the accept returns EAGAIN once the queue is empty.
 		err := rc.Control(func(fd uintptr) {
 			for {
-				if nfd, aerr = acceptNow(int(fd)); aerr != unix.EINTR {
+				if nfd, aerr = acceptNow(int(fd)); aerr != syscall.EINTR {
 					return
 				}
 			}
