@@ -44,6 +44,9 @@ var (
 // starts cmd and closes its own copies of the descriptors. If there is no
 // connection and none can be made now, the child gets only the collector's
 // address, and connects by itself.
+//
+// On Windows, whose sockets are handles that exec.Cmd does not pass, Start
+// returns an error wrapping errors.ErrUnsupported, and does not start cmd.
 func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	files, env, err := l.share(3 + len(cmd.ExtraFiles))
 	if err != nil {
@@ -68,7 +71,9 @@ func (l *LogSocket) Start(cmd *exec.Cmd) error {
 //
 // If the parent had no connection to pass, FromEnv returns a LogSocket
 // that connects when it first needs to, as New does. If the environment
-// names no collector, it returns ErrNotInherited.
+// names no collector, it returns ErrNotInherited. On Windows, which
+// inherits no descriptors, an environment that names one (EnvFD) gets an
+// error wrapping errors.ErrUnsupported.
 func FromEnv(cfg *Config) (*LogSocket, error) {
 	vars := make(map[string]string, len(envVars))
 	for _, k := range envVars {
