@@ -150,7 +150,7 @@
 // # Windows
 //
 // The client, the Decoder and the Server work on Windows over TCP, with no
-// peek (see Config.PeekInterval), no credentials, and no sharing of a
-// connection between processes: Start, SendConn and ReceiveConn return an
-// error wrapping errors.ErrUnsupported.
+// peek (see [Config].PeekInterval), no credentials, and no sharing of a
+// connection between processes: [LogSocket.Start], [LogSocket.SendConn] and
+// [ReceiveConn] return an error wrapping [errors.ErrUnsupported].
 package logsock
