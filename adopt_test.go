@@ -1,3 +1,5 @@
+//go:build unix
+
 package logsock_test
 
 import (

@@ -78,8 +78,8 @@ func TestBatchingFlushDelay(t *testing.T) {
 // by itself once the collector is up, and delivers what it holds without
 // a further call.
 func TestBatchingReconnects(t *testing.T) {
-	col := fakeDown(t, "unix", fakeDecode)
-	ls, err := logsock.New("unix", col.addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
+	col := fakeDown(t, localNetwork, fakeDecode)
+	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
 		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -105,8 +105,8 @@ func TestBatchingReconnects(t *testing.T) {
 // writer (goleak checks that it is gone).
 func TestBatchingCloseFlushes(t *testing.T) {
 	s := newSink()
-	addr := serve(t, "unix", s.server())
-	ls, err := logsock.Dial("unix", addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
+	addr := serve(t, localNetwork, s.server())
+	ls, err := logsock.Dial(localNetwork, addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +127,7 @@ func TestBatchingCloseFlushes(t *testing.T) {
 // TestBatchingPeerClose: the writer finds a collector that closed the
 // connection before it writes the next batch, and moves to a new one.
 func TestBatchingPeerClose(t *testing.T) {
+	unixOnly(t, "no peek (Config.PeekInterval)")
 	col := newFakeCollector(t, "tcp", fakeDecode)
 	ls := dial(t, "tcp", col.addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond, PeekInterval: time.Nanosecond})
 	ls.Log("one")
@@ -225,8 +226,8 @@ func TestBatchingOverflow(t *testing.T) {
 		{logsock.Block, 0, -1}, // up to the first failure
 	} {
 		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
-			col := fakeDown(t, "unix", fakeDecode)
-			ls, err := logsock.New("unix", col.addr, &logsock.Config{Batching: true, BufferBytes: limit, Overflow: tc.policy,
+			col := fakeDown(t, localNetwork, fakeDecode)
+			ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{Batching: true, BufferBytes: limit, Overflow: tc.policy,
 				WriteTimeout: 50 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
@@ -277,8 +278,8 @@ func TestBatchingCloseRace(t *testing.T) {
 	const goroutines = 8
 	for round := range 20 {
 		s := newSink()
-		addr := serve(t, "unix", s.server())
-		ls := dial(t, "unix", addr, &logsock.Config{Batching: true, BufferBytes: 64 << 10})
+		addr := serve(t, localNetwork, s.server())
+		ls := dial(t, localNetwork, addr, &logsock.Config{Batching: true, BufferBytes: 64 << 10})
 		var accepted [goroutines]int // frames 0..accepted-1 of each goroutine returned nil
 		var sofar atomic.Int64
 		var wg sync.WaitGroup

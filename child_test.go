@@ -1,3 +1,5 @@
+//go:build unix
+
 package logsock_test
 
 import (
@@ -24,6 +26,14 @@ import (
 // childRoleEnv names the role of this test binary when a test runs it as
 // a child process.
 const childRoleEnv = "LOGSOCK_TEST_CHILD"
+
+// The inheritance tests run this binary again as the child process, which
+// plays its role before the tests' main (TestMain) begins.
+func init() {
+	if role := os.Getenv(childRoleEnv); role != "" {
+		os.Exit(runChild(role))
+	}
+}
 
 // runChild is main for a child process: it adopts the inherited connection
 // and plays its role. It returns the exit code.

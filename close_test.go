@@ -63,7 +63,7 @@ func TestCloseWithinTimeout(t *testing.T) {
 							}
 						}
 					}()
-					waitForStack(t, "internal/poll.(*pollDesc).waitWrite")
+					waitWriteBlocked(t, ls)
 				case fakeBacklog: // the first frame makes the dial, which hangs
 					go func() { logging <- ls.Log("into the backlog") }()
 					waitForStack(t, "(*link).dial", "net.(*Dialer).DialContext")

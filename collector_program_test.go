@@ -1,3 +1,5 @@
+//go:build unix
+
 package logsock_test
 
 // The collector program's (cmd/logsockd) Unix socket files, run as a

@@ -163,4 +163,11 @@
 // Record names the client's address. cmd/logsockd is the collector
 // program built on it, which writes the records to a file and forwards
 // them to a syslog server.
+//
+// # Windows
+//
+// The client, the Decoder and the Server work on Windows over TCP, with no
+// peek (see [Config].PeekInterval), no credentials, and no sharing of a
+// connection between processes: [LogSocket.Start], [LogSocket.SendConn] and
+// [ReceiveConn] return an error wrapping [errors.ErrUnsupported].
 package logsock

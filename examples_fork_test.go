@@ -1,3 +1,5 @@
+//go:build unix
+
 package logsock_test
 
 // The programs that share a connection with their children, run as real
@@ -97,14 +99,6 @@ func checkSharedRecords(t *testing.T, recs []logsock.Record, parent, fromParent,
 	if child == 0 {
 		t.Errorf("no message from a child; records:\n%s", formatRecords(recs))
 	}
-}
-
-func formatRecords(recs []logsock.Record) string {
-	var b bytes.Buffer
-	for _, r := range recs {
-		fmt.Fprintf(&b, "conn=%d pid=%d %q\n", r.Conn, r.Pid, r.Msg)
-	}
-	return b.String()
 }
 
 // testSharingExample runs the example program name, parent and child,

@@ -17,7 +17,6 @@ import (
 
 	"github.com/logsock/logsock"
 	"github.com/logsock/logsock/internal/testenv"
-	"golang.org/x/sys/unix"
 )
 
 // fakeMode is what a fakeCollector does with the connections it accepts.
@@ -175,14 +174,7 @@ func (f *fakeCollector) serve(t testing.TB, l net.Listener) {
 // fails with EAGAIN (Unix).
 func (f *fakeCollector) fillBacklog(t testing.TB) {
 	t.Helper()
-	rc, err := f.l.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lerr error
-	if err := rc.Control(func(fd uintptr) { lerr = unix.Listen(int(fd), 1) }); err != nil || lerr != nil {
-		t.Fatalf("fake collector: listen(1): %v, %v", err, lerr)
-	}
+	setBacklog(t, f.l, 1)
 	for range 2 {
 		c, err := net.Dial(f.network, f.addr)
 		if err != nil {
@@ -425,7 +417,7 @@ func TestFakeCollector(t *testing.T) {
 	pid := int32(os.Getpid())
 	for _, network := range []string{"tcp", "unix"} {
 		// What a dial meets where nothing listens.
-		refused := map[string]error{"tcp": syscall.ECONNREFUSED, "unix": syscall.ENOENT}[network]
+		refused := map[string]error{"tcp": errConnRefused, "unix": syscall.ENOENT}[network]
 		mustRead := func(t *testing.T, c net.Conn, want error) {
 			t.Helper()
 			if n, err := c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, want) {

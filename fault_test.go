@@ -1,3 +1,5 @@
+//go:build unix
+
 package logsock_test
 
 // Fault tests: real collector processes (cmd/logsockd, built once

@@ -1,12 +1,14 @@
 package logsock_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -15,15 +17,27 @@ import (
 )
 
 // socketPath returns a Unix socket path in a short temporary directory:
-// t.TempDir can exceed sun_path's 108 bytes.
+// t.TempDir can exceed sun_path's 108 bytes. On Windows, where logsock
+// does not promise Unix sockets, it skips the test.
 func socketPath(t testing.TB) string {
 	t.Helper()
+	if runtime.GOOS == "windows" {
+		t.Skip("Unix sockets: not promised on Windows")
+	}
 	dir, err := os.MkdirTemp("", "ls")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return filepath.Join(dir, "s")
+}
+
+// unixOnly skips the test on Windows, for the reason why.
+func unixOnly(t testing.TB, why string) {
+	t.Helper()
+	if runtime.GOOS == "windows" {
+		t.Skip("not on Windows: " + why)
+	}
 }
 
 // listen returns a listener on loopback TCP or on a Unix socket in a
@@ -276,4 +290,13 @@ func (b *bystander) check(t *testing.T) {
 			t.Errorf("bystander record %d: %q, want %q", i, r.Msg, want)
 		}
 	}
+}
+
+// formatRecords lists recs, a line each, for a failure's message.
+func formatRecords(recs []logsock.Record) string {
+	var b bytes.Buffer
+	for _, r := range recs {
+		fmt.Fprintf(&b, "conn=%d pid=%d %q\n", r.Conn, r.Pid, r.Msg)
+	}
+	return b.String()
 }

@@ -1,3 +1,5 @@
+//go:build unix
+
 package logsock_test
 
 // Interoperability with the article's programs: its Python client

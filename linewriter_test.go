@@ -18,10 +18,11 @@ import (
 // without the newlines; a line longer than MaxFrame is split, in order; a
 // partial line goes out on Flush.
 func TestLineWriter(t *testing.T) {
+	unixOnly(t, "the test's writer is sh")
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
-			col := newFakeCollector(t, "unix", fakeDecode)
-			ls := dial(t, "unix", col.addr, &logsock.Config{Batching: batching, MaxFrame: 10})
+			col := newFakeCollector(t, localNetwork, fakeDecode)
+			ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: batching, MaxFrame: 10})
 			lw := logsock.NewLineWriter(ls)
 			cmd := exec.Command("sh", "-c", `printf 'line 1\nline 2\n\nline 4\n'; printf 'abcdefghijklmnopqrstuvwxyz\nline 6\npart' >&2`)
 			cmd.Stdout, cmd.Stderr = lw, lw
@@ -46,8 +47,8 @@ func TestLineWriter(t *testing.T) {
 // TestLineWriterBounded: a line that never ends is sent in frames of
 // MaxFrame bytes as it comes, so that a LineWriter keeps less than a frame.
 func TestLineWriterBounded(t *testing.T) {
-	col := newFakeCollector(t, "unix", fakeDecode)
-	ls := dial(t, "unix", col.addr, &logsock.Config{MaxFrame: 10})
+	col := newFakeCollector(t, localNetwork, fakeDecode)
+	ls := dial(t, localNetwork, col.addr, &logsock.Config{MaxFrame: 10})
 	lw := logsock.NewLineWriter(ls)
 	for range 25 {
 		if _, err := lw.Write([]byte("x")); err != nil {
@@ -68,8 +69,8 @@ func TestLineWriterBounded(t *testing.T) {
 // TestLineWriterConcurrent: lines written whole by concurrent calls arrive
 // whole.
 func TestLineWriterConcurrent(t *testing.T) {
-	col := newFakeCollector(t, "unix", fakeDecode)
-	ls := dial(t, "unix", col.addr, &logsock.Config{Batching: true})
+	col := newFakeCollector(t, localNetwork, fakeDecode)
+	ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: true})
 	lw := logsock.NewLineWriter(ls)
 	const writers, lines = 4, 500
 	var wg sync.WaitGroup
@@ -94,7 +95,7 @@ func TestLineWriterConcurrent(t *testing.T) {
 // TestLineWriterKeepsGoing: a line that the LogSocket drops does not end
 // the writer, which would cut a program's output short; only Close does.
 func TestLineWriterKeepsGoing(t *testing.T) {
-	ls, err := logsock.New("unix", socketPath(t), &logsock.Config{BufferBytes: 64, Overflow: logsock.DropNewest,
+	ls, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &logsock.Config{BufferBytes: 64, Overflow: logsock.DropNewest,
 		CloseTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -118,8 +119,8 @@ func TestLineWriterKeepsGoing(t *testing.T) {
 // after it before Sync waited); with the collector down, it gives up
 // after WriteTimeout, and the frames stay held.
 func TestSync(t *testing.T) {
-	col := newFakeCollector(t, "unix", fakeDecode)
-	ls := dial(t, "unix", col.addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
+	col := newFakeCollector(t, localNetwork, fakeDecode)
+	ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
 	ls.Log("one")
 	ls.Log("two")
 	if err := ls.Sync(); err != nil {
@@ -130,7 +131,7 @@ func TestSync(t *testing.T) {
 	}
 	col.waitRecords(t, 2)
 
-	down, err := logsock.New("unix", socketPath(t), &logsock.Config{Batching: true, WriteTimeout: 20 * time.Millisecond,
+	down, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &logsock.Config{Batching: true, WriteTimeout: 20 * time.Millisecond,
 		CloseTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

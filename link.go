@@ -511,28 +511,6 @@ func (k *link) send(c *conn, deadline time.Time) error {
 	return err
 }
 
-// share readies c to be shared with another process: its handshake
-// written, a lock file made. It returns copies of the socket and the lock
-// file, close-on-exec, and the socket's identity.
-func (k *link) share(c *conn) (sock, lock *os.File, id string, err error) {
-	if err := k.greet(c, time.Time{}); err != nil {
-		return nil, nil, "", err
-	}
-	if c.lock == nil {
-		if c.lock, err = newLockFile(); err != nil {
-			return nil, nil, "", err
-		}
-	}
-	if sock, id, err = dupSocket(c.rc); err != nil {
-		return nil, nil, "", err
-	}
-	if lock, err = c.lock.dup(); err != nil {
-		sock.Close()
-		return nil, nil, "", err
-	}
-	return sock, lock, id, nil
-}
-
 // outageTime returns the time spent without a connection after a failure,
 // the outage under way included.
 func (k *link) outageTime() time.Duration {

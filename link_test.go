@@ -2,17 +2,9 @@ package logsock_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,7 +30,7 @@ func TestErrorsNameTheCause(t *testing.T) {
 	addr := refusedAddr(t)
 	_, err := logsock.Dial("tcp", addr, nil)
 	var oe *logsock.OpError
-	if !errors.As(err, &oe) || oe.Op != "dial" || oe.Addr != addr || !errors.Is(err, syscall.ECONNREFUSED) {
+	if !errors.As(err, &oe) || oe.Op != "dial" || oe.Addr != addr || !errors.Is(err, errConnRefused) {
 		t.Fatalf("Dial: %v; want an *OpError of Op dial wrapping ECONNREFUSED", err)
 	}
 	if n := strings.Count(err.Error(), addr); n != 1 {
@@ -62,7 +54,7 @@ func TestErrorsNameTheCause(t *testing.T) {
 		cancel()
 		oe = nil
 		if !errors.Is(err, logsock.ErrUndelivered) || !errors.Is(err, context.DeadlineExceeded) ||
-			!errors.As(err, &oe) || !errors.Is(err, syscall.ECONNREFUSED) {
+			!errors.As(err, &oe) || !errors.Is(err, errConnRefused) {
 			t.Errorf("batching=%v: Flush: %v; want ErrUndelivered, DeadlineExceeded and the dial's *OpError", batching, err)
 		}
 		oe = nil
@@ -90,183 +82,4 @@ func TestStatsCountWritesOfFrames(t *testing.T) {
 		t.Errorf("Stats %+v: want 3 writes of 3 frames, 3 bytes", st)
 	}
 	s.waitRecords(t, 3)
-}
-
-// TestBackoffAgainstFlappingCollectors: against a collector that accepts
-// and closes at once (a load balancer with no backend), or after reading
-// the handshake, a client with the default Config, in both modes, logging
-// once a millisecond or in a tight loop, makes its attempts on the
-// backoff schedule, and uses under 5% of a core (issue 11, fault 2: 779
-// connections a second at 1 Log/ms, 6,000 and a whole core in a tight
-// loop, when any write the kernel accepted reset the backoff). Each client
-// runs in a child process, so that its CPU time is its own. The window is
-// 3 s; LOGSOCK_TEST_FLAP_WINDOW=10s runs the issue's 10 s.
-func TestBackoffAgainstFlappingCollectors(t *testing.T) {
-	t.Parallel()
-	window := 3 * time.Second
-	if w := os.Getenv("LOGSOCK_TEST_FLAP_WINDOW"); w != "" {
-		var err error
-		if window, err = time.ParseDuration(w); err != nil {
-			t.Fatal(err)
-		}
-	}
-	type run struct {
-		name  string
-		col   *fakeCollector
-		r     loadReport
-		err   error
-		conns int
-	}
-	var runs []*run
-	var wg sync.WaitGroup
-	for _, kind := range []struct {
-		name string
-		mode fakeMode
-	}{{"accept-close", fakeClose}, {"handshake-close", fakeHandshakeClose}} {
-		for _, batching := range []bool{false, true} {
-			for _, every := range []time.Duration{time.Millisecond, 0} {
-				rate := "every=" + every.String()
-				if every == 0 {
-					rate = "tight"
-				}
-				r := &run{name: fmt.Sprintf("%s/batching=%v/%s", kind.name, batching, rate), col: newFakeCollector(t, "tcp", kind.mode)}
-				runs = append(runs, r)
-				// All at once: the clients wait more than they work, and
-				// each measures its own CPU time.
-				wg.Go(func() {
-					r.r, r.err = runLoadChild("tcp", r.col.addr, batching, every, window)
-					// Those of the window: the child may dial again before it
-					// exits. An accept follows the client's connect by
-					// microseconds; 50 ms is a generous grace.
-					for _, c := range r.col.connections() {
-						if c.accepted.Before(r.r.End.Add(50 * time.Millisecond)) {
-							r.conns++
-						}
-					}
-				})
-			}
-		}
-	}
-	wg.Wait()
-	for _, r := range runs {
-		t.Run(r.name, func(t *testing.T) {
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			// The child's sleep may overrun the window on a busy machine.
-			took := r.r.End.Sub(r.r.Start)
-			bound := backoffBound(took, logsock.DefaultMinBackoff, logsock.DefaultMaxBackoff)
-			t.Logf("%d connections in %v (bound %d), %d calls, CPU %v (%.1f%% of a core), Stats %+v",
-				r.conns, took, bound, r.r.Calls, r.r.CPU, 100*r.r.CPU.Seconds()/took.Seconds(), r.r.Stats)
-			if r.conns > bound {
-				t.Errorf("%d connections in %v: the backoff schedule allows %d", r.conns, took, bound)
-			}
-			if r.conns < 3 || r.r.Stats.Connects < 3 {
-				t.Errorf("%d connections, Stats %+v: the client hardly retried, the test proves nothing", r.conns, r.r.Stats)
-			}
-			if !raceEnabled && r.r.CPU > took/20 { // the race detector's own cost is not the client's
-				t.Errorf("the client used %v of CPU in %v: over 5%% of a core", r.r.CPU, took)
-			}
-		})
-	}
-}
-
-// backoffBound is the most connections that a client on the backoff
-// schedule can make in window to a collector that closes each at once:
-// the first, one more at once after its loss, then one after each wait,
-// which is at least half the backoff, doubling from min up to max.
-func backoffBound(window, min, max time.Duration) int {
-	n, elapsed := 2, time.Duration(0)
-	for b := min; ; b = 2 * b {
-		b = minDuration(b, max)
-		if elapsed += b / 2; elapsed > window {
-			return n
-		}
-		n++
-	}
-}
-
-func minDuration(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
-	}
-	return b
-}
-
-// loadReport is what the "load" child prints.
-type loadReport struct {
-	CPU        time.Duration // user and system time in the window
-	Start, End time.Time     // the window, as the child's clock saw it
-	Calls      int64
-	Stats      logsock.Stats // at End
-}
-
-// runLoadChild runs this binary as a "load" child against the collector
-// at addr, and returns its report.
-func runLoadChild(network, addr string, batching bool, every, window time.Duration) (loadReport, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"=load", "LOGSOCK_TEST_NETWORK="+network, "LOGSOCK_TEST_ADDR="+addr,
-		"LOGSOCK_TEST_BATCHING="+strconv.FormatBool(batching), "LOGSOCK_TEST_EVERY="+every.String(),
-		"LOGSOCK_TEST_WINDOW="+window.String())
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return loadReport{}, fmt.Errorf("load child: %w", err)
-	}
-	var r loadReport
-	if err := json.Unmarshal(out, &r); err != nil {
-		return loadReport{}, fmt.Errorf("load child printed %q: %w", out, err)
-	}
-	return r, nil
-}
-
-// childLoad is the "load" child: a LogSocket with the default Config (but
-// the mode) logs 100-byte frames every LOGSOCK_TEST_EVERY (0: in a tight
-// loop) for LOGSOCK_TEST_WINDOW; then it prints a loadReport and exits,
-// without Close, whose wait is not the measure's.
-func childLoad() int {
-	every, err1 := time.ParseDuration(os.Getenv("LOGSOCK_TEST_EVERY"))
-	window, err2 := time.ParseDuration(os.Getenv("LOGSOCK_TEST_WINDOW"))
-	batching, err3 := strconv.ParseBool(os.Getenv("LOGSOCK_TEST_BATCHING"))
-	if err := errors.Join(err1, err2, err3); err != nil {
-		fmt.Fprintln(os.Stderr, "load child:", err)
-		return 2
-	}
-	ls, err := logsock.New(os.Getenv("LOGSOCK_TEST_NETWORK"), os.Getenv("LOGSOCK_TEST_ADDR"), &logsock.Config{Batching: batching})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "load child:", err)
-		return 2
-	}
-	var calls atomic.Int64
-	start, before := time.Now(), cpuTime()
-	go func() {
-		msg := strings.Repeat("x", 100)
-		var tick <-chan time.Time
-		if every > 0 {
-			tick = time.NewTicker(every).C
-		}
-		for {
-			if tick != nil {
-				<-tick
-			}
-			ls.Log(msg)
-			calls.Add(1)
-		}
-	}()
-	time.Sleep(window) // the length of the measure
-	r := loadReport{CPU: cpuTime() - before, Start: start, End: time.Now(), Calls: calls.Load(), Stats: ls.Stats()}
-	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
-		fmt.Fprintln(os.Stderr, "load child:", err)
-		return 2
-	}
-	return 0
-}
-
-// cpuTime returns the user and system time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

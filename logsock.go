@@ -117,7 +117,10 @@ type Config struct {
 	// fails that write at once, and the frame is sent again): a tiny
 	// interval (time.Nanosecond) checks before every frame and closes that
 	// window too, for one more syscall a frame. Zero means
-	// DefaultPeekInterval; a negative value turns the check off.
+	// DefaultPeekInterval; a negative value turns the check off. Windows
+	// has no such peek (Go's sockets there have no read that does not wait):
+	// the check is always off, and the first frame written after the
+	// collector's close is lost.
 	PeekInterval time.Duration
 	// CloseTimeout bounds Close: how long it tries to deliver the frames
 	// still held, a dial or write in progress included. Zero means

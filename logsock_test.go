@@ -162,8 +162,8 @@ func testConcurrentFramesWhole(t *testing.T, cfg *logsock.Config) {
 		advance(r)
 	}
 	sink := newSink()
-	addr := serve(t, "unix", &logsock.Server{Handler: handler, ConnClosed: sink.closed})
-	ls := dial(t, "unix", addr, cfg)
+	addr := serve(t, localNetwork, &logsock.Server{Handler: handler, ConnClosed: sink.closed})
+	ls := dial(t, localNetwork, addr, cfg)
 
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -254,8 +254,8 @@ func TestFrameTooLarge(t *testing.T) {
 // and nothing dials again.
 func TestCloseIsFinal(t *testing.T) {
 	sink := newSink()
-	addr := serve(t, "unix", sink.server())
-	ls := dial(t, "unix", addr, nil)
+	addr := serve(t, localNetwork, sink.server())
+	ls := dial(t, localNetwork, addr, nil)
 	if err := ls.Log("before"); err != nil {
 		t.Fatal(err)
 	}
@@ -284,9 +284,9 @@ func TestCloseIsFinal(t *testing.T) {
 // replaced, and once the buffer is full the DropNewest policy drops and
 // counts.
 func TestWriteTimeout(t *testing.T) {
-	col := newFakeCollector(t, "unix", fakeStall)
+	col := newFakeCollector(t, localNetwork, fakeStall)
 	const timeout = 100 * time.Millisecond
-	ls := dial(t, "unix", col.addr, &logsock.Config{WriteTimeout: timeout, CloseTimeout: timeout,
+	ls := dial(t, localNetwork, col.addr, &logsock.Config{WriteTimeout: timeout, CloseTimeout: timeout,
 		MaxFrame: 64 << 10, BufferBytes: 1 << 20, Overflow: logsock.DropNewest})
 	col.waitConns(t, 1)
 	col.stopAccepting() // so that reconnecting fails
@@ -320,8 +320,8 @@ func TestWriteTimeout(t *testing.T) {
 // TestCloseUnblocksWriter: a writer blocked on a stalled collector holds
 // Close only until CloseTimeout; then its frame is counted undelivered.
 func TestCloseUnblocksWriter(t *testing.T) {
-	col := newFakeCollector(t, "unix", fakeStall)
-	ls := dial(t, "unix", col.addr, &logsock.Config{WriteTimeout: time.Hour, CloseTimeout: 100 * time.Millisecond})
+	col := newFakeCollector(t, localNetwork, fakeStall)
+	ls := dial(t, localNetwork, col.addr, &logsock.Config{WriteTimeout: time.Hour, CloseTimeout: 100 * time.Millisecond})
 	col.waitConns(t, 1)
 	col.stopAccepting()
 	errc := make(chan error, 1)
@@ -334,7 +334,7 @@ func TestCloseUnblocksWriter(t *testing.T) {
 			}
 		}
 	}()
-	waitForStack(t, "internal/poll.(*pollDesc).waitWrite")
+	waitWriteBlocked(t, ls)
 	start := time.Now()
 	if err := ls.Close(); !errors.Is(err, logsock.ErrUndelivered) {
 		t.Fatalf("Close: %v, want ErrUndelivered", err)
@@ -348,6 +348,28 @@ func TestCloseUnblocksWriter(t *testing.T) {
 	if st := ls.Stats(); st.Dropped == 0 {
 		t.Errorf("Stats %+v: the frame cut by Close is not counted", st)
 	}
+}
+
+// waitWriteBlocked waits until a write of ls waits for room in the
+// socket's send buffer. On Unix the poller's waitWrite shows it. On
+// Windows an overlapped send can wait in the poller, then complete with
+// the buffer far from full (seen under Wine 8), so the write must also
+// have gone on for a while without a frame written.
+func waitWriteBlocked(t *testing.T, ls *logsock.LogSocket) {
+	t.Helper()
+	if runtime.GOOS != "windows" {
+		waitForStack(t, "internal/poll.(*pollDesc).waitWrite")
+		return
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		waitForStack(t, "(*frameWriter).send", "internal/poll.(*pollDesc).wait")
+		frames := ls.Stats().Frames
+		time.Sleep(100 * time.Millisecond)
+		if ls.Stats().Frames == frames {
+			return
+		}
+	}
+	t.Fatal("no write of the LogSocket stayed blocked")
 }
 
 // waitForStack waits until some goroutine's stack shows all of frames: the
@@ -375,8 +397,8 @@ func waitForStack(t *testing.T, frames ...string) {
 // are held (Log returns nil); once it is up, Flush delivers them all, in
 // order, on one connection opened by this process.
 func TestNewIsLazy(t *testing.T) {
-	col := fakeDown(t, "unix", fakeDecode)
-	ls, err := logsock.New("unix", col.addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	col := fakeDown(t, localNetwork, fakeDecode)
+	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+//go:build unix
+
 package logsock_test
 
 // The collector daemon, cmd/logsockd, run as a real process: its output

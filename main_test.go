@@ -9,10 +9,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The inheritance tests run this binary again as the child process.
-	if role := os.Getenv(childRoleEnv); role != "" {
-		os.Exit(runChild(role))
-	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		testenv.RemovePrograms()
 		os.Exit(code)

@@ -37,6 +37,7 @@ func octetMessages(n int) [][]byte {
 // arrives, whole and in order, on one connection or the next, each
 // counted once in Stats.
 func TestOctetCountedFraming(t *testing.T) {
+	unixOnly(t, "no peek (Config.PeekInterval)")
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
 			col := newFakeCollector(t, "tcp", fakeSyslog)
@@ -94,6 +95,7 @@ func short(b []byte) string {
 // TestOctetCountedNotShared: the inheritance contract tells a child
 // logsock's framing only, so a syslog-framed connection is not passed.
 func TestOctetCountedNotShared(t *testing.T) {
+	unixOnly(t, "no connection is shared (Start)")
 	col := newFakeCollector(t, "tcp", fakeSyslog)
 	ls, err := logsock.Dial("tcp", col.addr, &logsock.Config{Framing: logsock.OctetCounted})
 	if err != nil {

@@ -44,8 +44,8 @@ func checkPolicyReconnects(t *testing.T, name string, policy logsock.Overflow, b
 		// shared cores.
 		slack = 100 * time.Millisecond
 	)
-	col := fakeDown(t, "unix", fakeDecode)
-	ls, err := logsock.New("unix", col.addr, &logsock.Config{Batching: batching, Overflow: policy,
+	col := fakeDown(t, localNetwork, fakeDecode)
+	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{Batching: batching, Overflow: policy,
 		BufferBytes: 16 << 10, MinBackoff: 10 * time.Millisecond, MaxBackoff: maxBackoff})
 	if err != nil {
 		t.Errorf("%s: %v", name, err)

@@ -30,6 +30,9 @@ func TestPeekDetectsClose(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		for _, peek := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/peek=%v", network, peek), func(t *testing.T) {
+				if peek {
+					unixOnly(t, "no peek (Config.PeekInterval)")
+				}
 				col := newFakeCollector(t, network, fakeDecode)
 				interval := time.Nanosecond // check before every frame
 				if !peek {
@@ -134,8 +137,8 @@ func TestOverflow(t *testing.T) {
 		{logsock.Block, logsock.ErrBufferFull, []string{"frame....0", "frame....1", "frame....2"}},
 	} {
 		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
-			col := fakeDown(t, "unix", fakeDecode)
-			ls, err := logsock.New("unix", col.addr, cfg(tc.policy))
+			col := fakeDown(t, localNetwork, fakeDecode)
+			ls, err := logsock.New(localNetwork, col.addr, cfg(tc.policy))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,8 +167,8 @@ func TestOverflow(t *testing.T) {
 // full waits, with the mutex released, and goes on once the collector is
 // back and the held frames are out.
 func TestBlockWaitsForCollector(t *testing.T) {
-	col := fakeDown(t, "unix", fakeDecode)
-	ls, err := logsock.New("unix", col.addr, &logsock.Config{MaxFrame: 10, BufferBytes: 2 * (logsock.HeaderLen + 10),
+	col := fakeDown(t, localNetwork, fakeDecode)
+	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{MaxFrame: 10, BufferBytes: 2 * (logsock.HeaderLen + 10),
 		WriteTimeout: time.Minute, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -196,8 +199,8 @@ func TestBlockWaitsForCollector(t *testing.T) {
 // and reports what it cannot, within CloseTimeout.
 func TestCloseDeliversHeld(t *testing.T) {
 	t.Run("collector up", func(t *testing.T) {
-		col := fakeDown(t, "unix", fakeDecode)
-		ls, err := logsock.New("unix", col.addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+		col := fakeDown(t, localNetwork, fakeDecode)
+		ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +218,7 @@ func TestCloseDeliversHeld(t *testing.T) {
 		}
 	})
 	t.Run("collector down", func(t *testing.T) {
-		ls, err := logsock.New("unix", fakeDown(t, "unix", fakeDecode).addr, &logsock.Config{CloseTimeout: 50 * time.Millisecond})
+		ls, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &logsock.Config{CloseTimeout: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,7 +243,7 @@ func TestCloseDeliversHeld(t *testing.T) {
 // TestFlushTimeout: Flush gives up when its context ends, and keeps the
 // frames.
 func TestFlushTimeout(t *testing.T) {
-	ls, err := logsock.New("unix", fakeDown(t, "unix", fakeDecode).addr, &logsock.Config{CloseTimeout: time.Millisecond})
+	ls, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &logsock.Config{CloseTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +290,7 @@ func TestFrameLargerThanBuffer(t *testing.T) {
 		for _, policy := range []logsock.Overflow{logsock.Block, logsock.DropNewest, logsock.DropOldest} {
 			cfg := tc.cfg
 			cfg.CloseTimeout, cfg.WriteTimeout, cfg.Overflow = time.Millisecond, time.Minute, policy
-			ls, err := logsock.New("unix", fakeDown(t, "unix", fakeDecode).addr, &cfg)
+			ls, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &cfg)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,3 +1,5 @@
+//go:build unix
+
 package logsock
 
 import (
@@ -15,7 +17,9 @@ import (
 // Unix socket, which adopts it with ReceiveConn: the socket and the lock
 // file go in one SCM_RIGHTS message, with the collector's address, the byte
 // order and the socket's identity. From then on the two processes share
-// the connection as a parent and a child started with Start do.
+// the connection as a parent and a child started with Start do. On
+// Windows, which has no SCM_RIGHTS, it returns an error wrapping
+// errors.ErrUnsupported.
 func (l *LogSocket) SendConn(uc *net.UnixConn) error {
 	files, env, err := l.share(0)
 	if err != nil {
@@ -58,7 +62,8 @@ func control(f *os.File, fn func(fd int) error) error {
 // writes on it, under the shared lock. The descriptors arrive
 // close-on-exec; a message whose descriptors the kernel had to drop
 // (MSG_CTRUNC) is an error, and descriptors beyond the two expected are
-// closed. A nil cfg means defaults; the byte order is the sender's.
+// closed. A nil cfg means defaults; the byte order is the sender's. On
+// Windows it returns an error wrapping errors.ErrUnsupported.
 func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*4)) // room for more than the 2 fds we expect, to see extras

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // DefaultHandshakeTimeout is the default time a Server waits for a new
@@ -232,8 +230,9 @@ type serverCounters struct {
 // goroutine of its own; a connection that breaks the format, stalls or
 // fails is closed, with a Reason; memory is bounded by the limits below
 // (at most MaxConns x (MaxFrame + a few KiB), since the read buffer grows
-// only with bytes that have arrived, and an idle connection holds none).
-// The collector never writes to a client and never half-closes a
+// only with bytes that have arrived, and an idle connection holds none;
+// on Windows, where Go's sockets have no read that does not wait, it keeps
+// its own). The collector never writes to a client and never half-closes a
 // connection.
 //
 // On Unix sockets on Linux, each record also says who connected
@@ -415,9 +414,11 @@ func (s *Server) refuse(nc net.Conn, id uint64, err error) {
 // frames that have already arrived (what the kernel holds included), and
 // closes each connection. Connections that clients opened but that were not
 // yet accepted are accepted and drained too, where the listener has
-// SetDeadline and SyscallConn (as TCP and Unix listeners do). It waits for the connections'
-// goroutines, and so for the Handler calls in progress, until ctx is done;
-// then it closes what is left and returns ctx.Err().
+// SetDeadline and SyscallConn (as TCP and Unix listeners do), except on
+// Windows, which has no accept that does not wait: there the listener's
+// close resets them. It waits for the connections' goroutines, and so for
+// the Handler calls in progress, until ctx is done; then it closes what is
+// left and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -486,7 +487,7 @@ func (s *Server) acceptQueued(l net.Listener) {
 		// non-blocking, so the accept returns EAGAIN once the queue is empty.
 		err := rc.Control(func(fd uintptr) {
 			for {
-				if nfd, aerr = acceptNow(int(fd)); aerr != unix.EINTR {
+				if nfd, aerr = acceptNow(int(fd)); aerr != syscall.EINTR {
 					return
 				}
 			}

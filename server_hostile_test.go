@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -186,63 +185,6 @@ func checkEnd(t *testing.T, end connEnd, reason logsock.Reason, want error, quot
 	}
 }
 
-// TestHostileInterleavedWriters: two descriptors of one socket write
-// frames without the lock, in parts, so that the stream tears: the first
-// frame swallows the second's header, and a length is read from inside a
-// message. The connection ends with a bad length, after the torn frame.
-func TestHostileInterleavedWriters(t *testing.T) {
-	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
-			log, _, addr, by := hostileServer(t, network, nil)
-			c := rawConn(t, network, addr)
-			other := dupConn(t, c)
-			write := func(fd int, b []byte) {
-				t.Helper()
-				if _, err := syscall.Write(fd, b); err != nil {
-					t.Fatal(err)
-				}
-			}
-			fd := connFD(t, c)
-			write(fd, cat(logsock.AppendHandshake(nil, 0, int32(os.Getpid())), le(20), "aaaaaaaaaa")) // writer A: half a frame
-			write(other, cat(le(20), "bbbbbb\xff\xff\xff\xffbbbbbbbbbb"))                             // writer B: a whole frame
-			syscall.Write(fd, []byte("aaaaaaaaaa"))                                                   // A's other half: EPIPE once the Server has seen the tear
-			c.Close()
-			syscall.Close(other)
-			end := log.waitEnd(t, "the torn connection's end", func(i logsock.ConnInfo) bool { return i.ID != by.id })
-			if r := end.info.Reason; r != logsock.ReasonBadLength && r != logsock.ReasonFrameTooLarge {
-				t.Errorf("reason %v (%v), want a bad length or a frame too large", r, end.err)
-			}
-			if got := msgs(log.recordsOf(end.info.ID)); len(got) != 1 || got[0] != "aaaaaaaaaa\x14\x00\x00\x00bbbbbb" {
-				t.Errorf("delivered %q, want the one torn frame", got)
-			}
-			by.check(t)
-		})
-	}
-}
-
-// connFD returns c's descriptor, valid while c is open.
-func connFD(t testing.TB, c net.Conn) int {
-	t.Helper()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fd int
-	rc.Control(func(f uintptr) { fd = int(f) })
-	return fd
-}
-
-// dupConn returns a second descriptor of c's socket.
-func dupConn(t *testing.T, c net.Conn) int {
-	t.Helper()
-	fd, err := syscall.Dup(connFD(t, c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.CloseOnExec(fd)
-	return fd
-}
-
 // TestHostileReset: a client that resets mid-frame. On TCP the read fails
 // with ECONNRESET (ReasonIOError); a Unix socket has no reset, and its
 // close ends the stream inside the frame (ReasonTruncated). Either way the
@@ -253,7 +195,7 @@ func TestHostileReset(t *testing.T) {
 		reason  logsock.Reason
 		err     error
 	}{
-		{"tcp", logsock.ReasonIOError, syscall.ECONNRESET},
+		{"tcp", logsock.ReasonIOError, errConnReset},
 		{"unix", logsock.ReasonTruncated, io.ErrUnexpectedEOF},
 	} {
 		t.Run(tc.network, func(t *testing.T) {
@@ -296,7 +238,7 @@ func TestHostileConnLimit(t *testing.T) {
 		checkEnd(t, end, logsock.ReasonConnLimit, logsock.ErrConnLimit, "")
 		// Closed without a byte written: the client reads the end.
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if n, err := c.Read(make([]byte, 1)); n != 0 || (err != io.EOF && !errors.Is(err, syscall.ECONNRESET)) {
+		if n, err := c.Read(make([]byte, 1)); n != 0 || (err != io.EOF && !errors.Is(err, errConnReset)) {
 			t.Errorf("refused client read %d, %v; want the end of the stream", n, err)
 		}
 	}
@@ -321,10 +263,10 @@ func TestHostileConnLimit(t *testing.T) {
 // one that sends part of a handshake and stalls, are closed at the
 // handshake timeout; a bystander is not.
 func TestHostileSlowHandshake(t *testing.T) {
-	log, srv, addr, by := hostileServer(t, "unix", func(s *logsock.Server) { s.HandshakeTimeout = 100 * time.Millisecond })
+	log, srv, addr, by := hostileServer(t, localNetwork, func(s *logsock.Server) { s.HandshakeTimeout = 100 * time.Millisecond })
 	start := time.Now()
-	silent := rawConn(t, "unix", addr)
-	rawConn(t, "unix", addr, []byte{1, 2, 3})
+	silent := rawConn(t, localNetwork, addr)
+	rawConn(t, localNetwork, addr, []byte{1, 2, 3})
 	log.wait(t, "two handshake timeouts", func([]logsock.Record, []error) bool {
 		return len(log.endsWith(logsock.ReasonHandshakeTimeout)) == 2
 	})

@@ -138,10 +138,10 @@ func TestServerHandshakeTimeout(t *testing.T) {
 	sink := newSink()
 	srv := sink.server()
 	srv.HandshakeTimeout = 50 * time.Millisecond
-	addr := serve(t, "unix", srv)
-	good := rawConn(t, "unix", addr, frames(0, 1, "early"))
+	addr := serve(t, localNetwork, srv)
+	good := rawConn(t, localNetwork, addr, frames(0, 1, "early"))
 	sink.waitRecords(t, 1)
-	silent := rawConn(t, "unix", addr)
+	silent := rawConn(t, localNetwork, addr)
 	if ends := sink.waitEnds(t, 1); !errors.Is(ends[0], logsock.ErrHandshakeTimeout) {
 		t.Fatalf("silent connection ended with %v", ends[0])
 	}
@@ -175,10 +175,10 @@ func TestServerShutdownDrains(t *testing.T) {
 		},
 		ConnClosed: sink.closed,
 	}
-	l := listen(t, "unix")
+	l := listen(t, localNetwork)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	whole := rawConn(t, "unix", l.Addr().String(), frames(0, 1, "first"))
+	whole := rawConn(t, localNetwork, l.Addr().String(), frames(0, 1, "first"))
 	<-entered
 	var rest []string
 	for i := range 100 {
@@ -189,7 +189,7 @@ func TestServerShutdownDrains(t *testing.T) {
 	}
 	// The partial frame is sent after a whole one, so that its
 	// connection is known to be accepted before Shutdown.
-	partial := rawConn(t, "unix", l.Addr().String(), frames(0, 2, "done"))
+	partial := rawConn(t, localNetwork, l.Addr().String(), frames(0, 2, "done"))
 	sink.wait(t, `"done"`, func(recs []logsock.Record, _ []error) bool { return len(recs) > 0 && recs[len(recs)-1].Pid == 2 })
 	if _, err := partial.Write([]byte{9, 0, 0, 0, 'x'}); err != nil {
 		t.Fatal(err)
@@ -286,6 +286,7 @@ func (g *gatedListener) SetDeadline(t time.Time) error {
 // but not yet accepted when Shutdown begins is accepted and drained, not
 // reset with its frames.
 func TestServerShutdownAcceptsQueued(t *testing.T) {
+	unixOnly(t, "Shutdown resets the connections still queued (Server.Shutdown)")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			sink := newSink()
@@ -313,6 +314,7 @@ func TestServerShutdownAcceptsQueued(t *testing.T) {
 // then wrote an instant later, as one reconnecting with held frames does)
 // is given a moment to send them, and they are drained, not dropped.
 func TestServerShutdownWaitsForSilentConn(t *testing.T) {
+	unixOnly(t, "Shutdown resets the connections still queued (Server.Shutdown)")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			sink := newSink()
@@ -351,6 +353,7 @@ func TestServerIdleConnMemory(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes memory use")
 	}
+	unixOnly(t, "an idle connection keeps its read buffer (Server)")
 	const n = 1000
 	sink := newSink()
 	addr := serve(t, "unix", sink.server())

@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
-
-	"golang.org/x/sys/unix"
 )
 
 // serverConn is one accepted connection, read by its own goroutine; only
@@ -48,11 +46,7 @@ type serverConn struct {
 func newServerConn(s *Server, nc net.Conn, id uint64) *serverConn {
 	c := &serverConn{s: s, nc: nc}
 	c.rec.Conn, c.rec.Remote = id, nc.RemoteAddr()
-	if sc, ok := nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc, c.lookFn, c.waitFn = rc, c.look, c.waitRead
-		}
-	}
+	c.useRaw()
 	return c
 }
 
@@ -306,46 +300,6 @@ func (c *serverConn) waitSilent() error {
 			return nil
 		}
 		// drain's own wake-up, set just after ours: wait on.
-	}
-}
-
-// look is one read that does not wait (RawConn.Control).
-func (c *serverConn) look(fd uintptr) {
-	c.rn, c.rpid, c.rerr = c.recv(int(fd))
-}
-
-// waitRead is one read that the poller repeats while nothing has arrived
-// (RawConn.Read).
-func (c *serverConn) waitRead(fd uintptr) bool {
-	c.rn, c.rpid, c.rerr = c.recv(int(fd))
-	return c.rerr != errWouldBlock
-}
-
-// recv reads what has arrived into rbuf, without waiting, with the
-// writer's pid where the socket tells it; with rbuf nil, it only checks
-// that something (data, an end, an error) has arrived. Nothing yet is
-// errWouldBlock.
-func (c *serverConn) recv(fd int) (n int, pid int32, err error) {
-	for {
-		switch {
-		case c.rbuf == nil:
-			_, err = peekByte(fd)
-		case c.creds:
-			n, pid, err = recvCred(fd, c.rbuf)
-		default:
-			n, err = unix.Read(fd, c.rbuf)
-		}
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return 0, 0, errWouldBlock
-		case err != nil:
-			return 0, 0, os.NewSyscallError("recv", err)
-		case n == 0 && c.rbuf != nil:
-			return 0, 0, io.EOF
-		}
-		return n, pid, nil
 	}
 }
 

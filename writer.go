@@ -2,78 +2,32 @@ package logsock
 
 import (
 	"errors"
-	"syscall"
 	"time"
 )
 
-// copyMax is the most bytes that are copied into one buffer to go out with
-// send(2); a larger write goes out from where its parts are, with one
-// sendmsg of their iovecs, since copying it would cost more than the
-// iovecs.
+// copyMax is the most bytes that are copied into one buffer to go out in
+// one send; a larger unit goes out from where its parts are, in sends of
+// many buffers, since copying it would cost more than the extra buffers.
 const copyMax = 2048
 
 // frameWriter is a link's writer: it writes a unit of parts, optionally
-// after a handshake, with as few syscalls as the kernel allows and no
-// allocation. Up to copyMax bytes are copied into one buffer and sent with
-// send(2) (attemptSmall); more go out uncopied, with sendmsg calls of up
-// to maxIov iovecs (attempt). Its callbacks for syscall.RawConn.Write are
-// made once and read their inputs from the struct, so that the hot path
-// does not allocate a closure.
+// after a handshake, with as few syscalls as the platform allows and no
+// allocation. Up to copyMax bytes are copied into one buffer (one); more
+// go out uncopied (parts). How they reach the socket is the platform's:
+// raw-descriptor sends on Unix (writer_unix.go), net.Conn on Windows
+// (writer_windows.go).
 type frameWriter struct {
 	timeout  time.Duration // WriteTimeout: what a zero deadline means, from when a wait begins
 	deadline time.Time     // the deadline of the last wait for room, or zero
 
 	small   []byte   // a small unit, copied: one buffer sends faster than three
-	one     []byte   // the unit that attemptSmall sends: small, or the caller's own buffer
+	one     []byte   // the unit in one buffer: small, or the caller's own buffer
 	scratch [][]byte // the parts of a large unit after a handshake
-	parts   [][]byte // a large unit: what is left to write, parts[next:]
+	parts   [][]byte // a large unit: what is left to write, parts[next:]; nil for a unit in one
 	next    int
 	written int // bytes written by the last write
 
-	cur      func(fd uintptr) bool // smallFn or partsFn, as prepare chose
-	smallFn  func(fd uintptr) bool
-	partsFn  func(fd uintptr) bool
-	wait     bool  // the callback may wait for room (false: report EAGAIN)
-	again    bool  // the last attempt stopped at EAGAIN
-	err      error // the error that stopped the last attempt
-	peerGone bool  // set by peekFn
-	peekFn   func(fd uintptr) bool
-}
-
-func (w *frameWriter) init(timeout time.Duration) {
-	w.timeout = timeout
-	w.smallFn = w.attemptSmall
-	w.partsFn = w.attempt
-	w.peekFn = w.peek
-}
-
-// closedByPeer reports whether the collector has closed c (or reset it):
-// a non-blocking recv(MSG_PEEK) returns 0 at FIN, an error after RST, and
-// EAGAIN on a live connection. The collector never sends, so a byte that
-// is there is left alone. This is rsyslog's CheckConnection: without it,
-// the first frame after a collector's graceful close goes into a dead
-// connection, which the kernel accepts and the peer discards.
-func (w *frameWriter) closedByPeer(c *conn) bool {
-	w.peerGone = false
-	if err := c.rc.Read(w.peekFn); err != nil {
-		return true
-	}
-	return w.peerGone
-}
-
-func (w *frameWriter) peek(fd uintptr) bool {
-	for {
-		n, err := peekByte(int(fd))
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			w.peerGone = false
-		default:
-			w.peerGone = err != nil || n == 0
-		}
-		return true
-	}
+	rawWriter // the platform's state
 }
 
 // prepare sets up a write of head (a handshake, or nil), then parts, in
@@ -94,7 +48,7 @@ func (w *frameWriter) prepare(head []byte, parts [][]byte) {
 		for _, p := range parts {
 			k += copy(w.small[k:], p)
 		}
-		w.one, w.cur = w.small, w.smallFn
+		w.one, w.parts = w.small, nil
 		return
 	}
 	w.next = 0
@@ -104,65 +58,33 @@ func (w *frameWriter) prepare(head []byte, parts [][]byte) {
 		w.scratch = append(append(w.scratch[:0], head), parts...)
 		w.parts = w.scratch
 	}
-	w.cur = w.partsFn
 }
 
-// sendOne writes unit as it is, uncopied, on c: prepare and send in one,
-// for the hot path. The common case costs one send(2) and no clock.
-func (w *frameWriter) sendOne(c *conn, unit []byte) error {
-	w.written, w.deadline = 0, time.Time{}
-	w.one, w.cur = unit, w.smallFn
-	w.wait, w.err, w.again = false, nil, false
-	err := c.rc.Write(w.smallFn)
-	if err == nil {
-		err = w.err
+// armDeadline sets c's write deadline for a write that may wait for room:
+// deadline, or WriteTimeout from now if it is zero.
+func (w *frameWriter) armDeadline(c *conn, deadline time.Time) error {
+	if deadline.IsZero() {
+		deadline = time.Now().Add(w.timeout)
 	}
-	if err == nil && w.again {
-		return w.send(c, time.Time{}) // the send buffer is full: the way that waits
+	w.deadline = deadline
+	return c.nc.SetWriteDeadline(deadline)
+}
+
+// disarmDeadline clears c's write deadline after a write that failed with
+// err, or did not: err comes first.
+func disarmDeadline(c *conn, err error) error {
+	if derr := c.nc.SetWriteDeadline(time.Time{}); err == nil {
+		err = derr
 	}
-	w.one = nil
 	return err
 }
 
-// send writes what prepare set up, on c. w.written tells how much went
-// out, also on failure.
-//
-// It writes through the raw connection with MSG_DONTWAIT, so that it never
-// blocks in the kernel, whatever O_NONBLOCK state another holder of the
-// socket left on the shared description (O_NONBLOCK belongs to the open
-// file description, which every holder of an inherited socket shares).
-// The first attempt does not wait; only when the send buffer is full does
-// it arm the deadline (a zero deadline: WriteTimeout from now) and wait
-// for room, so the common case costs one syscall, no timer and no clock.
-func (w *frameWriter) send(c *conn, deadline time.Time) error {
-	w.wait = false
-	err := w.run(c)
-	if err == nil && w.again {
-		if deadline.IsZero() {
-			deadline = time.Now().Add(w.timeout)
-		}
-		w.deadline = deadline
-		if err = c.nc.SetWriteDeadline(deadline); err == nil {
-			w.wait = true
-			err = w.run(c)
-			if derr := c.nc.SetWriteDeadline(time.Time{}); err == nil {
-				err = derr
-			}
-		}
-	}
+// finish drops the references to the unit written.
+func (w *frameWriter) finish() {
 	if w.parts != nil {
 		w.clear()
 	}
 	w.one = nil
-	return err
-}
-
-func (w *frameWriter) run(c *conn) error {
-	w.err, w.again = nil, false
-	if err := c.rc.Write(w.cur); err != nil {
-		return err
-	}
-	return w.err
 }
 
 // clear drops the references to the caller's messages.
@@ -171,73 +93,5 @@ func (w *frameWriter) clear() {
 	w.parts = nil
 }
 
-// attemptSmall is the RawConn.Write callback for a unit in one buffer: it
-// sends what is left of w.one, and returns false (wait for room) only when
-// w.wait allows.
-func (w *frameWriter) attemptSmall(fd uintptr) bool {
-	for w.written < len(w.one) {
-		k, err := sendOne(int(fd), w.one[w.written:])
-		if more, ret := w.outcome(err, k > 0); !more {
-			return ret
-		}
-		w.written += k
-	}
-	w.again = false
-	return true
-}
-
-// attempt is the RawConn.Write callback for a large unit: it sends what is
-// left of w.parts, and returns false (wait for room) only when w.wait
-// allows.
-func (w *frameWriter) attempt(fd uintptr) bool {
-	for w.next < len(w.parts) {
-		k, err := sendParts(int(fd), w.parts[w.next:])
-		if more, ret := w.outcome(err, k > 0 || w.pending() == 0); !more {
-			return ret
-		}
-		w.advance(k)
-	}
-	w.again = false
-	return true
-}
-
 // errNoProgress is why a write stops that the kernel took nothing of.
 var errNoProgress = errors.New("send wrote nothing")
-
-// outcome reads the result of one send, which made progress or not: more
-// to go on sending, or else what the callback returns.
-func (w *frameWriter) outcome(err error, progress bool) (more, ret bool) {
-	switch {
-	case err == syscall.EINTR:
-		return true, false
-	case err == syscall.EAGAIN:
-		w.again = true
-		return false, !w.wait
-	case err != nil:
-		w.err = err
-		return false, true
-	case !progress:
-		w.err = errNoProgress
-		return false, true
-	}
-	return true, false
-}
-
-func (w *frameWriter) pending() (n int) {
-	for _, p := range w.parts[w.next:] {
-		n += len(p)
-	}
-	return n
-}
-
-// advance consumes k written bytes from the front of the parts.
-func (w *frameWriter) advance(k int) {
-	w.written += k
-	for w.next < len(w.parts) && k >= len(w.parts[w.next]) {
-		k -= len(w.parts[w.next])
-		w.next++
-	}
-	if k > 0 {
-		w.parts[w.next] = w.parts[w.next][k:]
-	}
-}

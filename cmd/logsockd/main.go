@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command logsockd is the logsock collector daemon: it accepts logsock
 // streams on TCP and Unix sockets and writes one line a record to
 // standard output or a file, forwards every record to a syslog server, or
@@ -62,6 +64,9 @@
 // on standard error, where it listens, each connection's end and why,
 // output errors, and its counters at exit. Exit status: 0 after a signal,
 // 1 after a failure, 2 for a bad command line.
+//
+// logsockd runs on Unix only, which has these signals; the logsock
+// package itself builds for Windows too.
 //
 // # Unix sockets
 //

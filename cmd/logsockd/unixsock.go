@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 // The Unix sockets' files: a stale one is replaced, a live one or a file

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command reliability is the fault report of logsock's client: it breaks
 // real collector processes (cmd/logsockd, built once) under a
 // client in this process, counts what arrives with sequence numbers (the

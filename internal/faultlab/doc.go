@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package faultlab is logsock's fault harness: it runs the example
 // collector as a child process on a fixed address (TCP on 127.0.0.1, or a
 // Unix socket in a short temporary directory) and stops it gracefully,

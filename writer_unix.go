@@ -1,0 +1,183 @@
+//go:build unix
+
+package logsock
+
+// The frameWriter's way to the socket on Unix: send(2) and sendmsg(2) on
+// the raw descriptor, never blocking in the kernel, and a peek with
+// recv(2).
+
+import (
+	"syscall"
+	"time"
+)
+
+// rawWriter is the frameWriter's state for the raw descriptor. Up to
+// copyMax bytes go out with send(2) (attemptSmall); more with sendmsg
+// calls of up to maxIov iovecs (attempt). Its callbacks for
+// syscall.RawConn.Write are made once and read their inputs from the
+// frameWriter, so that the hot path does not allocate a closure.
+type rawWriter struct {
+	smallFn  func(fd uintptr) bool
+	partsFn  func(fd uintptr) bool
+	wait     bool  // the callback may wait for room (false: report EAGAIN)
+	again    bool  // the last attempt stopped at EAGAIN
+	err      error // the error that stopped the last attempt
+	peerGone bool  // set by peekFn
+	peekFn   func(fd uintptr) bool
+}
+
+func (w *frameWriter) init(timeout time.Duration) {
+	w.timeout = timeout
+	w.smallFn = w.attemptSmall
+	w.partsFn = w.attempt
+	w.peekFn = w.peek
+}
+
+// closedByPeer reports whether the collector has closed c (or reset it):
+// a non-blocking recv(MSG_PEEK) returns 0 at FIN, an error after RST, and
+// EAGAIN on a live connection. The collector never sends, so a byte that
+// is there is left alone. This is rsyslog's CheckConnection: without it,
+// the first frame after a collector's graceful close goes into a dead
+// connection, which the kernel accepts and the peer discards.
+func (w *frameWriter) closedByPeer(c *conn) bool {
+	w.peerGone = false
+	if err := c.rc.Read(w.peekFn); err != nil {
+		return true
+	}
+	return w.peerGone
+}
+
+func (w *frameWriter) peek(fd uintptr) bool {
+	for {
+		n, err := peekByte(int(fd))
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			w.peerGone = false
+		default:
+			w.peerGone = err != nil || n == 0
+		}
+		return true
+	}
+}
+
+// sendOne writes unit as it is, uncopied, on c: prepare and send in one,
+// for the hot path. The common case costs one send(2) and no clock.
+func (w *frameWriter) sendOne(c *conn, unit []byte) error {
+	w.written, w.deadline = 0, time.Time{}
+	w.one = unit
+	w.wait, w.err, w.again = false, nil, false
+	err := c.rc.Write(w.smallFn)
+	if err == nil {
+		err = w.err
+	}
+	if err == nil && w.again {
+		return w.send(c, time.Time{}) // the send buffer is full: the way that waits
+	}
+	w.one = nil
+	return err
+}
+
+// send writes what prepare set up, on c. w.written tells how much went
+// out, also on failure.
+//
+// It writes through the raw connection with MSG_DONTWAIT, so that it never
+// blocks in the kernel, whatever O_NONBLOCK state another holder of the
+// socket left on the shared description (O_NONBLOCK belongs to the open
+// file description, which every holder of an inherited socket shares).
+// The first attempt does not wait; only when the send buffer is full does
+// it arm the deadline (a zero deadline: WriteTimeout from now) and wait
+// for room, so the common case costs one syscall, no timer and no clock.
+func (w *frameWriter) send(c *conn, deadline time.Time) error {
+	w.wait = false
+	err := w.run(c)
+	if err == nil && w.again {
+		if err = w.armDeadline(c, deadline); err == nil {
+			w.wait = true
+			err = disarmDeadline(c, w.run(c))
+		}
+	}
+	w.finish()
+	return err
+}
+
+func (w *frameWriter) run(c *conn) error {
+	w.err, w.again = nil, false
+	fn := w.smallFn // the unit in one, as prepare or sendOne set it up
+	if w.parts != nil {
+		fn = w.partsFn
+	}
+	if err := c.rc.Write(fn); err != nil {
+		return err
+	}
+	return w.err
+}
+
+// attemptSmall is the RawConn.Write callback for a unit in one buffer: it
+// sends what is left of w.one, and returns false (wait for room) only when
+// w.wait allows.
+func (w *frameWriter) attemptSmall(fd uintptr) bool {
+	for w.written < len(w.one) {
+		k, err := sendOne(int(fd), w.one[w.written:])
+		if more, ret := w.outcome(err, k > 0); !more {
+			return ret
+		}
+		w.written += k
+	}
+	w.again = false
+	return true
+}
+
+// attempt is the RawConn.Write callback for a large unit: it sends what is
+// left of w.parts, and returns false (wait for room) only when w.wait
+// allows.
+func (w *frameWriter) attempt(fd uintptr) bool {
+	for w.next < len(w.parts) {
+		k, err := sendParts(int(fd), w.parts[w.next:])
+		if more, ret := w.outcome(err, k > 0 || w.pending() == 0); !more {
+			return ret
+		}
+		w.advance(k)
+	}
+	w.again = false
+	return true
+}
+
+// outcome reads the result of one send, which made progress or not: more
+// to go on sending, or else what the callback returns.
+func (w *frameWriter) outcome(err error, progress bool) (more, ret bool) {
+	switch {
+	case err == syscall.EINTR:
+		return true, false
+	case err == syscall.EAGAIN:
+		w.again = true
+		return false, !w.wait
+	case err != nil:
+		w.err = err
+		return false, true
+	case !progress:
+		w.err = errNoProgress
+		return false, true
+	}
+	return true, false
+}
+
+func (w *frameWriter) pending() (n int) {
+	for _, p := range w.parts[w.next:] {
+		n += len(p)
+	}
+	return n
+}
+
+// advance consumes k written bytes from the front of the parts.
+func (w *frameWriter) advance(k int) {
+	w.written += k
+	for w.next < len(w.parts) && k >= len(w.parts[w.next]) {
+		k -= len(w.parts[w.next])
+		w.next++
+	}
+	if k > 0 {
+		w.parts[w.next] = w.parts[w.next][k:]
+	}
+}
