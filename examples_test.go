@@ -1,7 +1,8 @@
 package logsock_test
 
 // The example programs as a newcomer meets them: examples/demo, which must
-// need nothing else running.
+// need nothing else running, and examples/client, which must start before
+// the collector.
 
 import (
 	"bytes"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -178,6 +180,33 @@ func TestExampleDemo(t *testing.T) {
 	for pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("process %d, a child of the demo, is still there: kill(0): %v", pid, err)
+		}
+	}
+}
+
+// TestExampleClientBeforeCollector: examples/client starts while no
+// collector listens (it uses New, not Dial), says that it holds its
+// messages, and delivers them all once the collector is up.
+func TestExampleClientBeforeCollector(t *testing.T) {
+	t.Parallel()
+	col := fakeDown(t, "unix", fakeDecode)
+	p := start(t, testenv.Program(t, "client"), "-addr", "unix://"+col.addr, "-count", "3", "-interval", "1ms")
+	p.waitLines(t, p.stderr, "the notice that messages are held", func(lines []string) bool {
+		return slices.ContainsFunc(lines, func(l string) bool {
+			return l == "client: cannot reach the collector at unix://"+col.addr+": holding the messages until it is up"
+		})
+	})
+	col.start(t)
+	p.mustExit(t)
+	col.waitConnEnd(t, 1)
+	recs := col.waitRecords(t, 0)
+	want := "current pid: " + strconv.Itoa(p.pid())
+	if len(recs) != 3 {
+		t.Errorf("%d records, want 3:\n%s", len(recs), formatRecords(recs))
+	}
+	for _, r := range recs {
+		if r.Conn != 1 || int(r.Pid) != p.pid() || string(r.Msg) != want {
+			t.Errorf("record conn %d pid %d %q, want conn 1 pid %d %q", r.Conn, r.Pid, r.Msg, p.pid(), want)
 		}
 	}
 }
