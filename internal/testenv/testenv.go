@@ -33,7 +33,8 @@ type TB interface {
 // Programs are the programs that the tests run, as directories of the
 // module; a test names one by its last element. examples/reliability is
 // left out: no test runs it, and its link costs half a second.
-var Programs = []string{"cmd/logsockd", "cmd/logsock-cat", "examples/client", "examples/demo", "examples/fork"}
+var Programs = []string{"cmd/logsockd", "cmd/logsock-cat", "examples/client", "examples/collector",
+	"examples/demo", "examples/fork"}
 
 // buildTimeout bounds the one build of the programs.
 const buildTimeout = 2 * time.Minute
