@@ -3,9 +3,10 @@
 package logsock_test
 
 // The programs that share a connection with their children, run as real
-// processes: examples/fork and examples/threads (each starts a copy of
-// itself), and examples/pychild/child.py, a Python child that adopts the
-// socket and takes the frame lock through the documented contract.
+// processes: examples/fork (it starts a copy of itself), and
+// examples/pychild/child.py, a Python child that adopts the socket and
+// takes the frame lock through the documented contract. examples/demo,
+// which runs both against a collector of its own, is in examples_test.go.
 
 import (
 	"bytes"
@@ -101,16 +102,17 @@ func checkSharedRecords(t *testing.T, recs []logsock.Record, parent, fromParent,
 	}
 }
 
-// testSharingExample runs the example program name, parent and child,
-// against a collector on TCP and on a Unix socket, and checks that the
-// collector saw fromParent and fromChild messages on one connection.
-func testSharingExample(t *testing.T, name string, fromParent, fromChild int) {
-	bin := testenv.Program(t, name)
+// testSharingExample runs examples/fork, parent and child, with the
+// extra flags args, against a collector on TCP and on a Unix socket, and
+// checks that the collector saw fromParent and fromChild messages on one
+// connection.
+func testSharingExample(t *testing.T, fromParent, fromChild int, args ...string) {
+	bin := testenv.Program(t, "fork")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			s := newSink()
 			addr := serve(t, network, s.server())
-			p := start(t, bin, "-addr", sinkAddr(network, addr), "-count", "3", "-interval", "1ms")
+			p := start(t, bin, append([]string{"-addr", sinkAddr(network, addr), "-count", "3", "-interval", "1ms"}, args...)...)
 			p.mustExit(t)
 			recs := waitAllEnded(t, s)
 			checkSharedRecords(t, recs, p.pid(), fromParent, fromChild)
@@ -121,13 +123,13 @@ func testSharingExample(t *testing.T, name string, fromParent, fromChild int) {
 // The article's first experiment: parent and child log on the one
 // connection that the parent opened.
 func TestExampleFork(t *testing.T) {
-	testSharingExample(t, "fork", 3, 3)
+	testSharingExample(t, 3, 3)
 }
 
 // The article's third experiment: the parent's logging goroutine does not
 // live on in the child, so the parent's pid comes twice as often.
-func TestExampleThreads(t *testing.T) {
-	testSharingExample(t, "threads", 6, 3)
+func TestExampleForkGoroutine(t *testing.T) {
+	testSharingExample(t, 6, 3, "-goroutine")
 }
 
 // The article's second experiment: the collector drops the connection that

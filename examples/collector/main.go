@@ -6,6 +6,9 @@
 // your own.
 //
 //	go run ./examples/collector -addr 127.0.0.1:39999
+//
+// Exit status: 0 after SIGINT or SIGTERM, 1 if it cannot listen, 2 for a
+// bad command line.
 package main
 
 import (
@@ -14,6 +17,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"os"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -22,9 +26,32 @@ import (
 	"github.com/logsock/logsock"
 )
 
+const usage = `usage: collector [flags]
+
+collector accepts logsock streams on a TCP address and prints one line a record,
+until SIGINT or SIGTERM. cmd/logsockd is the collector to run; this one is the
+shortest embedding of a logsock.Server, to copy.
+
+example:
+  collector -addr 127.0.0.1:39999
+
+flags:
+`
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:39999", "TCP address to listen on")
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), usage)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("collector: ")
+	if flag.NArg() > 0 {
+		log.Printf("unexpected argument %q: collector takes flags only", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 
 	// Handlers of different connections run concurrently, hence the lock.
 	// One write a record keeps the example short; cmd/logsockd formats

@@ -1,8 +1,10 @@
-// Command fork is the article's first two experiments in Go. The parent
-// connects to a collector, then starts a copy of itself as its child, which
-// inherits the connection: Go cannot fork without exec, so LogSocket.Start
-// and logsock.FromEnv stand in for os.fork. Parent and child each log
-// "current pid: N", with their own pid, -count times.
+// Command fork replays the article's experiments against a collector of
+// your own. The parent connects to the collector, then starts a copy of
+// itself as its child, which inherits the connection: Go cannot fork
+// without exec, so LogSocket.Start and logsock.FromEnv stand in for
+// os.fork. Parent and child each log "current pid: N", with their own
+// pid, -count times. (examples/demo shows the same with a collector of its
+// own, in one command.)
 //
 // Run a collector in one terminal and this program in another:
 //
@@ -20,10 +22,14 @@
 // article's client, neither drops what it logs while the collector is
 // down: those messages are held, and sent on the new connection.
 //
-// Flags: -addr (default 127.0.0.1:39999; unix:///path for a Unix socket),
-// -interval (default 1s), -count (messages per process, default 10; 0 logs
-// until interrupted), -order little|big (the child takes the parent's).
-// The parent exits when both are done; SIGINT or SIGTERM stops both.
+// Experiment 3, with -goroutine: before it starts the child, the parent
+// starts a goroutine that logs too, as the article's logging thread. The
+// parent's "current pid: P" then comes twice as often as the child's: a
+// child starts with none of its parent's goroutines, as a forked process
+// starts with none of its parent's threads but the one that called fork.
+//
+// The child takes the parent's flags. The parent exits when both are done;
+// SIGINT or SIGTERM stops both.
 package main
 
 import (
@@ -32,24 +38,47 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/logsock/logsock"
-	"github.com/logsock/logsock/internal/netaddr"
 )
+
+const usage = `usage: fork [flags]
+
+fork connects to a logsock collector and starts a copy of itself that inherits
+the connection; both log "current pid: N" every -interval, -count times.
+
+example:
+  fork -addr unix:///tmp/log.sock -count 3 -goroutine
+
+flags:
+`
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:39999", "collector address: host:port, tcp://host:port or unix:///path")
 	interval := flag.Duration("interval", time.Second, "time between messages")
-	count := flag.Int("count", 10, "messages to send from each process; 0 sends until interrupted")
+	count := flag.Int("count", 10, "messages to send from each logging goroutine; 0 sends until interrupted")
+	goroutine := flag.Bool("goroutine", false, "in the parent, also log from a goroutine started before the child")
 	var order logsock.ByteOrder
 	flag.TextVar(&order, "order", logsock.LittleEndian, "byte order: little or big")
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), usage)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	log.SetFlags(0)
+	if flag.NArg() > 0 {
+		log.Printf("fork: unexpected argument %q: fork takes flags only", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -60,26 +89,37 @@ func main() {
 	switch {
 	case err == nil:
 		log.SetPrefix(fmt.Sprintf("fork: child %d: ", os.Getpid()))
-		err = child(ctx, ls, *count, *interval)
+		logEvery(ctx, ls, *count, *interval)
+		err = ls.Close()
 	case errors.Is(err, logsock.ErrNotInherited):
 		log.SetPrefix(fmt.Sprintf("fork: parent %d: ", os.Getpid()))
-		err = parent(ctx, *addr, order, *count, *interval)
+		err = parent(ctx, *addr, order, *count, *interval, *goroutine)
 	}
 	if err != nil {
 		log.Fatal(err)
 	}
 }
 
-func parent(ctx context.Context, addr string, order logsock.ByteOrder, count int, interval time.Duration) error {
-	network, address, err := netaddr.Parse(addr)
+func parent(ctx context.Context, addr string, order logsock.ByteOrder, count int, interval time.Duration, goroutine bool) error {
+	network, address, err := parseAddr(addr)
 	if err != nil {
 		return err
 	}
+	// Dial, not New: the child is to inherit a connection.
 	ls, err := logsock.Dial(network, address, &logsock.Config{Order: order})
 	if err != nil {
 		return err
 	}
 	defer ls.Close()
+
+	// The article's logging thread, started before the fork. An early
+	// return stops it, and waits for it before ls.Close.
+	gctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	if goroutine {
+		wg.Go(func() { logEvery(gctx, ls, count, interval) })
+	}
 
 	// os.Executable, not os.Args[0]: the same binary whatever PATH and the
 	// working directory say.
@@ -98,16 +138,12 @@ func parent(ctx context.Context, addr string, order logsock.ByteOrder, count int
 	defer context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGTERM) })()
 
 	logEvery(ctx, ls, count, interval)
+	wg.Wait()
 	werr := cmd.Wait()
 	if werr != nil {
 		werr = fmt.Errorf("child: %w", werr)
 	}
 	return errors.Join(werr, ls.Close())
-}
-
-func child(ctx context.Context, ls *logsock.LogSocket, count int, interval time.Duration) error {
-	logEvery(ctx, ls, count, interval)
-	return ls.Close()
 }
 
 // logEvery logs "current pid: N" count times (forever if count is 0), one
@@ -123,8 +159,21 @@ func logEvery(ctx context.Context, ls *logsock.LogSocket, count int, interval ti
 		case <-t.C:
 		}
 		if err := ls.Log(msg); err != nil {
-			log.Print(err) // the LogSocket reconnects during the next call
+			log.Print(err) // the buffer is full: this message is dropped
 		}
 		t.Reset(interval)
 	}
+}
+
+// parseAddr splits "tcp://host:port", "unix:///path" or a bare host:port
+// (TCP) into a network and an address; logsock.Dial checks the network.
+func parseAddr(s string) (network, address string, err error) {
+	network, address, ok := strings.Cut(s, "://")
+	if !ok {
+		network, address = "tcp", s
+	}
+	if network != "unix" {
+		_, _, err = net.SplitHostPort(address)
+	}
+	return network, address, err
 }

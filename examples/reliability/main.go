@@ -39,6 +39,18 @@ import (
 	"github.com/logsock/logsock/internal/testenv"
 )
 
+const usage = `usage: reliability [flags]
+
+reliability breaks real collector processes (cmd/logsockd) under a logsock
+client, counts what arrives, and prints one table. Run it from inside the
+module: it builds ./cmd/logsockd.
+
+example:
+  reliability -outage 5s -run sigkill,memory -net tcp
+
+flags:
+`
+
 func main() {
 	outage := flag.Duration("outage", 30*time.Second, "memory: how long the collector is down")
 	bufferBytes := flag.Int("buffer", 1<<20, "memory: the client's BufferBytes")
@@ -49,9 +61,18 @@ func main() {
 	peekInterval := flag.Duration("peek-interval", 0, "the client's PeekInterval when the peek is on (0: the library's default)")
 	userTimeout := flag.Duration("user-timeout", 0, "sigstop: the client's UserTimeout (0: the library's default, 20s; 1s shows what a short one loses)")
 	verbose := flag.Bool("v", false, "print each row on stderr as it is measured")
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), usage)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("reliability: ")
+	if flag.NArg() > 0 {
+		log.Printf("unexpected argument %q: reliability takes flags only", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 
 	want := func(name string) bool {
 		return *run == "all" || slices.Contains(strings.Split(*run, ","), name)

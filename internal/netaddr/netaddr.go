@@ -1,5 +1,7 @@
-// Package netaddr parses the collector addresses that the example programs
-// take on their command lines.
+// Package netaddr parses the addresses that cmd/logsockd takes on its
+// command line. The programs under examples/ and cmd/logsock-cat parse
+// theirs with a few lines of their own, so that they can be copied out of
+// the module.
 package netaddr
 
 import (

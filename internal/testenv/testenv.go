@@ -33,7 +33,8 @@ type TB interface {
 // Programs are the programs that the tests run, as directories of the
 // module; a test names one by its last element. examples/reliability is
 // left out: no test runs it, and its link costs half a second.
-var Programs = []string{"cmd/logsockd", "examples/client", "examples/fork", "examples/threads"}
+var Programs = []string{"cmd/logsockd", "cmd/logsock-cat", "examples/client", "examples/collector",
+	"examples/demo", "examples/fork"}
 
 // buildTimeout bounds the one build of the programs.
 const buildTimeout = 2 * time.Minute
@@ -98,7 +99,7 @@ var built struct {
 }
 
 // Program returns the path of the program name, the last element of one
-// of Programs ("logsockd", "client"...). The first call builds them all,
+// of Programs ("logsockd", "logsock-cat", "client"...). The first call builds them all,
 // into a temporary directory that RemovePrograms removes; a failed build
 // fails every test that asks.
 func Program(t TB, name string) string {

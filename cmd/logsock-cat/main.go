@@ -1,0 +1,285 @@
+// Command logsock-cat sends lines to a logsock collector, as logger and
+// systemd-cat do for syslog and the journal: each line of its standard
+// input, or each line that a command writes on its standard output or
+// standard error, becomes one frame.
+//
+//	go run ./cmd/logsockd &
+//	printf 'backup done\n' | go run ./cmd/logsock-cat
+//	go run ./cmd/logsock-cat -- sh -c 'echo out; echo err >&2; exit 3'
+//
+// A line is the bytes before a newline, sent as they are (any bytes; the
+// frame's length counts bytes), without the newline; a last line without
+// one is sent too, and an empty line is an empty frame. A line longer than
+// -max-frame is split into frames of -max-frame bytes, in order, each sent
+// (a multi-byte character can be cut). The handshake names logsock-cat's
+// pid, not the command's.
+//
+// logsock-cat starts while the collector is down (it connects at the first
+// line) and holds the lines, up to 4 MiB, until the collector is up; it
+// says on standard error when it begins to hold them. Beyond that a line
+// waits up to 5 s for room, then is dropped. At the end it tries for up to
+// -timeout to deliver what it holds, then says on standard error how many
+// frames it could not deliver, and exits 1.
+//
+// Exit status: with a command, the command's (128+N if signal N ended it;
+// 127 if it was not found, 126 if it could not be run), or 1 if it was 0
+// and frames were not delivered; without one, 0 if every frame was
+// delivered, 1 if not, 128+N after signal N; 2 for a bad command line.
+// SIGTERM and SIGHUP are passed on to the command. SIGINT and SIGQUIT,
+// which a terminal sends to the command too, are not; logsock-cat waits for
+// the command to exit, and sends its last lines. Without a command,
+// SIGINT, SIGTERM and SIGHUP stop the reading, and the lines read are sent.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/logsock/logsock"
+)
+
+const usage = `usage: logsock-cat [flags]
+       logsock-cat [flags] -- command [arg...]
+
+logsock-cat sends each line of its standard input to a logsock collector as
+one frame; or it runs command, sends each line that the command writes on its
+standard output and standard error, and exits with the command's status.
+
+examples:
+  printf 'backup done\n' | logsock-cat -addr unix:///run/logsock.sock
+  logsock-cat -- make -j4
+
+A line is sent as its bytes, without the newline. A line longer than -max-frame
+bytes is split into frames of -max-frame bytes, in order. logsock-cat starts
+while the collector is down, and holds lines (up to 4 MiB) until it is up; at
+the end it tries for -timeout to deliver them, then says on standard error how
+many frames it could not deliver.
+
+Exit status: the command's, if it is not 0; else 1 if frames were not
+delivered, 0 if they were; 2 for a bad command line.
+
+flags:
+`
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("logsock-cat: ")
+	ls, addr, command := parseFlags(flag.CommandLine, os.Args[1:])
+	s := &sender{ls: ls, addr: addr}
+	if command == nil {
+		os.Exit(s.stdin())
+	}
+	os.Exit(s.run(command))
+}
+
+// parseFlags parses the command line, and returns the LogSocket, the
+// collector's address as given, and the command, if any. On an error it
+// exits 2.
+func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string, []string) {
+	flags.Usage = func() {
+		fmt.Fprint(flags.Output(), usage)
+		flags.PrintDefaults()
+	}
+	addr := flags.String("addr", "127.0.0.1:39999", "collector address: host:port, tcp://host:port or unix:///path")
+	cfg := logsock.Config{}
+	flags.TextVar(&cfg.Order, "order", logsock.LittleEndian, "byte order: little or big")
+	flags.IntVar(&cfg.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "longest frame, in bytes: a longer line is split (keep it within the collector's limit)")
+	flags.DurationVar(&cfg.CloseTimeout, "timeout", logsock.DefaultCloseTimeout, "how long to try, at the end, to deliver the lines held")
+	flags.Parse(args) // ExitOnError: exits 2
+	fail := func(format string, args ...any) {
+		log.Printf(format, args...)
+		flags.Usage()
+		os.Exit(2)
+	}
+	// The flag package stops at "--", and at the first argument that is not
+	// a flag: only the first may start a command.
+	command := flags.Args()
+	if n := len(args) - len(command); len(command) > 0 && (n == 0 || args[n-1] != "--") {
+		fail("unexpected argument %q: put a command after --", command[0])
+	}
+	if len(args) > 0 && args[len(args)-1] == "--" && len(command) == 0 {
+		fail("no command after --")
+	}
+	if len(command) == 0 {
+		command = nil
+	}
+	if cfg.MaxFrame <= 0 {
+		fail("-max-frame %d: want a positive number of bytes", cfg.MaxFrame)
+	}
+	if cfg.CloseTimeout <= 0 {
+		fail("-timeout %v: want a positive duration", cfg.CloseTimeout)
+	}
+	network, address, err := parseAddr(*addr)
+	if err != nil {
+		fail("-addr: %v", err)
+	}
+	// New, not Dial: it connects at the first line, and holds the lines
+	// while the collector is down.
+	ls, err := logsock.New(network, address, &cfg)
+	if err != nil {
+		fail("-addr %s: %v", *addr, err)
+	}
+	return ls, *addr, command
+}
+
+// parseAddr splits "tcp://host:port", "unix:///path" or a bare host:port
+// (TCP) into a network and an address; logsock.New checks the network.
+func parseAddr(s string) (network, address string, err error) {
+	network, address, ok := strings.Cut(s, "://")
+	if !ok {
+		network, address = "tcp", s
+	}
+	if network != "unix" {
+		_, _, err = net.SplitHostPort(address) // else every dial fails, and lines are held for nothing
+	}
+	return network, address, err
+}
+
+// sender sends lines through its LogSocket.
+type sender struct {
+	ls   *logsock.LogSocket
+	addr string
+
+	mu      sync.Mutex    // guards the fields below
+	outage  time.Duration // Stats.Outage at the last write
+	holding bool          // frames were held, in an outage, at the last write
+}
+
+// stdin sends the lines of standard input, and returns the exit status.
+func (s *sender) stdin() int {
+	lw := logsock.NewLineWriter(s.ls)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(lines{lw, s}, os.Stdin)
+		copied <- err
+	}()
+	status := 0
+	select {
+	case err := <-copied:
+		if err != nil {
+			log.Printf("reading standard input: %v", err)
+			status = 1
+		}
+	case got := <-sig:
+		// The read in progress is abandoned; the lines read so far go out.
+		status = 128 + int(got.(syscall.Signal))
+	}
+	lw.Close() // the last line, if no newline ended it
+	return s.finish(status)
+}
+
+// run runs command, sends the lines of its output, and returns the exit
+// status.
+func (s *sender) run(command []string) int {
+	// Two LineWriters: a line that the command has begun on standard
+	// output must not take in what it writes on standard error meanwhile.
+	stdout, stderr := logsock.NewLineWriter(s.ls), logsock.NewLineWriter(s.ls)
+	cmd := exec.Command(command[0], command[1:]...)
+	cmd.Stdin = os.Stdin
+	cmd.Stdout, cmd.Stderr = lines{stdout, s}, lines{stderr, s}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, os.Interrupt, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
+	if err := cmd.Start(); err != nil {
+		log.Print(err)
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			return s.finish(127) // as a shell says it
+		}
+		return s.finish(126)
+	}
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		for got := range sig {
+			// A terminal sends SIGINT and SIGQUIT to its whole foreground
+			// process group: the command has them already.
+			if got == syscall.SIGTERM || got == syscall.SIGHUP {
+				cmd.Process.Signal(got)
+			}
+		}
+	}()
+	err := cmd.Wait() // and for the copying of its output, to its end
+	signal.Stop(sig)
+	close(sig)
+	<-forwarded
+	stdout.Close()
+	stderr.Close()
+	return s.finish(exitStatus(cmd.ProcessState, err))
+}
+
+// exitStatus returns the status that a shell would give for the command.
+func exitStatus(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		log.Print(err)
+		return 1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// finish closes the LogSocket, which delivers what it holds for up to
+// -timeout, and says what was not delivered. It returns status, or 1 if
+// status is 0 and frames were not delivered.
+func (s *sender) finish(status int) int {
+	err := s.ls.Close()
+	st := s.ls.Stats()
+	switch {
+	case st.Dropped > 0 && err != nil:
+		log.Printf("%d of %d frames not delivered to %s: %v", st.Dropped, st.Frames+st.Dropped, s.addr, err)
+	case st.Dropped > 0:
+		log.Printf("%d of %d frames not delivered to %s: dropped while the buffer was full", st.Dropped, st.Frames+st.Dropped, s.addr)
+	case err != nil:
+		log.Print(err)
+	default:
+		return status
+	}
+	if status == 0 {
+		status = 1
+	}
+	return status
+}
+
+// held says on standard error when the LogSocket begins to hold frames
+// because the collector cannot be reached: nothing else would show it,
+// since Log returns nil for a frame that it holds. Frames are also held
+// for an instant while another line's write connects; an outage is told
+// apart by its time, which Stats.Outage counts while it lasts.
+func (s *sender) held() {
+	st := s.ls.Stats()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	holding := st.Held > 0 && st.Outage > s.outage
+	s.outage = st.Outage
+	if holding && !s.holding {
+		log.Printf("cannot reach the collector at %s: holding the lines until it is up", s.addr)
+	}
+	s.holding = holding
+}
+
+// lines writes to a LineWriter of a sender, and checks whether the
+// sender holds frames.
+type lines struct {
+	w *logsock.LineWriter
+	s *sender
+}
+
+func (l lines) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	l.s.held()
+	return n, err
+}
