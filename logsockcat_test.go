@@ -60,9 +60,9 @@ func catExit(t *testing.T, p *proc, code int) {
 	}
 }
 
-// catRecords waits until connection 1 of col has ended, and returns its
+// oneConnRecords waits until connection 1 of col has ended, and returns its
 // records, checking that the handshake named p.
-func catRecords(t *testing.T, col *fakeCollector, p *proc) []string {
+func oneConnRecords(t *testing.T, col *fakeCollector, p *proc) []string {
 	t.Helper()
 	col.waitConnEnd(t, 1)
 	var msgs []string
@@ -93,7 +93,7 @@ func TestLogsockCatStdin(t *testing.T) {
 			if s := p.stderr.String(); s != "" {
 				t.Errorf("stderr %q, want nothing", s)
 			}
-			if got := catRecords(t, col, p); !slices.Equal(got, want) {
+			if got := oneConnRecords(t, col, p); !slices.Equal(got, want) {
 				t.Errorf("frames %q, want %q", got, want)
 			}
 		})
@@ -127,7 +127,7 @@ func TestLogsockCatCommand(t *testing.T) {
 			if s := p.stderr.String(); s != "" {
 				t.Errorf("stderr %q, want nothing", s)
 			}
-			got := catRecords(t, col, p)
+			got := oneConnRecords(t, col, p)
 			slices.Sort(got)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("frames %q, want %q", got, tc.want)
@@ -165,7 +165,7 @@ func TestLogsockCatCollectorDown(t *testing.T) {
 	}
 	w.Close()
 	catExit(t, p, 0)
-	if got, want := catRecords(t, col, p), []string{"held 1", "held 2", "after"}; !slices.Equal(got, want) {
+	if got, want := oneConnRecords(t, col, p), []string{"held 1", "held 2", "after"}; !slices.Equal(got, want) {
 		t.Errorf("frames %q, want %q", got, want)
 	}
 }
@@ -219,7 +219,7 @@ func TestLogsockCatSignals(t *testing.T) {
 			t.Fatal(err)
 		}
 		catExit(t, p, 128+int(syscall.SIGTERM))
-		if got, want := catRecords(t, col, p), []string{"line", "partial"}; !slices.Equal(got, want) {
+		if got, want := oneConnRecords(t, col, p), []string{"line", "partial"}; !slices.Equal(got, want) {
 			t.Errorf("frames %q, want %q", got, want)
 		}
 	})
@@ -233,7 +233,7 @@ func TestLogsockCatSignals(t *testing.T) {
 			t.Fatal(err)
 		}
 		catExit(t, p, 7)
-		if got, want := catRecords(t, col, p), []string{"ready", "got TERM"}; !slices.Equal(got, want) {
+		if got, want := oneConnRecords(t, col, p), []string{"ready", "got TERM"}; !slices.Equal(got, want) {
 			t.Errorf("frames %q, want %q", got, want)
 		}
 	})
