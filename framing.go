@@ -100,9 +100,11 @@ type ProtocolError struct {
 	Data   []byte // the header bytes, the start of a truncated part, or the bytes that are not UTF-8
 	Length int64  // the length the header declared (frame parts only)
 	Limit  int    // the limit in force, for ErrFrameTooLarge
-	Err    error
+	Err    error  // the cause: one of the errors named above
 }
 
+// Error describes the break: the part, its offset, the bytes (the first 16)
+// quoted, and the cause.
 func (e *ProtocolError) Error() string {
 	const quoteMax = 16 // enough to recognise what arrived, short enough to log
 	data := e.Data

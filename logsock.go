@@ -216,9 +216,10 @@ type OpError struct {
 	Op   string // "dial", "handshake" or "write"
 	Net  string // the network, as given to Dial or New
 	Addr string // the collector's address
-	Err  error
+	Err  error  // the cause
 }
 
+// Error reads "logsock: OP NET ADDR: CAUSE".
 func (e *OpError) Error() string {
 	return fmt.Sprintf("logsock: %s %s %s: %v", e.Op, e.Net, e.Addr, e.Err)
 }
