@@ -282,66 +282,49 @@ func (g *gatedListener) SetDeadline(t time.Time) error {
 	return g.Listener.(interface{ SetDeadline(time.Time) error }).SetDeadline(t)
 }
 
-// TestServerShutdownAcceptsQueued: a connection opened, and written to,
-// but not yet accepted when Shutdown begins is accepted and drained, not
-// reset with its frames.
+// TestServerShutdownAcceptsQueued: a connection opened but not yet
+// accepted when Shutdown begins is accepted and drained, not reset with
+// its frames: both when its frames are already queued, and when they come
+// an instant after Shutdown has accepted it (a client that reconnected
+// with held frames): the drain waits for a connection that has sent
+// nothing yet.
 func TestServerShutdownAcceptsQueued(t *testing.T) {
 	unixOnly(t, "Shutdown resets the connections still queued (Server.Shutdown)")
 	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
-			sink := newSink()
-			srv := sink.server()
-			l := &gatedListener{Listener: listen(t, network), gate: make(chan struct{})}
-			served := make(chan error, 1)
-			go func() { served <- srv.Serve(l) }()
-			rawConn(t, network, l.Addr().String(), frames(0, 7, "queued 1", "queued 2"))
-			waitForStack(t, "(*gatedListener).Accept")
-			if err := srv.Shutdown(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-served; !errors.Is(err, logsock.ErrServerClosed) {
-				t.Fatalf("Serve: %v", err)
-			}
-			if got := msgs(sink.waitRecords(t, 2)); fmt.Sprint(got) != "[queued 1 queued 2]" {
-				t.Errorf("records %q", got)
-			}
-		})
-	}
-}
-
-// TestServerShutdownWaitsForSilentConn: a connection that Shutdown accepts
-// from the queue before its bytes have arrived (a client that connected,
-// then wrote an instant later, as one reconnecting with held frames does)
-// is given a moment to send them, and they are drained, not dropped.
-func TestServerShutdownWaitsForSilentConn(t *testing.T) {
-	unixOnly(t, "Shutdown resets the connections still queued (Server.Shutdown)")
-	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
-			sink := newSink()
-			srv := sink.server()
-			l := &gatedListener{Listener: listen(t, network), gate: make(chan struct{})}
-			served := make(chan error, 1)
-			go func() { served <- srv.Serve(l) }()
-			c := rawConn(t, network, l.Addr().String()) // queued, silent
-			waitForStack(t, "(*gatedListener).Accept")
-			shut := make(chan error, 1)
-			go func() { shut <- srv.Shutdown(context.Background()) }()
-			// The bytes in flight: no event marks when Shutdown has accepted
-			// the connection, so the client writes well inside the grace.
-			time.Sleep(20 * time.Millisecond)
-			if _, err := c.Write(frames(0, 7, "late 1", "late 2")); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-shut; err != nil {
-				t.Fatal(err)
-			}
-			if err := <-served; !errors.Is(err, logsock.ErrServerClosed) {
-				t.Fatalf("Serve: %v", err)
-			}
-			if got := msgs(sink.waitRecords(t, 2)); fmt.Sprint(got) != "[late 1 late 2]" {
-				t.Errorf("records %q", got)
-			}
-		})
+		for _, late := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/late=%v", network, late), func(t *testing.T) {
+				sink := newSink()
+				srv := sink.server()
+				l := &gatedListener{Listener: listen(t, network), gate: make(chan struct{})}
+				served := make(chan error, 1)
+				go func() { served <- srv.Serve(l) }()
+				stream := frames(0, 7, "queued 1", "queued 2")
+				c := rawConn(t, network, l.Addr().String()) // queued
+				if !late {
+					if _, err := c.Write(stream); err != nil {
+						t.Fatal(err)
+					}
+				}
+				waitForStack(t, "(*gatedListener).Accept")
+				shut := make(chan error, 1)
+				go func() { shut <- srv.Shutdown(context.Background()) }()
+				if late { // silent until the drain waits for it
+					waitForStack(t, "(*serverConn).waitSilent")
+					if _, err := c.Write(stream); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := <-shut; err != nil {
+					t.Fatal(err)
+				}
+				if err := <-served; !errors.Is(err, logsock.ErrServerClosed) {
+					t.Fatalf("Serve: %v", err)
+				}
+				if got := msgs(sink.waitRecords(t, 2)); fmt.Sprint(got) != "[queued 1 queued 2]" {
+					t.Errorf("records %q", got)
+				}
+			})
+		}
 	}
 }
 
