@@ -605,6 +605,7 @@ func TestLogsockdCommandLine(t *testing.T) {
 		{[]string{"-forward", "tcp://relay:514"}, 2, "want syslog+tcp://HOST:PORT"},
 		{[]string{"-forward", "syslog+tcp://relay:514", "-app-name", "two words"}, 2, "RFC 5424 APP-NAME"},
 		{[]string{"-listen", "udp://127.0.0.1:1"}, 2, "want tcp, tcp4, tcp6 or unix"},
+		{[]string{"-max-frame", "-1"}, 2, "-max-frame -1: want a positive number of bytes"},
 		{[]string{"-o", filepath.Join(dir, "missing", "out.log")}, 1, "no such file or directory"},
 	} {
 		sockMustFail(t, start(t, bin, tc.args...), tc.code, tc.want)

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"log"
@@ -50,7 +49,7 @@ func newSyslog(addr string, maxFrame, bufferBytes int) (*logsock.LogSocket, erro
 	return logsock.New("tcp", addr, &logsock.Config{
 		Framing:     logsock.OctetCounted,
 		Batching:    true,
-		MaxFrame:    cmp.Or(maxFrame, logsock.DefaultMaxFrame) + sdRoom,
+		MaxFrame:    maxFrame + sdRoom,
 		BufferBytes: bufferBytes,
 		Overflow:    logsock.DropOldest,
 	})
@@ -108,8 +107,9 @@ type forwarder struct {
 	buf    []byte
 	head   []byte // " HOSTNAME APP-NAME "
 	clock  clock
-	conns  connCache // each connection's structured data, without its "]"
-	failed bool      // a Write has failed: logged once
+	conns  connCache   // each connection's structured data, without its "]"
+	flags  [256][]byte // a record's flags as an SD-PARAM, formatted once for each value
+	failed bool        // a Write has failed: logged once
 }
 
 func newForwarder(addr, hostname, appName string, w *logsock.LogSocket) *forwarder {
@@ -153,7 +153,11 @@ func (f *forwarder) append(dst []byte, rec *logsock.Record) []byte {
 		dst = appendSDParam(dst, "writer_pid", strconv.AppendInt(num[:0], int64(rec.WriterPid), 10))
 	}
 	if rec.Flags != 0 {
-		dst = appendSDParam(dst, "flags", []byte(rec.Flags.String()))
+		// Every record of a shared connection can carry FlagMixedWriters.
+		if f.flags[rec.Flags] == nil {
+			f.flags[rec.Flags] = appendSDParam(nil, "flags", []byte(rec.Flags.String()))
+		}
+		dst = append(dst, f.flags[rec.Flags]...)
 	}
 	dst = append(dst, ']')
 	if msg := trimNewline(rec.Msg); len(msg) > 0 {

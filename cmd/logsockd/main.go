@@ -51,7 +51,14 @@
 // message's bytes, less one trailing newline. It has the logsock client's
 // delivery properties: a buffer of -forward-buffer bytes, the oldest
 // records dropped (and counted) when it is full, reconnects with capped
-// backoff and jitter, a message whose write failed sent again whole.
+// backoff and jitter, a message whose write failed sent again whole. And
+// its limit: syslog over TCP has no acknowledgements, so what the syslog
+// server's kernel has taken and the server has not read when it stops is
+// lost, uncounted. rsyslogd does not read its sockets dry when it stops;
+// a restart under load loses up to what its socket's receive buffer held
+// (several MB on Linux, thousands of records). A restart while the forwarder is quiet, or an
+// outage, loses nothing: the forwarder holds the records until the server
+// is back.
 //
 // # Signals and logs
 //
@@ -192,6 +199,9 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	}
 	if err := checkAppName(cfg.appName); err != nil {
 		usage("-app-name: %v", err)
+	}
+	if srv.MaxFrame <= 0 {
+		usage("-max-frame %d: want a positive number of bytes", srv.MaxFrame)
 	}
 	if cfg.fwdBuffer <= 0 {
 		usage("-forward-buffer %d: want a positive number of bytes", cfg.fwdBuffer)

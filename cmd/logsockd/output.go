@@ -213,7 +213,11 @@ func (o *output) run() {
 			o.mu.Lock()
 			o.closed = r.stop
 			o.queueCur()
-			o.room.Broadcast() // a record waiting for a buffer is dropped
+			if r.stop {
+				// Close comes after the last record, by its contract;
+				// one that came anyway would wait for no writer: drop it.
+				o.room.Broadcast()
+			}
 			o.mu.Unlock()
 			o.writeQueued()
 			if r.stop {
