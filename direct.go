@@ -22,6 +22,7 @@ type direct struct {
 	done   <-chan struct{} // closed when Close begins
 	f      framing
 	wait   time.Duration // WriteTimeout
+	dial   time.Duration // DialTimeout
 
 	mu    sync.Mutex // the write role; guards q and the fields below
 	frame []byte     // a small frame, encoded
@@ -34,14 +35,14 @@ type direct struct {
 }
 
 func newDirect(k *link, q *queue, t *tally, closed *atomic.Bool, done <-chan struct{}, cfg *Config) *direct {
-	return &direct{link: k, q: q, tally: t, closed: closed, done: done, f: q.f, wait: cfg.WriteTimeout}
+	return &direct{link: k, q: q, tally: t, closed: closed, done: done, f: q.f, wait: cfg.WriteTimeout, dial: cfg.DialTimeout}
 }
 
 func (d *direct) send(msg []byte) error {
 	d.mu.Lock()
 	// The hot path: a connection, and nothing held before this frame.
 	if c := d.link.current(); c != nil && d.q.empty() && !d.closed.Load() && d.link.usable(c) {
-		err := d.writeFrame(c, msg)
+		err := d.writeFrame(d.link.ctx, c, msg, time.Time{})
 		d.mu.Unlock()
 		return err
 	}
@@ -55,29 +56,35 @@ func (d *direct) sendSlow(msg []byte) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
+	// One deadline for all the call's writes, the held frames' and its
+	// own, and one more DialTimeout for its dials: the call's wait for the
+	// collector is bounded by DialTimeout plus WriteTimeout.
 	deadline := time.Now().Add(d.wait)
+	ctx, cancel := context.WithDeadline(d.link.ctx, deadline.Add(d.dial))
+	defer cancel()
 	// The frames held go out first, over a new connection if an attempt is
 	// due: no policy may keep the link from reconnecting (issue 11: with
 	// DropNewest and a full buffer, it never did).
-	d.deliver(d.link.ctx, deadline)
+	d.deliver(ctx, deadline)
 	if d.closed.Load() { // Close ran while deliver dialed: it found the queue without msg
 		return ErrClosed
 	}
 	if c := d.link.current(); c != nil && d.q.empty() && d.link.usable(c) {
-		return d.writeFrame(c, msg)
+		return d.writeFrame(ctx, c, msg, deadline)
 	}
 	defer d.publish()
 	if err := d.q.hold(msg, deadline, d.waitForRoom); err != nil {
 		return err
 	}
-	d.deliver(d.link.ctx, deadline) // the connection lost just now may be due again
+	d.deliver(ctx, deadline) // the connection lost just now may be due again
 	return nil
 }
 
-// writeFrame writes msg as one frame on c. If the write fails, the frame
-// is held whole, to go out first on the next connection, which is made at
-// once if an attempt is due.
-func (d *direct) writeFrame(c *conn, msg []byte) error {
+// writeFrame writes msg as one frame on c, waiting for room in the send
+// buffer until deadline (zero: WriteTimeout from when it must wait). If
+// the write fails, the frame is held whole, to go out first on the next
+// connection, which is made at once, within ctx, if an attempt is due.
+func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline time.Time) error {
 	var err error
 	if n := d.f.size(len(msg)); n <= copyMax {
 		// Copied behind its header, to go out in one buffer, with send(2).
@@ -86,12 +93,12 @@ func (d *direct) writeFrame(c *conn, msg []byte) error {
 		}
 		d.frame = d.frame[:n]
 		d.f.put(d.frame, msg)
-		err = d.link.writeOne(c, d.frame)
+		err = d.link.writeOne(c, d.frame, deadline)
 	} else {
 		// Sent from where it is, with its header, by sendmsg: copying it
 		// would cost more than the iovec.
 		d.parts = [2][]byte{d.hdr[:d.f.header(d.hdr[:], len(msg))], msg}
-		_, err = d.link.write(c, d.parts[:], time.Time{})
+		_, err = d.link.write(c, d.parts[:], deadline)
 		d.parts[1] = nil
 	}
 	if err == nil {
@@ -103,7 +110,10 @@ func (d *direct) writeFrame(c *conn, msg []byte) error {
 	if err := d.q.holdRetry(msg); err != nil {
 		return err
 	}
-	d.deliver(d.link.ctx, d.link.deadline())
+	if deadline.IsZero() {
+		deadline = d.link.deadline()
+	}
+	d.deliver(ctx, deadline)
 	d.publish()
 	return nil
 }

@@ -451,14 +451,14 @@ func (k *link) write(c *conn, parts [][]byte, deadline time.Time) (int, error) {
 // writeOne is write for a unit in one buffer, which it sends as it is,
 // uncopied, and without the layers of write where it can: the hot path of
 // direct mode (issue 11: 0.85x of a raw write loop).
-func (k *link) writeOne(c *conn, unit []byte) error {
+func (k *link) writeOne(c *conn, unit []byte, deadline time.Time) error {
 	if c.hs != nil || c.lock != nil {
 		k.one[0] = unit
-		_, err := k.write(c, k.one[:], time.Time{})
+		_, err := k.write(c, k.one[:], deadline)
 		k.one[0] = nil
 		return err
 	}
-	if err := k.w.sendOne(c, unit); err != nil {
+	if err := k.w.sendOne(c, unit, deadline); err != nil {
 		err = k.opError("write", err)
 		k.lose(c, err)
 		return err

@@ -63,8 +63,9 @@ func (w *frameWriter) peek(fd uintptr) bool {
 }
 
 // sendOne writes unit as it is, uncopied, on c: prepare and send in one,
-// for the hot path. The common case costs one send(2) and no clock.
-func (w *frameWriter) sendOne(c *conn, unit []byte) error {
+// for the hot path. The common case costs one send(2) and no clock; a full
+// send buffer is waited for until deadline, as send does.
+func (w *frameWriter) sendOne(c *conn, unit []byte, deadline time.Time) error {
 	w.written, w.deadline = 0, time.Time{}
 	w.one = unit
 	w.wait, w.err, w.again = false, nil, false
@@ -73,7 +74,7 @@ func (w *frameWriter) sendOne(c *conn, unit []byte) error {
 		err = w.err
 	}
 	if err == nil && w.again {
-		return w.send(c, time.Time{}) // the send buffer is full: the way that waits
+		return w.send(c, deadline) // the send buffer is full: the way that waits
 	}
 	w.one = nil
 	return err

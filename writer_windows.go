@@ -24,10 +24,10 @@ func (w *frameWriter) init(timeout time.Duration) { w.timeout = timeout }
 // no peek on Windows (see Config.PeekInterval).
 func (w *frameWriter) closedByPeer(*conn) bool { return false }
 
-// sendOne writes unit as it is, uncopied, on c.
-func (w *frameWriter) sendOne(c *conn, unit []byte) error {
+// sendOne writes unit as it is, uncopied, on c, until deadline.
+func (w *frameWriter) sendOne(c *conn, unit []byte, deadline time.Time) error {
 	w.one = unit
-	return w.send(c, time.Time{})
+	return w.send(c, deadline)
 }
 
 // send writes what prepare set up, on c, until deadline (a zero deadline:
