@@ -497,7 +497,13 @@ func (l *LogSocket) Close() error {
 	if !stop() {
 		<-aborted
 	}
-	if c := l.link.shut(); c != nil {
+	// Under the write role, as every change to the connection: a Start or
+	// SendConn in progress has either shared it, and its lock file is
+	// closed with it here, or finds none.
+	release := l.s.exclusive()
+	c := l.link.shut()
+	release()
+	if c != nil {
 		if cerr := c.close(); err == nil && !errors.Is(cerr, net.ErrClosed) { // abort may have closed it
 			err = cerr
 		}
