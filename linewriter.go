@@ -58,14 +58,25 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 		n += i + 1
 	}
 	// What remains waits for its newline. A partial line that has reached
-	// MaxFrame goes out now, so that what is kept stays bounded.
-	w.partial = append(w.partial, p[n:]...)
-	for len(w.partial) >= w.maxFrame {
-		if err := w.sendFrame(w.partial[:w.maxFrame]); err != nil {
+	// MaxFrame goes out now, so that what is kept stays bounded: the part
+	// kept topped up to a frame, then whole frames from p, uncopied.
+	rest := p[n:]
+	if len(w.partial) > 0 && len(w.partial)+len(rest) >= w.maxFrame {
+		k := w.maxFrame - len(w.partial)
+		err := w.sendFrame(append(w.partial, rest[:k]...))
+		w.partial = w.partial[:0]
+		if err != nil {
 			return n, err
 		}
-		w.partial = append(w.partial[:0], w.partial[w.maxFrame:]...)
+		rest = rest[k:]
 	}
+	for len(rest) >= w.maxFrame {
+		if err := w.sendFrame(rest[:w.maxFrame]); err != nil {
+			return n, err
+		}
+		rest = rest[w.maxFrame:]
+	}
+	w.partial = append(w.partial, rest...)
 	return len(p), nil
 }
 

@@ -64,6 +64,22 @@ func TestLineWriterBounded(t *testing.T) {
 	if got := msgs(col.waitRecords(t, 3)); got[2] != "xxxxx" {
 		t.Errorf("frames %q after Flush", got)
 	}
+	// A part kept, then a write of more than a frame: the part topped up
+	// to a frame, then frames of the write, in order; the rest kept.
+	for _, p := range []string{"ab", "cdefghijklmnopqrstuvwxyz01234"} {
+		if _, err := lw.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := msgs(col.waitRecords(t, 6)); fmt.Sprint(got[3:]) != "[abcdefghij klmnopqrst uvwxyz0123]" {
+		t.Errorf("frames %q", got[3:])
+	}
+	if err := lw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := msgs(col.waitRecords(t, 7)); got[6] != "4" {
+		t.Errorf("frames %q after Flush", got[3:])
+	}
 }
 
 // TestLineWriterConcurrent: lines written whole by concurrent calls arrive
