@@ -122,12 +122,19 @@ func (b *batcher) run() {
 	delay.Stop()
 	idle := time.NewTimer(idleRelease)
 	defer idle.Stop()
+	released := false // and nothing logged since: no timer until something is
 	for {
-		idle.Reset(idleRelease)
+		var idleC <-chan time.Time
+		if !released {
+			idle.Reset(idleRelease)
+			idleC = idle.C
+		}
 		select {
 		case <-b.wake:
-		case <-idle.C:
+			released = false
+		case <-idleC:
 			b.release()
+			released = true
 			continue
 		case <-b.quit:
 			for b.writeBatch(b.closeCtx, nil) {
