@@ -320,7 +320,7 @@ func closeLockFile(f *os.File) {
 	f.Close()
 }
 
-// closeLockFiles closes files, the copies that shareLocked made, as
+// closeLockFiles closes files, the copies that share made, as
 // closeLockFile does.
 func closeLockFiles(files []*os.File) {
 	for _, f := range files {

@@ -471,9 +471,10 @@ func (l *LogSocket) Sync() error {
 }
 
 // Close delivers the frames still held, for up to CloseTimeout, then closes
-// the connection. Calls waiting in Log, Write or Flush return at once; a
-// write in progress is given until CloseTimeout, then its connection is
-// closed under it, and a dial in progress is cancelled. Frames not
+// the connection. Calls waiting for room, a backoff or a Flush return at
+// once (ErrClosed); a write in progress is given until CloseTimeout, then
+// its connection is closed under it, and a dial in progress is cancelled.
+// In direct mode a call queued behind that write returns when it does. Frames not
 // delivered by then are dropped and counted, and Close returns an error
 // wrapping ErrUndelivered. Every later call returns ErrClosed; a closed
 // LogSocket never dials again. Close is idempotent: later calls return
@@ -513,7 +514,8 @@ func (l *LogSocket) Close() error {
 
 // Stats returns the counters. In direct mode it does not wait for calls in
 // progress; in batching mode it takes the LogSocket's lock briefly, to read
-// the queue (no write holds that lock there).
+// the queue: no batch's write holds that lock, only Dial's handshake and a
+// Start or SendConn readying the connection do.
 func (l *LogSocket) Stats() Stats {
 	held, heldBytes := l.s.held()
 	return Stats{

@@ -98,7 +98,8 @@ func (q *queue) hold(msg []byte, deadline time.Time, wait waitFunc) error {
 }
 
 // makeRoom applies the policy for a frame of size bytes that does not
-// fit, and reports whether it now does.
+// fit: nil once it does; else ErrBufferFull, the frame counted as dropped,
+// or ErrClosed.
 func (q *queue) makeRoom(size int, deadline time.Time, wait waitFunc) error {
 	switch q.policy {
 	case DropOldest:
