@@ -51,13 +51,10 @@ func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 	return []*os.File{sock, lock}, env, nil
 }
 
-// share readies c to be shared with another process: its handshake
-// written, a lock file made. It returns copies of the socket and the lock
+// share readies c, its handshake written, to be shared with another
+// process: a lock file made. It returns copies of the socket and the lock
 // file, close-on-exec, and the socket's identity.
 func (k *link) share(c *conn) (sock, lock *os.File, id string, err error) {
-	if err := k.greet(c, time.Time{}); err != nil {
-		return nil, nil, "", err
-	}
 	if c.lock == nil {
 		if c.lock, err = newLockFile(); err != nil {
 			return nil, nil, "", err

@@ -147,6 +147,9 @@ func newLink(network, address string, cfg *Config, handshake func() []byte, send
 		writeTimeout: cfg.WriteTimeout,
 		changed:      make(chan struct{}),
 	}
+	if !canPeek {
+		k.peekInterval = -1 // and no clock read a frame for it
+	}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	k.w.init(cfg.WriteTimeout)
 	if c != nil {

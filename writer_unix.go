@@ -33,6 +33,9 @@ func (w *frameWriter) init(timeout time.Duration) {
 	w.peekFn = w.peek
 }
 
+// canPeek is true: closedByPeer can tell.
+const canPeek = true
+
 // closedByPeer reports whether the collector has closed c (or reset it):
 // a non-blocking recv(MSG_PEEK) returns 0 at FIN, an error after RST, and
 // EAGAIN on a live connection. The collector never sends, so a byte that

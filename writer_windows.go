@@ -20,8 +20,11 @@ type rawWriter struct {
 
 func (w *frameWriter) init(timeout time.Duration) { w.timeout = timeout }
 
-// closedByPeer reports false: without a recv that does not wait there is
-// no peek on Windows (see Config.PeekInterval).
+// canPeek is false: without a recv that does not wait there is no peek on
+// Windows (see Config.PeekInterval).
+const canPeek = false
+
+// closedByPeer reports false: there is no peek.
 func (w *frameWriter) closedByPeer(*conn) bool { return false }
 
 // sendOne writes unit as it is, uncopied, on c, until deadline.
