@@ -365,8 +365,10 @@ func (k *link) shut() *conn {
 // backoff returns the wait after n failures (n >= 1).
 func (k *link) backoff(n int) time.Duration {
 	b := k.maxBackoff
-	if n < 40 { // beyond, the shift overflows; MaxBackoff is long reached
-		b = min(k.minBackoff<<(n-1), k.maxBackoff)
+	// MinBackoff doubled n-1 times, while that is less: compared before
+	// the shift, which would overflow (50 ms overflows at n = 39).
+	if n <= 63 && k.minBackoff <= k.maxBackoff>>(n-1) {
+		b = k.minBackoff << (n - 1)
 	}
 	half := b / 2
 	return half + rand.N(half+1)
