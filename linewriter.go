@@ -57,11 +57,13 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 		}
 		n += i + 1
 	}
-	// What remains waits for its newline. A partial line that has reached
+	// What remains waits for its newline. A partial line longer than
 	// MaxFrame goes out now, so that what is kept stays bounded: the part
-	// kept topped up to a frame, then whole frames from p, uncopied.
+	// kept topped up to a frame, then whole frames from p, uncopied. A
+	// part of exactly MaxFrame is kept: if its newline comes next, it is
+	// the line, with no empty frame after it.
 	rest := p[n:]
-	if len(w.partial) > 0 && len(w.partial)+len(rest) >= w.maxFrame {
+	if len(w.partial) > 0 && len(w.partial)+len(rest) > w.maxFrame {
 		k := w.maxFrame - len(w.partial)
 		err := w.sendFrame(append(w.partial, rest[:k]...))
 		w.partial = w.partial[:0]
@@ -70,7 +72,7 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 		}
 		rest = rest[k:]
 	}
-	for len(rest) >= w.maxFrame {
+	for len(rest) > w.maxFrame {
 		if err := w.sendFrame(rest[:w.maxFrame]); err != nil {
 			return n, err
 		}

@@ -45,7 +45,7 @@ func TestLineWriter(t *testing.T) {
 }
 
 // TestLineWriterBounded: a line that never ends is sent in frames of
-// MaxFrame bytes as it comes, so that a LineWriter keeps less than a frame.
+// MaxFrame bytes as it comes, so that a LineWriter keeps at most a frame.
 func TestLineWriterBounded(t *testing.T) {
 	col := newFakeCollector(t, localNetwork, fakeDecode)
 	ls := dial(t, localNetwork, col.addr, &logsock.Config{MaxFrame: 10})
@@ -79,6 +79,16 @@ func TestLineWriterBounded(t *testing.T) {
 	}
 	if got := msgs(col.waitRecords(t, 7)); got[6] != "4" {
 		t.Errorf("frames %q after Flush", got[3:])
+	}
+	// A part of exactly a frame, then its newline: one frame, not a frame
+	// and an empty one; the frames do not depend on where writes split.
+	for _, p := range []string{"0123456789", "\nnext\n"} {
+		if _, err := lw.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := msgs(col.waitRecords(t, 9)); fmt.Sprint(got[7:]) != "[0123456789 next]" {
+		t.Errorf("frames %q", got[7:])
 	}
 }
 
