@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -197,6 +198,40 @@ func TestLogsockCatUndelivered(t *testing.T) {
 				t.Errorf("stderr %q, want %q", p.stderr, want)
 			}
 		})
+	}
+}
+
+// TestLogsockCatBufferFull: with the collector down, more lines than the
+// buffer holds: the reading never waits (the oldest are dropped, and it
+// says so once), SIGTERM ends it at once, and it says what it dropped.
+func TestLogsockCatBufferFull(t *testing.T) {
+	t.Parallel()
+	col := fakeDown(t, "unix", fakeDecode)
+	in, w := catPipe(t)
+	p := startCat(t, in, "-addr", "unix://"+col.addr, "-timeout", "100ms")
+	// 6 MiB, when the buffer holds 4. In a goroutine: a logsock-cat that
+	// stopped reading would block it, and the wait below fails instead.
+	line := strings.Repeat("x", 1023) + "\n"
+	go func() {
+		for range 6 << 10 {
+			if _, err := io.WriteString(w, line); err != nil {
+				return // logsock-cat has exited: its stderr tells
+			}
+		}
+	}()
+	p.waitLines(t, p.stderr, "the notice that lines are dropped", func(lines []string) bool {
+		return slices.Contains(lines, "logsock-cat: the buffer of lines held is full: dropping the oldest")
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	catExit(t, p, 128+int(syscall.SIGTERM))
+	// The lines read before the signal: more than the buffer holds, and
+	// none delivered.
+	var lost, read int
+	m := regexp.MustCompile(`logsock-cat: \d+ of \d+ frames not delivered to unix://`).FindString(p.stderr.String())
+	if _, err := fmt.Sscanf(m, "logsock-cat: %d of %d", &lost, &read); err != nil || lost != read || read <= 4<<10 {
+		t.Errorf("stderr %q: want all of more than 4,096 frames not delivered", p.stderr)
 	}
 }
 

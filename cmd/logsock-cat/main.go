@@ -16,15 +16,19 @@
 //
 // logsock-cat starts while the collector is down (it connects at the first
 // line) and holds the lines, up to 4 MiB, until the collector is up; it
-// says on standard error when it begins to hold them. Beyond that a line
-// waits up to 5 s for room, then is dropped. At the end it tries for up to
-// -timeout to deliver what it holds, then says on standard error how many
-// frames it could not deliver, and exits 1.
+// says on standard error when it begins to hold them. Beyond that the
+// oldest lines are dropped, and it says so once; reading never waits for
+// the collector. At the end it tries for up to -timeout to deliver what it
+// holds, then says on standard error how many frames it dropped or could
+// not deliver, and exits 1. The collector acknowledges nothing: a frame
+// written into a connection that the collector then closes unread is lost
+// unseen, so logsock-cat warns when a connection was lost.
 //
 // Exit status: with a command, the command's (128+N if signal N ended it;
 // 127 if it was not found, 126 if it could not be run), or 1 if it was 0
-// and frames were not delivered; without one, 0 if every frame was
-// delivered, 1 if not, 128+N after signal N; 2 for a bad command line.
+// and frames were dropped or not delivered; without one, 0 if every frame
+// was written to a connection, 1 if not, 128+N after signal N; 2 for a bad
+// command line.
 // SIGTERM and SIGHUP are passed on to the command. SIGINT and SIGQUIT,
 // which a terminal sends to the command too, are not; logsock-cat waits for
 // the command to exit, and sends its last lines. Without a command,
@@ -43,7 +47,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -63,12 +66,13 @@ examples:
 
 A line is sent as its bytes, without the newline. A line longer than -max-frame
 bytes is split into frames of -max-frame bytes, in order. logsock-cat starts
-while the collector is down, and holds lines (up to 4 MiB) until it is up; at
-the end it tries for -timeout to deliver them, then says on standard error how
-many frames it could not deliver.
+while the collector is down, and holds lines (up to 4 MiB, then it drops the
+oldest) until it is up; at the end it tries for -timeout to deliver them, then
+says on standard error how many frames it dropped or could not deliver.
 
-Exit status: the command's, if it is not 0; else 1 if frames were not
-delivered, 0 if they were; 2 for a bad command line.
+Exit status: the command's, if it is not 0; else 1 if frames were dropped or
+not delivered, 0 if all were written to a connection (the collector does not
+acknowledge them); 2 for a bad command line.
 
 flags:
 `
@@ -77,7 +81,8 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("logsock-cat: ")
 	ls, addr, command := parseFlags(flag.CommandLine, os.Args[1:])
-	s := &sender{ls: ls, addr: addr}
+	s := &sender{ls: ls, addr: addr, stop: make(chan struct{}), watched: make(chan struct{})}
+	go s.watch()
 	if command == nil {
 		os.Exit(s.stdin())
 	}
@@ -93,7 +98,9 @@ func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string,
 		flags.PrintDefaults()
 	}
 	addr := flags.String("addr", "127.0.0.1:39999", "collector address: host:port, tcp://host:port or unix:///path")
-	cfg := logsock.Config{}
+	// Batching with DropOldest: a line is queued, never waited for, so
+	// that neither the input nor a signal waits on the collector.
+	cfg := logsock.Config{Batching: true, Overflow: logsock.DropOldest}
 	flags.TextVar(&cfg.Order, "order", logsock.LittleEndian, "byte order: little or big")
 	flags.IntVar(&cfg.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "longest frame, in bytes: a longer line is split (keep it within the collector's limit)")
 	flags.DurationVar(&cfg.CloseTimeout, "timeout", logsock.DefaultCloseTimeout, "how long to try, at the end, to deliver the lines held")
@@ -149,12 +156,15 @@ func parseAddr(s string) (network, address string, err error) {
 
 // sender sends lines through its LogSocket.
 type sender struct {
-	ls   *logsock.LogSocket
-	addr string
+	ls      *logsock.LogSocket
+	addr    string
+	stop    chan struct{} // closed by finish: watch returns
+	watched chan struct{} // closed when watch has returned
 
-	mu      sync.Mutex    // guards the fields below
-	outage  time.Duration // Stats.Outage at the last write
-	holding bool          // frames were held, in an outage, at the last write
+	// watch's own:
+	outage   time.Duration // Stats.Outage at the last look
+	holding  bool          // frames were held, in an outage, at the last look
+	dropping bool          // frames have been dropped for room: said once
 }
 
 // stdin sends the lines of standard input, and returns the exit status.
@@ -164,7 +174,7 @@ func (s *sender) stdin() int {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	copied := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(lines{lw, s}, os.Stdin)
+		_, err := io.Copy(lw, os.Stdin)
 		copied <- err
 	}()
 	status := 0
@@ -190,7 +200,7 @@ func (s *sender) run(command []string) int {
 	stdout, stderr := logsock.NewLineWriter(s.ls), logsock.NewLineWriter(s.ls)
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stdin = os.Stdin
-	cmd.Stdout, cmd.Stderr = lines{stdout, s}, lines{stderr, s}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, os.Interrupt, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
 	if err := cmd.Start(); err != nil {
@@ -236,13 +246,18 @@ func exitStatus(ps *os.ProcessState, err error) int {
 // -timeout, and says what was not delivered. It returns status, or 1 if
 // status is 0 and frames were not delivered.
 func (s *sender) finish(status int) int {
+	close(s.stop)
+	<-s.watched
 	err := s.ls.Close()
 	st := s.ls.Stats()
+	if st.Reconnects > 0 {
+		log.Printf("the connection to %s was lost %d times: a collector acknowledges nothing, so lines written just before a loss may be lost", s.addr, st.Reconnects)
+	}
 	switch {
 	case st.Dropped > 0 && err != nil:
 		log.Printf("%d of %d frames not delivered to %s: %v", st.Dropped, st.Frames+st.Dropped, s.addr, err)
 	case st.Dropped > 0:
-		log.Printf("%d of %d frames not delivered to %s: dropped while the buffer was full", st.Dropped, st.Frames+st.Dropped, s.addr)
+		log.Printf("%d of %d frames not delivered to %s: the oldest dropped while the buffer was full", st.Dropped, st.Frames+st.Dropped, s.addr)
 	case err != nil:
 		log.Print(err)
 	default:
@@ -254,32 +269,38 @@ func (s *sender) finish(status int) int {
 	return status
 }
 
-// held says on standard error when the LogSocket begins to hold frames
-// because the collector cannot be reached: nothing else would show it,
-// since Log returns nil for a frame that it holds. Frames are also held
-// for an instant while another line's write connects; an outage is told
-// apart by its time, which Stats.Outage counts while it lasts.
-func (s *sender) held() {
+// watchEvery is how often watch looks at the LogSocket's counters.
+const watchEvery = 100 * time.Millisecond
+
+// watch says on standard error when the LogSocket begins to hold frames
+// because the collector cannot be reached, and when it begins to drop
+// them: nothing else would show it, since a line is only queued. Frames
+// are also held for an instant while the writer connects; an outage is
+// told apart by its time, which Stats.Outage counts while it lasts.
+func (s *sender) watch() {
+	defer close(s.watched)
+	tick := time.NewTicker(watchEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			s.look()
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+func (s *sender) look() {
 	st := s.ls.Stats()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	holding := st.Held > 0 && st.Outage > s.outage
 	s.outage = st.Outage
 	if holding && !s.holding {
 		log.Printf("cannot reach the collector at %s: holding the lines until it is up", s.addr)
 	}
 	s.holding = holding
-}
-
-// lines writes to a LineWriter of a sender, and checks whether the
-// sender holds frames.
-type lines struct {
-	w *logsock.LineWriter
-	s *sender
-}
-
-func (l lines) Write(p []byte) (int, error) {
-	n, err := l.w.Write(p)
-	l.s.held()
-	return n, err
+	if st.Dropped > 0 && !s.dropping {
+		s.dropping = true
+		log.Printf("the buffer of lines held is full: dropping the oldest")
+	}
 }
