@@ -308,3 +308,71 @@ func TestFrameLargerThanBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthyConnectionResetsBackoff: a connection that stayed up a second
+// (healthyAfter) proves the collector healthy: when it is lost, the backoff
+// is reset and the next frame goes out on a new connection at once, though
+// the connection before it was lost at once. MinBackoff and MaxBackoff are
+// a minute, so that any wait for the backoff shows; in direct and in
+// batching mode.
+func TestHealthyConnectionResetsBackoff(t *testing.T) {
+	unixOnly(t, "no peek (Config.PeekInterval): the loss is found by the peek")
+	// Longer than healthyAfter (a second: Config's MinBackoff says so).
+	const healthy = 1100 * time.Millisecond
+	// Far below the backoff, drawn from [30 s, 60 s].
+	const atOnce = 10 * time.Second
+	for _, batching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			col := newFakeCollector(t, localNetwork, fakeDecode)
+			ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: batching, FlushDelay: time.Millisecond,
+				PeekInterval: time.Nanosecond, MinBackoff: time.Minute, MaxBackoff: time.Minute,
+				CloseTimeout: 50 * time.Millisecond})
+			// logOn logs msg, checks that it is written within atOnce,
+			// and that it is record i, on connection conn.
+			logOn := func(i int, conn uint64, msg string) time.Time {
+				t.Helper()
+				if err := ls.Log(msg); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), atOnce)
+				defer cancel()
+				if err := ls.Flush(ctx); err != nil {
+					t.Fatalf("%q not written within %v: %v", msg, atOnce, err)
+				}
+				wantRecord(t, col, i, conn, msg)
+				return time.Now()
+			}
+
+			// Connection 1 is lost at once: the first loss since New is
+			// retried at once, and counts as a failure.
+			col.waitHandshake(t, 1)
+			col.closeConn(1)
+			upBy := logOn(0, 2, "on 2") // connection 2 was up by then
+
+			// Connection 2 stays up past healthyAfter: its loss resets the
+			// backoff, and is retried at once. Time passing is what is
+			// tested here: no signal could stand for it.
+			time.Sleep(time.Until(upBy.Add(healthy)))
+			col.closeConn(2)
+			logOn(1, 3, "on 3")
+
+			// Connection 3 is lost at once: the second loss since the
+			// reset waits for the backoff. The frame is held.
+			col.closeConn(3)
+			if err := ls.Log("held"); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if err := ls.Flush(ctx); !errors.Is(err, logsock.ErrUndelivered) {
+				t.Fatalf("Flush after a loss at once: %v, want ErrUndelivered (the backoff)", err)
+			}
+			if n := len(col.connections()); n != 3 {
+				t.Errorf("%d connections: a lost connection that lived under a second reset the backoff", n)
+			}
+			if st := ls.Stats(); st.Held != 1 || st.Frames != 2 || st.Reconnects != 2 {
+				t.Errorf("Stats %+v: want 2 frames written, 1 held, 2 reconnects", st)
+			}
+		})
+	}
+}
