@@ -213,8 +213,10 @@ func TestBatchingCutBatch(t *testing.T) {
 // TestBatchingOverflow: with the collector down, frames fill chunks until
 // they take BufferBytes; then the policy applies. DropNewest and
 // DropOldest count exactly as without chunks (the chunks' frames move to
-// the queue); Block waits for a whole chunk's room, then fails.
+// the queue), and decide at once: WriteTimeout, a minute, is Block's
+// alone. Block waits for a whole chunk's room, then fails.
 func TestBatchingOverflow(t *testing.T) {
+	name := map[logsock.Overflow]string{logsock.Block: "Block", logsock.DropNewest: "DropNewest", logsock.DropOldest: "DropOldest"}
 	const limit, size, n = 64 << 10, 1000, 200
 	const fit = limit / (logsock.HeaderLen + size) // 65 frames
 	for _, tc := range []struct {
@@ -225,10 +227,14 @@ func TestBatchingOverflow(t *testing.T) {
 		{logsock.DropOldest, n - fit, n - 1},
 		{logsock.Block, 0, -1}, // up to the first failure
 	} {
-		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
+		t.Run(name[tc.policy], func(t *testing.T) {
 			col := fakeDown(t, localNetwork, fakeDecode)
+			wait := time.Minute
+			if tc.policy == logsock.Block {
+				wait = 50 * time.Millisecond
+			}
 			ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{Batching: true, BufferBytes: limit, Overflow: tc.policy,
-				WriteTimeout: 50 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+				WriteTimeout: wait, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +242,13 @@ func TestBatchingOverflow(t *testing.T) {
 			pad := strings.Repeat(".", size-8)
 			accepted := 0
 			for i := range n {
-				err := ls.Log(fmt.Sprintf("%08d%s", i, pad))
+				msg := fmt.Sprintf("%08d%s", i, pad)
+				var err error
+				if tc.policy == logsock.Block {
+					err = ls.Log(msg)
+				} else {
+					err = logWithin(t, ls, msg, 5*time.Second)
+				}
 				if err == nil {
 					accepted++
 					continue

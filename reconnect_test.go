@@ -121,11 +121,17 @@ func msgs(recs []logsock.Record) []string {
 }
 
 // TestOverflow: the buffer holds 3 frames of 10 bytes; the fourth is
-// dropped by the policy, and counted.
+// dropped by the policy, and counted. DropNewest and DropOldest decide at
+// once: WriteTimeout, a minute, is Block's alone.
 func TestOverflow(t *testing.T) {
+	name := map[logsock.Overflow]string{logsock.Block: "Block", logsock.DropNewest: "DropNewest", logsock.DropOldest: "DropOldest"}
 	cfg := func(o logsock.Overflow) *logsock.Config {
+		wait := time.Minute
+		if o == logsock.Block {
+			wait = 50 * time.Millisecond
+		}
 		return &logsock.Config{MaxFrame: 10, BufferBytes: 3 * (logsock.HeaderLen + 10), Overflow: o,
-			WriteTimeout: 50 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
+			WriteTimeout: wait, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
 	}
 	for _, tc := range []struct {
 		policy  logsock.Overflow
@@ -136,7 +142,7 @@ func TestOverflow(t *testing.T) {
 		{logsock.DropOldest, nil, []string{"frame....1", "frame....2", "frame....3"}},
 		{logsock.Block, logsock.ErrBufferFull, []string{"frame....0", "frame....1", "frame....2"}},
 	} {
-		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
+		t.Run(name[tc.policy], func(t *testing.T) {
 			col := fakeDown(t, localNetwork, fakeDecode)
 			ls, err := logsock.New(localNetwork, col.addr, cfg(tc.policy))
 			if err != nil {
@@ -148,7 +154,7 @@ func TestOverflow(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := ls.Log("frame....3"); !errors.Is(err, tc.wantErr) {
+			if err := logWithin(t, ls, "frame....3", 5*time.Second); !errors.Is(err, tc.wantErr) {
 				t.Fatalf("fourth frame: %v, want %v", err, tc.wantErr)
 			}
 			if st := ls.Stats(); st.Dropped != 1 || st.Held != 3 || st.HeldBytes != 3*(logsock.HeaderLen+10) {
@@ -160,6 +166,22 @@ func TestOverflow(t *testing.T) {
 				t.Errorf("delivered %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// logWithin logs msg and returns the call's error; it fails the test if
+// the call has not returned within d (generous: it tells "at once" from a
+// wait of a minute). A call still waiting then is ended by Close.
+func logWithin(t *testing.T, ls *logsock.LogSocket, msg string, d time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- ls.Log(msg) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("Log(%.20q) has not returned after %v", msg, d)
+		return nil
 	}
 }
 
