@@ -54,24 +54,31 @@ func TestBatchingGroupsFrames(t *testing.T) {
 	}
 }
 
-// TestBatchingFlushDelay: a frame goes out by itself after FlushDelay,
-// with no later call; Log does not wait for it.
+// TestBatchingFlushDelay: a frame goes out by itself FlushDelay after it
+// was logged, with no later call, and not before; Log does not wait for
+// it.
 func TestBatchingFlushDelay(t *testing.T) {
-	s := newSink()
-	addr := serve(t, "tcp", s.server())
-	ls := dial(t, "tcp", addr, &logsock.Config{Batching: true, FlushDelay: 20 * time.Millisecond})
+	const delay = 200 * time.Millisecond
+	col := newFakeCollector(t, localNetwork, fakeDecode)
+	ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: true, FlushDelay: delay})
 	start := time.Now()
 	if err := ls.Log("alone"); err != nil {
 		t.Fatal(err)
 	}
-	if st := ls.Stats(); st.Held != 1 && st.Frames != 1 {
-		t.Fatalf("Stats %+v", st)
+	st := ls.Stats()
+	// Unless this goroutine was kept from running for FlushDelay, the
+	// frame is still queued.
+	if time.Since(start) < delay && (st.Held != 1 || st.Frames != 0) {
+		t.Errorf("Stats %+v just after Log: want the frame held, none written", st)
 	}
-	recs := s.waitRecords(t, 1)
-	if string(recs[0].Msg) != "alone" {
-		t.Fatalf("record %q", recs[0].Msg)
+	wantRecord(t, col, 0, 1, "alone")
+	after := col.waitRecords(t, 1)[0].Time.Sub(start)
+	if after < delay {
+		t.Errorf("delivered %v after Log, before FlushDelay %v", after, delay)
 	}
-	t.Logf("delivered after %v", time.Since(start))
+	if after > delay+5*time.Second {
+		t.Errorf("delivered %v after Log, FlushDelay %v", after, delay)
+	}
 }
 
 // TestBatchingReconnects: in batching mode the LogSocket's writer connects
