@@ -1,7 +1,6 @@
 package logsock_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,11 +29,7 @@ func TestBatchingGroupsFrames(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := ls.Flush(ctx); err != nil {
-				t.Fatalf("Flush: %v", err)
-			}
+			flush(t, ls)
 			st := ls.Stats()
 			if st.Frames != n || st.Held != 0 {
 				t.Fatalf("after Flush, Stats %+v: want %d frames written, none held", st, n)
