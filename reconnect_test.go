@@ -281,9 +281,11 @@ func TestFlushTimeout(t *testing.T) {
 	}
 }
 
-// TestDecoderSeesRestart: a collector restarted on the same address gets
-// the rest of the stream on a new connection with its own handshake; the
-// reader of the old one sees a clean end.
+// TestDecoderSeesRestart: a collector that drops the connection
+// abortively (a RST, as from a crash) gets the rest of the stream on a new
+// connection, which opens with its own handshake (wantRecord checks its
+// pid); when the client closes, the reader of that new connection sees a
+// clean end.
 func TestDecoderSeesRestart(t *testing.T) {
 	col := newFakeCollector(t, "tcp", fakeDecode)
 	ls := dial(t, "tcp", col.addr, &logsock.Config{PeekInterval: time.Nanosecond})
@@ -294,7 +296,7 @@ func TestDecoderSeesRestart(t *testing.T) {
 	wantRecord(t, col, 1, 2, "two") // after a reset
 	ls.Close()
 	if end := col.waitConnEnd(t, 2); end.err != nil {
-		t.Fatalf("after Close: %v, want io.EOF", end.err)
+		t.Fatalf("connection 2 after Close: %v, want a clean end (io.EOF)", end.err)
 	}
 }
 
