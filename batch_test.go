@@ -1,7 +1,6 @@
 package logsock_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,11 +29,7 @@ func TestBatchingGroupsFrames(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := ls.Flush(ctx); err != nil {
-				t.Fatalf("Flush: %v", err)
-			}
+			flush(t, ls)
 			st := ls.Stats()
 			if st.Frames != n || st.Held != 0 {
 				t.Fatalf("after Flush, Stats %+v: want %d frames written, none held", st, n)
@@ -54,24 +49,31 @@ func TestBatchingGroupsFrames(t *testing.T) {
 	}
 }
 
-// TestBatchingFlushDelay: a frame goes out by itself after FlushDelay,
-// with no later call; Log does not wait for it.
+// TestBatchingFlushDelay: a frame goes out by itself FlushDelay after it
+// was logged, with no later call, and not before; Log does not wait for
+// it.
 func TestBatchingFlushDelay(t *testing.T) {
-	s := newSink()
-	addr := serve(t, "tcp", s.server())
-	ls := dial(t, "tcp", addr, &logsock.Config{Batching: true, FlushDelay: 20 * time.Millisecond})
+	const delay = 200 * time.Millisecond
+	col := newFakeCollector(t, localNetwork, fakeDecode)
+	ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: true, FlushDelay: delay})
 	start := time.Now()
 	if err := ls.Log("alone"); err != nil {
 		t.Fatal(err)
 	}
-	if st := ls.Stats(); st.Held != 1 && st.Frames != 1 {
-		t.Fatalf("Stats %+v", st)
+	st := ls.Stats()
+	// Unless this goroutine was kept from running for FlushDelay, the
+	// frame is still queued.
+	if time.Since(start) < delay && (st.Held != 1 || st.Frames != 0) {
+		t.Errorf("Stats %+v just after Log: want the frame held, none written", st)
 	}
-	recs := s.waitRecords(t, 1)
-	if string(recs[0].Msg) != "alone" {
-		t.Fatalf("record %q", recs[0].Msg)
+	wantRecord(t, col, 0, 1, "alone")
+	after := col.waitRecords(t, 1)[0].Time.Sub(start)
+	if after < delay {
+		t.Errorf("delivered %v after Log, before FlushDelay %v", after, delay)
 	}
-	t.Logf("delivered after %v", time.Since(start))
+	if after > delay+5*time.Second {
+		t.Errorf("delivered %v after Log, FlushDelay %v", after, delay)
+	}
 }
 
 // TestBatchingReconnects: in batching mode the LogSocket's writer connects
@@ -213,8 +215,10 @@ func TestBatchingCutBatch(t *testing.T) {
 // TestBatchingOverflow: with the collector down, frames fill chunks until
 // they take BufferBytes; then the policy applies. DropNewest and
 // DropOldest count exactly as without chunks (the chunks' frames move to
-// the queue); Block waits for a whole chunk's room, then fails.
+// the queue), and decide at once: WriteTimeout, a minute, is Block's
+// alone. Block waits for a whole chunk's room, then fails.
 func TestBatchingOverflow(t *testing.T) {
+	name := map[logsock.Overflow]string{logsock.Block: "Block", logsock.DropNewest: "DropNewest", logsock.DropOldest: "DropOldest"}
 	const limit, size, n = 64 << 10, 1000, 200
 	const fit = limit / (logsock.HeaderLen + size) // 65 frames
 	for _, tc := range []struct {
@@ -225,10 +229,14 @@ func TestBatchingOverflow(t *testing.T) {
 		{logsock.DropOldest, n - fit, n - 1},
 		{logsock.Block, 0, -1}, // up to the first failure
 	} {
-		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
+		t.Run(name[tc.policy], func(t *testing.T) {
 			col := fakeDown(t, localNetwork, fakeDecode)
+			wait := time.Minute
+			if tc.policy == logsock.Block {
+				wait = 50 * time.Millisecond
+			}
 			ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{Batching: true, BufferBytes: limit, Overflow: tc.policy,
-				WriteTimeout: 50 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+				WriteTimeout: wait, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +244,13 @@ func TestBatchingOverflow(t *testing.T) {
 			pad := strings.Repeat(".", size-8)
 			accepted := 0
 			for i := range n {
-				err := ls.Log(fmt.Sprintf("%08d%s", i, pad))
+				msg := fmt.Sprintf("%08d%s", i, pad)
+				var err error
+				if tc.policy == logsock.Block {
+					err = ls.Log(msg)
+				} else {
+					err = logWithin(t, ls, msg, 5*time.Second)
+				}
 				if err == nil {
 					accepted++
 					continue

@@ -2,7 +2,6 @@ package logsock_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -415,11 +414,7 @@ func TestNewIsLazy(t *testing.T) {
 	if err := ls.Log("up"); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := ls.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
+	flush(t, ls)
 	recs := col.waitRecords(t, 4)
 	for i, want := range []string{"down 0", "down 1", "down 2", "up"} {
 		if string(recs[i].Msg) != want || recs[i].Pid != int32(os.Getpid()) || recs[i].Conn != recs[0].Conn {

@@ -121,11 +121,17 @@ func msgs(recs []logsock.Record) []string {
 }
 
 // TestOverflow: the buffer holds 3 frames of 10 bytes; the fourth is
-// dropped by the policy, and counted.
+// dropped by the policy, and counted. DropNewest and DropOldest decide at
+// once: WriteTimeout, a minute, is Block's alone.
 func TestOverflow(t *testing.T) {
+	name := map[logsock.Overflow]string{logsock.Block: "Block", logsock.DropNewest: "DropNewest", logsock.DropOldest: "DropOldest"}
 	cfg := func(o logsock.Overflow) *logsock.Config {
+		wait := time.Minute
+		if o == logsock.Block {
+			wait = 50 * time.Millisecond
+		}
 		return &logsock.Config{MaxFrame: 10, BufferBytes: 3 * (logsock.HeaderLen + 10), Overflow: o,
-			WriteTimeout: 50 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
+			WriteTimeout: wait, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
 	}
 	for _, tc := range []struct {
 		policy  logsock.Overflow
@@ -136,7 +142,7 @@ func TestOverflow(t *testing.T) {
 		{logsock.DropOldest, nil, []string{"frame....1", "frame....2", "frame....3"}},
 		{logsock.Block, logsock.ErrBufferFull, []string{"frame....0", "frame....1", "frame....2"}},
 	} {
-		t.Run(fmt.Sprint(tc.policy), func(t *testing.T) {
+		t.Run(name[tc.policy], func(t *testing.T) {
 			col := fakeDown(t, localNetwork, fakeDecode)
 			ls, err := logsock.New(localNetwork, col.addr, cfg(tc.policy))
 			if err != nil {
@@ -148,7 +154,7 @@ func TestOverflow(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := ls.Log("frame....3"); !errors.Is(err, tc.wantErr) {
+			if err := logWithin(t, ls, "frame....3", 5*time.Second); !errors.Is(err, tc.wantErr) {
 				t.Fatalf("fourth frame: %v, want %v", err, tc.wantErr)
 			}
 			if st := ls.Stats(); st.Dropped != 1 || st.Held != 3 || st.HeldBytes != 3*(logsock.HeaderLen+10) {
@@ -160,6 +166,22 @@ func TestOverflow(t *testing.T) {
 				t.Errorf("delivered %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// logWithin logs msg and returns the call's error; it fails the test if
+// the call has not returned within d (generous: it tells "at once" from a
+// wait of a minute). A call still waiting then is ended by Close.
+func logWithin(t *testing.T, ls *logsock.LogSocket, msg string, d time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- ls.Log(msg) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("Log(%.20q) has not returned after %v", msg, d)
+		return nil
 	}
 }
 
@@ -259,9 +281,11 @@ func TestFlushTimeout(t *testing.T) {
 	}
 }
 
-// TestDecoderSeesRestart: a collector restarted on the same address gets
-// the rest of the stream on a new connection with its own handshake; the
-// reader of the old one sees a clean end.
+// TestDecoderSeesRestart: a collector that drops the connection
+// abortively (a RST, as from a crash) gets the rest of the stream on a new
+// connection, which opens with its own handshake (wantRecord checks its
+// pid); when the client closes, the reader of that new connection sees a
+// clean end.
 func TestDecoderSeesRestart(t *testing.T) {
 	col := newFakeCollector(t, "tcp", fakeDecode)
 	ls := dial(t, "tcp", col.addr, &logsock.Config{PeekInterval: time.Nanosecond})
@@ -272,7 +296,7 @@ func TestDecoderSeesRestart(t *testing.T) {
 	wantRecord(t, col, 1, 2, "two") // after a reset
 	ls.Close()
 	if end := col.waitConnEnd(t, 2); end.err != nil {
-		t.Fatalf("after Close: %v, want io.EOF", end.err)
+		t.Fatalf("connection 2 after Close: %v, want a clean end (io.EOF)", end.err)
 	}
 }
 
@@ -306,5 +330,144 @@ func TestFrameLargerThanBuffer(t *testing.T) {
 			}
 			ls.Close()
 		}
+	}
+}
+
+// TestHealthyConnectionResetsBackoff: a connection that stayed up a second
+// (healthyAfter) proves the collector healthy: when it is lost, the backoff
+// is reset and the next frame goes out on a new connection at once, though
+// the connection before it was lost at once. MinBackoff and MaxBackoff are
+// a minute, so that any wait for the backoff shows; in direct and in
+// batching mode.
+func TestHealthyConnectionResetsBackoff(t *testing.T) {
+	unixOnly(t, "no peek (Config.PeekInterval): the loss is found by the peek")
+	// Longer than healthyAfter (a second: Config's MinBackoff says so).
+	const healthy = 1100 * time.Millisecond
+	// Far below the backoff, drawn from [30 s, 60 s].
+	const atOnce = 10 * time.Second
+	for _, batching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			col := newFakeCollector(t, localNetwork, fakeDecode)
+			ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: batching, FlushDelay: time.Millisecond,
+				PeekInterval: time.Nanosecond, MinBackoff: time.Minute, MaxBackoff: time.Minute,
+				CloseTimeout: 50 * time.Millisecond})
+			// logOn logs msg, checks that it is written within atOnce,
+			// and that it is record i, on connection conn.
+			logOn := func(i int, conn uint64, msg string) time.Time {
+				t.Helper()
+				if err := ls.Log(msg); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), atOnce)
+				defer cancel()
+				if err := ls.Flush(ctx); err != nil {
+					t.Fatalf("%q not written within %v: %v", msg, atOnce, err)
+				}
+				wantRecord(t, col, i, conn, msg)
+				return time.Now()
+			}
+
+			// Connection 1 is lost at once: the first loss since New is
+			// retried at once, and counts as a failure.
+			col.waitHandshake(t, 1)
+			col.closeConn(1)
+			upBy := logOn(0, 2, "on 2") // connection 2 was up by then
+
+			// Connection 2 stays up past healthyAfter: its loss resets the
+			// backoff, and is retried at once. Time passing is what is
+			// tested here: no signal could stand for it.
+			time.Sleep(time.Until(upBy.Add(healthy)))
+			col.closeConn(2)
+			logOn(1, 3, "on 3")
+
+			// Connection 3 is lost at once: the second loss since the
+			// reset waits for the backoff. The frame is held.
+			col.closeConn(3)
+			if err := ls.Log("held"); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if err := ls.Flush(ctx); !errors.Is(err, logsock.ErrUndelivered) {
+				t.Fatalf("Flush after a loss at once: %v, want ErrUndelivered (the backoff)", err)
+			}
+			if n := len(col.connections()); n != 3 {
+				t.Errorf("%d connections: a lost connection that lived under a second reset the backoff", n)
+			}
+			if st := ls.Stats(); st.Held != 1 || st.Frames != 2 || st.Reconnects != 2 {
+				t.Errorf("Stats %+v: want 2 frames written, 1 held, 2 reconnects", st)
+			}
+		})
+	}
+}
+
+// TestHangingDialHoldsNoOne: a dial that hangs (TCP, a listener whose
+// backlog is full; DialTimeout 10 s) holds up no other call. In direct
+// mode the call that dials waits, with the mutex released: another call
+// holds its frame and returns. In batching mode the writer dials, and Log
+// returns at once. Meanwhile Flush gives up when its context ends, and
+// Close when CloseTimeout does, each long before the dial would.
+func TestHangingDialHoldsNoOne(t *testing.T) {
+	const closeTimeout = 100 * time.Millisecond
+	// Generous for a busy machine, and far below DialTimeout: a call held
+	// up by the dial would take 10 s.
+	const slack = 2 * time.Second
+	for _, batching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			col := newFakeCollector(t, "tcp", fakeBacklog)
+			ls, err := logsock.New("tcp", col.addr, &logsock.Config{Batching: batching, FlushDelay: time.Millisecond,
+				DialTimeout: 10 * time.Second, CloseTimeout: closeTimeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ls.Close()
+			first := make(chan error, 1)
+			go func() { first <- ls.Log("dials") }() // direct mode: this call dials
+			waitForStack(t, "(*link).dial", "net.(*Dialer).DialContext")
+			if batching {
+				select {
+				case err := <-first:
+					if err != nil {
+						t.Fatalf("Log: %v", err)
+					}
+				case <-time.After(slack):
+					t.Fatalf("Log has not returned after %v while the writer dials", slack)
+				}
+			}
+			if err := logWithin(t, ls, "meanwhile", slack); err != nil {
+				t.Fatalf("Log while a dial hangs: %v, want nil (held)", err)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err = ls.Flush(ctx)
+			if took := time.Since(start); took > 200*time.Millisecond+slack {
+				t.Errorf("Flush with a 200 ms context took %v", took)
+			}
+			if !errors.Is(err, logsock.ErrUndelivered) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Flush while a dial hangs: %v, want ErrUndelivered and DeadlineExceeded", err)
+			}
+			if st := ls.Stats(); st.Held != 2 || st.Connects != 0 {
+				t.Errorf("Stats %+v: want 2 frames held, no connection", st)
+			}
+
+			start = time.Now()
+			err = ls.Close()
+			if took := time.Since(start); took > closeTimeout+slack {
+				t.Errorf("Close took %v, CloseTimeout %v", took, closeTimeout)
+			}
+			if !errors.Is(err, logsock.ErrUndelivered) {
+				t.Errorf("Close: %v, want ErrUndelivered", err)
+			}
+			if !batching {
+				if err := <-first; err != nil && !errors.Is(err, logsock.ErrClosed) {
+					t.Errorf("the call that dialed returned %v", err)
+				}
+			}
+			if st := ls.Stats(); st.Dropped != 2 || st.Held != 0 {
+				t.Errorf("Stats %+v: want the 2 frames dropped by Close", st)
+			}
+		})
 	}
 }
