@@ -41,8 +41,8 @@
 //     pid of the process writing. A connection lost after it stayed up for
 //     a second is replaced at once; otherwise attempts back off
 //     exponentially, with jitter, up to [Config].MaxBackoff: a collector that
-//     refuses, or accepts and closes at once, costs a few connections a
-//     minute.
+//     refuses, or accepts and closes at once, costs a connection every
+//     few seconds (about 16 a minute with the defaults), not one a call.
 //   - When the buffer is full, [Config].Overflow decides: wait up to
 //     WriteTimeout ([Block]), drop the new frame ([DropNewest]) or the oldest
 //     ([DropOldest]), the same in both modes; none of them keeps the

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"time"
 
 	"github.com/logsock/logsock"
 )
@@ -85,7 +86,8 @@ func ExampleDecoderConfig_codePoints() {
 
 // collect starts a Server on a loopback port that prints each record's
 // message, quoted, and returns its address and a function that waits until
-// n records have come, then shuts it down.
+// n records have come (or says, after 10 s, how many did), then shuts it
+// down.
 func collect(n int) (addr string, wait func()) {
 	got := make(chan struct{}, n)
 	srv := &logsock.Server{Handler: func(rec *logsock.Record) {
@@ -98,8 +100,15 @@ func collect(n int) (addr string, wait func()) {
 	}
 	go srv.Serve(l)
 	return l.Addr().String(), func() {
-		for range n {
-			<-got
+		timeout := time.After(10 * time.Second)
+		for i := range n {
+			select {
+			case <-got:
+			case <-timeout:
+				fmt.Printf("%d of %d records after 10 s\n", i, n)
+				srv.Close()
+				return
+			}
 		}
 		srv.Shutdown(context.Background())
 	}

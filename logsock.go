@@ -89,7 +89,8 @@ type Config struct {
 	// immediate, as after a graceful restart. A connection lost sooner
 	// counts as a failure, whatever the kernel accepted on it, so that a
 	// collector that accepts and closes at once (a proxy with no backend)
-	// gets a few connections a minute, not one a call; the first such loss
+	// gets one connection every few seconds (about 16 a minute with the
+	// defaults), not one a call; the first such loss
 	// since the backoff was reset is still retried at once. Zero means
 	// DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration

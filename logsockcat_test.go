@@ -293,6 +293,7 @@ func TestLogsockCatCommandLine(t *testing.T) {
 		{[]string{"-timeout", "0s"}, "-timeout 0s: want a positive duration"},
 		{[]string{"-addr", "localhost"}, "missing port in address"},
 		{[]string{"-addr", "udp://127.0.0.1:1"}, `network "udp"`},
+		{[]string{"-addr", "unix://"}, `want unix:///path`},
 		{[]string{"-order", "middle"}, "-order"},
 		{[]string{"-addr", "127.0.0.1:1", "sh"}, `unexpected argument "sh": put a command after --`},
 	} {

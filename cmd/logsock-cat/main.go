@@ -148,8 +148,11 @@ func parseAddr(s string) (network, address string, err error) {
 	if !ok {
 		network, address = "tcp", s
 	}
+	// Else every dial fails, and lines are held for nothing.
 	if network != "unix" {
-		_, _, err = net.SplitHostPort(address) // else every dial fails, and lines are held for nothing
+		_, _, err = net.SplitHostPort(address)
+	} else if address == "" {
+		err = fmt.Errorf("address %q: want unix:///path", s)
 	}
 	return network, address, err
 }
