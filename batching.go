@@ -58,7 +58,7 @@ func newBatcher(k *link, q *queue, t *tally, closed *atomic.Bool, done <-chan st
 
 func (b *batcher) send(msg []byte) error {
 	if !b.closed.Load() {
-		if ok, first := b.q.tryAppend(msg); ok { // the hot path: no lock
+		if first, ok := b.q.tryAppend(msg); ok { // the hot path: no lock
 			if first {
 				signal(b.wake)
 			}
@@ -167,7 +167,7 @@ func (b *batcher) writeBatch(ctx context.Context, quit <-chan struct{}) bool {
 	default:
 	}
 	b.mu.Lock()
-	if !b.queued() {
+	if !b.q.queued() {
 		b.mu.Unlock()
 		return false
 	}
@@ -201,19 +201,6 @@ func (b *batcher) writeBatch(ctx context.Context, quit <-chan struct{}) bool {
 	return true
 }
 
-// queued reports whether frames wait for the writer. The caller holds mu.
-func (b *batcher) queued() bool {
-	if !b.q.held.empty() || len(b.q.sealed) > 0 {
-		return true
-	}
-	k := b.q.cur.Load()
-	if k == nil {
-		return false
-	}
-	f, _ := k.pending()
-	return f > 0
-}
-
 // endWrite gives up the write role.
 func (b *batcher) endWrite() {
 	b.mu.Lock()
@@ -230,7 +217,7 @@ func (b *batcher) endWrite() {
 func (b *batcher) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.writing || b.queued() {
+	if b.writing || b.q.queued() {
 		return
 	}
 	b.q.release()
@@ -260,7 +247,7 @@ func (b *batcher) waitUnlocked(ctx context.Context) {
 func (b *batcher) flush(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.writing || b.queued() {
+	for b.writing || b.q.queued() {
 		if b.closed.Load() {
 			return ErrClosed
 		}

@@ -224,13 +224,26 @@ func (q *queue) dropAll() int {
 
 // tryAppend appends msg to the current chunk without the lock, if there is
 // one with room; first reports that it is the chunk's first frame.
-func (q *queue) tryAppend(msg []byte) (ok, first bool) {
+func (q *queue) tryAppend(msg []byte) (first, ok bool) {
 	k := q.cur.Load()
 	if k == nil {
 		return false, false
 	}
-	first, ok = k.tryAppend(q.f, msg)
-	return ok, first
+	return k.tryAppend(q.f, msg)
+}
+
+// queued reports whether frames wait to be written: held, sealed, or in
+// the current chunk.
+func (q *queue) queued() bool {
+	if !q.held.empty() || len(q.sealed) > 0 {
+		return true
+	}
+	k := q.cur.Load()
+	if k == nil {
+		return false
+	}
+	f, _ := k.pending()
+	return f > 0
 }
 
 // stage appends msg to a chunk: the current one, a fresh one, or one of
