@@ -251,7 +251,7 @@ func (q *queue) queued() bool {
 // use leave no room.
 func (q *queue) stage(msg []byte) bool {
 	for {
-		if ok, _ := q.tryAppend(msg); ok {
+		if _, ok := q.tryAppend(msg); ok {
 			return true
 		}
 		q.sealCurrent()
