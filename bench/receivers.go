@@ -333,7 +333,7 @@ func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string)
 			defer f.Close() // the child has its own descriptor
 			cmd.Stdout = f
 		}
-		setDeathSignal(cmd)
+		testenv.SetDeathSignal(cmd)
 		if err := cmd.Start(); err != nil {
 			return "", "", nil, err
 		}
