@@ -44,15 +44,15 @@ const receiverSize = 100
 // this repository, and how to make it listen on addr and write to out.
 var logsockReceiver = struct {
 	pkg  string
-	args func(addr, out string, json bool) (args []string, stdout bool)
+	args func(addr, out string, json bool) []string
 }{
 	pkg: "./cmd/logsockd",
-	args: func(addr, out string, json bool) ([]string, bool) {
+	args: func(addr, out string, json bool) []string {
 		args := []string{"-listen", addr, "-o", out}
 		if json {
 			args = append(args, "-json")
 		}
-		return args, false
+		return args
 	},
 }
 
@@ -321,18 +321,9 @@ func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string)
 			return "", "", nil, err
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		args, stdout := logsockReceiver.args(addr, out, json)
-		cmd := exec.Command(env.exe, args...)
+		cmd := exec.Command(env.exe, logsockReceiver.args(addr, out, json)...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr // the collector notes each connection there
-		if stdout {
-			f, err := os.Create(out)
-			if err != nil {
-				return "", "", nil, err
-			}
-			defer f.Close() // the child has its own descriptor
-			cmd.Stdout = f
-		}
 		testenv.SetDeathSignal(cmd)
 		if err := cmd.Start(); err != nil {
 			return "", "", nil, err
