@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -46,7 +47,7 @@ var logsockReceiver = struct {
 	pkg  string
 	args func(addr, out string, json bool) []string
 }{
-	pkg: "./cmd/logsockd",
+	pkg: "cmd/logsockd",
 	args: func(addr, out string, json bool) []string {
 		args := []string{"-listen", addr, "-o", out}
 		if json {
@@ -143,7 +144,7 @@ func runReceivers(opt options) []receiverResult {
 
 // buildReceiver builds the logsock receiver program into dir, from the
 // logsock module that this one requires (the repository, by its replace
-// directive).
+// directive). testenv.ModuleRoot would find this module, not that one.
 func buildReceiver(dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -155,13 +156,10 @@ func buildReceiver(dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("go list -m github.com/logsock/logsock: %w", err)
 	}
-	exe := filepath.Join(dir, "logsock-receiver")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", exe, logsockReceiver.pkg)
-	cmd.Dir = strings.TrimSpace(string(root))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %v\n%s", logsockReceiver.pkg, err, out)
+	if err := testenv.Build(ctx, strings.TrimSpace(string(root)), dir, logsockReceiver.pkg); err != nil {
+		return "", err
 	}
-	return exe, nil
+	return filepath.Join(dir, path.Base(logsockReceiver.pkg)), nil
 }
 
 // measureReceiver runs one measure of c: n messages msg.
