@@ -42,14 +42,15 @@ import (
 const receiverSize = 100
 
 // logsockReceiver is the logsock receiver program, cmd/logsockd built from
-// this repository, and how to make it listen on addr and write to out.
+// this repository, and how to make it listen on listen (as -listen takes
+// it) and write to out.
 var logsockReceiver = struct {
 	pkg  string
-	args func(addr, out string, json bool) []string
+	args func(listen, out string, json bool) []string
 }{
 	pkg: "cmd/logsockd",
-	args: func(addr, out string, json bool) []string {
-		args := []string{"-listen", addr, "-o", out}
+	args: func(listen, out string, json bool) []string {
+		args := []string{"-listen", listen, "-o", out}
 		if json {
 			args = append(args, "-json")
 		}
@@ -316,14 +317,12 @@ func sendLogsock(addr string, n int, msg string) error {
 func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string) (string, string, func() error, error) {
 	return func(ctx context.Context, env *receiverEnv, dir string) (string, string, func() error, error) {
 		out := filepath.Join(dir, "out.log")
-		port, err := testenv.FreePort()
-		if err != nil {
-			return "", "", nil, err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		cmd := exec.Command(env.exe, logsockReceiver.args(addr, out, json)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr // the collector notes each connection there
+		// Port 0: logsockd binds a port of the kernel's choosing, and says
+		// which.
+		cmd := exec.Command(env.exe, logsockReceiver.args("tcp://127.0.0.1:0", out, json)...)
+		listening := make(chan string, 1)
+		stderr := &stderrWatch{listening: listening}
+		cmd.Stderr = stderr // the collector notes each connection there
 		testenv.SetDeathSignal(cmd)
 		if err := cmd.Start(); err != nil {
 			return "", "", nil, err
@@ -338,32 +337,55 @@ func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string)
 			stopped = true
 			select {
 			case err := <-exited:
-				return fmt.Errorf("%s exited unasked: %v\n%s", logsockReceiver.pkg, err, stderr.String())
+				return fmt.Errorf("%s exited unasked: %v\n%s", logsockReceiver.pkg, err, stderr.text)
 			default:
 			}
 			cmd.Process.Kill()
 			<-exited
 			return nil
 		}
-		// Ready when the port accepts: the test connection ends without a
-		// handshake, which the receiver notes and ignores.
-		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
+		select {
+		case l := <-listening:
+			if addr, ok := strings.CutPrefix(l, "tcp://"); ok {
 				return addr, out, stop, nil
 			}
-			select {
-			case err := <-exited:
-				stopped = true
-				return "", "", nil, fmt.Errorf("%s exited before listening: %v\n%s", logsockReceiver.pkg, err, stderr.String())
-			case <-ctx.Done():
-				stop()
-				return "", "", nil, fmt.Errorf("%s not listening on %s: %w", logsockReceiver.pkg, addr, ctx.Err())
-			case <-time.After(2 * time.Millisecond):
-			}
+			stop()
+			return "", "", nil, fmt.Errorf("%s listens on %s, want tcp://", logsockReceiver.pkg, l)
+		case err := <-exited:
+			stopped = true
+			return "", "", nil, fmt.Errorf("%s exited before listening: %v\n%s", logsockReceiver.pkg, err, stderr.text)
+		case <-ctx.Done():
+			stop()
+			return "", "", nil, fmt.Errorf("%s not listening: %w\n%s", logsockReceiver.pkg, ctx.Err(), stderr.text)
 		}
 	}
+}
+
+// stderrWatch is logsockd's stderr. It keeps the text, to be read once
+// Wait has returned, and sends the address of the first "logsockd:
+// listening on ADDR" line to listening. exec.Cmd calls Write from one
+// goroutine.
+type stderrWatch struct {
+	text      []byte
+	searched  int         // the bytes of text already searched for the line
+	listening chan string // buffered; nil once it got the address
+}
+
+func (w *stderrWatch) Write(p []byte) (int, error) {
+	w.text = append(w.text, p...)
+	for w.listening != nil {
+		i := bytes.IndexByte(w.text[w.searched:], '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.text[w.searched : w.searched+i])
+		w.searched += i + 1
+		if addr, ok := strings.CutPrefix(line, "logsockd: listening on "); ok {
+			w.listening <- addr
+			w.listening = nil
+		}
+	}
+	return len(p), nil
 }
 
 func printReceivers(w io.Writer, rs []receiverResult, n int) {
