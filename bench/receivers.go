@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -41,18 +42,19 @@ import (
 const receiverSize = 100
 
 // logsockReceiver is the logsock receiver program, cmd/logsockd built from
-// this repository, and how to make it listen on addr and write to out.
+// this repository, and how to make it listen on listen (as -listen takes
+// it) and write to out.
 var logsockReceiver = struct {
 	pkg  string
-	args func(addr, out string, json bool) (args []string, stdout bool)
+	args func(listen, out string, json bool) []string
 }{
-	pkg: "./cmd/logsockd",
-	args: func(addr, out string, json bool) ([]string, bool) {
-		args := []string{"-listen", addr, "-o", out}
+	pkg: "cmd/logsockd",
+	args: func(listen, out string, json bool) []string {
+		args := []string{"-listen", listen, "-o", out}
 		if json {
 			args = append(args, "-json")
 		}
-		return args, false
+		return args
 	},
 }
 
@@ -143,7 +145,7 @@ func runReceivers(opt options) []receiverResult {
 
 // buildReceiver builds the logsock receiver program into dir, from the
 // logsock module that this one requires (the repository, by its replace
-// directive).
+// directive). testenv.ModuleRoot would find this module, not that one.
 func buildReceiver(dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -155,13 +157,10 @@ func buildReceiver(dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("go list -m github.com/logsock/logsock: %w", err)
 	}
-	exe := filepath.Join(dir, "logsock-receiver")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", exe, logsockReceiver.pkg)
-	cmd.Dir = strings.TrimSpace(string(root))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %v\n%s", logsockReceiver.pkg, err, out)
+	if err := testenv.Build(ctx, strings.TrimSpace(string(root)), dir, logsockReceiver.pkg); err != nil {
+		return "", err
 	}
-	return exe, nil
+	return filepath.Join(dir, path.Base(logsockReceiver.pkg)), nil
 }
 
 // measureReceiver runs one measure of c: n messages msg.
@@ -209,11 +208,13 @@ func measureReceiver(c receiverContender, env *receiverEnv, n int, msg string) (
 // it saw n lines. Polling: the receiver is another process, which tells
 // nobody when it writes. Counting costs about 30 ms of CPU for 1M lines of
 // rsyslogd (178 MB) here, spread over the run, the same a byte for every
-// receiver. The file's size alone cannot tell: the lines' length is not
-// fixed (the logsock receiver's RFC 3339 times drop trailing zeros). Nor
-// can a marker in the last message: rsyslogd's worker threads write some
-// lines out of order (400-650 of 1M in 4 runs). It gives up when ctx
-// ends, or when the client, once sent is closed, reports an error.
+// receiver. The file's size alone could tell, as every line has one
+// length here (rsyslogd writes the client's time, logsockd 9 fraction
+// digits and one connection's fields), but counting does not depend on
+// it. A marker in the last message cannot: rsyslogd's worker threads
+// write some lines out of order (400-650 of 1M in 4 runs). It gives up
+// when ctx ends, or when the client, once sent is closed, reports an
+// error.
 func waitLines(ctx context.Context, path string, n int, sent <-chan struct{}, sendErr func() error) (time.Time, error) {
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -316,24 +317,13 @@ func sendLogsock(addr string, n int, msg string) error {
 func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string) (string, string, func() error, error) {
 	return func(ctx context.Context, env *receiverEnv, dir string) (string, string, func() error, error) {
 		out := filepath.Join(dir, "out.log")
-		port, err := testenv.FreePort()
-		if err != nil {
-			return "", "", nil, err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		args, stdout := logsockReceiver.args(addr, out, json)
-		cmd := exec.Command(env.exe, args...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr // the collector notes each connection there
-		if stdout {
-			f, err := os.Create(out)
-			if err != nil {
-				return "", "", nil, err
-			}
-			defer f.Close() // the child has its own descriptor
-			cmd.Stdout = f
-		}
-		setDeathSignal(cmd)
+		// Port 0: logsockd binds a port of the kernel's choosing, and says
+		// which.
+		cmd := exec.Command(env.exe, logsockReceiver.args("tcp://127.0.0.1:0", out, json)...)
+		listening := make(chan string, 1)
+		stderr := &stderrWatch{listening: listening}
+		cmd.Stderr = stderr // the collector notes each connection there
+		testenv.SetDeathSignal(cmd)
 		if err := cmd.Start(); err != nil {
 			return "", "", nil, err
 		}
@@ -347,32 +337,55 @@ func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string)
 			stopped = true
 			select {
 			case err := <-exited:
-				return fmt.Errorf("%s exited unasked: %v\n%s", logsockReceiver.pkg, err, stderr.String())
+				return fmt.Errorf("%s exited unasked: %v\n%s", logsockReceiver.pkg, err, stderr.text)
 			default:
 			}
 			cmd.Process.Kill()
 			<-exited
 			return nil
 		}
-		// Ready when the port accepts: the test connection ends without a
-		// handshake, which the receiver notes and ignores.
-		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
+		select {
+		case l := <-listening:
+			if addr, ok := strings.CutPrefix(l, "tcp://"); ok {
 				return addr, out, stop, nil
 			}
-			select {
-			case err := <-exited:
-				stopped = true
-				return "", "", nil, fmt.Errorf("%s exited before listening: %v\n%s", logsockReceiver.pkg, err, stderr.String())
-			case <-ctx.Done():
-				stop()
-				return "", "", nil, fmt.Errorf("%s not listening on %s: %w", logsockReceiver.pkg, addr, ctx.Err())
-			case <-time.After(2 * time.Millisecond):
-			}
+			stop()
+			return "", "", nil, fmt.Errorf("%s listens on %s, want tcp://", logsockReceiver.pkg, l)
+		case err := <-exited:
+			stopped = true
+			return "", "", nil, fmt.Errorf("%s exited before listening: %v\n%s", logsockReceiver.pkg, err, stderr.text)
+		case <-ctx.Done():
+			stop()
+			return "", "", nil, fmt.Errorf("%s not listening: %w\n%s", logsockReceiver.pkg, ctx.Err(), stderr.text)
 		}
 	}
+}
+
+// stderrWatch is logsockd's stderr. It keeps the text, to be read once
+// Wait has returned, and sends the address of the first "logsockd:
+// listening on ADDR" line to listening. exec.Cmd calls Write from one
+// goroutine.
+type stderrWatch struct {
+	text      []byte
+	searched  int         // the bytes of text already searched for the line
+	listening chan string // buffered; nil once it got the address
+}
+
+func (w *stderrWatch) Write(p []byte) (int, error) {
+	w.text = append(w.text, p...)
+	for w.listening != nil {
+		i := bytes.IndexByte(w.text[w.searched:], '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.text[w.searched : w.searched+i])
+		w.searched += i + 1
+		if addr, ok := strings.CutPrefix(line, "logsockd: listening on "); ok {
+			w.listening <- addr
+			w.listening = nil
+		}
+	}
+	return len(p), nil
 }
 
 func printReceivers(w io.Writer, rs []receiverResult, n int) {

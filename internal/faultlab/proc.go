@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/logsock/logsock/internal/testenv"
 )
 
 // lineSink is the io.Writer given to a child as its stdout or stderr: it
@@ -98,7 +100,7 @@ func startProcess(stdin io.Reader, stdout, stderr io.Writer, name string, args .
 	cmd := exec.Command(name, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.WaitDelay = time.Second // a stray holder of the pipes cannot stall Wait
-	setDeathSignal(cmd)
+	testenv.SetDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
