@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -111,6 +112,28 @@ func BenchmarkChunkAppend(b *testing.B) {
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+		})
+	}
+}
+
+// BenchmarkHoldDropOldestFull: a frame in, the oldest out, in a queue
+// kept full: what a LogSocket with DropOldest does a Log while the
+// collector is away. Its cost must not grow with BufferBytes.
+func BenchmarkHoldDropOldestFull(b *testing.B) {
+	msg := make([]byte, 100)
+	for _, size := range []int{64 << 10, 4 << 20} {
+		b.Run(strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
+			cfg, _ := (&Config{BufferBytes: size, Overflow: DropOldest}).withDefaults()
+			q := newQueue(&cfg, framing{}, 0, 0)
+			for q.roomFor(framing{}.size(len(msg))) {
+				q.held.push(msg)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := q.hold(msg, time.Time{}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

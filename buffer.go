@@ -11,7 +11,8 @@ type frameQueue struct {
 	frames int  // frames held
 	retry  bool // the first frame has been tried on a connection that failed
 
-	// most is the most memory it takes: the queue's limit.
+	// most is the queue's limit: the most bytes of frames it holds. Its
+	// buffer may take a quarter more (grow).
 	most int
 	// least is the least memory it takes when it needs some: in batching
 	// mode without chunks (a small BufferBytes) a batch's worth, so that
@@ -24,7 +25,7 @@ func (q *frameQueue) empty() bool   { return q.frames == 0 }
 func (q *frameQueue) bytes() []byte { return q.buf[q.head:] }
 
 // push adds msg as a frame; the caller has checked that it fits. The
-// buffer grows as frames arrive, never past most.
+// buffer grows as frames arrive, never more than a quarter past most.
 func (q *frameQueue) push(msg []byte) {
 	n := q.f.size(len(msg))
 	q.grow(n)
@@ -40,20 +41,28 @@ func (q *frameQueue) pushFrames(b []byte, frames int) {
 	q.frames += frames
 }
 
-// grow makes room in buf for need more bytes.
+// grow makes room in buf for need more bytes. It moves the frames down
+// over the space of those already gone only when that space is at least
+// half the buffer, or the buffer may not grow: the buffer may grow a
+// quarter past most, so that a queue kept full (DropOldest: a frame in,
+// the oldest out) moves its frames once for every quarter of a buffer
+// dropped, not at every frame (issue 13's review: 400 µs a Log with a
+// 4 MiB buffer).
 func (q *frameQueue) grow(need int) {
-	if len(q.buf)+need > cap(q.buf) {
-		if q.head > 0 { // reuse the space of frames already sent
-			q.buf = q.buf[:copy(q.buf, q.buf[q.head:])]
-			q.head = 0
-		}
-		if len(q.buf)+need > cap(q.buf) {
-			size := min(max(2*cap(q.buf), len(q.buf)+need, q.least, 4096), max(q.most, len(q.buf)+need))
-			nb := make([]byte, len(q.buf), size)
-			copy(nb, q.buf)
-			q.buf = nb
-		}
+	if len(q.buf)+need <= cap(q.buf) {
+		return
 	}
+	limit := q.most + q.most/4
+	live := len(q.buf) - q.head
+	if live+need <= cap(q.buf) && (q.head >= cap(q.buf)/2 || cap(q.buf) >= limit) {
+		q.buf = q.buf[:copy(q.buf, q.buf[q.head:])]
+		q.head = 0
+		return
+	}
+	size := min(max(2*cap(q.buf), live+need, q.least, 4096), max(limit, live+need))
+	nb := make([]byte, live, size)
+	copy(nb, q.buf[q.head:])
+	q.buf, q.head = nb, 0
 }
 
 // dropOldest removes the first frame.

@@ -98,7 +98,10 @@ type Config struct {
 	// collector is unreachable, and in batching mode also those waiting
 	// for the writer. A frame too large ever to fit is dropped, and
 	// counted, when it would have to be held. Zero means
-	// DefaultBufferBytes, or MaxFrame and a header if that is larger.
+	// DefaultBufferBytes, or MaxFrame and a header if that is larger. The
+	// memory of the frames held may reach a quarter more: the slack that
+	// lets a full buffer under DropOldest take a frame and drop the oldest
+	// without moving the rest each time.
 	//
 	// In batching mode, frames gather in chunks of 64 KiB (a quarter of
 	// BufferBytes if that is less; none below 16 KiB), and a chunk in use
