@@ -461,39 +461,6 @@ func TestWriteTimeout(t *testing.T) {
 	}
 }
 
-// TestCloseUnblocksWriter: a writer blocked on a stalled collector holds
-// Close only until CloseTimeout; then its frame is counted undelivered.
-func TestCloseUnblocksWriter(t *testing.T) {
-	col := newFakeCollector(t, localNetwork, fakeStall)
-	ls := dial(t, localNetwork, col.addr, &logsock.Config{WriteTimeout: time.Hour, CloseTimeout: 100 * time.Millisecond})
-	col.waitConns(t, 1)
-	col.stopAccepting()
-	errc := make(chan error, 1)
-	go func() {
-		chunk := make([]byte, 64<<10)
-		for {
-			if _, err := ls.Write(chunk); err != nil {
-				errc <- err
-				return
-			}
-		}
-	}()
-	waitWriteBlocked(t, ls)
-	start := time.Now()
-	if err := ls.Close(); !errors.Is(err, logsock.ErrUndelivered) {
-		t.Fatalf("Close: %v, want ErrUndelivered", err)
-	}
-	if err := <-errc; !errors.Is(err, logsock.ErrClosed) {
-		t.Fatalf("writer got %v, want ErrClosed", err)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("Close and the writer took %v", d)
-	}
-	if st := ls.Stats(); st.Dropped == 0 {
-		t.Errorf("Stats %+v: the frame cut by Close is not counted", st)
-	}
-}
-
 // waitWriteBlocked waits until a write of ls waits for room in the
 // socket's send buffer. On Unix the poller's waitWrite shows it. On
 // Windows an overlapped send can wait in the poller, then complete with
