@@ -34,9 +34,13 @@ import (
 // client. Under DropOldest every call returns at once, so the tight loop
 // runs the slow path, which checks whether an attempt is due, all the
 // window long: it must still keep to the schedule, and its buffer must
-// really be full (frames dropped). Its CPU is its loop's, all the
-// processor it is given (a third to two thirds of a core each, measured
-// with the others beside it on 2 cores): not bounded, only logged.
+// really be full (frames dropped). The buffer is 64 KiB, so that it
+// fills between two attempts under the race detector too (4 MiB did not,
+// once: each connection takes about 1 MB before the collector's close
+// reaches the client, and a drop from a full 4 MiB buffer costs 200 to
+// 400 µs). Its CPU is its loop's, all the processor it is given (a third
+// to two thirds of a core each, measured with the others beside it on 2
+// cores): not bounded, only logged.
 func TestBackoffAgainstFlappingCollectors(t *testing.T) {
 	t.Parallel()
 	window := 3 * time.Second
@@ -62,21 +66,22 @@ func TestBackoffAgainstFlappingCollectors(t *testing.T) {
 	}{{"accept-close", fakeClose}, {"handshake-close", fakeHandshakeClose}} {
 		for _, batching := range []bool{false, true} {
 			for _, load := range []struct {
-				rate     string
-				every    time.Duration // 0: a tight loop
-				overflow logsock.Overflow
+				rate  string
+				every time.Duration // 0: a tight loop
+				cfg   logsock.Config
 			}{
-				{"every=1ms", time.Millisecond, logsock.Block},
-				{"tight", 0, logsock.Block},
-				{"tight/DropOldest", 0, logsock.DropOldest},
+				{"every=1ms", time.Millisecond, logsock.Config{}},
+				{"tight", 0, logsock.Config{}},
+				{"tight/DropOldest", 0, logsock.Config{Overflow: logsock.DropOldest, BufferBytes: 64 << 10}},
 			} {
+				load.cfg.Batching = batching
 				r := &run{name: fmt.Sprintf("%s/batching=%v/%s", kind.name, batching, load.rate),
-					overflow: load.overflow, col: newFakeCollector(t, "tcp", kind.mode)}
+					overflow: load.cfg.Overflow, col: newFakeCollector(t, "tcp", kind.mode)}
 				runs = append(runs, r)
 				// All at once: the clients wait more than they work, and
 				// each measures its own CPU time.
 				wg.Go(func() {
-					r.r, r.err = runLoadChild("tcp", r.col.addr, batching, load.overflow, load.every, window)
+					r.r, r.err = runLoadChild("tcp", r.col.addr, load.cfg, load.every, window)
 					// Those of the window: the child may dial again before it
 					// exits. An accept follows the client's connect by
 					// microseconds; 50 ms is a generous grace.
@@ -154,12 +159,13 @@ type loadReport struct {
 }
 
 // runLoadChild runs this binary as a "load" child against the collector
-// at addr, and returns its report.
-func runLoadChild(network, addr string, batching bool, overflow logsock.Overflow, every, window time.Duration) (loadReport, error) {
+// at addr, with the mode, Overflow and BufferBytes of cfg, and returns its
+// report.
+func runLoadChild(network, addr string, cfg logsock.Config, every, window time.Duration) (loadReport, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childRoleEnv+"=load", "LOGSOCK_TEST_NETWORK="+network, "LOGSOCK_TEST_ADDR="+addr,
-		"LOGSOCK_TEST_BATCHING="+strconv.FormatBool(batching), "LOGSOCK_TEST_OVERFLOW="+strconv.Itoa(int(overflow)),
-		"LOGSOCK_TEST_EVERY="+every.String(), "LOGSOCK_TEST_WINDOW="+window.String())
+		"LOGSOCK_TEST_BATCHING="+strconv.FormatBool(cfg.Batching), "LOGSOCK_TEST_OVERFLOW="+strconv.Itoa(int(cfg.Overflow)),
+		"LOGSOCK_TEST_BUFFER="+strconv.Itoa(cfg.BufferBytes), "LOGSOCK_TEST_EVERY="+every.String(), "LOGSOCK_TEST_WINDOW="+window.String())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -173,8 +179,9 @@ func runLoadChild(network, addr string, batching bool, overflow logsock.Overflow
 }
 
 // childLoad is the "load" child: a LogSocket with the default Config (but
-// the mode, LOGSOCK_TEST_BATCHING, and the Overflow policy,
-// LOGSOCK_TEST_OVERFLOW, a number) logs 100-byte frames every
+// the mode, LOGSOCK_TEST_BATCHING, the Overflow policy,
+// LOGSOCK_TEST_OVERFLOW, a number, and LOGSOCK_TEST_BUFFER, BufferBytes)
+// logs 100-byte frames every
 // LOGSOCK_TEST_EVERY (0: in a tight loop) for LOGSOCK_TEST_WINDOW; then it
 // prints a loadReport and exits, without Close, whose wait is not the
 // measure's.
@@ -183,12 +190,13 @@ func childLoad() int {
 	window, err2 := time.ParseDuration(os.Getenv("LOGSOCK_TEST_WINDOW"))
 	batching, err3 := strconv.ParseBool(os.Getenv("LOGSOCK_TEST_BATCHING"))
 	overflow, err4 := strconv.Atoi(os.Getenv("LOGSOCK_TEST_OVERFLOW"))
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	buffer, err5 := strconv.Atoi(os.Getenv("LOGSOCK_TEST_BUFFER"))
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		fmt.Fprintln(os.Stderr, "load child:", err)
 		return 2
 	}
 	ls, err := logsock.New(os.Getenv("LOGSOCK_TEST_NETWORK"), os.Getenv("LOGSOCK_TEST_ADDR"),
-		&logsock.Config{Batching: batching, Overflow: logsock.Overflow(overflow)})
+		&logsock.Config{Batching: batching, Overflow: logsock.Overflow(overflow), BufferBytes: buffer})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load child:", err)
 		return 2
