@@ -11,23 +11,13 @@ import (
 	"github.com/logsock/logsock"
 )
 
-// refusedAddr returns a loopback TCP address where nothing listens: a
-// port that was bound, then closed.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	l := listen(t, "tcp")
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // TestErrorsNameTheCause: a failed dial is an *OpError whose message names
 // the collector once and whose chain holds the system's error; the error
 // of a Flush or Close that gives up wraps ErrUndelivered, the context's
 // error and that *OpError, each found with errors.Is or errors.As (issue
-// 11, fault 5).
+// 11, fault 5). A Flush that gives up keeps the frames held.
 func TestErrorsNameTheCause(t *testing.T) {
-	addr := refusedAddr(t)
+	addr := fakeDown(t, "tcp", fakeDecode).addr // nothing listens there
 	_, err := logsock.Dial("tcp", addr, nil)
 	var oe *logsock.OpError
 	if !errors.As(err, &oe) || oe.Op != "dial" || oe.Addr != addr || !errors.Is(err, errConnRefused) {
@@ -56,6 +46,9 @@ func TestErrorsNameTheCause(t *testing.T) {
 		if !errors.Is(err, logsock.ErrUndelivered) || !errors.Is(err, context.DeadlineExceeded) ||
 			!errors.As(err, &oe) || !errors.Is(err, errConnRefused) {
 			t.Errorf("batching=%v: Flush: %v; want ErrUndelivered, DeadlineExceeded and the dial's *OpError", batching, err)
+		}
+		if st := ls.Stats(); st.Held != 1 {
+			t.Errorf("batching=%v: after Flush gave up, Stats %+v: the frame must stay held", batching, st)
 		}
 		oe = nil
 		if err := ls.Close(); !errors.Is(err, logsock.ErrUndelivered) || !errors.As(err, &oe) || oe.Op != "dial" {

@@ -2,6 +2,7 @@ package logsock_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -278,74 +281,183 @@ func TestCloseIsFinal(t *testing.T) {
 	}
 }
 
-// TestWriteTimeout: a collector that stops reading cannot block a caller
-// past WriteTimeout: the frame cut by the timeout is held, the connection
-// replaced, and once the buffer is full the DropNewest policy drops and
-// counts.
+// TestWriteTimeout: a collector that accepts and never reads holds no
+// call past WriteTimeout, in either mode, under each Overflow policy. The
+// client fills the stalled connection until a write times out; that
+// connection is given up, and no other can be made (the collector stops
+// accepting), so the frames are held until BufferBytes is full and the
+// policy drops. Every drop is counted. Once the collector reads and
+// accepts again, the frames accepted and not dropped arrive, in order:
+// under Block and DropNewest every frame whose call returned nil, the
+// earliest; under DropOldest those written before the stall, then the
+// latest, as many as BufferBytes holds.
 func TestWriteTimeout(t *testing.T) {
-	col := newFakeCollector(t, localNetwork, fakeStall)
-	const timeout = 100 * time.Millisecond
-	ls := dial(t, localNetwork, col.addr, &logsock.Config{WriteTimeout: timeout, CloseTimeout: timeout,
-		MaxFrame: 64 << 10, BufferBytes: 1 << 20, Overflow: logsock.DropNewest})
-	col.waitConns(t, 1)
-	col.stopAccepting() // so that reconnecting fails
-	chunk := make([]byte, 64<<10)
-	var err error
-	var slowest time.Duration
-	for i := 0; i < 1000 && err == nil; i++ { // the socket buffers and 1 MiB hold far less
-		start := time.Now()
-		_, err = ls.Write(chunk)
-		slowest = max(slowest, time.Since(start))
-	}
-	if !errors.Is(err, logsock.ErrBufferFull) {
-		t.Fatalf("error %v, want ErrBufferFull", err)
-	}
-	// A call waits for room at most WriteTimeout in all, plus a dial.
-	if slowest > timeout+time.Second {
-		t.Errorf("a call took %v with WriteTimeout %v", slowest, timeout)
-	}
-	st := ls.Stats()
-	if st.Outage == 0 || st.Dropped != 1 || st.HeldBytes > 1<<20 || st.Held == 0 {
-		t.Errorf("Stats %+v: want an outage, 1 drop, held frames within 1 MiB", st)
-	}
-	if err := ls.Close(); !errors.Is(err, logsock.ErrUndelivered) {
-		t.Errorf("Close: %v, want ErrUndelivered", err)
-	}
-	if st2 := ls.Stats(); st2.Dropped != 1+uint64(st.Held) || st2.Held != 0 {
-		t.Errorf("after Close, Stats %+v: want the %d held frames dropped too", st2, st.Held)
-	}
-}
+	const (
+		timeout     = 200 * time.Millisecond
+		slack       = 3 * time.Second // the scheduler's, on a busy machine
+		bufferBytes = 64 << 10
+		size        = 1 << 10 // each message: its number, then padding
+		frameBytes  = logsock.HeaderLen + size
+		capacity    = bufferBytes / frameBytes // the frames held at most
+	)
+	name := map[logsock.Overflow]string{logsock.Block: "Block", logsock.DropNewest: "DropNewest", logsock.DropOldest: "DropOldest"}
+	for _, batching := range []bool{false, true} {
+		for _, policy := range []logsock.Overflow{logsock.Block, logsock.DropNewest, logsock.DropOldest} {
+			t.Run(fmt.Sprintf("batching=%v/%s", batching, name[policy]), func(t *testing.T) {
+				col := newFakeCollector(t, localNetwork, fakeStall)
+				ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: batching, Overflow: policy,
+					WriteTimeout: timeout, BufferBytes: bufferBytes, CloseTimeout: timeout,
+					MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+				col.waitConns(t, 1)
+				col.stopAccepting() // reconnects fail: the frames are held
 
-// TestCloseUnblocksWriter: a writer blocked on a stalled collector holds
-// Close only until CloseTimeout; then its frame is counted undelivered.
-func TestCloseUnblocksWriter(t *testing.T) {
-	col := newFakeCollector(t, localNetwork, fakeStall)
-	ls := dial(t, localNetwork, col.addr, &logsock.Config{WriteTimeout: time.Hour, CloseTimeout: 100 * time.Millisecond})
-	col.waitConns(t, 1)
-	col.stopAccepting()
-	errc := make(chan error, 1)
-	go func() {
-		chunk := make([]byte, 64<<10)
-		for {
-			if _, err := ls.Write(chunk); err != nil {
-				errc <- err
-				return
-			}
+				var (
+					calls    int   // call i writes message i
+					accepted []int // the calls that returned nil
+					errs     int   // those that returned ErrBufferFull
+					slowest  time.Duration
+				)
+				msg := bytes.Repeat([]byte("."), size)
+				logNext := func() error {
+					strconv.AppendInt(msg[:0], int64(1e8+calls), 10) // 9 digits
+					start := time.Now()
+					_, err := ls.Write(msg)
+					took := time.Since(start)
+					slowest = max(slowest, took)
+					switch {
+					case err == nil:
+						accepted = append(accepted, calls)
+					case !errors.Is(err, logsock.ErrBufferFull):
+						t.Fatalf("call %d: %v", calls, err)
+					case policy == logsock.Block && took < timeout:
+						t.Fatalf("call %d: Block dropped its frame after %v, WriteTimeout %v", calls, took, timeout)
+					default:
+						errs++
+					}
+					calls++
+					return err
+				}
+
+				// Until the stalled connection is full and a write on it
+				// has timed out. In batching mode, at the writer's pace
+				// (Sync), so that the buffer does not fill before the
+				// connection does.
+				for began := time.Now(); ls.Stats().Outage == 0; {
+					if time.Since(began) > 10*time.Second {
+						t.Fatalf("after %d calls in %v, no outage: Stats %+v", calls, time.Since(began), ls.Stats())
+					}
+					logNext()
+					if batching && calls%(capacity/4) == 0 {
+						ls.Sync()
+					}
+				}
+				if batching {
+					// The writer waits out the backoff: its write on the
+					// stalled connection has timed out, and the frames it did
+					// not write are held again. From now on no frame is being
+					// written: DropOldest always finds held frames to drop.
+					waitForStack(t, "(*batcher).writeBatch", "(*link).wait")
+				}
+				// Then until the policy has dropped: 2 frames by Block
+				// (each waits WriteTimeout), 20 by DropNewest, twice the
+				// buffer's frames by DropOldest.
+				held, errs0, dropped0 := calls, errs, ls.Stats().Dropped
+				for prev := error(nil); ; {
+					err := logNext()
+					switch {
+					case policy == logsock.DropOldest && err != nil:
+						t.Fatalf("call %d: DropOldest returned %v with held frames to drop", calls-1, err)
+					case prev != nil && err == nil:
+						// Nothing is written while the collector is
+						// unreachable: once full, the buffer stays full.
+						t.Fatalf("call %d dropped its frame, call %d did not", calls-2, calls-1)
+					}
+					prev = err
+					if policy == logsock.Block && errs-errs0 == 2 || policy == logsock.DropNewest && errs-errs0 == 20 ||
+						policy == logsock.DropOldest && ls.Stats().Dropped-dropped0 >= 2*capacity {
+						break
+					}
+					if calls-held > 100*capacity {
+						t.Fatalf("%d calls with the collector unreachable, Stats %+v", calls-held, ls.Stats())
+					}
+				}
+
+				if slowest > timeout+slack {
+					t.Errorf("a call took %v, WriteTimeout %v", slowest, timeout)
+				}
+				// The buffer is full when a policy drops: a chunk in use
+				// counts whole under Block, in batching mode.
+				unused := frameBytes
+				if batching && policy == logsock.Block {
+					unused += bufferBytes / 4
+				}
+				st := ls.Stats()
+				switch {
+				case st.Outage == 0:
+					t.Errorf("Stats %+v: no outage", st)
+				case st.HeldBytes > bufferBytes || st.HeldBytes+unused <= bufferBytes:
+					t.Errorf("Stats %+v: want the buffer full, within %d bytes", st, bufferBytes)
+				case policy != logsock.DropOldest && st.Dropped != uint64(errs):
+					t.Errorf("Stats %+v: %d calls returned ErrBufferFull", st, errs)
+				case policy == logsock.DropOldest && st.Dropped < 2*capacity+uint64(errs):
+					t.Errorf("Stats %+v: %d calls returned ErrBufferFull, and at least %d frames were dropped for new ones",
+						st, errs, 2*capacity)
+				}
+
+				col.resume()
+				col.start(t)
+				flush(t, ls)
+				if err := ls.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+				if st2 := ls.Stats(); st2.Dropped != st.Dropped {
+					t.Errorf("Stats %+v after the collector's return: want the %d drops before, no more", st2, st.Dropped)
+				}
+				col.waitConnEnd(t, 1) // the stalled connection, read to its end
+				col.waitConnEnd(t, 2) // the one that Flush made, closed
+				recs := col.waitRecords(t, 0)
+				slices.SortStableFunc(recs, func(a, b logsock.Record) int { return cmp.Compare(a.Conn, b.Conn) })
+				var got []int   // the calls delivered
+				var later []int // those delivered after the stall, from the buffer
+				for _, r := range recs {
+					i, err := strconv.Atoi(string(r.Msg[:9]))
+					if i -= 1e8; err != nil || len(r.Msg) != size || i < 0 || i >= calls {
+						t.Fatalf("record %.20q... of %d bytes: not a message of the test", r.Msg, len(r.Msg))
+					}
+					got = append(got, i)
+					if r.Conn > 1 {
+						later = append(later, i)
+					}
+				}
+				// Every frame is delivered, or counted as dropped.
+				if len(got) != calls-int(st.Dropped) {
+					t.Errorf("%d frames delivered of %d, %d counted as dropped", len(got), calls, st.Dropped)
+				}
+				if policy != logsock.DropOldest {
+					if !slices.Equal(got, accepted) {
+						i := 0 // the index where they part
+						for i < min(len(got), len(accepted)) && got[i] == accepted[i] {
+							i++
+						}
+						t.Errorf("delivered %d frames, want the %d accepted, in order; at index %d, %v, want %v",
+							len(got), len(accepted), i, got[i:min(i+5, len(got))], accepted[i:min(i+5, len(accepted))])
+					}
+					return
+				}
+				// DropOldest: what was written before the stall, in order,
+				// then the latest frames, as many as the buffer holds.
+				if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
+					t.Errorf("delivered out of order: %v", got)
+				}
+				var want []int
+				for i := calls - st.Held; i < calls; i++ {
+					want = append(want, i)
+				}
+				if !slices.Equal(later, want) {
+					t.Errorf("delivered from the buffer %v,\nwant the latest %d frames: %v", later, st.Held, want)
+				}
+			})
 		}
-	}()
-	waitWriteBlocked(t, ls)
-	start := time.Now()
-	if err := ls.Close(); !errors.Is(err, logsock.ErrUndelivered) {
-		t.Fatalf("Close: %v, want ErrUndelivered", err)
-	}
-	if err := <-errc; !errors.Is(err, logsock.ErrClosed) {
-		t.Fatalf("writer got %v, want ErrClosed", err)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("Close and the writer took %v", d)
-	}
-	if st := ls.Stats(); st.Dropped == 0 {
-		t.Errorf("Stats %+v: the frame cut by Close is not counted", st)
 	}
 }
 

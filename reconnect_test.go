@@ -262,25 +262,6 @@ func TestCloseDeliversHeld(t *testing.T) {
 	})
 }
 
-// TestFlushTimeout: Flush gives up when its context ends, and keeps the
-// frames.
-func TestFlushTimeout(t *testing.T) {
-	ls, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &logsock.Config{CloseTimeout: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ls.Close()
-	ls.Log("kept")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if err := ls.Flush(ctx); !errors.Is(err, logsock.ErrUndelivered) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Flush: %v", err)
-	}
-	if st := ls.Stats(); st.Held != 1 {
-		t.Errorf("Stats %+v: the frame must stay held", st)
-	}
-}
-
 // TestDecoderSeesRestart: a collector that drops the connection
 // abortively (a RST, as from a crash) gets the rest of the stream on a new
 // connection, which opens with its own handshake (wantRecord checks its
