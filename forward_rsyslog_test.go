@@ -5,11 +5,16 @@ package logsock_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -149,4 +154,428 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	if counter(t, fwd, "frames") != 4*half || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") < 1 {
 		t.Errorf("%s: want %d frames, none dropped, a reconnect", fwd, 4*half)
 	}
+}
+
+// TestLogsockdForwardRestartUnderLoad stops rsyslogd while logsockd's
+// forwarder writes to it, and checks what syslog over TCP promises then,
+// and no more. What rsyslogd's receive buffer held unread when it
+// stopped, and what the forwarder's send buffer held, is lost, uncounted,
+// as logsockd's documentation says. A parent and an inheriting child log
+// numbered records without pause; rsyslogd, once it has written 20,000,
+// is held still (SIGSTOP) until its connection has bytes unread, whatever
+// the machine's pace, then stopped (SIGTERM, SIGCONT). The forwarder
+// holds what comes next, more than the socket buffers take; rsyslogd
+// starts again. The test checks that
+//   - every record logged once the restarted rsyslogd has written a line
+//     (so the forwarder is connected to it) arrives;
+//   - no record arrives twice or torn, and each with its writer's PROCID;
+//   - the records lost are one run of each writer's, logged before that
+//     line, and no more than the kernel's socket buffers hold (the maxima
+//     of net.ipv4.tcp_rmem and tcp_wmem): a forwarder that lost what it
+//     held, or did not reconnect, fails;
+//   - logsockd's counters: none dropped, a frame written for each record
+//     logged, a reconnect.
+func TestLogsockdForwardRestartUnderLoad(t *testing.T) {
+	t.Parallel()
+	rsyslogtest.Require(t)
+	rmem, wmem := tcpMemMax(t, "tcp_rmem"), tcpMemMax(t, "tcp_wmem")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs, err := rsyslogtest.Start(ctx, t.TempDir(), rsyslogtest.Lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	// Room for what the outage holds (a little more than the socket
+	// buffers hold) and what piles up, with plenty to spare: the counters
+	// must show no drop.
+	fwdBuffer := 4*(rmem+wmem) + 64<<20
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+socketPath(t),
+		"-forward", "syslog+tcp://"+rs.Addr(), "-forward-buffer", strconv.Itoa(fwdBuffer))
+	fwdPrefix := "logsockd: forward " + rs.Addr() + ": "
+	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
+	ch := startChild(t, ls, "commands", "LOGSOCK_TEST_BATCHING=true")
+	pids := map[string]string{"parent": strconv.Itoa(os.Getpid()), "child": strconv.Itoa(ch.cmd.Process.Pid)}
+	writers := []*flowWriter{
+		newFlowWriter("parent", func(from, to int) error {
+			return logNumbered(ls, "parent", fmt.Sprintf("%d %d", from, to))
+		}),
+		newFlowWriter("child", func(from, to int) error {
+			if _, err := fmt.Fprintf(ch.in, "lognum %d %d\n", from, to); err != nil {
+				return err
+			}
+			if !ch.out.Scan() {
+				return fmt.Errorf("no answer: %v", ch.out.Err())
+			}
+			if got := ch.out.Text(); got != "ok" {
+				return errors.New(got)
+			}
+			return nil
+		}),
+	}
+	for _, w := range writers {
+		go w.run()
+	}
+	t.Cleanup(func() { // before the child is killed
+		for _, w := range writers {
+			w.finish(0)
+			<-w.done
+		}
+	})
+	allow := func(n int) {
+		for _, w := range writers {
+			w.allow(n)
+		}
+	}
+
+	out := &fileTail{path: rs.Output()}
+	seen := map[string][]int{"parent": nil, "child": nil} // arrivals, by seq
+	lineCount := 0
+	take := func(lines []string) {
+		t.Helper()
+		for _, line := range lines {
+			procid, msg, err := rsyslogtest.ParseLine(line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			who, rest, _ := strings.Cut(string(msg), " ")
+			seqText, _, _ := strings.Cut(rest, " ")
+			seq, err := strconv.Atoi(seqText)
+			if err != nil || seq < 0 || !bytes.Equal(msg, []byte(forwardMsg(who, seq))) {
+				t.Fatalf("line %q: message %q is none that was sent (torn?)", line, msg)
+			}
+			if procid != pids[who] {
+				t.Fatalf("line %q: PROCID %s, want the %s's pid %s", line, procid, who, pids[who])
+			}
+			s := seen[who]
+			for len(s) <= seq {
+				s = append(s, 0)
+			}
+			if s[seq]++; s[seq] > 1 {
+				t.Fatalf("%s's record %d arrived twice", who, seq)
+			}
+			seen[who] = s
+		}
+		lineCount += len(lines)
+	}
+	var status string // what the last cond saw, for a failure
+	// waitFor reads rsyslogd's output until cond holds.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, waitTimeout)
+		defer wcancel()
+		for {
+			lines, err := out.read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			take(lines)
+			if cond() {
+				return
+			}
+			select {
+			case <-wctx.Done():
+				sendSignal(t, p, syscall.SIGUSR1)
+				stderrLine(t, p, "logsockd: server: ")
+				t.Fatalf("rsyslogd's output: %d lines, still not %s%s; logsockd's standard error:\n%s", lineCount, what, status, p.stderr)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	// holdAtLeast lets the writers log until the forwarder holds n
+	// records, then pauses them; it returns the forwarder's counters.
+	holdAtLeast := func(n int) string {
+		t.Helper()
+		allow(math.MaxInt)
+		defer func() {
+			for _, w := range writers {
+				w.pause()
+			}
+		}()
+		deadline := time.After(waitTimeout)
+		for {
+			c := forwardCounters(t, p, fwdPrefix)
+			if counter(t, c, "dropped") != 0 {
+				t.Fatalf("%s: the forwarder dropped records, with %d B of buffer", c, fwdBuffer)
+			}
+			if counter(t, c, "held") >= n {
+				return c
+			}
+			select {
+			case <-deadline:
+				t.Fatalf("%s: the forwarder holds fewer than %d records after %v", c, n, waitTimeout)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+
+	// The load: the writers log without pause, and rsyslogd writes their
+	// records out as they come.
+	allow(math.MaxInt)
+	waitFor("20,000 lines", func() bool { return lineCount >= 20000 })
+	// The bound on what a stop loses: what the socket buffers hold, in
+	// records as forwarded.
+	c := forwardCounters(t, p, fwdPrefix)
+	frameBytes := counter(t, c, "bytes") / counter(t, c, "frames")
+	bound := (rmem + wmem) / frameBytes
+	// rsyslogd stops while the forwarder writes to it, and has not read
+	// all it received. Held still (SIGSTOP) until it has not, so that this
+	// is so whatever the machine's pace; then stopped (SIGTERM, SIGCONT),
+	// the restart's first half.
+	if err := rs.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(waitTimeout)
+	var unread int
+	for {
+		if unread, err = rs.Unread(); err != nil {
+			t.Fatal(err)
+		}
+		if unread >= 64<<10 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("rsyslogd, stopped, has %d B unread after %v", unread, waitTimeout)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := rs.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("read to the end", func() bool { return true })
+	atStop := lineCount // all that the stopped rsyslogd wrote
+	// More than the socket buffers could have taken, held by the
+	// forwarder, so that losing what it holds cannot pass for what the
+	// kernel lost.
+	atRestart := holdAtLeast(bound + bound/4)
+	if err := rs.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A line from the restarted rsyslogd: the forwarder is connected to
+	// it, and whatever is logged from now on must arrive. Meanwhile, the
+	// writers log a chunk each every 50 ms, so that the restarted rsyslogd
+	// has lines to write even from a forwarder that lost what it held.
+	var trickled time.Time
+	waitFor("a line from the restarted rsyslogd", func() bool {
+		if lineCount > atStop {
+			return true
+		}
+		if time.Since(trickled) >= 50*time.Millisecond {
+			trickled = time.Now()
+			for _, w := range writers {
+				w.allow(int(w.begun.Load()) + flowChunk)
+			}
+		}
+		return false
+	})
+	const after = 20000 // records each writer logs from then on
+	marks := map[string]int{}
+	total := 0
+	for _, w := range writers {
+		marks[w.who] = w.finish(after)
+	}
+	for _, w := range writers {
+		if err := <-w.done; err != nil {
+			t.Fatalf("%s: %v", w.who, err)
+		}
+		w.done <- nil // for the cleanup
+		total += w.end
+	}
+
+	// lostRun returns the records of w that have not arrived: n of them,
+	// from first to last, and whether they are one run.
+	lostRun := func(w *flowWriter) (first, last, n int, oneRun bool) {
+		s := seen[w.who]
+		first, last = -1, -1
+		for seq := range w.end {
+			if seq >= len(s) || s[seq] == 0 {
+				if first < 0 {
+					first = seq
+				}
+				last, n = seq, n+1
+			}
+		}
+		return first, last, n, n == 0 || last-first+1 == n
+	}
+	// Until every record logged after the restart has arrived, and the
+	// lost are one run of each writer's (rsyslogd may write a batch late).
+	waitFor("every record logged after the restart, and the lost one run of each writer's", func() bool {
+		done := true
+		status = ""
+		for _, w := range writers {
+			first, last, n, oneRun := lostRun(w)
+			status += fmt.Sprintf("; %s: logged %d, after the restart from %d, missing %d from %d to %d", w.who, w.end, marks[w.who], n, first, last)
+			if last >= marks[w.who] || !oneRun {
+				done = false
+			}
+		}
+		return done
+	})
+	lost := 0
+	for _, w := range writers {
+		first, last, n, _ := lostRun(w)
+		t.Logf("%s: logged %d, lost %d (%d to %d); logged after the restart from %d", w.who, w.end, n, first, last, marks[w.who])
+		lost += n
+	}
+	t.Logf("lost %d of %d records, at most %d (tcp_rmem %d + tcp_wmem %d, %d B a record); rsyslogd had written %d at the stop (%d B unread, at least); at the restart %s",
+		lost, total, bound, rmem, wmem, frameBytes, atStop, unread, atRestart)
+	if lost > bound {
+		t.Errorf("lost %d records, more than the socket buffers hold (%d of %d B)", lost, bound, frameBytes)
+	}
+
+	ch.wait(t)
+	sendSignal(t, p, syscall.SIGTERM)
+	p.mustExit(t)
+	var fwd string // the counters at exit: the last of the forwarder's lines
+	for _, l := range p.stderr.lines() {
+		if strings.HasPrefix(l, fwdPrefix) {
+			fwd = l
+		}
+	}
+	if counter(t, fwd, "frames") != total || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") < 1 {
+		t.Errorf("%s: want %d frames, none dropped, a reconnect", fwd, total)
+	}
+}
+
+// flowWriter logs numbered records, chunk after chunk, as far as it is
+// allowed.
+type flowWriter struct {
+	who   string
+	log   func(from, to int) error // logs [from, to) and flushes
+	begun atomic.Int64             // the end of the last chunk begun
+	limit atomic.Int64             // no chunk begins at or past it
+	wake  chan struct{}            // the limit changed
+	quit  chan struct{}            // closed: end at the limit
+	done  chan error
+	end   int // once done: records 0 to end were logged
+}
+
+const flowChunk = 1000
+
+func newFlowWriter(who string, log func(from, to int) error) *flowWriter {
+	return &flowWriter{who: who, log: log, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan error, 1)}
+}
+
+func (w *flowWriter) run() {
+	from := 0
+	for {
+		if int64(from) >= w.limit.Load() {
+			select {
+			case <-w.wake:
+				continue
+			case <-w.quit:
+				if int64(from) >= w.limit.Load() {
+					w.end = from
+					w.done <- nil
+					return
+				}
+				continue
+			}
+		}
+		w.begun.Store(int64(from + flowChunk))
+		if err := w.log(from, from+flowChunk); err != nil {
+			w.done <- err
+			return
+		}
+		from += flowChunk
+	}
+}
+
+// allow lets w log records up to seq n.
+func (w *flowWriter) allow(n int) {
+	w.limit.Store(int64(n))
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pause stops w after the chunk that it is logging.
+func (w *flowWriter) pause() { w.allow(int(w.begun.Load())) }
+
+// finish lets w log n more records from the next chunk that it begins,
+// then end; it returns the first of them.
+func (w *flowWriter) finish(n int) int {
+	next := int(w.begun.Load()) // the chunks from next on begin after this
+	w.allow(next + n)
+	select {
+	case <-w.quit:
+	default:
+		close(w.quit)
+	}
+	return next
+}
+
+// forwardCounters asks logsockd for its counters (SIGUSR1) and returns the
+// forwarder's line.
+func forwardCounters(t *testing.T, p *proc, prefix string) string {
+	t.Helper()
+	count := func(lines []string) (n int, last string) {
+		for _, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				n, last = n+1, l
+			}
+		}
+		return n, last
+	}
+	before, _ := count(p.stderr.lines())
+	sendSignal(t, p, syscall.SIGUSR1)
+	lines := p.waitLines(t, p.stderr, "the forwarder's counters", func(lines []string) bool {
+		n, _ := count(lines)
+		return n > before
+	})
+	_, last := count(lines)
+	return last
+}
+
+// tcpMemMax returns the maximum of /proc/sys/net/ipv4/NAME (tcp_rmem,
+// tcp_wmem): the most that the kernel lets a TCP socket's buffer grow to.
+func tcpMemMax(t *testing.T, name string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/" + name)
+	if err != nil {
+		t.Skipf("no bound for the loss: %v", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		t.Fatalf("%s: %q", name, b)
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil {
+		t.Fatalf("%s: %q", name, b)
+	}
+	return n
+}
+
+// fileTail reads the lines that another process appends to a file.
+type fileTail struct {
+	path string
+	off  int64
+	part []byte // an incomplete last line
+}
+
+// read returns the complete lines added since the last call.
+func (f *fileTail) read() ([]string, error) {
+	fh, err := os.Open(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.NewSectionReader(fh, f.off, math.MaxInt64-f.off))
+	if err != nil {
+		return nil, err
+	}
+	f.off += int64(len(b))
+	b = append(f.part, b...)
+	end := bytes.LastIndexByte(b, '\n')
+	if end < 0 {
+		f.part = b
+		return nil, nil
+	}
+	f.part = append([]byte(nil), b[end+1:]...)
+	return strings.Split(string(b[:end]), "\n"), nil
 }

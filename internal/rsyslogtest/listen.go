@@ -61,3 +61,31 @@ func listening(pid, port int) (bool, error) {
 	}
 	return false, nil
 }
+
+// Unread returns the bytes that the connections to rsyslogd's port have
+// received and rsyslogd has not read: the receive queues of the
+// established sockets on 127.0.0.1:port, from /proc/net/tcp (Linux only).
+// What they hold when rsyslogd stops is lost.
+func (s *Server) Unread() (int, error) {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0, fmt.Errorf("rsyslogtest: %w", err)
+	}
+	local := fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32([]byte{127, 0, 0, 1}), s.port)
+	total := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		// "sl local_address rem_address st tx_queue:rx_queue ...", in hex;
+		// state 01 is ESTABLISHED.
+		fields := strings.Fields(line)
+		if len(fields) < 5 || fields[1] != local || fields[3] != "01" {
+			continue
+		}
+		_, rx, _ := strings.Cut(fields[4], ":")
+		n, err := strconv.ParseUint(rx, 16, 32)
+		if err != nil {
+			return 0, fmt.Errorf("rsyslogtest: /proc/net/tcp: %q", line)
+		}
+		total += int(n)
+	}
+	return total, nil
+}

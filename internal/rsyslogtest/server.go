@@ -145,10 +145,11 @@ func (s *Server) start(ctx context.Context) error {
 	}
 }
 
-// Stop stops rsyslogd gracefully (SIGTERM) and waits for it to exit. It
-// writes out the messages in its queue; what its connections' receive
-// buffers hold unread is lost, as with any receiver that closes. Restart
-// starts it again. Stop on a stopped Server does nothing.
+// Stop stops rsyslogd gracefully (SIGTERM, then SIGCONT in case Signal
+// stopped it) and waits for it to exit. It writes out the messages in its
+// queue; what its connections' receive buffers hold unread is lost, as
+// with any receiver that closes. Restart starts it again. Stop on a
+// stopped Server does nothing.
 func (s *Server) Stop() error {
 	p := s.proc
 	if p == nil {
@@ -158,6 +159,7 @@ func (s *Server) Stop() error {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("rsyslogtest: %w", err)
 	}
+	p.cmd.Process.Signal(syscall.SIGCONT) // if Signal stopped it
 	t := time.NewTimer(stopTimeout)
 	defer t.Stop()
 	select {
@@ -184,6 +186,19 @@ func (s *Server) Restart(ctx context.Context) error {
 		return err
 	}
 	return s.start(ctx)
+}
+
+// Signal sends sig to the running rsyslogd: SIGSTOP, for one, holds it
+// still, and its connections' receive buffers fill (see Unread) while its
+// clients write on. Stop ends a rsyslogd so stopped too.
+func (s *Server) Signal(sig os.Signal) error {
+	if s.proc == nil {
+		return errors.New("rsyslogtest: Signal: rsyslogd is not running")
+	}
+	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("rsyslogtest: %w", err)
+	}
+	return nil
 }
 
 // Close kills rsyslogd (SIGKILL) and waits for it. It returns an error if
