@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package rsyslogtest runs real rsyslogd processes for the tests and the
 // bench (issue 12). Each Server is one rsyslogd in the foreground, with a
 // configuration, work directory, pid file and output file of its own in a
