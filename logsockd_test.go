@@ -558,7 +558,7 @@ func TestLogsockdForward(t *testing.T) {
 	// structured data's end, are compared as bytes: a regexp takes \xff
 	// for U+00FF.
 	for _, want := range []struct{ head, tail string }{
-		{tcp, "] started"},
+		{tcp, "] started\n"}, // the bytes unchanged, its newline too
 		{tcp + ` flags="invalid_utf8"`, "] bad \xff"},
 		{unix, "] from unix"},
 	} {

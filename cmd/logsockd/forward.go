@@ -135,8 +135,8 @@ func (f *forwarder) record(rec *logsock.Record) {
 // <14>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [SD] MSG. TIMESTAMP is the
 // collector's receive time in UTC, to the microsecond (TIME-SECFRAC has
 // at most 6 digits); PROCID the writer's pid where known, the handshake
-// pid otherwise; MSG the message's bytes as they came, less one trailing
-// newline, with no BOM.
+// pid otherwise; MSG the message's bytes as they came, a trailing newline
+// too, with no BOM.
 func (f *forwarder) append(dst []byte, rec *logsock.Record) []byte {
 	dst = append(dst, syslogPri...)
 	dst = f.clock.append(dst, rec.Time, 6)
@@ -160,7 +160,7 @@ func (f *forwarder) append(dst []byte, rec *logsock.Record) []byte {
 		dst = append(dst, f.flags[rec.Flags]...)
 	}
 	dst = append(dst, ']')
-	if msg := trimNewline(rec.Msg); len(msg) > 0 {
+	if msg := rec.Msg; len(msg) > 0 {
 		dst = append(dst, ' ')
 		dst = append(dst, msg...)
 	}

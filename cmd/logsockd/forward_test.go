@@ -24,19 +24,20 @@ func TestRFC5424(t *testing.T) {
 	}{
 		// PROCID is the handshake pid where the writer is unknown (TCP).
 		{"tcp", tcpRecord("started\n"),
-			head + `6530 - [logsock@32473 conn="7" pid="6530" remote="10.0.0.2:54321"] started`},
+			head + `6530 - [logsock@32473 conn="7" pid="6530" remote="10.0.0.2:54321"] started` + "\n"},
 		// The address's brackets: ']' is escaped in a PARAM-VALUE.
-		{"ipv6", v6, head + `6530 - [logsock@32473 conn="7" pid="6530" remote="[::1\]:514"] over IPv6`},
+		{"ipv6", v6, head + `6530 - [logsock@32473 conn="7" pid="6530" remote="[::1\]:514"] over IPv6` + "\n"},
 		// PROCID is the writer's pid where the kernel tells it.
 		{"unix", unixRecord("current pid: 998"),
 			head + `998 - [logsock@32473 conn="3" pid="991" peer_pid="991" peer_uid="0" peer_gid="4" writer_pid="998"] current pid: 998`},
-		// The bytes go as they are, but for one trailing newline.
+		// The bytes go as they are, a trailing newline too (issue 12: the
+		// message bytes unchanged; rsyslog drops one itself by default).
 		{"invalid-utf8", invalid,
-			head + `998 - [logsock@32473 conn="3" pid="991" peer_pid="991" peer_uid="0" peer_gid="4" writer_pid="998" flags="invalid_utf8"] bad ` + "\xff"},
+			head + `998 - [logsock@32473 conn="3" pid="991" peer_pid="991" peer_uid="0" peer_gid="4" writer_pid="998" flags="invalid_utf8"] bad ` + "\xff\n"},
 		// No MSG: the message ends with the structured data.
 		{"empty", noWriter, head + `991 - [logsock@32473 conn="3" pid="991" peer_pid="991" peer_uid="0" peer_gid="4"]`},
 		{"newlines", tcpRecord("a\nb\n\n"),
-			head + `6530 - [logsock@32473 conn="7" pid="6530" remote="10.0.0.2:54321"] a` + "\nb\n"},
+			head + `6530 - [logsock@32473 conn="7" pid="6530" remote="10.0.0.2:54321"] a` + "\nb\n\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newForwarder("relay:514", "web-1", "logsockd", nil)

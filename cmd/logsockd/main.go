@@ -48,17 +48,19 @@
 // this host's name, -app-name, PROCID the writer's pid where known (the
 // handshake pid otherwise), structured data [logsock@32473 conn pid remote
 // peer_pid peer_uid peer_gid writer_pid flags] where known, and the
-// message's bytes, less one trailing newline. It has the logsock client's
-// delivery properties: a buffer of -forward-buffer bytes, the oldest
-// records dropped (and counted) when it is full, reconnects with capped
-// backoff and jitter, a message whose write failed sent again whole. And
-// its limit: syslog over TCP has no acknowledgements, so what the syslog
-// server's kernel has taken and the server has not read when it stops is
-// lost, uncounted. rsyslogd does not read its sockets dry when it stops;
-// a restart under load loses up to what its socket's receive buffer held
-// (several MB on Linux, thousands of records). A restart while the forwarder is quiet, or an
-// outage, loses nothing: the forwarder holds the records until the server
-// is back.
+// message's bytes unchanged (rsyslog drops one trailing newline on
+// reception unless parser.dropTrailingLFOnReception is off). It has the
+// logsock client's delivery properties: a buffer of -forward-buffer
+// bytes, the oldest records dropped (and counted) when it is full,
+// reconnects with capped backoff and jitter, a message whose write failed
+// sent again whole. And its limit: syslog over TCP has no
+// acknowledgements, so what the syslog server's kernel has taken and the
+// server has not read when it stops is lost, uncounted. rsyslogd does not
+// always read its sockets dry when it stops: a restart under load can
+// lose up to what its socket's receive buffer held (thousands of records;
+// TestLogsockdForwardRestartUnderLoad bounds it). A restart while the
+// forwarder is quiet, or an outage, loses nothing: the forwarder holds the
+// records until the server is back.
 //
 // # Signals and logs
 //
