@@ -20,6 +20,12 @@
 // messages to a syslog server, such as rsyslog, with the delivery
 // guarantees below.
 //
+// With [Config].TLS, every connection is a TLS client connection, the
+// handshake part of the dial: to a collector on another host (logsockd
+// -listen tls://), or to a syslog server (RFC 5425). The frames are the
+// same inside it. A Server reads TLS from a listener made by
+// tls.NewListener.
+//
 // # Delivery
 //
 // There are no acknowledgements: a frame the kernel accepted can still be

@@ -31,6 +31,9 @@ func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 	if l.cfg.Framing != LengthPrefixed { // the contract tells a child logsock's framing only
 		return nil, nil, errors.New("logsock: only a LengthPrefixed connection can be shared")
 	}
+	if l.cfg.TLS != nil { // a child cannot continue this process's TLS session
+		return nil, nil, errors.New("logsock: a TLS connection cannot be shared")
+	}
 	env := []string{EnvNetwork + "=" + l.link.network, EnvAddress + "=" + l.link.address, EnvOrder + "=" + l.cfg.Order.String()}
 	// A connection to pass, made now if none is up and an attempt is due,
 	// before taking the write role: nobody dials holding it.

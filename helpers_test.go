@@ -60,20 +60,32 @@ func listen(t testing.TB, network string) net.Listener {
 func serve(t testing.TB, network string, srv *logsock.Server) string {
 	t.Helper()
 	l := listen(t, network)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, logsock.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveOn(t, srv, l)
 	waitServing(t, l)
 	return l.Addr().String()
+}
+
+// serveOn runs srv on l until the test ends, or until stop, which shuts
+// it down gracefully and checks how Serve ended.
+func serveOn(t testing.TB, srv *logsock.Server, l net.Listener) (stop func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			if err := <-done; !errors.Is(err, logsock.ErrServerClosed) {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // sink collects the records a Server hands over, copying each message,

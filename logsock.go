@@ -2,6 +2,7 @@ package logsock
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -149,6 +150,16 @@ type Config struct {
 	// DefaultFlushDelay.
 	FlushDelay time.Duration
 
+	// TLS, if not nil, makes every connection a TLS client connection
+	// with this configuration, the handshake part of the dial (within
+	// DialTimeout): a collector such as logsockd -listen tls://, or a
+	// syslog server (OctetCounted framing: RFC 5425). An empty ServerName
+	// is taken from the address's host, as tls.Dial does. The network must
+	// be TCP. A TLS connection cannot be shared with another process (its
+	// session keys are this process's): Start and SendConn refuse it. New
+	// keeps a copy: later changes to the tls.Config have no effect.
+	TLS *tls.Config
+
 	// UserTimeout is TCP_USER_TIMEOUT on Linux: how long written data may
 	// stay unacknowledged before the connection is declared dead. The
 	// frames still in a dead connection's send buffer (up to the kernel's
@@ -197,6 +208,9 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&cfg.KeepAlive, DefaultKeepAlive)
 	def(&cfg.UserTimeout, DefaultUserTimeout)
 	def(&cfg.FlushDelay, DefaultFlushDelay)
+	if cfg.TLS != nil {
+		cfg.TLS = cfg.TLS.Clone() // the caller's stays theirs, and ServerName is set on ours
+	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		return cfg, fmt.Errorf("logsock: MaxBackoff %v below MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
 	}
@@ -359,6 +373,9 @@ func checkConfig(network string, cfg *Config) (Config, error) {
 	case "tcp", "tcp4", "tcp6", "unix":
 	default:
 		return Config{}, fmt.Errorf("logsock: network %q: want tcp, tcp4, tcp6 or unix", network)
+	}
+	if cfg != nil && cfg.TLS != nil && network == "unix" {
+		return Config{}, errors.New("logsock: TLS over a Unix socket: want tcp, tcp4 or tcp6")
 	}
 	return cfg.withDefaults()
 }
