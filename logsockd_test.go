@@ -602,9 +602,15 @@ func TestLogsockdCommandLine(t *testing.T) {
 		want string
 	}{
 		{[]string{"-json", "stray"}, 2, `logsockd: unexpected argument "stray"`},
-		{[]string{"-forward", "tcp://relay:514"}, 2, "want syslog+tcp://HOST:PORT"},
+		{[]string{"-forward", "tcp://relay:514"}, 2, "want syslog+tcp://HOST:PORT or syslog+tls://HOST:PORT"},
 		{[]string{"-forward", "syslog+tcp://relay:514", "-app-name", "two words"}, 2, "RFC 5424 APP-NAME"},
-		{[]string{"-listen", "udp://127.0.0.1:1"}, 2, "want tcp, tcp4, tcp6 or unix"},
+		{[]string{"-forward", "syslog+tcp://relay:514", "-forward-ca", "ca.pem"}, 2, "go with -forward syslog+tls://HOST:PORT"},
+		{[]string{"-forward", "syslog+tls://relay:514", "-forward-cert", "c.pem"}, 2, "-forward-cert and -forward-key go together"},
+		{[]string{"-forward", "syslog+tls://relay:514", "-forward-ca", filepath.Join(dir, "missing.pem")}, 1, "no such file or directory"},
+		{[]string{"-listen", "udp://127.0.0.1:1"}, 2, "want tcp, tcp4, tcp6, tls or unix"},
+		{[]string{"-listen", "tls://127.0.0.1:0"}, 2, "-listen tls:// needs -tls-cert and -tls-key"},
+		{[]string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, 2, "go with a -listen tls:// address"},
+		{[]string{"-listen", "tls://127.0.0.1:0", "-tls-cert", filepath.Join(dir, "c.pem"), "-tls-key", filepath.Join(dir, "k.pem")}, 1, "no such file or directory"},
 		{[]string{"-max-frame", "-1"}, 2, "-max-frame -1: want a positive number of bytes"},
 		{[]string{"-o", filepath.Join(dir, "missing", "out.log")}, 1, "no such file or directory"},
 	} {

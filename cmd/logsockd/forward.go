@@ -3,7 +3,9 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"log"
 	"net"
@@ -15,8 +17,10 @@ import (
 )
 
 const (
-	// forwardScheme is the one scheme of -forward.
-	forwardScheme = "syslog+tcp://"
+	// The schemes of -forward: syslog over TCP (RFC 6587's octet counting),
+	// and over TLS (RFC 5425, the same frames inside TLS).
+	schemeTCP = "syslog+tcp://"
+	schemeTLS = "syslog+tls://"
 	// syslogPri is <PRI>VERSION: facility user (1), severity
 	// informational (6), 1*8+6 = 14, version 1. logsock's records carry
 	// no severity, and user is the facility of messages from user
@@ -36,36 +40,108 @@ const (
 	maxHostname = 255
 )
 
-// newSyslog returns the LogSocket that forwards to the syslog server at
-// addr (host:port); it connects on the first message. With OctetCounted
-// framing it brings the client's delivery properties: a bounded buffer
-// with counted drops, reconnects with capped backoff and jitter, a peek
-// before writing, a message whose write failed sent again whole. In
-// batching mode a record costs its handler a copy and no system call. It
-// holds up to bufferBytes of messages, and drops the oldest beyond: a
-// syslog server that is slow or away must not hold up the connections or
-// the output.
-func newSyslog(addr string, maxFrame, bufferBytes int) (*logsock.LogSocket, error) {
-	return logsock.New("tcp", addr, &logsock.Config{
+// forwardFlags are -forward and the flags that go with it.
+type forwardFlags struct {
+	url      string // -forward as given; "" for none
+	addr     string // its host:port
+	tls      bool   // syslog+tls://
+	ca       string // -forward-ca: the authorities to trust; "": the system's
+	cert     string // -forward-cert and -forward-key: the client's certificate
+	key      string
+	buffer   int
+	certSeen bool // one of -forward-ca, -cert or -key was given
+}
+
+func (f *forwardFlags) register(flags *flag.FlagSet) {
+	flags.Func("forward", "send every record to a syslog server, RFC 5424 in octet-counted framing: syslog+tcp://HOST:PORT, or over TLS (RFC 5425) syslog+tls://HOST:PORT", func(s string) error {
+		var err error
+		f.url = s
+		f.addr, f.tls, err = parseForward(s)
+		return err
+	})
+	flags.IntVar(&f.buffer, "forward-buffer", logsock.DefaultBufferBytes, "bytes of messages the forwarder holds while the syslog server is slow or away; beyond, the oldest are dropped")
+	tlsFile := func(p *string) func(string) error {
+		return func(s string) error { *p, f.certSeen = s, true; return nil }
+	}
+	flags.Func("forward-ca", "with syslog+tls://, a PEM file of the authorities that sign the syslog server's certificate (default: the system's)", tlsFile(&f.ca))
+	flags.Func("forward-cert", "with syslog+tls://, a PEM file of the certificate logsockd presents to the syslog server (with -forward-key)", tlsFile(&f.cert))
+	flags.Func("forward-key", "with syslog+tls://, the PEM file of -forward-cert's private key", tlsFile(&f.key))
+}
+
+// check checks the flags, once parsed.
+func (f *forwardFlags) check() error {
+	switch {
+	case f.buffer <= 0:
+		return fmt.Errorf("-forward-buffer %d: want a positive number of bytes", f.buffer)
+	case f.certSeen && !f.tls:
+		return fmt.Errorf("-forward-ca, -forward-cert and -forward-key go with -forward %sHOST:PORT", schemeTLS)
+	case (f.cert == "") != (f.key == ""):
+		return errors.New("-forward-cert and -forward-key go together")
+	}
+	return nil
+}
+
+// tlsConfig returns the forwarder's TLS configuration: TLS 1.2 at least,
+// as RFC 9662 asks of syslog over TLS, the server's certificate checked
+// against -forward-ca (or the system's authorities) for the host of
+// -forward, and the client's certificate, if given.
+func (f *forwardFlags) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.ca != "" {
+		pool, err := loadCAs(f.ca)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	if f.cert != "" {
+		cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+		if err != nil {
+			return nil, fmt.Errorf("-forward-cert %s, -forward-key %s: %w", f.cert, f.key, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// newSyslog returns the LogSocket that forwards to the syslog server of
+// f; it connects on the first message. With OctetCounted framing it
+// brings the client's delivery properties: a bounded buffer with counted
+// drops, reconnects with capped backoff and jitter, a peek before writing,
+// a message whose write failed sent again whole. In batching mode a
+// record costs its handler a copy and no system call. It holds up to
+// -forward-buffer of messages, and drops the oldest beyond: a syslog
+// server that is slow or away must not hold up the connections or the
+// output.
+func newSyslog(f *forwardFlags, maxFrame int) (*logsock.LogSocket, error) {
+	cfg := &logsock.Config{
 		Framing:     logsock.OctetCounted,
 		Batching:    true,
 		MaxFrame:    maxFrame + sdRoom,
-		BufferBytes: bufferBytes,
+		BufferBytes: f.buffer,
 		Overflow:    logsock.DropOldest,
-	})
+	}
+	if f.tls {
+		var err error
+		if cfg.TLS, err = f.tlsConfig(); err != nil {
+			return nil, err
+		}
+	}
+	return logsock.New("tcp", f.addr, cfg)
 }
 
-// parseForward checks a -forward address and returns its host:port.
-func parseForward(s string) (string, error) {
-	hostport, ok := strings.CutPrefix(s, forwardScheme)
+// parseForward checks a -forward address and returns its host:port, and
+// whether it is syslog over TLS.
+func parseForward(s string) (hostport string, isTLS bool, err error) {
+	hostport, ok := strings.CutPrefix(s, schemeTCP)
 	if !ok {
-		return "", fmt.Errorf("forward address %q: want %sHOST:PORT", s, forwardScheme)
+		hostport, isTLS = strings.CutPrefix(s, schemeTLS)
 	}
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil || host == "" || port == "" {
-		return "", fmt.Errorf("forward address %q: want %sHOST:PORT", s, forwardScheme)
+	host, port, serr := net.SplitHostPort(hostport)
+	if !ok && !isTLS || serr != nil || host == "" || port == "" {
+		return "", false, fmt.Errorf("forward address %q: want %sHOST:PORT or %sHOST:PORT", s, schemeTCP, schemeTLS)
 	}
-	return hostport, nil
+	return hostport, isTLS, nil
 }
 
 // checkAppName checks an APP-NAME: 1 to 48 printable US-ASCII characters,

@@ -75,17 +75,23 @@ func TestSyslogNames(t *testing.T) {
 			t.Errorf("checkAppName(%q) = nil, want an error", name)
 		}
 	}
-	for _, tc := range []struct{ in, want string }{
-		{"syslog+tcp://relay:514", "relay:514"},
-		{"syslog+tcp://[::1]:6514", "[::1]:6514"},
-		{"syslog+tcp://relay", ""},
-		{"syslog+tcp://:514", ""},
-		{"tcp://relay:514", ""},
-		{"syslog+udp://relay:514", ""},
+	for _, tc := range []struct {
+		in, want string
+		tls      bool
+	}{
+		{"syslog+tcp://relay:514", "relay:514", false},
+		{"syslog+tcp://[::1]:6514", "[::1]:6514", false},
+		{"syslog+tls://relay:6514", "relay:6514", true},
+		{"syslog+tcp://relay", "", false},
+		{"syslog+tls://relay", "", false},
+		{"syslog+tcp://:514", "", false},
+		{"tcp://relay:514", "", false},
+		{"tls://relay:514", "", false},
+		{"syslog+udp://relay:514", "", false},
 	} {
-		got, err := parseForward(tc.in)
-		if got != tc.want || (err == nil) != (tc.want != "") {
-			t.Errorf("parseForward(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		got, isTLS, err := parseForward(tc.in)
+		if got != tc.want || isTLS != tc.tls || (err == nil) != (tc.want != "") {
+			t.Errorf("parseForward(%q) = %q, %v, %v; want %q, %v", tc.in, got, isTLS, err, tc.want, tc.tls)
 		}
 	}
 }

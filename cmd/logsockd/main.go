@@ -1,13 +1,15 @@
 //go:build unix
 
 // Command logsockd is the logsock collector daemon: it accepts logsock
-// streams on TCP and Unix sockets and writes one line a record to
-// standard output or a file, forwards every record to a syslog server, or
-// both.
+// streams on TCP (plain or TLS) and Unix sockets and writes one line a
+// record to standard output or a file, forwards every record to a syslog
+// server, or both.
 //
 //	go run ./cmd/logsockd                   # 127.0.0.1:39999, text on standard output
 //	logsockd -listen unix:///run/logsock.sock -mode 0660 -json -o /var/log/logsock.jsonl
 //	logsockd -listen tcp://0.0.0.0:39999 -forward syslog+tcp://relay.example:514
+//	logsockd -listen tls://0.0.0.0:39998 -tls-cert host.pem -tls-key host-key.pem -tls-client-ca clients.pem \
+//	         -forward syslog+tls://relay.example:6514 -forward-ca relay-ca.pem
 //
 // # Records
 //
@@ -49,18 +51,39 @@
 // handshake pid otherwise), structured data [logsock@32473 conn pid remote
 // peer_pid peer_uid peer_gid writer_pid flags] where known, and the
 // message's bytes unchanged (rsyslog drops one trailing newline on
-// reception unless parser.dropTrailingLFOnReception is off). It has the
-// logsock client's delivery properties: a buffer of -forward-buffer
-// bytes, the oldest records dropped (and counted) when it is full,
-// reconnects with capped backoff and jitter, a message whose write failed
-// sent again whole. And its limit: syslog over TCP has no
-// acknowledgements, so what the syslog server's kernel has taken and the
-// server has not read when it stops is lost, uncounted. rsyslogd does not
-// always read its sockets dry when it stops: a restart under load can
-// lose up to what its socket's receive buffer held (thousands of records;
+// reception unless parser.dropTrailingLFOnReception is off).
+// -forward syslog+tls://HOST:PORT sends the same over TLS (RFC 5425): see
+// TLS below.
+//
+// The forwarder has the logsock client's delivery properties: a buffer of
+// -forward-buffer bytes, the oldest records dropped (and counted) when it
+// is full, reconnects with capped backoff and jitter, a message whose
+// write failed sent again whole.
+//
+// And the limit of syslog over TCP: there are no acknowledgements, so what
+// the syslog server's kernel has taken and the server has not read when it
+// stops is lost, uncounted. rsyslogd does not always read its sockets dry
+// when it stops: a restart under load can lose up to what its socket's
+// receive buffer held (thousands of records;
 // TestLogsockdForwardRestartUnderLoad bounds it). A restart while the
 // forwarder is quiet, or an outage, loses nothing: the forwarder holds the
 // records until the server is back.
+//
+// # TLS
+//
+// -listen tls://HOST:PORT serves logsock clients on other hosts over TLS
+// (a LogSocket with Config.TLS), with the certificate and key of
+// -tls-cert and -tls-key; with -tls-client-ca, a client must present a
+// certificate that one of its authorities signed. The handshake counts in
+// -handshake-timeout. A refused handshake ends that connection, logged
+// with its cause, after 0 frames.
+//
+// -forward syslog+tls://HOST:PORT checks the syslog server's certificate
+// against the authorities of -forward-ca (the system's by default) for
+// HOST, and presents the certificate of -forward-cert and -forward-key,
+// if given. Both sides take TLS 1.2 or later. A refusal, either way, fails
+// the connection attempt: the forwarder holds the records and tries again;
+// at exit it says why it could not deliver.
 //
 // # Signals and logs
 //
@@ -122,22 +145,25 @@ type config struct {
 	out        string // "-" for standard output, "" for none
 	outMode    modeFlag
 	flushDelay time.Duration
-	forward    string // host:port, or ""
+	fwd        forwardFlags
+	tls        tlsFlags
 	appName    string
-	fwdBuffer  int
 	srv        logsock.Server // with the limits of the flags; run sets the callbacks
 }
 
 const usageHead = `usage: logsockd [flags]
 
-logsockd receives logsock streams on TCP and Unix sockets and writes one line
-a record to standard output or a file (-o), forwards the records to a syslog
-server (-forward), or both. SIGINT and SIGTERM drain the connections and exit,
-SIGHUP reopens the -o file, SIGUSR1 prints the counters on standard error.
+logsockd receives logsock streams on TCP (plain or TLS) and Unix sockets and
+writes one line a record to standard output or a file (-o), forwards the
+records to a syslog server (-forward), or both. SIGINT and SIGTERM drain the
+connections and exit, SIGHUP reopens the -o file, SIGUSR1 prints the counters
+on standard error.
 
 examples:
   logsockd -listen unix:///run/logsock.sock -mode 0660 -json -o /var/log/logsock.jsonl
   logsockd -listen tcp://0.0.0.0:39999 -forward syslog+tcp://relay.example:514
+  logsockd -listen tls://0.0.0.0:39998 -tls-cert host.pem -tls-key host-key.pem \
+           -tls-client-ca clients.pem -forward syslog+tls://relay.example:6514 -forward-ca relay-ca.pem
 
 text:  TIME conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
 json:  {"time","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
@@ -158,7 +184,7 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 		fmt.Fprint(flags.Output(), usageHead)
 		flags.PrintDefaults()
 	}
-	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port or unix:///path (default 127.0.0.1:39999)", func(s string) error {
+	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port, tls://host:port (see -tls-cert) or unix:///path (default 127.0.0.1:39999)", func(s string) error {
 		network, addr, err := netaddr.Parse(s)
 		cfg.listen = append(cfg.listen, address{network, addr})
 		return err
@@ -173,13 +199,9 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	flags.StringVar(&cfg.out, "o", "", "append the records to this file (reopened on SIGHUP); - is standard output (default: standard output, unless -forward is given)")
 	flags.Var(&cfg.outMode, "o-mode", "permissions of the -o file, in octal, if logsockd creates it")
 	flags.DurationVar(&cfg.flushDelay, "flush-delay", 5*time.Millisecond, "longest time a record waits in the buffer before it is written")
-	flags.Func("forward", "send every record to a syslog server, RFC 5424 in octet-counted framing: syslog+tcp://HOST:PORT", func(s string) error {
-		hostport, err := parseForward(s)
-		cfg.forward = hostport
-		return err
-	})
+	cfg.tls.register(flags)
+	cfg.fwd.register(flags)
 	flags.StringVar(&cfg.appName, "app-name", "logsockd", "APP-NAME of the forwarded messages")
-	flags.IntVar(&cfg.fwdBuffer, "forward-buffer", logsock.DefaultBufferBytes, "bytes of messages the forwarder holds while the syslog server is slow or away; beyond, the oldest are dropped")
 
 	srv := &cfg.srv
 	flags.IntVar(&srv.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "largest message accepted, in bytes")
@@ -205,8 +227,8 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	if srv.MaxFrame <= 0 {
 		usage("-max-frame %d: want a positive number of bytes", srv.MaxFrame)
 	}
-	if cfg.fwdBuffer <= 0 {
-		usage("-forward-buffer %d: want a positive number of bytes", cfg.fwdBuffer)
+	if err := cfg.fwd.check(); err != nil {
+		usage("%v", err)
 	}
 	if cfg.flushDelay <= 0 {
 		usage("-flush-delay %v: want a positive duration", cfg.flushDelay)
@@ -214,7 +236,10 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	if len(cfg.listen) == 0 {
 		cfg.listen = []address{{"tcp", "127.0.0.1:39999"}}
 	}
-	if cfg.out == "" && cfg.forward == "" {
+	if err := cfg.tls.check(slices.ContainsFunc(cfg.listen, func(a address) bool { return a.network == "tls" })); err != nil {
+		usage("%v", err)
+	}
+	if cfg.out == "" && cfg.fwd.url == "" {
 		cfg.out = "-"
 	}
 	return cfg
@@ -252,17 +277,23 @@ func run(cfg *config) int {
 
 	// One slot per sender, so that none blocks.
 	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(cfg.listen)+1)}
-	if cfg.forward != "" {
+	if cfg.tls.cert != "" {
+		if err := cfg.tls.load(); err != nil {
+			log.Print(err)
+			return 1
+		}
+	}
+	if cfg.fwd.url != "" {
 		// New checks the configuration and connects later: the
 		// collector starts while the syslog server is away.
-		w, err := newSyslog(cfg.forward, cfg.srv.MaxFrame, cfg.fwdBuffer)
+		w, err := newSyslog(&cfg.fwd, cfg.srv.MaxFrame)
 		if err != nil {
-			log.Printf("forward %s: %v", cfg.forward, err)
+			log.Printf("forward %s: %v", cfg.fwd.addr, err)
 			return 1
 		}
 		host, _ := os.Hostname() // "" becomes "-", the nil HOSTNAME
-		d.fwd = newForwarder(cfg.forward, host, cfg.appName, w)
-		log.Printf("forwarding to %s%s", forwardScheme, cfg.forward)
+		d.fwd = newForwarder(cfg.fwd.addr, host, cfg.appName, w)
+		log.Printf("forwarding to %s", cfg.fwd.url)
 	}
 	if cfg.out != "" {
 		path := cfg.out
@@ -350,6 +381,10 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 			}
 			l = ul
 			files = append(files, f)
+		} else if a.network == "tls" {
+			if l, err = d.cfg.tls.listen(a.address); err != nil {
+				return err
+			}
 		} else if l, err = net.Listen(a.network, a.address); err != nil {
 			return err
 		}

@@ -11,14 +11,16 @@ import (
 
 // Parse splits an address into a network and an address for net.Dial or
 // net.Listen. It accepts "tcp://host:port" (also tcp4, tcp6),
-// "unix:///path/to/socket", and a bare "host:port", which means TCP.
+// "unix:///path/to/socket", and a bare "host:port", which means TCP; and
+// "tls://host:port", whose network "tls" is TCP with TLS on top, which the
+// caller provides.
 func Parse(s string) (network, address string, err error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		scheme, rest = "tcp", s
 	}
 	switch scheme {
-	case "tcp", "tcp4", "tcp6":
+	case "tcp", "tcp4", "tcp6", "tls":
 		if !strings.Contains(rest, ":") {
 			return "", "", fmt.Errorf("address %q: want host:port", s)
 		}
@@ -27,7 +29,7 @@ func Parse(s string) (network, address string, err error) {
 			return "", "", fmt.Errorf("address %q: want unix:///path", s)
 		}
 	default:
-		return "", "", fmt.Errorf("address %q: network %q: want tcp, tcp4, tcp6 or unix", s, scheme)
+		return "", "", fmt.Errorf("address %q: network %q: want tcp, tcp4, tcp6, tls or unix", s, scheme)
 	}
 	return scheme, rest, nil
 }

@@ -11,6 +11,8 @@ func TestParse(t *testing.T) {
 		{"tcp://127.0.0.1:0", "tcp", "127.0.0.1:0", true},
 		{"tcp6://[::1]:9", "tcp6", "[::1]:9", true},
 		{"unix:///tmp/log.sock", "unix", "/tmp/log.sock", true},
+		{"tls://0.0.0.0:6514", "tls", "0.0.0.0:6514", true},
+		{"tls://host", "", "", false},
 		{"unix://", "", "", false},
 		{"udp://127.0.0.1:9", "", "", false},
 		{"localhost", "", "", false},
