@@ -607,6 +607,7 @@ func TestLogsockdCommandLine(t *testing.T) {
 		{[]string{"-forward", "syslog+tcp://relay:514", "-forward-ca", "ca.pem"}, 2, "go with -forward syslog+tls://HOST:PORT"},
 		{[]string{"-forward", "syslog+tls://relay:514", "-forward-cert", "c.pem"}, 2, "-forward-cert and -forward-key go together"},
 		{[]string{"-forward", "syslog+tls://relay:514", "-forward-ca", filepath.Join(dir, "missing.pem")}, 1, "no such file or directory"},
+		{[]string{"-forward", "syslog+tcp://relay:514", "-forward-timeout", "0s"}, 2, "-forward-timeout 0s: want a positive duration"},
 		{[]string{"-listen", "udp://127.0.0.1:1"}, 2, "want tcp, tcp4, tcp6, tls or unix"},
 		{[]string{"-listen", "tls://127.0.0.1:0"}, 2, "-listen tls:// needs -tls-cert and -tls-key"},
 		{[]string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, 2, "go with a -listen tls:// address"},

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/logsock/logsock"
 )
@@ -21,6 +22,22 @@ const (
 	// and over TLS (RFC 5425, the same frames inside TLS).
 	schemeTCP = "syslog+tcp://"
 	schemeTLS = "syslog+tls://"
+	// defaultForwardBuffer is -forward-buffer's default: a 30 s outage of
+	// the syslog server at the pace of issue 20's test (4 MiB held 2.2 s
+	// of records, so 1.9 MB/s) takes 57 MB.
+	defaultForwardBuffer = 64 << 20
+	// defaultForwardTimeout is -forward-timeout's default: long enough
+	// for a syslog server that holds back while its own queue is full,
+	// short enough that the buffer holds what a dead one leaves behind.
+	defaultForwardTimeout = 30 * time.Second
+	// forwardMaxBackoff caps the wait between connection attempts: a
+	// syslog server that is back gets the records at most a second later
+	// (issue 20: the client's default cap, 5 s, dropped 44,000 records
+	// after rsyslogd was back).
+	forwardMaxBackoff = time.Second
+	// writeSlack makes the forwarder's WriteTimeout longer than
+	// -forward-timeout: see newSyslog.
+	writeSlack = 5 * time.Second
 	// syslogPri is <PRI>VERSION: facility user (1), severity
 	// informational (6), 1*8+6 = 14, version 1. logsock's records carry
 	// no severity, and user is the facility of messages from user
@@ -49,6 +66,7 @@ type forwardFlags struct {
 	cert     string // -forward-cert and -forward-key: the client's certificate
 	key      string
 	buffer   int
+	timeout  time.Duration
 	certSeen bool // one of -forward-ca, -cert or -key was given
 }
 
@@ -59,7 +77,8 @@ func (f *forwardFlags) register(flags *flag.FlagSet) {
 		f.addr, f.tls, err = parseForward(s)
 		return err
 	})
-	flags.IntVar(&f.buffer, "forward-buffer", logsock.DefaultBufferBytes, "bytes of messages the forwarder holds while the syslog server is slow or away; beyond, the oldest are dropped")
+	flags.IntVar(&f.buffer, "forward-buffer", defaultForwardBuffer, "bytes of messages the forwarder holds while the syslog server is slow or away; beyond, the oldest are dropped (and counted)")
+	flags.DurationVar(&f.timeout, "forward-timeout", defaultForwardTimeout, "how long the syslog server may take nothing (no acknowledgement, or a window held at zero) before its connection is given up; a slower server is waited for")
 	tlsFile := func(p *string) func(string) error {
 		return func(s string) error { *p, f.certSeen = s, true; return nil }
 	}
@@ -73,6 +92,8 @@ func (f *forwardFlags) check() error {
 	switch {
 	case f.buffer <= 0:
 		return fmt.Errorf("-forward-buffer %d: want a positive number of bytes", f.buffer)
+	case f.timeout <= 0:
+		return fmt.Errorf("-forward-timeout %v: want a positive duration", f.timeout)
 	case f.certSeen && !f.tls:
 		return fmt.Errorf("-forward-ca, -forward-cert and -forward-key go with -forward %sHOST:PORT", schemeTLS)
 	case (f.cert == "") != (f.key == ""):
@@ -105,7 +126,17 @@ func (f *forwardFlags) tlsConfig() (*tls.Config, error) {
 }
 
 // newSyslog returns the LogSocket that forwards to the syslog server of
-// f; it connects on the first message. With OctetCounted framing it
+// f; it connects on the first message.
+func newSyslog(f *forwardFlags, maxFrame int) (*logsock.LogSocket, error) {
+	cfg, err := f.config(maxFrame)
+	if err != nil {
+		return nil, err
+	}
+	return logsock.New("tcp", f.addr, cfg)
+}
+
+// config returns the forwarder's LogSocket configuration. With
+// OctetCounted framing it
 // brings the client's delivery properties: a bounded buffer with counted
 // drops, reconnects with capped backoff and jitter, a peek before writing,
 // a message whose write failed sent again whole. In batching mode a
@@ -113,13 +144,26 @@ func (f *forwardFlags) tlsConfig() (*tls.Config, error) {
 // -forward-buffer of messages, and drops the oldest beyond: a syslog
 // server that is slow or away must not hold up the connections or the
 // output.
-func newSyslog(f *forwardFlags, maxFrame int) (*logsock.LogSocket, error) {
+//
+// A connection that stalls is kept, not abandoned for a new one, until
+// the syslog server has taken nothing for -forward-timeout: the kernel's
+// TCP_USER_TIMEOUT, which on Linux (since 5.11) counts both data left
+// unacknowledged and a window held at zero. The records that the server's
+// kernel holds would be read after those of a new connection (issue 20:
+// after a 10 s SIGSTOP of rsyslogd, with the client's WriteTimeout of 5 s,
+// 31,627 records reached it after newer ones), and a new connection to a
+// stalled server gains nothing. The write's own timeout is longer, so that
+// the kernel decides; elsewhere than on Linux it is the bound.
+func (f *forwardFlags) config(maxFrame int) (*logsock.Config, error) {
 	cfg := &logsock.Config{
-		Framing:     logsock.OctetCounted,
-		Batching:    true,
-		MaxFrame:    maxFrame + sdRoom,
-		BufferBytes: f.buffer,
-		Overflow:    logsock.DropOldest,
+		Framing:      logsock.OctetCounted,
+		Batching:     true,
+		MaxFrame:     maxFrame + sdRoom,
+		BufferBytes:  f.buffer,
+		Overflow:     logsock.DropOldest,
+		MaxBackoff:   forwardMaxBackoff,
+		UserTimeout:  f.timeout,
+		WriteTimeout: f.timeout + writeSlack,
 	}
 	if f.tls {
 		var err error
@@ -127,7 +171,7 @@ func newSyslog(f *forwardFlags, maxFrame int) (*logsock.LogSocket, error) {
 			return nil, err
 		}
 	}
-	return logsock.New("tcp", f.addr, cfg)
+	return cfg, nil
 }
 
 // parseForward checks a -forward address and returns its host:port, and

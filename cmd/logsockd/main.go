@@ -56,9 +56,20 @@
 // TLS below.
 //
 // The forwarder has the logsock client's delivery properties: a buffer of
-// -forward-buffer bytes, the oldest records dropped (and counted) when it
-// is full, reconnects with capped backoff and jitter, a message whose
-// write failed sent again whole.
+// -forward-buffer bytes (64 MiB: a 30 s outage at 1.9 MB/s of records),
+// the oldest records dropped (and counted) when it is full; reconnects with
+// jitter, at most a second apart, so that a server that is back gets the
+// records within a second; a message whose write failed sent again whole.
+// A server that is slow, or holds back, is waited for on the connection it
+// has: its records arrive in order. The connection is given up only when
+// the server has taken nothing for -forward-timeout (30 s): no
+// acknowledgement, or a receive window held at zero (TCP_USER_TIMEOUT on
+// Linux). What its kernel and ours then hold is the bound of what a stall
+// that long costs: this host's kernel drops what it held for the
+// connection (up to net.ipv4.tcp_wmem's maximum, 4 MiB by default), and
+// what the server's kernel holds (up to its tcp_rmem maximum) reaches the
+// server, if it resumes, after the records of the next connection. Each
+// connection given up counts in SIGUSR1's reconnects.
 //
 // And the limit of syslog over TCP: there are no acknowledgements, so what
 // the syslog server's kernel has taken and the server has not read when it
@@ -164,6 +175,12 @@ examples:
   logsockd -listen tcp://0.0.0.0:39999 -forward syslog+tcp://relay.example:514
   logsockd -listen tls://0.0.0.0:39998 -tls-cert host.pem -tls-key host-key.pem \
            -tls-client-ca clients.pem -forward syslog+tls://relay.example:6514 -forward-ca relay-ca.pem
+
+forwarding: the records go in order, over one connection, which is kept while
+the syslog server is slow; it is given up when the server takes nothing for
+-forward-timeout. Meanwhile the forwarder holds -forward-buffer bytes of
+records, and drops the oldest (counted) beyond. A server that is back gets
+them within a second.
 
 text:  TIME conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
 json:  {"time","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
