@@ -144,14 +144,7 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 		}
 	}
 	ch.wait(t)
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
-	var fwd string // the counters at exit: the last of the forwarder's lines
-	for _, l := range p.stderr.lines() {
-		if strings.HasPrefix(l, "logsockd: forward "+rs.Addr()+": ") {
-			fwd = l
-		}
-	}
+	fwd := exitCounters(t, p, "logsockd: forward "+rs.Addr()+": ")
 	if counter(t, fwd, "frames") != 4*half || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") < 1 {
 		t.Errorf("%s: want %d frames, none dropped, a reconnect", fwd, 4*half)
 	}
@@ -426,14 +419,7 @@ func TestLogsockdForwardRestartUnderLoad(t *testing.T) {
 	}
 
 	ch.wait(t)
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
-	var fwd string // the counters at exit: the last of the forwarder's lines
-	for _, l := range p.stderr.lines() {
-		if strings.HasPrefix(l, fwdPrefix) {
-			fwd = l
-		}
-	}
+	fwd := exitCounters(t, p, fwdPrefix)
 	if counter(t, fwd, "frames") != total || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") < 1 {
 		t.Errorf("%s: want %d frames, none dropped, a reconnect", fwd, total)
 	}
@@ -551,14 +537,7 @@ func TestLogsockdForwardStall(t *testing.T) {
 	total := <-stopped
 	waitFor(fmt.Sprintf("all %d records", total), func() bool { return next >= total })
 
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
-	var fwd string // the counters at exit: the last of the forwarder's lines
-	for _, l := range p.stderr.lines() {
-		if strings.HasPrefix(l, fwdPrefix) {
-			fwd = l
-		}
-	}
+	fwd := exitCounters(t, p, fwdPrefix)
 	if counter(t, fwd, "frames") != total || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") != 0 {
 		t.Errorf("%s: want %d frames, none dropped, no reconnect (at the stall: %s)", fwd, total, c)
 	}
@@ -632,6 +611,22 @@ func (w *flowWriter) finish(n int) int {
 		close(w.quit)
 	}
 	return next
+}
+
+// exitCounters stops logsockd (SIGTERM), waits for it to exit 0, and
+// returns the forwarder's counters at exit: the last line that starts with
+// prefix.
+func exitCounters(t *testing.T, p *proc, prefix string) string {
+	t.Helper()
+	sendSignal(t, p, syscall.SIGTERM)
+	p.mustExit(t)
+	var last string
+	for _, l := range p.stderr.lines() {
+		if strings.HasPrefix(l, prefix) {
+			last = l
+		}
+	}
+	return last
 }
 
 // forwardCounters asks logsockd for its counters (SIGUSR1) and returns the
