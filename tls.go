@@ -117,21 +117,20 @@ const closeNotifyWait = 100 * time.Millisecond
 
 // closeTLS sends close_notify, for up to closeNotifyWait, and closes the
 // connection. The alert tells the server that the stream ends there, not
-// cut short; after a failed write tls.Conn sends none.
+// cut short; after a failed write tls.Conn sends none. It is a courtesy:
+// whether it went out or not, the socket is closed, and nil returned, as a
+// plain socket's close does on a connection the peer has closed.
 func (c *conn) closeTLS() error {
 	done := make(chan struct{})
 	cut := time.AfterFunc(closeNotifyWait, func() {
 		c.nc.Close() // fails the alert's write
 		close(done)
 	})
-	err := c.tls.Close()
+	c.tls.Close()
 	if !cut.Stop() {
 		<-done
 	}
-	if errors.Is(err, net.ErrClosed) {
-		err = nil // cut, or aborted by Close: closed all the same
-	}
-	return err
+	return nil
 }
 
 // tlsPeekWait bounds the read of what a TLS server sent: records the TLS
