@@ -506,22 +506,25 @@ func TestLogsockdForwardStall(t *testing.T) {
 			next++
 		}
 	}
-	waitFor := func(what string, cond func() bool) {
+	// waitFor reads rsyslogd's output until cond holds, for up to limit.
+	waitFor := func(what string, limit time.Duration, cond func() bool) {
 		t.Helper()
-		deadline := time.After(waitTimeout)
+		deadline := time.After(limit)
 		for read(); !cond(); read() {
 			select {
 			case <-deadline:
-				t.Fatalf("%s: not after %v: %d records arrived; forwarder %s", what, waitTimeout, next, forwardCounters(t, p, fwdPrefix))
+				t.Fatalf("%s: not after %v: %d records arrived; forwarder %s", what, limit, next, forwardCounters(t, p, fwdPrefix))
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	}
-	waitFor("5,000 records", func() bool { return next >= 5000 })
+	waitFor("5,000 records", waitTimeout, func() bool { return next >= 5000 })
 	if err := rs.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("10,000 records held behind a blocked write", func() bool {
+	// Until the kernels' buffers are full: tens of MB at most (tcp_rmem's
+	// and tcp_wmem's maxima), a few MB here.
+	waitFor("10,000 records held behind a blocked write", time.Minute, func() bool {
 		c = forwardCounters(t, p, fwdPrefix)
 		return counter(t, c, "held") >= 10000
 	})
@@ -530,12 +533,12 @@ func TestLogsockdForwardStall(t *testing.T) {
 	if err := rs.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the records from before the stall", func() bool { return next >= counter(t, c, "frames") })
+	waitFor("the records from before the stall", waitTimeout, func() bool { return next >= counter(t, c, "frames") })
 	running.Store(true)
 	time.Sleep(time.Second) // a second of records after the stall
 	close(stop)
 	total := <-stopped
-	waitFor(fmt.Sprintf("all %d records", total), func() bool { return next >= total })
+	waitFor(fmt.Sprintf("all %d records", total), waitTimeout, func() bool { return next >= total })
 
 	fwd := exitCounters(t, p, fwdPrefix)
 	if counter(t, fwd, "frames") != total || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") != 0 {

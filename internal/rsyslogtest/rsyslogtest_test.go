@@ -178,7 +178,12 @@ func TestTLS(t *testing.T) {
 	rsyslogtest.RequireTLS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	set, err := tlstest.New(t.TempDir())
+	certDir, err := os.MkdirTemp("", "rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(certDir) })
+	set, err := tlstest.New(certDir)
 	if err != nil {
 		t.Fatal(err)
 	}
