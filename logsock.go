@@ -508,6 +508,7 @@ func (l *LogSocket) Close() error {
 	release := l.s.exclusive()
 	c := l.link.shut()
 	release()
+	l.link.dials.Wait() // shut cancelled them
 	if c != nil {
 		if cerr := c.close(); err == nil && !errors.Is(cerr, net.ErrClosed) { // abort may have closed it
 			err = cerr
