@@ -85,6 +85,7 @@ func (d *direct) sendSlow(msg []byte) error {
 // connection, which is made at once, within ctx, if an attempt is due.
 func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline time.Time) error {
 	var err error
+	written := 0 // of a large frame: how much went out before a failure
 	if n := d.f.size(len(msg)); n <= copyMax {
 		// Copied behind its header, to go out in one buffer, with send(2).
 		if cap(d.frame) < n {
@@ -97,7 +98,7 @@ func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline t
 		// Sent from where it is, with its header, by sendmsg: copying it
 		// would cost more than the iovec.
 		d.parts = [2][]byte{d.hdr[:d.f.header(d.hdr[:], len(msg))], msg}
-		_, err = d.link.write(c, d.parts[:], deadline)
+		written, err = d.link.write(c, d.parts[:], deadline)
 		d.parts[1] = nil
 	}
 	if err == nil {
@@ -106,7 +107,7 @@ func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline t
 	}
 	// Whatever part of it went out, the stream may be torn: the frame goes
 	// again, whole, on a new connection.
-	if err := d.q.holdRetry(msg); err != nil {
+	if err := d.q.holdRetry(msg, written, err); err != nil {
 		return err
 	}
 	if deadline.IsZero() {
@@ -147,7 +148,7 @@ func (d *direct) deliver(ctx context.Context, deadline time.Time) {
 		d.one[0] = d.q.held.bytes()
 		n, err := d.link.write(c, d.one[:], deadline)
 		d.one[0] = nil
-		frames, msgBytes, retried := d.q.wrote(n, err != nil)
+		frames, msgBytes, retried := d.q.wrote(n, err)
 		d.tally.add(frames, msgBytes, retried, err == nil)
 		d.publish()
 		if err != nil {
@@ -203,7 +204,7 @@ func (d *direct) flush(ctx context.Context) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
-	return d.flushLocked(ctx, d.done)
+	return d.q.takeRefused(d.flushLocked(ctx, d.done))
 }
 
 // flushLocked delivers the held frames until none is left, ctx is done,
@@ -239,7 +240,7 @@ func (d *direct) close(ctx context.Context) error {
 	err := d.flushLocked(ctx, nil)
 	d.q.dropAll()
 	d.publish()
-	return err
+	return d.q.takeRefused(err)
 }
 
 func (d *direct) exclusive() (release func()) {

@@ -69,7 +69,9 @@ type Config struct {
 	Order ByteOrder
 	// MaxFrame is the longest message, in bytes, that Log and Write send;
 	// a longer one is refused with ErrFrameTooLarge, never truncated. Keep
-	// it at or below the collector's limit. Zero means DefaultMaxFrame.
+	// it at or below the collector's limit: a collector ends the connection
+	// at the header of a frame above its own (see Log for what follows).
+	// Zero means DefaultMaxFrame.
 	MaxFrame int
 	// DialTimeout bounds each connection attempt. Zero means
 	// DefaultDialTimeout.
@@ -267,7 +269,8 @@ type Stats struct {
 	// failed.
 	Resent uint64
 	// Dropped counts the frames dropped: by the Overflow policy, too
-	// large for BufferBytes, or still held when Close gave up.
+	// large for BufferBytes, refused by the collector (see Log), or still
+	// held when Close gave up.
 	Dropped uint64
 	// Held and HeldBytes are the frames, and their bytes with headers,
 	// held now: waiting for the collector, or in batching mode for the
@@ -423,6 +426,14 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 // that it is queued for the writer. An error means the frame will not be
 // sent: ErrFrameTooLarge, ErrBufferFull (counted in Stats.Dropped) or
 // ErrClosed.
+//
+// A frame above the collector's own limit ends the connection: if the
+// collector so cuts its write on three connections in a row, the frame is
+// dropped, so that it does not hold up the frames behind it; the drop is
+// counted in Stats.Dropped and reported, wrapping ErrFrameTooLarge, by the
+// next Flush, Sync or Close, and from then on Log refuses frames of that
+// size at once. A frame that the kernel took whole before the collector
+// refused it is lost with the connection, as when a collector dies.
 func (l *LogSocket) Log(msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }
@@ -439,8 +450,8 @@ func (l *LogSocket) Write(p []byte) (int, error) {
 
 func (l *LogSocket) send(msg []byte) error {
 	var err error
-	if len(msg) > l.cfg.MaxFrame {
-		err = fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(msg), l.cfg.MaxFrame)
+	if limit := l.q.maxFrame.Load(); int64(len(msg)) > limit {
+		err = l.tooLarge(len(msg), limit)
 	} else {
 		err = l.s.send(msg)
 	}
@@ -448,6 +459,14 @@ func (l *LogSocket) send(msg []byte) error {
 		l.tally.errs.Add(1)
 	}
 	return err
+}
+
+// tooLarge is the error of a message of size bytes, above limit.
+func (l *LogSocket) tooLarge(size int, limit int64) error {
+	if limit < int64(l.cfg.MaxFrame) {
+		return fmt.Errorf("%w: %d bytes: the collector refused a frame of %d bytes", ErrFrameTooLarge, size, limit+1)
+	}
+	return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, limit)
 }
 
 // Flush writes every frame held or queued, connecting as needed, and
