@@ -103,14 +103,20 @@
 // connection writes each frame under a lock. The contract, for a child in
 // any language:
 //
-//   - LOGSOCK_NETWORK and LOGSOCK_ADDRESS name the collector ("tcp" or
-//     "unix", and its address), for the child's own reconnects, and
-//     LOGSOCK_ORDER the byte order ("little" or "big").
+//   - LOGSOCK_NETWORK and LOGSOCK_ADDRESS name the collector ("tcp",
+//     "tcp4", "tcp6" or "unix", and a non-empty address: host:port, or a
+//     path), for the child's own reconnects, and LOGSOCK_ORDER the byte
+//     order ("little" or "big"; required).
 //   - LOGSOCK_FD is the inherited socket's descriptor, and LOGSOCK_SOCKET
 //     its identity, "dev:ino" as fstat reports them: check that the
-//     descriptor is a stream socket with that identity before using it,
-//     since descriptor numbers go stale. Make it close-on-exec, and unset
-//     the variables, so that neither leaks to the child's own children.
+//     descriptor is a stream socket of the network with that identity
+//     before using it, since descriptor numbers go stale. LOGSOCK_FD,
+//     LOGSOCK_SOCKET and LOGSOCK_LOCK_FD are set together or not at all
+//     (the parent had no connection to pass). Check every variable before
+//     you touch a descriptor, and never close one that fails its check:
+//     it is another file of the child's. Make the two close-on-exec, and
+//     unset the variables, so that neither leaks to the child's own
+//     children.
 //   - LOGSOCK_LOCK_FD is the lock file, 16 bytes. Byte 0 is "frame in
 //     progress", byte 1 "torn". To write a frame: take a POSIX record write
 //     lock on byte 0, length 1 (fcntl F_SETLKW; Python's
