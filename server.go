@@ -425,8 +425,9 @@ func (s *Server) refuse(nc net.Conn, id uint64, err error) {
 // writes nothing more on that connection, closes it, and holds its frames
 // for its next connection), and reads on, handing over every frame, until
 // the client has closed its end, or nothing has arrived at a frame
-// boundary for a quarter of a second (an idle client, or one that does
-// not peek), or ctx is done. Connections that clients opened but that were
+// boundary for a quarter of a second (an idle client), or, for a client
+// that goes on writing (one that does not peek), at the first frame
+// boundary with nothing more arrived after a second, or until ctx is done. Connections that clients opened but that were
 // not yet accepted are accepted and drained too, where the listener has
 // SetDeadline and SyscallConn (as TCP and Unix listeners do), except on
 // Windows, which has no accept that does not wait: there the listener's

@@ -207,6 +207,15 @@ func (c *serverConn) count() {
 // wait). It is what a Shutdown with idle clients costs.
 const drainQuiet = 250 * time.Millisecond
 
+// drainBusy is how long a drain reads a client that goes on writing
+// before it stops at the next frame boundary where nothing more has
+// arrived. A logsock client stops within PeekInterval of the FIN, unless
+// its peek is off; one that does not peek (the article's client, a child
+// in another language) never does, and would keep a Shutdown until its
+// deadline. The frames such a client writes after the end are lost, as
+// they would be at any close.
+const drainBusy = time.Second
+
 // cutBudget bounds what a connection reads after Shutdown's deadline cut
 // it: what had arrived by then, but not a stream that goes on for ever.
 // It is more than a socket's receive buffer can hold on Linux (tcp_rmem's
@@ -278,6 +287,12 @@ func (c *serverConn) armWait() (deadline time.Time, quiet bool) {
 	return deadline, quiet
 }
 
+// drainDone reports whether a drain that has lasted drainBusy is at a
+// frame boundary: the stream stops there once nothing more has arrived.
+func (c *serverConn) drainDone() bool {
+	return !c.drainFrom.IsZero() && c.dec.Buffered() == 0 && time.Since(c.drainFrom) >= drainBusy
+}
+
 // woken reports, for a read that failed at a deadline, whether the
 // deadline was a wake-up (drain's or cut's) rather than the one set.
 func woken(deadline time.Time) bool {
@@ -333,7 +348,7 @@ func (c *serverConn) readSocket(p []byte, wait bool) (int, error) {
 
 func (c *serverConn) readRaw(wait bool) error {
 	for {
-		if !wait || c.cutting.Load() {
+		if !wait || c.cutting.Load() || c.drainDone() {
 			if wait && c.cutRead >= cutBudget {
 				c.stop()
 				return nil
@@ -344,7 +359,7 @@ func (c *serverConn) readRaw(wait bool) error {
 				return err
 			}
 			if wait && c.rerr == errWouldBlock {
-				c.stop() // cut: what has arrived is read
+				c.stop() // what has arrived is read
 			}
 			if c.cutting.Load() {
 				c.cutRead += c.rn
@@ -384,7 +399,7 @@ func (c *serverConn) readConn(p []byte) (int, error) {
 	for {
 		var deadline time.Time
 		quiet := false
-		if c.cutting.Load() {
+		if c.cutting.Load() || c.drainDone() {
 			if c.cutRead >= cutBudget {
 				c.drained = true
 				return 0, io.EOF
