@@ -104,7 +104,6 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
-	"github.com/logsock/logsock/internal/netaddr"
 )
 
 // drainTimeout bounds Server.Shutdown's drain at exit.
@@ -159,7 +158,7 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 		flags.PrintDefaults()
 	}
 	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port or unix:///path (default 127.0.0.1:39999)", func(s string) error {
-		network, addr, err := netaddr.Parse(s)
+		network, addr, err := logsock.ParseAddress(s)
 		cfg.listen = append(cfg.listen, address{network, addr})
 		return err
 	})
@@ -354,7 +353,7 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 			return err
 		}
 		listeners = append(listeners, l)
-		log.Printf("listening on %s", netaddr.Format(a.network, l.Addr().String()))
+		log.Printf("listening on %s", a.network+"://"+l.Addr().String())
 	}
 
 	var wg sync.WaitGroup
