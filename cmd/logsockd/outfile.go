@@ -74,8 +74,8 @@ func flock(f *os.File, how int) error {
 // 20); the next record appended to it would be lost to every parser. mend
 // moves that fragment, with a "\n", to FILE.torn beside it and cuts it
 // from f, and logs it; where it cannot, it ends the fragment with a "\n"
-// so that the records after it stay whole. It reports whether it set a
-// fragment aside.
+// so that the records after it stay whole (or sets o.unended, for write
+// to do it first). It reports whether it set a fragment aside.
 //
 // Only a regular file is mended. While it mends, it holds an exclusive
 // flock, and every logsockd holds a shared one on its output, so that it
@@ -85,6 +85,7 @@ func flock(f *os.File, how int) error {
 // and the file is then left as it is too (a window of a few system calls
 // remains).
 func (o *output) mend(f *os.File) bool {
+	o.unended = false
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		return false
@@ -111,9 +112,14 @@ func (o *output) mend(f *os.File) bool {
 	}
 	if err != nil {
 		// Ended with a "\n", the fragment is a line of its own, and the
-		// records after it are whole.
-		_, werr := f.Write([]byte{'\n'})
-		log.Printf("output %s: its last line, %d bytes, is torn, and could not be set aside: %v; ended with a newline: %v", o.path, n, err, werr)
+		// records after it are whole. On a full disk, the first write to
+		// the file ends it (write).
+		if _, werr := f.Write([]byte{'\n'}); werr != nil {
+			o.unended = true
+			log.Printf("output %s: its last line, %d bytes, is torn, and could not be set aside: %v; nor ended with a newline yet: %v", o.path, n, err, werr)
+		} else {
+			log.Printf("output %s: its last line, %d bytes, is torn, and could not be set aside: %v; ended with a newline", o.path, n, err)
+		}
 		return false
 	}
 	if fi2, err := f.Stat(); err != nil || fi2.Size() != fi.Size() {

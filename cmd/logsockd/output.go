@@ -115,6 +115,7 @@ type output struct {
 	// run's own.
 	file       *os.File
 	linked     int64            // the file's size when a look last found the path naming it
+	unended    bool             // the file ends with a torn line that mend could not end
 	looks      <-chan time.Time // nil for standard output
 	reopenWait chan<- error     // a Reopen waits on it
 	stopWait   chan<- error     // Close waits on it
@@ -351,8 +352,16 @@ func (o *output) write(c *chunk) (int, error) {
 	var since time.Time // when the wait for space began
 	retry := minRetry
 	for {
-		n, err := o.file.Write(c.b[off:])
-		off += n
+		var n int
+		var err error
+		if o.unended {
+			_, err = o.file.Write([]byte{'\n'})
+			o.unended = err != nil
+		}
+		if err == nil {
+			n, err = o.file.Write(c.b[off:])
+			off += n
+		}
 		if err == nil || o.exitOnError || !diskFull(err) {
 			if !since.IsZero() {
 				o.setWaiting(false)

@@ -300,3 +300,44 @@ func TestOutputFullDiskDeleted(t *testing.T) {
 	}
 	t.Logf("the new file holds records %d to %d", seqs[0], n-1)
 }
+
+// TestOutputMendFullDisk: a file whose torn last line fills the last page
+// of a full disk (as a SIGKILL during a wait for space leaves it) can have
+// it neither set aside nor ended with a newline when it is opened; the
+// first write ends it, once there is space, so that the records after it
+// are whole lines.
+func TestOutputMendFullDisk(t *testing.T) {
+	t.Parallel()
+	const page = 4096
+	dir, filler := fullDisk(t, page)
+	path := filepath.Join(dir, "out.log")
+	frag := "a\n" + strings.Repeat("x", page-2)
+	if err := os.WriteFile(path, []byte(frag), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := newOutput(outputConfig{path: path, perm: 0o600, delay: time.Millisecond}, newFormatter(false, false), make(chan error, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := tcpRecord("next")
+	o.record(rec)
+	for deadline := time.Now().Add(waitTimeout); !o.Stats().Waiting; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			o.Close()
+			t.Fatalf("no wait for space: %+v", o.Stats())
+		}
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := frag + "\n" + string(newFormatter(false, false).append(nil, rec)); string(b) != want {
+		t.Errorf("the file ends with %q, want %q", b[max(0, len(b)-100):], want[len(want)-100:])
+	}
+}
