@@ -108,30 +108,28 @@ func (o *output) mend(f *os.File) bool {
 	}
 	n := fi.Size() - start
 	if err == nil {
-		err = o.setAside(f, start, n)
-	}
-	if err != nil {
-		// Ended with a "\n", the fragment is a line of its own, and the
-		// records after it are whole. On a full disk, the first write to
-		// the file ends it (write).
-		if _, werr := f.Write([]byte{'\n'}); werr != nil {
-			o.unended = true
-			log.Printf("output %s: its last line, %d bytes, is torn, and could not be set aside: %v; nor ended with a newline yet: %v", o.path, n, err, werr)
-		} else {
-			log.Printf("output %s: its last line, %d bytes, is torn, and could not be set aside: %v; ended with a newline", o.path, n, err)
+		if err = o.setAside(f, start, n); err == nil {
+			if fi2, err := f.Stat(); err != nil || fi2.Size() != fi.Size() {
+				log.Printf("output %s: its last line, %d bytes, is torn, and copied to %s%s, but not cut: something else appends to the file", o.path, n, o.path, tornSuffix)
+				return false
+			}
+			if err = f.Truncate(start); err == nil {
+				log.Printf("output %s: set aside a torn last line (%d bytes without a newline: a write cut short by a crash or a full disk) in %s%s", o.path, n, o.path, tornSuffix)
+				return true
+			}
+			err = fmt.Errorf("copied to %s%s, but not cut: %w", o.path, tornSuffix, err)
 		}
-		return false
 	}
-	if fi2, err := f.Stat(); err != nil || fi2.Size() != fi.Size() {
-		log.Printf("output %s: its last line, %d bytes, is torn, and copied to %s%s, but not cut: something else appends to the file", o.path, n, o.path, tornSuffix)
-		return false
+	// Ended with a "\n", the fragment is a line of its own, and the
+	// records after it are whole. On a full disk, the first write to the
+	// file ends it (write).
+	if _, werr := f.Write([]byte{'\n'}); werr != nil {
+		o.unended = true
+		log.Printf("output %s: its last line, %d bytes, is torn, and could not be set aside: %v; nor ended with a newline yet: %v", o.path, n, err, werr)
+	} else {
+		log.Printf("output %s: its last line, %d bytes, is torn, and could not be set aside: %v; ended with a newline", o.path, n, err)
 	}
-	if err := f.Truncate(start); err != nil {
-		log.Printf("output %s: its last line, %d bytes, is torn, and copied to %s%s, but not cut: %v", o.path, n, o.path, tornSuffix, err)
-		return false
-	}
-	log.Printf("output %s: set aside a torn last line (%d bytes without a newline: a write cut short by a crash or a full disk) in %s%s", o.path, n, o.path, tornSuffix)
-	return true
+	return false
 }
 
 // errNoLine says that the end of a file is no line of a record: it is
