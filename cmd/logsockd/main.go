@@ -13,18 +13,26 @@
 //
 // A text line is
 //
-//	TIME conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
+//	TIME run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
 //
-// and a JSON line (-json) has the keys time, conn, pid, msg; remote, the
-// client's address, for TCP; on Unix sockets on Linux peer_pid, peer_uid
+// and a JSON line (-json) has the keys time, run, conn, pid, msg; remote,
+// the client's address, for TCP; on Unix sockets on Linux peer_pid, peer_uid
 // and peer_gid (the process that connected) and writer_pid (the one that
 // wrote the frame); flags when one is set. TIME is the receive time, in
-// UTC, RFC 3339 with nanoseconds. One trailing newline, which slog, log
+// UTC, RFC 3339 with nanoseconds. ID is this run's id, 16 random
+// hexadecimal digits that logsockd logs at start: connections are
+// numbered from 1 in each run, so that in a file that several runs
+// appended to, a connection is its run and its number. One trailing newline, which slog, log
 // and zap end every record with, is not part of the printed message; the
 // JSON msg keeps the exact bytes otherwise, with U+FFFD for bytes that
 // are not UTF-8, and then msg_base64 holds all the bytes as they came.
 // With -json-msg, a message that is a JSON object is written as one (on
-// one line), not as a string. Text prints the message as it is, but
+// one line, its white space dropped), not as a string, if jq, Python's
+// json and the like all read it as the same value: RFC 8259 JSON in
+// UTF-8, nested at most 64 deep (jq 1.6 and serde_json refuse objects
+// more than 128 deep), no name twice in an object, no lone surrogate
+// (\ud800), numbers within float64's range. Any other message stays a
+// string. Text prints the message as it is, but
 // writes control characters (except tab) as \n, \r or \xHH, C1 controls
 // and U+2028 and U+2029 as \uHHHH, and bytes that are not UTF-8 as \xHH,
 // so that a record stays on one line; a backslash stays as it is.
@@ -139,9 +147,11 @@ examples:
   logsockd -listen unix:///run/logsock.sock -mode 0660 -json -o /var/log/logsock.jsonl
   logsockd -listen tcp://0.0.0.0:39999 -forward syslog+tcp://relay.example:514
 
-text:  TIME conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
-json:  {"time","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
+text:  TIME run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
+json:  {"time","run","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
         [,"writer_pid"][,"flags"],"msg"[,"msg_base64"]}
+ID is this run's id, random, logged at start: conn counts from 1 in each run,
+and run tells apart two "conn 1" in a file that several runs appended to.
 One trailing newline is not part of the printed message. Text writes control
 characters (except tab) as \n, \r or \xHH, C1 controls, U+2028 and U+2029 as
 \uHHHH, bytes that are not UTF-8 as \xHH, and the rest as it is (backslashes
@@ -169,7 +179,7 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	// permission on the file).
 	flags.Var(&cfg.mode, "mode", "permissions of the Unix sockets, in octal, such as 0660 (default: what the umask leaves)")
 	flags.BoolVar(&cfg.json, "json", false, "write JSON Lines instead of text")
-	flags.BoolVar(&cfg.jsonMsg, "json-msg", false, "with -json, write a message that is a JSON object as an object, not a string")
+	flags.BoolVar(&cfg.jsonMsg, "json-msg", false, "with -json, write a message that is a JSON object as an object, not a string, if every common parser reads it alike: RFC 8259, at most 64 deep, no name twice, no lone surrogate, numbers within float64")
 	flags.StringVar(&cfg.out, "o", "", "append the records to this file (reopened on SIGHUP); - is standard output (default: standard output, unless -forward is given)")
 	flags.Var(&cfg.outMode, "o-mode", "permissions of the -o file, in octal, if logsockd creates it")
 	flags.DurationVar(&cfg.flushDelay, "flush-delay", 5*time.Millisecond, "longest time a record waits in the buffer before it is written")
@@ -234,6 +244,7 @@ type daemon struct {
 	out  *output    // nil with -forward alone
 	fwd  *forwarder // nil without -forward
 	fail chan error // a Serve's error, or the output's
+	run  string     // this run's id (newRunID)
 }
 
 // run runs the daemon until a signal or a failure, and returns the exit
@@ -251,7 +262,8 @@ func run(cfg *config) int {
 	defer signal.Stop(sig)
 
 	// One slot per sender, so that none blocks.
-	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(cfg.listen)+1)}
+	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(cfg.listen)+1), run: newRunID()}
+	log.Printf("run %s: each record carries this id (conn counts from 1 in each run)", d.run)
 	if cfg.forward != "" {
 		// New checks the configuration and connects later: the
 		// collector starts while the syslog server is away.
@@ -269,8 +281,10 @@ func run(cfg *config) int {
 		if path == "-" {
 			path = ""
 		}
+		f := newFormatter(cfg.json, cfg.jsonMsg)
+		f.run = d.run
 		var err error
-		if d.out, err = newOutput(path, cfg.outMode.perm, cfg.flushDelay, newFormatter(cfg.json, cfg.jsonMsg), d.fail); err != nil {
+		if d.out, err = newOutput(path, cfg.outMode.perm, cfg.flushDelay, f, d.fail); err != nil {
 			log.Print(err)
 			if d.fwd != nil {
 				d.fwd.Close() // it has sent nothing
