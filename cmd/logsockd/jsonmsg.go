@@ -115,20 +115,8 @@ func (p *msgParser) value(depth int) bool {
 
 // object parses an object whose '{' is next, at nesting depth.
 func (p *msgParser) object(depth int) bool {
-	if depth > maxMsgDepth {
-		return false
-	}
-	p.i++
-	p.dst = append(p.dst, '{')
-	first := len(p.names)
-	keysStart := len(p.keys)
-	p.space()
-	if p.peek() == '}' {
-		p.i++
-		p.dst = append(p.dst, '}')
-		return true
-	}
-	for {
+	first, keysStart := len(p.names), len(p.keys)
+	ok := p.elements(depth, '}', func() bool {
 		if p.peek() != '"' || !p.str(true) {
 			return false
 		}
@@ -140,25 +128,10 @@ func (p *msgParser) object(depth int) bool {
 		p.i++
 		p.dst = append(p.dst, ':')
 		p.space()
-		if !p.value(depth) {
-			return false
-		}
-		p.space()
-		switch p.peek() {
-		case ',':
-			p.i++
-			p.dst = append(p.dst, ',')
-			p.space()
-			continue
-		case '}':
-			p.i++
-			p.dst = append(p.dst, '}')
-			ok := p.uniqueNames(keysStart, first)
-			p.names, p.keys = p.names[:first], p.keys[:keysStart]
-			return ok
-		}
-		return false
-	}
+		return p.value(depth)
+	}) && p.uniqueNames(keysStart, first)
+	p.names, p.keys = p.names[:first], p.keys[:keysStart]
+	return ok
 }
 
 // uniqueNames reports whether the names of the object whose first name is
@@ -203,19 +176,25 @@ func (p *msgParser) uniqueNames(start, first int) bool {
 
 // array parses an array whose '[' is next, at nesting depth.
 func (p *msgParser) array(depth int) bool {
+	return p.elements(depth, ']', func() bool { return p.value(depth) })
+}
+
+// elements parses the members of the object or array whose opening byte
+// is next, at nesting depth, each with member, up to the closing byte end.
+func (p *msgParser) elements(depth int, end byte, member func() bool) bool {
 	if depth > maxMsgDepth {
 		return false
 	}
+	p.dst = append(p.dst, p.src[p.i])
 	p.i++
-	p.dst = append(p.dst, '[')
 	p.space()
-	if p.peek() == ']' {
+	if p.peek() == end {
 		p.i++
-		p.dst = append(p.dst, ']')
+		p.dst = append(p.dst, end)
 		return true
 	}
 	for {
-		if !p.value(depth) {
+		if !member() {
 			return false
 		}
 		p.space()
@@ -224,13 +203,13 @@ func (p *msgParser) array(depth int) bool {
 			p.i++
 			p.dst = append(p.dst, ',')
 			p.space()
-			continue
-		case ']':
+		case end:
 			p.i++
-			p.dst = append(p.dst, ']')
+			p.dst = append(p.dst, end)
 			return true
+		default:
+			return false
 		}
-		return false
 	}
 }
 
