@@ -85,6 +85,18 @@
 // logsockd runs on Unix only, which has these signals; the logsock
 // package itself builds for Windows too.
 //
+// # Metrics and health
+//
+// -metrics HOST:PORT serves over HTTP /metrics, in the Prometheus text
+// format: every counter that SIGUSR1 prints (logsockd_*: connections
+// accepted, open, and ended by reason; frames and bytes received; the
+// output's records, bytes, drops and reopens; the forwarder's records,
+// bytes, held records, drops, reconnects and time without a connection),
+// and the states: each listener's, the output's (writing or not), the run
+// id. And /healthz: 200 while the output writes and every listener
+// accepts, 503 otherwise and from the stopping signal on, with a line for
+// each check.
+//
 // # Unix sockets
 //
 // A Unix socket path that names a stale socket, one that nobody accepts on
@@ -108,6 +120,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -133,6 +146,7 @@ type config struct {
 	forward    string // host:port, or ""
 	appName    string
 	fwdBuffer  int
+	metrics    string         // host:port of -metrics, or ""
 	srv        logsock.Server // with the limits of the flags; run sets the callbacks
 }
 
@@ -141,7 +155,8 @@ const usageHead = `usage: logsockd [flags]
 logsockd receives logsock streams on TCP and Unix sockets and writes one line
 a record to standard output or a file (-o), forwards the records to a syslog
 server (-forward), or both. SIGINT and SIGTERM drain the connections and exit,
-SIGHUP reopens the -o file, SIGUSR1 prints the counters on standard error.
+SIGHUP reopens the -o file, SIGUSR1 prints the counters on standard error;
+-metrics serves them for Prometheus at /metrics, and a health check at /healthz.
 
 examples:
   logsockd -listen unix:///run/logsock.sock -mode 0660 -json -o /var/log/logsock.jsonl
@@ -190,6 +205,13 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	})
 	flags.StringVar(&cfg.appName, "app-name", "logsockd", "APP-NAME of the forwarded messages")
 	flags.IntVar(&cfg.fwdBuffer, "forward-buffer", logsock.DefaultBufferBytes, "bytes of messages the forwarder holds while the syslog server is slow or away; beyond, the oldest are dropped")
+	flags.Func("metrics", "serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz", func(s string) error {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return errors.New("want HOST:PORT, such as 127.0.0.1:9539")
+		}
+		cfg.metrics = s
+		return nil
+	})
 
 	srv := &cfg.srv
 	flags.IntVar(&srv.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "largest message accepted, in bytes")
@@ -221,9 +243,6 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	if cfg.flushDelay <= 0 {
 		usage("-flush-delay %v: want a positive duration", cfg.flushDelay)
 	}
-	if len(cfg.listen) == 0 {
-		cfg.listen = []address{{"tcp", "127.0.0.1:39999"}}
-	}
 	if cfg.out == "" && cfg.forward == "" {
 		cfg.out = "-"
 	}
@@ -239,12 +258,16 @@ func main() {
 
 // daemon is a run of logsockd: the Server and where its records go.
 type daemon struct {
-	cfg  *config
-	srv  *logsock.Server
-	out  *output    // nil with -forward alone
-	fwd  *forwarder // nil without -forward
-	fail chan error // a Serve's error, or the output's
-	run  string     // this run's id (newRunID)
+	cfg       *config
+	srv       *logsock.Server
+	out       *output    // nil with -forward alone
+	fwd       *forwarder // nil without -forward
+	fail      chan error // a Serve's error, or the output's
+	run       string     // this run's id (newRunID)
+	start     time.Time
+	listeners []*listenerState // set before -metrics starts, then fixed
+	stopping  atomic.Bool      // a signal or a failure has come: /healthz says 503
+	metrics   *metricsServer   // nil without -metrics
 }
 
 // run runs the daemon until a signal or a failure, and returns the exit
@@ -261,8 +284,12 @@ func run(cfg *config) int {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sig)
 
+	if len(cfg.listen) == 0 {
+		cfg.listen = []address{{"tcp", "127.0.0.1:39999"}}
+	}
 	// One slot per sender, so that none blocks.
-	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(cfg.listen)+1), run: newRunID()}
+	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(cfg.listen)+1),
+		run: newRunID(), start: time.Now()}
 	log.Printf("run %s: each record carries this id (conn counts from 1 in each run)", d.run)
 	if cfg.forward != "" {
 		// New checks the configuration and connects later: the
@@ -310,6 +337,9 @@ func run(cfg *config) int {
 		if err := d.fwd.Close(); err != nil {
 			log.Print(err)
 		}
+	}
+	if d.metrics != nil {
+		d.metrics.Close()
 	}
 	d.logStats()
 	return code
@@ -371,10 +401,23 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 		log.Printf("listening on %s", netaddr.Format(a.network, l.Addr().String()))
 	}
 
-	var wg sync.WaitGroup
 	for _, l := range listeners {
+		st := &listenerState{addr: netaddr.Format(l.Addr().Network(), l.Addr().String())}
+		st.up.Store(true)
+		d.listeners = append(d.listeners, st)
+	}
+	if d.cfg.metrics != "" {
+		if d.metrics, err = d.startMetrics(d.cfg.metrics); err != nil {
+			return err
+		}
+	}
+
+	var wg sync.WaitGroup
+	for i, l := range listeners {
 		wg.Go(func() {
-			if err := d.srv.Serve(l); !errors.Is(err, logsock.ErrServerClosed) {
+			err := d.srv.Serve(l)
+			d.listeners[i].up.Store(false)
+			if !errors.Is(err, logsock.ErrServerClosed) {
 				d.fail <- err
 			}
 		})
@@ -400,6 +443,7 @@ wait:
 			break wait
 		}
 	}
+	d.stopping.Store(true)
 	// The socket files go first, while the listeners pin them (see
 	// above): clients then find no collector rather than one that is
 	// going away, and what they had queued is still drained.

@@ -341,3 +341,11 @@ func (o *output) Stats() outputStats {
 	defer o.mu.Unlock()
 	return o.stats
 }
+
+// writeErr returns the error that keeps the output from writing, or nil
+// while it writes: /healthz and logsockd_output_up read it.
+func (o *output) writeErr() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
