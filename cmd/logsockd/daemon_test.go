@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -235,6 +236,26 @@ func sockDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// tool returns the path of the program name, or skips the test without
+// it; under require=1 in the environment (as .ci/run sets it) it fails.
+func tool(t *testing.T, name, require string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		// Debian puts some in /usr/sbin, which a PATH may lack.
+		for _, dir := range []string{"/usr/bin", "/usr/sbin", "/bin"} {
+			if p := filepath.Join(dir, name); exec.Command(p, "--version").Run() == nil {
+				return p
+			}
+		}
+		if os.Getenv(require) == "1" {
+			t.Fatalf("%s not available: %v", name, err)
+		}
+		t.Skipf("%s not available: %v", name, err)
+	}
+	return path
 }
 
 // httpGet gets url and returns the status, the Content-Type and the body.

@@ -97,6 +97,18 @@
 // accepts, 503 otherwise and from the stopping signal on, with a line for
 // each check.
 //
+// # systemd
+//
+// Started by systemd with sockets (a socket unit's ListenStream=, passed
+// as LISTEN_FDS), logsockd serves them, and the -listen addresses as
+// well if any are given: the default address only when there are
+// neither. The socket files are systemd's, and stay: they queue the
+// connections while logsockd restarts. A passed socket of another kind (a
+// datagram socket) is refused, exit 1. With NOTIFY_SOCKET (Type=notify),
+// it sends READY=1 once it listens, RELOADING=1 and READY=1 around
+// SIGHUP's reopen, STOPPING=1 when it stops. The directory systemd beside
+// this file holds a unit and a socket file, sandboxed.
+//
 // # Unix sockets
 //
 // A Unix socket path that names a stale socket, one that nobody accepts on
@@ -157,6 +169,8 @@ a record to standard output or a file (-o), forwards the records to a syslog
 server (-forward), or both. SIGINT and SIGTERM drain the connections and exit,
 SIGHUP reopens the -o file, SIGUSR1 prints the counters on standard error;
 -metrics serves them for Prometheus at /metrics, and a health check at /healthz.
+Under systemd it serves the sockets it is passed (LISTEN_FDS) besides any
+-listen, and says when it is ready, reloading and stopping (NOTIFY_SOCKET).
 
 examples:
   logsockd -listen unix:///run/logsock.sock -mode 0660 -json -o /var/log/logsock.jsonl
@@ -183,7 +197,7 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 		fmt.Fprint(flags.Output(), usageHead)
 		flags.PrintDefaults()
 	}
-	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port or unix:///path (default 127.0.0.1:39999)", func(s string) error {
+	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port or unix:///path (default 127.0.0.1:39999, unless systemd passes sockets)", func(s string) error {
 		network, addr, err := netaddr.Parse(s)
 		cfg.listen = append(cfg.listen, address{network, addr})
 		return err
@@ -265,7 +279,9 @@ type daemon struct {
 	fail      chan error // a Serve's error, or the output's
 	run       string     // this run's id (newRunID)
 	start     time.Time
+	inherited []net.Listener   // passed by systemd
 	listeners []*listenerState // set before -metrics starts, then fixed
+	notify    *notifier        // nil without NOTIFY_SOCKET
 	stopping  atomic.Bool      // a signal or a failure has come: /healthz says 503
 	metrics   *metricsServer   // nil without -metrics
 }
@@ -284,12 +300,22 @@ func run(cfg *config) int {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sig)
 
-	if len(cfg.listen) == 0 {
+	inherited, err := activatedListeners()
+	if err != nil {
+		log.Print(err)
+		return 1
+	}
+	notify, err := newNotifier()
+	if err != nil {
+		log.Print(err)
+		return 1
+	}
+	if len(cfg.listen) == 0 && len(inherited) == 0 {
 		cfg.listen = []address{{"tcp", "127.0.0.1:39999"}}
 	}
 	// One slot per sender, so that none blocks.
-	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(cfg.listen)+1),
-		run: newRunID(), start: time.Now()}
+	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(inherited)+len(cfg.listen)+1),
+		run: newRunID(), start: time.Now(), inherited: inherited, notify: notify}
 	log.Printf("run %s: each record carries this id (conn counts from 1 in each run)", d.run)
 	if cfg.forward != "" {
 		// New checks the configuration and connects later: the
@@ -310,7 +336,6 @@ func run(cfg *config) int {
 		}
 		f := newFormatter(cfg.json, cfg.jsonMsg)
 		f.run = d.run
-		var err error
 		if d.out, err = newOutput(path, cfg.outMode.perm, cfg.flushDelay, f, d.fail); err != nil {
 			log.Print(err)
 			if d.fwd != nil {
@@ -364,11 +389,14 @@ func (d *daemon) connClosed(info logsock.ConnInfo, err error) {
 	}
 }
 
-// serve listens on the configured addresses, serves until a signal or a
-// failure, drains the connections, and removes the socket files it
-// created, on every way out. It returns the failure, if any.
+// serve listens on the configured addresses, serves them and the sockets
+// that systemd passed until a signal or a failure, drains the
+// connections, and removes the socket files it created, on every way out.
+// It returns the failure, if any.
 func (d *daemon) serve(sig <-chan os.Signal) (err error) {
-	var listeners []net.Listener
+	// The sockets that systemd passed are its own to remove: they outlive
+	// this process and queue the connections until the next one.
+	listeners := d.inherited
 	var files []*socketFile
 	defer func() {
 		// Remove before Close: an open listener pins its file's inode, so
@@ -381,6 +409,12 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 			l.Close() // Serve has closed it, unless it never ran: either is fine
 		}
 	}()
+	if n := len(d.inherited); n > 0 {
+		log.Printf("socket activation: %d listening sockets passed", n)
+	}
+	for _, l := range d.inherited {
+		log.Printf("listening on %s", netaddr.Format(l.Addr().Network(), l.Addr().String()))
+	}
 	var perm *fs.FileMode
 	if d.cfg.mode.set {
 		perm = &d.cfg.mode.perm
@@ -422,6 +456,9 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 			}
 		})
 	}
+	// Ready once every socket listens: a client that connects from now on
+	// is queued, if not yet accepted.
+	d.sdNotify(fmt.Sprintf("READY=1\nSTATUS=listening on %d sockets", len(listeners)))
 
 wait:
 	for {
@@ -429,11 +466,13 @@ wait:
 		case s := <-sig:
 			switch s {
 			case syscall.SIGHUP:
+				d.sdNotify(reloading())
 				if d.out == nil {
 					log.Print("SIGHUP: no output to reopen")
 				} else if err := d.out.Reopen(); err != nil {
 					log.Printf("SIGHUP: %v", err)
 				}
+				d.sdNotify("READY=1")
 			case syscall.SIGUSR1:
 				d.logStats()
 			default:
@@ -444,6 +483,7 @@ wait:
 		}
 	}
 	d.stopping.Store(true)
+	d.sdNotify("STOPPING=1")
 	// The socket files go first, while the listeners pin them (see
 	// above): clients then find no collector rather than one that is
 	// going away, and what they had queued is still drained.
@@ -457,6 +497,14 @@ wait:
 	}
 	wg.Wait()
 	return err
+}
+
+// sdNotify tells systemd state, if it asked (NOTIFY_SOCKET), and logs a
+// failure: the records flow on whatever systemd hears.
+func (d *daemon) sdNotify(state string) {
+	if err := d.notify.notify(state); err != nil {
+		log.Print(err)
+	}
 }
 
 // logConnEnd logs the end of a connection, and why.
