@@ -548,9 +548,9 @@ func TestLogsockdForward(t *testing.T) {
 	host, _ := os.Hostname()
 	const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z`
 	head := `<14>1 ` + ts + ` ` + regexp.QuoteMeta(host) + ` test-app `
-	tcp := head + `4242 - \[logsock@32473 conn="1" pid="4242" remote="` + regexp.QuoteMeta(c.LocalAddr().String()) + `"`
+	tcp := head + `4242 - \[logsock@32473 run="[0-9a-f]{16}" conn="1" pid="4242" remote="` + regexp.QuoteMeta(c.LocalAddr().String()) + `"`
 	me := strconv.Itoa(os.Getpid())
-	unix := head + me + ` - \[logsock@32473 conn="2" pid="` + me + `"`
+	unix := head + me + ` - \[logsock@32473 run="[0-9a-f]{16}" conn="2" pid="` + me + `"`
 	if runtime.GOOS == "linux" {
 		unix += fmt.Sprintf(` peer_pid="%d" peer_uid="%d" peer_gid="%d" writer_pid="%d"`, os.Getpid(), os.Getuid(), os.Getgid(), os.Getpid())
 	}

@@ -54,8 +54,8 @@
 // as RFC 5424 in octet-counted framing (RFC 6587), facility user and
 // severity informational (<14>): the receive time (to the microsecond),
 // this host's name, -app-name, PROCID the writer's pid where known (the
-// handshake pid otherwise), structured data [logsock@32473 conn pid remote
-// peer_pid peer_uid peer_gid writer_pid flags] where known, and the
+// handshake pid otherwise), structured data [logsock@32473 run conn pid
+// remote peer_pid peer_uid peer_gid writer_pid flags] where known, and the
 // message's bytes unchanged (rsyslog drops one trailing newline on
 // reception unless parser.dropTrailingLFOnReception is off). It has the
 // logsock client's delivery properties: a buffer of -forward-buffer
@@ -327,6 +327,7 @@ func run(cfg *config) int {
 		}
 		host, _ := os.Hostname() // "" becomes "-", the nil HOSTNAME
 		d.fwd = newForwarder(cfg.forward, host, cfg.appName, w)
+		d.fwd.run = d.run
 		log.Printf("forwarding to %s%s", forwardScheme, cfg.forward)
 	}
 	if cfg.out != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -62,5 +63,16 @@ func TestLogsockdRunIDs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestForwardRunID: a forwarded record's structured data carries the
+// run's id before the connection's.
+func TestForwardRunID(t *testing.T) {
+	f := newForwarder("relay:514", "web-1", "logsockd", nil)
+	f.run = "0123456789abcdef"
+	got := string(f.append(nil, tcpRecord("started")))
+	if want := ` - [logsock@32473 run="0123456789abcdef" conn="7" pid="6530" remote="10.0.0.2:54321"] started`; !strings.HasSuffix(got, want) {
+		t.Errorf("forwarded %q, want it to end with %q", got, want)
 	}
 }
