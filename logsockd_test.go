@@ -504,17 +504,18 @@ func TestLogsockdClosedStdout(t *testing.T) {
 	}
 }
 
-// TestLogsockdOutputFull: a file that takes no more (ENOSPC, /dev/full)
-// ends logsockd with exit 1, after it has drained its connections into
-// what can still be written: the forwarder gets every record, and the
-// output counts each as dropped.
+// TestLogsockdOutputFull: with -on-output-error exit, a file that takes
+// no more (ENOSPC, /dev/full) ends logsockd with exit 1, after it has
+// drained its connections into what can still be written: the forwarder
+// gets every record, and the output counts each as dropped. (By default
+// logsockd waits for space: cmd/logsockd's TestLogsockdFullDisk.)
 func TestLogsockdOutputFull(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skipf("/dev/full: %v", err)
 	}
 	t.Parallel()
 	col := newFakeCollector(t, "tcp", fakeSyslog)
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-o", "/dev/full",
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-o", "/dev/full", "-on-output-error", "exit",
 		"-forward", "syslog+tcp://"+col.addr)
 	network, address := dialAddr(t, addrs[0])
 	rawConn(t, network, address, frames(logsock.LittleEndian, 4242, "one", "two", "three"))
@@ -606,6 +607,7 @@ func TestLogsockdCommandLine(t *testing.T) {
 		{[]string{"-forward", "syslog+tcp://relay:514", "-app-name", "two words"}, 2, "RFC 5424 APP-NAME"},
 		{[]string{"-listen", "udp://127.0.0.1:1"}, 2, "want tcp, tcp4, tcp6 or unix"},
 		{[]string{"-max-frame", "-1"}, 2, "-max-frame -1: want a positive number of bytes"},
+		{[]string{"-on-output-error", "retry"}, 2, `"retry": want wait or exit`},
 		{[]string{"-o", filepath.Join(dir, "missing", "out.log")}, 1, "no such file or directory"},
 	} {
 		sockMustFail(t, start(t, bin, tc.args...), tc.code, tc.want)

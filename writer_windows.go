@@ -7,7 +7,9 @@ package logsock
 // in blocking mode, for overlapped I/O.
 
 import (
+	"errors"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -65,4 +67,11 @@ func (w *frameWriter) write(nc net.Conn) error {
 	}
 	w.bufs = nil
 	return err
+}
+
+// endedByPeer reports whether a write failed because the collector ended
+// the connection (WSAECONNRESET, WSAECONNABORTED), not because it was
+// slow (a timeout).
+func endedByPeer(err error) bool {
+	return errors.Is(err, syscall.WSAECONNRESET) || errors.Is(err, syscall.WSAECONNABORTED)
 }

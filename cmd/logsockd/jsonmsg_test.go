@@ -364,9 +364,9 @@ func TestLogsockdJSONMsgParsers(t *testing.T) {
 	t.Parallel()
 	jq := testenv.Jq(t)
 	python := testenv.Python(t)
-	out := filepath.Join(sockDir(t), "out.jsonl")
+	out := filepath.Join(shortDir(t), "out.jsonl")
 	d, addrs := startDaemon(t, 1, "-json", "-json-msg", "-listen", "tcp://127.0.0.1:0", "-o", out)
-	ls := dialPrinted(t, addrs[0])
+	ls := dial(t, addrs[0], nil)
 	for _, m := range hostileMsgs {
 		if _, err := ls.Write([]byte(m.msg)); err != nil {
 			t.Fatal(err)
@@ -407,5 +407,5 @@ func TestLogsockdJSONMsgParsers(t *testing.T) {
 			t.Errorf("%s: msg %.200q, want the message %.200q", m.name, s, m.msg)
 		}
 	}
-	d.stop(t)
+	d.sigterm(t, 0)
 }

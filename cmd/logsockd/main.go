@@ -37,18 +37,40 @@
 // and U+2028 and U+2029 as \uHHHH, and bytes that are not UTF-8 as \xHH,
 // so that a record stays on one line; a backslash stays as it is.
 //
-// Lines are written in large writes: a buffer is written when it is full
-// or -flush-delay after its first record, whichever comes first.
+// Lines are written in large writes of whole records: a buffer is written
+// when it is full or -flush-delay after its first record, whichever comes
+// first, and a short write is continued.
 //
 // # Outputs
 //
 // -o FILE appends to FILE, created with mode -o-mode (0640) if absent; -o -
 // is standard output, the default unless -forward is given. SIGHUP reopens
-// the file, between two writes, so that logrotate needs no copytruncate.
-// A write that fails (EPIPE, ENOSPC) is reported on standard error; then
-// logsockd stops accepting, drains its connections (into -forward, if
-// given; the records that cannot be written are counted) and exits 1.
-// SIGPIPE does not kill it.
+// the file, between two writes, so that logrotate needs no copytruncate. A
+// file deleted or renamed without SIGHUP is noticed within a second and
+// reopened too, and said so; what was written into a deleted file since
+// the last look is copied to the new one.
+//
+// A last line without its newline, which a crash in the middle of a
+// write leaves, is cut from FILE when it is opened (at start and on each
+// reopen), appended with a newline to FILE.torn beside it, and logged, so
+// that every line of FILE parses; where that fails, it is ended with a
+// newline, so that the records after it do. A file that another logsockd
+// holds open is not cut (each holds a shared flock on its file, and cuts
+// only under an exclusive one).
+//
+// A full disk (ENOSPC, or EDQUOT) is waited out: logsockd keeps the
+// records it holds and stops reading its connections, whose clients hold
+// their records in their own buffers and wait or drop by their policy; it
+// tries the write again, at least once a second, and goes on where the
+// write stopped when there is space. It logs once when it begins to wait,
+// and once when it writes again, with how long it waited. A record goes
+// to -forward once the output has taken it: forwarding waits too. With
+// -on-output-error exit, a full disk fails the output instead, as any
+// other write error (EPIPE, EIO) does: the error is reported on standard
+// error; then logsockd stops accepting, drains its connections (into
+// -forward, if given; the records that cannot be written are counted),
+// cuts from FILE the start of a record that the failed write left, and
+// exits 1. SIGPIPE does not kill it.
 //
 // -forward syslog+tcp://HOST:PORT sends every record to a syslog server
 // as RFC 5424 in octet-counted framing (RFC 6587), facility user and
@@ -74,7 +96,9 @@
 //
 // SIGINT or SIGTERM stops accepting, drains the connections (for up to
 // 5 s), writes and flushes every record, delivers what the forwarder holds
-// (for up to 5 s) and exits. A standard output that has stopped reading
+// (for up to 5 s) and exits. A wait for space ends with the drain: the
+// records not written by then are dropped and counted, and the exit
+// status is 1. A standard output that has stopped reading
 // (a stalled pipe) holds that exit up until it reads again, since every
 // record delivered is written first: a service manager's stop timeout
 // ends it then. SIGUSR1 prints the counters. logsockd logs,
@@ -90,12 +114,13 @@
 // -metrics HOST:PORT serves over HTTP /metrics, in the Prometheus text
 // format: every counter that SIGUSR1 prints (logsockd_*: connections
 // accepted, open, and ended by reason; frames and bytes received; the
-// output's records, bytes, drops and reopens; the forwarder's records,
-// bytes, held records, drops, reconnects and time without a connection),
-// and the states: each listener's, the output's (writing or not), the run
-// id. And /healthz: 200 while the output writes and every listener
-// accepts, 503 otherwise and from the stopping signal on, with a line for
-// each check.
+// output's records, bytes, drops, reopens, waits for space and torn lines;
+// the forwarder's records, bytes, held records, drops, reconnects and
+// time without a connection), and the states: each listener's, the
+// output's (writing, waiting for space, failed), the run id. And
+// /healthz: 200 while the output writes and every listener accepts, 503
+// while the output waits for space or has failed, a listener is down, or
+// logsockd is stopping, with a line for each check.
 //
 // # systemd
 //
@@ -137,7 +162,6 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
-	"github.com/logsock/logsock/internal/netaddr"
 )
 
 // drainTimeout bounds Server.Shutdown's drain at exit.
@@ -154,6 +178,7 @@ type config struct {
 	jsonMsg    bool
 	out        string // "-" for standard output, "" for none
 	outMode    modeFlag
+	outErrExit bool // -on-output-error exit
 	flushDelay time.Duration
 	forward    string // host:port, or ""
 	appName    string
@@ -171,6 +196,12 @@ SIGHUP reopens the -o file, SIGUSR1 prints the counters on standard error;
 -metrics serves them for Prometheus at /metrics, and a health check at /healthz.
 Under systemd it serves the sockets it is passed (LISTEN_FDS) besides any
 -listen, and says when it is ready, reloading and stopping (NOTIFY_SOCKET).
+
+The -o file holds whole lines: a last line that a crash cut short is moved to
+FILE.torn when the file is opened. A full disk is waited out: logsockd stops
+reading its connections, retries, and resumes when there is space
+(-on-output-error). A file deleted or renamed without SIGHUP is reopened within
+a second.
 
 examples:
   logsockd -listen unix:///run/logsock.sock -mode 0660 -json -o /var/log/logsock.jsonl
@@ -198,7 +229,7 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 		flags.PrintDefaults()
 	}
 	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port or unix:///path (default 127.0.0.1:39999, unless systemd passes sockets)", func(s string) error {
-		network, addr, err := netaddr.Parse(s)
+		network, addr, err := logsock.ParseAddress(s)
 		cfg.listen = append(cfg.listen, address{network, addr})
 		return err
 	})
@@ -209,8 +240,16 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	flags.Var(&cfg.mode, "mode", "permissions of the Unix sockets, in octal, such as 0660 (default: what the umask leaves)")
 	flags.BoolVar(&cfg.json, "json", false, "write JSON Lines instead of text")
 	flags.BoolVar(&cfg.jsonMsg, "json-msg", false, "with -json, write a message that is a JSON object as an object, not a string, if every common parser reads it alike: RFC 8259, at most 64 deep, no name twice, no lone surrogate, numbers within float64")
-	flags.StringVar(&cfg.out, "o", "", "append the records to this file (reopened on SIGHUP); - is standard output (default: standard output, unless -forward is given)")
+	flags.StringVar(&cfg.out, "o", "", "append the records to this file (reopened on SIGHUP, and when it is deleted or renamed; a torn last line is moved to FILE.torn); - is standard output (default: standard output, unless -forward is given)")
 	flags.Var(&cfg.outMode, "o-mode", "permissions of the -o file, in octal, if logsockd creates it")
+	flags.Func("on-output-error", "on a full disk (ENOSPC, EDQUOT): wait (stop reading the connections, retry, resume when there is space) or exit (drain, dropping the records, and exit 1, as other write errors do) (default wait)", func(s string) error {
+		switch s {
+		case "wait", "exit":
+			cfg.outErrExit = s == "exit"
+			return nil
+		}
+		return fmt.Errorf("%q: want wait or exit", s)
+	})
 	flags.DurationVar(&cfg.flushDelay, "flush-delay", 5*time.Millisecond, "longest time a record waits in the buffer before it is written")
 	flags.Func("forward", "send every record to a syslog server, RFC 5424 in octet-counted framing: syslog+tcp://HOST:PORT", func(s string) error {
 		hostport, err := parseForward(s)
@@ -337,7 +376,9 @@ func run(cfg *config) int {
 		}
 		f := newFormatter(cfg.json, cfg.jsonMsg)
 		f.run = d.run
-		if d.out, err = newOutput(path, cfg.outMode.perm, cfg.flushDelay, f, d.fail); err != nil {
+		ocfg := outputConfig{path: path, perm: cfg.outMode.perm, delay: cfg.flushDelay,
+			exitOnError: cfg.outErrExit, maxLine: maxLine(cfg.srv.MaxFrame)}
+		if d.out, err = newOutput(ocfg, f, d.fail); err != nil {
 			log.Print(err)
 			if d.fwd != nil {
 				d.fwd.Close() // it has sent nothing
@@ -414,7 +455,7 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 		log.Printf("socket activation: %d listening sockets passed", n)
 	}
 	for _, l := range d.inherited {
-		log.Printf("listening on %s", netaddr.Format(l.Addr().Network(), l.Addr().String()))
+		d.listening(l.Addr().Network(), l)
 	}
 	var perm *fs.FileMode
 	if d.cfg.mode.set {
@@ -433,13 +474,7 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 			return err
 		}
 		listeners = append(listeners, l)
-		log.Printf("listening on %s", netaddr.Format(a.network, l.Addr().String()))
-	}
-
-	for _, l := range listeners {
-		st := &listenerState{addr: netaddr.Format(l.Addr().Network(), l.Addr().String())}
-		st.up.Store(true)
-		d.listeners = append(d.listeners, st)
+		d.listening(a.network, l)
 	}
 	if d.cfg.metrics != "" {
 		if d.metrics, err = d.startMetrics(d.cfg.metrics); err != nil {
@@ -493,11 +528,25 @@ wait:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
+	if d.out != nil {
+		// A handler waits while the output waits for space: it must
+		// give up in time for the drain to end.
+		deadline, _ := ctx.Deadline()
+		d.out.drainBy(deadline)
+	}
 	if err := d.srv.Shutdown(ctx); err != nil {
 		log.Printf("shutdown: %v", err)
 	}
 	wg.Wait()
 	return err
+}
+
+// listening logs that l listens, and adds it to d.listeners, up.
+func (d *daemon) listening(network string, l net.Listener) {
+	st := &listenerState{addr: network + "://" + l.Addr().String()}
+	st.up.Store(true)
+	d.listeners = append(d.listeners, st)
+	log.Printf("listening on %s", st.addr)
 }
 
 // sdNotify tells systemd state, if it asked (NOTIFY_SOCKET), and logs a
@@ -532,7 +581,8 @@ func (d *daemon) logStats() {
 		st.Accepted, st.Active, st.Frames, st.Bytes, st.InvalidUTF8, st.PidMismatch, st.MixedWriters, ends.String())
 	if d.out != nil {
 		o := d.out.Stats()
-		log.Printf("output %s: records=%d bytes=%d dropped=%d reopens=%d", d.out.name, o.Records, o.Bytes, o.Dropped, o.Reopens)
+		log.Printf("output %s: records=%d bytes=%d dropped=%d reopens=%d waits=%d torn=%d waiting=%t failed=%t",
+			d.out.name, o.Records, o.Bytes, o.Dropped, o.Reopens, o.Waits, o.Torn, o.Waiting, o.Failed)
 	}
 	if d.fwd != nil {
 		f := d.fwd.w.Stats()

@@ -95,10 +95,14 @@ func (d *daemon) serveHealth(w http.ResponseWriter, r *http.Request) {
 		b.WriteString("stopping\n")
 	}
 	if d.out != nil {
-		if err := d.out.writeErr(); err != nil {
+		switch st := d.out.Stats(); {
+		case st.Failed:
 			ok = false
-			fmt.Fprintf(&b, "%v\n", err) // it names the output
-		} else {
+			fmt.Fprintf(&b, "%v\n", d.out.writeErr()) // it names the output
+		case st.Waiting:
+			ok = false
+			fmt.Fprintf(&b, "output %s: the disk is full: waiting for space\n", d.out.name)
+		default:
 			fmt.Fprintf(&b, "output %s: ok\n", d.out.name)
 		}
 	}
@@ -126,11 +130,7 @@ func (d *daemon) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		float64(d.start.UnixNano())/1e9)
 	e.head("logsockd_listener_up", "gauge", "1 while the listener accepts connections, 0 once it has stopped.")
 	for _, l := range d.listeners {
-		v := 0.0
-		if l.up.Load() {
-			v = 1
-		}
-		e.sample("logsockd_listener_up", v, "listener", l.addr)
+		e.sample("logsockd_listener_up", bit(l.up.Load()), "listener", l.addr)
 	}
 
 	st := d.srv.Stats()
@@ -155,15 +155,16 @@ func (d *daemon) serveMetrics(w http.ResponseWriter, r *http.Request) {
 
 	if d.out != nil {
 		o := d.out.Stats()
-		up := 1.0
-		if d.out.writeErr() != nil {
-			up = 0
-		}
-		e.gauge("logsockd_output_up", "1 while the output writes, 0 while it cannot.", up, "output", d.out.name)
+		e.gauge("logsockd_output_up", "1 while the output writes; 0 while it waits for space or after it failed.",
+			bit(!o.Waiting && !o.Failed), "output", d.out.name)
+		e.gauge("logsockd_output_waiting", "1 while the disk is full and the records wait for space.", bit(o.Waiting))
+		e.gauge("logsockd_output_failed", "1 once a write has failed: the records are dropped from then on.", bit(o.Failed))
 		e.counter("logsockd_output_records_total", "Records written to the output.", o.Records)
 		e.counter("logsockd_output_bytes_total", "Bytes written to the output.", o.Bytes)
 		e.counter("logsockd_output_dropped_records_total", "Records not written: the output had failed or the write did.", o.Dropped)
-		e.counter("logsockd_output_reopens_total", "Reopens of the output file (SIGHUP) that succeeded.", o.Reopens)
+		e.counter("logsockd_output_reopens_total", "Reopens of the output file that succeeded: SIGHUP, or the file deleted or renamed.", o.Reopens)
+		e.counter("logsockd_output_waits_total", "Times the disk was full and the output waited for space.", o.Waits)
+		e.counter("logsockd_output_torn_lines_total", "Torn last lines set aside when the file was opened.", o.Torn)
 	}
 	if d.fwd != nil {
 		f := d.fwd.w.Stats()
@@ -182,6 +183,14 @@ func (d *daemon) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", metricsContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(e.b)
+}
+
+// bit is 1 for true, 0 for false.
+func bit(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // expo writes the text exposition format: for each metric family a HELP

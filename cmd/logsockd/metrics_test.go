@@ -127,7 +127,9 @@ var sigusr1Metrics = map[string]map[string]string{
 		"invalid_utf8": "logsockd_invalid_utf8_frames_total", "pid_mismatch": "logsockd_pid_mismatch_connections_total",
 		"mixed_writers": "logsockd_mixed_writers_frames_total"},
 	"output": {"records": "logsockd_output_records_total", "bytes": "logsockd_output_bytes_total",
-		"dropped": "logsockd_output_dropped_records_total", "reopens": "logsockd_output_reopens_total"},
+		"dropped": "logsockd_output_dropped_records_total", "reopens": "logsockd_output_reopens_total",
+		"waits": "logsockd_output_waits_total", "torn": "logsockd_output_torn_lines_total",
+		"waiting": "logsockd_output_waiting", "failed": "logsockd_output_failed"},
 	"forward": {"frames": "logsockd_forward_frames_total", "bytes": "logsockd_forward_bytes_total",
 		"held": "logsockd_forward_held_frames", "held_bytes": "logsockd_forward_held_bytes",
 		"dropped": "logsockd_forward_dropped_frames_total", "reconnects": "logsockd_forward_reconnects_total",
@@ -182,7 +184,7 @@ func TestLogsockdMetrics(t *testing.T) {
 	t.Parallel()
 	python := promPython(t)
 	relay := discardRelay(t)
-	dir := sockDir(t)
+	dir := shortDir(t)
 	sock := filepath.Join(dir, "s.sock")
 	out := filepath.Join(dir, `o"u\t.jsonl`) // escaped in a label
 	d, addrs := startDaemon(t, 2, "-json", "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock, "-o", out,
@@ -194,7 +196,7 @@ func TestLogsockdMetrics(t *testing.T) {
 	metrics := m[1]
 
 	for i, msg := range []string{"one", "two", "three"} {
-		ls := dialPrinted(t, addrs[i%2])
+		ls := dial(t, addrs[i%2], nil)
 		if err := ls.Log(msg); err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +212,7 @@ func TestLogsockdMetrics(t *testing.T) {
 	d.waitLines(t, " closed after ", 4)
 	waitFileLines(t, d, out, 3)
 	var values map[string]float64
-	waitUntil(t, d, "3 records forwarded", func() bool {
+	waitFor(t, d, "3 records forwarded", func() bool {
 		_, values = scrape(t, python, metrics)
 		return values["logsockd_forward_frames_total"] == 3 && values["logsockd_forward_held_frames"] == 0
 	})
@@ -220,7 +222,14 @@ func TestLogsockdMetrics(t *testing.T) {
 	}
 	stats := []string{d.waitLine(t, "logsockd: server: "), d.waitLine(t, "logsockd: output "), d.waitLine(t, "logsockd: forward ")}
 	fams, values := scrape(t, python, metrics)
-	pair := regexp.MustCompile(`(\w+)=(\d+)`)
+	pair := regexp.MustCompile(`(\w+)=(\d+|true|false)\b`)
+	number := func(s string) float64 { // a count, or a state: true is 1
+		if s == "true" || s == "false" {
+			return bit(s == "true")
+		}
+		n, _ := strconv.ParseFloat(s, 64)
+		return n
+	}
 	for _, line := range stats {
 		kind, rest, _ := strings.Cut(strings.TrimPrefix(line, "logsockd: "), " ")
 		kind = strings.TrimSuffix(kind, ":")
@@ -238,13 +247,13 @@ func TestLogsockdMetrics(t *testing.T) {
 				t.Errorf("SIGUSR1 prints %s's %s, which no metric holds", kind, kv[1])
 				continue
 			}
-			if want, _ := strconv.ParseFloat(kv[2], 64); !hasValue(values, name, want) {
+			if want := number(kv[2]); !hasValue(values, name, want) {
 				t.Errorf("%s %s=%s, but %s %v", kind, kv[1], kv[2], name, values[name])
 			}
 		}
 		for _, kv := range pair.FindAllStringSubmatch(ends, -1) {
 			name := `logsockd_connections_closed_total{reason="` + kv[1] + `"}`
-			if want, _ := strconv.ParseFloat(kv[2], 64); !hasValue(values, name, want) {
+			if want := number(kv[2]); !hasValue(values, name, want) {
 				t.Errorf("server ends %s=%s, but %s %v", kv[1], kv[2], name, values[name])
 			}
 		}
@@ -285,7 +294,7 @@ func TestLogsockdMetrics(t *testing.T) {
 	if code != http.StatusOK || body != want {
 		t.Errorf("/healthz: %d %q, want 200 %q", code, body, want)
 	}
-	d.stop(t)
+	d.sigterm(t, 0)
 }
 
 // TestLogsockdHealthWhileStopping: once SIGTERM has come, /healthz
@@ -304,7 +313,7 @@ func TestLogsockdHealthWhileStopping(t *testing.T) {
 	if code, _, body := httpGet(t, "http://"+metrics+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz: %d %q", code, body)
 	}
-	if err := dialPrinted(t, addrs[0]).Log("held for the relay"); err != nil {
+	if err := dial(t, addrs[0], nil).Log("held for the relay"); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -312,7 +321,7 @@ func TestLogsockdHealthWhileStopping(t *testing.T) {
 	}
 	// 503 from the signal on; the listeners go down as Shutdown closes them.
 	want := "stopping\nlistener " + addrs[0] + ": down\n"
-	waitUntil(t, d, "/healthz 503 "+strconv.Quote(want), func() bool {
+	waitFor(t, d, "/healthz 503 "+strconv.Quote(want), func() bool {
 		code, _, body := httpGet(t, "http://"+metrics+"/healthz")
 		if code == http.StatusOK {
 			return false
@@ -322,54 +331,66 @@ func TestLogsockdHealthWhileStopping(t *testing.T) {
 		}
 		return body == want
 	})
-	if code := d.exit(t); code != 0 {
+	if code := d.wait(t); code != 0 {
 		t.Errorf("exit status %d; stderr:\n%s", code, d.stderr)
 	}
 }
 
-// TestHealthOutputFailed: /healthz answers 503 once the output has failed
-// (here a write to /dev/full), naming the error, and once a listener is
-// down; 200 while all is well.
-func TestHealthOutputFailed(t *testing.T) {
+// TestHealthOutput: /healthz answers 503 while the output waits for
+// space (a write to /dev/full) and once it has failed (the same with
+// -on-output-error exit), naming the error, and once a listener is down;
+// 200 while all is well.
+func TestHealthOutput(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skipf("/dev/full: %v", err)
 	}
-	fail := make(chan error, 1)
-	out, err := newOutput("/dev/full", 0o600, time.Millisecond, newTestFormatter(true, false), fail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &listenerState{addr: "tcp://127.0.0.1:1"}
-	l.up.Store(true)
-	d := &daemon{out: out, listeners: []*listenerState{l}}
-	health := func() (int, string) {
-		w := httptest.NewRecorder()
-		d.serveHealth(w, httptest.NewRequest("GET", "/healthz", nil))
-		return w.Code, w.Body.String()
-	}
-	if code, body := health(); code != http.StatusOK || body != "output /dev/full: ok\nlistener tcp://127.0.0.1:1: up\n" {
-		t.Errorf("before a write: %d %q", code, body)
-	}
-	out.record(tcpRecord("into a full disk"))
-	select {
-	case <-fail:
-	case <-time.After(maxWait):
-		t.Fatal("the write to /dev/full did not fail")
-	}
-	want := "output /dev/full: write /dev/full: no space left on device\nlistener tcp://127.0.0.1:1: up\n"
-	if code, body := health(); code != http.StatusServiceUnavailable || body != want {
-		t.Errorf("after the failure: %d %q, want 503 %q", code, body, want)
-	}
-	if err := out.Close(); err == nil {
-		t.Error("Close: nil, want the write's error")
-	}
-	d.out = nil
-	if code, _ := health(); code != http.StatusOK {
-		t.Errorf("without the output: %d", code)
-	}
-	l.up.Store(false)
-	if code, body := health(); code != http.StatusServiceUnavailable || body != "listener tcp://127.0.0.1:1: down\n" {
-		t.Errorf("listener down: %d %q", code, body)
+	for _, tc := range []struct {
+		exit bool
+		want string
+	}{
+		{false, "output /dev/full: the disk is full: waiting for space\n"},
+		{true, "output /dev/full: write /dev/full: no space left on device\n"},
+	} {
+		fail := make(chan error, 1)
+		cfg := outputConfig{path: "/dev/full", perm: 0o600, delay: time.Millisecond, exitOnError: tc.exit}
+		out, err := newOutput(cfg, newTestFormatter(true, false), fail)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &listenerState{addr: "tcp://127.0.0.1:1"}
+		l.up.Store(true)
+		d := &daemon{out: out, listeners: []*listenerState{l}}
+		health := func() (int, string) {
+			w := httptest.NewRecorder()
+			d.serveHealth(w, httptest.NewRequest("GET", "/healthz", nil))
+			return w.Code, w.Body.String()
+		}
+		if code, body := health(); code != http.StatusOK || body != "output /dev/full: ok\nlistener tcp://127.0.0.1:1: up\n" {
+			t.Errorf("before a write: %d %q", code, body)
+		}
+		out.record(tcpRecord("into a full disk"))
+		var code int
+		var body string
+		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(time.Millisecond) { // the writer's state: no signal
+			if code, body = health(); code != http.StatusOK || time.Now().After(deadline) {
+				break
+			}
+		}
+		if want := tc.want + "listener tcp://127.0.0.1:1: up\n"; code != http.StatusServiceUnavailable || body != want {
+			t.Errorf("exit=%v: %d %q, want 503 %q", tc.exit, code, body, want)
+		}
+		out.drainBy(time.Now()) // the wait for space ends
+		if err := out.Close(); err == nil {
+			t.Errorf("exit=%v: Close: nil, want the write's error", tc.exit)
+		}
+		d.out = nil
+		if code, _ := health(); code != http.StatusOK {
+			t.Errorf("without the output: %d", code)
+		}
+		l.up.Store(false)
+		if code, body := health(); code != http.StatusServiceUnavailable || body != "listener tcp://127.0.0.1:1: down\n" {
+			t.Errorf("listener down: %d %q", code, body)
+		}
 	}
 }
 
@@ -415,8 +436,8 @@ func TestLogsockdMetricsFlag(t *testing.T) {
 		{"9539", 2, "-metrics: want HOST:PORT"},
 		{taken.Addr().String(), 1, "logsockd: -metrics: listen tcp " + taken.Addr().String() + ": bind: address already in use"},
 	} {
-		c := startChild(t, testenv.Program(t, "logsockd"), "-listen", "tcp://127.0.0.1:0", "-metrics", tc.addr)
-		if code := c.exit(t); code != tc.code || !strings.Contains(c.stderr.String(), tc.want) {
+		c := startProc(t, nil, testenv.Program(t, "logsockd"), "-listen", "tcp://127.0.0.1:0", "-metrics", tc.addr)
+		if code := c.wait(t); code != tc.code || !strings.Contains(c.stderr.String(), tc.want) {
 			t.Errorf("-metrics %s: exit %d, stderr:\n%s\nwant exit %d and %q", tc.addr, code, c.stderr, tc.code, tc.want)
 		}
 	}

@@ -18,7 +18,7 @@ func TestLogsockdRunIDs(t *testing.T) {
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
-			out := filepath.Join(sockDir(t), "out.log")
+			out := filepath.Join(shortDir(t), "out.log")
 			args := []string{"-listen", "tcp://127.0.0.1:0", "-o", out}
 			if format == "json" {
 				args = append(args, "-json")
@@ -33,11 +33,11 @@ func TestLogsockdRunIDs(t *testing.T) {
 					t.Fatalf("no run id logged: %s", d.stderr)
 				}
 				runs = append(runs, m[1])
-				if err := dialPrinted(t, addrs[0]).Log(msg); err != nil {
+				if err := dial(t, addrs[0], nil).Log(msg); err != nil {
 					t.Fatal(err)
 				}
 				lines = waitFileLines(t, d, out, i+1)
-				d.stop(t)
+				d.sigterm(t, 0)
 			}
 			if runs[0] == runs[1] {
 				t.Fatalf("both runs have the id %s", runs[0])

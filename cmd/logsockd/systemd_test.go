@@ -37,7 +37,7 @@ func TestLogsockdSocketActivation(t *testing.T) {
 	for _, extra := range [][]string{nil, {"-listen", "tcp://127.0.0.1:0"}} {
 		t.Run(fmt.Sprintf("listen=%d", len(extra)/2), func(t *testing.T) {
 			t.Parallel()
-			dir := sockDir(t)
+			dir := shortDir(t)
 			sock, out := filepath.Join(dir, "s.sock"), filepath.Join(dir, "out.jsonl")
 			port, err := testenv.FreePort()
 			if err != nil {
@@ -46,10 +46,10 @@ func TestLogsockdSocketActivation(t *testing.T) {
 			tcp := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 			args := append([]string{"-l", tcp, "-l", sock, "--fdname=tcp:unix", testenv.Program(t, "logsockd"),
 				"-json", "-o", out}, extra...)
-			c := startChild(t, activate, args...)
+			c := startProc(t, nil, activate, args...)
 			c.waitLines(t, "Listening on ", 2) // systemd-socket-activate's
 
-			if err := dialPrinted(t, "tcp://"+tcp).Log("first, over TCP"); err != nil {
+			if err := dial(t, "tcp://"+tcp, nil).Log("first, over TCP"); err != nil {
 				t.Fatal(err)
 			}
 			addrs := c.listening(t, 2+len(extra)/2)
@@ -60,12 +60,12 @@ func TestLogsockdSocketActivation(t *testing.T) {
 			}
 			c.waitLine(t, "logsockd: socket activation: 2 listening sockets passed")
 			msgs := []string{"first, over TCP", "over the Unix socket"}
-			if err := dialPrinted(t, "unix://"+sock).Log(msgs[1]); err != nil {
+			if err := dial(t, "unix://"+sock, nil).Log(msgs[1]); err != nil {
 				t.Fatal(err)
 			}
 			if len(extra) > 0 {
 				msgs = append(msgs, "over -listen")
-				if err := dialPrinted(t, addrs[2]).Log(msgs[2]); err != nil {
+				if err := dial(t, addrs[2], nil).Log(msgs[2]); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -75,7 +75,7 @@ func TestLogsockdSocketActivation(t *testing.T) {
 					t.Errorf("no record %q in %q", m, lines)
 				}
 			}
-			c.stop(t)
+			c.sigterm(t, 0)
 			if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
 				t.Errorf("%s: %v, %v; want systemd's socket left in place", sock, fi, err)
 			}
@@ -89,8 +89,8 @@ func TestLogsockdSocketActivation(t *testing.T) {
 func TestLogsockdSocketActivationRefusesDatagram(t *testing.T) {
 	t.Parallel()
 	activate := tool(t, "systemd-socket-activate", requireSystemd)
-	sock := filepath.Join(sockDir(t), "d.sock")
-	c := startChild(t, activate, "--datagram", "-l", sock, testenv.Program(t, "logsockd"), "-json")
+	sock := filepath.Join(shortDir(t), "d.sock")
+	c := startProc(t, nil, activate, "--datagram", "-l", sock, testenv.Program(t, "logsockd"), "-json")
 	c.waitLine(t, "Listening on ")
 	// The first datagram starts logsockd.
 	conn, err := net.Dial("unixgram", sock)
@@ -101,7 +101,7 @@ func TestLogsockdSocketActivationRefusesDatagram(t *testing.T) {
 	if _, err := conn.Write([]byte("wake up")); err != nil {
 		t.Fatal(err)
 	}
-	if code := c.exit(t); code != 1 {
+	if code := c.wait(t); code != 1 {
 		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, c.stderr)
 	}
 	if want := "logsockd: socket activation: descriptor 3 (LISTEN_FDS 3): " + errNotListening.Error(); !strings.Contains(c.stderr.String(), want) {
@@ -160,7 +160,7 @@ func listenNotify(t *testing.T, name string) <-chan notice {
 }
 
 // nextNotice waits for the next datagram.
-func nextNotice(t *testing.T, c *child, ch <-chan notice) notice {
+func nextNotice(t *testing.T, c *proc, ch <-chan notice) notice {
 	t.Helper()
 	select {
 	case m := <-ch:
@@ -172,8 +172,8 @@ func nextNotice(t *testing.T, c *child, ch <-chan notice) notice {
 		default:
 		}
 		t.Fatalf("logsockd exited (%v) before the next sd_notify; stderr:\n%s", c.err, c.stderr)
-	case <-time.After(maxWait):
-		t.Fatalf("no sd_notify within %v; stderr:\n%s", maxWait, c.stderr)
+	case <-time.After(waitTimeout):
+		t.Fatalf("no sd_notify within %v; stderr:\n%s", waitTimeout, c.stderr)
 	}
 	panic("unreachable")
 }
@@ -197,7 +197,7 @@ func TestLogsockdNotify(t *testing.T) {
 	for _, abstract := range []bool{false, true} {
 		t.Run(fmt.Sprintf("abstract=%v", abstract), func(t *testing.T) {
 			t.Parallel()
-			dir := sockDir(t)
+			dir := shortDir(t)
 			name := filepath.Join(dir, "notify")
 			if abstract {
 				name = "@" + name // unique, as the directory is
@@ -209,9 +209,8 @@ func TestLogsockdNotify(t *testing.T) {
 			}
 			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 			out := filepath.Join(dir, "out.jsonl")
-			cmd := exec.Command(testenv.Program(t, "logsockd"), "-json", "-listen", "tcp://"+addr, "-o", out)
-			cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+name)
-			c := startCmd(t, cmd)
+			c := startProc(t, []string{"NOTIFY_SOCKET=" + name}, testenv.Program(t, "logsockd"), "-json", "-listen", "tcp://"+addr, "-o", out)
+			cmd := c.cmd
 			pid := int32(cmd.Process.Pid)
 			expect := func(want *regexp.Regexp) string {
 				t.Helper()
@@ -250,7 +249,7 @@ func TestLogsockdNotify(t *testing.T) {
 				t.Fatal(err)
 			}
 			expect(regexp.MustCompile(`^STOPPING=1$`))
-			if code := c.exit(t); code != 0 {
+			if code := c.wait(t); code != 0 {
 				t.Fatalf("exit status %d; stderr:\n%s", code, c.stderr)
 			}
 			select {
@@ -276,7 +275,7 @@ func TestSystemdUnits(t *testing.T) {
 	analyze := tool(t, "systemd-analyze", requireSystemd)
 	activate := tool(t, "systemd-socket-activate", requireSystemd)
 	bin := testenv.Program(t, "logsockd")
-	dir := sockDir(t)
+	dir := shortDir(t)
 	units := map[string]string{}
 	for _, name := range []string{"logsockd.service", "logsockd.socket"} {
 		b, err := os.ReadFile(filepath.Join("systemd", name))
@@ -347,9 +346,9 @@ func TestSystemdUnits(t *testing.T) {
 		}
 		args = append(args, a)
 	}
-	c := startChild(t, activate, args...)
+	c := startProc(t, nil, activate, args...)
 	c.waitLine(t, "Listening on ")
-	if err := dialPrinted(t, "unix://"+sock).Log("by the unit's command line"); err != nil {
+	if err := dial(t, "unix://"+sock, nil).Log("by the unit's command line"); err != nil {
 		t.Fatal(err)
 	}
 	c.listening(t, 1)
@@ -367,7 +366,7 @@ func TestSystemdUnits(t *testing.T) {
 	if code, _, body := httpGet(t, "http://"+metrics+"/healthz"); code != 200 {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
-	c.stop(t)
+	c.sigterm(t, 0)
 }
 
 // unitValues returns the values of key in a unit file's text, comments
