@@ -240,8 +240,8 @@ func checkJSONLines(t *testing.T, lines []string, local string) {
 func checkTextLines(t *testing.T, lines []string, local string) {
 	t.Helper()
 	const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z`
-	tcp := ts + ` conn=1 pid=4242 remote=` + regexp.QuoteMeta(local)
-	unix := ts + fmt.Sprintf(` conn=2 pid=%d`, os.Getpid())
+	tcp := ts + ` run=[0-9a-f]{16} conn=1 pid=4242 remote=` + regexp.QuoteMeta(local)
+	unix := ts + fmt.Sprintf(` run=[0-9a-f]{16} conn=2 pid=%d`, os.Getpid())
 	if runtime.GOOS == "linux" {
 		unix += fmt.Sprintf(` peer=%d uid=%d gid=%d writer=%d`, os.Getpid(), os.Getuid(), os.Getgid(), os.Getpid())
 	}
@@ -549,9 +549,9 @@ func TestLogsockdForward(t *testing.T) {
 	host, _ := os.Hostname()
 	const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z`
 	head := `<14>1 ` + ts + ` ` + regexp.QuoteMeta(host) + ` test-app `
-	tcp := head + `4242 - \[logsock@32473 conn="1" pid="4242" remote="` + regexp.QuoteMeta(c.LocalAddr().String()) + `"`
+	tcp := head + `4242 - \[logsock@32473 run="[0-9a-f]{16}" conn="1" pid="4242" remote="` + regexp.QuoteMeta(c.LocalAddr().String()) + `"`
 	me := strconv.Itoa(os.Getpid())
-	unix := head + me + ` - \[logsock@32473 conn="2" pid="` + me + `"`
+	unix := head + me + ` - \[logsock@32473 run="[0-9a-f]{16}" conn="2" pid="` + me + `"`
 	if runtime.GOOS == "linux" {
 		unix += fmt.Sprintf(` peer_pid="%d" peer_uid="%d" peer_gid="%d" writer_pid="%d"`, os.Getpid(), os.Getuid(), os.Getgid(), os.Getpid())
 	}

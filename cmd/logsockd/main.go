@@ -13,18 +13,26 @@
 //
 // A text line is
 //
-//	TIME conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
+//	TIME run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
 //
-// and a JSON line (-json) has the keys time, conn, pid, msg; remote, the
-// client's address, for TCP; on Unix sockets on Linux peer_pid, peer_uid
+// and a JSON line (-json) has the keys time, run, conn, pid, msg; remote,
+// the client's address, for TCP; on Unix sockets on Linux peer_pid, peer_uid
 // and peer_gid (the process that connected) and writer_pid (the one that
 // wrote the frame); flags when one is set. TIME is the receive time, in
-// UTC, RFC 3339 with nanoseconds. One trailing newline, which slog, log
+// UTC, RFC 3339 with nanoseconds. ID is this run's id, 16 random
+// hexadecimal digits that logsockd logs at start: connections are
+// numbered from 1 in each run, so that in a file that several runs
+// appended to, a connection is its run and its number. One trailing newline, which slog, log
 // and zap end every record with, is not part of the printed message; the
 // JSON msg keeps the exact bytes otherwise, with U+FFFD for bytes that
 // are not UTF-8, and then msg_base64 holds all the bytes as they came.
 // With -json-msg, a message that is a JSON object is written as one (on
-// one line), not as a string. Text prints the message as it is, but
+// one line, its white space dropped), not as a string, if jq, Python's
+// json and the like all read it as the same value: RFC 8259 JSON in
+// UTF-8, nested at most 64 deep (jq 1.6 and serde_json refuse objects
+// more than 128 deep), no name twice in an object, no lone surrogate
+// (\ud800), numbers within float64's range. Any other message stays a
+// string. Text prints the message as it is, but
 // writes control characters (except tab) as \n, \r or \xHH, C1 controls
 // and U+2028 and U+2029 as \uHHHH, and bytes that are not UTF-8 as \xHH,
 // so that a record stays on one line; a backslash stays as it is.
@@ -68,8 +76,8 @@
 // as RFC 5424 in octet-counted framing (RFC 6587), facility user and
 // severity informational (<14>): the receive time (to the microsecond),
 // this host's name, -app-name, PROCID the writer's pid where known (the
-// handshake pid otherwise), structured data [logsock@32473 conn pid remote
-// peer_pid peer_uid peer_gid writer_pid flags] where known, and the
+// handshake pid otherwise), structured data [logsock@32473 run conn pid
+// remote peer_pid peer_uid peer_gid writer_pid flags] where known, and the
 // message's bytes unchanged (rsyslog drops one trailing newline on
 // reception unless parser.dropTrailingLFOnReception is off). It has the
 // logsock client's delivery properties: a buffer of -forward-buffer
@@ -101,6 +109,31 @@
 // logsockd runs on Unix only, which has these signals; the logsock
 // package itself builds for Windows too.
 //
+// # Metrics and health
+//
+// -metrics HOST:PORT serves over HTTP /metrics, in the Prometheus text
+// format: every counter that SIGUSR1 prints (logsockd_*: connections
+// accepted, open, and ended by reason; frames and bytes received; the
+// output's records, bytes, drops, reopens, waits for space and torn lines;
+// the forwarder's records, bytes, held records, drops, reconnects and
+// time without a connection), and the states: each listener's, the
+// output's (writing, waiting for space, failed), the run id. And
+// /healthz: 200 while the output writes and every listener accepts, 503
+// while the output waits for space or has failed, a listener is down, or
+// logsockd is stopping, with a line for each check.
+//
+// # systemd
+//
+// Started by systemd with sockets (a socket unit's ListenStream=, passed
+// as LISTEN_FDS), logsockd serves them, and the -listen addresses as
+// well if any are given: the default address only when there are
+// neither. The socket files are systemd's, and stay: they queue the
+// connections while logsockd restarts. A passed socket of another kind (a
+// datagram socket) is refused, exit 1. With NOTIFY_SOCKET (Type=notify),
+// it sends READY=1 once it listens, RELOADING=1 and READY=1 around
+// SIGHUP's reopen, STOPPING=1 when it stops. The directory systemd beside
+// this file holds a unit and a socket file, sandboxed.
+//
 // # Unix sockets
 //
 // A Unix socket path that names a stale socket, one that nobody accepts on
@@ -124,6 +157,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -149,6 +183,7 @@ type config struct {
 	forward    string // host:port, or ""
 	appName    string
 	fwdBuffer  int
+	metrics    string         // host:port of -metrics, or ""
 	srv        logsock.Server // with the limits of the flags; run sets the callbacks
 }
 
@@ -157,7 +192,10 @@ const usageHead = `usage: logsockd [flags]
 logsockd receives logsock streams on TCP and Unix sockets and writes one line
 a record to standard output or a file (-o), forwards the records to a syslog
 server (-forward), or both. SIGINT and SIGTERM drain the connections and exit,
-SIGHUP reopens the -o file, SIGUSR1 prints the counters on standard error.
+SIGHUP reopens the -o file, SIGUSR1 prints the counters on standard error;
+-metrics serves them for Prometheus at /metrics, and a health check at /healthz.
+Under systemd it serves the sockets it is passed (LISTEN_FDS) besides any
+-listen, and says when it is ready, reloading and stopping (NOTIFY_SOCKET).
 
 The -o file holds whole lines: a last line that a crash cut short is moved to
 FILE.torn when the file is opened. A full disk is waited out: logsockd stops
@@ -169,9 +207,11 @@ examples:
   logsockd -listen unix:///run/logsock.sock -mode 0660 -json -o /var/log/logsock.jsonl
   logsockd -listen tcp://0.0.0.0:39999 -forward syslog+tcp://relay.example:514
 
-text:  TIME conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
-json:  {"time","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
+text:  TIME run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
+json:  {"time","run","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
         [,"writer_pid"][,"flags"],"msg"[,"msg_base64"]}
+ID is this run's id, random, logged at start: conn counts from 1 in each run,
+and run tells apart two "conn 1" in a file that several runs appended to.
 One trailing newline is not part of the printed message. Text writes control
 characters (except tab) as \n, \r or \xHH, C1 controls, U+2028 and U+2029 as
 \uHHHH, bytes that are not UTF-8 as \xHH, and the rest as it is (backslashes
@@ -188,7 +228,7 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 		fmt.Fprint(flags.Output(), usageHead)
 		flags.PrintDefaults()
 	}
-	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port or unix:///path (default 127.0.0.1:39999)", func(s string) error {
+	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port or unix:///path (default 127.0.0.1:39999, unless systemd passes sockets)", func(s string) error {
 		network, addr, err := logsock.ParseAddress(s)
 		cfg.listen = append(cfg.listen, address{network, addr})
 		return err
@@ -199,7 +239,7 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	// permission on the file).
 	flags.Var(&cfg.mode, "mode", "permissions of the Unix sockets, in octal, such as 0660 (default: what the umask leaves)")
 	flags.BoolVar(&cfg.json, "json", false, "write JSON Lines instead of text")
-	flags.BoolVar(&cfg.jsonMsg, "json-msg", false, "with -json, write a message that is a JSON object as an object, not a string")
+	flags.BoolVar(&cfg.jsonMsg, "json-msg", false, "with -json, write a message that is a JSON object as an object, not a string, if every common parser reads it alike: RFC 8259, at most 64 deep, no name twice, no lone surrogate, numbers within float64")
 	flags.StringVar(&cfg.out, "o", "", "append the records to this file (reopened on SIGHUP, and when it is deleted or renamed; a torn last line is moved to FILE.torn); - is standard output (default: standard output, unless -forward is given)")
 	flags.Var(&cfg.outMode, "o-mode", "permissions of the -o file, in octal, if logsockd creates it")
 	flags.Func("on-output-error", "on a full disk (ENOSPC, EDQUOT): wait (stop reading the connections, retry, resume when there is space) or exit (drain, dropping the records, and exit 1, as other write errors do) (default wait)", func(s string) error {
@@ -218,6 +258,13 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	})
 	flags.StringVar(&cfg.appName, "app-name", "logsockd", "APP-NAME of the forwarded messages")
 	flags.IntVar(&cfg.fwdBuffer, "forward-buffer", logsock.DefaultBufferBytes, "bytes of messages the forwarder holds while the syslog server is slow or away; beyond, the oldest are dropped")
+	flags.Func("metrics", "serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz", func(s string) error {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return errors.New("want HOST:PORT, such as 127.0.0.1:9539")
+		}
+		cfg.metrics = s
+		return nil
+	})
 
 	srv := &cfg.srv
 	flags.IntVar(&srv.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "largest message accepted, in bytes")
@@ -249,9 +296,6 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	if cfg.flushDelay <= 0 {
 		usage("-flush-delay %v: want a positive duration", cfg.flushDelay)
 	}
-	if len(cfg.listen) == 0 {
-		cfg.listen = []address{{"tcp", "127.0.0.1:39999"}}
-	}
 	if cfg.out == "" && cfg.forward == "" {
 		cfg.out = "-"
 	}
@@ -267,11 +311,18 @@ func main() {
 
 // daemon is a run of logsockd: the Server and where its records go.
 type daemon struct {
-	cfg  *config
-	srv  *logsock.Server
-	out  *output    // nil with -forward alone
-	fwd  *forwarder // nil without -forward
-	fail chan error // a Serve's error, or the output's
+	cfg       *config
+	srv       *logsock.Server
+	out       *output    // nil with -forward alone
+	fwd       *forwarder // nil without -forward
+	fail      chan error // a Serve's error, or the output's
+	run       string     // this run's id (newRunID)
+	start     time.Time
+	inherited []net.Listener   // passed by systemd
+	listeners []*listenerState // set before -metrics starts, then fixed
+	notify    *notifier        // nil without NOTIFY_SOCKET
+	stopping  atomic.Bool      // a signal or a failure has come: /healthz says 503
+	metrics   *metricsServer   // nil without -metrics
 }
 
 // run runs the daemon until a signal or a failure, and returns the exit
@@ -288,8 +339,23 @@ func run(cfg *config) int {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sig)
 
+	inherited, err := activatedListeners()
+	if err != nil {
+		log.Print(err)
+		return 1
+	}
+	notify, err := newNotifier()
+	if err != nil {
+		log.Print(err)
+		return 1
+	}
+	if len(cfg.listen) == 0 && len(inherited) == 0 {
+		cfg.listen = []address{{"tcp", "127.0.0.1:39999"}}
+	}
 	// One slot per sender, so that none blocks.
-	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(cfg.listen)+1)}
+	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(inherited)+len(cfg.listen)+1),
+		run: newRunID(), start: time.Now(), inherited: inherited, notify: notify}
+	log.Printf("run %s: each record carries this id (conn counts from 1 in each run)", d.run)
 	if cfg.forward != "" {
 		// New checks the configuration and connects later: the
 		// collector starts while the syslog server is away.
@@ -300,6 +366,7 @@ func run(cfg *config) int {
 		}
 		host, _ := os.Hostname() // "" becomes "-", the nil HOSTNAME
 		d.fwd = newForwarder(cfg.forward, host, cfg.appName, w)
+		d.fwd.run = d.run
 		log.Printf("forwarding to %s%s", forwardScheme, cfg.forward)
 	}
 	if cfg.out != "" {
@@ -307,10 +374,11 @@ func run(cfg *config) int {
 		if path == "-" {
 			path = ""
 		}
-		var err error
+		f := newFormatter(cfg.json, cfg.jsonMsg)
+		f.run = d.run
 		ocfg := outputConfig{path: path, perm: cfg.outMode.perm, delay: cfg.flushDelay,
 			exitOnError: cfg.outErrExit, maxLine: maxLine(cfg.srv.MaxFrame)}
-		if d.out, err = newOutput(ocfg, newFormatter(cfg.json, cfg.jsonMsg), d.fail); err != nil {
+		if d.out, err = newOutput(ocfg, f, d.fail); err != nil {
 			log.Print(err)
 			if d.fwd != nil {
 				d.fwd.Close() // it has sent nothing
@@ -337,6 +405,9 @@ func run(cfg *config) int {
 			log.Print(err)
 		}
 	}
+	if d.metrics != nil {
+		d.metrics.Close()
+	}
 	d.logStats()
 	return code
 }
@@ -360,11 +431,14 @@ func (d *daemon) connClosed(info logsock.ConnInfo, err error) {
 	}
 }
 
-// serve listens on the configured addresses, serves until a signal or a
-// failure, drains the connections, and removes the socket files it
-// created, on every way out. It returns the failure, if any.
+// serve listens on the configured addresses, serves them and the sockets
+// that systemd passed until a signal or a failure, drains the
+// connections, and removes the socket files it created, on every way out.
+// It returns the failure, if any.
 func (d *daemon) serve(sig <-chan os.Signal) (err error) {
-	var listeners []net.Listener
+	// The sockets that systemd passed are its own to remove: they outlive
+	// this process and queue the connections until the next one.
+	listeners := d.inherited
 	var files []*socketFile
 	defer func() {
 		// Remove before Close: an open listener pins its file's inode, so
@@ -377,6 +451,12 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 			l.Close() // Serve has closed it, unless it never ran: either is fine
 		}
 	}()
+	if n := len(d.inherited); n > 0 {
+		log.Printf("socket activation: %d listening sockets passed", n)
+	}
+	for _, l := range d.inherited {
+		d.listening(l.Addr().Network(), l)
+	}
 	var perm *fs.FileMode
 	if d.cfg.mode.set {
 		perm = &d.cfg.mode.perm
@@ -394,17 +474,27 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 			return err
 		}
 		listeners = append(listeners, l)
-		log.Printf("listening on %s", a.network+"://"+l.Addr().String())
+		d.listening(a.network, l)
+	}
+	if d.cfg.metrics != "" {
+		if d.metrics, err = d.startMetrics(d.cfg.metrics); err != nil {
+			return err
+		}
 	}
 
 	var wg sync.WaitGroup
-	for _, l := range listeners {
+	for i, l := range listeners {
 		wg.Go(func() {
-			if err := d.srv.Serve(l); !errors.Is(err, logsock.ErrServerClosed) {
+			err := d.srv.Serve(l)
+			d.listeners[i].up.Store(false)
+			if !errors.Is(err, logsock.ErrServerClosed) {
 				d.fail <- err
 			}
 		})
 	}
+	// Ready once every socket listens: a client that connects from now on
+	// is queued, if not yet accepted.
+	d.sdNotify(fmt.Sprintf("READY=1\nSTATUS=listening on %d sockets", len(listeners)))
 
 wait:
 	for {
@@ -412,11 +502,13 @@ wait:
 		case s := <-sig:
 			switch s {
 			case syscall.SIGHUP:
+				d.sdNotify(reloading())
 				if d.out == nil {
 					log.Print("SIGHUP: no output to reopen")
 				} else if err := d.out.Reopen(); err != nil {
 					log.Printf("SIGHUP: %v", err)
 				}
+				d.sdNotify("READY=1")
 			case syscall.SIGUSR1:
 				d.logStats()
 			default:
@@ -426,6 +518,8 @@ wait:
 			break wait
 		}
 	}
+	d.stopping.Store(true)
+	d.sdNotify("STOPPING=1")
 	// The socket files go first, while the listeners pin them (see
 	// above): clients then find no collector rather than one that is
 	// going away, and what they had queued is still drained.
@@ -445,6 +539,22 @@ wait:
 	}
 	wg.Wait()
 	return err
+}
+
+// listening logs that l listens, and adds it to d.listeners, up.
+func (d *daemon) listening(network string, l net.Listener) {
+	st := &listenerState{addr: network + "://" + l.Addr().String()}
+	st.up.Store(true)
+	d.listeners = append(d.listeners, st)
+	log.Printf("listening on %s", st.addr)
+}
+
+// sdNotify tells systemd state, if it asked (NOTIFY_SOCKET), and logs a
+// failure: the records flow on whatever systemd hears.
+func (d *daemon) sdNotify(state string) {
+	if err := d.notify.notify(state); err != nil {
+		log.Print(err)
+	}
 }
 
 // logConnEnd logs the end of a connection, and why.

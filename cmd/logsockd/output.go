@@ -567,3 +567,11 @@ func (o *output) Stats() outputStats {
 	defer o.mu.Unlock()
 	return o.stats
 }
+
+// writeErr returns the error that stopped the output (Stats' Failed), or
+// nil: /healthz names it.
+func (o *output) writeErr() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}

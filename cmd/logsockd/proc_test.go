@@ -84,9 +84,23 @@ type proc struct {
 // for when the test ends.
 func startLogsockd(t *testing.T, args ...string) (*proc, string) {
 	t.Helper()
+	p := startProc(t, nil, testenv.Program(t, "logsockd"), args...)
+	addr, _ := strings.CutPrefix(p.waitLine(t, "logsockd: listening on "), "logsockd: listening on ")
+	return p, addr
+}
+
+// startProc runs the program name with args, and env added to this
+// process's environment: logsockd, or a launcher that becomes logsockd
+// (systemd-socket-activate). It is killed and waited for when the test
+// ends.
+func startProc(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
-	p := &proc{cmd: exec.CommandContext(ctx, testenv.Program(t, "logsockd"), args...),
+	p := &proc{cmd: exec.CommandContext(ctx, name, args...),
 		stderr: &stderrBuf{changed: make(chan struct{}, 1)}, done: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = p.stderr
 	p.cmd.WaitDelay = time.Second
 	testenv.SetDeathSignal(p.cmd)
@@ -103,28 +117,34 @@ func startLogsockd(t *testing.T, args ...string) (*proc, string) {
 		p.cmd.Process.Kill() // os.ErrProcessDone if it has exited: fine
 		<-p.done
 	})
-	addr, _ := strings.CutPrefix(p.waitLine(t, "logsockd: listening on "), "logsockd: listening on ")
-	return p, addr
+	return p
 }
 
 // waitLine waits for a line of p's standard error that contains s, and
 // returns the first.
 func (p *proc) waitLine(t *testing.T, s string) string {
 	t.Helper()
+	return p.waitLines(t, s, 1)[0]
+}
+
+// waitLines waits for n lines of p's standard error that contain s, and
+// returns all that do.
+func (p *proc) waitLines(t *testing.T, s string, n int) []string {
+	t.Helper()
 	timeout := time.After(waitTimeout)
 	for {
-		if l := p.stderr.matching(s); len(l) > 0 {
-			return l[0]
+		if l := p.stderr.matching(s); len(l) >= n {
+			return l
 		}
 		select {
 		case <-p.stderr.changed:
 		case <-p.done: // Wait has copied all output: one last look
-			if l := p.stderr.matching(s); len(l) > 0 {
-				return l[0]
+			if l := p.stderr.matching(s); len(l) >= n {
+				return l
 			}
-			t.Fatalf("logsockd exited (%v) before a line %q; stderr:\n%s", p.err, s, p.stderr)
+			t.Fatalf("logsockd exited (%v) before %d lines %q; stderr:\n%s", p.err, n, s, p.stderr)
 		case <-timeout:
-			t.Fatalf("no line %q from logsockd within %v; stderr:\n%s", s, waitTimeout, p.stderr)
+			t.Fatalf("no %d lines %q from logsockd within %v; stderr:\n%s", n, s, waitTimeout, p.stderr)
 		}
 	}
 }
