@@ -95,6 +95,10 @@ type receiverResult struct {
 
 func (r receiverResult) rate() float64 { return median(slices.Clone(r.rates)) }
 
+// isLogsock reports whether r is a measure of the logsock receiver, which
+// must be built first.
+func isLogsock(r receiverResult) bool { return strings.Contains(r.name, "logsock") }
+
 func runReceivers(opt options) []receiverResult {
 	var res []receiverResult
 	var chosen []receiverContender
@@ -113,16 +117,16 @@ func runReceivers(opt options) []receiverResult {
 		return nil
 	}
 	env := &receiverEnv{dir: opt.tempDir}
-	progress("receivers: building %s", logsockReceiver.pkg)
-	exe, err := buildReceiver(opt.tempDir)
-	if err != nil {
+	if slices.ContainsFunc(res, isLogsock) {
+		progress("receivers: building %s", logsockReceiver.pkg)
+		exe, err := buildReceiver(opt.tempDir)
 		for i := range res {
-			if strings.Contains(res[i].name, "logsock") {
+			if err != nil && isLogsock(res[i]) {
 				res[i].err = err
 			}
 		}
+		env.exe = exe
 	}
-	env.exe = exe
 	msg := strings.Repeat("m", receiverSize)
 	for run := range opt.runs {
 		for i, c := range chosen {
@@ -320,69 +324,83 @@ func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string)
 		// Port 0: logsockd binds a port of the kernel's choosing, and says
 		// which.
 		cmd := exec.Command(env.exe, logsockReceiver.args("tcp://127.0.0.1:0", out, json)...)
-		listening := make(chan string, 1)
-		stderr := &stderrWatch{listening: listening}
-		cmd.Stderr = stderr // the collector notes each connection there
-		testenv.SetDeathSignal(cmd)
-		if err := cmd.Start(); err != nil {
+		l, stop, err := startWatched(ctx, cmd, logsockReceiver.pkg, "logsockd: listening on ")
+		if err != nil {
 			return "", "", nil, err
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		stopped := false
-		stop := func() error {
-			if stopped {
-				return nil
-			}
-			stopped = true
-			select {
-			case err := <-exited:
-				return fmt.Errorf("%s exited unasked: %v\n%s", logsockReceiver.pkg, err, stderr.text)
-			default:
-			}
-			cmd.Process.Kill()
-			<-exited
-			return nil
-		}
-		select {
-		case l := <-listening:
-			if addr, ok := strings.CutPrefix(l, "tcp://"); ok {
-				return addr, out, stop, nil
-			}
+		addr, ok := strings.CutPrefix(l, "tcp://")
+		if !ok {
 			stop()
 			return "", "", nil, fmt.Errorf("%s listens on %s, want tcp://", logsockReceiver.pkg, l)
-		case err := <-exited:
-			stopped = true
-			return "", "", nil, fmt.Errorf("%s exited before listening: %v\n%s", logsockReceiver.pkg, err, stderr.text)
-		case <-ctx.Done():
-			stop()
-			return "", "", nil, fmt.Errorf("%s not listening: %w\n%s", logsockReceiver.pkg, ctx.Err(), stderr.text)
 		}
+		return addr, out, stop, nil
 	}
 }
 
-// stderrWatch is logsockd's stderr. It keeps the text, to be read once
-// Wait has returned, and sends the address of the first "logsockd:
-// listening on ADDR" line to listening. exec.Cmd calls Write from one
-// goroutine.
+// startWatched starts the receiver program cmd and waits for the first
+// line of its standard error that holds marker: it returns the rest of
+// that line, and a function that kills the program and waits for it,
+// which returns an error if the program had exited unasked. name names
+// the program in errors.
+func startWatched(ctx context.Context, cmd *exec.Cmd, name, marker string) (string, func() error, error) {
+	found := make(chan string, 1)
+	stderr := &stderrWatch{marker: marker, found: found}
+	cmd.Stderr = stderr // the receivers note each connection there
+	testenv.SetDeathSignal(cmd)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		select {
+		case err := <-exited:
+			return fmt.Errorf("%s exited unasked: %v\n%s", name, err, stderr.text)
+		default:
+		}
+		cmd.Process.Kill()
+		<-exited
+		return nil
+	}
+	select {
+	case l := <-found:
+		return l, stop, nil
+	case err := <-exited:
+		stopped = true
+		return "", nil, fmt.Errorf("%s exited before it was ready: %v\n%s", name, err, stderr.text)
+	case <-ctx.Done():
+		stop()
+		return "", nil, fmt.Errorf("%s not ready: %w\n%s", name, ctx.Err(), stderr.text)
+	}
+}
+
+// stderrWatch is a receiver's stderr. It keeps the text, to be read once
+// Wait has returned, and sends to found what follows marker on the
+// first line that holds it. exec.Cmd calls Write from one goroutine.
 type stderrWatch struct {
-	text      []byte
-	searched  int         // the bytes of text already searched for the line
-	listening chan string // buffered; nil once it got the address
+	text     []byte
+	searched int // the bytes of text already searched for the line
+	marker   string
+	found    chan string // buffered; nil once it got the line
 }
 
 func (w *stderrWatch) Write(p []byte) (int, error) {
 	w.text = append(w.text, p...)
-	for w.listening != nil {
+	for w.found != nil {
 		i := bytes.IndexByte(w.text[w.searched:], '\n')
 		if i < 0 {
 			break
 		}
 		line := string(w.text[w.searched : w.searched+i])
 		w.searched += i + 1
-		if addr, ok := strings.CutPrefix(line, "logsockd: listening on "); ok {
-			w.listening <- addr
-			w.listening = nil
+		if _, rest, ok := strings.Cut(line, w.marker); ok {
+			w.found <- rest
+			w.found = nil
 		}
 	}
 	return len(p), nil
