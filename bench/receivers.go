@@ -23,23 +23,30 @@ import (
 	"github.com/logsock/logsock/internal/testenv"
 )
 
-// The receivers test (issue 12): the same work, -daemon-n messages of
-// 100 B from one client over TCP loopback, into rsyslogd and into the
-// logsock receiver program, each writing one line a record to a file in
-// the bench's temporary directory. A measure runs from the client's dial
-// to the moment the file holds all the lines; each starts a fresh
-// receiver with an empty file.
+// The receivers test (issues 12 and 20): the same work, -daemon-n
+// messages of 100 B from one client over TCP loopback, into rsyslogd, into
+// syslog-ng and into the logsock receiver program, each writing one line a
+// record to a file in the bench's temporary directory. A measure runs from
+// the client's dial to the moment the file holds all the lines; each
+// starts a fresh receiver with an empty file.
 //
 // rsyslogd is Debian's, started by internal/rsyslogtest (imptcp,
 // octet-counted RFC 5424, the JSON template, omfile): the bench module
 // lives under the library's import path, so Go lets it import the
-// library's internal packages, and both use one way to run rsyslogd. Its
-// client is the fastest one: frames formatted before the clock starts,
-// written through a 64 KiB bufio.Writer, so that rsyslogd is the
-// bottleneck. The logsock receiver is fed by one batching LogSocket, as a
-// program would log.
+// library's internal packages, and both use one way to run rsyslogd.
+// syslog-ng (bench/syslogng.go) does the same work. The two daemons' client
+// is the fastest one: frames formatted before the clock starts, written
+// through a 64 KiB bufio.Writer, so that the daemon is the bottleneck. The
+// logsock receiver is fed by one batching LogSocket, as a program would
+// log.
 
 const receiverSize = 100
+
+// The names of the syslog daemons' measures.
+const (
+	rsyslogdName = "receiver rsyslogd json"
+	syslogNGName = "receiver syslog-ng json"
+)
 
 // logsockReceiver is the logsock receiver program, cmd/logsockd built from
 // this repository, and how to make it listen on listen (as -listen takes
@@ -70,8 +77,14 @@ type receiverContender struct {
 }
 
 var receiverContenders = []receiverContender{
-	{name: "receiver rsyslogd json", start: startRsyslogd, send: sendSyslog, skip: func() string {
+	{name: rsyslogdName, start: startRsyslogd, send: sendSyslog, skip: func() string {
 		if _, _, err := rsyslogtest.Lookup(); err != nil {
+			return err.Error()
+		}
+		return ""
+	}},
+	{name: syslogNGName, start: startSyslogNG, send: sendSyslog, skip: func() string {
+		if _, err := lookupSyslogNG(); err != nil {
 			return err.Error()
 		}
 		return ""
@@ -410,36 +423,41 @@ func printReceivers(w io.Writer, rs []receiverResult, n int) {
 	if len(rs) == 0 {
 		return
 	}
-	version := "not found"
+	rsyslogVersion, syslogNGVersion := "not found", "not found"
 	if _, v, err := rsyslogtest.Lookup(); err == nil {
-		version = v
+		rsyslogVersion = v
 	}
+	if v, err := lookupSyslogNG(); err == nil {
+		syslogNGVersion = v.version
+	}
+	t := syslogNGTuning
 	fmt.Fprintf(w, "\nReceivers: %d messages of %s from one client over TCP loopback, each receiver writing a line a record to a file,\n", n, sizeName(receiverSize))
-	fmt.Fprintf(w, "from the client's dial to the last line in the file; rsyslogd %s (imptcp, octet-counted RFC 5424, JSON template, omfile),\n", version)
-	fmt.Fprintf(w, "logsock: %s fed by one batching LogSocket\n", logsockReceiver.pkg)
-	var rsyslog float64
-	for _, r := range rs {
-		if r.name == "receiver rsyslogd json" {
-			rsyslog = r.rate()
-		}
-	}
+	fmt.Fprintf(w, "from the client's dial to the last line in the file; rsyslogd %s (imptcp, octet-counted RFC 5424, JSON template, omfile),\n", rsyslogVersion)
+	fmt.Fprintf(w, "syslog-ng %s (syslog() source, octet-counted RFC 5424, format-json template, file(), flow-control; log-iw-size %d over max-connections %d,\n", syslogNGVersion, t.iwSize, t.maxConns)
+	fmt.Fprintf(w, "log-fetch-limit %d, log-fifo-size %d, flush-lines %d), logsock: %s fed by one batching LogSocket\n", t.fetchLimit, t.fifoSize, t.flushLines, logsockReceiver.pkg)
+	rsyslog := findReceiver(rs, rsyslogdName)
+	anchor, anchorRate := fasterAnchor(rs)
 	tw := table(w)
-	fmt.Fprintln(tw, "receiver\trecords/s\tMB/s\t/ rsyslogd\truns\t")
+	fmt.Fprintln(tw, "receiver\trecords/s\tMB/s\t/ rsyslogd\t/ faster anchor\truns\t")
 	for _, r := range rs {
 		switch {
 		case r.skipped != "":
-			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\n", r.name, r.skipped)
+			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\t\n", r.name, r.skipped)
 		case r.err != nil:
-			fmt.Fprintf(tw, "%s\terror: %v\t\t\t\t\n", r.name, r.err)
+			fmt.Fprintf(tw, "%s\terror: %v\t\t\t\t\t\n", r.name, r.err)
 		default:
 			var runs []string
 			for _, v := range r.rates {
 				runs = append(runs, rate(v))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t\n", r.name, rate(r.rate()), r.rate()*receiverSize/1e6, ratio(r.rate(), rsyslog), strings.Join(runs, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t\n", r.name, rate(r.rate()), r.rate()*receiverSize/1e6,
+				ratio(r.rate(), rsyslog), ratio(r.rate(), anchorRate), strings.Join(runs, " "))
 		}
 	}
 	tw.Flush()
+	if anchor != "" {
+		fmt.Fprintf(w, "faster anchor: the faster of rsyslogd and syslog-ng in this run, %s\n", strings.TrimPrefix(anchor, "receiver "))
+	}
 }
 
 func findReceiver(rs []receiverResult, name string) float64 {
@@ -449,4 +467,17 @@ func findReceiver(rs []receiverResult, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// fasterAnchor returns the faster of the two syslog daemons that the
+// logsock receiver is measured against (issue 20), its name and rate, or
+// the one that was measured; "" and 0 if neither was.
+func fasterAnchor(rs []receiverResult) (string, float64) {
+	name, best := "", 0.0
+	for _, n := range []string{rsyslogdName, syslogNGName} {
+		if v := findReceiver(rs, n); v > best {
+			name, best = n, v
+		}
+	}
+	return name, best
 }
