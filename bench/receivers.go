@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/logsock/logsock"
@@ -102,6 +103,7 @@ type receiverEnv struct {
 type receiverResult struct {
 	name    string
 	rates   []float64 // records/s, one a run
+	cpus    []float64 // the receiver's CPU time a record, in µs, one a run
 	skipped string
 	err     error
 }
@@ -148,12 +150,13 @@ func runReceivers(opt options) []receiverResult {
 				continue
 			}
 			progress("%s: run %d/%d", c.name, run+1, opt.runs)
-			rate, err := measureReceiver(c, env, opt.daemonN, msg)
+			rate, cpu, err := measureReceiver(c, env, opt.daemonN, msg)
 			if err != nil {
 				r.err = err
 				continue
 			}
 			r.rates = append(r.rates, rate)
+			r.cpus = append(r.cpus, cpu.Seconds()*1e6/float64(opt.daemonN))
 		}
 	}
 	progressDone()
@@ -180,18 +183,22 @@ func buildReceiver(dir string) (string, error) {
 	return filepath.Join(dir, path.Base(logsockReceiver.pkg)), nil
 }
 
-// measureReceiver runs one measure of c: n messages msg.
-func measureReceiver(c receiverContender, env *receiverEnv, n int, msg string) (float64, error) {
+// measureReceiver runs one measure of c: n messages msg. It returns the
+// rate, and the CPU time, user and system, that the receiver's process
+// took from its start to its end: on a shared machine, a rate depends on
+// what else runs, the CPU a record much less.
+func measureReceiver(c receiverContender, env *receiverEnv, n int, msg string) (float64, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp(env.dir, "recv")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
+	cpu0 := childrenCPU()
 	addr, out, stop, err := c.start(ctx, env, dir)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer stop()
 
@@ -209,15 +216,27 @@ func measureReceiver(c receiverContender, env *receiverEnv, n int, msg string) (
 	select {
 	case <-sent:
 	case <-time.After(time.Minute):
-		return 0, fmt.Errorf("client still sending a minute after the receiver's end (%v)", err)
+		return 0, 0, fmt.Errorf("client still sending a minute after the receiver's end (%v)", err)
 	}
 	if err := cmp.Or(err, sendErr); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := stop(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(n) / done.Sub(start).Seconds(), nil
+	// stop has waited for the receiver, the one child that ended since
+	// cpu0 (the clients run in this process).
+	return float64(n) / done.Sub(start).Seconds(), childrenCPU() - cpu0, nil
+}
+
+// childrenCPU returns the CPU time, user and system, of this process's
+// children that have ended and been waited for.
+func childrenCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // waitLines polls the file at path every millisecond, counts the lines in
@@ -438,20 +457,20 @@ func printReceivers(w io.Writer, rs []receiverResult, n int) {
 	rsyslog := findReceiver(rs, rsyslogdName)
 	anchor, anchorRate := fasterAnchor(rs)
 	tw := table(w)
-	fmt.Fprintln(tw, "receiver\trecords/s\tMB/s\t/ rsyslogd\t/ faster anchor\truns\t")
+	fmt.Fprintln(tw, "receiver\trecords/s\tMB/s\t/ rsyslogd\t/ faster anchor\tCPU µs/record\truns\t")
 	for _, r := range rs {
 		switch {
 		case r.skipped != "":
-			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\t\n", r.name, r.skipped)
+			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\t\t\n", r.name, r.skipped)
 		case r.err != nil:
-			fmt.Fprintf(tw, "%s\terror: %v\t\t\t\t\t\n", r.name, r.err)
+			fmt.Fprintf(tw, "%s\terror: %v\t\t\t\t\t\t\n", r.name, r.err)
 		default:
 			var runs []string
 			for _, v := range r.rates {
 				runs = append(runs, rate(v))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t\n", r.name, rate(r.rate()), r.rate()*receiverSize/1e6,
-				ratio(r.rate(), rsyslog), ratio(r.rate(), anchorRate), strings.Join(runs, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.2f\t%s\t\n", r.name, rate(r.rate()), r.rate()*receiverSize/1e6,
+				ratio(r.rate(), rsyslog), ratio(r.rate(), anchorRate), median(slices.Clone(r.cpus)), strings.Join(runs, " "))
 		}
 	}
 	tw.Flush()
