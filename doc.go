@@ -39,10 +39,15 @@
 //   - A frame whose write fails, even half-written, is held whole and sent
 //     again from its start on the next connection, never continued.
 //   - Before writing on a connection not checked for [Config].PeekInterval,
-//     a non-blocking peek finds a collector that has closed it, so that a
-//     graceful collector restart while the client is idle loses nothing.
-//     Under load, the frame written between the close and the next check
-//     can be lost (on TCP), unless PeekInterval is tiny: see Config.
+//     a non-blocking peek finds a collector that has closed it, or half-closed
+//     it to drain it, as [Server.Shutdown] does: the client then writes
+//     nothing more there and closes it, and the Server reads on to that end.
+//     So a graceful restart of a Server, or of logsockd, loses nothing, idle
+//     or under load (measured: 20 restarts while 4 goroutines log as fast
+//     as they can, each mode, TCP and Unix: 0 frames lost). A collector that
+//     closes without a drain can lose, under load on TCP, the frame written
+//     between the close and the next check, unless PeekInterval is tiny:
+//     see Config.
 //   - Each new connection starts with a fresh handshake that carries the
 //     pid of the process writing. A connection lost after it stayed up for
 //     a second is replaced at once; otherwise attempts back off
@@ -61,8 +66,8 @@
 //     processes, for the frame lock, hold up the calls behind it, each for
 //     up to WriteTimeout.
 //   - No call blocks forever: its own wait for the collector is bounded by
-//     DialTimeout plus WriteTimeout, though calls queue behind a write in
-//     progress. Close tries to deliver what is held for up to
+//     WriteTimeout (a dial that takes longer goes on without it), though
+//     calls queue behind a write in progress. Close tries to deliver what is held for up to
 //     CloseTimeout, cancelling a dial and cutting a write in progress at
 //     the end, then reports ([ErrUndelivered]) and counts what it could not.
 //
@@ -75,7 +80,10 @@
 // TCP_USER_TIMEOUT detect a collector that vanished without closing.
 //
 // A message longer than [Config].MaxFrame is refused with [ErrFrameTooLarge],
-// never truncated.
+// never truncated. A frame that the collector refuses, by ending the
+// connection while it is being written, three times in a row, is dropped
+// and reported (see [LogSocket.Log]), so that it never holds up the frames
+// behind it.
 //
 // # Logging APIs
 //
@@ -109,14 +117,20 @@
 // connection writes each frame under a lock. The contract, for a child in
 // any language:
 //
-//   - LOGSOCK_NETWORK and LOGSOCK_ADDRESS name the collector ("tcp" or
-//     "unix", and its address), for the child's own reconnects, and
-//     LOGSOCK_ORDER the byte order ("little" or "big").
+//   - LOGSOCK_NETWORK and LOGSOCK_ADDRESS name the collector ("tcp",
+//     "tcp4", "tcp6" or "unix", and a non-empty address: host:port, or a
+//     path), for the child's own reconnects, and LOGSOCK_ORDER the byte
+//     order ("little" or "big"; required).
 //   - LOGSOCK_FD is the inherited socket's descriptor, and LOGSOCK_SOCKET
 //     its identity, "dev:ino" as fstat reports them: check that the
-//     descriptor is a stream socket with that identity before using it,
-//     since descriptor numbers go stale. Make it close-on-exec, and unset
-//     the variables, so that neither leaks to the child's own children.
+//     descriptor is a stream socket of the network with that identity
+//     before using it, since descriptor numbers go stale. LOGSOCK_FD,
+//     LOGSOCK_SOCKET and LOGSOCK_LOCK_FD are set together or not at all
+//     (the parent had no connection to pass). Check every variable before
+//     you touch a descriptor, and never close one that fails its check:
+//     it is another file of the child's. Make the two close-on-exec, and
+//     unset the variables, so that neither leaks to the child's own
+//     children.
 //   - LOGSOCK_LOCK_FD is the lock file, 16 bytes. Byte 0 is "frame in
 //     progress", byte 1 "torn". To write a frame: take a POSIX record write
 //     lock on byte 0, length 1 (fcntl F_SETLKW; Python's

@@ -59,6 +59,8 @@ type link struct {
 	everUp   bool
 	changed  chan struct{} // closed and replaced at every transition
 
+	dials sync.WaitGroup // startDial's goroutines
+
 	w   frameWriter // the write role's
 	one [1][]byte   // writeOne's unit, as parts
 
@@ -97,6 +99,7 @@ var (
 	// every frame of an outage.
 	errDialing = errors.New("another call is dialing")
 	errBackoff = errors.New("the next attempt is not due yet")
+	errUp      = errors.New("the link is up")
 )
 
 // conn is one connection and its raw handle for writing.
@@ -205,26 +208,71 @@ func (k *link) current() *conn { return k.live.Load() }
 // Close. The dial is bounded by DialTimeout, ctx and abort.
 func (k *link) connect(ctx context.Context) (*conn, error) {
 	k.mu.Lock()
+	prev, err := k.begin()
+	live := k.live.Load()
+	k.mu.Unlock()
+	if err == errUp {
+		return live, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := k.dial(ctx)
+	return c, k.end(ctx, prev, c, err)
+}
+
+// startDial starts, in a goroutine of the link's own, the attempt that
+// connect would make, and returns at once: so that a call of direct mode
+// waits for a dial that hangs only as long as its own deadline, not
+// DialTimeout (issue 17: a Log took 5 s against a full backlog with
+// WriteTimeout 300 ms). It reports whether it started one; the caller may
+// wait for the outcome (wait). Close cancels the dial and waits for the
+// goroutine (shut).
+func (k *link) startDial() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	prev, err := k.begin()
+	if err != nil {
+		return false
+	}
+	k.dials.Add(1)
+	go func() {
+		defer k.dials.Done()
+		c, err := k.dial(k.ctx)
+		k.end(k.ctx, prev, c, err)
+	}()
+	return true
+}
+
+// dialing reports whether an attempt is under way.
+func (k *link) dialing() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.state == linkDialing
+}
+
+// begin moves the link to linkDialing for an attempt, if one is due, and
+// returns the state to go back to if the attempt gets no verdict. It
+// fails as connect says; with the link up, with errUp. The caller holds
+// mu.
+func (k *link) begin() (prev linkState, err error) {
 	switch {
 	case k.state == linkUp:
-		k.mu.Unlock()
-		return k.live.Load(), nil
+		return 0, errUp
 	case k.state == linkClosed:
-		k.mu.Unlock()
-		return nil, ErrClosed
+		return 0, ErrClosed
 	case k.state == linkDialing:
-		k.mu.Unlock()
-		return nil, errDialing
+		return 0, errDialing
 	case k.state == linkBackoff && time.Now().Before(k.nextDial):
-		k.mu.Unlock()
-		return nil, errBackoff
+		return 0, errBackoff
 	}
-	prev := k.state
+	prev = k.state
 	k.set(linkDialing)
-	k.mu.Unlock()
+	return prev, nil
+}
 
-	c, err := k.dial(ctx)
-
+// end takes the outcome of an attempt that begin began: c, or err.
+func (k *link) end(ctx context.Context, prev linkState, c *conn, err error) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	switch {
@@ -232,25 +280,18 @@ func (k *link) connect(ctx context.Context) (*conn, error) {
 		if c != nil {
 			c.close()
 		}
-		return nil, ErrClosed
+		return ErrClosed
 	case err != nil && (ctx.Err() != nil || k.ctx.Err() != nil):
 		// The caller's time ran out, or Close's, not the collector's: no
 		// verdict.
 		k.set(prev)
-		return nil, err
+		return err
 	case err != nil:
 		k.failed(err)
-		return nil, err
+		return err
 	}
 	k.up(c)
-	return c, nil
-}
-
-// dueNow reports whether connect would dial now.
-func (k *link) dueNow() bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.state == linkDown || k.state == linkBackoff && !time.Now().Before(k.nextDial)
+	return nil
 }
 
 func (k *link) dial(ctx context.Context) (*conn, error) {

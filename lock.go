@@ -86,8 +86,6 @@ type frameLock struct {
 	timers sync.WaitGroup // the timer's call in progress, joined by close
 }
 
-type fileKey struct{ dev, ino uint64 }
-
 // lockFiles maps each lock file this process has open to its frameLock.
 var lockFiles struct {
 	sync.Mutex

@@ -63,14 +63,17 @@ const (
 // where the field says so.
 type Config struct {
 	// Framing is how messages are framed on the wire: LengthPrefixed
-	// (the zero value), logsock's format, or OctetCounted, syslog's.
+	// (the zero value), logsock's format, or OctetCounted, syslog's, which
+	// has no byte order (Order must be left at its zero value).
 	Framing Framing
 	// Order is the byte order of the handshake and frame headers; it must
 	// match the collector's. The zero value is LittleEndian.
 	Order ByteOrder
 	// MaxFrame is the longest message, in bytes, that Log and Write send;
 	// a longer one is refused with ErrFrameTooLarge, never truncated. Keep
-	// it at or below the collector's limit. Zero means DefaultMaxFrame.
+	// it at or below the collector's limit: a collector ends the connection
+	// at the header of a frame above its own (see Log for what follows).
+	// Zero means DefaultMaxFrame.
 	MaxFrame int
 	// DialTimeout bounds each connection attempt. Zero means
 	// DefaultDialTimeout.
@@ -93,7 +96,8 @@ type Config struct {
 	// gets one connection every few seconds (about 16 a minute with the
 	// defaults), not one a call; the first such loss
 	// since the backoff was reset is still retried at once. Zero means
-	// DefaultMinBackoff and DefaultMaxBackoff.
+	// DefaultMinBackoff, and DefaultMaxBackoff or MinBackoff if that is
+	// larger.
 	MinBackoff, MaxBackoff time.Duration
 	// BufferBytes bounds the frames held, headers included, while the
 	// collector is unreachable, and in batching mode also those waiting
@@ -146,7 +150,8 @@ type Config struct {
 	// Frames stay whole, each caller's in order; on a shared connection a
 	// batch is written under the frame lock as one unit.
 	Batching bool
-	// FlushDelay is how long a batch gathers at most. Zero means
+	// FlushDelay is how long a batch gathers at most, in batching mode
+	// only: set without Batching, it is an error. Zero means
 	// DefaultFlushDelay.
 	FlushDelay time.Duration
 
@@ -176,23 +181,33 @@ func (c *Config) withDefaults() (Config, error) {
 	if c != nil {
 		cfg = *c
 	}
-	if cfg.Order > BigEndian {
-		return cfg, fmt.Errorf("logsock: unknown byte order %d", cfg.Order)
+	bad := func(field string, value any, why string) (Config, error) {
+		return cfg, fmt.Errorf("logsock: Config.%s %v: %s", field, value, why)
 	}
-	if cfg.Framing > OctetCounted {
-		return cfg, fmt.Errorf("logsock: unknown framing %d", cfg.Framing)
+	switch {
+	case cfg.Order > BigEndian:
+		return bad("Order", uint8(cfg.Order), "want LittleEndian or BigEndian")
+	case cfg.Framing > OctetCounted:
+		return bad("Framing", uint8(cfg.Framing), "want LengthPrefixed or OctetCounted")
+	case cfg.Framing == OctetCounted && cfg.Order != LittleEndian:
+		return bad("Order", cfg.Order, "OctetCounted framing has no byte order")
+	case cfg.Overflow > DropOldest:
+		return bad("Overflow", uint8(cfg.Overflow), "want Block, DropNewest or DropOldest")
+	case cfg.BufferBytes < 0:
+		return bad("BufferBytes", cfg.BufferBytes, "negative")
+	case cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-maxHeader:
+		return bad("MaxFrame", cfg.MaxFrame, fmt.Sprintf("outside [0, %d]", math.MaxInt32-maxHeader))
+	case cfg.FlushDelay != 0 && !cfg.Batching:
+		return bad("FlushDelay", cfg.FlushDelay, "batching mode's: set Batching too")
 	}
-	if cfg.Overflow > DropOldest {
-		return cfg, fmt.Errorf("logsock: unknown overflow policy %d", cfg.Overflow)
-	}
-	if cfg.BufferBytes < 0 {
-		return cfg, fmt.Errorf("logsock: negative BufferBytes %d", cfg.BufferBytes)
-	}
-	if cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-maxHeader {
-		return cfg, fmt.Errorf("logsock: MaxFrame %d outside [0, %d]", cfg.MaxFrame, math.MaxInt32-maxHeader)
-	}
-	if cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 || cfg.FlushDelay < 0 {
-		return cfg, errors.New("logsock: negative timeout or backoff")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"DialTimeout", cfg.DialTimeout}, {"WriteTimeout", cfg.WriteTimeout}, {"CloseTimeout", cfg.CloseTimeout},
+		{"MinBackoff", cfg.MinBackoff}, {"MaxBackoff", cfg.MaxBackoff}, {"FlushDelay", cfg.FlushDelay}} {
+		if d.v < 0 {
+			return bad(d.name, d.v, "negative")
+		}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -203,7 +218,9 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&cfg.WriteTimeout, DefaultWriteTimeout)
 	def(&cfg.CloseTimeout, DefaultCloseTimeout)
 	def(&cfg.MinBackoff, DefaultMinBackoff)
-	def(&cfg.MaxBackoff, DefaultMaxBackoff)
+	// A MaxBackoff left at zero follows MinBackoff, where that is larger
+	// than the default.
+	def(&cfg.MaxBackoff, max(DefaultMaxBackoff, cfg.MinBackoff))
 	def(&cfg.PeekInterval, DefaultPeekInterval)
 	def(&cfg.KeepAlive, DefaultKeepAlive)
 	def(&cfg.UserTimeout, DefaultUserTimeout)
@@ -212,7 +229,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.TLS = cfg.TLS.Clone() // the caller's stays theirs, and ServerName is set on ours
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
-		return cfg, fmt.Errorf("logsock: MaxBackoff %v below MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
+		return bad("MaxBackoff", cfg.MaxBackoff, fmt.Sprintf("below MinBackoff %v", cfg.MinBackoff))
 	}
 	if cfg.MaxFrame == 0 {
 		cfg.MaxFrame = DefaultMaxFrame
@@ -221,7 +238,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.BufferBytes = max(DefaultBufferBytes, cfg.MaxFrame+maxHeader)
 	}
 	if cfg.BufferBytes < HeaderLen {
-		return cfg, fmt.Errorf("logsock: BufferBytes %d cannot hold a frame", cfg.BufferBytes)
+		return bad("BufferBytes", cfg.BufferBytes, "cannot hold a frame")
 	}
 	return cfg, nil
 }
@@ -281,7 +298,8 @@ type Stats struct {
 	// failed.
 	Resent uint64
 	// Dropped counts the frames dropped: by the Overflow policy, too
-	// large for BufferBytes, or still held when Close gave up.
+	// large for BufferBytes, refused by the collector (see Log), or still
+	// held when Close gave up.
 	Dropped uint64
 	// Held and HeldBytes are the frames, and their bytes with headers,
 	// held now: waiting for the collector, or in batching mode for the
@@ -357,25 +375,29 @@ type sender interface {
 
 // New returns a LogSocket that connects when the first message is sent, so
 // that a program can start while the collector is down: until it is up,
-// messages are held. The network is "tcp", "tcp4", "tcp6" or "unix". A nil
-// cfg means defaults.
+// messages are held. The network is "tcp", "tcp4", "tcp6" or "unix", and
+// the address a host:port or a path (see ParseAddress for the URL form);
+// both are checked here, with cfg, so that a mistake is an error now, not
+// at the first dial. A nil cfg means defaults.
 func New(network, address string, cfg *Config) (*LogSocket, error) {
-	c, err := checkConfig(network, cfg)
+	c, err := checkConfig(network, address, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return newLogSocket(network, address, &c, nil), nil
 }
 
-// checkConfig checks network and cfg, and returns cfg with the defaults.
-func checkConfig(network string, cfg *Config) (Config, error) {
-	switch network {
-	case "tcp", "tcp4", "tcp6", "unix":
-	default:
-		return Config{}, fmt.Errorf("logsock: network %q: want tcp, tcp4, tcp6 or unix", network)
+// checkConfig checks network, address and cfg, and returns cfg with the
+// defaults.
+func checkConfig(network, address string, cfg *Config) (Config, error) {
+	if err := checkNetwork(network); err != nil {
+		return Config{}, fmt.Errorf("logsock: %w", err)
+	}
+	if err := checkAddress(network, address, false); err != nil {
+		return Config{}, fmt.Errorf("logsock: %s address %q: %w", network, address, err)
 	}
 	if cfg != nil && cfg.TLS != nil && network == "unix" {
-		return Config{}, errors.New("logsock: TLS over a Unix socket: want tcp, tcp4 or tcp6")
+		return Config{}, errors.New("logsock: Config.TLS over a Unix socket: want network tcp, tcp4 or tcp6")
 	}
 	return cfg.withDefaults()
 }
@@ -440,6 +462,14 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 // that it is queued for the writer. An error means the frame will not be
 // sent: ErrFrameTooLarge, ErrBufferFull (counted in Stats.Dropped) or
 // ErrClosed.
+//
+// A frame above the collector's own limit ends the connection: if the
+// collector so cuts its write on three connections in a row, the frame is
+// dropped, so that it does not hold up the frames behind it; the drop is
+// counted in Stats.Dropped and reported, wrapping ErrFrameTooLarge, by the
+// next Flush, Sync or Close, and from then on Log refuses frames of that
+// size at once. A frame that the kernel took whole before the collector
+// refused it is lost with the connection, as when a collector dies.
 func (l *LogSocket) Log(msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }
@@ -456,8 +486,8 @@ func (l *LogSocket) Write(p []byte) (int, error) {
 
 func (l *LogSocket) send(msg []byte) error {
 	var err error
-	if len(msg) > l.cfg.MaxFrame {
-		err = fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(msg), l.cfg.MaxFrame)
+	if limit := l.q.maxFrame.Load(); int64(len(msg)) > limit {
+		err = l.tooLarge(len(msg), limit)
 	} else {
 		err = l.s.send(msg)
 	}
@@ -465,6 +495,14 @@ func (l *LogSocket) send(msg []byte) error {
 		l.tally.errs.Add(1)
 	}
 	return err
+}
+
+// tooLarge is the error of a message of size bytes, above limit.
+func (l *LogSocket) tooLarge(size int, limit int64) error {
+	if limit < int64(l.cfg.MaxFrame) {
+		return fmt.Errorf("%w: %d bytes: the collector refused a frame of %d bytes", ErrFrameTooLarge, size, limit+1)
+	}
+	return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, limit)
 }
 
 // Flush writes every frame held or queued, connecting as needed, and
@@ -525,6 +563,7 @@ func (l *LogSocket) Close() error {
 	release := l.s.exclusive()
 	c := l.link.shut()
 	release()
+	l.link.dials.Wait() // shut cancelled them
 	if c != nil {
 		if cerr := c.close(); err == nil && !errors.Is(cerr, net.ErrClosed) { // abort may have closed it
 			err = cerr

@@ -159,8 +159,10 @@ func TestServerHandshakeTimeout(t *testing.T) {
 }
 
 // TestServerShutdownDrains: frames already sent when Shutdown starts are
-// delivered, even those still in the kernel's buffers; a partial frame is
-// reported, not delivered.
+// delivered, even those still in the kernel's buffers; a connection that
+// stays open and quiet at a frame boundary ends; one inside a frame is
+// waited for until Shutdown's context ends, then cut: the partial frame
+// is reported and counted, not delivered.
 func TestServerShutdownDrains(t *testing.T) {
 	sink := newSink()
 	release := make(chan struct{})
@@ -194,14 +196,25 @@ func TestServerShutdownDrains(t *testing.T) {
 	if _, err := partial.Write([]byte{9, 0, 0, 0, 'x'}); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	shut := make(chan error, 1)
-	go func() { shut <- srv.Shutdown(context.Background()) }()
+	go func() { shut <- srv.Shutdown(ctx) }()
 	// Let the reader go on only once Shutdown waits, its drain begun: the
 	// 100 frames are then still in the kernel's buffer.
 	waitForStack(t, "[select]", "(*Server).Shutdown")
 	close(release)
-	if err := <-shut; err != nil {
-		t.Fatalf("Shutdown: %v", err)
+	// The first connection ends, quiet at a frame boundary; the second
+	// waits for the rest of its frame.
+	sink.waitEnds(t, 1)
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a frame still arriving", err)
+	default:
+	}
+	cancel()
+	if err := <-shut; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown: %v, want context.Canceled", err)
 	}
 	if err := <-served; !errors.Is(err, logsock.ErrServerClosed) {
 		t.Fatalf("Serve: %v", err)
@@ -228,6 +241,9 @@ func TestServerShutdownDrains(t *testing.T) {
 	}
 	if truncated != 1 || closed != 1 {
 		t.Errorf("ends %v: want one truncated and one ErrServerClosed", ends)
+	}
+	if cut := srv.Stats().Cut; cut != 1 {
+		t.Errorf("Stats().Cut = %d, want 1: the partial frame", cut)
 	}
 }
 
@@ -309,7 +325,7 @@ func TestServerShutdownAcceptsQueued(t *testing.T) {
 				shut := make(chan error, 1)
 				go func() { shut <- srv.Shutdown(context.Background()) }()
 				if late { // silent until the drain waits for it
-					waitForStack(t, "(*serverConn).waitSilent")
+					waitForStack(t, "(*serverConn).waitReadable")
 					if _, err := c.Write(stream); err != nil {
 						t.Fatal(err)
 					}

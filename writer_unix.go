@@ -7,6 +7,7 @@ package logsock
 // recv(2).
 
 import (
+	"errors"
 	"syscall"
 	"time"
 )
@@ -193,4 +194,11 @@ func (w *frameWriter) advance(k int) {
 	if k > 0 {
 		w.parts[w.next] = w.parts[w.next][k:]
 	}
+}
+
+// endedByPeer reports whether a write failed because the collector ended
+// the connection (it reset it, or closed it and the kernel then reset it:
+// ECONNRESET, EPIPE), not because it was slow (a timeout).
+func endedByPeer(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }

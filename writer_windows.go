@@ -6,7 +6,11 @@ package logsock
 // wait), and a socket has no send that does not block: Go opens sockets
 // in blocking mode, for overlapped I/O.
 
-import "time"
+import (
+	"errors"
+	"syscall"
+	"time"
+)
 
 // rawWriter is the frameWriter's state on Windows: none beyond the
 // frameWriter's own.
@@ -30,4 +34,11 @@ func (w *frameWriter) sendOne(c *conn, unit []byte, deadline time.Time) error {
 // send writes what prepare set up, on c, until deadline: see sendConn.
 func (w *frameWriter) send(c *conn, deadline time.Time) error {
 	return w.sendConn(c, deadline)
+}
+
+// endedByPeer reports whether a write failed because the collector ended
+// the connection (WSAECONNRESET, WSAECONNABORTED), not because it was
+// slow (a timeout).
+func endedByPeer(err error) bool {
+	return errors.Is(err, syscall.WSAECONNRESET) || errors.Is(err, syscall.WSAECONNABORTED)
 }

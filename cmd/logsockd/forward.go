@@ -222,6 +222,7 @@ func syslogHostname(name string) string {
 type forwarder struct {
 	addr string
 	w    *logsock.LogSocket
+	run  string // this run's id, in every record's structured data; set before the first
 
 	mu     sync.Mutex // guards the fields below
 	buf    []byte
@@ -234,7 +235,7 @@ type forwarder struct {
 
 func newForwarder(addr, hostname, appName string, w *logsock.LogSocket) *forwarder {
 	f := &forwarder{addr: addr, w: w, head: []byte(" " + syslogHostname(hostname) + " " + appName + " ")}
-	f.conns.build = appendSD
+	f.conns.build = func(dst []byte, rec *logsock.Record) []byte { return appendSD(dst, rec, f.run) }
 	return f
 }
 
@@ -288,10 +289,15 @@ func (f *forwarder) append(dst []byte, rec *logsock.Record) []byte {
 }
 
 // appendSD appends the structured data element of rec's connection, all
-// but its closing bracket: the connection id, the handshake pid, the
-// remote address (TCP), the peer's credentials (Unix sockets on Linux).
-func appendSD(dst []byte, rec *logsock.Record) []byte {
+// but its closing bracket: the run's id (if not ""), the connection id,
+// the handshake pid, the remote address (TCP), the peer's credentials
+// (Unix sockets on Linux). Connection ids start at 1 in every run: a
+// relay's file holds a "conn 2" of each run, told apart by run.
+func appendSD(dst []byte, rec *logsock.Record, run string) []byte {
 	dst = append(dst, "["+sdID...)
+	if run != "" {
+		dst = appendSDParam(dst, "run", []byte(run))
+	}
 	dst = appendSDParam(dst, "conn", strconv.AppendUint(nil, rec.Conn, 10))
 	dst = appendSDParam(dst, "pid", strconv.AppendInt(nil, int64(rec.Pid), 10))
 	if remote := remoteString(rec.Remote); remote != "" {

@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
+
+	"github.com/logsock/logsock"
 )
 
 // tlsFlags are the flags of the -listen tls:// addresses: the server's
@@ -64,6 +67,23 @@ func (t *tlsFlags) listen(address string) (net.Listener, error) {
 		return nil, err
 	}
 	return tls.NewListener(l, t.cfg), nil
+}
+
+// parseListen parses a -listen address: logsock.ParseAddress's forms, and
+// tls://host:port, whose network "tls" is TCP with TLS on top (listen).
+func parseListen(s string) (network, address string, err error) {
+	rest, ok := strings.CutPrefix(s, "tls://")
+	if !ok {
+		network, address, err = logsock.ParseAddress(s)
+		if err != nil {
+			err = fmt.Errorf("%w (or tls://host:port)", err)
+		}
+		return network, address, err
+	}
+	if _, address, err = logsock.ParseAddress("tcp://" + rest); err != nil {
+		return "", "", fmt.Errorf("address %q: want tls://host:port", s)
+	}
+	return "tls", address, nil
 }
 
 // loadCAs reads a PEM file of certificates into a pool.
