@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -16,15 +15,11 @@ import (
 // tls.Conn's own Close would wait 5 s. The pipe takes no byte until its
 // other end reads, which after the handshake it never does.
 func TestCloseTLSBounded(t *testing.T) {
-	dir, err := os.MkdirTemp("", "ls")
+	set, remove, err := tlstest.NewTemp()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	set, err := tlstest.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(remove)
 	cli, srv := net.Pipe()
 	t.Cleanup(func() { srv.Close() })
 	handshook := make(chan error, 1)

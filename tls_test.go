@@ -18,15 +18,11 @@ import (
 // certs makes a certificate authority and its certificates for the test.
 func certs(t *testing.T) *tlstest.Set {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "ls")
+	s, remove, err := tlstest.NewTemp()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	s, err := tlstest.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(remove)
 	return s
 }
 

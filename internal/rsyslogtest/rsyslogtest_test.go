@@ -178,15 +178,11 @@ func TestTLS(t *testing.T) {
 	rsyslogtest.RequireTLS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	certDir, err := os.MkdirTemp("", "rt")
+	set, remove, err := tlstest.NewTemp()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(certDir) })
-	set, err := tlstest.New(certDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(remove)
 	s, err := rsyslogtest.StartWith(ctx, t.TempDir(), rsyslogtest.Options{Template: rsyslogtest.Lines,
 		TLS: &rsyslogtest.TLS{CAFile: set.CAFile, CertFile: set.CertFile, KeyFile: set.KeyFile, ClientAuth: true}})
 	if err != nil {

@@ -105,6 +105,21 @@ func New(dir string) (*Set, error) {
 	return s, nil
 }
 
+// NewTemp makes a Set in a new temporary directory of its own, short as
+// os.MkdirTemp("", ...) makes it, and returns the function that removes it.
+func NewTemp() (s *Set, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "tls")
+	if err != nil {
+		return nil, nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	if s, err = New(dir); err != nil {
+		remove()
+		return nil, nil, err
+	}
+	return s, remove, nil
+}
+
 // sign makes a key and a certificate of tmpl with it, signed by parent
 // and its key (nil: self-signed).
 func sign(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte, error) {
