@@ -40,6 +40,16 @@ func unixOnly(t testing.TB, why string) {
 	}
 }
 
+// inMode returns cfg in batching mode, with a FlushDelay of a millisecond,
+// or in direct mode, where a FlushDelay is refused.
+func inMode(batching bool, cfg *logsock.Config) *logsock.Config {
+	cfg.Batching = batching
+	if batching {
+		cfg.FlushDelay = time.Millisecond
+	}
+	return cfg
+}
+
 // listen returns a listener on loopback TCP or on a Unix socket in a
 // short temporary directory.
 func listen(t testing.TB, network string) net.Listener {
