@@ -136,7 +136,7 @@ func FromEnv(cfg *Config) (*LogSocket, error) {
 			return nil, err
 		}
 	}
-	return newLogSocket(ct.network, ct.address, &c, conn), nil
+	return newLogSocket(ct.network, ct.address, &c, conn, false), nil
 }
 
 // contract is what the variables of the inheritance contract say.

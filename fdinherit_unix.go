@@ -28,8 +28,8 @@ func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 	if l.closed.Load() {
 		return nil, nil, ErrClosed
 	}
-	if l.cfg.Framing != LengthPrefixed { // the contract tells a child logsock's framing only
-		return nil, nil, errors.New("logsock: only a LengthPrefixed connection can be shared")
+	if l.q.f.octets { // the contract tells a child logsock's framing only
+		return nil, nil, errors.New("logsock: a syslog LogSocket (NewSyslog) cannot be shared")
 	}
 	if l.cfg.TLS != nil { // a child cannot continue this process's TLS session
 		return nil, nil, errors.New("logsock: a TLS connection cannot be shared")

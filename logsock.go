@@ -62,10 +62,6 @@ const (
 // field, mean the defaults. A negative duration turns off what it times,
 // where the field says so.
 type Config struct {
-	// Framing is how messages are framed on the wire: LengthPrefixed
-	// (the zero value), logsock's format, or OctetCounted, syslog's, which
-	// has no byte order (Order must be left at its zero value).
-	Framing Framing
 	// Order is the byte order of the handshake and frame headers; it must
 	// match the collector's. The zero value is LittleEndian.
 	Order ByteOrder
@@ -158,7 +154,7 @@ type Config struct {
 	// TLS, if not nil, makes every connection a TLS client connection
 	// with this configuration, the handshake part of the dial (within
 	// DialTimeout): a collector such as logsockd -listen tls://, or a
-	// syslog server (OctetCounted framing: RFC 5425). An empty ServerName
+	// syslog server (NewSyslog: RFC 5425). An empty ServerName
 	// is taken from the address's host, as tls.Dial does. The network must
 	// be TCP. A TLS connection cannot be shared with another process (its
 	// session keys are this process's): Start and SendConn refuse it. New
@@ -187,10 +183,6 @@ func (c *Config) withDefaults() (Config, error) {
 	switch {
 	case cfg.Order > BigEndian:
 		return bad("Order", uint8(cfg.Order), "want LittleEndian or BigEndian")
-	case cfg.Framing > OctetCounted:
-		return bad("Framing", uint8(cfg.Framing), "want LengthPrefixed or OctetCounted")
-	case cfg.Framing == OctetCounted && cfg.Order != LittleEndian:
-		return bad("Order", cfg.Order, "OctetCounted framing has no byte order")
 	case cfg.Overflow > DropOldest:
 		return bad("Overflow", uint8(cfg.Overflow), "want Block, DropNewest or DropOldest")
 	case cfg.BufferBytes < 0:
@@ -384,7 +376,27 @@ func New(network, address string, cfg *Config) (*LogSocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newLogSocket(network, address, &c, nil), nil
+	return newLogSocket(network, address, &c, nil, false), nil
+}
+
+// NewSyslog returns a LogSocket that sends each message to a syslog server
+// in the octet-counted framing of syslog over TCP (RFC 6587, section 3.4.1;
+// RFC 5425 over TLS, with Config.TLS): its length in bytes, in decimal,
+// and a space; a connection has no handshake. The messages are the
+// caller's: RFC 5424 (or RFC 3164) lines, as rsyslog's imptcp and imtcp
+// take them with SupportOctetCountedFraming. Everything else is as with
+// New: the held frames, the Overflow policy, the reconnects and the peek,
+// both modes. Config.Order has no meaning here and must be left unset;
+// the connection cannot be shared (Start, SendConn).
+func NewSyslog(network, address string, cfg *Config) (*LogSocket, error) {
+	if cfg != nil && cfg.Order != LittleEndian {
+		return nil, fmt.Errorf("logsock: Config.Order %v: syslog's framing has no byte order", cfg.Order)
+	}
+	c, err := checkConfig(network, address, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newLogSocket(network, address, &c, nil, true), nil
 }
 
 // checkConfig checks network, address and cfg, and returns cfg with the
@@ -403,11 +415,11 @@ func checkConfig(network, address string, cfg *Config) (Config, error) {
 }
 
 // newLogSocket returns a LogSocket for a checked cfg, on c if c is not
-// nil (a connection adopted from another process). In batching mode it
-// starts the writer.
-func newLogSocket(network, address string, cfg *Config, c *conn) *LogSocket {
+// nil (a connection adopted from another process), framing its messages as
+// syslog does if octets. In batching mode it starts the writer.
+func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *LogSocket {
 	l := &LogSocket{cfg: *cfg, done: make(chan struct{})}
-	f := framing{octets: cfg.Framing == OctetCounted, order: cfg.Order}
+	f := framing{octets: octets, order: cfg.Order}
 	var handshake func() []byte // syslog's framing has none
 	if !f.octets {
 		handshake = func() []byte { return AppendHandshake(nil, f.order, int32(os.Getpid())) }

@@ -560,26 +560,27 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"unix", "", nil, "empty"},
 		{"tcp", "127.0.0.1:1", &logsock.Config{MaxFrame: -1}, "Config.MaxFrame -1"},
 		{"tcp", "127.0.0.1:1", &logsock.Config{Order: 7}, "Config.Order 7"},
-		{"tcp", "127.0.0.1:1", &logsock.Config{Framing: 9}, "Config.Framing 9"},
 		{"tcp", "127.0.0.1:1", &logsock.Config{Overflow: 9}, "Config.Overflow 9"},
 		{"tcp", "127.0.0.1:1", &logsock.Config{BufferBytes: -1}, "Config.BufferBytes -1"},
 		{"tcp", "127.0.0.1:1", &logsock.Config{WriteTimeout: -time.Second}, "Config.WriteTimeout -1s: negative"},
 		{"tcp", "127.0.0.1:1", &logsock.Config{DialTimeout: -time.Second}, "Config.DialTimeout -1s: negative"},
 		{"tcp", "127.0.0.1:1", &logsock.Config{MinBackoff: time.Second, MaxBackoff: time.Millisecond}, "Config.MaxBackoff 1ms: below MinBackoff 1s"},
 		{"tcp", "127.0.0.1:1", &logsock.Config{FlushDelay: time.Second}, "Config.FlushDelay 1s: batching mode's"},
-		{"tcp", "127.0.0.1:1", &logsock.Config{Framing: logsock.OctetCounted, Order: logsock.BigEndian}, "Config.Order big"},
 	} {
 		_, err := logsock.New(tc.network, tc.address, tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q, %q, %+v): %v, want an error with %q", tc.network, tc.address, tc.cfg, err, tc.want)
 		}
 	}
+	if _, err := logsock.NewSyslog("tcp", "127.0.0.1:1", &logsock.Config{Order: logsock.BigEndian}); err == nil ||
+		!strings.Contains(err.Error(), "Config.Order big") {
+		t.Errorf("NewSyslog with a byte order: %v, want an error naming Config.Order", err)
+	}
 	// Defaults follow what is set: a MinBackoff above the default
 	// MaxBackoff raises it.
 	for _, cfg := range []*logsock.Config{
 		{MinBackoff: 10 * time.Second},
 		{Batching: true, FlushDelay: time.Second},
-		{Framing: logsock.OctetCounted},
 	} {
 		ls, err := logsock.New("tcp", "127.0.0.1:1", cfg)
 		if err != nil {

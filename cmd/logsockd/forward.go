@@ -132,11 +132,11 @@ func newSyslog(f *forwardFlags, maxFrame int) (*logsock.LogSocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	return logsock.New("tcp", f.addr, cfg)
+	return logsock.NewSyslog("tcp", f.addr, cfg)
 }
 
-// config returns the forwarder's LogSocket configuration. With
-// OctetCounted framing it
+// config returns the forwarder's LogSocket configuration. With it, and
+// NewSyslog's framing, the forwarder
 // brings the client's delivery properties: a bounded buffer with counted
 // drops, reconnects with capped backoff and jitter, a peek before writing,
 // a message whose write failed sent again whole. In batching mode a
@@ -156,7 +156,6 @@ func newSyslog(f *forwardFlags, maxFrame int) (*logsock.LogSocket, error) {
 // the kernel decides; elsewhere than on Linux it is the bound.
 func (f *forwardFlags) config(maxFrame int) (*logsock.Config, error) {
 	cfg := &logsock.Config{
-		Framing:      logsock.OctetCounted,
 		Batching:     true,
 		MaxFrame:     maxFrame + sdRoom,
 		BufferBytes:  f.buffer,
