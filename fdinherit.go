@@ -10,7 +10,7 @@ import (
 )
 
 // The environment variables by which a child process learns of the
-// connection it inherits (see the package documentation for the contract).
+// connection it inherits (PROTOCOL.md has the contract).
 const (
 	EnvNetwork = "LOGSOCK_NETWORK" // the collector's network: tcp, tcp4, tcp6 or unix
 	EnvAddress = "LOGSOCK_ADDRESS" // the collector's address, for the child's own reconnects
