@@ -15,16 +15,41 @@ import (
 	"github.com/logsock/logsock"
 )
 
-// A collector and a client in one program: the client logs two messages
-// and closes; the collector prints each record, then the connection's end.
+// A program logs to a collector: New connects when the first message is
+// sent (and holds the messages while the collector is down), each Log or
+// Write is one frame, and Close delivers what is held before it returns.
+// (The collector here prints each record; in production it is logsockd.)
 func Example() {
+	addr, wait := printingCollector()
+
+	ls, err := logsock.New("tcp", addr, nil)
+	if err != nil {
+		log.Fatal(err) // a bad address or Config
+	}
+	ls.Log("started")
+	fmt.Fprintf(ls, "%d bytes in one frame", 18)
+	if err := ls.Close(); err != nil {
+		log.Fatal(err) // what could not be delivered
+	}
+
+	wait()
+	// Output:
+	// conn 1: started
+	// conn 1: 18 bytes in one frame
+	// conn 1 closed after 2 frames
+}
+
+// printingCollector starts a Server that prints each record and the end of
+// its connection, and returns its address and a function that waits for
+// that end.
+func printingCollector() (addr string, wait func()) {
 	done := make(chan struct{})
 	srv := &logsock.Server{
 		Handler: func(rec *logsock.Record) {
 			fmt.Printf("conn %d: %s\n", rec.Conn, rec.Msg)
 		},
 		ConnClosed: func(info logsock.ConnInfo, err error) {
-			fmt.Printf("conn %d closed after %d frames: %v\n", info.ID, info.Frames, err)
+			fmt.Printf("conn %d closed after %d frames\n", info.ID, info.Frames)
 			close(done)
 		},
 	}
@@ -33,20 +58,10 @@ func Example() {
 		log.Fatal(err)
 	}
 	go srv.Serve(l)
-	defer srv.Shutdown(context.Background())
-
-	ls, err := logsock.Dial("tcp", l.Addr().String(), nil)
-	if err != nil {
-		log.Fatal(err)
+	return l.Addr().String(), func() {
+		<-done
+		srv.Shutdown(context.Background())
 	}
-	ls.Log("current pid: 17120")
-	fmt.Fprintf(ls, "%d bytes in one frame", 18) // each Write is one frame
-	ls.Close()
-	<-done
-	// Output:
-	// conn 1: current pid: 17120
-	// conn 1: 18 bytes in one frame
-	// conn 1 closed after 2 frames: <nil>
 }
 
 func ExampleDecoder() {
