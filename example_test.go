@@ -66,8 +66,8 @@ func printingCollector() (addr string, wait func()) {
 
 func ExampleDecoder() {
 	stream := logsock.AppendHandshake(nil, logsock.LittleEndian, 17120)
-	stream, _ = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("current pid: 17120"))
-	stream, _ = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("로그"))
+	stream = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("current pid: 17120"))
+	stream = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("로그"))
 
 	d := logsock.NewDecoder(bytes.NewReader(stream), nil)
 	pid, err := d.Handshake()
@@ -214,7 +214,7 @@ func ExampleServer() {
 		log.Fatal(err)
 	}
 	stream := logsock.AppendHandshake(nil, logsock.LittleEndian, 4242)
-	stream, _ = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("hello from a raw socket"))
+	stream = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("hello from a raw socket"))
 	c.Write(stream)
 	c.Close()
 	<-done

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -38,6 +39,16 @@ func unixOnly(t testing.TB, why string) {
 	if runtime.GOOS == "windows" {
 		t.Skip("not on Windows: " + why)
 	}
+}
+
+// readPid reads exactly a handshake from r, and no more, as a collector
+// that reads the handshake and stops does.
+func readPid(r io.Reader, order logsock.ByteOrder) (int32, error) {
+	var b [logsock.HeaderLen]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0, err
+	}
+	return logsock.NewDecoder(bytes.NewReader(b[:]), &logsock.DecoderConfig{Order: order}).Handshake()
 }
 
 // inMode returns cfg in batching mode, with a FlushDelay of a millisecond,
@@ -291,7 +302,7 @@ func (b *bystander) send(t *testing.T) logsock.Record {
 	t.Helper()
 	msg := fmt.Sprintf("bystander %d", b.sent)
 	b.sent++
-	frame, _ := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
+	frame := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
 	if _, err := b.c.Write(frame); err != nil {
 		t.Fatalf("bystander: %v", err)
 	}

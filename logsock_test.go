@@ -48,7 +48,7 @@ func TestDialSendsHandshake(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer c.Close()
-				pid, err := logsock.ReadHandshake(c, order)
+				pid, err := readPid(c, order)
 				if err != nil || pid != int32(os.Getpid()) {
 					t.Fatalf("handshake %d, %v; want %d", pid, err, os.Getpid())
 				}

@@ -36,7 +36,7 @@ func rawConn(t testing.TB, network, addr string, stream ...[]byte) net.Conn {
 func frames(order logsock.ByteOrder, pid int32, msgs ...string) []byte {
 	b := logsock.AppendHandshake(nil, order, pid)
 	for _, m := range msgs {
-		b, _ = logsock.AppendFrame(b, order, []byte(m))
+		b = logsock.AppendFrame(b, order, []byte(m))
 	}
 	return b
 }
