@@ -15,18 +15,18 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// Defaults for the zero values of Config.
+// The defaults of Config's zero values.
 const (
-	DefaultDialTimeout  = 5 * time.Second
-	DefaultWriteTimeout = 5 * time.Second
-	DefaultCloseTimeout = 5 * time.Second
-	DefaultMinBackoff   = 50 * time.Millisecond
-	DefaultMaxBackoff   = 5 * time.Second
-	DefaultBufferBytes  = 4 << 20
-	DefaultPeekInterval = 10 * time.Millisecond
-	DefaultKeepAlive    = 15 * time.Second
-	DefaultUserTimeout  = 20 * time.Second
-	DefaultFlushDelay   = 10 * time.Millisecond
+	defaultDialTimeout  = 5 * time.Second
+	defaultWriteTimeout = 5 * time.Second
+	defaultCloseTimeout = 5 * time.Second
+	defaultMinBackoff   = 50 * time.Millisecond
+	defaultMaxBackoff   = 5 * time.Second
+	defaultBufferBytes  = 4 << 20
+	defaultPeekInterval = 10 * time.Millisecond
+	defaultKeepAlive    = 15 * time.Second
+	defaultUserTimeout  = 20 * time.Second
+	defaultFlushDelay   = 10 * time.Millisecond
 )
 
 var (
@@ -59,116 +59,63 @@ const (
 )
 
 // Config configures a LogSocket. A nil *Config, and the zero value of each
-// field, mean the defaults. A negative duration turns off what it times,
-// where the field says so.
+// field, mean the defaults given.
 type Config struct {
-	// Order is the byte order of the handshake and frame headers; it must
-	// match the collector's. The zero value is LittleEndian.
+	// Order is the byte order of the wire's integers, the collector's.
 	Order ByteOrder
-	// MaxFrame is the longest message, in bytes, that Log and Write send;
-	// a longer one is refused with ErrFrameTooLarge, never truncated. Keep
-	// it at or below the collector's limit: a collector ends the connection
-	// at the header of a frame above its own (see Log for what follows).
-	// Zero means DefaultMaxFrame.
+	// MaxFrame is the longest message that Log sends, in bytes; a longer one
+	// is refused (ErrFrameTooLarge), never cut. Keep it within the
+	// collector's limit. Default DefaultMaxFrame.
 	MaxFrame int
-	// DialTimeout bounds each connection attempt. Zero means
-	// DefaultDialTimeout.
+	// DialTimeout bounds each connection attempt, TLS's handshake included.
+	// Default 5 s.
 	DialTimeout time.Duration
-	// WriteTimeout bounds how long one call waits: for room in the
-	// socket's send buffer, for the frame lock of a connection shared with
-	// other processes, and, under the Block policy, for room in the buffer
-	// of held frames. A frame that times out half-written is held and sent
-	// again whole on a new connection. Zero means DefaultWriteTimeout.
+	// WriteTimeout bounds how long one call waits for the collector: for
+	// a dial, for room in the socket's send buffer, for the frame lock of a
+	// shared connection, and under Block for room in the buffer. Default 5 s.
 	WriteTimeout time.Duration
-
-	// MinBackoff and MaxBackoff bound the wait between connection
-	// attempts: it starts at MinBackoff, doubles after each failure up to
-	// MaxBackoff, and each wait is drawn at random from its upper half.
-	// A connection that is lost after it stayed up for a second proves the
-	// collector healthy: the backoff is reset, and the next attempt is
-	// immediate, as after a graceful restart. A connection lost sooner
-	// counts as a failure, whatever the kernel accepted on it, so that a
-	// collector that accepts and closes at once (a proxy with no backend)
-	// gets one connection every few seconds (about 16 a minute with the
-	// defaults), not one a call; the first such loss
-	// since the backoff was reset is still retried at once. Zero means
-	// DefaultMinBackoff, and DefaultMaxBackoff or MinBackoff if that is
-	// larger.
-	MinBackoff, MaxBackoff time.Duration
-	// BufferBytes bounds the frames held, headers included, while the
-	// collector is unreachable, and in batching mode also those waiting
-	// for the writer. A frame too large ever to fit is dropped, and
-	// counted, when it would have to be held. Zero means
-	// DefaultBufferBytes, or MaxFrame and a header if that is larger. The
-	// memory of the frames held may reach a quarter more: the slack that
-	// lets a full buffer under DropOldest take a frame and drop the oldest
-	// without moving the rest each time.
-	//
-	// In batching mode, frames gather in chunks of 64 KiB (a quarter of
-	// BufferBytes if that is less; none below 16 KiB), and a chunk in use
-	// counts whole: Block may wait while up to one chunk of BufferBytes is
-	// unused. DropNewest and DropOldest count frame by frame.
-	BufferBytes int
-	// Overflow says what to do when BufferBytes is reached: Block (the
-	// default), DropNewest or DropOldest.
-	Overflow Overflow
-	// PeekInterval: before a write, if at least this long has passed since
-	// the last check, a non-blocking peek checks that the collector has
-	// not closed the connection, so that a frame is not written into a
-	// dead one. An idle connection is checked before its next frame, so a
-	// collector that closes while the client is idle costs nothing. Under
-	// load, the frame written between the collector's close and the next
-	// check goes into the dead connection and is lost (TCP; a Unix socket
-	// fails that write at once, and the frame is sent again): a tiny
-	// interval (time.Nanosecond) checks before every frame and closes that
-	// window too, for one more syscall a frame. Zero means
-	// DefaultPeekInterval; a negative value turns the check off. Windows
-	// has no such peek (Go's sockets there have no read that does not wait):
-	// the check is always off, and the first frame written after the
-	// collector's close is lost.
-	PeekInterval time.Duration
-	// CloseTimeout bounds Close: how long it tries to deliver the frames
-	// still held, a dial or write in progress included. Zero means
-	// DefaultCloseTimeout.
+	// CloseTimeout bounds how long Close tries to deliver what is held.
+	// Default 5 s.
 	CloseTimeout time.Duration
-	// KeepAlive is the idle time before TCP keepalive probes, which detect
-	// a collector that vanished without closing (host down, network lost).
-	// Zero means DefaultKeepAlive; negative turns keepalive off.
-	KeepAlive time.Duration
-	// Batching turns on batching mode. Log and Write then only append the
-	// frame to the buffer (BufferBytes, Overflow) and return, without a
-	// lock in the common case, so that callers on different cores do not
-	// wait for each other; a goroutine of
-	// the LogSocket writes the frames of all callers together, many in one
-	// write, and while one write is in flight the next batch gathers. A
-	// batch goes out FlushDelay after its first frame, at once when it
-	// reaches 256 KiB, on Flush, and on Close, which stops the goroutine.
-	// Frames stay whole, each caller's in order; on a shared connection a
-	// batch is written under the frame lock as one unit.
+
+	// MinBackoff and MaxBackoff bound the wait between connection attempts:
+	// it doubles after each failure, drawn at random from its upper half. A
+	// connection that stayed up a second resets it; one lost sooner counts
+	// as a failure, so that a collector that accepts and closes at once gets
+	// a connection every few seconds. Default 50 ms and 5 s (or MinBackoff).
+	MinBackoff, MaxBackoff time.Duration
+	// BufferBytes bounds the frames held, headers included: while the
+	// collector is unreachable, and in batching mode until the writer takes
+	// them. Their memory may reach a quarter more. Default 4 MiB, or
+	// MaxFrame and a header if more.
+	BufferBytes int
+	// Overflow is what a call does when BufferBytes is reached.
+	Overflow Overflow
+	// PeekInterval is how long a connection may go without a check that the
+	// collector has not closed it, made before a write (a non-blocking
+	// peek). time.Nanosecond checks before every frame; negative, never.
+	// Windows has no such peek. Default 10 ms.
+	PeekInterval time.Duration
+
+	// Batching makes Log only queue the frame, most often without a lock,
+	// for a goroutine that writes the frames of all callers in batches: a
+	// batch goes out FlushDelay after its first frame, at 256 KiB, on Flush
+	// and on Close.
 	Batching bool
-	// FlushDelay is how long a batch gathers at most, in batching mode
-	// only: set without Batching, it is an error. Zero means
-	// DefaultFlushDelay.
+	// FlushDelay is how long a batch gathers at most, in batching mode only.
+	// Default 10 ms.
 	FlushDelay time.Duration
 
-	// TLS, if not nil, makes every connection a TLS client connection
-	// with this configuration, the handshake part of the dial (within
-	// DialTimeout): a collector such as logsockd -listen tls://, or a
-	// syslog server (NewSyslog: RFC 5425). An empty ServerName
-	// is taken from the address's host, as tls.Dial does. The network must
-	// be TCP. A TLS connection cannot be shared with another process (its
-	// session keys are this process's): Start and SendConn refuse it. New
-	// keeps a copy: later changes to the tls.Config have no effect.
+	// TLS, if not nil, makes each connection a TLS client connection over
+	// TCP, to logsockd -listen tls:// or to a syslog server (NewSyslog: RFC
+	// 5425). A TLS connection cannot be shared with another process.
 	TLS *tls.Config
-
-	// UserTimeout is TCP_USER_TIMEOUT on Linux: how long written data may
-	// stay unacknowledged before the connection is declared dead. The
-	// frames still in a dead connection's send buffer (up to the kernel's
-	// tcp_wmem, megabytes) are lost with it, so a short timeout trades loss
-	// for faster detection: a collector stopped for longer than it loses
-	// them, while WriteTimeout alone moves on to a new connection and
-	// leaves them to be read when the collector resumes. Zero means
-	// DefaultUserTimeout; negative leaves the system's default.
+	// KeepAlive is the idle time before TCP keepalive probes, which find a
+	// collector that vanished. Default 15 s; negative turns them off.
+	KeepAlive time.Duration
+	// UserTimeout is TCP_USER_TIMEOUT, on Linux: how long written data may
+	// stay unacknowledged before the connection is dropped, with what its
+	// send buffer holds. Default 20 s; negative leaves the system's.
 	UserTimeout time.Duration
 }
 
@@ -206,17 +153,17 @@ func (c *Config) withDefaults() (Config, error) {
 			*d = v
 		}
 	}
-	def(&cfg.DialTimeout, DefaultDialTimeout)
-	def(&cfg.WriteTimeout, DefaultWriteTimeout)
-	def(&cfg.CloseTimeout, DefaultCloseTimeout)
-	def(&cfg.MinBackoff, DefaultMinBackoff)
+	def(&cfg.DialTimeout, defaultDialTimeout)
+	def(&cfg.WriteTimeout, defaultWriteTimeout)
+	def(&cfg.CloseTimeout, defaultCloseTimeout)
+	def(&cfg.MinBackoff, defaultMinBackoff)
 	// A MaxBackoff left at zero follows MinBackoff, where that is larger
 	// than the default.
-	def(&cfg.MaxBackoff, max(DefaultMaxBackoff, cfg.MinBackoff))
-	def(&cfg.PeekInterval, DefaultPeekInterval)
-	def(&cfg.KeepAlive, DefaultKeepAlive)
-	def(&cfg.UserTimeout, DefaultUserTimeout)
-	def(&cfg.FlushDelay, DefaultFlushDelay)
+	def(&cfg.MaxBackoff, max(defaultMaxBackoff, cfg.MinBackoff))
+	def(&cfg.PeekInterval, defaultPeekInterval)
+	def(&cfg.KeepAlive, defaultKeepAlive)
+	def(&cfg.UserTimeout, defaultUserTimeout)
+	def(&cfg.FlushDelay, defaultFlushDelay)
 	if cfg.TLS != nil {
 		cfg.TLS = cfg.TLS.Clone() // the caller's stays theirs, and ServerName is set on ours
 	}
@@ -227,7 +174,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.MaxFrame = DefaultMaxFrame
 	}
 	if cfg.BufferBytes == 0 {
-		cfg.BufferBytes = max(DefaultBufferBytes, cfg.MaxFrame+maxHeader)
+		cfg.BufferBytes = max(defaultBufferBytes, cfg.MaxFrame+maxHeader)
 	}
 	if cfg.BufferBytes < HeaderLen {
 		return bad("BufferBytes", cfg.BufferBytes, "cannot hold a frame")

@@ -101,7 +101,7 @@ func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string,
 	cfg := logsock.Config{Batching: true, Overflow: logsock.DropOldest}
 	flags.TextVar(&cfg.Order, "order", logsock.LittleEndian, "byte order: little or big")
 	flags.IntVar(&cfg.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "longest frame, in bytes: a longer line is split (keep it within the collector's limit)")
-	flags.DurationVar(&cfg.CloseTimeout, "timeout", logsock.DefaultCloseTimeout, "how long to try, at the end, to deliver the lines held")
+	flags.DurationVar(&cfg.CloseTimeout, "timeout", 5*time.Second, "how long to try, at the end, to deliver the lines held")
 	flags.Parse(args) // ExitOnError: exits 2
 	fail := func(format string, args ...any) {
 		log.Printf(format, args...)
