@@ -29,12 +29,12 @@ func TestFailedAdoptionLeaksNothing(t *testing.T) {
 			sock, lock := pipeFDs(t)
 			t.Cleanup(func() { unix.Close(sock); unix.Close(lock) })
 			before := openFDs(t)
-			t.Setenv(logsock.EnvNetwork, "unix")
-			t.Setenv(logsock.EnvAddress, "/nonexistent/logsock")
-			t.Setenv(logsock.EnvOrder, "little")
-			t.Setenv(logsock.EnvFD, strconv.Itoa(sock))
-			t.Setenv(logsock.EnvSocket, "1:1")
-			t.Setenv(logsock.EnvLockFD, strconv.Itoa(lock))
+			t.Setenv(envNetwork, "unix")
+			t.Setenv(envAddress, "/nonexistent/logsock")
+			t.Setenv(envOrder, "little")
+			t.Setenv(envFD, strconv.Itoa(sock))
+			t.Setenv(envSocket, "1:1")
+			t.Setenv(envLockFD, strconv.Itoa(lock))
 			if ls, err := logsock.FromEnv(cfg); !errors.Is(err, logsock.ErrStaleFD) {
 				if ls != nil {
 					ls.Close()
@@ -51,8 +51,8 @@ func TestFailedAdoptionLeaksNothing(t *testing.T) {
 			leaks := goleak.IgnoreCurrent()
 			before := openFDs(t)
 			sock, lock := pipeFDs(t)
-			body := strings.Join([]string{logsock.EnvNetwork + "=unix", logsock.EnvAddress + "=/nonexistent/logsock",
-				logsock.EnvOrder + "=little", logsock.EnvSocket + "=1:1"}, "\x00")
+			body := strings.Join([]string{envNetwork + "=unix", envAddress + "=/nonexistent/logsock",
+				envOrder + "=little", envSocket + "=1:1"}, "\x00")
 			_, _, err := a.WriteMsgUnix([]byte(body), unix.UnixRights(sock, lock), nil)
 			unix.Close(sock) // the message carries copies
 			unix.Close(lock)

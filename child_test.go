@@ -178,8 +178,8 @@ func childStray() int {
 	if ee, ok := errors.AsType[*logsock.EnvError](err); ok {
 		rep.Var = ee.Var
 	}
-	for _, k := range []string{logsock.EnvNetwork, logsock.EnvAddress, logsock.EnvOrder,
-		logsock.EnvFD, logsock.EnvSocket, logsock.EnvLockFD} {
+	for _, k := range []string{envNetwork, envAddress, envOrder,
+		envFD, envSocket, envLockFD} {
 		if _, ok := os.LookupEnv(k); ok {
 			rep.Left = append(rep.Left, k)
 		}

@@ -226,7 +226,7 @@ func ExampleServer() {
 // program started again here, adopts it. The collector sees the child's
 // frames on the parent's connection, as after a fork.
 func ExampleLogSocket_Start() {
-	if os.Getenv(logsock.EnvNetwork) != "" { // the child
+	if os.Getenv(envNetwork) != "" { // the child
 		ls, err := logsock.FromEnv(nil)
 		if err != nil {
 			log.Fatal(err)

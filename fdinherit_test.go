@@ -331,12 +331,12 @@ func TestInheritKeepsParentNonblocking(t *testing.T) {
 	}
 	var id string
 	for _, kv := range ch.cmd.Env {
-		if v, ok := strings.CutPrefix(kv, logsock.EnvSocket+"="); ok {
+		if v, ok := strings.CutPrefix(kv, envSocket+"="); ok {
 			id = v
 		}
 	}
 	if id == "" {
-		t.Fatalf("no %s in the child's environment", logsock.EnvSocket)
+		t.Fatalf("no %s in the child's environment", envSocket)
 	}
 	ch.must(t, "fds "+id)
 
@@ -362,10 +362,10 @@ func TestInheritStaleFD(t *testing.T) {
 		name string
 		env  map[string]string
 	}{
-		{"closed fd", map[string]string{logsock.EnvFD: "999", logsock.EnvLockFD: "998"}},
-		{"not a socket", map[string]string{logsock.EnvFD: "0", logsock.EnvLockFD: "0"}},
-		{"wrong inode", map[string]string{logsock.EnvSocket: "1:1"}},
-		{"wrong network", map[string]string{logsock.EnvNetwork: "tcp", logsock.EnvAddress: "127.0.0.1:9"}},
+		{"closed fd", map[string]string{envFD: "999", envLockFD: "998"}},
+		{"not a socket", map[string]string{envFD: "0", envLockFD: "0"}},
+		{"wrong inode", map[string]string{envSocket: "1:1"}},
+		{"wrong network", map[string]string{envNetwork: "tcp", envAddress: "127.0.0.1:9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := listen(t, "unix")
@@ -378,8 +378,8 @@ func TestInheritStaleFD(t *testing.T) {
 			cmd.Wait()
 			// Replay the child's environment here, with this process's
 			// own copies of the descriptors, then spoil one variable.
-			contract := []string{logsock.EnvNetwork, logsock.EnvAddress, logsock.EnvOrder,
-				logsock.EnvFD, logsock.EnvSocket, logsock.EnvLockFD}
+			contract := []string{envNetwork, envAddress, envOrder,
+				envFD, envSocket, envLockFD}
 			vars := map[string]string{}
 			for _, kv := range cmd.Env {
 				if k, v, ok := strings.Cut(kv, "="); ok && slices.Contains(contract, k) {
@@ -387,7 +387,7 @@ func TestInheritStaleFD(t *testing.T) {
 				}
 			}
 			sock, lock := dupOwn(t, ls)
-			vars[logsock.EnvFD], vars[logsock.EnvLockFD] = fmt.Sprint(sock), fmt.Sprint(lock)
+			vars[envFD], vars[envLockFD] = fmt.Sprint(sock), fmt.Sprint(lock)
 			for k, v := range tc.env {
 				vars[k] = v
 			}
@@ -501,22 +501,22 @@ func TestFromEnvLeavesStrayFDs(t *testing.T) {
 		wantStale  bool
 		sockClosed bool
 	}{
-		{"unrelated file", map[string]string{logsock.EnvFD: "3", logsock.EnvSocket: "1:1"}, false, logsock.EnvFD, true, false},
-		{"other socket", map[string]string{logsock.EnvSocket: "1:1"}, false, logsock.EnvFD, true, false},
-		{"closed fd", map[string]string{logsock.EnvFD: "999"}, false, logsock.EnvFD, true, false},
-		{"negative fd", map[string]string{logsock.EnvFD: "-4"}, false, logsock.EnvFD, true, false},
-		{"lock fd without fd", map[string]string{logsock.EnvFD: ""}, false, logsock.EnvFD, true, false},
-		{"fd without lock fd", map[string]string{logsock.EnvLockFD: ""}, false, logsock.EnvLockFD, true, false},
-		{"lock fd is fd", map[string]string{logsock.EnvLockFD: "4"}, false, logsock.EnvLockFD, true, false},
-		{"unrelated lock file", map[string]string{logsock.EnvLockFD: "3"}, false, logsock.EnvLockFD, true, true},
-		{"bad socket id", map[string]string{logsock.EnvSocket: "12-34"}, false, logsock.EnvSocket, true, false},
-		{"no socket id", map[string]string{logsock.EnvSocket: ""}, false, logsock.EnvSocket, true, false},
-		{"bad order", map[string]string{logsock.EnvOrder: "middle"}, false, logsock.EnvOrder, false, false},
-		{"empty order", map[string]string{logsock.EnvOrder: ""}, false, logsock.EnvOrder, false, false},
-		{"empty address", map[string]string{logsock.EnvAddress: ""}, false, logsock.EnvAddress, false, false},
-		{"tcp address without port", map[string]string{logsock.EnvNetwork: "tcp", logsock.EnvAddress: "127.0.0.1"}, false, logsock.EnvAddress, false, false},
-		{"bad network", map[string]string{logsock.EnvNetwork: "udp"}, false, logsock.EnvNetwork, false, false},
-		{"no network", map[string]string{logsock.EnvNetwork: ""}, false, logsock.EnvNetwork, false, false},
+		{"unrelated file", map[string]string{envFD: "3", envSocket: "1:1"}, false, envFD, true, false},
+		{"other socket", map[string]string{envSocket: "1:1"}, false, envFD, true, false},
+		{"closed fd", map[string]string{envFD: "999"}, false, envFD, true, false},
+		{"negative fd", map[string]string{envFD: "-4"}, false, envFD, true, false},
+		{"lock fd without fd", map[string]string{envFD: ""}, false, envFD, true, false},
+		{"fd without lock fd", map[string]string{envLockFD: ""}, false, envLockFD, true, false},
+		{"lock fd is fd", map[string]string{envLockFD: "4"}, false, envLockFD, true, false},
+		{"unrelated lock file", map[string]string{envLockFD: "3"}, false, envLockFD, true, true},
+		{"bad socket id", map[string]string{envSocket: "12-34"}, false, envSocket, true, false},
+		{"no socket id", map[string]string{envSocket: ""}, false, envSocket, true, false},
+		{"bad order", map[string]string{envOrder: "middle"}, false, envOrder, false, false},
+		{"empty order", map[string]string{envOrder: ""}, false, envOrder, false, false},
+		{"empty address", map[string]string{envAddress: ""}, false, envAddress, false, false},
+		{"tcp address without port", map[string]string{envNetwork: "tcp", envAddress: "127.0.0.1"}, false, envAddress, false, false},
+		{"bad network", map[string]string{envNetwork: "udp"}, false, envNetwork, false, false},
+		{"no network", map[string]string{envNetwork: ""}, false, envNetwork, false, false},
 		{"bad cfg", nil, true, "", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -550,8 +550,8 @@ func TestFromEnvLeavesStrayFDs(t *testing.T) {
 					inherited[k] = v
 				}
 			}
-			if inherited[logsock.EnvFD] != "4" || inherited[logsock.EnvLockFD] != "5" {
-				t.Fatalf("Start passed %s=%q, %s=%q: want 4 and 5", logsock.EnvFD, inherited[logsock.EnvFD], logsock.EnvLockFD, inherited[logsock.EnvLockFD])
+			if inherited[envFD] != "4" || inherited[envLockFD] != "5" {
+				t.Fatalf("Start passed %s=%q, %s=%q: want 4 and 5", envFD, inherited[envFD], envLockFD, inherited[envLockFD])
 			}
 			var rep strayReport
 			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
@@ -584,8 +584,8 @@ func TestFromEnvLeavesStrayFDs(t *testing.T) {
 			switch {
 			case tc.sockClosed && sock.Open:
 				t.Errorf("descriptor 4, the socket checked, is open; want it closed with the lock file refused")
-			case !tc.sockClosed && (!sock.Open || sock.CloseOnExec || sock.ID != inherited[logsock.EnvSocket]):
-				t.Errorf("descriptor 4 after FromEnv: %+v; want open, inheritable, socket %s", sock, inherited[logsock.EnvSocket])
+			case !tc.sockClosed && (!sock.Open || sock.CloseOnExec || sock.ID != inherited[envSocket]):
+				t.Errorf("descriptor 4 after FromEnv: %+v; want open, inheritable, socket %s", sock, inherited[envSocket])
 			}
 			if !lock.Open || lock.CloseOnExec {
 				t.Errorf("descriptor 5 after FromEnv: %+v; want open, inheritable", lock)
@@ -609,32 +609,32 @@ func fileIdentity(t *testing.T, f *os.File) string {
 // connection to pass), what each variable accepts and what it refuses,
 // with an *EnvError that names it.
 func TestFromEnvVariables(t *testing.T) {
-	base := map[string]string{logsock.EnvNetwork: "tcp", logsock.EnvAddress: "127.0.0.1:9", logsock.EnvOrder: "big"}
+	base := map[string]string{envNetwork: "tcp", envAddress: "127.0.0.1:9", envOrder: "big"}
 	for _, tc := range []struct {
 		set     map[string]string
 		wantVar string // "" if accepted
 	}{
 		{nil, ""},
-		{map[string]string{logsock.EnvAddress: "[::1]:9"}, ""},
-		{map[string]string{logsock.EnvAddress: ":9"}, ""},
-		{map[string]string{logsock.EnvNetwork: "tcp4", logsock.EnvAddress: "localhost:http"}, ""},
-		{map[string]string{logsock.EnvNetwork: "unix", logsock.EnvAddress: "/run/logsock.sock"}, ""},
-		{map[string]string{logsock.EnvNetwork: "unix", logsock.EnvAddress: "@abstract"}, ""},
-		{map[string]string{logsock.EnvNetwork: "TCP"}, logsock.EnvNetwork},
-		{map[string]string{logsock.EnvNetwork: ""}, logsock.EnvNetwork},
-		{map[string]string{logsock.EnvAddress: ""}, logsock.EnvAddress},
-		{map[string]string{logsock.EnvAddress: "127.0.0.1"}, logsock.EnvAddress},
-		{map[string]string{logsock.EnvAddress: "127.0.0.1:"}, logsock.EnvAddress},
-		{map[string]string{logsock.EnvAddress: "127.0.0.1:0"}, logsock.EnvAddress},
-		{map[string]string{logsock.EnvAddress: "127.0.0.1:65536"}, logsock.EnvAddress},
-		{map[string]string{logsock.EnvAddress: "127.0.0.1:no-such-service"}, logsock.EnvAddress},
-		{map[string]string{logsock.EnvNetwork: "unix", logsock.EnvAddress: ""}, logsock.EnvAddress},
-		{map[string]string{logsock.EnvOrder: ""}, logsock.EnvOrder},
-		{map[string]string{logsock.EnvOrder: "Big"}, logsock.EnvOrder},
-		{map[string]string{logsock.EnvFD: "+3", logsock.EnvLockFD: "4", logsock.EnvSocket: "1:1"}, logsock.EnvFD},
-		{map[string]string{logsock.EnvFD: "3", logsock.EnvLockFD: "0x4", logsock.EnvSocket: "1:1"}, logsock.EnvLockFD},
-		{map[string]string{logsock.EnvSocket: "1:1"}, logsock.EnvFD},
-		{map[string]string{logsock.EnvFD: "3", logsock.EnvLockFD: "4", logsock.EnvSocket: "1:"}, logsock.EnvSocket},
+		{map[string]string{envAddress: "[::1]:9"}, ""},
+		{map[string]string{envAddress: ":9"}, ""},
+		{map[string]string{envNetwork: "tcp4", envAddress: "localhost:http"}, ""},
+		{map[string]string{envNetwork: "unix", envAddress: "/run/logsock.sock"}, ""},
+		{map[string]string{envNetwork: "unix", envAddress: "@abstract"}, ""},
+		{map[string]string{envNetwork: "TCP"}, envNetwork},
+		{map[string]string{envNetwork: ""}, envNetwork},
+		{map[string]string{envAddress: ""}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1"}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1:"}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1:0"}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1:65536"}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1:no-such-service"}, envAddress},
+		{map[string]string{envNetwork: "unix", envAddress: ""}, envAddress},
+		{map[string]string{envOrder: ""}, envOrder},
+		{map[string]string{envOrder: "Big"}, envOrder},
+		{map[string]string{envFD: "+3", envLockFD: "4", envSocket: "1:1"}, envFD},
+		{map[string]string{envFD: "3", envLockFD: "0x4", envSocket: "1:1"}, envLockFD},
+		{map[string]string{envSocket: "1:1"}, envFD},
+		{map[string]string{envFD: "3", envLockFD: "4", envSocket: "1:"}, envSocket},
 	} {
 		vars := maps.Clone(base)
 		maps.Copy(vars, tc.set)
@@ -657,7 +657,7 @@ func TestFromEnvVariables(t *testing.T) {
 		})
 	}
 	t.Run("none set", func(t *testing.T) {
-		for _, k := range []string{logsock.EnvNetwork, logsock.EnvAddress, logsock.EnvOrder} {
+		for _, k := range []string{envNetwork, envAddress, envOrder} {
 			t.Setenv(k, "") // empty counts as unset
 		}
 		if _, err := logsock.FromEnv(nil); !errors.Is(err, logsock.ErrNotInherited) {

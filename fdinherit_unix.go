@@ -34,7 +34,7 @@ func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 	if l.cfg.TLS != nil { // a child cannot continue this process's TLS session
 		return nil, nil, errors.New("logsock: a TLS connection cannot be shared")
 	}
-	env := []string{EnvNetwork + "=" + l.link.network, EnvAddress + "=" + l.link.address, EnvOrder + "=" + l.cfg.Order.String()}
+	env := []string{envNetwork + "=" + l.link.network, envAddress + "=" + l.link.address, envOrder + "=" + l.cfg.Order.String()}
 	// A connection to pass, made now if none is up and an attempt is due,
 	// before taking the write role: nobody dials holding it.
 	if l.link.current() == nil {
@@ -50,7 +50,7 @@ func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	env = append(env, EnvFD+"="+strconv.Itoa(fd), EnvSocket+"="+id, EnvLockFD+"="+strconv.Itoa(fd+1))
+	env = append(env, envFD+"="+strconv.Itoa(fd), envSocket+"="+id, envLockFD+"="+strconv.Itoa(fd+1))
 	return []*os.File{sock, lock}, env, nil
 }
 
@@ -113,14 +113,14 @@ func statKey(st *unix.Stat_t) fileKey {
 // a number reused), left open, and as it was (issue 17).
 func adoptEnv(ct *contract, vars map[string]string) (*conn, error) {
 	if err := checkSocket(ct.fd, ct.network, ct.id); err != nil {
-		return nil, &EnvError{Var: EnvFD, Value: vars[EnvFD], Err: err}
+		return nil, &EnvError{Var: envFD, Value: vars[envFD], Err: err}
 	}
 	if err := checkLockFile(ct.lockFD); err != nil {
 		// The socket is the one the parent passed: ours. Closed, not
 		// left open: a copy that nobody writes on would keep the
 		// collector's connection up after its last writer had gone.
 		unix.Close(ct.fd)
-		return nil, &EnvError{Var: EnvLockFD, Value: vars[EnvLockFD], Err: err}
+		return nil, &EnvError{Var: envLockFD, Value: vars[envLockFD], Err: err}
 	}
 	return adopt(ct.fd, ct.lockFD, ct.network)
 }

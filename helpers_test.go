@@ -41,6 +41,16 @@ func unixOnly(t testing.TB, why string) {
 	}
 }
 
+// The environment variables of the inheritance contract (PROTOCOL.md).
+const (
+	envNetwork = "LOGSOCK_NETWORK"
+	envAddress = "LOGSOCK_ADDRESS"
+	envOrder   = "LOGSOCK_ORDER"
+	envFD      = "LOGSOCK_FD"
+	envSocket  = "LOGSOCK_SOCKET"
+	envLockFD  = "LOGSOCK_LOCK_FD"
+)
+
 // readPid reads exactly a handshake from r, and no more, as a collector
 // that reads the handshake and stops does.
 func readPid(r io.Reader, order logsock.ByteOrder) (int32, error) {

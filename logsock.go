@@ -218,35 +218,20 @@ func undelivered(frames int, why, last error) error {
 
 // Stats are a LogSocket's counters since it was made.
 type Stats struct {
-	// Frames counts the frames written whole to a connection (accepted by
-	// the kernel, not acknowledged by the collector).
-	Frames uint64
-	// Writes counts the writes that carried frames and succeeded: in
-	// direct mode one a frame, or one a run of held frames; in batching
-	// mode one a batch. The handshake, written alone (Dial, Start), is not
-	// one.
-	Writes uint64
-	// Bytes counts the message bytes of those frames, headers not counted.
-	Bytes uint64
-	// Errors counts the Log and Write calls that returned an error.
-	Errors uint64
-	// Connects counts the connections opened, each with its own
-	// handshake; Reconnects those opened after one was lost.
-	Connects, Reconnects uint64
-	// Resent counts the frames written again, whole, after their write
-	// failed.
-	Resent uint64
-	// Dropped counts the frames dropped: by the Overflow policy, too
-	// large for BufferBytes, refused by the collector (see Log), or still
-	// held when Close gave up.
-	Dropped uint64
-	// Held and HeldBytes are the frames, and their bytes with headers,
-	// held now: waiting for the collector, or in batching mode for the
-	// writer (not counting a batch being written).
-	Held, HeldBytes int
-	// Outage is the time spent without a connection after one failed or
-	// an attempt did.
-	Outage time.Duration
+	Frames     uint64 // frames written whole to a connection (accepted by the kernel)
+	Writes     uint64 // writes that carried frames: one a frame, a run of held frames, or a batch
+	Bytes      uint64 // the message bytes of Frames
+	Errors     uint64 // Log and Write calls that returned an error
+	Connects   uint64 // connections opened, each with its handshake
+	Reconnects uint64 // connections opened after one was lost
+	Resent     uint64 // frames written again, whole, after their write failed
+	// Dropped counts the frames dropped: by the Overflow policy, too large
+	// for BufferBytes, refused by the collector (see Log), or held when
+	// Close gave up.
+	Dropped   uint64
+	Held      int           // frames held now (in batching mode, queued), not counting a batch being written
+	HeldBytes int           // their bytes, headers included
+	Outage    time.Duration // time spent without a connection, after one failed or an attempt did
 }
 
 // tally is what the senders count of the frames they write.
@@ -414,21 +399,16 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 	return l, nil
 }
 
-// Log sends msg as one frame. A nil error means that the whole frame was
-// written to the connection (accepted by the kernel, not acknowledged by
-// the collector), or that it is held, to be sent whole on a later
-// connection, because the collector is unreachable now; in batching mode,
-// that it is queued for the writer. An error means the frame will not be
+// Log sends msg as one frame. A nil error means the frame was written
+// whole to the connection (accepted by the kernel), or is held for a later
+// connection (in batching mode: queued). An error means it will not be
 // sent: ErrFrameTooLarge, ErrBufferFull (counted in Stats.Dropped) or
 // ErrClosed.
 //
-// A frame above the collector's own limit ends the connection: if the
-// collector so cuts its write on three connections in a row, the frame is
-// dropped, so that it does not hold up the frames behind it; the drop is
-// counted in Stats.Dropped and reported, wrapping ErrFrameTooLarge, by the
-// next Flush, Sync or Close, and from then on Log refuses frames of that
-// size at once. A frame that the kernel took whole before the collector
-// refused it is lost with the connection, as when a collector dies.
+// A frame that the collector refuses, ending the connection while it is
+// written, three times in a row, is dropped, counted, and reported by the
+// next Flush, Sync or Close (wrapping ErrFrameTooLarge); Log then refuses
+// frames that large at once.
 func (l *LogSocket) Log(msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }

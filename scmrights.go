@@ -107,7 +107,7 @@ func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) {
 // receive returns a LogSocket on the socket fd, shared under the lock
 // file lockFD, that vars describe. The descriptors are this process's,
 // made by its own recvmsg: on failure it closes them, or they would leak.
-// The message's EnvFD and EnvLockFD name the sender's numbers, which mean
+// The message's envFD and envLockFD name the sender's numbers, which mean
 // nothing here.
 func receive(vars map[string]string, fd, lockFD int, cfg *Config) (*LogSocket, error) {
 	ct, err := parseContract(vars, false)

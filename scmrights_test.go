@@ -157,13 +157,13 @@ func TestReceiveConnBadVariables(t *testing.T) {
 		wantVar   string // "" for the Config's error
 		wantStale bool
 	}{
-		{"bad network", map[string]string{logsock.EnvNetwork: "udp"}, nil, logsock.EnvNetwork, false},
-		{"empty address", map[string]string{logsock.EnvAddress: ""}, nil, logsock.EnvAddress, false},
-		{"bad tcp port", map[string]string{logsock.EnvNetwork: "tcp", logsock.EnvAddress: "127.0.0.1:99999"}, nil, logsock.EnvAddress, false},
-		{"bad order", map[string]string{logsock.EnvOrder: "middle"}, nil, logsock.EnvOrder, false},
-		{"no socket id", map[string]string{logsock.EnvSocket: ""}, nil, logsock.EnvSocket, true},
-		{"bad socket id", map[string]string{logsock.EnvSocket: "1:2:3"}, nil, logsock.EnvSocket, true},
-		{"wrong socket", map[string]string{logsock.EnvSocket: "1:1"}, nil, "", true},
+		{"bad network", map[string]string{envNetwork: "udp"}, nil, envNetwork, false},
+		{"empty address", map[string]string{envAddress: ""}, nil, envAddress, false},
+		{"bad tcp port", map[string]string{envNetwork: "tcp", envAddress: "127.0.0.1:99999"}, nil, envAddress, false},
+		{"bad order", map[string]string{envOrder: "middle"}, nil, envOrder, false},
+		{"no socket id", map[string]string{envSocket: ""}, nil, envSocket, true},
+		{"bad socket id", map[string]string{envSocket: "1:2:3"}, nil, envSocket, true},
+		{"wrong socket", map[string]string{envSocket: "1:1"}, nil, "", true},
 		{"bad cfg", nil, &logsock.Config{BufferBytes: -1}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
