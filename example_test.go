@@ -226,7 +226,7 @@ func ExampleServer() {
 // program started again here, adopts it. The collector sees the child's
 // frames on the parent's connection, as after a fork.
 func ExampleLogSocket_Start() {
-	if os.Getenv(envNetwork) != "" { // the child
+	if os.Getenv("LOGSOCK_NETWORK") != "" { // the child: Start set the variables
 		ls, err := logsock.FromEnv(nil)
 		if err != nil {
 			log.Fatal(err)
