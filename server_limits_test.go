@@ -211,6 +211,52 @@ func TestServerShutdownPaused(t *testing.T) {
 			t.Errorf("Stats %+v (ends %v): want 2 cut, 2 truncated, nothing charged or paused", st, ends)
 		}
 	})
+
+	// The memory stays held (a Handler that has not returned holds its
+	// frame): the cut ends the pause by itself.
+	t.Run("cut while held", func(t *testing.T) {
+		log := newConnLog()
+		srv := log.server()
+		srv.MaxMemory = 3 << 19
+		entered, release := make(chan struct{}), make(chan struct{})
+		unblock := sync.OnceFunc(func() { close(release) })
+		t.Cleanup(func() { unblock(); srv.Close() })
+		srv.Handler = func(r *logsock.Record) {
+			log.record(r)
+			if len(r.Msg) == logsock.DefaultMaxFrame {
+				close(entered)
+				<-release
+			}
+		}
+		l := listen(t, localNetwork)
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		waitServing(t, l)
+		holder := rawConn(t, localNetwork, l.Addr().String(), frames(0, pid))
+		wrote := writeLater(holder, bigFrame(logsock.DefaultMaxFrame))
+		<-entered
+		rawConn(t, localNetwork, l.Addr().String(), frames(0, pid), bigFrame(sent))
+		waitStats(t, srv, "one paused", func(st logsock.ServerStats) bool { return st.Paused == 1 })
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			done <- srv.Shutdown(ctx)
+		}()
+		end := log.waitEnd(t, "the paused connection's end", func(i logsock.ConnInfo) bool { return i.Reason == logsock.ReasonTruncated })
+		checkEnd(t, end, logsock.ReasonTruncated, io.ErrUnexpectedEOF, "")
+		unblock()
+		if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown: %v, want the deadline's error", err)
+		}
+		<-served
+		if err := <-wrote; err != nil {
+			t.Error(err)
+		}
+		if st := srv.Stats(); st.Cut != 1 || st.Frames != 1 || st.Memory != 0 || st.Paused != 0 {
+			t.Errorf("Stats %+v: want the paused frame cut, the held one delivered, nothing charged", st)
+		}
+	})
 }
 
 // TestServerRefusalDrained: a connection over MaxConnsPerPeer is refused,
