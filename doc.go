@@ -168,9 +168,11 @@
 //
 // A Server closes a connection that breaks the format, stalls or fails,
 // and no other, and reports why (a Reason); it never writes to a client.
-// MaxConns and MaxFrame bound its memory, an idle connection holds no read
-// buffer, and HandshakeTimeout (and IdleTimeout, if set) drop clients that
-// send nothing. On Unix sockets on Linux each Record names the process that
+// MaxConns, MaxConnsPerPeer and MaxMemory bound what clients can take: at
+// a limit it stops accepting, or stops reading the connections that need
+// more memory, rather than close them with what they sent; an idle
+// connection holds no read buffer, and HandshakeTimeout (and IdleTimeout,
+// if set) drop clients that send nothing. On Unix sockets on Linux each Record names the process that
 // connected (SO_PEERCRED) and the one that wrote the frame (SO_PASSCRED):
 // the frames of a child on its parent's connection are told apart, and
 // frames torn by writers without the lock are flagged. Over TCP each
