@@ -19,7 +19,8 @@ import (
 // connection's handshake.
 const DefaultHandshakeTimeout = 10 * time.Second
 
-// DefaultMaxConns is the default limit on a Server's open connections.
+// DefaultMaxConns is the default limit on the connections a Server serves
+// at once (Server.MaxConns).
 const DefaultMaxConns = 10000
 
 var (

@@ -238,6 +238,10 @@ func (c *serverConn) takeBuf(n int, wait bool, holding int) ([]byte, error) {
 
 func (c *serverConn) giveBuf(b []byte) { c.s.mem.free(b) }
 
+// keepBuf keeps a frame's buffer for the next frames while no connection
+// waits for memory; an idle connection gives it back all the same.
+func (c *serverConn) keepBuf() bool { return c.s.mem.waiting.Load() == 0 }
+
 // clientLeft reports whether the client has ended its stream short of the
 // n bytes of the frame being read: what is left is read by the Decoder as
 // a truncated frame, without a buffer for the frame. Only Linux tells.
