@@ -79,24 +79,41 @@ func TestMemoryBudget(t *testing.T) {
 	}
 }
 
-// TestMemoryBuffers: a buffer is charged what it spans, the free ones of
-// maxReadBuf are kept up to spareBufs and the rest unmapped, and freeing
+// TestMemoryBuffers: a buffer is charged what it spans; free buffers of
+// maxReadBuf are kept for reuse, as many as are in use (so that busy
+// connections cycling do not map and fault in new ones) but at least
+// spareBufs, and once all are free the rest are unmapped; freeing
 // uncharges.
 func TestMemoryBuffers(t *testing.T) {
 	var m memory
 	m.setLimit(-1)
-	var bufs [][]byte
-	for range spareBufs + 3 {
-		if !m.tryCharge(bufSize(maxReadBuf)) {
-			t.Fatal("no limit, and a charge failed")
+	take := func(k int) (bufs [][]byte) {
+		for range k {
+			m.tryCharge(bufSize(maxReadBuf))
+			b, err := m.buf(maxReadBuf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[0], b[len(b)-1] = 1, 1 // mapped and writable
+			bufs = append(bufs, b)
 		}
-		b, err := m.buf(maxReadBuf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b[0], b[len(b)-1] = 1, 1 // mapped and writable
-		bufs = append(bufs, b)
+		return bufs
 	}
+	free := func(bufs [][]byte) {
+		for _, b := range bufs {
+			m.free(b)
+		}
+	}
+	bufs := take(200)
+	free(bufs[:100])
+	if n := len(m.spare); n != 100 {
+		t.Errorf("%d spare buffers with 100 in use, want 100", n)
+	}
+	bufs = append(bufs[100:], take(50)...)
+	if n := len(m.spare); n != 50 {
+		t.Errorf("%d spare buffers after 50 were taken again, want 50", n)
+	}
+
 	big, err := m.buf(1<<20 + 4)
 	if err != nil {
 		t.Fatal(err)
@@ -107,14 +124,12 @@ func TestMemoryBuffers(t *testing.T) {
 	}
 	big[len(big)-1] = 1
 	m.free(big)
-	for _, b := range bufs {
-		m.free(b)
-	}
+	free(bufs)
 	if n := len(m.spare); n != spareBufs {
-		t.Errorf("%d spare buffers, want %d", n, spareBufs)
+		t.Errorf("%d spare buffers with none in use, want %d", n, spareBufs)
 	}
-	if u := m.used.Load(); u != 0 {
-		t.Errorf("used %d after every buffer was freed", u)
+	if u := m.used.Load(); u != 0 || m.busy != 0 {
+		t.Errorf("used %d, %d lent, after every buffer was freed", u, m.busy)
 	}
 	for _, b := range m.spare {
 		unmapBuf(b)
