@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,10 @@ func writeLater(c net.Conn, p []byte) <-chan error {
 	}()
 	return done
 }
+
+// idleReleases: an idle connection gives its read buffer back, except on
+// Windows, where the Server has no read that does not wait.
+const idleReleases = runtime.GOOS != "windows"
 
 // waitStats polls the Server's counters until ok holds, or fails the test
 // after a generous ceiling: a pause has no event of its own to wait on.
@@ -99,7 +104,7 @@ func TestServerMemoryPause(t *testing.T) {
 	})
 	// The good client and the medium one are still connected, idle.
 	waitStats(t, srv, "no memory charged, none paused", func(st logsock.ServerStats) bool {
-		return st.Memory == 0 && st.Paused == 0 && st.Active == 2
+		return (st.Memory == 0 || !idleReleases) && st.Paused == 0 && st.Active == 2
 	})
 	if _, err := good.Write(frameOf("small again")); err != nil {
 		t.Fatal(err)
@@ -138,7 +143,9 @@ func TestServerFrameBeyondMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	log.waitMsg(t, string(msgB))
-	waitStats(t, srv, "no memory charged", func(st logsock.ServerStats) bool { return st.Memory == 0 && st.Paused == 0 })
+	waitStats(t, srv, "no memory charged", func(st logsock.ServerStats) bool {
+		return (st.Memory == 0 || !idleReleases) && st.Paused == 0
+	})
 }
 
 // TestServerShutdownPaused: Shutdown drains a paused connection when
