@@ -325,9 +325,13 @@ type Server struct {
 	// MaxMemory bounds, in bytes, the read buffers of the connections
 	// beyond a first buffer of 4 KiB each: the 64 KiB buffer of a busy
 	// connection, and the buffer of a frame longer than that, taken at the
-	// frame's length once its first bytes fill the connection's buffer
-	// (it costs memory only as bytes arrive, and goes back to the system
-	// once the frame is delivered). A connection that needs more than is
+	// frame's length once its first bytes fill the connection's buffer.
+	// Such a buffer costs memory only as bytes arrive; it serves the next
+	// frames while the connection stays busy and none waits for memory,
+	// and goes back when the connection is idle or ends: on Unix the
+	// buffers are mapped apart from Go's heap, and what they free returns
+	// to the system at once (on Windows, at the garbage collector's
+	// pace). A connection that needs more than is
 	// left pauses: it reads nothing, holding what it has, until memory
 	// frees, in the order they asked (ServerStats.Paused). Others go on: a
 	// connection whose next frame fits in the buffer it has does not
