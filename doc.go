@@ -14,11 +14,16 @@
 // the Python client in the article the project comes from, except that its
 // length counts code points: [DecoderConfig].CodePoints reads that variant.
 //
-// A [LogSocket] can also frame its messages as syslog over TCP does
-// ([Config].Framing [OctetCounted], RFC 6587): no handshake, and each message
-// behind its length in decimal and a space. It then forwards RFC 5424
-// messages to a syslog server, such as rsyslog, with the delivery
-// guarantees below.
+// A [LogSocket] made by [NewSyslog] frames its messages as syslog over TCP
+// does (RFC 6587): no handshake, and each message behind its length in
+// decimal and a space. It forwards RFC 5424 messages to a syslog server,
+// such as rsyslog, with the delivery guarantees below.
+//
+// With [Config].TLS, every connection is a TLS client connection, the
+// handshake part of the dial: to a collector on another host (logsockd
+// -listen tls://), or to a syslog server (RFC 5425). The frames are the
+// same inside it. A Server reads TLS from a listener made by
+// tls.NewListener.
 //
 // # Delivery
 //

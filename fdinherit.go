@@ -3,7 +3,6 @@ package logsock
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -137,7 +136,7 @@ func FromEnv(cfg *Config) (*LogSocket, error) {
 			return nil, err
 		}
 	}
-	return newLogSocket(ct.network, ct.address, &c, conn), nil
+	return newLogSocket(ct.network, ct.address, &c, conn, false), nil
 }
 
 // contract is what the variables of the inheritance contract say.
@@ -157,12 +156,10 @@ func parseContract(vars map[string]string, withFDs bool) (contract, error) {
 	bad := func(k string, err error) (contract, error) {
 		return contract{}, &EnvError{Var: k, Value: vars[k], Err: err}
 	}
-	switch ct.network {
-	case "tcp", "tcp4", "tcp6", "unix":
-	default:
-		return bad(EnvNetwork, errors.New("want tcp, tcp4, tcp6 or unix"))
+	if err := checkNetwork(ct.network); err != nil {
+		return bad(EnvNetwork, err)
 	}
-	if err := checkAddress(ct.network, ct.address); err != nil {
+	if err := checkAddress(ct.network, ct.address, false); err != nil {
 		return bad(EnvAddress, err)
 	}
 	// An empty order is an error, not the default: the order is the
@@ -216,28 +213,6 @@ func parseFD(s string) (int, bool) {
 	return int(n), err == nil
 }
 
-// checkAddress checks that address is one that network can dial: a
-// host:port with a port for TCP, a path (or Linux's abstract name) for
-// Unix.
-func checkAddress(network, address string) error {
-	if address == "" {
-		return errors.New("empty: want the collector's address")
-	}
-	if network == "unix" {
-		return nil
-	}
-	_, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return fmt.Errorf("want host:port: %w", err)
-	}
-	// LookupPort takes a number or a service name, as Dial does; a name
-	// is looked up in the services database, not over the network.
-	if p, err := net.LookupPort(network, port); err != nil || p == 0 {
-		return fmt.Errorf("port %q: want a number from 1 to 65535, or a service name", port)
-	}
-	return nil
-}
-
 // config returns cfg checked, with the contract's byte order: the
 // parent's, which its collector reads.
 func (ct *contract) config(cfg *Config) (Config, error) {
@@ -246,5 +221,5 @@ func (ct *contract) config(cfg *Config) (Config, error) {
 		c = *cfg
 	}
 	c.Order = ct.order
-	return checkConfig(ct.network, &c)
+	return checkConfig(ct.network, ct.address, &c)
 }

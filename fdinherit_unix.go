@@ -28,8 +28,11 @@ func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 	if l.closed.Load() {
 		return nil, nil, ErrClosed
 	}
-	if l.cfg.Framing != LengthPrefixed { // the contract tells a child logsock's framing only
-		return nil, nil, errors.New("logsock: only a LengthPrefixed connection can be shared")
+	if l.q.f.octets { // the contract tells a child logsock's framing only
+		return nil, nil, errors.New("logsock: a syslog LogSocket (NewSyslog) cannot be shared")
+	}
+	if l.cfg.TLS != nil { // a child cannot continue this process's TLS session
+		return nil, nil, errors.New("logsock: a TLS connection cannot be shared")
 	}
 	env := []string{EnvNetwork + "=" + l.link.network, EnvAddress + "=" + l.link.address, EnvOrder + "=" + l.cfg.Order.String()}
 	// A connection to pass, made now if none is up and an attempt is due,

@@ -231,24 +231,6 @@ func ReadFrame(r io.Reader, order ByteOrder, limit int, dst []byte) ([]byte, err
 	return dst, nil
 }
 
-// Framing is how a LogSocket frames its messages on the wire.
-type Framing uint8
-
-const (
-	// LengthPrefixed is logsock's format, the default: a connection opens
-	// with the pid handshake, and each message follows its length as a
-	// signed 32-bit integer in Config.Order.
-	LengthPrefixed Framing = iota
-	// OctetCounted is the octet-counted framing of syslog over TCP (RFC
-	// 6587, section 3.4.1): each message follows its length in bytes, in
-	// decimal, and a space; a connection has no handshake. With it a
-	// LogSocket sends the messages it is given (RFC 5424 messages, which
-	// the caller formats) to a syslog server, such as rsyslog's imptcp
-	// with SupportOctetCountedFraming, with the same delivery guarantees.
-	// Such a connection cannot be shared (Start, SendConn).
-	OctetCounted
-)
-
 // framing encodes frames, and finds them again in a run of whole frames:
 // logsock's length prefix, or syslog's octet count.
 type framing struct {

@@ -40,6 +40,16 @@ func unixOnly(t testing.TB, why string) {
 	}
 }
 
+// inMode returns cfg in batching mode, with a FlushDelay of a millisecond,
+// or in direct mode, where a FlushDelay is refused.
+func inMode(batching bool, cfg *logsock.Config) *logsock.Config {
+	cfg.Batching = batching
+	if batching {
+		cfg.FlushDelay = time.Millisecond
+	}
+	return cfg
+}
+
 // listen returns a listener on loopback TCP or on a Unix socket in a
 // short temporary directory.
 func listen(t testing.TB, network string) net.Listener {
@@ -60,20 +70,32 @@ func listen(t testing.TB, network string) net.Listener {
 func serve(t testing.TB, network string, srv *logsock.Server) string {
 	t.Helper()
 	l := listen(t, network)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, logsock.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveOn(t, srv, l)
 	waitServing(t, l)
 	return l.Addr().String()
+}
+
+// serveOn runs srv on l until the test ends, or until stop, which shuts
+// it down gracefully and checks how Serve ended.
+func serveOn(t testing.TB, srv *logsock.Server, l net.Listener) (stop func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			if err := <-done; !errors.Is(err, logsock.ErrServerClosed) {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // sink collects the records a Server hands over, copying each message,

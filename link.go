@@ -2,6 +2,7 @@ package logsock
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -36,6 +37,7 @@ import (
 type link struct {
 	network, address string
 	dialer           net.Dialer
+	tls              *tls.Config   // Config.TLS: nil for plain connections
 	handshake        func() []byte // the handshake of a connection this process makes; nil: none
 	peekInterval     time.Duration // < 0: no peek
 	minBackoff       time.Duration
@@ -104,6 +106,7 @@ var (
 type conn struct {
 	nc    net.Conn
 	rc    syscall.RawConn
+	tls   *tls.Conn  // over TLS: messages go through it, on nc (tls.go)
 	lock  *frameLock // not nil while the connection is shared with other processes
 	since time.Time  // when it came up
 
@@ -116,6 +119,9 @@ type conn struct {
 func (c *conn) close() error {
 	if c.lock != nil {
 		c.lock.close()
+	}
+	if c.tls != nil {
+		return c.closeTLS()
 	}
 	return c.nc.Close()
 }
@@ -143,6 +149,7 @@ func newLink(network, address string, cfg *Config, handshake func() []byte, send
 		network:      network,
 		address:      address,
 		dialer:       dialer(cfg, sendBuffer),
+		tls:          clientTLS(cfg.TLS, address),
 		handshake:    handshake,
 		peekInterval: cfg.PeekInterval,
 		minBackoff:   cfg.MinBackoff,
@@ -307,6 +314,12 @@ func (k *link) dial(ctx context.Context) (*conn, error) {
 		return nil, k.opError("dial", err)
 	}
 	c := &conn{nc: nc, rc: rc}
+	if k.tls != nil {
+		if err := c.startTLS(ctx, k.tls, k.dialer.Timeout); err != nil {
+			nc.Close()
+			return nil, k.opError("dial", err)
+		}
+	}
 	if k.handshake != nil {
 		c.hs = k.handshake()
 	}
@@ -498,7 +511,7 @@ func (k *link) write(c *conn, parts [][]byte, deadline time.Time) (int, error) {
 // uncopied, and without the layers of write where it can: the hot path of
 // direct mode (issue 11: 0.85x of a raw write loop).
 func (k *link) writeOne(c *conn, unit []byte, deadline time.Time) error {
-	if c.hs != nil || c.lock != nil {
+	if c.hs != nil || c.lock != nil || c.tls != nil {
 		k.one[0] = unit
 		_, err := k.write(c, k.one[:], deadline)
 		k.one[0] = nil

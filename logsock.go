@@ -2,6 +2,7 @@ package logsock
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -61,9 +62,6 @@ const (
 // field, mean the defaults. A negative duration turns off what it times,
 // where the field says so.
 type Config struct {
-	// Framing is how messages are framed on the wire: LengthPrefixed
-	// (the zero value), logsock's format, or OctetCounted, syslog's.
-	Framing Framing
 	// Order is the byte order of the handshake and frame headers; it must
 	// match the collector's. The zero value is LittleEndian.
 	Order ByteOrder
@@ -94,7 +92,8 @@ type Config struct {
 	// gets one connection every few seconds (about 16 a minute with the
 	// defaults), not one a call; the first such loss
 	// since the backoff was reset is still retried at once. Zero means
-	// DefaultMinBackoff and DefaultMaxBackoff.
+	// DefaultMinBackoff, and DefaultMaxBackoff or MinBackoff if that is
+	// larger.
 	MinBackoff, MaxBackoff time.Duration
 	// BufferBytes bounds the frames held, headers included, while the
 	// collector is unreachable, and in batching mode also those waiting
@@ -147,9 +146,20 @@ type Config struct {
 	// Frames stay whole, each caller's in order; on a shared connection a
 	// batch is written under the frame lock as one unit.
 	Batching bool
-	// FlushDelay is how long a batch gathers at most. Zero means
+	// FlushDelay is how long a batch gathers at most, in batching mode
+	// only: set without Batching, it is an error. Zero means
 	// DefaultFlushDelay.
 	FlushDelay time.Duration
+
+	// TLS, if not nil, makes every connection a TLS client connection
+	// with this configuration, the handshake part of the dial (within
+	// DialTimeout): a collector such as logsockd -listen tls://, or a
+	// syslog server (NewSyslog: RFC 5425). An empty ServerName
+	// is taken from the address's host, as tls.Dial does. The network must
+	// be TCP. A TLS connection cannot be shared with another process (its
+	// session keys are this process's): Start and SendConn refuse it. New
+	// keeps a copy: later changes to the tls.Config have no effect.
+	TLS *tls.Config
 
 	// UserTimeout is TCP_USER_TIMEOUT on Linux: how long written data may
 	// stay unacknowledged before the connection is declared dead. The
@@ -167,23 +177,29 @@ func (c *Config) withDefaults() (Config, error) {
 	if c != nil {
 		cfg = *c
 	}
-	if cfg.Order > BigEndian {
-		return cfg, fmt.Errorf("logsock: unknown byte order %d", cfg.Order)
+	bad := func(field string, value any, why string) (Config, error) {
+		return cfg, fmt.Errorf("logsock: Config.%s %v: %s", field, value, why)
 	}
-	if cfg.Framing > OctetCounted {
-		return cfg, fmt.Errorf("logsock: unknown framing %d", cfg.Framing)
+	switch {
+	case cfg.Order > BigEndian:
+		return bad("Order", uint8(cfg.Order), "want LittleEndian or BigEndian")
+	case cfg.Overflow > DropOldest:
+		return bad("Overflow", uint8(cfg.Overflow), "want Block, DropNewest or DropOldest")
+	case cfg.BufferBytes < 0:
+		return bad("BufferBytes", cfg.BufferBytes, "negative")
+	case cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-maxHeader:
+		return bad("MaxFrame", cfg.MaxFrame, fmt.Sprintf("outside [0, %d]", math.MaxInt32-maxHeader))
+	case cfg.FlushDelay != 0 && !cfg.Batching:
+		return bad("FlushDelay", cfg.FlushDelay, "batching mode's: set Batching too")
 	}
-	if cfg.Overflow > DropOldest {
-		return cfg, fmt.Errorf("logsock: unknown overflow policy %d", cfg.Overflow)
-	}
-	if cfg.BufferBytes < 0 {
-		return cfg, fmt.Errorf("logsock: negative BufferBytes %d", cfg.BufferBytes)
-	}
-	if cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-maxHeader {
-		return cfg, fmt.Errorf("logsock: MaxFrame %d outside [0, %d]", cfg.MaxFrame, math.MaxInt32-maxHeader)
-	}
-	if cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 || cfg.FlushDelay < 0 {
-		return cfg, errors.New("logsock: negative timeout or backoff")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"DialTimeout", cfg.DialTimeout}, {"WriteTimeout", cfg.WriteTimeout}, {"CloseTimeout", cfg.CloseTimeout},
+		{"MinBackoff", cfg.MinBackoff}, {"MaxBackoff", cfg.MaxBackoff}, {"FlushDelay", cfg.FlushDelay}} {
+		if d.v < 0 {
+			return bad(d.name, d.v, "negative")
+		}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -194,13 +210,18 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&cfg.WriteTimeout, DefaultWriteTimeout)
 	def(&cfg.CloseTimeout, DefaultCloseTimeout)
 	def(&cfg.MinBackoff, DefaultMinBackoff)
-	def(&cfg.MaxBackoff, DefaultMaxBackoff)
+	// A MaxBackoff left at zero follows MinBackoff, where that is larger
+	// than the default.
+	def(&cfg.MaxBackoff, max(DefaultMaxBackoff, cfg.MinBackoff))
 	def(&cfg.PeekInterval, DefaultPeekInterval)
 	def(&cfg.KeepAlive, DefaultKeepAlive)
 	def(&cfg.UserTimeout, DefaultUserTimeout)
 	def(&cfg.FlushDelay, DefaultFlushDelay)
+	if cfg.TLS != nil {
+		cfg.TLS = cfg.TLS.Clone() // the caller's stays theirs, and ServerName is set on ours
+	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
-		return cfg, fmt.Errorf("logsock: MaxBackoff %v below MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
+		return bad("MaxBackoff", cfg.MaxBackoff, fmt.Sprintf("below MinBackoff %v", cfg.MinBackoff))
 	}
 	if cfg.MaxFrame == 0 {
 		cfg.MaxFrame = DefaultMaxFrame
@@ -209,7 +230,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.BufferBytes = max(DefaultBufferBytes, cfg.MaxFrame+maxHeader)
 	}
 	if cfg.BufferBytes < HeaderLen {
-		return cfg, fmt.Errorf("logsock: BufferBytes %d cannot hold a frame", cfg.BufferBytes)
+		return bad("BufferBytes", cfg.BufferBytes, "cannot hold a frame")
 	}
 	return cfg, nil
 }
@@ -346,32 +367,59 @@ type sender interface {
 
 // New returns a LogSocket that connects when the first message is sent, so
 // that a program can start while the collector is down: until it is up,
-// messages are held. The network is "tcp", "tcp4", "tcp6" or "unix". A nil
-// cfg means defaults.
+// messages are held. The network is "tcp", "tcp4", "tcp6" or "unix", and
+// the address a host:port or a path (see ParseAddress for the URL form);
+// both are checked here, with cfg, so that a mistake is an error now, not
+// at the first dial. A nil cfg means defaults.
 func New(network, address string, cfg *Config) (*LogSocket, error) {
-	c, err := checkConfig(network, cfg)
+	c, err := checkConfig(network, address, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return newLogSocket(network, address, &c, nil), nil
+	return newLogSocket(network, address, &c, nil, false), nil
 }
 
-// checkConfig checks network and cfg, and returns cfg with the defaults.
-func checkConfig(network string, cfg *Config) (Config, error) {
-	switch network {
-	case "tcp", "tcp4", "tcp6", "unix":
-	default:
-		return Config{}, fmt.Errorf("logsock: network %q: want tcp, tcp4, tcp6 or unix", network)
+// NewSyslog returns a LogSocket that sends each message to a syslog server
+// in the octet-counted framing of syslog over TCP (RFC 6587, section 3.4.1;
+// RFC 5425 over TLS, with Config.TLS): its length in bytes, in decimal,
+// and a space; a connection has no handshake. The messages are the
+// caller's: RFC 5424 (or RFC 3164) lines, as rsyslog's imptcp and imtcp
+// take them with SupportOctetCountedFraming. Everything else is as with
+// New: the held frames, the Overflow policy, the reconnects and the peek,
+// both modes. Config.Order has no meaning here and must be left unset;
+// the connection cannot be shared (Start, SendConn).
+func NewSyslog(network, address string, cfg *Config) (*LogSocket, error) {
+	if cfg != nil && cfg.Order != LittleEndian {
+		return nil, fmt.Errorf("logsock: Config.Order %v: syslog's framing has no byte order", cfg.Order)
+	}
+	c, err := checkConfig(network, address, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newLogSocket(network, address, &c, nil, true), nil
+}
+
+// checkConfig checks network, address and cfg, and returns cfg with the
+// defaults.
+func checkConfig(network, address string, cfg *Config) (Config, error) {
+	if err := checkNetwork(network); err != nil {
+		return Config{}, fmt.Errorf("logsock: %w", err)
+	}
+	if err := checkAddress(network, address, false); err != nil {
+		return Config{}, fmt.Errorf("logsock: %s address %q: %w", network, address, err)
+	}
+	if cfg != nil && cfg.TLS != nil && network == "unix" {
+		return Config{}, errors.New("logsock: Config.TLS over a Unix socket: want network tcp, tcp4 or tcp6")
 	}
 	return cfg.withDefaults()
 }
 
 // newLogSocket returns a LogSocket for a checked cfg, on c if c is not
-// nil (a connection adopted from another process). In batching mode it
-// starts the writer.
-func newLogSocket(network, address string, cfg *Config, c *conn) *LogSocket {
+// nil (a connection adopted from another process), framing its messages as
+// syslog does if octets. In batching mode it starts the writer.
+func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *LogSocket {
 	l := &LogSocket{cfg: *cfg, done: make(chan struct{})}
-	f := framing{octets: cfg.Framing == OctetCounted, order: cfg.Order}
+	f := framing{octets: octets, order: cfg.Order}
 	var handshake func() []byte // syslog's framing has none
 	if !f.octets {
 		handshake = func() []byte { return AppendHandshake(nil, f.order, int32(os.Getpid())) }

@@ -329,9 +329,9 @@ func TestHealthyConnectionResetsBackoff(t *testing.T) {
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
 			col := newFakeCollector(t, localNetwork, fakeDecode)
-			ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: batching, FlushDelay: time.Millisecond,
+			ls := dial(t, localNetwork, col.addr, inMode(batching, &logsock.Config{
 				PeekInterval: time.Nanosecond, MinBackoff: time.Minute, MaxBackoff: time.Minute,
-				CloseTimeout: 50 * time.Millisecond})
+				CloseTimeout: 50 * time.Millisecond}))
 			// logOn logs msg, checks that it is written within atOnce,
 			// and that it is record i, on connection conn.
 			logOn := func(i int, conn uint64, msg string) time.Time {
@@ -398,8 +398,8 @@ func TestHangingDialHoldsNoOne(t *testing.T) {
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
 			col := newFakeCollector(t, "tcp", fakeBacklog)
-			ls, err := logsock.New("tcp", col.addr, &logsock.Config{Batching: batching, FlushDelay: time.Millisecond,
-				DialTimeout: 10 * time.Second, WriteTimeout: 300 * time.Millisecond, CloseTimeout: closeTimeout})
+			ls, err := logsock.New("tcp", col.addr, inMode(batching, &logsock.Config{
+				DialTimeout: 10 * time.Second, WriteTimeout: 300 * time.Millisecond, CloseTimeout: closeTimeout}))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -126,7 +126,7 @@ func receive(vars map[string]string, fd, lockFD int, cfg *Config) (*LogSocket, e
 	if err != nil {
 		return nil, err
 	}
-	return newLogSocket(ct.network, ct.address, &c, conn), nil
+	return newLogSocket(ct.network, ct.address, &c, conn, false), nil
 }
 
 // parseRights returns the descriptors of the SCM_RIGHTS messages in oob,
