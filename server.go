@@ -331,9 +331,13 @@ type Server struct {
 	// and goes back when the connection is idle or ends: on Unix the
 	// buffers are mapped apart from Go's heap, and what they free returns
 	// to the system at once (on Windows, at the garbage collector's
-	// pace). A connection that needs more than is
-	// left pauses: it reads nothing, holding what it has, until memory
-	// frees, in the order they asked (ServerStats.Paused). Others go on: a
+	// pace). A connection that is not a socket (TLS), and every one on
+	// Windows, cannot tell that it is idle: it gives a frame's buffer back
+	// once the frame is delivered, and takes its 64 KiB buffer from Go's
+	// heap, uncharged (MaxConns bounds those). A connection that needs
+	// more than is left pauses: it reads nothing, holding what it has,
+	// until memory frees, in the order they asked (ServerStats.Paused).
+	// Others go on: a
 	// connection whose next frame fits in the buffer it has does not
 	// pause. A frame is let through beyond MaxMemory when all the memory
 	// in use is held by paused connections, so that a frame longer than

@@ -12,7 +12,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -38,10 +37,6 @@ func writeLater(c net.Conn, p []byte) <-chan error {
 	}()
 	return done
 }
-
-// idleReleases: an idle connection gives its read buffer back, except on
-// Windows, where the Server has no read that does not wait.
-const idleReleases = runtime.GOOS != "windows"
 
 // waitStats polls the Server's counters until ok holds, or fails the test
 // after a generous ceiling: a pause has no event of its own to wait on.
@@ -104,7 +99,7 @@ func TestServerMemoryPause(t *testing.T) {
 	})
 	// The good client and the medium one are still connected, idle.
 	waitStats(t, srv, "no memory charged, none paused", func(st logsock.ServerStats) bool {
-		return (st.Memory == 0 || !idleReleases) && st.Paused == 0 && st.Active == 2
+		return st.Memory == 0 && st.Paused == 0 && st.Active == 2
 	})
 	if _, err := good.Write(frameOf("small again")); err != nil {
 		t.Fatal(err)
@@ -143,9 +138,7 @@ func TestServerFrameBeyondMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	log.waitMsg(t, string(msgB))
-	waitStats(t, srv, "no memory charged", func(st logsock.ServerStats) bool {
-		return (st.Memory == 0 || !idleReleases) && st.Paused == 0
-	})
+	waitStats(t, srv, "no memory charged", func(st logsock.ServerStats) bool { return st.Memory == 0 && st.Paused == 0 })
 }
 
 // TestServerShutdownPaused: Shutdown drains a paused connection when
@@ -367,4 +360,29 @@ func TestServerRefusalsBounded(t *testing.T) {
 	if got := log.recordsOf(log.waitMsg(t, "held").Conn); len(got) != 1 {
 		t.Errorf("held connection: %d records", len(got))
 	}
+}
+
+// TestServerMemoryNotSocket: a connection that is not a socket (a TLS
+// connection is one), which cannot tell that it is idle, gives a frame's
+// buffer back as soon as the frame is consumed, rather than hold it,
+// charged, for as long as it stays open; its busy buffer is not charged.
+func TestServerMemoryNotSocket(t *testing.T) {
+	log := newConnLog()
+	srv := log.server()
+	l := plainListener{listen(t, "tcp")}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close(); <-served })
+	big := string(bytes.Repeat([]byte("b"), 200<<10))
+	small := make([]byte, 0, 64<<10)
+	for i := range 2000 {
+		small = append(small, frameOf(fmt.Sprint("small ", i))...)
+	}
+	c := rawConn(t, "tcp", l.Addr().String(), frames(0, int32(os.Getpid()), big), small)
+	log.waitMsg(t, "small 1999")
+	if st := srv.Stats(); st.Memory != 0 || st.Active != 1 {
+		t.Errorf("Stats %+v after the frames, the client connected: want nothing charged", st)
+	}
+	c.Close()
+	log.waitEnds(t, 1)
 }

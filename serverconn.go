@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -208,7 +209,16 @@ func refusal(err error) error {
 // Server cuts or closes it (issue 20). The client's bytes wait in the
 // kernel's socket buffer meanwhile, and neither the handshake timeout nor
 // IdleTimeout runs: the wait is the Server's, not the client's.
+//
+// A connection that is not a socket (a TLS connection; all of them on
+// Windows) cannot tell that it is idle, so it would hold a buffer for as
+// long as it stays open: it takes its buffer of maxReadBuf from Go's
+// heap, uncharged, as before the budget (MaxConns bounds those), and
+// gives a frame's buffer back as soon as the frame is consumed.
 func (c *serverConn) takeBuf(n int, wait bool, holding int) ([]byte, error) {
+	if c.rc == nil && n == maxReadBuf {
+		return heapBufs.Get().(*[maxReadBuf]byte)[:], nil
+	}
 	m := &c.s.mem
 	size := bufSize(n)
 	if !wait {
@@ -236,11 +246,21 @@ func (c *serverConn) takeBuf(n int, wait bool, holding int) ([]byte, error) {
 	return b, nil
 }
 
-func (c *serverConn) giveBuf(b []byte) { c.s.mem.free(b) }
+func (c *serverConn) giveBuf(b []byte) {
+	if c.rc == nil && cap(b) == maxReadBuf {
+		heapBufs.Put((*[maxReadBuf]byte)(b[:maxReadBuf]))
+		return
+	}
+	c.s.mem.free(b)
+}
+
+// heapBufs are the buffers of maxReadBuf of the connections that are not
+// sockets (see takeBuf).
+var heapBufs = sync.Pool{New: func() any { return new([maxReadBuf]byte) }}
 
 // keepBuf keeps a frame's buffer for the next frames while no connection
-// waits for memory; an idle connection gives it back all the same.
-func (c *serverConn) keepBuf() bool { return c.s.mem.waiting.Load() == 0 }
+// waits for memory, where an idle connection gives it back (a socket).
+func (c *serverConn) keepBuf() bool { return c.rc != nil && c.s.mem.waiting.Load() == 0 }
 
 // clientLeft reports whether the client has ended its stream short of the
 // n bytes of the frame being read: what is left is read by the Decoder as
