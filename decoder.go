@@ -27,6 +27,8 @@ type DecoderConfig struct {
 const (
 	minReadBuf = 4 << 10  // first buffer: small, so an idle connection costs little
 	maxReadBuf = 64 << 10 // a buffer that reads fill keeps doubling up to this
+
+	truncatedQuote = 64 // bytes of a truncated frame body that its ProtocolError keeps
 )
 
 // Decoder reads a handshake and frames from an io.Reader. It reads ahead in
@@ -44,11 +46,15 @@ type Decoder struct {
 
 	buf        []byte // read-ahead; buf[start:end] is not yet consumed
 	start, end int
-	want       int        // the size of the buffer given back while idle
-	idle       idleReader // r, if it can wait for data without a buffer
-	off        int64      // stream offset of buf[start]
-	readErr    error      // sticky error from r, reported once the buffer runs dry
-	err        error      // sticky protocol error
+	want       int          // the size of the buffer given back while idle
+	idle       idleReader   // r, if it can wait for data without a buffer
+	src        bufferSource // lends the buffers beyond the small one, if set
+	lent       bool         // buf is src's
+	frameBuf   bool         // buf is src's, for one frame: its reads end at the frame's end
+	shook      bool         // the handshake is consumed
+	off        int64        // stream offset of buf[start]
+	readErr    error        // sticky error from r, reported once the buffer runs dry
+	err        error        // sticky protocol error
 }
 
 // NewDecoder returns a Decoder that reads from r. A nil cfg means defaults.
@@ -73,6 +79,7 @@ func (d *Decoder) Handshake() (int32, error) {
 	}
 	pid := d.order.get(d.buf[d.start:])
 	d.consume(HeaderLen)
+	d.shook = true
 	return pid, nil
 }
 
@@ -143,7 +150,7 @@ func (d *Decoder) Reset(r io.Reader) {
 	d.r = r
 	d.idle, _ = r.(idleReader)
 	d.start, d.end, d.off = 0, 0, 0
-	d.readErr, d.err = nil, nil
+	d.readErr, d.err, d.shook = nil, nil, false
 }
 
 // Buffered returns the number of bytes read from r and not yet consumed.
@@ -161,10 +168,11 @@ func (d *Decoder) consume(n int) {
 // header, reading as needed; the bytes are limited as in byte mode.
 func (d *Decoder) runeBytes(n int) (int, error) {
 	pos := d.start + HeaderLen
+	most := HeaderLen + min(n*utf8.UTFMax, d.limit+utf8.UTFMax) // the frame's bytes, at most
 	for i := 0; i < n; i++ {
 		if !utf8FullRune(d.buf[pos:d.end]) {
 			rel := pos - d.start
-			if err := d.fillMore(); err != nil {
+			if err := d.fillMore(most); err != nil {
 				return 0, d.truncated("frame body", err, int64(n))
 			}
 			pos = d.start + rel // fill may move the data
@@ -209,7 +217,10 @@ func (d *Decoder) truncated(part string, err error, declared int64) error {
 	}
 	data := d.buf[d.start:d.end]
 	if part == "frame body" {
-		data = data[HeaderLen:]
+		// Its start only: a copy of the whole could be MaxFrame bytes on
+		// the heap for each client that leaves inside a frame (issue 20:
+		// 1,000 of them grew a Server to 264 MiB after they left).
+		data = data[HeaderLen:min(len(data), HeaderLen+truncatedQuote)]
 	}
 	d.err = &ProtocolError{Part: part, Offset: d.off, Data: append([]byte(nil), data...),
 		Length: declared, Err: io.ErrUnexpectedEOF}
@@ -221,20 +232,35 @@ func (d *Decoder) truncated(part string, err error, declared int64) error {
 // header and a rune, so the buffer stays bounded.
 func (d *Decoder) fill(need int) error {
 	for d.end-d.start < need {
-		if err := d.fillMore(); err != nil {
+		if err := d.fillMore(need); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// fillMore does one read into the buffer, making room first.
-func (d *Decoder) fillMore() error {
+// fillMore does one read into the buffer, making room first for need
+// bytes from d.start.
+func (d *Decoder) fillMore(need int) error {
 	if d.readErr != nil {
 		return d.readErr
 	}
+	if d.frameBuf && d.start == d.end {
+		// The frame is consumed. Its buffer serves the frames that follow
+		// while the stream is busy, unless others wait for memory: mapped
+		// anew for each, a frame of 256 KiB cost 1 ms of page faults here
+		// (Firecracker), 12x a read into a buffer kept.
+		if d.src.keepBuf() {
+			d.buf, d.frameBuf = d.buf[:cap(d.buf)], false
+		} else {
+			d.free()
+		}
+	}
 	if d.end == len(d.buf) {
-		d.makeRoom()
+		if err := d.makeRoom(need); err != nil {
+			d.readErr = err
+			return err
+		}
 	}
 	if d.idle != nil && d.start == d.end {
 		// Nothing buffered: if nothing has arrived either, give the buffer
@@ -246,7 +272,10 @@ func (d *Decoder) fillMore() error {
 				d.readErr = err
 				return err
 			}
-			d.makeRoom()
+			if err := d.makeRoom(need); err != nil {
+				d.readErr = err
+				return err
+			}
 		} else if n > 0 || err != nil {
 			return d.filled(n, err)
 		}
@@ -272,11 +301,36 @@ func (d *Decoder) filled(n int, err error) error {
 	}
 	if n > 0 {
 		if d.end == len(d.buf) && len(d.buf) < maxReadBuf {
-			d.grow(2 * len(d.buf)) // reads fill the buffer: the peer is busy
+			d.busy() // reads fill the buffer: the peer is busy
 		}
 		return nil
 	}
 	return err
+}
+
+// busy gives a stream whose reads fill its buffer a larger one, so that
+// it reads in larger chunks. With a source, that is a buffer of
+// maxReadBuf that the source can spare without waiting, and none for the
+// start of a frame longer than that, which gets a buffer of its own size
+// once it fills this one.
+func (d *Decoder) busy() {
+	if d.src == nil {
+		d.grow(2 * len(d.buf))
+		return
+	}
+	if d.lent {
+		return
+	}
+	h := d.start // the next frame's header: after the handshake, until it is consumed
+	if !d.shook {
+		h += HeaderLen
+	}
+	if !d.codePoints && d.end-h >= HeaderLen && int64(d.order.get(d.buf[h:]))+HeaderLen > maxReadBuf {
+		return // the frame's own buffer will do
+	}
+	if b, _ := d.src.takeBuf(maxReadBuf, false, 0); b != nil {
+		d.moveTo(b)
+	}
 }
 
 // idleReader is what a Decoder's reader offers so that an idle stream
@@ -291,40 +345,96 @@ type idleReader interface {
 
 var errWouldBlock = errors.New("logsock: no data yet")
 
-// Read buffers of the two common sizes are shared between idle streams.
-var (
-	smallBufs = sync.Pool{New: func() any { return new([minReadBuf]byte) }}
-	largeBufs = sync.Pool{New: func() any { return new([maxReadBuf]byte) }}
-)
-
-// release gives an empty buffer back, remembering its size.
-func (d *Decoder) release() {
-	switch d.want = min(len(d.buf), maxReadBuf); len(d.buf) {
-	case minReadBuf:
-		smallBufs.Put((*[minReadBuf]byte)(d.buf))
-	case maxReadBuf:
-		largeBufs.Put((*[maxReadBuf]byte)(d.buf))
-	}
-	d.buf, d.start, d.end = nil, 0, 0
+// bufferSource lends a Decoder the buffers beyond its first, small one: a
+// Server's connections take them from the Server's memory budget (see
+// memory). A Decoder without one makes its own.
+type bufferSource interface {
+	// takeBuf returns a buffer of n bytes: maxReadBuf, or the size of a
+	// frame longer than that. With wait false it returns nil rather than
+	// wait for memory. With wait true it may wait, while the Decoder keeps
+	// holding bytes of a buffer lent before; its error ends the stream.
+	takeBuf(n int, wait bool, holding int) ([]byte, error)
+	// giveBuf takes back a buffer that takeBuf returned.
+	giveBuf(b []byte)
+	// keepBuf reports whether a buffer lent for a frame may be kept, once
+	// the frame is consumed, for the frames that follow, rather than
+	// given back at once.
+	keepBuf() bool
 }
 
-// makeRoom frees space at the end of a full buffer: by moving the unread
-// bytes to the front when there is a gap there, or else by doubling, which
-// happens only when the whole buffer holds one frame still arriving.
-func (d *Decoder) makeRoom() {
+// The small read buffers are shared between idle streams.
+var smallBufs = sync.Pool{New: func() any { return new([minReadBuf]byte) }}
+
+// release gives an empty buffer back while the stream is idle, remembering
+// its size.
+func (d *Decoder) release() {
+	d.want = min(len(d.buf), maxReadBuf)
+	d.free()
+}
+
+// free gives the buffer back, whatever it holds.
+func (d *Decoder) free() {
 	switch {
-	case d.buf == nil && d.want == maxReadBuf:
-		d.buf = largeBufs.Get().(*[maxReadBuf]byte)[:]
-	case d.buf == nil && d.want > minReadBuf:
+	case d.lent:
+		d.src.giveBuf(d.buf)
+	case len(d.buf) == minReadBuf:
+		smallBufs.Put((*[minReadBuf]byte)(d.buf))
+	}
+	d.buf, d.start, d.end, d.lent, d.frameBuf = nil, 0, 0, false, false
+}
+
+// makeRoom frees space at the end of a full buffer for need bytes from
+// d.start: by moving the unread bytes to the front when there is a gap
+// there, or else by a larger buffer, which happens only when the whole
+// buffer holds one frame still arriving. With a source, that buffer is the
+// frame's own size, taken at once rather than doubled, so that no buffer
+// is left over for the garbage collector.
+func (d *Decoder) makeRoom(need int) error {
+	switch {
+	case d.buf == nil && d.want == maxReadBuf && d.src != nil:
+		if b, _ := d.src.takeBuf(maxReadBuf, false, 0); b != nil {
+			d.buf, d.lent = b, true
+			return nil
+		}
+		d.buf = smallBufs.Get().(*[minReadBuf]byte)[:]
+	case d.buf == nil && d.want > minReadBuf && d.src == nil:
 		d.buf = make([]byte, d.want)
 	case d.buf == nil:
 		d.buf = smallBufs.Get().(*[minReadBuf]byte)[:]
+	case d.src != nil && need > len(d.buf):
+		return d.lend(need)
 	case d.start > 0:
 		d.end = copy(d.buf, d.buf[d.start:d.end])
 		d.start = 0
 	default:
 		d.grow(2 * len(d.buf))
 	}
+	return nil
+}
+
+// lend moves the buffered bytes into a buffer from the source with room
+// for need bytes, waiting for it if it must.
+func (d *Decoder) lend(need int) error {
+	n := max(need, maxReadBuf)
+	holding := 0
+	if d.lent {
+		holding = cap(d.buf)
+	}
+	b, err := d.src.takeBuf(n, true, holding)
+	if err != nil {
+		return err
+	}
+	d.moveTo(b)
+	d.frameBuf = n > maxReadBuf
+	return nil
+}
+
+// moveTo moves the buffered bytes into b, lent by the source, and gives
+// the old buffer back.
+func (d *Decoder) moveTo(b []byte) {
+	n := copy(b, d.buf[d.start:d.end])
+	d.free()
+	d.buf, d.end, d.lent = b, n, true
 }
 
 func (d *Decoder) grow(size int) {

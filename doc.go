@@ -41,7 +41,9 @@
 // message to its Handler, with the pid of the handshake and, on Unix sockets
 // on Linux, the pids of the process that connected and of the one that
 // wrote the frame. A connection that breaks the format, stalls or fails is
-// closed, with a [Reason], and no other; limits bound its memory. cmd/logsockd
+// closed, with a [Reason], and no other. At its limits (connections, a
+// peer's connections, memory) it stops accepting, or pauses reading, rather
+// than close connections with what they sent. cmd/logsockd
 // is the collector program: it writes the records to a file and forwards
 // them to syslog.
 //

@@ -96,7 +96,7 @@ var (
 type ProtocolError struct {
 	Part   string // "handshake", "frame header" or "frame body"
 	Offset int64  // stream offset of the handshake's or frame's first byte
-	Data   []byte // the header bytes, the start of a truncated part, or the bytes that are not UTF-8
+	Data   []byte // the header bytes, the start of a truncated part (at most 64 bytes of a body), or the bytes that are not UTF-8
 	Length int64  // the length the header declared (frame parts only)
 	Limit  int    // the limit in force, for ErrFrameTooLarge
 	Err    error  // the cause: one of the errors named above
@@ -122,8 +122,8 @@ func (e *ProtocolError) Error() string {
 		return fmt.Sprintf("logsock: %s at offset %d: %q declares %d: %v",
 			e.Part, e.Offset, data, e.Length, e.Err)
 	case e.Part == "frame body":
-		return fmt.Sprintf("logsock: %s at offset %d: truncated after %d bytes of a frame declaring %d: %q%s: %v",
-			e.Part, e.Offset, len(e.Data), e.Length, data, cut, e.Err)
+		return fmt.Sprintf("logsock: %s at offset %d: truncated inside a frame declaring %d bytes: %q%s: %v",
+			e.Part, e.Offset, e.Length, data, cut, e.Err)
 	}
 	return fmt.Sprintf("logsock: %s at offset %d: truncated after %d of %d bytes: %q: %v",
 		e.Part, e.Offset, len(e.Data), HeaderLen, data, e.Err)

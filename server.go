@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,8 @@ import (
 // connection's handshake.
 const DefaultHandshakeTimeout = 10 * time.Second
 
-// DefaultMaxConns is the default limit on a Server's open connections.
+// DefaultMaxConns is the default limit on the connections a Server serves
+// at once (Server.MaxConns).
 const DefaultMaxConns = 10000
 
 var (
@@ -33,8 +35,9 @@ var (
 	// nothing for Server.IdleTimeout.
 	ErrIdleTimeout = errors.New("logsock: idle timeout")
 	// ErrConnLimit is given to ConnClosed for a connection refused because
-	// Server.MaxConns were open.
-	ErrConnLimit = errors.New("logsock: connection limit reached")
+	// its peer had Server.MaxConnsPerPeer open (wrapping, if anything else
+	// ended what was read of it, that error too).
+	ErrConnLimit = errors.New("logsock: connection limit of the peer reached")
 	// ErrPidMismatch is wrapped by the error given to ConnClosed for a
 	// connection whose handshake pid is not its peer's pid, when
 	// Server.RejectPidMismatch is set.
@@ -141,8 +144,11 @@ const (
 	ReasonHandshakeTimeout
 	// ReasonIdleTimeout: nothing arrived for IdleTimeout (ErrIdleTimeout).
 	ReasonIdleTimeout
-	// ReasonConnLimit: refused at accept, MaxConns being open
-	// (ErrConnLimit).
+	// ReasonConnLimit: refused at accept, its peer having MaxConnsPerPeer
+	// open (ErrConnLimit). What it had sent is read and delivered, as
+	// Shutdown drains, unless too many refusals are being read already:
+	// see MaxConnsPerPeer. (At MaxConns, connections are not refused: they
+	// wait to be accepted.)
 	ReasonConnLimit
 	// ReasonPidMismatch: closed after the handshake, its pid not being the
 	// peer's, under RejectPidMismatch (an error wrapping ErrPidMismatch).
@@ -171,14 +177,14 @@ func reasonOf(err error) Reason {
 	switch {
 	case err == nil:
 		return ReasonEOF
+	case errors.Is(err, ErrConnLimit): // first: it wraps what ended the refusal's drain
+		return ReasonConnLimit
 	case errors.Is(err, ErrServerClosed):
 		return ReasonShutdown
 	case errors.Is(err, ErrHandshakeTimeout):
 		return ReasonHandshakeTimeout
 	case errors.Is(err, ErrIdleTimeout):
 		return ReasonIdleTimeout
-	case errors.Is(err, ErrConnLimit):
-		return ReasonConnLimit
 	case errors.Is(err, ErrPidMismatch):
 		return ReasonPidMismatch
 	case errors.Is(err, ErrFrameTooLarge):
@@ -205,7 +211,7 @@ type ConnInfo struct {
 // ServerStats are a Server's counters since it started.
 type ServerStats struct {
 	Accepted     uint64 // connections accepted, those refused included
-	Active       uint64 // connections open now
+	Active       uint64 // connections open now, those refused and still read included
 	Frames       uint64 // frames delivered (to the Handler, if any)
 	Bytes        uint64 // message bytes of those frames
 	InvalidUTF8  uint64 // frames flagged FlagInvalidUTF8
@@ -218,6 +224,10 @@ type ServerStats struct {
 	// reach a connection after the Server closed it are not seen.
 	Cut  uint64
 	Ends map[Reason]uint64 // connections ended, by reason; reasons not seen are absent
+	// Memory is the bytes of read buffers charged to MaxMemory now, and
+	// Paused the connections that wait, reading nothing, for memory to
+	// free.
+	Memory, Paused uint64
 }
 
 // serverCounters are the atomics behind ServerStats. Frames and Bytes take
@@ -235,12 +245,16 @@ type serverCounters struct {
 // connection it accepts, and hands every message to Handler. One bad or
 // hostile connection never harms another: each connection is read by a
 // goroutine of its own; a connection that breaks the format, stalls or
-// fails is closed, with a Reason; memory is bounded by the limits below
-// (at most MaxConns x (MaxFrame + a few KiB), since the read buffer grows
-// only with bytes that have arrived, and an idle connection holds none;
-// on Windows, where Go's sockets have no read that does not wait, it keeps
-// its own). The collector never writes to a client; it half-closes a
-// connection only to drain it at Shutdown.
+// fails is closed, with a Reason. What clients can take is bounded by the
+// limits below: connections (MaxConns, and MaxConnsPerPeer for each
+// peer), and the read buffers' memory (MaxMemory, beyond 4 KiB a
+// connection with data pending; an idle connection holds none, except on
+// Windows, where Go's sockets have no read that does not wait). At
+// MaxConns the Server stops accepting, and at MaxMemory it stops reading
+// the connections that need more, until some ends or frees memory: a
+// client is kept waiting, with what it sent, rather than closed. The
+// collector never writes to a client; it half-closes a connection only to
+// drain it: at Shutdown, and when it refuses it (MaxConnsPerPeer).
 //
 // On Unix sockets on Linux, each record also says who connected
 // (SO_PEERCRED) and which process wrote the frame (SO_PASSCRED); see
@@ -257,7 +271,8 @@ type Server struct {
 	// ConnClosed, if set, is called once when a connection ends, after its
 	// last Handler call, with why: info.Reason, and the error that the
 	// Reason's documentation names (nil for ReasonEOF). It is called for a
-	// connection refused under MaxConns too, from Serve's goroutine.
+	// connection refused under MaxConnsPerPeer too, from Serve's goroutine
+	// if it was closed without a byte read.
 	ConnClosed func(info ConnInfo, err error)
 
 	// Order is the byte order of handshakes and frame headers.
@@ -278,11 +293,57 @@ type Server struct {
 	// can be quiet for hours, and TCP keepalive (on by default for
 	// accepted connections) finds peers that vanished.
 	IdleTimeout time.Duration
-	// MaxConns limits the connections open at once: when it is reached, a
-	// new connection is accepted and closed at once, without reading from
-	// it, and reported to ConnClosed (ReasonConnLimit); the open ones are
-	// not affected. Zero means DefaultMaxConns; a negative value, no limit.
+	// MaxConns limits the connections served at once. When it is reached,
+	// Serve stops accepting until one ends: new connections wait in the
+	// listener's backlog, with what their clients write, and a logsock
+	// client whose dial waits, or fails once the backlog is full, holds its
+	// frames and backs off. (Accepting and closing them would lose what
+	// they had written: issue 20, 10,000 records of 10,000.) Connections
+	// that Shutdown accepts from the backlog are drained beyond it. Zero
+	// means DefaultMaxConns; a negative value, no limit.
 	MaxConns int
+	// MaxConnsPerPeer limits the connections served at once for one peer,
+	// so that one cannot take every slot of MaxConns: a peer is a user
+	// (uid, SO_PEERCRED) on a Unix socket on Linux, an IP address over TCP
+	// (an IPv6 /64, which one host can hold whole). Over TCP, every local
+	// client is the same peer, 127.0.0.1: a Unix socket tells local users
+	// apart. The Server accepts a connection to learn its peer, so one
+	// over the limit cannot wait in the backlog: it is refused
+	// (ReasonConnLimit). A refused connection is drained as at Shutdown:
+	// its frames are delivered until the client closes it (a logsock
+	// client's peek sees the half-close: it holds its other frames and
+	// reconnects after a backoff), or for up to 2 s; a frame cut then is
+	// counted in ServerStats.Cut. Beyond 64 refused connections being read
+	// at once, a refused connection is closed without a byte read. Zero
+	// means half of MaxConns (of DefaultMaxConns if that is zero): one peer
+	// leaves the other half to the others, and a collector whose clients
+	// are all one peer (every local client over TCP) still serves 5,000 by
+	// default. A negative value, or a negative MaxConns, means no limit.
+	// Where the peer is unknown (a Unix socket elsewhere than on Linux, a
+	// connection that is not a socket), there is none either.
+	MaxConnsPerPeer int
+	// MaxMemory bounds, in bytes, the read buffers of the connections
+	// beyond a first buffer of 4 KiB each: the 64 KiB buffer of a busy
+	// connection, and the buffer of a frame longer than that, taken at the
+	// frame's length once its first bytes fill the connection's buffer.
+	// Such a buffer costs memory only as bytes arrive; it serves the next
+	// frames while the connection stays busy and none waits for memory,
+	// and goes back when the connection is idle or ends: on Unix the
+	// buffers are mapped apart from Go's heap, and what they free returns
+	// to the system at once (on Windows, at the garbage collector's
+	// pace). A connection that is not a socket (TLS), and every one on
+	// Windows, cannot tell that it is idle: it gives a frame's buffer back
+	// once the frame is delivered, and takes its 64 KiB buffer from Go's
+	// heap, uncharged (MaxConns bounds those). A connection that needs
+	// more than is left pauses: it reads nothing, holding what it has,
+	// until memory frees, in the order they asked (ServerStats.Paused).
+	// Others go on: a
+	// connection whose next frame fits in the buffer it has does not
+	// pause. A frame is let through beyond MaxMemory when all the memory
+	// in use is held by paused connections, so that a frame longer than
+	// MaxMemory still passes, and the budget can be exceeded by one frame.
+	// Zero means DefaultMaxMemory; a negative value, no limit.
+	MaxMemory int
 	// RejectPidMismatch closes, right after its handshake, a connection
 	// whose handshake pid is not the pid of the process that connected
 	// (ReasonPidMismatch). By default such a connection is served and its
@@ -293,14 +354,20 @@ type Server struct {
 
 	nextID    atomic.Uint64
 	stats     serverCounters
+	mem       memory
 	wg        sync.WaitGroup // one per connection goroutine
 	accepting sync.WaitGroup // one per Serve loop
 
 	mu        sync.Mutex // guards the fields below
+	room      sync.Cond  // on mu: a served connection ended, or the Server shuts down
+	started   bool       // the limits are set
 	draining  bool       // Shutdown: accept what is queued, drain every connection
 	closing   bool       // no more connections
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
+	served    int             // connections counted against MaxConns
+	peers     map[peerKey]int // served connections by peer, for MaxConnsPerPeer
+	refusing  int             // refused connections being read
 }
 
 // Stats returns the Server's counters. A connection's frames are counted
@@ -317,6 +384,8 @@ func (s *Server) Stats() ServerStats {
 		MixedWriters: s.stats.mixedWriters.Load(),
 		Cut:          s.stats.cut.Load(),
 		Ends:         make(map[Reason]uint64),
+		Memory:       uint64(max(s.mem.used.Load(), 0)),
+		Paused:       uint64(max(s.mem.waiting.Load(), 0)),
 	}
 	for r := range s.stats.ends {
 		if n := s.stats.ends[r].Load(); n > 0 {
@@ -341,6 +410,7 @@ func (s *Server) Serve(l net.Listener) error {
 
 	var backoff time.Duration
 	for {
+		s.awaitRoom()
 		nc, err := l.Accept()
 		if err != nil {
 			if s.isDraining() {
@@ -389,33 +459,94 @@ func acceptRetryable(err error) bool {
 	return false
 }
 
-// start serves an accepted connection in a goroutine of its own, or closes
-// it at once if MaxConns are open. It returns false, having closed nc, if
+// start serves an accepted connection in a goroutine of its own, or
+// refuses it under MaxConnsPerPeer. It returns false, having closed nc, if
 // the Server is closing.
 func (s *Server) start(nc net.Conn) bool {
-	c, id, err := s.newConn(nc)
-	switch {
-	case err == ErrServerClosed:
+	c := newServerConn(s, nc, s.nextID.Add(1))
+	c.peerCreds() // before the goroutine starts (see peerCreds), and for the peer's uid
+	c.peer, c.peerKnown = c.peerOf()
+	switch s.register(c) {
+	case ErrServerClosed:
 		nc.Close()
 		return false
-	case err != nil:
-		s.refuse(nc, id, err)
+	case ErrConnLimit:
+		s.refuse(c)
 	default:
-		c.peerCreds() // before the goroutine starts: see peerCreds
 		go c.serve()
 	}
 	return true
 }
 
-// refuse closes a connection over the limit without reading from it. It
-// runs on Serve's goroutine: one more goroutine for each refused connection
-// would defeat the limit.
-func (s *Server) refuse(nc net.Conn, id uint64, err error) {
-	nc.Close()
+// refuse closes a refused connection without reading from it, when too
+// many refusals are being read already. It runs on Serve's goroutine: one
+// more goroutine for each would defeat the limit.
+func (s *Server) refuse(c *serverConn) {
+	c.nc.Close()
 	s.stats.ends[ReasonConnLimit].Add(1)
 	if s.ConnClosed != nil {
-		s.ConnClosed(ConnInfo{ID: id, Remote: nc.RemoteAddr(), Reason: ReasonConnLimit}, err)
+		s.ConnClosed(ConnInfo{ID: c.rec.Conn, PeerPid: c.rec.PeerPid, PeerUid: c.rec.PeerUid, PeerGid: c.rec.PeerGid,
+			Remote: c.rec.Remote, Reason: ReasonConnLimit}, ErrConnLimit)
 	}
+}
+
+// refuseDrains bounds the refused connections read at once, and so the
+// goroutines that a peer that keeps connecting can cost.
+const refuseDrains = 64
+
+// refuseCut bounds the drain of a refused connection: twice drainBusy,
+// past which a client that goes on writing is stopped at a frame
+// boundary; a stalled frame is cut here.
+const refuseCut = 2 * drainBusy
+
+// peerKey names a peer for MaxConnsPerPeer: an IP address (TCP), or a uid
+// (a Unix socket, addr zero).
+type peerKey struct {
+	addr netip.Addr
+	uid  uint32
+}
+
+// peerOf returns the connection's peer, if it is known: the client's IP
+// address over TCP, an IPv6 one by its /64; its uid on a Unix socket
+// where the kernel tells it (a PeerPid).
+func (c *serverConn) peerOf() (peerKey, bool) {
+	if a, ok := c.rec.Remote.(*net.TCPAddr); ok {
+		ip := a.AddrPort().Addr().Unmap().WithZone("")
+		if ip.Is6() {
+			ip = netip.PrefixFrom(ip, 64).Masked().Addr()
+		}
+		return peerKey{addr: ip}, ip.IsValid()
+	}
+	return peerKey{uid: c.rec.PeerUid}, c.rec.PeerPid != 0
+}
+
+// awaitRoom waits while MaxConns connections are served, so that new ones
+// wait in the listen backlog. It returns at once when the Server shuts
+// down: Shutdown accepts what is queued, beyond the limit.
+func (s *Server) awaitRoom() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.full() && !s.draining && !s.closing {
+		s.room.Wait()
+	}
+}
+
+// full reports whether MaxConns connections are served. s.mu is held.
+func (s *Server) full() bool {
+	limit := cmp.Or(s.MaxConns, DefaultMaxConns)
+	return limit > 0 && s.served >= limit
+}
+
+// perPeer returns the limit of MaxConnsPerPeer, 0 for none.
+func (s *Server) perPeer() int {
+	limit := cmp.Or(s.MaxConns, DefaultMaxConns)
+	switch {
+	case s.MaxConnsPerPeer < 0 || limit < 0:
+		return 0
+	case s.MaxConnsPerPeer > 0:
+		return s.MaxConnsPerPeer
+	}
+	return max(limit/2, 1)
 }
 
 // Shutdown stops accepting, then drains every connection, so that a
@@ -441,6 +572,7 @@ func (s *Server) refuse(nc net.Conn, id uint64, err error) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
+	s.room.Broadcast() // Serve accepts what is queued, beyond MaxConns
 	for l := range s.listeners {
 		if d, ok := l.(interface{ SetDeadline(time.Time) error }); ok {
 			d.SetDeadline(time.Now()) // wake Serve, to accept what is queued
@@ -482,6 +614,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closing = true
+	s.room.Broadcast()
 	s.closeListeners()
 	s.mu.Unlock()
 	s.closeConns()
@@ -553,6 +686,11 @@ func (s *Server) track(l net.Listener, add bool) bool {
 	if s.closing || s.draining {
 		return false
 	}
+	if !s.started {
+		s.started = true
+		s.room.L = &s.mu
+		s.mem.setLimit(s.MaxMemory)
+	}
 	if s.listeners == nil {
 		s.listeners = make(map[net.Listener]struct{})
 	}
@@ -574,32 +712,66 @@ func (s *Server) closeConns() {
 	for c := range s.conns {
 		c.killed.Store(true)
 		c.nc.Close()
+		c.poke() // a pause for memory
 	}
 }
 
-// newConn registers an accepted connection and gives it an id. It fails
-// with ErrServerClosed if the Server is closing, and with ErrConnLimit if
-// MaxConns are open.
-func (s *Server) newConn(nc net.Conn) (*serverConn, uint64, error) {
+// register counts an accepted connection and adds it to those served. It
+// fails with ErrServerClosed if the Server is closing, and with
+// ErrConnLimit if the connection is refused and is not to be read (see
+// MaxConnsPerPeer). If MaxConns are served, which another Serve loop can
+// have made so since this one's awaitRoom, it waits for room.
+func (s *Server) register(c *serverConn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for s.full() && !s.draining && !s.closing {
+		s.room.Wait()
+	}
 	if s.closing {
-		return nil, 0, ErrServerClosed
+		return ErrServerClosed
 	}
 	s.stats.accepted.Add(1)
-	id := s.nextID.Add(1)
-	if limit := cmp.Or(s.MaxConns, DefaultMaxConns); limit > 0 && len(s.conns) >= limit {
-		return nil, id, ErrConnLimit
+	if limit := s.perPeer(); !s.draining && c.peerKnown && limit > 0 && s.peers[c.peer] >= limit {
+		if s.refusing >= refuseDrains {
+			return ErrConnLimit
+		}
+		s.refusing++
+		c.refused = time.AfterFunc(refuseCut, c.cut)
+	} else {
+		s.served++
+		if c.peerKnown {
+			if s.peers == nil {
+				s.peers = make(map[peerKey]int)
+			}
+			s.peers[c.peer]++
+		}
 	}
 	if s.conns == nil {
 		s.conns = make(map[*serverConn]struct{})
 	}
-	c := newServerConn(s, nc, id)
 	s.conns[c] = struct{}{}
 	s.stats.active.Add(1)
 	s.wg.Add(1)
-	if s.draining {
+	if s.draining || c.refused != nil {
 		c.drain()
 	}
-	return c, id, nil
+	return nil
+}
+
+// unregister removes an ended connection, making room for another.
+func (s *Server) unregister(c *serverConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if c.refused != nil {
+		s.refusing--
+		return
+	}
+	s.served--
+	if c.peerKnown {
+		if s.peers[c.peer]--; s.peers[c.peer] == 0 {
+			delete(s.peers, c.peer)
+		}
+	}
+	s.room.Broadcast() // a Serve loop in awaitRoom, and one in register
 }

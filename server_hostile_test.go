@@ -221,44 +221,6 @@ func TestHostileReset(t *testing.T) {
 	}
 }
 
-// TestHostileConnLimit: with MaxConns open, 10 more connections are closed
-// at accept without a byte read, each reported; the open ones go on, and
-// once one closes, a new one is served.
-func TestHostileConnLimit(t *testing.T) {
-	const limit, extra = 20, 10
-	log, srv, addr, by := hostileServer(t, "tcp", func(s *logsock.Server) { s.MaxConns = limit })
-	held := []net.Conn{by.c}
-	for i := 1; i < limit; i++ {
-		held = append(held, rawConn(t, "tcp", addr, frames(0, int32(os.Getpid()), fmt.Sprint("held ", i))))
-		log.waitMsg(t, fmt.Sprint("held ", i))
-	}
-	for range extra {
-		c := rawConn(t, "tcp", addr)
-		end := log.waitEnd(t, "a refused connection", endOf(c))
-		checkEnd(t, end, logsock.ReasonConnLimit, logsock.ErrConnLimit, "")
-		// Closed without a byte written: the client reads the end.
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if n, err := c.Read(make([]byte, 1)); n != 0 || (err != io.EOF && !errors.Is(err, errConnReset)) {
-			t.Errorf("refused client read %d, %v; want the end of the stream", n, err)
-		}
-	}
-	st := srv.Stats()
-	if st.Accepted != limit+extra || st.Active != limit || st.Ends[logsock.ReasonConnLimit] != extra {
-		t.Errorf("Stats %+v: want %d accepted, %d active, %d refused", st, limit+extra, limit, extra)
-	}
-	for i, c := range held[1:] {
-		if _, err := c.Write(frameOf(fmt.Sprint("held again ", i+1))); err != nil {
-			t.Fatal(err)
-		}
-		log.waitMsg(t, fmt.Sprint("held again ", i+1))
-	}
-	held[1].Close()
-	log.waitEnd(t, "a held connection's end", func(i logsock.ConnInfo) bool { return i.Reason == logsock.ReasonEOF })
-	rawConn(t, "tcp", addr, frames(0, int32(os.Getpid()), "room again"))
-	log.waitMsg(t, "room again")
-	by.check(t)
-}
-
 // TestHostileSlowHandshake: a client that connects and sends nothing, and
 // one that sends part of a handshake and stalls, are closed at the
 // handshake timeout; a bystander is not.

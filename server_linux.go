@@ -100,3 +100,15 @@ func acceptNow(fd int) (int, error) {
 	nfd, _, err := unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	return nfd, err
 }
+
+// closedShort reports whether the client of fd has shut down its sending
+// side (POLLRDHUP) with fewer than missing bytes left to read: the frame
+// that they belong to can never be completed.
+func closedShort(fd, missing int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	if n, err := unix.Poll(fds, 0); err != nil || n == 0 || fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP) == 0 {
+		return false
+	}
+	pending, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	return err == nil && pending < missing
+}

@@ -20,3 +20,7 @@ func passCred(int) error { return errors.ErrUnsupported }
 // then leaves the connections still queued to be reset when the listener
 // closes (see Server.Shutdown).
 func acceptNow(int) (int, error) { return -1, errors.ErrUnsupported }
+
+// closedShort is not known on Windows: the Server reads no descriptor
+// there.
+func closedShort(fd, missing int) bool { return false }

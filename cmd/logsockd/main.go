@@ -143,6 +143,21 @@
 // logsockd runs on Unix only, which has these signals; the logsock
 // package itself builds for Windows too.
 //
+// # Limits
+//
+// At -max-conns logsockd stops accepting, so that new connections wait in
+// the listen backlog with what their clients sent, rather than be closed
+// with it. One peer (a user on a Unix socket, an IP address over TCP)
+// cannot take every slot: past -max-conns-per-peer (by default half of
+// -max-conns) its new connection is refused, after what it sent has been
+// read (a logsock client sees the close before it writes more, keeps its
+// records and reconnects later). Over TCP every local client is the same
+// peer, 127.0.0.1; a Unix socket tells local users apart. -max-memory
+// bounds the read buffers of busy connections and of the frames being
+// received (each such frame's full length, 1 MiB at most by default):
+// beyond it, the connections that need more are not read until memory
+// frees, and what they free goes back to the system at once.
+//
 // # Metrics and health
 //
 // -metrics HOST:PORT serves over HTTP /metrics, in the Prometheus text
@@ -261,6 +276,15 @@ characters (except tab) as \n, \r or \xHH, C1 controls, U+2028 and U+2029 as
 too): use -json for the exact bytes (msg, and msg_base64 for a message that is
 not UTF-8).
 
+limits: at -max-conns, logsockd stops accepting: new connections wait in the
+listen backlog with what they sent, until one ends. A peer (a user on a Unix
+socket, an IP address over TCP: every local TCP client is 127.0.0.1) at
+-max-conns-per-peer is refused a new connection: what it sent is read, then it
+is closed (a logsock client keeps its other records and reconnects later), and
+the refusal is logged (conn_limit). Beyond -max-memory of read buffers, the
+connections that need more stop being read until memory frees; the others go
+on. SIGUSR1 shows the memory in use and the connections paused.
+
 flags:
 `
 
@@ -309,7 +333,9 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	flags.IntVar(&srv.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "largest message accepted, in bytes")
 	flags.BoolVar(&srv.CodePoints, "codepoints", false, "lengths count code points (the article's Python client)")
 	flags.TextVar(&srv.Order, "order", logsock.LittleEndian, "byte order: little or big")
-	flags.IntVar(&srv.MaxConns, "max-conns", logsock.DefaultMaxConns, "most connections open at once (negative: no limit)")
+	flags.IntVar(&srv.MaxConns, "max-conns", logsock.DefaultMaxConns, "most connections served at once; beyond, new ones wait in the listen backlog until one ends (negative: no limit)")
+	flags.IntVar(&srv.MaxConnsPerPeer, "max-conns-per-peer", 0, "most connections served at once for one peer, a user on a Unix socket or an IP address over TCP; beyond, a new one is read, then closed (0: half of -max-conns; negative: no limit)")
+	flags.IntVar(&srv.MaxMemory, "max-memory", logsock.DefaultMaxMemory, "bytes of read buffers for busy connections and frames being received; beyond, a connection that needs more pauses until some frees (negative: no limit)")
 	flags.DurationVar(&srv.HandshakeTimeout, "handshake-timeout", logsock.DefaultHandshakeTimeout, "how long a new connection may take to send its handshake")
 	flags.DurationVar(&srv.IdleTimeout, "idle-timeout", 0, "close a connection that sends nothing for this long (0: never)")
 	flags.BoolVar(&srv.RejectPidMismatch, "reject-pid-mismatch", false, "close a Unix connection whose handshake pid is not the connecting process's (wrong inside pid namespaces)")
@@ -629,8 +655,8 @@ func (d *daemon) logStats() {
 	for _, r := range slices.Sorted(maps.Keys(st.Ends)) {
 		fmt.Fprintf(&ends, " %s=%d", r, st.Ends[r])
 	}
-	log.Printf("server: accepted=%d active=%d frames=%d bytes=%d invalid_utf8=%d pid_mismatch=%d mixed_writers=%d ends:%s",
-		st.Accepted, st.Active, st.Frames, st.Bytes, st.InvalidUTF8, st.PidMismatch, st.MixedWriters, ends.String())
+	log.Printf("server: accepted=%d active=%d frames=%d bytes=%d invalid_utf8=%d pid_mismatch=%d mixed_writers=%d cut=%d memory=%d paused=%d ends:%s",
+		st.Accepted, st.Active, st.Frames, st.Bytes, st.InvalidUTF8, st.PidMismatch, st.MixedWriters, st.Cut, st.Memory, st.Paused, ends.String())
 	if d.out != nil {
 		o := d.out.Stats()
 		log.Printf("output %s: records=%d bytes=%d dropped=%d reopens=%d waits=%d torn=%d waiting=%t failed=%t",

@@ -134,7 +134,7 @@ func (d *daemon) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 
 	st := d.srv.Stats()
-	e.counter("logsockd_connections_accepted_total", "Connections accepted, those refused at -max-conns included.", st.Accepted)
+	e.counter("logsockd_connections_accepted_total", "Connections accepted, those refused at -max-conns-per-peer included.", st.Accepted)
 	e.gauge("logsockd_connections_active", "Connections open now.", float64(st.Active))
 	e.head("logsockd_connections_closed_total", "counter", "Connections ended, by reason.")
 	rs := slices.Clone(reasons)
@@ -152,6 +152,9 @@ func (d *daemon) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	e.counter("logsockd_invalid_utf8_frames_total", "Frames whose message is not UTF-8.", st.InvalidUTF8)
 	e.counter("logsockd_mixed_writers_frames_total", "Frames written on a shared connection by a process other than the one before.", st.MixedWriters)
 	e.counter("logsockd_pid_mismatch_connections_total", "Unix connections whose handshake pid is not the connecting process's.", st.PidMismatch)
+	e.counter("logsockd_frames_cut_total", "Frames lost because logsockd ended their connection as they arrived (at the stop's deadline).", st.Cut)
+	e.gauge("logsockd_read_buffer_bytes", "Bytes of read buffers in use, of -max-memory.", float64(st.Memory))
+	e.gauge("logsockd_connections_paused", "Connections not read until memory frees (-max-memory).", float64(st.Paused))
 
 	if d.out != nil {
 		o := d.out.Stats()
