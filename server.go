@@ -362,7 +362,8 @@ type Server struct {
 	room      sync.Cond  // on mu: a served connection ended, or the Server shuts down
 	started   bool       // the limits are set
 	draining  bool       // Shutdown: accept what is queued, drain every connection
-	closing   bool       // no more connections
+	closing   bool       // no more connections, but those of a Serve after Shutdown
+	killed    bool       // Close: no more connections at all
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 	served    int             // connections counted against MaxConns
@@ -398,10 +399,12 @@ func (s *Server) Stats() ServerStats {
 // Serve accepts connections on l and serves each in its own goroutine. It
 // returns ErrServerClosed after Shutdown or Close, or the listener's error.
 // Serve closes l when it returns. Serve may be called for several listeners
-// at once.
+// at once. Called after Shutdown, it drains the connections queued on l, as
+// Shutdown would have, before it returns.
 func (s *Server) Serve(l net.Listener) error {
 	defer l.Close()
 	if !s.track(l, true) {
+		s.drainLate(l)
 		return ErrServerClosed
 	}
 	defer s.accepting.Done()
@@ -463,10 +466,16 @@ func acceptRetryable(err error) bool {
 // refuses it under MaxConnsPerPeer. It returns false, having closed nc, if
 // the Server is closing.
 func (s *Server) start(nc net.Conn) bool {
+	return s.startIn(nc, nil)
+}
+
+// startIn is start for a connection counted in late, if not nil: one that
+// drainLate accepts.
+func (s *Server) startIn(nc net.Conn, late *sync.WaitGroup) bool {
 	c := newServerConn(s, nc, s.nextID.Add(1))
 	c.peerCreds() // before the goroutine starts (see peerCreds), and for the peer's uid
 	c.peer, c.peerKnown = c.peerOf()
-	switch s.register(c) {
+	switch s.register(c, late) {
 	case ErrServerClosed:
 		nc.Close()
 		return false
@@ -613,7 +622,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // draining, then waits for the connections' goroutines to end.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	s.closing = true
+	s.closing, s.killed = true, true
 	s.room.Broadcast()
 	s.closeListeners()
 	s.mu.Unlock()
@@ -628,6 +637,32 @@ func (s *Server) Close() error {
 // listener left open longer would invite the clients to reconnect into a
 // collector that is going away.
 func (s *Server) acceptQueued(l net.Listener) {
+	s.acceptQueuedIn(l, nil)
+}
+
+// drainLate is Serve's when Shutdown came first: what is queued on l is
+// accepted and drained, as Shutdown drains the queues of the listeners it
+// knew, and drainLate waits for those connections. A program that makes its
+// listeners, then calls Serve in goroutines, can be told to stop before
+// they run: its clients, already connected, lost what they had sent (issue
+// 20's review: 10 of 30 early SIGTERMs of logsockd lost a record).
+func (s *Server) drainLate(l net.Listener) {
+	s.mu.Lock()
+	drain := s.draining && !s.killed
+	s.setUp()
+	s.mu.Unlock()
+	if !drain {
+		return
+	}
+	passCredListener(l)
+	var late sync.WaitGroup
+	s.acceptQueuedIn(l, &late)
+	late.Wait()
+}
+
+// acceptQueuedIn is acceptQueued, its connections counted in late if not
+// nil.
+func (s *Server) acceptQueuedIn(l net.Listener, late *sync.WaitGroup) {
 	sc, ok := l.(syscall.Conn)
 	if !ok {
 		return
@@ -657,7 +692,7 @@ func (s *Server) acceptQueued(l net.Listener) {
 		if err != nil {
 			continue
 		}
-		if !s.start(nc) {
+		if !s.startIn(nc, late) {
 			return
 		}
 	}
@@ -686,17 +721,22 @@ func (s *Server) track(l net.Listener, add bool) bool {
 	if s.closing || s.draining {
 		return false
 	}
-	if !s.started {
-		s.started = true
-		s.room.L = &s.mu
-		s.mem.setLimit(s.MaxMemory)
-	}
+	s.setUp()
 	if s.listeners == nil {
 		s.listeners = make(map[net.Listener]struct{})
 	}
 	s.listeners[l] = struct{}{}
 	s.accepting.Add(1)
 	return true
+}
+
+// setUp sets the limits, at the first Serve. The caller holds mu.
+func (s *Server) setUp() {
+	if !s.started {
+		s.started = true
+		s.room.L = &s.mu
+		s.mem.setLimit(s.MaxMemory)
+	}
 }
 
 func (s *Server) closeListeners() {
@@ -721,13 +761,13 @@ func (s *Server) closeConns() {
 // ErrConnLimit if the connection is refused and is not to be read (see
 // MaxConnsPerPeer). If MaxConns are served, which another Serve loop can
 // have made so since this one's awaitRoom, it waits for room.
-func (s *Server) register(c *serverConn) error {
+func (s *Server) register(c *serverConn, late *sync.WaitGroup) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.full() && !s.draining && !s.closing {
 		s.room.Wait()
 	}
-	if s.closing {
+	if s.killed || s.closing && late == nil {
 		return ErrServerClosed
 	}
 	s.stats.accepted.Add(1)
@@ -751,7 +791,11 @@ func (s *Server) register(c *serverConn) error {
 	}
 	s.conns[c] = struct{}{}
 	s.stats.active.Add(1)
-	s.wg.Add(1)
+	c.wg = &s.wg
+	if late != nil {
+		c.wg = late
+	}
+	c.wg.Add(1)
 	if s.draining || c.refused != nil {
 		c.drain()
 	}

@@ -18,6 +18,7 @@ import (
 // draining, cutting, killed and wake are touched from other goroutines.
 type serverConn struct {
 	s          *Server
+	wg         *sync.WaitGroup // Done when the connection ends: the Server's, or drainLate's
 	nc         net.Conn
 	dec        *Decoder
 	rec        Record        // reused for every frame: handlers must not keep it
@@ -90,7 +91,7 @@ func (c *serverConn) serve() {
 		s.ConnClosed(ConnInfo{ID: c.rec.Conn, Pid: c.rec.Pid, PeerPid: c.rec.PeerPid, PeerUid: c.rec.PeerUid,
 			PeerGid: c.rec.PeerGid, Remote: c.rec.Remote, Frames: c.frames, Reason: reason}, err)
 	}
-	s.wg.Done()
+	c.wg.Done()
 }
 
 // peerCreds learns who connected a Unix socket, and asks the kernel to
