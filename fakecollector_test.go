@@ -369,6 +369,18 @@ func (f *fakeCollector) connections() []fakeConn {
 	return out
 }
 
+// windowClosed reports whether connection id, which must have been
+// accepted, advertises a zero receive window (see the function
+// windowClosed): true on a Unix socket.
+func (f *fakeCollector) windowClosed(t testing.TB, id uint64) bool {
+	t.Helper()
+	closed, err := windowClosed(f.conn(id).nc)
+	if err != nil {
+		t.Fatalf("fake collector: the window of connection %d: %v", id, err)
+	}
+	return closed
+}
+
 // waitConns waits until the collector has accepted n connections, and
 // returns what it knows of them.
 func (f *fakeCollector) waitConns(t testing.TB, n int) []fakeConn {
