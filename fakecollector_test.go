@@ -292,6 +292,17 @@ func (f *fakeCollector) resume() { f.resumeOnce() }
 // gracefully (a FIN, if all it sent was read).
 func (f *fakeCollector) closeConn(id uint64) { f.drop(f.conn(id), false) }
 
+// shutConn drops connection id, which must have been accepted, and loses
+// nothing: it shuts down its sending side and reads on. The clients' peek
+// sees the end and stops writing on it; once they have closed it, its
+// reader sees theirs.
+func (f *fakeCollector) shutConn(t testing.TB, id uint64) {
+	t.Helper()
+	if err := f.conn(id).nc.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatalf("fake collector: shutting down connection %d: %v", id, err)
+	}
+}
+
 // resetConn closes connection id abortively: a RST on TCP (SO_LINGER 0),
 // a plain close on a Unix socket.
 func (f *fakeCollector) resetConn(id uint64) { f.drop(f.conn(id), true) }
