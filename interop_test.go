@@ -120,7 +120,7 @@ func startWith(t *testing.T, run func(*exec.Cmd) error, name string, args ...str
 		p.name = filepath.Base(args[0])
 	}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	cmd.WaitDelay = time.Second // a stray holder of the pipes cannot stall Wait
+	cmd.WaitDelay = testenv.OutputDelay // a stray holder of the pipes cannot stall Wait
 	if err := run(cmd); err != nil {
 		t.Fatal(err)
 	}
