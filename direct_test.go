@@ -32,9 +32,12 @@ func TestDirectOneDeadlineACall(t *testing.T) {
 	if localNetwork == "tcp" {
 		heldBytes, ownBytes = 16<<20, 32<<20
 	}
+	// A backoff of a nanosecond: the call's first act is to connect. (A
+	// millisecond, and on a quiet machine the call came before the attempt
+	// was due, wrote nothing and returned at once, issue 17.)
 	col := fakeDown(t, localNetwork, fakeDecode) // only for its address
 	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{WriteTimeout: wait, MaxFrame: ownBytes,
-		BufferBytes: 4 * ownBytes, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, CloseTimeout: time.Millisecond})
+		BufferBytes: 4 * ownBytes, MinBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond, CloseTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +82,9 @@ func TestDirectOneDeadlineACall(t *testing.T) {
 	start := time.Now()
 	err = ls.Log(own)
 	took := time.Since(start)
+	if st := ls.Stats(); st.Connects == 0 {
+		t.Fatalf("Log: %v after %v without connecting; Stats %+v", err, took, st)
+	}
 	r := <-began
 	if err := <-read; err != nil {
 		t.Fatalf("the collector's read of the held frames: %v", err)
