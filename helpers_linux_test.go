@@ -74,12 +74,13 @@ func windowClosed(c net.Conn) (bool, error) {
 // queueWait returns how long the threads of this process have waited,
 // runnable, for a CPU (the second field of each thread's schedstat): what
 // a busy machine's run queue has added to the process's own time. The
-// wait of a thread that has exited is no longer counted.
+// wait of a thread that has exited is no longer counted; a kernel without
+// schedstat (CONFIG_SCHED_INFO) reports none.
 func queueWait(t testing.TB) time.Duration {
 	t.Helper()
 	files, err := filepath.Glob("/proc/self/task/*/schedstat")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no schedstat of this process's threads: %v", err)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var wait time.Duration
 	for _, f := range files {
