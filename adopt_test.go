@@ -39,9 +39,7 @@ func TestFailedAdoptionLeaksNothing(t *testing.T) {
 				t.Fatalf("FromEnv: %v, want ErrStaleFD", err)
 			}
 			goleak.VerifyNone(t, leaks)
-			if after := openFDs(t); after != before {
-				t.Errorf("%d descriptors open before, %d after: the inherited ones leaked", before, after)
-			}
+			checkNoNewFDs(t, before, "FromEnv")
 		})
 		t.Run(fmt.Sprintf("ReceiveConn/batching=%v", batching), func(t *testing.T) {
 			a, b, err := unixPair()
@@ -68,9 +66,7 @@ func TestFailedAdoptionLeaksNothing(t *testing.T) {
 				t.Fatalf("ReceiveConn: %v, want ErrStaleFD", err)
 			}
 			goleak.VerifyNone(t, leaks)
-			if after := openFDs(t); after != before {
-				t.Errorf("%d descriptors open before, %d after: the received ones leaked", before, after)
-			}
+			checkNoNewFDs(t, before, "ReceiveConn")
 		})
 	}
 }
