@@ -18,20 +18,23 @@ import (
 // TestFailedAdoptionLeaksNothing: FromEnv and ReceiveConn that are handed
 // a descriptor that is not the socket meant fail with ErrStaleFD, in both
 // modes, and leave no goroutine (batching mode's writer) and no descriptor
-// behind (issue 11, fault 4).
+// of their own behind (issue 11, fault 4). ReceiveConn closes the
+// descriptors its recvmsg made; FromEnv leaves the ones it was named
+// open, since they are not its own (issue 17).
 func TestFailedAdoptionLeaksNothing(t *testing.T) {
 	for _, batching := range []bool{false, true} {
 		cfg := &logsock.Config{Batching: batching}
 		t.Run(fmt.Sprintf("FromEnv/batching=%v", batching), func(t *testing.T) {
 			leaks := goleak.IgnoreCurrent()
-			before := openFDs(t)
 			sock, lock := pipeFDs(t)
-			t.Setenv(logsock.EnvNetwork, "unix")
-			t.Setenv(logsock.EnvAddress, "/nonexistent/logsock")
-			t.Setenv(logsock.EnvOrder, "little")
-			t.Setenv(logsock.EnvFD, strconv.Itoa(sock))
-			t.Setenv(logsock.EnvSocket, "1:1")
-			t.Setenv(logsock.EnvLockFD, strconv.Itoa(lock))
+			t.Cleanup(func() { unix.Close(sock); unix.Close(lock) })
+			before := openFDs(t)
+			t.Setenv(envNetwork, "unix")
+			t.Setenv(envAddress, "/nonexistent/logsock")
+			t.Setenv(envOrder, "little")
+			t.Setenv(envFD, strconv.Itoa(sock))
+			t.Setenv(envSocket, "1:1")
+			t.Setenv(envLockFD, strconv.Itoa(lock))
 			if ls, err := logsock.FromEnv(cfg); !errors.Is(err, logsock.ErrStaleFD) {
 				if ls != nil {
 					ls.Close()
@@ -40,20 +43,21 @@ func TestFailedAdoptionLeaksNothing(t *testing.T) {
 			}
 			goleak.VerifyNone(t, leaks)
 			checkNoNewFDs(t, before, "FromEnv")
+			after := openFDs(t)
+			for _, fd := range []string{strconv.Itoa(sock), strconv.Itoa(lock)} {
+				if after[fd] != before[fd] {
+					t.Errorf("descriptor %s, %s, named to FromEnv: %q after, want it left open", fd, before[fd], after[fd])
+				}
+			}
 		})
 		t.Run(fmt.Sprintf("ReceiveConn/batching=%v", batching), func(t *testing.T) {
-			a, b, err := unixPair()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			defer b.Close()
+			a, b := pairT(t)
 			leaks := goleak.IgnoreCurrent()
 			before := openFDs(t)
 			sock, lock := pipeFDs(t)
-			body := strings.Join([]string{logsock.EnvNetwork + "=unix", logsock.EnvAddress + "=/nonexistent/logsock",
-				logsock.EnvOrder + "=little", logsock.EnvSocket + "=1:1"}, "\x00")
-			_, _, err = a.WriteMsgUnix([]byte(body), unix.UnixRights(sock, lock), nil)
+			body := strings.Join([]string{envNetwork + "=unix", envAddress + "=/nonexistent/logsock",
+				envOrder + "=little", envSocket + "=1:1"}, "\x00")
+			_, _, err := a.WriteMsgUnix([]byte(body), unix.UnixRights(sock, lock), nil)
 			unix.Close(sock) // the message carries copies
 			unix.Close(lock)
 			if err != nil {

@@ -194,7 +194,7 @@ func (b *batcher) writeBatch(ctx context.Context, quit <-chan struct{}) bool {
 	b.mu.Unlock()
 	n, err := b.link.write(c, b.b.parts, time.Now().Add(b.wait))
 	b.mu.Lock()
-	frames, msgBytes, retried := b.q.settle(&b.b, n)
+	frames, msgBytes, retried := b.q.settle(&b.b, n, err)
 	b.tally.add(frames, msgBytes, retried, err == nil)
 	b.mu.Unlock()
 	b.endWrite()
@@ -255,14 +255,14 @@ func (b *batcher) flush(ctx context.Context) error {
 		signal(b.urge)
 		if err := ctx.Err(); err != nil {
 			frames, _ := b.q.pending()
-			return undelivered(frames, err, b.link.lastError())
+			return b.q.takeRefused(undelivered(frames, err, b.link.lastError()))
 		}
 		b.waitUnlocked(ctx)
 	}
 	if b.closed.Load() {
 		return ErrClosed
 	}
-	return nil
+	return b.q.takeRefused(nil)
 }
 
 // close stops the writer once it has written what is queued, or ctx is
@@ -278,10 +278,11 @@ func (b *batcher) close(ctx context.Context) error {
 	<-b.stopped
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	var err error
 	if n := b.q.dropAll(); n > 0 {
-		return undelivered(n, ctx.Err(), b.link.lastError())
+		err = undelivered(n, ctx.Err(), b.link.lastError())
 	}
-	return nil
+	return b.q.takeRefused(err)
 }
 
 func (b *batcher) exclusive() (release func()) {

@@ -33,7 +33,7 @@ func BenchmarkWrite(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer c.Close()
-				frame, _ := logsock.AppendFrame(nil, logsock.LittleEndian, msg)
+				frame := logsock.AppendFrame(nil, logsock.LittleEndian, msg)
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
 				for b.Loop() {
@@ -69,7 +69,7 @@ func BenchmarkDecode(b *testing.B) {
 		msg := bytes.Repeat([]byte("x"), size)
 		var stream []byte
 		for range 4096 {
-			stream, _ = logsock.AppendFrame(stream, logsock.LittleEndian, msg)
+			stream = logsock.AppendFrame(stream, logsock.LittleEndian, msg)
 		}
 		name := map[int]string{100: "100B", 1024: "1KiB"}[size]
 		b.Run("raw/"+name, func(b *testing.B) {

@@ -10,6 +10,7 @@ type frameQueue struct {
 	head   int
 	frames int  // frames held
 	retry  bool // the first frame has been tried on a connection that failed
+	cuts   int  // connections in a row that the collector ended inside the first frame
 
 	// most is the queue's limit: the most bytes of frames it holds. Its
 	// buffer may take a quarter more (grow).
@@ -69,7 +70,7 @@ func (q *frameQueue) grow(need int) {
 func (q *frameQueue) dropOldest() {
 	n, _ := q.f.frame(q.buf[q.head:])
 	q.remove(n)
-	q.retry = false
+	q.retry, q.cuts = false, 0
 }
 
 // consume removes the frames that lie whole within the first written
@@ -87,7 +88,7 @@ func (q *frameQueue) consume(written int) (frames, msgBytes int) {
 		msgBytes += m
 	}
 	if frames > 0 {
-		q.retry = false
+		q.retry, q.cuts = false, 0
 	}
 	return frames, msgBytes
 }
@@ -111,14 +112,14 @@ func (q *frameQueue) shrink() {
 
 // reset empties the queue and returns its memory.
 func (q *frameQueue) reset() {
-	q.buf, q.head, q.frames, q.retry = nil, 0, 0, false
+	q.buf, q.head, q.frames, q.retry, q.cuts = nil, 0, 0, false, 0
 }
 
 // take moves every frame out into a batch to be written, and starts the
 // queue afresh on spare's memory.
 func (q *frameQueue) take(spare []byte) frameQueue {
 	b := *q
-	q.buf, q.head, q.frames, q.retry = spare[:0], 0, 0, false
+	q.buf, q.head, q.frames, q.retry, q.cuts = spare[:0], 0, 0, false, 0
 	return b
 }
 
@@ -133,6 +134,6 @@ func (q *frameQueue) settle(b *frameQueue) (spare []byte) {
 	rest = append(append(rest, b.bytes()...), q.bytes()...)
 	q.buf, q.head = rest, 0
 	q.frames += b.frames
-	q.retry = b.retry
+	q.retry, q.cuts = b.retry, b.cuts
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"golang.org/x/sys/unix"
 )
 
 // childRoleEnv names the role of this test binary when a test runs it as
@@ -46,6 +48,8 @@ func runChild(role string) int {
 		return childReceive(os.Getenv("LOGSOCK_TEST_PATH"))
 	case "load":
 		return childLoad()
+	case "stray":
+		return childStray()
 	}
 	cfg := &logsock.Config{PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond}
 	cfg.Batching = os.Getenv("LOGSOCK_TEST_BATCHING") == "true"
@@ -128,6 +132,83 @@ func childReceive(path string) int {
 	}
 	return 0
 }
+
+// strayReport is what the "stray" child saw: FromEnv's error, and the
+// state of descriptors 3 (a file of the test's, which the contract never
+// names rightly), 4 and 5 (the socket and lock file that Start passed)
+// after it.
+type strayReport struct {
+	Err   string
+	Stale bool   // errors.Is(err, ErrStaleFD)
+	Var   string // the *EnvError's variable
+	Left  []string
+	FDs   map[int]fdState
+}
+
+type fdState struct {
+	Open, CloseOnExec bool
+	ID                string // dev:ino
+	WriteErr          string // of a line written on descriptor 3 only
+}
+
+// childStray sets the variables of LOGSOCK_TEST_SET (a JSON object) over
+// those that Start set, calls FromEnv (with a bad Config if
+// LOGSOCK_TEST_BADCFG is set), and prints a strayReport in JSON.
+func childStray() int {
+	var set map[string]string
+	if err := json.Unmarshal([]byte(os.Getenv("LOGSOCK_TEST_SET")), &set); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	for k, v := range set {
+		os.Setenv(k, v)
+	}
+	var cfg *logsock.Config
+	if os.Getenv("LOGSOCK_TEST_BADCFG") != "" {
+		cfg = &logsock.Config{BufferBytes: -1}
+	}
+	var rep strayReport
+	ls, err := logsock.FromEnv(cfg)
+	if err == nil {
+		ls.Close()
+	} else {
+		rep.Err = err.Error()
+	}
+	rep.Stale = errors.Is(err, logsock.ErrStaleFD)
+	if ee, ok := errors.AsType[*logsock.EnvError](err); ok {
+		rep.Var = ee.Var
+	}
+	for _, k := range []string{envNetwork, envAddress, envOrder,
+		envFD, envSocket, envLockFD} {
+		if _, ok := os.LookupEnv(k); ok {
+			rep.Left = append(rep.Left, k)
+		}
+	}
+	rep.FDs = map[int]fdState{}
+	for fd := 3; fd <= 5; fd++ {
+		var st fdState
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		var sys unix.Stat_t
+		if err == nil && unix.Fstat(fd, &sys) == nil {
+			st.Open, st.CloseOnExec = true, flags&unix.FD_CLOEXEC != 0
+			st.ID = fmt.Sprintf("%d:%d", uint64(sys.Dev), uint64(sys.Ino))
+		}
+		if fd == 3 {
+			if _, err := unix.Write(fd, []byte(strayLine)); err != nil {
+				st.WriteErr = err.Error()
+			}
+		}
+		rep.FDs[fd] = st
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(rep); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	return 0
+}
+
+// strayLine is what the "stray" child writes on descriptor 3.
+const strayLine = "written by the child after FromEnv\n"
 
 // checkNoLeak runs a grandchild and checks that it did not inherit the
 // socket whose identity is "dev:ino".

@@ -106,7 +106,7 @@ func (d *Decoder) next() ([]byte, error) {
 	if err := d.fill(HeaderLen); err != nil {
 		return nil, d.truncated("frame header", err, 0)
 	}
-	n, err := ParseFrameHeader(d.buf[d.start:d.start+HeaderLen], d.order, d.limit)
+	n, err := parseFrameHeader(d.buf[d.start:d.start+HeaderLen], d.order, d.limit)
 	if err != nil {
 		pe := err.(*ProtocolError)
 		pe.Offset = d.off

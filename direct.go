@@ -22,7 +22,6 @@ type direct struct {
 	done   <-chan struct{} // closed when Close begins
 	f      framing
 	wait   time.Duration // WriteTimeout
-	dial   time.Duration // DialTimeout
 
 	mu    sync.Mutex // the write role; guards q and the fields below
 	frame []byte     // a small frame, encoded
@@ -35,7 +34,7 @@ type direct struct {
 }
 
 func newDirect(k *link, q *queue, t *tally, closed *atomic.Bool, done <-chan struct{}, cfg *Config) *direct {
-	return &direct{link: k, q: q, tally: t, closed: closed, done: done, f: q.f, wait: cfg.WriteTimeout, dial: cfg.DialTimeout}
+	return &direct{link: k, q: q, tally: t, closed: closed, done: done, f: q.f, wait: cfg.WriteTimeout}
 }
 
 func (d *direct) send(msg []byte) error {
@@ -56,11 +55,11 @@ func (d *direct) sendSlow(msg []byte) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
-	// One deadline for all the call's writes, the held frames' and its
-	// own, and one more DialTimeout for its dials: the call's wait for the
-	// collector is bounded by DialTimeout plus WriteTimeout.
+	// One deadline for all the call's waits: for its dial, which goes on
+	// without it if it takes longer, and for room in the send buffer, the
+	// held frames' writes and its own. A call returns within WriteTimeout.
 	deadline := time.Now().Add(d.wait)
-	ctx, cancel := context.WithDeadline(d.link.ctx, deadline.Add(d.dial))
+	ctx, cancel := context.WithDeadline(d.link.ctx, deadline)
 	defer cancel()
 	// The frames held go out first, over a new connection if an attempt is
 	// due: no policy may keep the link from reconnecting (issue 11: with
@@ -86,6 +85,7 @@ func (d *direct) sendSlow(msg []byte) error {
 // connection, which is made at once, within ctx, if an attempt is due.
 func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline time.Time) error {
 	var err error
+	written := 0 // of a large frame: how much went out before a failure
 	if n := d.f.size(len(msg)); n <= copyMax {
 		// Copied behind its header, to go out in one buffer, with send(2).
 		if cap(d.frame) < n {
@@ -98,7 +98,7 @@ func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline t
 		// Sent from where it is, with its header, by sendmsg: copying it
 		// would cost more than the iovec.
 		d.parts = [2][]byte{d.hdr[:d.f.header(d.hdr[:], len(msg))], msg}
-		_, err = d.link.write(c, d.parts[:], deadline)
+		written, err = d.link.write(c, d.parts[:], deadline)
 		d.parts[1] = nil
 	}
 	if err == nil {
@@ -107,7 +107,7 @@ func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline t
 	}
 	// Whatever part of it went out, the stream may be torn: the frame goes
 	// again, whole, on a new connection.
-	if err := d.q.holdRetry(msg); err != nil {
+	if err := d.q.holdRetry(msg, written, err); err != nil {
 		return err
 	}
 	if deadline.IsZero() {
@@ -118,22 +118,26 @@ func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline t
 	return nil
 }
 
-// deliver writes the held frames, connecting if an attempt is due (with mu
-// released during the dial), and waiting for room in the send buffer
-// until deadline. It never waits for a backoff: what it cannot write
-// stays held. Close may run while it dials: a caller that then adds a
-// frame must check closed first.
+// deliver writes the held frames, connecting if an attempt is due, and
+// waiting for room in the send buffer until deadline. The attempt runs in
+// the link's goroutine: the call that starts it waits for it, with mu
+// released, until deadline or ctx is done, and returns, its frames held, if
+// it takes longer; a call that finds another's attempt under way, or the
+// link in backoff, does not wait. Close may run while it waits: a caller
+// that then adds a frame must check closed first.
 func (d *direct) deliver(ctx context.Context, deadline time.Time) {
 	for !d.q.empty() {
 		c := d.link.current()
 		if c == nil {
-			if !d.link.dueNow() {
+			if !d.link.startDial() {
 				return
 			}
-			d.mu.Unlock()
-			_, err := d.link.connect(ctx)
-			d.mu.Lock()
-			if err != nil {
+			ctx, cancel := context.WithDeadline(ctx, deadline)
+			for d.link.dialing() && ctx.Err() == nil {
+				d.waitUnlocked(ctx, nil)
+			}
+			cancel()
+			if d.link.current() == nil {
 				return
 			}
 			continue // the queue may have changed while mu was released
@@ -144,7 +148,7 @@ func (d *direct) deliver(ctx context.Context, deadline time.Time) {
 		d.one[0] = d.q.held.bytes()
 		n, err := d.link.write(c, d.one[:], deadline)
 		d.one[0] = nil
-		frames, msgBytes, retried := d.q.wrote(n, err != nil)
+		frames, msgBytes, retried := d.q.wrote(n, err)
 		d.tally.add(frames, msgBytes, retried, err == nil)
 		d.publish()
 		if err != nil {
@@ -200,7 +204,7 @@ func (d *direct) flush(ctx context.Context) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
-	return d.flushLocked(ctx, d.done)
+	return d.q.takeRefused(d.flushLocked(ctx, d.done))
 }
 
 // flushLocked delivers the held frames until none is left, ctx is done,
@@ -236,7 +240,7 @@ func (d *direct) close(ctx context.Context) error {
 	err := d.flushLocked(ctx, nil)
 	d.q.dropAll()
 	d.publish()
-	return err
+	return d.q.takeRefused(err)
 }
 
 func (d *direct) exclusive() (release func()) {

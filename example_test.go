@@ -15,16 +15,41 @@ import (
 	"github.com/logsock/logsock"
 )
 
-// A collector and a client in one program: the client logs two messages
-// and closes; the collector prints each record, then the connection's end.
+// A program logs to a collector: New connects when the first message is
+// sent (and holds the messages while the collector is down), each Log or
+// Write is one frame, and Close delivers what is held before it returns.
+// (The collector here prints each record; in production it is logsockd.)
 func Example() {
+	addr, wait := printingCollector()
+
+	ls, err := logsock.New("tcp", addr, nil)
+	if err != nil {
+		log.Fatal(err) // a bad address or Config
+	}
+	ls.Log("started")
+	fmt.Fprintf(ls, "%d bytes in one frame", 18)
+	if err := ls.Close(); err != nil {
+		log.Fatal(err) // what could not be delivered
+	}
+
+	wait()
+	// Output:
+	// conn 1: started
+	// conn 1: 18 bytes in one frame
+	// conn 1 closed after 2 frames
+}
+
+// printingCollector starts a Server that prints each record and the end of
+// its connection, and returns its address and a function that waits for
+// that end.
+func printingCollector() (addr string, wait func()) {
 	done := make(chan struct{})
 	srv := &logsock.Server{
 		Handler: func(rec *logsock.Record) {
 			fmt.Printf("conn %d: %s\n", rec.Conn, rec.Msg)
 		},
 		ConnClosed: func(info logsock.ConnInfo, err error) {
-			fmt.Printf("conn %d closed after %d frames: %v\n", info.ID, info.Frames, err)
+			fmt.Printf("conn %d closed after %d frames\n", info.ID, info.Frames)
 			close(done)
 		},
 	}
@@ -33,26 +58,16 @@ func Example() {
 		log.Fatal(err)
 	}
 	go srv.Serve(l)
-	defer srv.Shutdown(context.Background())
-
-	ls, err := logsock.Dial("tcp", l.Addr().String(), nil)
-	if err != nil {
-		log.Fatal(err)
+	return l.Addr().String(), func() {
+		<-done
+		srv.Shutdown(context.Background())
 	}
-	ls.Log("current pid: 17120")
-	fmt.Fprintf(ls, "%d bytes in one frame", 18) // each Write is one frame
-	ls.Close()
-	<-done
-	// Output:
-	// conn 1: current pid: 17120
-	// conn 1: 18 bytes in one frame
-	// conn 1 closed after 2 frames: <nil>
 }
 
 func ExampleDecoder() {
 	stream := logsock.AppendHandshake(nil, logsock.LittleEndian, 17120)
-	stream, _ = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("current pid: 17120"))
-	stream, _ = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("로그"))
+	stream = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("current pid: 17120"))
+	stream = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("로그"))
 
 	d := logsock.NewDecoder(bytes.NewReader(stream), nil)
 	pid, err := d.Handshake()
@@ -199,7 +214,7 @@ func ExampleServer() {
 		log.Fatal(err)
 	}
 	stream := logsock.AppendHandshake(nil, logsock.LittleEndian, 4242)
-	stream, _ = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("hello from a raw socket"))
+	stream = logsock.AppendFrame(stream, logsock.LittleEndian, []byte("hello from a raw socket"))
 	c.Write(stream)
 	c.Close()
 	<-done
@@ -211,7 +226,7 @@ func ExampleServer() {
 // program started again here, adopts it. The collector sees the child's
 // frames on the parent's connection, as after a fork.
 func ExampleLogSocket_Start() {
-	if os.Getenv(logsock.EnvNetwork) != "" { // the child
+	if os.Getenv("LOGSOCK_NETWORK") != "" { // the child: Start set the variables
 		ls, err := logsock.FromEnv(nil)
 		if err != nil {
 			log.Fatal(err)

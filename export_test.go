@@ -13,6 +13,10 @@ import (
 // SetFrameLock turns the cross-process frame lock on or off.
 func SetFrameLock(on bool) { noFrameLock = !on }
 
+// SetTLSVerdict turns on or off the wait for a TLS 1.3 server's verdict
+// on the client's certificate, after the handshake.
+func SetTLSVerdict(on bool) { noTLSVerdict = !on }
+
 // SocketFlags returns the file status flags (F_GETFL) of the live
 // connection's socket.
 func (l *LogSocket) SocketFlags() (flags int, err error) {

@@ -207,7 +207,7 @@ func (f *fakeCollector) read(c *fakeConn) error {
 	case fakeClose:
 		return nil
 	case fakeHandshakeClose:
-		pid, err := logsock.ReadHandshake(c.nc, logsock.LittleEndian)
+		pid, err := readPid(c.nc, logsock.LittleEndian)
 		if err == nil {
 			f.shake(c, pid)
 		}
@@ -521,7 +521,7 @@ func TestFakeCollector(t *testing.T) {
 			f := newFakeCollector(t, network, fakeStall)
 			stream := frames(0, pid)
 			for range n {
-				stream, _ = logsock.AppendFrame(stream, logsock.LittleEndian, make([]byte, size))
+				stream = logsock.AppendFrame(stream, logsock.LittleEndian, make([]byte, size))
 			}
 			c := rawConn(t, network, f.addr)
 			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))

@@ -6,47 +6,65 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 )
 
 // The environment variables by which a child process learns of the
-// connection it inherits (see the package documentation for the contract).
+// connection it inherits (PROTOCOL.md has the contract).
 const (
-	EnvNetwork = "LOGSOCK_NETWORK" // the collector's network: tcp, tcp4, tcp6 or unix
-	EnvAddress = "LOGSOCK_ADDRESS" // the collector's address, for the child's own reconnects
-	EnvOrder   = "LOGSOCK_ORDER"   // the byte order: little or big
-	EnvFD      = "LOGSOCK_FD"      // the inherited socket's descriptor number
-	EnvSocket  = "LOGSOCK_SOCKET"  // the socket's identity, "dev:ino" as fstat reports them
-	EnvLockFD  = "LOGSOCK_LOCK_FD" // the lock file's descriptor number
+	envNetwork = "LOGSOCK_NETWORK" // the collector's network: tcp, tcp4, tcp6 or unix
+	envAddress = "LOGSOCK_ADDRESS" // the collector's address, for the child's own reconnects
+	envOrder   = "LOGSOCK_ORDER"   // the byte order: little or big
+	envFD      = "LOGSOCK_FD"      // the inherited socket's descriptor number
+	envSocket  = "LOGSOCK_SOCKET"  // the socket's identity, "dev:ino" as fstat reports them
+	envLockFD  = "LOGSOCK_LOCK_FD" // the lock file's descriptor number
 )
 
-var envVars = []string{EnvNetwork, EnvAddress, EnvOrder, EnvFD, EnvSocket, EnvLockFD}
+// fileKey is a file's identity: the device and inode that fstat reports.
+type fileKey struct{ dev, ino uint64 }
+
+// String returns "dev:ino", the form of envSocket.
+func (k fileKey) String() string { return fmt.Sprintf("%d:%d", k.dev, k.ino) }
+
+var envVars = []string{envNetwork, envAddress, envOrder, envFD, envSocket, envLockFD}
 
 var (
-	// ErrNotInherited is returned by FromEnv when the environment names no
-	// collector: the process was not started by Start.
+	// ErrNotInherited is returned by FromEnv when the environment sets no
+	// variable of the contract: the process was not started by Start.
 	ErrNotInherited = errors.New("logsock: no inherited connection in the environment")
 	// ErrStaleFD is wrapped by FromEnv's and ReceiveConn's error when a
-	// descriptor is not the one its parent meant: closed, reused for
-	// another file, or not a stream socket of the named network.
+	// descriptor is not the one the parent meant (closed, reused, not a
+	// stream socket of the network), or LOGSOCK_FD, LOGSOCK_LOCK_FD or
+	// LOGSOCK_SOCKET are malformed or missing.
 	ErrStaleFD = errors.New("logsock: descriptor is not the connection meant")
 )
 
-// Start starts cmd with the connection: the child inherits it, adopts it
-// with FromEnv, and logs on it without a handshake of its own, so that the
-// collector attributes its frames to this process's handshake, as after a
-// fork. Each frame on the shared connection is then written under a lock
-// shared with the child, so that the frames of the processes never tear
-// each other. If the connection breaks, parent and child each reconnect on
-// their own, each with a handshake that names its own pid.
-//
-// Start adds the socket and the lock file to cmd.ExtraFiles, and the
-// variables of the contract to cmd.Env (os.Environ() if it is nil), then
-// starts cmd and closes its own copies of the descriptors. If there is no
-// connection and none can be made now, the child gets only the collector's
-// address, and connects by itself.
-//
-// On Windows, whose sockets are handles that exec.Cmd does not pass, Start
-// returns an error wrapping errors.ErrUnsupported, and does not start cmd.
+// EnvError is the error of FromEnv and ReceiveConn for a variable of the
+// inheritance contract, from the environment or from SendConn's message,
+// that is missing, malformed, or names a descriptor that fails its check.
+// Err wraps ErrStaleFD when the variable describes a descriptor.
+type EnvError struct {
+	Var   string // the variable: LOGSOCK_NETWORK, LOGSOCK_ADDRESS, ...
+	Value string // its value; empty if it is unset
+	Err   error  // what is wrong with it
+}
+
+// Error reads "logsock: VAR="VALUE": WHAT".
+func (e *EnvError) Error() string {
+	return fmt.Sprintf("logsock: %s=%q: %v", e.Var, e.Value, e.Err)
+}
+
+// Unwrap returns e.Err.
+func (e *EnvError) Unwrap() error { return e.Err }
+
+// Start starts cmd with the connection, which the child adopts with
+// FromEnv: its frames go out on this process's connection, under a lock
+// shared with it, as after a fork; after a reconnect each has its own.
+// Start adds the socket and the lock file to cmd.ExtraFiles and the
+// variables of the contract (PROTOCOL.md) to cmd.Env (os.Environ() if nil).
+// With no connection up and none to be made now, the child gets only the
+// address, and connects by itself. On Windows it returns an error wrapping
+// errors.ErrUnsupported.
 func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	files, env, err := l.share(3 + len(cmd.ExtraFiles))
 	if err != nil {
@@ -61,68 +79,126 @@ func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
-// FromEnv adopts the connection that the parent process passed with Start,
-// and returns a LogSocket that writes on it, under the shared lock, without
-// a handshake of its own. It checks that the descriptor is the socket meant
-// (a stream socket of the named network, with the recorded identity), makes
-// it close-on-exec, so that it does not leak into this process's own
-// children, and removes the variables from the environment. A nil cfg means
-// defaults; the byte order is the parent's.
-//
-// If the parent had no connection to pass, FromEnv returns a LogSocket
-// that connects when it first needs to, as New does. If the environment
-// names no collector, it returns ErrNotInherited. On Windows, which
-// inherits no descriptors, an environment that names one (EnvFD) gets an
-// error wrapping errors.ErrUnsupported.
+// FromEnv adopts the connection that the parent passed with Start and
+// returns a LogSocket that writes on it, under the shared lock, with no
+// handshake of its own; if the parent had none to pass, one that connects
+// when needed. It checks every variable, and cfg, before it touches a
+// descriptor, and the descriptor's identity, and never closes one that
+// fails its check (issue 17); its error is then an *EnvError. It makes the
+// descriptors close-on-exec and unsets the variables, on failure too. A nil
+// cfg means defaults; the byte order is the parent's. With none of the
+// variables set, it returns ErrNotInherited.
 func FromEnv(cfg *Config) (*LogSocket, error) {
 	vars := make(map[string]string, len(envVars))
+	set := false
 	for _, k := range envVars {
 		vars[k] = os.Getenv(k)
+		set = set || vars[k] != ""
 		os.Unsetenv(k)
 	}
-	if vars[EnvNetwork] == "" {
+	if !set {
 		return nil, ErrNotInherited
 	}
-	var fds [2]int // the socket and the lock file; -1: none
-	fds[0], fds[1] = -1, -1
-	if vars[EnvFD] != "" {
-		fd, err1 := strconv.Atoi(vars[EnvFD])
-		lockFD, err2 := strconv.Atoi(vars[EnvLockFD])
-		if err := errors.Join(err1, err2); err != nil || fd < 0 || lockFD < 0 {
-			return nil, fmt.Errorf("logsock: %s=%q, %s=%q: %w", EnvFD, vars[EnvFD], EnvLockFD, vars[EnvLockFD], ErrStaleFD)
-		}
-		fds = [2]int{fd, lockFD}
+	ct, err := parseContract(vars, true)
+	if err != nil {
+		return nil, err
 	}
-	return inherit(vars, fds, cfg)
+	c, err := ct.config(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Adopted before the LogSocket is made, so that nothing is left to
+	// stop when adopting fails (issue 11: the batching writer leaked).
+	var conn *conn
+	if ct.fd >= 0 {
+		if conn, err = adoptEnv(&ct, vars); err != nil {
+			return nil, err
+		}
+	}
+	return newLogSocket(ct.network, ct.address, &c, conn, false), nil
 }
 
-// inherit returns a LogSocket on the connection that vars and fds
-// describe (fds[0] -1: none), as FromEnv and ReceiveConn make it. It
-// takes ownership of the descriptors: on failure it closes them. The
-// connection is adopted before the LogSocket is made, so that nothing is
-// left to stop when adopting fails (issue 11: the batching writer leaked).
-func inherit(vars map[string]string, fds [2]int, cfg *Config) (l *LogSocket, err error) {
-	defer func() {
-		if err != nil && fds[0] >= 0 {
-			closeInherited(fds)
+// contract is what the variables of the inheritance contract say.
+type contract struct {
+	network, address string
+	order            ByteOrder
+	fd, lockFD       int     // the descriptors named (FromEnv); -1: none
+	id               fileKey // the socket's identity, if there is a socket
+}
+
+// parseContract checks every variable of vars, and returns what they say,
+// or an *EnvError that names the first bad one. withFDs reads envFD and
+// envLockFD, which FromEnv needs and ReceiveConn, whose descriptors come
+// in the message, ignores; the socket's identity is then required.
+func parseContract(vars map[string]string, withFDs bool) (contract, error) {
+	ct := contract{network: vars[envNetwork], address: vars[envAddress], fd: -1, lockFD: -1}
+	bad := func(k string, err error) (contract, error) {
+		return contract{}, &EnvError{Var: k, Value: vars[k], Err: err}
+	}
+	if err := checkNetwork(ct.network); err != nil {
+		return bad(envNetwork, err)
+	}
+	if err := checkAddress(ct.network, ct.address, false); err != nil {
+		return bad(envAddress, err)
+	}
+	// An empty order is an error, not the default: the order is the
+	// collector's, and a wrong guess makes every length on the stream a
+	// protocol error, which ends a shared connection for every holder.
+	switch vars[envOrder] {
+	case "little":
+		ct.order = LittleEndian
+	case "big":
+		ct.order = BigEndian
+	default:
+		return bad(envOrder, errors.New("want little or big"))
+	}
+	fdVar, lockVar, idVar := vars[envFD], vars[envLockFD], vars[envSocket]
+	if withFDs {
+		switch {
+		case fdVar == "" && lockVar == "" && idVar == "":
+			return ct, nil // the parent had no connection to pass
+		case fdVar == "" && lockVar != "":
+			return bad(envFD, fmt.Errorf("empty, but %s is set: %w", envLockFD, ErrStaleFD))
+		case fdVar == "":
+			return bad(envFD, fmt.Errorf("empty, but %s is set: %w", envSocket, ErrStaleFD))
 		}
-	}()
+		var ok bool
+		if ct.fd, ok = parseFD(fdVar); !ok {
+			return bad(envFD, fmt.Errorf("want a descriptor number: %w", ErrStaleFD))
+		}
+		if lockVar == "" {
+			return bad(envLockFD, fmt.Errorf("empty, but %s is set: %w", envFD, ErrStaleFD))
+		}
+		if ct.lockFD, ok = parseFD(lockVar); !ok {
+			return bad(envLockFD, fmt.Errorf("want a descriptor number: %w", ErrStaleFD))
+		}
+		if ct.lockFD == ct.fd {
+			return bad(envLockFD, fmt.Errorf("the descriptor of %s: %w", envFD, ErrStaleFD))
+		}
+	}
+	dev, ino, _ := strings.Cut(idVar, ":")
+	d, err1 := strconv.ParseUint(dev, 10, 64)
+	i, err2 := strconv.ParseUint(ino, 10, 64)
+	if err1 != nil || err2 != nil {
+		return bad(envSocket, fmt.Errorf(`want "dev:ino", two decimal numbers: %w`, ErrStaleFD))
+	}
+	ct.id = fileKey{d, i}
+	return ct, nil
+}
+
+// parseFD parses a descriptor number: decimal digits, no sign.
+func parseFD(s string) (int, bool) {
+	n, err := strconv.ParseUint(s, 10, 31) // ParseUint takes no sign
+	return int(n), err == nil
+}
+
+// config returns cfg checked, with the contract's byte order: the
+// parent's, which its collector reads.
+func (ct *contract) config(cfg *Config) (Config, error) {
 	var c Config
 	if cfg != nil {
 		c = *cfg
 	}
-	if err := c.Order.UnmarshalText([]byte(vars[EnvOrder])); err != nil {
-		return nil, fmt.Errorf("logsock: %s: %w", EnvOrder, err)
-	}
-	network := vars[EnvNetwork]
-	if c, err = checkConfig(network, &c); err != nil {
-		return nil, err
-	}
-	var conn *conn
-	if fds[0] >= 0 {
-		if conn, err = adopt(fds[0], fds[1], network, vars[EnvSocket]); err != nil {
-			return nil, err
-		}
-	}
-	return newLogSocket(network, vars[EnvAddress], &c, conn), nil
+	c.Order = ct.order
+	return checkConfig(ct.network, ct.address, &c)
 }

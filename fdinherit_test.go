@@ -5,14 +5,17 @@ package logsock_test
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -328,12 +331,12 @@ func TestInheritKeepsParentNonblocking(t *testing.T) {
 	}
 	var id string
 	for _, kv := range ch.cmd.Env {
-		if v, ok := strings.CutPrefix(kv, logsock.EnvSocket+"="); ok {
+		if v, ok := strings.CutPrefix(kv, envSocket+"="); ok {
 			id = v
 		}
 	}
 	if id == "" {
-		t.Fatalf("no %s in the child's environment", logsock.EnvSocket)
+		t.Fatalf("no %s in the child's environment", envSocket)
 	}
 	ch.must(t, "fds "+id)
 
@@ -359,10 +362,10 @@ func TestInheritStaleFD(t *testing.T) {
 		name string
 		env  map[string]string
 	}{
-		{"closed fd", map[string]string{logsock.EnvFD: "999", logsock.EnvLockFD: "998"}},
-		{"not a socket", map[string]string{logsock.EnvFD: "0", logsock.EnvLockFD: "0"}},
-		{"wrong inode", map[string]string{logsock.EnvSocket: "1:1"}},
-		{"wrong network", map[string]string{logsock.EnvNetwork: "tcp"}},
+		{"closed fd", map[string]string{envFD: "999", envLockFD: "998"}},
+		{"not a socket", map[string]string{envFD: "0", envLockFD: "0"}},
+		{"wrong inode", map[string]string{envSocket: "1:1"}},
+		{"wrong network", map[string]string{envNetwork: "tcp", envAddress: "127.0.0.1:9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := listen(t, "unix")
@@ -375,8 +378,8 @@ func TestInheritStaleFD(t *testing.T) {
 			cmd.Wait()
 			// Replay the child's environment here, with this process's
 			// own copies of the descriptors, then spoil one variable.
-			contract := []string{logsock.EnvNetwork, logsock.EnvAddress, logsock.EnvOrder,
-				logsock.EnvFD, logsock.EnvSocket, logsock.EnvLockFD}
+			contract := []string{envNetwork, envAddress, envOrder,
+				envFD, envSocket, envLockFD}
 			vars := map[string]string{}
 			for _, kv := range cmd.Env {
 				if k, v, ok := strings.Cut(kv, "="); ok && slices.Contains(contract, k) {
@@ -384,7 +387,7 @@ func TestInheritStaleFD(t *testing.T) {
 				}
 			}
 			sock, lock := dupOwn(t, ls)
-			vars[logsock.EnvFD], vars[logsock.EnvLockFD] = fmt.Sprint(sock), fmt.Sprint(lock)
+			vars[envFD], vars[envLockFD] = fmt.Sprint(sock), fmt.Sprint(lock)
 			for k, v := range tc.env {
 				vars[k] = v
 			}
@@ -446,6 +449,17 @@ func receiveRaw(t *testing.T, ls *logsock.LogSocket) ([]byte, []int) {
 	return buf[:n], fds
 }
 
+// pairT is unixPair for a test, which closes the two ends when it ends.
+func pairT(t *testing.T) (*net.UnixConn, *net.UnixConn) {
+	t.Helper()
+	a, b, err := unixPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
 // unixPair returns the two ends of a connected Unix stream socket pair.
 func unixPair() (*net.UnixConn, *net.UnixConn, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
@@ -465,4 +479,189 @@ func unixPair() (*net.UnixConn, *net.UnixConn, error) {
 		conns[i] = c.(*net.UnixConn)
 	}
 	return conns[0], conns[1], nil
+}
+
+// TestFromEnvLeavesStrayFDs: FromEnv closes no descriptor it has not
+// adopted (issue 17, break 3). A child gets a file of its own at
+// descriptor 3 and Start's socket and lock file at 4 and 5; each case
+// spoils one variable of the contract (or cfg). FromEnv fails with an
+// *EnvError that names the variable, and leaves every descriptor open and
+// as it was (not even close-on-exec): the file at 3 still takes a write.
+// The one exception is a socket that passed its check when the lock file
+// then fails: it is the child's, and closed.
+func TestFromEnvLeavesStrayFDs(t *testing.T) {
+	l := listen(t, "unix")
+	defer l.Close()
+	ls := dial(t, "unix", l.Addr().String(), nil)
+	for _, tc := range []struct {
+		name       string
+		set        map[string]string
+		badCfg     bool
+		wantVar    string // "" for the Config's error
+		wantStale  bool
+		sockClosed bool
+	}{
+		{"unrelated file", map[string]string{envFD: "3", envSocket: "1:1"}, false, envFD, true, false},
+		{"other socket", map[string]string{envSocket: "1:1"}, false, envFD, true, false},
+		{"closed fd", map[string]string{envFD: "999"}, false, envFD, true, false},
+		{"negative fd", map[string]string{envFD: "-4"}, false, envFD, true, false},
+		{"lock fd without fd", map[string]string{envFD: ""}, false, envFD, true, false},
+		{"fd without lock fd", map[string]string{envLockFD: ""}, false, envLockFD, true, false},
+		{"lock fd is fd", map[string]string{envLockFD: "4"}, false, envLockFD, true, false},
+		{"unrelated lock file", map[string]string{envLockFD: "3"}, false, envLockFD, true, true},
+		{"bad socket id", map[string]string{envSocket: "12-34"}, false, envSocket, true, false},
+		{"no socket id", map[string]string{envSocket: ""}, false, envSocket, true, false},
+		{"bad order", map[string]string{envOrder: "middle"}, false, envOrder, false, false},
+		{"empty order", map[string]string{envOrder: ""}, false, envOrder, false, false},
+		{"empty address", map[string]string{envAddress: ""}, false, envAddress, false, false},
+		{"tcp address without port", map[string]string{envNetwork: "tcp", envAddress: "127.0.0.1"}, false, envAddress, false, false},
+		{"bad network", map[string]string{envNetwork: "udp"}, false, envNetwork, false, false},
+		{"no network", map[string]string{envNetwork: ""}, false, envNetwork, false, false},
+		{"bad cfg", nil, true, "", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stray, err := os.CreateTemp("", "stray")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { stray.Close(); os.Remove(stray.Name()) })
+			set, err := json.Marshal(tc.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), childRoleEnv+"=stray", "LOGSOCK_TEST_SET="+string(set))
+			if tc.badCfg {
+				cmd.Env = append(cmd.Env, "LOGSOCK_TEST_BADCFG=1")
+			}
+			cmd.ExtraFiles = []*os.File{stray}
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, os.Stderr
+			if err := ls.Start(cmd); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("child: %v", err)
+			}
+			inherited := map[string]string{}
+			for _, kv := range cmd.Env {
+				if k, v, ok := strings.Cut(kv, "="); ok {
+					inherited[k] = v
+				}
+			}
+			if inherited[envFD] != "4" || inherited[envLockFD] != "5" {
+				t.Fatalf("Start passed %s=%q, %s=%q: want 4 and 5", envFD, inherited[envFD], envLockFD, inherited[envLockFD])
+			}
+			var rep strayReport
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatalf("child's report %q: %v", out.Bytes(), err)
+			}
+
+			switch {
+			case rep.Err == "":
+				t.Errorf("FromEnv succeeded; want an error naming %s", tc.wantVar)
+			case rep.Var != tc.wantVar || !strings.Contains(rep.Err, tc.wantVar) || rep.Stale != tc.wantStale:
+				t.Errorf("FromEnv: %s (EnvError for %q, ErrStaleFD %v); want one naming %q, ErrStaleFD %v",
+					rep.Err, rep.Var, rep.Stale, tc.wantVar, tc.wantStale)
+			case tc.badCfg && !strings.Contains(rep.Err, "BufferBytes"):
+				t.Errorf("FromEnv: %s; want the Config's error", rep.Err)
+			}
+			if len(rep.Left) > 0 {
+				t.Errorf("left in the environment: %v", rep.Left)
+			}
+
+			// Descriptor 3: open, as it was, and usable.
+			if fd := rep.FDs[3]; !fd.Open || fd.CloseOnExec || fd.ID != fileIdentity(t, stray) || fd.WriteErr != "" {
+				t.Errorf("descriptor 3 after FromEnv: %+v; want open, inheritable, %s, writable", fd, fileIdentity(t, stray))
+			}
+			if got, err := os.ReadFile(stray.Name()); err != nil || string(got) != strayLine {
+				t.Errorf("the stray file holds %q, %v; want the child's line", got, err)
+			}
+			// Descriptors 4 and 5, Start's: as they were, but for a
+			// checked socket, which is the child's to close.
+			sock, lock := rep.FDs[4], rep.FDs[5]
+			switch {
+			case tc.sockClosed && sock.Open:
+				t.Errorf("descriptor 4, the socket checked, is open; want it closed with the lock file refused")
+			case !tc.sockClosed && (!sock.Open || sock.CloseOnExec || sock.ID != inherited[envSocket]):
+				t.Errorf("descriptor 4 after FromEnv: %+v; want open, inheritable, socket %s", sock, inherited[envSocket])
+			}
+			if !lock.Open || lock.CloseOnExec {
+				t.Errorf("descriptor 5 after FromEnv: %+v; want open, inheritable", lock)
+			}
+		})
+	}
+}
+
+// fileIdentity returns f's "dev:ino".
+func fileIdentity(t *testing.T, f *os.File) string {
+	t.Helper()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return fmt.Sprintf("%d:%d", uint64(st.Dev), uint64(st.Ino))
+}
+
+// TestFromEnvVariables: without descriptors (a parent that had no
+// connection to pass), what each variable accepts and what it refuses,
+// with an *EnvError that names it.
+func TestFromEnvVariables(t *testing.T) {
+	base := map[string]string{envNetwork: "tcp", envAddress: "127.0.0.1:9", envOrder: "big"}
+	for _, tc := range []struct {
+		set     map[string]string
+		wantVar string // "" if accepted
+	}{
+		{nil, ""},
+		{map[string]string{envAddress: "[::1]:9"}, ""},
+		{map[string]string{envAddress: ":9"}, ""},
+		{map[string]string{envNetwork: "tcp4", envAddress: "localhost:http"}, ""},
+		{map[string]string{envNetwork: "unix", envAddress: "/run/logsock.sock"}, ""},
+		{map[string]string{envNetwork: "unix", envAddress: "@abstract"}, ""},
+		{map[string]string{envNetwork: "TCP"}, envNetwork},
+		{map[string]string{envNetwork: ""}, envNetwork},
+		{map[string]string{envAddress: ""}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1"}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1:"}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1:0"}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1:65536"}, envAddress},
+		{map[string]string{envAddress: "127.0.0.1:no-such-service"}, envAddress},
+		{map[string]string{envNetwork: "unix", envAddress: ""}, envAddress},
+		{map[string]string{envOrder: ""}, envOrder},
+		{map[string]string{envOrder: "Big"}, envOrder},
+		{map[string]string{envFD: "+3", envLockFD: "4", envSocket: "1:1"}, envFD},
+		{map[string]string{envFD: "3", envLockFD: "0x4", envSocket: "1:1"}, envLockFD},
+		{map[string]string{envSocket: "1:1"}, envFD},
+		{map[string]string{envFD: "3", envLockFD: "4", envSocket: "1:"}, envSocket},
+	} {
+		vars := maps.Clone(base)
+		maps.Copy(vars, tc.set)
+		t.Run(fmt.Sprint(vars), func(t *testing.T) {
+			for k, v := range vars {
+				t.Setenv(k, v)
+			}
+			ls, err := logsock.FromEnv(nil)
+			if tc.wantVar == "" {
+				if err != nil {
+					t.Fatalf("FromEnv: %v", err)
+				}
+				ls.Close()
+				return
+			}
+			ee, ok := errors.AsType[*logsock.EnvError](err)
+			if !ok || ee.Var != tc.wantVar || ee.Value != vars[tc.wantVar] || !strings.Contains(err.Error(), tc.wantVar) {
+				t.Fatalf("FromEnv: %v; want an *EnvError naming %s=%q", err, tc.wantVar, vars[tc.wantVar])
+			}
+		})
+	}
+	t.Run("none set", func(t *testing.T) {
+		for _, k := range []string{envNetwork, envAddress, envOrder} {
+			t.Setenv(k, "") // empty counts as unset
+		}
+		if _, err := logsock.FromEnv(nil); !errors.Is(err, logsock.ErrNotInherited) {
+			t.Fatalf("FromEnv: %v, want ErrNotInherited", err)
+		}
+	})
 }

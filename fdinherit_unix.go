@@ -28,10 +28,13 @@ func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 	if l.closed.Load() {
 		return nil, nil, ErrClosed
 	}
-	if l.cfg.Framing != LengthPrefixed { // the contract tells a child logsock's framing only
-		return nil, nil, errors.New("logsock: only a LengthPrefixed connection can be shared")
+	if l.q.f.octets { // the contract tells a child logsock's framing only
+		return nil, nil, errors.New("logsock: a syslog LogSocket (NewSyslog) cannot be shared")
 	}
-	env := []string{EnvNetwork + "=" + l.link.network, EnvAddress + "=" + l.link.address, EnvOrder + "=" + l.cfg.Order.String()}
+	if l.cfg.TLS != nil { // a child cannot continue this process's TLS session
+		return nil, nil, errors.New("logsock: a TLS connection cannot be shared")
+	}
+	env := []string{envNetwork + "=" + l.link.network, envAddress + "=" + l.link.address, envOrder + "=" + l.cfg.Order.String()}
 	// A connection to pass, made now if none is up and an attempt is due,
 	// before taking the write role: nobody dials holding it.
 	if l.link.current() == nil {
@@ -47,7 +50,7 @@ func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	env = append(env, EnvFD+"="+strconv.Itoa(fd), EnvSocket+"="+id, EnvLockFD+"="+strconv.Itoa(fd+1))
+	env = append(env, envFD+"="+strconv.Itoa(fd), envSocket+"="+id, envLockFD+"="+strconv.Itoa(fd+1))
 	return []*os.File{sock, lock}, env, nil
 }
 
@@ -89,7 +92,7 @@ func dupSocket(rc syscall.RawConn) (*os.File, string, error) {
 			unix.Close(nfd)
 			return
 		}
-		id = fileID(&st)
+		id = statKey(&st).String()
 	})
 	if err == nil {
 		err = derr
@@ -100,20 +103,42 @@ func dupSocket(rc syscall.RawConn) (*os.File, string, error) {
 	return os.NewFile(uintptr(nfd), "logsock-socket"), id, nil
 }
 
-func fileID(st *unix.Stat_t) string {
-	return fmt.Sprintf("%d:%d", uint64(st.Dev), uint64(st.Ino))
+func statKey(st *unix.Stat_t) fileKey {
+	return fileKey{uint64(st.Dev), uint64(st.Ino)}
+}
+
+// adoptEnv adopts the descriptors that the environment names (FromEnv).
+// Each is this process's to close only once it passes its check: one
+// that fails is another file of this process's (one it opened itself, or
+// a number reused), left open, and as it was (issue 17).
+func adoptEnv(ct *contract, vars map[string]string) (*conn, error) {
+	if err := checkSocket(ct.fd, ct.network, ct.id); err != nil {
+		return nil, &EnvError{Var: envFD, Value: vars[envFD], Err: err}
+	}
+	if err := checkLockFile(ct.lockFD); err != nil {
+		// The socket is the one the parent passed: ours. Closed, not
+		// left open: a copy that nobody writes on would keep the
+		// collector's connection up after its last writer had gone.
+		unix.Close(ct.fd)
+		return nil, &EnvError{Var: envLockFD, Value: vars[envLockFD], Err: err}
+	}
+	return adopt(ct.fd, ct.lockFD, ct.network)
+}
+
+// checkInherited checks that fd is the socket meant and lockFD a lock
+// file, as adoptEnv does, for ReceiveConn.
+func checkInherited(fd, lockFD int, network string, id fileKey) error {
+	if err := checkSocket(fd, network, id); err != nil {
+		return err
+	}
+	return checkLockFile(lockFD)
 }
 
 // adopt returns a connection on the socket fd, shared under the lock file
-// lockFD. On success, the inherited descriptors are closed, and only
-// close-on-exec duplicates are used.
-func adopt(fd, lockFD int, network, id string) (*conn, error) {
-	if err := checkSocket(fd, network, id); err != nil {
-		return nil, err
-	}
-	if err := checkLockFile(lockFD); err != nil {
-		return nil, err
-	}
+// lockFD, both checked. It owns them: it closes them, on failure too, and
+// uses only close-on-exec duplicates.
+func adopt(fd, lockFD int, network string) (*conn, error) {
+	defer closeInherited(fd, lockFD)
 	unix.CloseOnExec(fd)
 	unix.CloseOnExec(lockFD)
 	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
@@ -157,38 +182,38 @@ func adopt(fd, lockFD int, network, id string) (*conn, error) {
 		nc.Close()
 		return nil, err
 	}
-	unix.Close(fd)
-	closeLockFD(lockFD)
 	return &conn{nc: nc, rc: rc, lock: k}, nil
 }
 
-// closeInherited closes the descriptors of a connection that could not
-// be adopted: the socket and the lock file.
-func closeInherited(fds [2]int) {
-	unix.Close(fds[0])
-	closeLockFD(fds[1])
+// closeInherited closes an inherited socket and lock file, which this
+// process owns: checked (FromEnv), or made by its own recvmsg
+// (ReceiveConn).
+func closeInherited(fd, lockFD int) {
+	unix.Close(fd)
+	closeLockFD(lockFD)
 }
 
 // checkSocket verifies that fd is an open stream socket of network whose
-// identity is id: descriptor numbers go stale.
-func checkSocket(fd int, network, id string) error {
+// identity is id: descriptor numbers go stale. It only looks: fstat,
+// getsockopt, getsockname.
+func checkSocket(fd int, network string, id fileKey) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("logsock: fd %d: %w: %w", fd, ErrStaleFD, err)
+		return fmt.Errorf("fd %d: %w: %w", fd, ErrStaleFD, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return fmt.Errorf("logsock: fd %d is not a socket: %w", fd, ErrStaleFD)
+		return fmt.Errorf("fd %d is not a socket: %w", fd, ErrStaleFD)
 	}
-	if got := fileID(&st); got != id {
-		return fmt.Errorf("logsock: fd %d is socket %s, want %s: %w", fd, got, id, ErrStaleFD)
+	if got := statKey(&st); got != id {
+		return fmt.Errorf("fd %d is socket %v, want %v: %w", fd, got, id, ErrStaleFD)
 	}
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil || typ != unix.SOCK_STREAM {
-		return fmt.Errorf("logsock: fd %d is not a stream socket: %w", fd, ErrStaleFD)
+		return fmt.Errorf("fd %d is not a stream socket: %w", fd, ErrStaleFD)
 	}
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
-		return fmt.Errorf("logsock: fd %d: %w: %w", fd, ErrStaleFD, err)
+		return fmt.Errorf("fd %d: %w: %w", fd, ErrStaleFD, err)
 	}
 	var ok bool
 	switch sa.(type) {
@@ -200,18 +225,20 @@ func checkSocket(fd int, network, id string) error {
 		ok = network == "tcp" || network == "tcp6"
 	}
 	if !ok {
-		return fmt.Errorf("logsock: fd %d is a %T socket, not %s: %w", fd, sa, network, ErrStaleFD)
+		return fmt.Errorf("fd %d is a %T socket, not %s: %w", fd, sa, network, ErrStaleFD)
 	}
 	return nil
 }
 
+// checkLockFile verifies that fd is a lock file: a regular file of
+// lockFileSize bytes or more. It only looks.
 func checkLockFile(fd int) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("logsock: lock fd %d: %w: %w", fd, ErrStaleFD, err)
+		return fmt.Errorf("lock fd %d: %w: %w", fd, ErrStaleFD, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < lockFileSize {
-		return fmt.Errorf("logsock: lock fd %d is not a lock file: %w", fd, ErrStaleFD)
+		return fmt.Errorf("lock fd %d is not a lock file: %w", fd, ErrStaleFD)
 	}
 	return nil
 }

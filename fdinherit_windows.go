@@ -19,11 +19,7 @@ var errNoSharing = fmt.Errorf("logsock: sharing a connection between processes o
 
 func (l *LogSocket) share(int) ([]*os.File, []string, error) { return nil, nil, errNoSharing }
 
-func adopt(fd, lockFD int, network, id string) (*conn, error) { return nil, errNoSharing }
-
-// closeInherited does nothing: the numbers name no descriptor of this
-// process.
-func closeInherited([2]int) {}
+func adoptEnv(*contract, map[string]string) (*conn, error) { return nil, errNoSharing }
 
 // closeLockFiles does nothing: share returns no files.
 func closeLockFiles([]*os.File) {}

@@ -65,10 +65,11 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rs.Close() })
-	// A buffer for the half that waits out the outage (its default, 4 MiB,
-	// holds 20,000 of these records: beyond, the oldest are dropped).
+	// The default buffer (64 MiB) holds the half that waits out the
+	// outage, 50,000 records of about 210 B (the client's default, 4 MiB,
+	// held 20,000: beyond, the oldest were dropped).
 	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+socketPath(t),
-		"-forward", "syslog+tcp://"+rs.Addr(), "-forward-buffer", strconv.Itoa(64<<20))
+		"-forward", "syslog+tcp://"+rs.Addr())
 	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
 	// Both in batching mode: 100,000 records take milliseconds, not
 	// seconds that a loaded machine would stretch.
@@ -140,14 +141,7 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 		}
 	}
 	ch.wait(t)
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
-	var fwd string // the counters at exit: the last of the forwarder's lines
-	for _, l := range p.stderr.lines() {
-		if strings.HasPrefix(l, "logsockd: forward "+rs.Addr()+": ") {
-			fwd = l
-		}
-	}
+	fwd := exitCounters(t, p, "logsockd: forward "+rs.Addr()+": ")
 	if counter(t, fwd, "frames") != 4*half || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") < 1 {
 		t.Errorf("%s: want %d frames, none dropped, a reconnect", fwd, 4*half)
 	}
@@ -422,17 +416,132 @@ func TestLogsockdForwardRestartUnderLoad(t *testing.T) {
 	}
 
 	ch.wait(t)
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
-	var fwd string // the counters at exit: the last of the forwarder's lines
-	for _, l := range p.stderr.lines() {
-		if strings.HasPrefix(l, fwdPrefix) {
-			fwd = l
-		}
-	}
+	fwd := exitCounters(t, p, fwdPrefix)
 	if counter(t, fwd, "frames") != total || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") < 1 {
 		t.Errorf("%s: want %d frames, none dropped, a reconnect", fwd, total)
 	}
+}
+
+// TestLogsockdForwardStall: a syslog server that stops reading for a
+// while (rsyslogd held still by SIGSTOP) gets every record, in order, once
+// it reads again, and the forwarder drops nothing and keeps its
+// connection: issue 20 saw 31,627 records reach rsyslogd after newer ones
+// when the forwarder gave its stalled connection up after 5 s (the
+// client's WriteTimeout) for a new one, since rsyslogd then read what its
+// kernel held for both in no set order. rsyslogd runs with one main queue
+// worker, which writes the records in the order it reads them. A writer
+// logs 20,000 records a second; rsyslogd is stopped until the forwarder's
+// write has been blocked long enough to queue 10,000 records behind it
+// (both kernels' buffers are full), and then for 6 s more, past the 5 s
+// after which the forwarder used to give up.
+func TestLogsockdForwardStall(t *testing.T) {
+	t.Parallel()
+	rsyslogtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs, err := rsyslogtest.StartWith(ctx, t.TempDir(), rsyslogtest.Options{Template: rsyslogtest.Lines, Ordered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+socketPath(t), "-forward", "syslog+tcp://"+rs.Addr())
+	fwdPrefix := "logsockd: forward " + rs.Addr() + ": "
+	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
+
+	// The writer: 200 records every 10 ms while running is set.
+	var running atomic.Bool
+	running.Store(true)
+	stop, stopped := make(chan struct{}), make(chan int)
+	go func() {
+		seq := 0
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				stopped <- seq
+				return
+			case <-tick.C:
+			}
+			for range 200 {
+				if !running.Load() {
+					break
+				}
+				if err := ls.Log(forwardMsg("w", seq)); err != nil {
+					t.Error(err)
+				}
+				seq++
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			<-stopped
+		}
+	})
+
+	out := &fileTail{path: rs.Output()}
+	next := 0    // the seq of the next record to arrive, in order
+	var c string // the forwarder's counters when the stall began
+	read := func() {
+		t.Helper()
+		lines, err := out.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range lines {
+			_, msg, err := rsyslogtest.ParseLine(line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := forwardMsg("w", next); string(msg) != want {
+				t.Fatalf("line %q: message %q, want record %d, %q: lost, reordered or torn (at the stall: %s)", line, msg, next, want, c)
+			}
+			next++
+		}
+	}
+	// waitFor reads rsyslogd's output until cond holds, for up to limit.
+	waitFor := func(what string, limit time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.After(limit)
+		for read(); !cond(); read() {
+			select {
+			case <-deadline:
+				t.Fatalf("%s: not after %v: %d records arrived; forwarder %s", what, limit, next, forwardCounters(t, p, fwdPrefix))
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	waitFor("5,000 records", waitTimeout, func() bool { return next >= 5000 })
+	if err := rs.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Until the kernels' buffers are full: tens of MB at most (tcp_rmem's
+	// and tcp_wmem's maxima), a few MB here.
+	waitFor("10,000 records held behind a blocked write", time.Minute, func() bool {
+		c = forwardCounters(t, p, fwdPrefix)
+		return counter(t, c, "held") >= 10000
+	})
+	running.Store(false)
+	time.Sleep(6 * time.Second) // the stall itself: past the client's WriteTimeout (5 s)
+	if err := rs.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the records from before the stall", waitTimeout, func() bool { return next >= counter(t, c, "frames") })
+	running.Store(true)
+	time.Sleep(time.Second) // a second of records after the stall
+	close(stop)
+	total := <-stopped
+	waitFor(fmt.Sprintf("all %d records", total), waitTimeout, func() bool { return next >= total })
+
+	fwd := exitCounters(t, p, fwdPrefix)
+	if counter(t, fwd, "frames") != total || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") != 0 {
+		t.Errorf("%s: want %d frames, none dropped, no reconnect (at the stall: %s)", fwd, total, c)
+	}
+	t.Logf("%d records, in order; at the stall: %s", total, c)
 }
 
 // flowWriter logs numbered records, chunk after chunk, as far as it is
@@ -502,6 +611,22 @@ func (w *flowWriter) finish(n int) int {
 		close(w.quit)
 	}
 	return next
+}
+
+// exitCounters stops logsockd (SIGTERM), waits for it to exit 0, and
+// returns the forwarder's counters at exit: the last line that starts with
+// prefix.
+func exitCounters(t *testing.T, p *proc, prefix string) string {
+	t.Helper()
+	sendSignal(t, p, syscall.SIGTERM)
+	p.mustExit(t)
+	var last string
+	for _, l := range p.stderr.lines() {
+		if strings.HasPrefix(l, prefix) {
+			last = l
+		}
+	}
+	return last
 }
 
 // forwardCounters asks logsockd for its counters (SIGUSR1) and returns the

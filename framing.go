@@ -3,7 +3,6 @@ package logsock
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
 )
 
@@ -140,54 +139,22 @@ func AppendHandshake(dst []byte, order ByteOrder, pid int32) []byte {
 	return append(dst, b[:]...)
 }
 
-// PutHandshake writes the handshake for pid into b[:HeaderLen]. It panics if
-// b is too short, as binary.ByteOrder.PutUint32 does.
-func PutHandshake(b []byte, order ByteOrder, pid int32) {
-	order.put(b, pid)
-}
-
-// ReadHandshake reads a handshake from r and returns its pid. It returns
-// io.EOF if r ends before the first byte, and a *ProtocolError wrapping
-// io.ErrUnexpectedEOF if it ends inside the handshake.
-func ReadHandshake(r io.Reader, order ByteOrder) (int32, error) {
-	var b [HeaderLen]byte
-	n, err := io.ReadFull(r, b[:])
-	if err != nil {
-		if err == io.ErrUnexpectedEOF {
-			return 0, &ProtocolError{Part: "handshake", Data: append([]byte(nil), b[:n]...), Err: err}
-		}
-		return 0, err
-	}
-	return order.get(b[:]), nil
-}
-
 // AppendFrame appends msg to dst as one frame: its length, then its bytes.
-// It returns ErrFrameTooLarge if msg is longer than math.MaxInt32 bytes.
-func AppendFrame(dst []byte, order ByteOrder, msg []byte) ([]byte, error) {
+// It panics if msg is longer than math.MaxInt32 bytes, which no frame can
+// carry.
+func AppendFrame(dst []byte, order ByteOrder, msg []byte) []byte {
 	if len(msg) > math.MaxInt32 {
-		return dst, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(msg), math.MaxInt32)
+		panic(fmt.Sprintf("logsock: AppendFrame: %d bytes, limit %d", len(msg), math.MaxInt32))
 	}
-	dst = AppendHandshake(dst, order, int32(len(msg))) // same layout: one int32
-	return append(dst, msg...), nil
+	var b [HeaderLen]byte
+	order.put(b[:], int32(len(msg)))
+	return append(append(dst, b[:]...), msg...)
 }
 
-// PutFrameHeader writes the header of a frame of n message bytes into
-// b[:HeaderLen]. It panics if b is too short or n is outside [0, MaxInt32]:
-// both are the caller's bugs, and the message is the caller's to check.
-func PutFrameHeader(b []byte, order ByteOrder, n int) {
-	if n < 0 || n > math.MaxInt32 {
-		panic(fmt.Sprintf("logsock: PutFrameHeader: length %d out of range", n))
-	}
-	order.put(b, int32(n))
-}
-
-// ParseFrameHeader returns the message length that hdr[:HeaderLen] declares.
-// A negative length, or one above limit (limit <= 0 means DefaultMaxFrame),
-// is a *ProtocolError that quotes the header.
-func ParseFrameHeader(hdr []byte, order ByteOrder, limit int) (int, error) {
-	if limit <= 0 {
-		limit = DefaultMaxFrame
-	}
+// parseFrameHeader returns the message length that hdr[:HeaderLen]
+// declares. A negative length, or one above limit, is a *ProtocolError
+// that quotes the header.
+func parseFrameHeader(hdr []byte, order ByteOrder, limit int) (int, error) {
 	n := order.get(hdr)
 	switch {
 	case n < 0:
@@ -199,55 +166,6 @@ func ParseFrameHeader(hdr []byte, order ByteOrder, limit int) (int, error) {
 	}
 	return int(n), nil
 }
-
-// ReadFrame reads one frame from r and appends its message to dst. It checks
-// the declared length against limit (<= 0 means DefaultMaxFrame) before it
-// reads or allocates anything for the body. It returns io.EOF only if r ends
-// before the frame's first byte; an end inside the frame is a *ProtocolError
-// wrapping io.ErrUnexpectedEOF. For a stream of frames, a Decoder is faster.
-func ReadFrame(r io.Reader, order ByteOrder, limit int, dst []byte) ([]byte, error) {
-	var hdr [HeaderLen]byte
-	n, err := io.ReadFull(r, hdr[:])
-	if err != nil {
-		if err == io.ErrUnexpectedEOF {
-			return dst, &ProtocolError{Part: "frame header", Data: append([]byte(nil), hdr[:n]...), Err: err}
-		}
-		return dst, err
-	}
-	size, err := ParseFrameHeader(hdr[:], order, limit)
-	if err != nil {
-		return dst, err
-	}
-	start := len(dst)
-	dst = append(dst, make([]byte, size)...) // the limit was checked above
-	got, err := io.ReadFull(r, dst[start:])
-	if err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			err = &ProtocolError{Part: "frame body", Data: dst[start : start+got : start+got],
-				Length: int64(size), Err: io.ErrUnexpectedEOF}
-		}
-		return dst[:start], err
-	}
-	return dst, nil
-}
-
-// Framing is how a LogSocket frames its messages on the wire.
-type Framing uint8
-
-const (
-	// LengthPrefixed is logsock's format, the default: a connection opens
-	// with the pid handshake, and each message follows its length as a
-	// signed 32-bit integer in Config.Order.
-	LengthPrefixed Framing = iota
-	// OctetCounted is the octet-counted framing of syslog over TCP (RFC
-	// 6587, section 3.4.1): each message follows its length in bytes, in
-	// decimal, and a space; a connection has no handshake. With it a
-	// LogSocket sends the messages it is given (RFC 5424 messages, which
-	// the caller formats) to a syslog server, such as rsyslog's imptcp
-	// with SupportOctetCountedFraming, with the same delivery guarantees.
-	// Such a connection cannot be shared (Start, SendConn).
-	OctetCounted
-)
 
 // framing encodes frames, and finds them again in a run of whole frames:
 // logsock's length prefix, or syslog's octet count.

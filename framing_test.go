@@ -25,14 +25,9 @@ func TestAppendHandshake(t *testing.T) {
 		if want := append([]byte("x"), tc.want...); !bytes.Equal(got, want) {
 			t.Errorf("AppendHandshake(%v, %d) = %x, want %x", tc.order, tc.pid, got, want)
 		}
-		var put [4]byte
-		logsock.PutHandshake(put[:], tc.order, tc.pid)
-		if !bytes.Equal(put[:], tc.want) {
-			t.Errorf("PutHandshake(%v, %d) = %x, want %x", tc.order, tc.pid, put, tc.want)
-		}
-		pid, err := logsock.ReadHandshake(bytes.NewReader(tc.want), tc.order)
+		pid, err := logsock.NewDecoder(bytes.NewReader(tc.want), &logsock.DecoderConfig{Order: tc.order}).Handshake()
 		if err != nil || pid != tc.pid {
-			t.Errorf("ReadHandshake(%x, %v) = %d, %v; want %d", tc.want, tc.order, pid, err, tc.pid)
+			t.Errorf("Handshake of %x, %v = %d, %v; want %d", tc.want, tc.order, pid, err, tc.pid)
 		}
 	}
 }
@@ -49,23 +44,20 @@ func TestAppendFrame(t *testing.T) {
 		// The length counts bytes: 3 code points, 9 bytes.
 		{logsock.LittleEndian, "로그✓", "\x09\x00\x00\x00로그✓"},
 	} {
-		got, err := logsock.AppendFrame(nil, tc.order, []byte(tc.msg))
-		if err != nil || string(got) != tc.want {
-			t.Errorf("AppendFrame(%v, %q) = %q, %v; want %q", tc.order, tc.msg, got, err, tc.want)
+		got := logsock.AppendFrame([]byte("pre:"), tc.order, []byte(tc.msg))
+		if string(got) != "pre:"+tc.want {
+			t.Errorf("AppendFrame(%v, %q) = %q; want %q", tc.order, tc.msg, got, tc.want)
 		}
-		var hdr [4]byte
-		logsock.PutFrameHeader(hdr[:], tc.order, len(tc.msg))
-		if string(hdr[:]) != tc.want[:4] {
-			t.Errorf("PutFrameHeader(%v, %d) = %q, want %q", tc.order, len(tc.msg), hdr, tc.want[:4])
-		}
-		msg, err := logsock.ReadFrame(strings.NewReader(tc.want), tc.order, 0, []byte("pre:"))
-		if err != nil || string(msg) != "pre:"+tc.msg {
-			t.Errorf("ReadFrame(%q) = %q, %v; want %q", tc.want, msg, err, "pre:"+tc.msg)
+		msg, err := logsock.NewDecoder(strings.NewReader(tc.want), &logsock.DecoderConfig{Order: tc.order}).Next()
+		if err != nil || string(msg) != tc.msg {
+			t.Errorf("Next of %q = %q, %v; want %q", tc.want, msg, err, tc.msg)
 		}
 	}
 }
 
-func TestParseFrameHeader(t *testing.T) {
+// TestFrameHeaderChecked: a length that is negative, or above the
+// Decoder's limit, is a *ProtocolError that quotes the header.
+func TestFrameHeaderChecked(t *testing.T) {
 	for _, tc := range []struct {
 		hdr     string
 		order   logsock.ByteOrder
@@ -83,9 +75,10 @@ func TestParseFrameHeader(t *testing.T) {
 		{"\x00\x00\x00\x80", logsock.LittleEndian, 0, 0, logsock.ErrNegativeLength, `"\x00\x00\x00\x80"`},
 		{"\xff\xff\xff\x7f", logsock.LittleEndian, 0, 0, logsock.ErrFrameTooLarge, `"\xff\xff\xff\x7f"`},
 	} {
-		n, err := logsock.ParseFrameHeader([]byte(tc.hdr), tc.order, tc.limit)
-		if !errors.Is(err, tc.wantErr) || n != tc.want {
-			t.Errorf("ParseFrameHeader(%q, %v, %d) = %d, %v; want %d, %v", tc.hdr, tc.order, tc.limit, n, err, tc.want, tc.wantErr)
+		stream := tc.hdr + strings.Repeat("m", tc.want)
+		msg, err := logsock.NewDecoder(strings.NewReader(stream), &logsock.DecoderConfig{Order: tc.order, MaxFrame: tc.limit}).Next()
+		if !errors.Is(err, tc.wantErr) || len(msg) != tc.want {
+			t.Errorf("Next of %q, %v, limit %d = %d bytes, %v; want %d, %v", tc.hdr, tc.order, tc.limit, len(msg), err, tc.want, tc.wantErr)
 			continue
 		}
 		if err == nil {
@@ -93,7 +86,7 @@ func TestParseFrameHeader(t *testing.T) {
 		}
 		var pe *logsock.ProtocolError
 		if !errors.As(err, &pe) || !strings.Contains(err.Error(), tc.quote) {
-			t.Errorf("ParseFrameHeader(%q): error %q is not a *ProtocolError quoting %s", tc.hdr, err, tc.quote)
+			t.Errorf("Next of %q: error %q is not a *ProtocolError quoting %s", tc.hdr, err, tc.quote)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -40,6 +41,36 @@ func unixOnly(t testing.TB, why string) {
 	}
 }
 
+// The environment variables of the inheritance contract (PROTOCOL.md).
+const (
+	envNetwork = "LOGSOCK_NETWORK"
+	envAddress = "LOGSOCK_ADDRESS"
+	envOrder   = "LOGSOCK_ORDER"
+	envFD      = "LOGSOCK_FD"
+	envSocket  = "LOGSOCK_SOCKET"
+	envLockFD  = "LOGSOCK_LOCK_FD"
+)
+
+// readPid reads exactly a handshake from r, and no more, as a collector
+// that reads the handshake and stops does.
+func readPid(r io.Reader, order logsock.ByteOrder) (int32, error) {
+	var b [logsock.HeaderLen]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0, err
+	}
+	return logsock.NewDecoder(bytes.NewReader(b[:]), &logsock.DecoderConfig{Order: order}).Handshake()
+}
+
+// inMode returns cfg in batching mode, with a FlushDelay of a millisecond,
+// or in direct mode, where a FlushDelay is refused.
+func inMode(batching bool, cfg *logsock.Config) *logsock.Config {
+	cfg.Batching = batching
+	if batching {
+		cfg.FlushDelay = time.Millisecond
+	}
+	return cfg
+}
+
 // listen returns a listener on loopback TCP or on a Unix socket in a
 // short temporary directory.
 func listen(t testing.TB, network string) net.Listener {
@@ -60,20 +91,32 @@ func listen(t testing.TB, network string) net.Listener {
 func serve(t testing.TB, network string, srv *logsock.Server) string {
 	t.Helper()
 	l := listen(t, network)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, logsock.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveOn(t, srv, l)
 	waitServing(t, l)
 	return l.Addr().String()
+}
+
+// serveOn runs srv on l until the test ends, or until stop, which shuts
+// it down gracefully and checks how Serve ended.
+func serveOn(t testing.TB, srv *logsock.Server, l net.Listener) (stop func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			if err := <-done; !errors.Is(err, logsock.ErrServerClosed) {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // waitUntil polls cond, a state that no event signals (a goroutine of the
@@ -281,7 +324,7 @@ func (b *bystander) send(t *testing.T) logsock.Record {
 	t.Helper()
 	msg := fmt.Sprintf("bystander %d", b.sent)
 	b.sent++
-	frame, _ := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
+	frame := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
 	if _, err := b.c.Write(frame); err != nil {
 		t.Fatalf("bystander: %v", err)
 	}

@@ -393,8 +393,8 @@ func TestInteropGoClientToArticleServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := logsock.AppendHandshake(nil, logsock.LittleEndian, 42)
-		b, _ = logsock.AppendFrame(b, logsock.LittleEndian, []byte("whole"))
-		b, _ = logsock.AppendFrame(b, logsock.LittleEndian, []byte("cut short"))
+		b = logsock.AppendFrame(b, logsock.LittleEndian, []byte("whole"))
+		b = logsock.AppendFrame(b, logsock.LittleEndian, []byte("cut short"))
 		if _, err := c.Write(b[:len(b)-3]); err != nil {
 			t.Fatal(err)
 		}

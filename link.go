@@ -2,6 +2,7 @@ package logsock
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -36,6 +37,7 @@ import (
 type link struct {
 	network, address string
 	dialer           net.Dialer
+	tls              *tls.Config   // Config.TLS: nil for plain connections
 	handshake        func() []byte // the handshake of a connection this process makes; nil: none
 	peekInterval     time.Duration // < 0: no peek
 	minBackoff       time.Duration
@@ -56,6 +58,8 @@ type link struct {
 	lastErr  error     // why the last connection or attempt failed
 	everUp   bool
 	changed  chan struct{} // closed and replaced at every transition
+
+	dials sync.WaitGroup // startDial's goroutines
 
 	w   frameWriter // the write role's
 	one [1][]byte   // writeOne's unit, as parts
@@ -95,12 +99,14 @@ var (
 	// every frame of an outage.
 	errDialing = errors.New("another call is dialing")
 	errBackoff = errors.New("the next attempt is not due yet")
+	errUp      = errors.New("the link is up")
 )
 
 // conn is one connection and its raw handle for writing.
 type conn struct {
 	nc    net.Conn
 	rc    syscall.RawConn
+	tls   *tls.Conn  // over TLS: messages go through it, on nc (tls.go)
 	lock  *frameLock // not nil while the connection is shared with other processes
 	since time.Time  // when it came up
 
@@ -113,6 +119,9 @@ type conn struct {
 func (c *conn) close() error {
 	if c.lock != nil {
 		c.lock.close()
+	}
+	if c.tls != nil {
+		return c.closeTLS()
 	}
 	return c.nc.Close()
 }
@@ -140,6 +149,7 @@ func newLink(network, address string, cfg *Config, handshake func() []byte, send
 		network:      network,
 		address:      address,
 		dialer:       dialer(cfg, sendBuffer),
+		tls:          clientTLS(cfg.TLS, address),
 		handshake:    handshake,
 		peekInterval: cfg.PeekInterval,
 		minBackoff:   cfg.MinBackoff,
@@ -198,26 +208,71 @@ func (k *link) current() *conn { return k.live.Load() }
 // Close. The dial is bounded by DialTimeout, ctx and abort.
 func (k *link) connect(ctx context.Context) (*conn, error) {
 	k.mu.Lock()
+	prev, err := k.begin()
+	live := k.live.Load()
+	k.mu.Unlock()
+	if err == errUp {
+		return live, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := k.dial(ctx)
+	return c, k.end(ctx, prev, c, err)
+}
+
+// startDial starts, in a goroutine of the link's own, the attempt that
+// connect would make, and returns at once: so that a call of direct mode
+// waits for a dial that hangs only as long as its own deadline, not
+// DialTimeout (issue 17: a Log took 5 s against a full backlog with
+// WriteTimeout 300 ms). It reports whether it started one; the caller may
+// wait for the outcome (wait). Close cancels the dial and waits for the
+// goroutine (shut).
+func (k *link) startDial() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	prev, err := k.begin()
+	if err != nil {
+		return false
+	}
+	k.dials.Add(1)
+	go func() {
+		defer k.dials.Done()
+		c, err := k.dial(k.ctx)
+		k.end(k.ctx, prev, c, err)
+	}()
+	return true
+}
+
+// dialing reports whether an attempt is under way.
+func (k *link) dialing() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.state == linkDialing
+}
+
+// begin moves the link to linkDialing for an attempt, if one is due, and
+// returns the state to go back to if the attempt gets no verdict. It
+// fails as connect says; with the link up, with errUp. The caller holds
+// mu.
+func (k *link) begin() (prev linkState, err error) {
 	switch {
 	case k.state == linkUp:
-		k.mu.Unlock()
-		return k.live.Load(), nil
+		return 0, errUp
 	case k.state == linkClosed:
-		k.mu.Unlock()
-		return nil, ErrClosed
+		return 0, ErrClosed
 	case k.state == linkDialing:
-		k.mu.Unlock()
-		return nil, errDialing
+		return 0, errDialing
 	case k.state == linkBackoff && time.Now().Before(k.nextDial):
-		k.mu.Unlock()
-		return nil, errBackoff
+		return 0, errBackoff
 	}
-	prev := k.state
+	prev = k.state
 	k.set(linkDialing)
-	k.mu.Unlock()
+	return prev, nil
+}
 
-	c, err := k.dial(ctx)
-
+// end takes the outcome of an attempt that begin began: c, or err.
+func (k *link) end(ctx context.Context, prev linkState, c *conn, err error) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	switch {
@@ -225,25 +280,18 @@ func (k *link) connect(ctx context.Context) (*conn, error) {
 		if c != nil {
 			c.close()
 		}
-		return nil, ErrClosed
+		return ErrClosed
 	case err != nil && (ctx.Err() != nil || k.ctx.Err() != nil):
 		// The caller's time ran out, or Close's, not the collector's: no
 		// verdict.
 		k.set(prev)
-		return nil, err
+		return err
 	case err != nil:
 		k.failed(err)
-		return nil, err
+		return err
 	}
 	k.up(c)
-	return c, nil
-}
-
-// dueNow reports whether connect would dial now.
-func (k *link) dueNow() bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.state == linkDown || k.state == linkBackoff && !time.Now().Before(k.nextDial)
+	return nil
 }
 
 func (k *link) dial(ctx context.Context) (*conn, error) {
@@ -266,6 +314,12 @@ func (k *link) dial(ctx context.Context) (*conn, error) {
 		return nil, k.opError("dial", err)
 	}
 	c := &conn{nc: nc, rc: rc}
+	if k.tls != nil {
+		if err := c.startTLS(ctx, k.tls, k.dialer.Timeout); err != nil {
+			nc.Close()
+			return nil, k.opError("dial", err)
+		}
+	}
 	if k.handshake != nil {
 		c.hs = k.handshake()
 	}
@@ -457,7 +511,7 @@ func (k *link) write(c *conn, parts [][]byte, deadline time.Time) (int, error) {
 // uncopied, and without the layers of write where it can: the hot path of
 // direct mode (issue 11: 0.85x of a raw write loop).
 func (k *link) writeOne(c *conn, unit []byte, deadline time.Time) error {
-	if c.hs != nil || c.lock != nil {
+	if c.hs != nil || c.lock != nil || c.tls != nil {
 		k.one[0] = unit
 		_, err := k.write(c, k.one[:], deadline)
 		k.one[0] = nil

@@ -16,7 +16,7 @@ import (
 // The lock file: a memfd (on Linux; on other Unixes an unlinked temporary
 // file) of lockFileSize bytes, shared by every process that holds the
 // connection, mapped into each. Its layout is part of the inheritance
-// contract (doc.go):
+// contract (PROTOCOL.md):
 //
 //	byte 0   1 while a holder writes a frame: "frame in progress"
 //	byte 1   1 once a holder has found byte 0 set when it took the lock:
@@ -85,8 +85,6 @@ type frameLock struct {
 	timer  *time.Timer
 	timers sync.WaitGroup // the timer's call in progress, joined by close
 }
-
-type fileKey struct{ dev, ino uint64 }
 
 // lockFiles maps each lock file this process has open to its frameLock.
 var lockFiles struct {

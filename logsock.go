@@ -2,6 +2,7 @@ package logsock
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -14,18 +15,18 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// Defaults for the zero values of Config.
+// The defaults of Config's zero values.
 const (
-	DefaultDialTimeout  = 5 * time.Second
-	DefaultWriteTimeout = 5 * time.Second
-	DefaultCloseTimeout = 5 * time.Second
-	DefaultMinBackoff   = 50 * time.Millisecond
-	DefaultMaxBackoff   = 5 * time.Second
-	DefaultBufferBytes  = 4 << 20
-	DefaultPeekInterval = 10 * time.Millisecond
-	DefaultKeepAlive    = 15 * time.Second
-	DefaultUserTimeout  = 20 * time.Second
-	DefaultFlushDelay   = 10 * time.Millisecond
+	defaultDialTimeout  = 5 * time.Second
+	defaultWriteTimeout = 5 * time.Second
+	defaultCloseTimeout = 5 * time.Second
+	defaultMinBackoff   = 50 * time.Millisecond
+	defaultMaxBackoff   = 5 * time.Second
+	defaultBufferBytes  = 4 << 20
+	defaultPeekInterval = 10 * time.Millisecond
+	defaultKeepAlive    = 15 * time.Second
+	defaultUserTimeout  = 20 * time.Second
+	defaultFlushDelay   = 10 * time.Millisecond
 )
 
 var (
@@ -58,105 +59,63 @@ const (
 )
 
 // Config configures a LogSocket. A nil *Config, and the zero value of each
-// field, mean the defaults. A negative duration turns off what it times,
-// where the field says so.
+// field, mean the defaults given.
 type Config struct {
-	// Framing is how messages are framed on the wire: LengthPrefixed
-	// (the zero value), logsock's format, or OctetCounted, syslog's.
-	Framing Framing
-	// Order is the byte order of the handshake and frame headers; it must
-	// match the collector's. The zero value is LittleEndian.
+	// Order is the byte order of the wire's integers, the collector's.
 	Order ByteOrder
-	// MaxFrame is the longest message, in bytes, that Log and Write send;
-	// a longer one is refused with ErrFrameTooLarge, never truncated. Keep
-	// it at or below the collector's limit. Zero means DefaultMaxFrame.
+	// MaxFrame is the longest message that Log sends, in bytes; a longer one
+	// is refused (ErrFrameTooLarge), never cut. Keep it within the
+	// collector's limit. Default DefaultMaxFrame.
 	MaxFrame int
-	// DialTimeout bounds each connection attempt. Zero means
-	// DefaultDialTimeout.
+	// DialTimeout bounds each connection attempt, TLS's handshake included.
+	// Default 5 s.
 	DialTimeout time.Duration
-	// WriteTimeout bounds how long one call waits: for room in the
-	// socket's send buffer, for the frame lock of a connection shared with
-	// other processes, and, under the Block policy, for room in the buffer
-	// of held frames. A frame that times out half-written is held and sent
-	// again whole on a new connection. Zero means DefaultWriteTimeout.
+	// WriteTimeout bounds how long one call waits for the collector: for
+	// a dial, for room in the socket's send buffer, for the frame lock of a
+	// shared connection, and under Block for room in the buffer. Default 5 s.
 	WriteTimeout time.Duration
-
-	// MinBackoff and MaxBackoff bound the wait between connection
-	// attempts: it starts at MinBackoff, doubles after each failure up to
-	// MaxBackoff, and each wait is drawn at random from its upper half.
-	// A connection that is lost after it stayed up for a second proves the
-	// collector healthy: the backoff is reset, and the next attempt is
-	// immediate, as after a graceful restart. A connection lost sooner
-	// counts as a failure, whatever the kernel accepted on it, so that a
-	// collector that accepts and closes at once (a proxy with no backend)
-	// gets one connection every few seconds (about 16 a minute with the
-	// defaults), not one a call; the first such loss
-	// since the backoff was reset is still retried at once. Zero means
-	// DefaultMinBackoff and DefaultMaxBackoff.
-	MinBackoff, MaxBackoff time.Duration
-	// BufferBytes bounds the frames held, headers included, while the
-	// collector is unreachable, and in batching mode also those waiting
-	// for the writer. A frame too large ever to fit is dropped, and
-	// counted, when it would have to be held. Zero means
-	// DefaultBufferBytes, or MaxFrame and a header if that is larger. The
-	// memory of the frames held may reach a quarter more: the slack that
-	// lets a full buffer under DropOldest take a frame and drop the oldest
-	// without moving the rest each time.
-	//
-	// In batching mode, frames gather in chunks of 64 KiB (a quarter of
-	// BufferBytes if that is less; none below 16 KiB), and a chunk in use
-	// counts whole: Block may wait while up to one chunk of BufferBytes is
-	// unused. DropNewest and DropOldest count frame by frame.
-	BufferBytes int
-	// Overflow says what to do when BufferBytes is reached: Block (the
-	// default), DropNewest or DropOldest.
-	Overflow Overflow
-	// PeekInterval: before a write, if at least this long has passed since
-	// the last check, a non-blocking peek checks that the collector has
-	// not closed the connection, so that a frame is not written into a
-	// dead one. An idle connection is checked before its next frame, so a
-	// collector that closes while the client is idle costs nothing. Under
-	// load, the frame written between the collector's close and the next
-	// check goes into the dead connection and is lost (TCP; a Unix socket
-	// fails that write at once, and the frame is sent again): a tiny
-	// interval (time.Nanosecond) checks before every frame and closes that
-	// window too, for one more syscall a frame. Zero means
-	// DefaultPeekInterval; a negative value turns the check off. Windows
-	// has no such peek (Go's sockets there have no read that does not wait):
-	// the check is always off, and the first frame written after the
-	// collector's close is lost.
-	PeekInterval time.Duration
-	// CloseTimeout bounds Close: how long it tries to deliver the frames
-	// still held, a dial or write in progress included. Zero means
-	// DefaultCloseTimeout.
+	// CloseTimeout bounds how long Close tries to deliver what is held.
+	// Default 5 s.
 	CloseTimeout time.Duration
-	// KeepAlive is the idle time before TCP keepalive probes, which detect
-	// a collector that vanished without closing (host down, network lost).
-	// Zero means DefaultKeepAlive; negative turns keepalive off.
-	KeepAlive time.Duration
-	// Batching turns on batching mode. Log and Write then only append the
-	// frame to the buffer (BufferBytes, Overflow) and return, without a
-	// lock in the common case, so that callers on different cores do not
-	// wait for each other; a goroutine of
-	// the LogSocket writes the frames of all callers together, many in one
-	// write, and while one write is in flight the next batch gathers. A
-	// batch goes out FlushDelay after its first frame, at once when it
-	// reaches 256 KiB, on Flush, and on Close, which stops the goroutine.
-	// Frames stay whole, each caller's in order; on a shared connection a
-	// batch is written under the frame lock as one unit.
+
+	// MinBackoff and MaxBackoff bound the wait between connection attempts:
+	// it doubles after each failure, drawn at random from its upper half. A
+	// connection that stayed up a second resets it; one lost sooner counts
+	// as a failure, so that a collector that accepts and closes at once gets
+	// a connection every few seconds. Default 50 ms and 5 s (or MinBackoff).
+	MinBackoff, MaxBackoff time.Duration
+	// BufferBytes bounds the frames held, headers included: while the
+	// collector is unreachable, and in batching mode until the writer takes
+	// them. Their memory may reach a quarter more. Default 4 MiB, or
+	// MaxFrame and a header if more.
+	BufferBytes int
+	// Overflow is what a call does when BufferBytes is reached.
+	Overflow Overflow
+	// PeekInterval is how long a connection may go without a check that the
+	// collector has not closed it, made before a write (a non-blocking
+	// peek). time.Nanosecond checks before every frame; negative, never.
+	// Windows has no such peek. Default 10 ms.
+	PeekInterval time.Duration
+
+	// Batching makes Log only queue the frame, most often without a lock,
+	// for a goroutine that writes the frames of all callers in batches: a
+	// batch goes out FlushDelay after its first frame, at 256 KiB, on Flush
+	// and on Close.
 	Batching bool
-	// FlushDelay is how long a batch gathers at most. Zero means
-	// DefaultFlushDelay.
+	// FlushDelay is how long a batch gathers at most, in batching mode only.
+	// Default 10 ms.
 	FlushDelay time.Duration
 
-	// UserTimeout is TCP_USER_TIMEOUT on Linux: how long written data may
-	// stay unacknowledged before the connection is declared dead. The
-	// frames still in a dead connection's send buffer (up to the kernel's
-	// tcp_wmem, megabytes) are lost with it, so a short timeout trades loss
-	// for faster detection: a collector stopped for longer than it loses
-	// them, while WriteTimeout alone moves on to a new connection and
-	// leaves them to be read when the collector resumes. Zero means
-	// DefaultUserTimeout; negative leaves the system's default.
+	// TLS, if not nil, makes each connection a TLS client connection over
+	// TCP, to logsockd -listen tls:// or to a syslog server (NewSyslog: RFC
+	// 5425). A TLS connection cannot be shared with another process.
+	TLS *tls.Config
+	// KeepAlive is the idle time before TCP keepalive probes, which find a
+	// collector that vanished. Default 15 s; negative turns them off.
+	KeepAlive time.Duration
+	// UserTimeout is TCP_USER_TIMEOUT, on Linux: how long written data may
+	// stay unacknowledged before the connection is dropped, with what its
+	// send buffer holds. Default 20 s; negative leaves the system's.
 	UserTimeout time.Duration
 }
 
@@ -165,49 +124,60 @@ func (c *Config) withDefaults() (Config, error) {
 	if c != nil {
 		cfg = *c
 	}
-	if cfg.Order > BigEndian {
-		return cfg, fmt.Errorf("logsock: unknown byte order %d", cfg.Order)
+	bad := func(field string, value any, why string) (Config, error) {
+		return cfg, fmt.Errorf("logsock: Config.%s %v: %s", field, value, why)
 	}
-	if cfg.Framing > OctetCounted {
-		return cfg, fmt.Errorf("logsock: unknown framing %d", cfg.Framing)
+	switch {
+	case cfg.Order > BigEndian:
+		return bad("Order", uint8(cfg.Order), "want LittleEndian or BigEndian")
+	case cfg.Overflow > DropOldest:
+		return bad("Overflow", uint8(cfg.Overflow), "want Block, DropNewest or DropOldest")
+	case cfg.BufferBytes < 0:
+		return bad("BufferBytes", cfg.BufferBytes, "negative")
+	case cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-maxHeader:
+		return bad("MaxFrame", cfg.MaxFrame, fmt.Sprintf("outside [0, %d]", math.MaxInt32-maxHeader))
+	case cfg.FlushDelay != 0 && !cfg.Batching:
+		return bad("FlushDelay", cfg.FlushDelay, "batching mode's: set Batching too")
 	}
-	if cfg.Overflow > DropOldest {
-		return cfg, fmt.Errorf("logsock: unknown overflow policy %d", cfg.Overflow)
-	}
-	if cfg.BufferBytes < 0 {
-		return cfg, fmt.Errorf("logsock: negative BufferBytes %d", cfg.BufferBytes)
-	}
-	if cfg.MaxFrame < 0 || cfg.MaxFrame > math.MaxInt32-maxHeader {
-		return cfg, fmt.Errorf("logsock: MaxFrame %d outside [0, %d]", cfg.MaxFrame, math.MaxInt32-maxHeader)
-	}
-	if cfg.DialTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 || cfg.FlushDelay < 0 {
-		return cfg, errors.New("logsock: negative timeout or backoff")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"DialTimeout", cfg.DialTimeout}, {"WriteTimeout", cfg.WriteTimeout}, {"CloseTimeout", cfg.CloseTimeout},
+		{"MinBackoff", cfg.MinBackoff}, {"MaxBackoff", cfg.MaxBackoff}, {"FlushDelay", cfg.FlushDelay}} {
+		if d.v < 0 {
+			return bad(d.name, d.v, "negative")
+		}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
 		}
 	}
-	def(&cfg.DialTimeout, DefaultDialTimeout)
-	def(&cfg.WriteTimeout, DefaultWriteTimeout)
-	def(&cfg.CloseTimeout, DefaultCloseTimeout)
-	def(&cfg.MinBackoff, DefaultMinBackoff)
-	def(&cfg.MaxBackoff, DefaultMaxBackoff)
-	def(&cfg.PeekInterval, DefaultPeekInterval)
-	def(&cfg.KeepAlive, DefaultKeepAlive)
-	def(&cfg.UserTimeout, DefaultUserTimeout)
-	def(&cfg.FlushDelay, DefaultFlushDelay)
+	def(&cfg.DialTimeout, defaultDialTimeout)
+	def(&cfg.WriteTimeout, defaultWriteTimeout)
+	def(&cfg.CloseTimeout, defaultCloseTimeout)
+	def(&cfg.MinBackoff, defaultMinBackoff)
+	// A MaxBackoff left at zero follows MinBackoff, where that is larger
+	// than the default.
+	def(&cfg.MaxBackoff, max(defaultMaxBackoff, cfg.MinBackoff))
+	def(&cfg.PeekInterval, defaultPeekInterval)
+	def(&cfg.KeepAlive, defaultKeepAlive)
+	def(&cfg.UserTimeout, defaultUserTimeout)
+	def(&cfg.FlushDelay, defaultFlushDelay)
+	if cfg.TLS != nil {
+		cfg.TLS = cfg.TLS.Clone() // the caller's stays theirs, and ServerName is set on ours
+	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
-		return cfg, fmt.Errorf("logsock: MaxBackoff %v below MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
+		return bad("MaxBackoff", cfg.MaxBackoff, fmt.Sprintf("below MinBackoff %v", cfg.MinBackoff))
 	}
 	if cfg.MaxFrame == 0 {
 		cfg.MaxFrame = DefaultMaxFrame
 	}
 	if cfg.BufferBytes == 0 {
-		cfg.BufferBytes = max(DefaultBufferBytes, cfg.MaxFrame+maxHeader)
+		cfg.BufferBytes = max(defaultBufferBytes, cfg.MaxFrame+maxHeader)
 	}
 	if cfg.BufferBytes < HeaderLen {
-		return cfg, fmt.Errorf("logsock: BufferBytes %d cannot hold a frame", cfg.BufferBytes)
+		return bad("BufferBytes", cfg.BufferBytes, "cannot hold a frame")
 	}
 	return cfg, nil
 }
@@ -248,34 +218,20 @@ func undelivered(frames int, why, last error) error {
 
 // Stats are a LogSocket's counters since it was made.
 type Stats struct {
-	// Frames counts the frames written whole to a connection (accepted by
-	// the kernel, not acknowledged by the collector).
-	Frames uint64
-	// Writes counts the writes that carried frames and succeeded: in
-	// direct mode one a frame, or one a run of held frames; in batching
-	// mode one a batch. The handshake, written alone (Dial, Start), is not
-	// one.
-	Writes uint64
-	// Bytes counts the message bytes of those frames, headers not counted.
-	Bytes uint64
-	// Errors counts the Log and Write calls that returned an error.
-	Errors uint64
-	// Connects counts the connections opened, each with its own
-	// handshake; Reconnects those opened after one was lost.
-	Connects, Reconnects uint64
-	// Resent counts the frames written again, whole, after their write
-	// failed.
-	Resent uint64
-	// Dropped counts the frames dropped: by the Overflow policy, too
-	// large for BufferBytes, or still held when Close gave up.
-	Dropped uint64
-	// Held and HeldBytes are the frames, and their bytes with headers,
-	// held now: waiting for the collector, or in batching mode for the
-	// writer (not counting a batch being written).
-	Held, HeldBytes int
-	// Outage is the time spent without a connection after one failed or
-	// an attempt did.
-	Outage time.Duration
+	Frames     uint64 // frames written whole to a connection (accepted by the kernel)
+	Writes     uint64 // writes that carried frames: one a frame, a run of held frames, or a batch
+	Bytes      uint64 // the message bytes of Frames
+	Errors     uint64 // Log and Write calls that returned an error
+	Connects   uint64 // connections opened, each with its handshake
+	Reconnects uint64 // connections opened after one was lost
+	Resent     uint64 // frames written again, whole, after their write failed
+	// Dropped counts the frames dropped: by the Overflow policy, too large
+	// for BufferBytes, refused by the collector (see Log), or held when
+	// Close gave up.
+	Dropped   uint64
+	Held      int           // frames held now (in batching mode, queued), not counting a batch being written
+	HeldBytes int           // their bytes, headers included
+	Outage    time.Duration // time spent without a connection, after one failed or an attempt did
 }
 
 // tally is what the senders count of the frames they write.
@@ -343,32 +299,59 @@ type sender interface {
 
 // New returns a LogSocket that connects when the first message is sent, so
 // that a program can start while the collector is down: until it is up,
-// messages are held. The network is "tcp", "tcp4", "tcp6" or "unix". A nil
-// cfg means defaults.
+// messages are held. The network is "tcp", "tcp4", "tcp6" or "unix", and
+// the address a host:port or a path (see ParseAddress for the URL form);
+// both are checked here, with cfg, so that a mistake is an error now, not
+// at the first dial. A nil cfg means defaults.
 func New(network, address string, cfg *Config) (*LogSocket, error) {
-	c, err := checkConfig(network, cfg)
+	c, err := checkConfig(network, address, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return newLogSocket(network, address, &c, nil), nil
+	return newLogSocket(network, address, &c, nil, false), nil
 }
 
-// checkConfig checks network and cfg, and returns cfg with the defaults.
-func checkConfig(network string, cfg *Config) (Config, error) {
-	switch network {
-	case "tcp", "tcp4", "tcp6", "unix":
-	default:
-		return Config{}, fmt.Errorf("logsock: network %q: want tcp, tcp4, tcp6 or unix", network)
+// NewSyslog returns a LogSocket that sends each message to a syslog server
+// in the octet-counted framing of syslog over TCP (RFC 6587, section 3.4.1;
+// RFC 5425 over TLS, with Config.TLS): its length in bytes, in decimal,
+// and a space; a connection has no handshake. The messages are the
+// caller's: RFC 5424 (or RFC 3164) lines, as rsyslog's imptcp and imtcp
+// take them with SupportOctetCountedFraming. Everything else is as with
+// New: the held frames, the Overflow policy, the reconnects and the peek,
+// both modes. Config.Order has no meaning here and must be left unset;
+// the connection cannot be shared (Start, SendConn).
+func NewSyslog(network, address string, cfg *Config) (*LogSocket, error) {
+	if cfg != nil && cfg.Order != LittleEndian {
+		return nil, fmt.Errorf("logsock: Config.Order %v: syslog's framing has no byte order", cfg.Order)
+	}
+	c, err := checkConfig(network, address, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newLogSocket(network, address, &c, nil, true), nil
+}
+
+// checkConfig checks network, address and cfg, and returns cfg with the
+// defaults.
+func checkConfig(network, address string, cfg *Config) (Config, error) {
+	if err := checkNetwork(network); err != nil {
+		return Config{}, fmt.Errorf("logsock: %w", err)
+	}
+	if err := checkAddress(network, address, false); err != nil {
+		return Config{}, fmt.Errorf("logsock: %s address %q: %w", network, address, err)
+	}
+	if cfg != nil && cfg.TLS != nil && network == "unix" {
+		return Config{}, errors.New("logsock: Config.TLS over a Unix socket: want network tcp, tcp4 or tcp6")
 	}
 	return cfg.withDefaults()
 }
 
 // newLogSocket returns a LogSocket for a checked cfg, on c if c is not
-// nil (a connection adopted from another process). In batching mode it
-// starts the writer.
-func newLogSocket(network, address string, cfg *Config, c *conn) *LogSocket {
+// nil (a connection adopted from another process), framing its messages as
+// syslog does if octets. In batching mode it starts the writer.
+func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *LogSocket {
 	l := &LogSocket{cfg: *cfg, done: make(chan struct{})}
-	f := framing{octets: cfg.Framing == OctetCounted, order: cfg.Order}
+	f := framing{octets: octets, order: cfg.Order}
 	var handshake func() []byte // syslog's framing has none
 	if !f.octets {
 		handshake = func() []byte { return AppendHandshake(nil, f.order, int32(os.Getpid())) }
@@ -416,13 +399,16 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 	return l, nil
 }
 
-// Log sends msg as one frame. A nil error means that the whole frame was
-// written to the connection (accepted by the kernel, not acknowledged by
-// the collector), or that it is held, to be sent whole on a later
-// connection, because the collector is unreachable now; in batching mode,
-// that it is queued for the writer. An error means the frame will not be
+// Log sends msg as one frame. A nil error means the frame was written
+// whole to the connection (accepted by the kernel), or is held for a later
+// connection (in batching mode: queued). An error means it will not be
 // sent: ErrFrameTooLarge, ErrBufferFull (counted in Stats.Dropped) or
 // ErrClosed.
+//
+// A frame that the collector refuses, ending the connection while it is
+// written, three times in a row, is dropped, counted, and reported by the
+// next Flush, Sync or Close (wrapping ErrFrameTooLarge); Log then refuses
+// frames that large at once.
 func (l *LogSocket) Log(msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }
@@ -439,8 +425,8 @@ func (l *LogSocket) Write(p []byte) (int, error) {
 
 func (l *LogSocket) send(msg []byte) error {
 	var err error
-	if len(msg) > l.cfg.MaxFrame {
-		err = fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(msg), l.cfg.MaxFrame)
+	if limit := l.q.maxFrame.Load(); int64(len(msg)) > limit {
+		err = l.tooLarge(len(msg), limit)
 	} else {
 		err = l.s.send(msg)
 	}
@@ -448,6 +434,14 @@ func (l *LogSocket) send(msg []byte) error {
 		l.tally.errs.Add(1)
 	}
 	return err
+}
+
+// tooLarge is the error of a message of size bytes, above limit.
+func (l *LogSocket) tooLarge(size int, limit int64) error {
+	if limit < int64(l.cfg.MaxFrame) {
+		return fmt.Errorf("%w: %d bytes: the collector refused a frame of %d bytes", ErrFrameTooLarge, size, limit+1)
+	}
+	return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, limit)
 }
 
 // Flush writes every frame held or queued, connecting as needed, and
@@ -508,6 +502,7 @@ func (l *LogSocket) Close() error {
 	release := l.s.exclusive()
 	c := l.link.shut()
 	release()
+	l.link.dials.Wait() // shut cancelled them
 	if c != nil {
 		if cerr := c.close(); err == nil && !errors.Is(cerr, net.ErrClosed) { // abort may have closed it
 			err = cerr

@@ -48,7 +48,7 @@ func TestDialSendsHandshake(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer c.Close()
-				pid, err := logsock.ReadHandshake(c, order)
+				pid, err := readPid(c, order)
 				if err != nil || pid != int32(os.Getpid()) {
 					t.Fatalf("handshake %d, %v; want %d", pid, err, os.Getpid())
 				}
@@ -552,25 +552,90 @@ func TestNewIsLazy(t *testing.T) {
 	}
 }
 
+// TestNewRejectsBadInput: New checks the network, the address and the
+// Config, and each error names what is wrong: the field, or the form the
+// address should have (issue 18: New("tcp", "tcp://127.0.0.1:1") succeeded,
+// and the error came at Close, 5 s later).
 func TestNewRejectsBadInput(t *testing.T) {
 	for _, tc := range []struct {
-		network string
-		cfg     *logsock.Config
+		network, address string
+		cfg              *logsock.Config
+		want             string // in the error
 	}{
-		{"udp", nil},
-		{"unixgram", nil},
-		{"tcp", &logsock.Config{MaxFrame: -1}},
-		{"tcp", &logsock.Config{Order: 7}},
-		{"tcp", &logsock.Config{Framing: 9}},
-		{"tcp", &logsock.Config{WriteTimeout: -time.Second}},
+		{"udp", "127.0.0.1:1", nil, `network "udp"`},
+		{"unixgram", "/tmp/x", nil, `network "unixgram"`},
+		{"tcp", "tcp://127.0.0.1:1", nil, "want host:port, without tcp://"},
+		{"unix", "unix:///tmp/x", nil, "want a path, without unix://"},
+		{"tcp", "::::", nil, "want host:port"},
+		{"tcp", "127.0.0.1", nil, "want host:port"},
+		{"tcp", "127.0.0.1:0", nil, `port "0"`},
+		{"tcp", "127.0.0.1:99999", nil, `port "99999"`},
+		{"tcp", "", nil, "empty"},
+		{"unix", "", nil, "empty"},
+		{"tcp", "127.0.0.1:1", &logsock.Config{MaxFrame: -1}, "Config.MaxFrame -1"},
+		{"tcp", "127.0.0.1:1", &logsock.Config{Order: 7}, "Config.Order 7"},
+		{"tcp", "127.0.0.1:1", &logsock.Config{Overflow: 9}, "Config.Overflow 9"},
+		{"tcp", "127.0.0.1:1", &logsock.Config{BufferBytes: -1}, "Config.BufferBytes -1"},
+		{"tcp", "127.0.0.1:1", &logsock.Config{WriteTimeout: -time.Second}, "Config.WriteTimeout -1s: negative"},
+		{"tcp", "127.0.0.1:1", &logsock.Config{DialTimeout: -time.Second}, "Config.DialTimeout -1s: negative"},
+		{"tcp", "127.0.0.1:1", &logsock.Config{MinBackoff: time.Second, MaxBackoff: time.Millisecond}, "Config.MaxBackoff 1ms: below MinBackoff 1s"},
+		{"tcp", "127.0.0.1:1", &logsock.Config{FlushDelay: time.Second}, "Config.FlushDelay 1s: batching mode's"},
 	} {
-		if _, err := logsock.New(tc.network, "127.0.0.1:1", tc.cfg); err == nil {
-			t.Errorf("New(%q, %+v) succeeded", tc.network, tc.cfg)
+		_, err := logsock.New(tc.network, tc.address, tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%q, %q, %+v): %v, want an error with %q", tc.network, tc.address, tc.cfg, err, tc.want)
 		}
+	}
+	if _, err := logsock.NewSyslog("tcp", "127.0.0.1:1", &logsock.Config{Order: logsock.BigEndian}); err == nil ||
+		!strings.Contains(err.Error(), "Config.Order big") {
+		t.Errorf("NewSyslog with a byte order: %v, want an error naming Config.Order", err)
+	}
+	// Defaults follow what is set: a MinBackoff above the default
+	// MaxBackoff raises it.
+	for _, cfg := range []*logsock.Config{
+		{MinBackoff: 10 * time.Second},
+		{Batching: true, FlushDelay: time.Second},
+	} {
+		ls, err := logsock.New("tcp", "127.0.0.1:1", cfg)
+		if err != nil {
+			t.Errorf("New with %+v: %v", cfg, err)
+			continue
+		}
+		ls.Close()
 	}
 	var oe *logsock.OpError
 	if _, err := logsock.Dial("unix", socketPath(t), nil); !errors.As(err, &oe) || oe.Op != "dial" || !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("Dial to nothing: %v, want a dial *OpError wrapping ENOENT", err)
+	}
+}
+
+// TestParseAddress: the URL form of the programs' command lines, and the
+// pair New takes.
+func TestParseAddress(t *testing.T) {
+	for _, tc := range []struct {
+		in, network, address, err string
+	}{
+		{"127.0.0.1:39999", "tcp", "127.0.0.1:39999", ""},
+		{"tcp://127.0.0.1:39999", "tcp", "127.0.0.1:39999", ""},
+		{"tcp6://[::1]:9", "tcp6", "[::1]:9", ""},
+		{"tcp4://:0", "tcp4", ":0", ""}, // a listener's
+		{"localhost:http", "tcp", "localhost:http", ""},
+		{"unix:///run/logsock.sock", "unix", "/run/logsock.sock", ""},
+		{"unix://@abstract", "unix", "@abstract", ""},
+		{"unix://", "", "", "want unix:///path"},
+		{"udp://127.0.0.1:9", "", "", `network "udp"`},
+		{"tcp://127.0.0.1", "", "", "want host:port"},
+		{"127.0.0.1", "", "", "want host:port"},
+		{"tcp://tcp://127.0.0.1:9", "", "", "is a URL"},
+		{"", "", "", "empty"},
+	} {
+		network, address, err := logsock.ParseAddress(tc.in)
+		switch {
+		case tc.err == "" && (err != nil || network != tc.network || address != tc.address):
+			t.Errorf("ParseAddress(%q) = %q, %q, %v; want %q, %q", tc.in, network, address, err, tc.network, tc.address)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("ParseAddress(%q) = %q, %q, %v; want an error with %q", tc.in, network, address, err, tc.err)
+		}
 	}
 }
 

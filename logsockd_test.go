@@ -240,8 +240,8 @@ func checkJSONLines(t *testing.T, lines []string, local string) {
 func checkTextLines(t *testing.T, lines []string, local string) {
 	t.Helper()
 	const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z`
-	tcp := ts + ` conn=1 pid=4242 remote=` + regexp.QuoteMeta(local)
-	unix := ts + fmt.Sprintf(` conn=2 pid=%d`, os.Getpid())
+	tcp := ts + ` run=[0-9a-f]{16} conn=1 pid=4242 remote=` + regexp.QuoteMeta(local)
+	unix := ts + fmt.Sprintf(` run=[0-9a-f]{16} conn=2 pid=%d`, os.Getpid())
 	if runtime.GOOS == "linux" {
 		unix += fmt.Sprintf(` peer=%d uid=%d gid=%d writer=%d`, os.Getpid(), os.Getuid(), os.Getgid(), os.Getpid())
 	}
@@ -504,17 +504,18 @@ func TestLogsockdClosedStdout(t *testing.T) {
 	}
 }
 
-// TestLogsockdOutputFull: a file that takes no more (ENOSPC, /dev/full)
-// ends logsockd with exit 1, after it has drained its connections into
-// what can still be written: the forwarder gets every record, and the
-// output counts each as dropped.
+// TestLogsockdOutputFull: with -on-output-error exit, a file that takes
+// no more (ENOSPC, /dev/full) ends logsockd with exit 1, after it has
+// drained its connections into what can still be written: the forwarder
+// gets every record, and the output counts each as dropped. (By default
+// logsockd waits for space: cmd/logsockd's TestLogsockdFullDisk.)
 func TestLogsockdOutputFull(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skipf("/dev/full: %v", err)
 	}
 	t.Parallel()
 	col := newFakeCollector(t, "tcp", fakeSyslog)
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-o", "/dev/full",
+	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-o", "/dev/full", "-on-output-error", "exit",
 		"-forward", "syslog+tcp://"+col.addr)
 	network, address := dialAddr(t, addrs[0])
 	rawConn(t, network, address, frames(logsock.LittleEndian, 4242, "one", "two", "three"))
@@ -548,9 +549,9 @@ func TestLogsockdForward(t *testing.T) {
 	host, _ := os.Hostname()
 	const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z`
 	head := `<14>1 ` + ts + ` ` + regexp.QuoteMeta(host) + ` test-app `
-	tcp := head + `4242 - \[logsock@32473 conn="1" pid="4242" remote="` + regexp.QuoteMeta(c.LocalAddr().String()) + `"`
+	tcp := head + `4242 - \[logsock@32473 run="[0-9a-f]{16}" conn="1" pid="4242" remote="` + regexp.QuoteMeta(c.LocalAddr().String()) + `"`
 	me := strconv.Itoa(os.Getpid())
-	unix := head + me + ` - \[logsock@32473 conn="2" pid="` + me + `"`
+	unix := head + me + ` - \[logsock@32473 run="[0-9a-f]{16}" conn="2" pid="` + me + `"`
 	if runtime.GOOS == "linux" {
 		unix += fmt.Sprintf(` peer_pid="%d" peer_uid="%d" peer_gid="%d" writer_pid="%d"`, os.Getpid(), os.Getuid(), os.Getgid(), os.Getpid())
 	}
@@ -602,10 +603,19 @@ func TestLogsockdCommandLine(t *testing.T) {
 		want string
 	}{
 		{[]string{"-json", "stray"}, 2, `logsockd: unexpected argument "stray"`},
-		{[]string{"-forward", "tcp://relay:514"}, 2, "want syslog+tcp://HOST:PORT"},
+		{[]string{"-forward", "tcp://relay:514"}, 2, "want syslog+tcp://HOST:PORT or syslog+tls://HOST:PORT"},
 		{[]string{"-forward", "syslog+tcp://relay:514", "-app-name", "two words"}, 2, "RFC 5424 APP-NAME"},
-		{[]string{"-listen", "udp://127.0.0.1:1"}, 2, "want tcp, tcp4, tcp6 or unix"},
+		{[]string{"-forward", "syslog+tcp://relay:514", "-forward-ca", "ca.pem"}, 2, "go with -forward syslog+tls://HOST:PORT"},
+		{[]string{"-forward", "syslog+tls://relay:514", "-forward-cert", "c.pem"}, 2, "-forward-cert and -forward-key go together"},
+		{[]string{"-forward", "syslog+tls://relay:514", "-forward-ca", filepath.Join(dir, "missing.pem")}, 1, "no such file or directory"},
+		{[]string{"-forward", "syslog+tcp://relay:514", "-forward-timeout", "0s"}, 2, "-forward-timeout 0s: want a positive duration"},
+		{[]string{"-listen", "udp://127.0.0.1:1"}, 2, "want tcp, tcp4, tcp6 or unix (or tls://host:port)"},
+		{[]string{"-listen", "tls://127.0.0.1"}, 2, `address "tls://127.0.0.1": want tls://host:port`},
+		{[]string{"-listen", "tls://127.0.0.1:0"}, 2, "-listen tls:// needs -tls-cert and -tls-key"},
+		{[]string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, 2, "go with a -listen tls:// address"},
+		{[]string{"-listen", "tls://127.0.0.1:0", "-tls-cert", filepath.Join(dir, "c.pem"), "-tls-key", filepath.Join(dir, "k.pem")}, 1, "no such file or directory"},
 		{[]string{"-max-frame", "-1"}, 2, "-max-frame -1: want a positive number of bytes"},
+		{[]string{"-on-output-error", "retry"}, 2, `"retry": want wait or exit`},
 		{[]string{"-o", filepath.Join(dir, "missing", "out.log")}, 1, "no such file or directory"},
 	} {
 		sockMustFail(t, start(t, bin, tc.args...), tc.code, tc.want)

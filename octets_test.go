@@ -30,7 +30,7 @@ func octetMessages(n int) [][]byte {
 	return out
 }
 
-// TestOctetCountedFraming: with Config.Framing OctetCounted, in both
+// TestOctetCountedFraming: a NewSyslog LogSocket, in both
 // modes, a LogSocket sends each message behind its octet count, with no
 // handshake, to a syslog server, and keeps logsock's delivery: the server
 // closes the connection mid-stream (a graceful restart) and every message
@@ -41,7 +41,7 @@ func TestOctetCountedFraming(t *testing.T) {
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
 			col := newFakeCollector(t, "tcp", fakeSyslog)
-			ls, err := logsock.New("tcp", col.addr, &logsock.Config{Framing: logsock.OctetCounted, Batching: batching,
+			ls, err := logsock.NewSyslog("tcp", col.addr, &logsock.Config{Batching: batching,
 				PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
@@ -97,12 +97,12 @@ func short(b []byte) string {
 func TestOctetCountedNotShared(t *testing.T) {
 	unixOnly(t, "no connection is shared (Start)")
 	col := newFakeCollector(t, "tcp", fakeSyslog)
-	ls, err := logsock.Dial("tcp", col.addr, &logsock.Config{Framing: logsock.OctetCounted})
+	ls, err := logsock.NewSyslog("tcp", col.addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ls.Close()
-	if err := ls.Start(exec.Command("true")); err == nil || !strings.Contains(err.Error(), "LengthPrefixed") {
+	if err := ls.Start(exec.Command("true")); err == nil || !strings.Contains(err.Error(), "cannot be shared") {
 		t.Errorf("Start: %v, want a refusal", err)
 	}
 }

@@ -2,6 +2,7 @@ package logsock
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -30,13 +31,17 @@ type queue struct {
 	// frames/s against 25.9M).
 	cur atomic.Pointer[chunk] // the chunk that tryAppend appends to
 	f   framing
-	_   cpu.CacheLinePad
+	// maxFrame is the longest message that Log takes: MaxFrame, or less
+	// once the collector has refused a frame (cut).
+	maxFrame atomic.Int64
+	_        cpu.CacheLinePad
 
 	limit   int // BufferBytes
 	policy  Overflow
 	dropped atomic.Uint64 // frames dropped: by the policy, or left at Close
 
 	held     frameQueue
+	refused  error         // why a frame was dropped as one the collector refuses, until Flush or Close reports it
 	reserved int           // bytes of held frames in a batch being written
 	room     chan struct{} // if not nil, closed when frames leave: waiters under Block wake
 
@@ -58,13 +63,15 @@ type waitFunc func(size int, deadline time.Time) error
 // of the chunks (0: none); least is the least memory that held takes when
 // it needs some.
 func newQueue(cfg *Config, f framing, chunkLen, least int) *queue {
-	return &queue{
+	q := &queue{
 		f:        f,
 		limit:    cfg.BufferBytes,
 		policy:   cfg.Overflow,
 		held:     frameQueue{f: f, most: cfg.BufferBytes, least: least},
 		chunkLen: chunkLen,
 	}
+	q.maxFrame.Store(int64(cfg.MaxFrame))
+	return q
 }
 
 // roomFor reports whether size more bytes fit within BufferBytes.
@@ -167,14 +174,17 @@ func (q *queue) freed() {
 }
 
 // wrote accounts for a write of the held frames (direct mode) of which n
-// bytes went out: the frames written whole leave; one cut stays, whole,
-// and is marked as tried. It returns the frames written whole, their
-// message bytes, and whether the first had been tried before.
-func (q *queue) wrote(n int, failed bool) (frames, msgBytes int, retried bool) {
+// bytes went out, and that failed with err, or did not: the frames written
+// whole leave; one cut stays, whole, and is marked as tried. It returns the
+// frames written whole, their message bytes, and whether the first had
+// been tried before.
+func (q *queue) wrote(n int, err error) (frames, msgBytes int, retried bool) {
 	retried = q.held.retry
+	before := q.held.len()
 	frames, msgBytes = q.held.consume(n)
-	if failed {
+	if err != nil {
 		q.held.retry = true
+		q.cut(n-(before-q.held.len()), err)
 	} else {
 		q.held.shrink()
 	}
@@ -184,14 +194,61 @@ func (q *queue) wrote(n int, failed bool) (frames, msgBytes int, retried bool) {
 	return frames, msgBytes, retried
 }
 
-// holdRetry holds msg, whose write was cut, whole, first in an empty
-// queue, to be sent again.
-func (q *queue) holdRetry(msg []byte) error {
+// holdRetry holds msg, whose write failed with err after partial bytes of
+// it went out, whole, first in an empty queue, to be sent again.
+func (q *queue) holdRetry(msg []byte, partial int, err error) error {
 	if err := q.hold(msg, time.Time{}, nil); err != nil { // it fits an empty queue, or never
 		return err
 	}
 	q.held.retry = true
+	q.cut(partial, err)
 	return nil
+}
+
+// maxCuts is how many connections in a row the collector may end while
+// the same frame is being written before that frame is taken for one it
+// refuses, and dropped: sent again for ever, it would hold up every frame
+// behind it (issue 17: a frame above the collector's MaxFrame stopped all
+// logging, silently). Three tell a refusal from a collector that dies, or
+// restarts, once or twice in the middle of a large frame.
+const maxCuts = 3
+
+// cut follows the first frame held after a write that failed with err
+// once partial bytes of that frame had gone out. If the collector ended
+// the connection (a reset or a broken pipe: not a timeout, which is a slow
+// collector's), it counts a cut; at maxCuts, or at the first cut of a frame
+// above the limit already learned, the frame is dropped, counted, and
+// reported by the next Flush or Close, and Log refuses frames of its size
+// from then on.
+func (q *queue) cut(partial int, err error) {
+	if partial <= 0 || q.held.empty() || !endedByPeer(err) {
+		return
+	}
+	q.held.cuts++
+	_, size := q.f.frame(q.held.bytes())
+	if q.held.cuts < maxCuts && int64(size) <= q.maxFrame.Load() {
+		return
+	}
+	cuts := q.held.cuts
+	q.held.dropOldest()
+	q.dropped.Add(1)
+	q.freed()
+	if int64(size) <= q.maxFrame.Load() {
+		q.maxFrame.Store(int64(size) - 1)
+	}
+	q.refused = fmt.Errorf("%w: the collector ended %d connections in a row inside a frame of %d bytes (last: %w): "+
+		"dropped; frames of %d bytes or more are refused from now on", ErrFrameTooLarge, cuts, size, err, q.maxFrame.Load()+1)
+}
+
+// takeRefused returns, once, why a frame was dropped as one that the
+// collector refuses (cut), joined to err.
+func (q *queue) takeRefused(err error) error {
+	if q.refused == nil {
+		return err
+	}
+	refused := q.refused
+	q.refused = nil
+	return errors.Join(err, refused)
 }
 
 // pending returns the frames and bytes queued, not counting a batch being
@@ -373,20 +430,23 @@ func (q *queue) take(b *batch) {
 	}
 }
 
-// settle ends the write of b, of which n bytes went out: the frames
-// written whole leave; the others go back, whole and in order, to the
-// front of the queue. It returns the frames written whole, their message
-// bytes, and whether the first had been tried before.
-func (q *queue) settle(b *batch, n int) (frames, msgBytes int, retried bool) {
+// settle ends the write of b, of which n bytes went out, and that failed
+// with err, or did not: the frames written whole leave; the others go back,
+// whole and in order, to the front of the queue. It returns the frames
+// written whole, their message bytes, and whether the first had been tried
+// before.
+func (q *queue) settle(b *batch, n int, err error) (frames, msgBytes int, retried bool) {
 	retried = b.held.retry
 	heldLen := b.held.len()
 	frames, msgBytes = b.held.consume(min(n, heldLen))
+	partial := n - (heldLen - b.held.len()) // bytes of the first frame left, if it was cut
 	n -= heldLen
 	for i, k := range b.chunks {
 		if n >= k.used && !q.f.octets {
 			frames += k.frames
 			msgBytes += k.used - k.frames*HeaderLen
 			n -= k.used
+			partial -= k.used
 		} else {
 			// Octet counts vary in size: the message bytes are counted frame
 			// by frame. And if the write failed before the end of this
@@ -396,6 +456,9 @@ func (q *queue) settle(b *batch, n int) (frames, msgBytes int, retried bool) {
 			frames += f
 			msgBytes += mb
 			b.held.pushFrames(k.buf[cut:k.used], k.frames-f) // none if it went out whole
+			if n > 0 {
+				partial -= min(cut, n)
+			}
 			n = max(n-k.used, 0)
 		}
 		q.recycle(k)
@@ -408,6 +471,9 @@ func (q *queue) settle(b *batch, n int) (frames, msgBytes int, retried bool) {
 	}
 	q.reserved = 0
 	b.spare = q.held.settle(&b.held)
+	if err != nil {
+		q.cut(partial, err)
+	}
 	q.freed()
 	return frames, msgBytes, retried
 }

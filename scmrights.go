@@ -62,8 +62,11 @@ func control(f *os.File, fn func(fd int) error) error {
 // writes on it, under the shared lock. The descriptors arrive
 // close-on-exec; a message whose descriptors the kernel had to drop
 // (MSG_CTRUNC) is an error, and descriptors beyond the two expected are
-// closed. A nil cfg means defaults; the byte order is the sender's. On
-// Windows it returns an error wrapping errors.ErrUnsupported.
+// closed. A variable of the message that is missing or malformed gets an
+// *EnvError, as in FromEnv; but the descriptors received are this
+// process's own, and ReceiveConn closes them whatever the failure. A nil
+// cfg means defaults; the byte order is the sender's. On Windows it
+// returns an error wrapping errors.ErrUnsupported.
 func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*4)) // room for more than the 2 fds we expect, to see extras
@@ -94,11 +97,36 @@ func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) {
 		k, v, _ := strings.Cut(string(kv), "=")
 		vars[k] = v
 	}
-	l, err := inherit(vars, [2]int{fds[0], fds[1]}, cfg) // closes them on failure
+	l, err := receive(vars, fds[0], fds[1], cfg)
 	if err != nil {
 		return nil, fmt.Errorf("logsock: ReceiveConn: %w", err)
 	}
 	return l, nil
+}
+
+// receive returns a LogSocket on the socket fd, shared under the lock
+// file lockFD, that vars describe. The descriptors are this process's,
+// made by its own recvmsg: on failure it closes them, or they would leak.
+// The message's envFD and envLockFD name the sender's numbers, which mean
+// nothing here.
+func receive(vars map[string]string, fd, lockFD int, cfg *Config) (*LogSocket, error) {
+	ct, err := parseContract(vars, false)
+	var c Config
+	if err == nil {
+		c, err = ct.config(cfg)
+	}
+	if err == nil {
+		err = checkInherited(fd, lockFD, ct.network, ct.id)
+	}
+	if err != nil {
+		closeInherited(fd, lockFD)
+		return nil, err
+	}
+	conn, err := adopt(fd, lockFD, ct.network)
+	if err != nil {
+		return nil, err
+	}
+	return newLogSocket(ct.network, ct.address, &c, conn, false), nil
 }
 
 // parseRights returns the descriptors of the SCM_RIGHTS messages in oob,

@@ -3,6 +3,7 @@
 package logsock_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -108,12 +109,7 @@ func TestReceiveConnBadMessages(t *testing.T) {
 		{"extra fd", []int{sock, lock, null}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b, err := unixPair()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			defer b.Close()
+			a, b := pairT(t)
 			before := openFDs(t)
 			var oob []byte
 			if len(tc.fds) > 0 {
@@ -157,4 +153,64 @@ func receiveBody(t *testing.T, ls *logsock.LogSocket) []byte {
 		unix.Close(fd)
 	}
 	return body
+}
+
+// TestReceiveConnBadVariables: each variable of SendConn's message is
+// checked as FromEnv checks the environment, with an *EnvError that names
+// it; the descriptors received, this process's own, are closed whatever
+// the failure (issue 17).
+func TestReceiveConnBadVariables(t *testing.T) {
+	l := listen(t, "unix")
+	defer l.Close()
+	ls := dial(t, "unix", l.Addr().String(), nil)
+	sock, lock := dupOwn(t, ls)
+	vars := map[string]string{}
+	for kv := range strings.SplitSeq(string(receiveBody(t, ls)), "\x00") {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	for _, tc := range []struct {
+		name      string
+		set       map[string]string
+		cfg       *logsock.Config
+		wantVar   string // "" for the Config's error
+		wantStale bool
+	}{
+		{"bad network", map[string]string{envNetwork: "udp"}, nil, envNetwork, false},
+		{"empty address", map[string]string{envAddress: ""}, nil, envAddress, false},
+		{"bad tcp port", map[string]string{envNetwork: "tcp", envAddress: "127.0.0.1:99999"}, nil, envAddress, false},
+		{"bad order", map[string]string{envOrder: "middle"}, nil, envOrder, false},
+		{"no socket id", map[string]string{envSocket: ""}, nil, envSocket, true},
+		{"bad socket id", map[string]string{envSocket: "1:2:3"}, nil, envSocket, true},
+		{"wrong socket", map[string]string{envSocket: "1:1"}, nil, "", true},
+		{"bad cfg", nil, &logsock.Config{BufferBytes: -1}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := pairT(t)
+			var kvs []string
+			for k, v := range vars {
+				if nv, ok := tc.set[k]; ok {
+					v = nv
+				}
+				kvs = append(kvs, k+"="+v)
+			}
+			before := openFDs(t)
+			if _, _, err := a.WriteMsgUnix([]byte(strings.Join(kvs, "\x00")), unix.UnixRights(sock, lock), nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := logsock.ReceiveConn(b, tc.cfg)
+			if err == nil {
+				got.Close()
+				t.Fatalf("ReceiveConn succeeded; want an error naming %q", tc.wantVar)
+			}
+			var gotVar string
+			if ee, ok := errors.AsType[*logsock.EnvError](err); ok {
+				gotVar = ee.Var
+			}
+			if gotVar != tc.wantVar || !strings.Contains(err.Error(), tc.wantVar) || errors.Is(err, logsock.ErrStaleFD) != tc.wantStale {
+				t.Errorf("ReceiveConn: %v (EnvError for %q); want one naming %q, ErrStaleFD %v", err, gotVar, tc.wantVar, tc.wantStale)
+			}
+			checkNoNewFDs(t, before, "ReceiveConn")
+		})
+	}
 }

@@ -204,14 +204,20 @@ type ConnInfo struct {
 
 // ServerStats are a Server's counters since it started.
 type ServerStats struct {
-	Accepted     uint64            // connections accepted, those refused included
-	Active       uint64            // connections open now
-	Frames       uint64            // frames delivered (to the Handler, if any)
-	Bytes        uint64            // message bytes of those frames
-	InvalidUTF8  uint64            // frames flagged FlagInvalidUTF8
-	PidMismatch  uint64            // connections whose records are flagged FlagPidMismatch
-	MixedWriters uint64            // frames flagged FlagMixedWriters
-	Ends         map[Reason]uint64 // connections ended, by reason; reasons not seen are absent
+	Accepted     uint64 // connections accepted, those refused included
+	Active       uint64 // connections open now
+	Frames       uint64 // frames delivered (to the Handler, if any)
+	Bytes        uint64 // message bytes of those frames
+	InvalidUTF8  uint64 // frames flagged FlagInvalidUTF8
+	PidMismatch  uint64 // connections whose records are flagged FlagPidMismatch
+	MixedWriters uint64 // frames flagged FlagMixedWriters
+	// Cut counts the frames lost because the Server ended a connection
+	// while one was arriving: Close, or Shutdown's deadline (a client
+	// that ends its stream inside a frame is counted in Ends only, as
+	// ReasonTruncated). Each such connection counts one frame; bytes that
+	// reach a connection after the Server closed it are not seen.
+	Cut  uint64
+	Ends map[Reason]uint64 // connections ended, by reason; reasons not seen are absent
 }
 
 // serverCounters are the atomics behind ServerStats. Frames and Bytes take
@@ -220,6 +226,7 @@ type ServerStats struct {
 type serverCounters struct {
 	accepted, frames, bytes                atomic.Uint64
 	invalidUTF8, pidMismatch, mixedWriters atomic.Uint64
+	cut                                    atomic.Uint64
 	active                                 atomic.Int64
 	ends                                   [numReasons]atomic.Uint64
 }
@@ -232,8 +239,8 @@ type serverCounters struct {
 // (at most MaxConns x (MaxFrame + a few KiB), since the read buffer grows
 // only with bytes that have arrived, and an idle connection holds none;
 // on Windows, where Go's sockets have no read that does not wait, it keeps
-// its own). The collector never writes to a client and never half-closes a
-// connection.
+// its own). The collector never writes to a client; it half-closes a
+// connection only to drain it at Shutdown.
 //
 // On Unix sockets on Linux, each record also says who connected
 // (SO_PEERCRED) and which process wrote the frame (SO_PASSCRED); see
@@ -308,6 +315,7 @@ func (s *Server) Stats() ServerStats {
 		InvalidUTF8:  s.stats.invalidUTF8.Load(),
 		PidMismatch:  s.stats.pidMismatch.Load(),
 		MixedWriters: s.stats.mixedWriters.Load(),
+		Cut:          s.stats.cut.Load(),
 		Ends:         make(map[Reason]uint64),
 	}
 	for r := range s.stats.ends {
@@ -410,15 +418,26 @@ func (s *Server) refuse(nc net.Conn, id uint64, err error) {
 	}
 }
 
-// Shutdown stops accepting, then drains every connection: it hands over the
-// frames that have already arrived (what the kernel holds included), and
-// closes each connection. Connections that clients opened but that were not
-// yet accepted are accepted and drained too, where the listener has
+// Shutdown stops accepting, then drains every connection, so that a
+// graceful restart loses nothing that a logsock client sent. It shuts down
+// the sending side of each connection (a FIN, with no bytes: a logsock
+// client's peek before its next write sees it as the collector's close,
+// writes nothing more on that connection, closes it, and holds its frames
+// for its next connection), and reads on, handing over every frame, until
+// the client has closed its end, or nothing has arrived at a frame
+// boundary for a quarter of a second (an idle client), or, for a client
+// that goes on writing (one that does not peek), at the first frame
+// boundary with nothing more arrived after a second, or until ctx is done. Connections that clients opened but that were
+// not yet accepted are accepted and drained too, where the listener has
 // SetDeadline and SyscallConn (as TCP and Unix listeners do), except on
 // Windows, which has no accept that does not wait: there the listener's
 // close resets them. It waits for the connections' goroutines, and so for
-// the Handler calls in progress, until ctx is done; then it closes what is
-// left and returns ctx.Err().
+// the Handler calls in progress.
+//
+// When ctx is done first, each connection hands over what has arrived,
+// without waiting for more, and is closed; a frame that was arriving is
+// lost, and counted in ServerStats.Cut. Shutdown then returns ctx.Err(),
+// once the goroutines have ended.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -448,7 +467,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		s.closeConns()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.cut()
+		}
+		s.mu.Unlock()
 		<-done
 		return ctx.Err()
 	}

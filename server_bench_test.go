@@ -15,7 +15,7 @@ func BenchmarkServerIngest(b *testing.B) {
 	msg := bytes.Repeat([]byte("x"), 100)
 	var chunk []byte
 	for range 64 << 10 / (len(msg) + logsock.HeaderLen) {
-		chunk, _ = logsock.AppendFrame(chunk, logsock.LittleEndian, msg)
+		chunk = logsock.AppendFrame(chunk, logsock.LittleEndian, msg)
 	}
 	frames := len(chunk) / (len(msg) + logsock.HeaderLen)
 	for _, network := range []string{"tcp", "unix"} {

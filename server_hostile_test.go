@@ -40,7 +40,7 @@ func cat(parts ...any) []byte {
 
 // frameOf is one frame, without a handshake.
 func frameOf(msg string) []byte {
-	b, _ := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
+	b := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
 	return b
 }
 

@@ -14,18 +14,23 @@ import (
 )
 
 // serverConn is one accepted connection, read by its own goroutine; only
-// draining and killed are touched from other goroutines.
+// draining, cutting and killed are touched from other goroutines.
 type serverConn struct {
-	s         *Server
-	nc        net.Conn
-	rec       Record      // reused for every frame: handlers must not keep it
-	flags     Flags       // the flags of every record: FlagPidMismatch
-	draining  atomic.Bool // Shutdown asked: read what has arrived, then stop
-	killed    atomic.Bool // Close, or Shutdown's deadline, closed it
-	drained   bool        // a drain read found nothing more: the stream stops here
-	handshook bool        // a deadline now means IdleTimeout, not the handshake timeout
-	heard     bool        // something has arrived: data, an end or an error
-	graced    bool        // the drain's wait for a silent connection is spent
+	s          *Server
+	nc         net.Conn
+	dec        *Decoder
+	rec        Record      // reused for every frame: handlers must not keep it
+	flags      Flags       // the flags of every record: FlagPidMismatch
+	draining   atomic.Bool // Shutdown asked: read on to the client's end (see drain)
+	cutting    atomic.Bool // Shutdown's deadline: read what has arrived, then stop
+	killed     atomic.Bool // Close closed it
+	handshook  bool        // a deadline now means IdleTimeout, not the handshake timeout
+	hsDeadline time.Time   // the handshake's
+
+	// The drain's state, the reader's own.
+	drainFrom time.Time // when the reader saw the drain begin
+	cutRead   int       // bytes read after a cut (see cutBudget)
+	drained   bool      // the drain ended the stream here
 
 	frames, bytes   uint64 // delivered
 	counted, countB uint64 // frames and bytes added to the Server's counters
@@ -46,6 +51,7 @@ type serverConn struct {
 func newServerConn(s *Server, nc net.Conn, id uint64) *serverConn {
 	c := &serverConn{s: s, nc: nc}
 	c.rec.Conn, c.rec.Remote = id, nc.RemoteAddr()
+	c.dec = NewDecoder(c, &DecoderConfig{Order: s.Order, MaxFrame: s.MaxFrame, CodePoints: s.CodePoints})
 	c.useRaw()
 	return c
 }
@@ -54,6 +60,11 @@ func (c *serverConn) serve() {
 	s := c.s
 	err := c.read()
 	c.nc.Close()
+	// A frame begun and not finished when the Server ended the stream is
+	// lost: counted, never silent. (One that the client cut is its own.)
+	if c.dec.Buffered() > 0 && (c.drained || c.killed.Load()) {
+		s.stats.cut.Add(1)
+	}
 	if err != nil && c.killed.Load() {
 		err = ErrServerClosed // whatever the read saw, the Server cut it
 	}
@@ -92,11 +103,9 @@ func (c *serverConn) peerCreds() {
 
 // read runs the connection until it ends and returns why.
 func (c *serverConn) read() error {
-	s := c.s
-	dec := NewDecoder(c, &DecoderConfig{Order: s.Order, MaxFrame: s.MaxFrame, CodePoints: s.CodePoints})
-
-	c.nc.SetReadDeadline(time.Now().Add(cmp.Or(max(s.HandshakeTimeout, 0), DefaultHandshakeTimeout)))
-	pid, err := dec.Handshake()
+	c.hsDeadline = time.Now().Add(cmp.Or(max(c.s.HandshakeTimeout, 0), DefaultHandshakeTimeout))
+	c.nc.SetReadDeadline(c.hsDeadline)
+	pid, err := c.dec.Handshake()
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return ErrHandshakeTimeout
@@ -113,7 +122,7 @@ func (c *serverConn) read() error {
 		return err
 	}
 	for {
-		msg, err := dec.Next()
+		msg, err := c.dec.Next()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return ErrIdleTimeout
@@ -165,10 +174,10 @@ func (c *serverConn) deliver(msg []byte) {
 }
 
 func (c *serverConn) reason(err error) error {
+	if err == io.EOF && (c.drained || c.draining.Load()) {
+		return ErrServerClosed // the drain ended it, at a frame boundary
+	}
 	if err == io.EOF {
-		if c.drained {
-			return ErrServerClosed
-		}
 		return nil
 	}
 	return err
@@ -184,24 +193,114 @@ func (c *serverConn) count() {
 	}
 }
 
-// drain makes the reader stop waiting: it returns what has arrived, then
-// io.EOF. The flag is set before the deadline, so a read that has not yet
-// blocked sees it.
+// drainQuiet is how long a drain waits, at a frame boundary, for more
+// bytes from a client that has not closed its end. A logsock client sees
+// the drain's FIN with the peek it makes before a write, once
+// PeekInterval (10 ms by default) has passed since the last one: it then
+// writes nothing more on the connection and closes it, and the drain ends
+// at once. A client that does not close is idle, or does not peek; a
+// frame that one writes after the drain has ended is lost. The wait is
+// counted from the last bytes that arrived, so a client that wrote
+// frames an instant before it saw the FIN, or a connection that Shutdown
+// accepted from the queue just after it was opened, is read whole (issue
+// 12: a client's handshake and 90 held frames were lost without such a
+// wait). It is what a Shutdown with idle clients costs.
+const drainQuiet = 250 * time.Millisecond
+
+// drainBusy is how long a drain reads a client that goes on writing
+// before it stops at the next frame boundary where nothing more has
+// arrived. A logsock client stops within PeekInterval of the FIN, unless
+// its peek is off; one that does not peek (the article's client, a child
+// in another language) never does, and would keep a Shutdown until its
+// deadline. The frames such a client writes after the end are lost, as
+// they would be at any close.
+const drainBusy = time.Second
+
+// cutBudget bounds what a connection reads after Shutdown's deadline cut
+// it: what had arrived by then, but not a stream that goes on for ever.
+// It is more than a socket's receive buffer can hold on Linux (tcp_rmem's
+// default maximum is 6 MiB).
+const cutBudget = 8 << 20
+
+// drain begins the connection's drain, at Shutdown. It shuts down the
+// sending side (a FIN, which carries no byte of the protocol: the peek
+// that a logsock client makes before it writes reads it as the
+// collector's close, so the client stops writing on this connection and
+// closes its end); and it wakes the reader, which reads on until the
+// client's end, or drainQuiet at a frame boundary with nothing arriving,
+// or Shutdown's deadline (cut). The flag is set before the deadline, so a
+// read that has not yet blocked sees it.
 func (c *serverConn) drain() {
 	c.draining.Store(true)
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
 	c.nc.SetReadDeadline(time.Now())
 }
 
-// armIdle starts the IdleTimeout for a read that may wait. (Before the
-// handshake, the handshake's deadline stands.)
-func (c *serverConn) armIdle() {
-	if c.handshook && c.s.IdleTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
+// cut ends the drain at Shutdown's deadline: the reader reads what has
+// arrived, without waiting (up to cutBudget), and stops there.
+func (c *serverConn) cut() {
+	c.cutting.Store(true)
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// stop is the drain's end of the stream: nothing more is read.
+func (c *serverConn) stop() {
+	c.drained, c.rerr, c.rn = true, io.EOF, 0
+}
+
+// armWait sets the read deadline for a read that may wait, and returns
+// it: the handshake's, or IdleTimeout's, or zero for none; and during a
+// drain, at a frame boundary, the end of the quiet wait (quiet), if it
+// comes first. Out of a drain, without IdleTimeout, it sets nothing: the
+// common read costs no timer.
+func (c *serverConn) armWait() (deadline time.Time, quiet bool) {
+	switch {
+	case !c.handshook:
+		deadline = c.hsDeadline
+	case c.s.IdleTimeout > 0:
+		deadline = time.Now().Add(c.s.IdleTimeout)
 	}
+	if !c.draining.Load() {
+		if c.handshook && c.s.IdleTimeout > 0 {
+			c.nc.SetReadDeadline(deadline)
+		}
+		if !c.draining.Load() {
+			return deadline, false
+		}
+		// The drain began: its wake-up may have been replaced just now.
+	}
+	if c.drainFrom.IsZero() {
+		c.drainFrom = time.Now()
+	}
+	if c.dec.Buffered() == 0 {
+		end := c.drainFrom
+		if c.rec.Time.After(end) {
+			end = c.rec.Time
+		}
+		if end = end.Add(drainQuiet); deadline.IsZero() || end.Before(deadline) {
+			deadline, quiet = end, true
+		}
+	}
+	c.nc.SetReadDeadline(deadline)
+	return deadline, quiet
+}
+
+// drainDone reports whether a drain that has lasted drainBusy is at a
+// frame boundary: the stream stops there once nothing more has arrived.
+func (c *serverConn) drainDone() bool {
+	return !c.drainFrom.IsZero() && c.dec.Buffered() == 0 && time.Since(c.drainFrom) >= drainBusy
+}
+
+// woken reports, for a read that failed at a deadline, whether the
+// deadline was a wake-up (drain's or cut's) rather than the one set.
+func woken(deadline time.Time) bool {
+	return deadline.IsZero() || time.Now().Before(deadline)
 }
 
 // Read is the Decoder's view of the connection: it waits for data, and
-// during a drain reads what has arrived without waiting.
+// during a drain reads on as drain says.
 func (c *serverConn) Read(p []byte) (int, error) {
 	if c.rc == nil {
 		return c.readConn(p)
@@ -229,8 +328,7 @@ func (c *serverConn) waitReadable() error {
 }
 
 // readSocket reads into p what has arrived, or with p nil only looks. If
-// nothing has, it waits (wait) or returns errWouldBlock; during a drain it
-// never waits, and nothing more means the stream stops here (io.EOF).
+// nothing has, it waits (wait) or returns errWouldBlock.
 func (c *serverConn) readSocket(p []byte, wait bool) (int, error) {
 	c.count() // the frames before this read are done
 	c.rbuf = p
@@ -249,89 +347,95 @@ func (c *serverConn) readSocket(p []byte, wait bool) (int, error) {
 }
 
 func (c *serverConn) readRaw(wait bool) error {
-	defer func() { c.heard = c.heard || c.rn > 0 || c.rerr != errWouldBlock }()
 	for {
-		if wait && !c.heard && !c.graced && c.draining.Load() {
-			return c.waitSilent()
-		}
-		if !wait || c.draining.Load() {
+		if !wait || c.cutting.Load() || c.drainDone() {
+			if wait && c.cutRead >= cutBudget {
+				c.stop()
+				return nil
+			}
 			// Control, unlike Read, does not fail on a deadline in the
-			// past, which drain sets to wake a waiting read.
+			// past, which drain and cut set to wake a waiting read.
 			if err := c.rc.Control(c.lookFn); err != nil {
 				return err
 			}
 			if wait && c.rerr == errWouldBlock {
-				c.drained, c.rerr = true, io.EOF
+				c.stop() // what has arrived is read
+			}
+			if c.cutting.Load() {
+				c.cutRead += c.rn
 			}
 			return nil
 		}
-		c.armIdle()
-		if c.draining.Load() {
-			continue // armIdle may have replaced the drain's wake-up deadline
+		deadline, quiet := c.armWait()
+		if c.cutting.Load() {
+			continue // armWait may have replaced the cut's wake-up
 		}
-		err := c.rc.Read(c.waitFn)
-		if err == nil || !c.draining.Load() || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return err
-		}
-		// Woken by a drain: look once more, without waiting.
-	}
-}
-
-// drainGrace is how long a drain waits for a connection that has sent
-// nothing yet: one that Shutdown accepted from the queue may have been
-// opened, and written to, an instant before, and its bytes be in flight.
-// Without the wait they were lost with it (issue 12: a client's handshake
-// and 90 held frames, in a collector restarted under load).
-const drainGrace = 100 * time.Millisecond
-
-// waitSilent is the drain's read of a connection that has sent nothing
-// yet: it waits up to drainGrace for its first bytes.
-func (c *serverConn) waitSilent() error {
-	c.graced = true
-	end := time.Now().Add(drainGrace)
-	for {
-		c.nc.SetReadDeadline(end)
 		err := c.rc.Read(c.waitFn)
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
-		if !time.Now().Before(end) {
-			c.drained, c.rerr, c.rn = true, io.EOF, 0
+		switch {
+		case c.cutting.Load() || woken(deadline):
+			// Woken by drain or cut: look again.
+		case quiet:
+			c.stop()
 			return nil
+		default:
+			return err // the handshake's timeout, or IdleTimeout
 		}
-		// drain's own wake-up, set just after ours: wait on.
 	}
 }
 
-// readConn reads a connection that is not a socket (a wrapper, or an
-// in-memory pipe): it waits in Read, and during a drain waits briefly for
-// data in flight, since there is no descriptor to poll.
+// connLook is how long a read of a connection that is not a socket waits
+// for what has arrived, after a cut, since there is no descriptor to read
+// without waiting.
+const connLook = 20 * time.Millisecond
+
+// readConn reads a connection that is not a socket (a wrapper such as a
+// TLS connection, or an in-memory pipe) through its Read, with the same
+// waits as readRaw.
 func (c *serverConn) readConn(p []byte) (int, error) {
 	c.count()
-	if !c.draining.Load() {
-		c.armIdle()
-		if !c.draining.Load() {
-			n, err := c.nc.Read(p)
-			if n > 0 {
-				c.rec.Time = time.Now()
+	for {
+		var deadline time.Time
+		quiet := false
+		if c.cutting.Load() || c.drainDone() {
+			if c.cutRead >= cutBudget {
+				c.drained = true
+				return 0, io.EOF
 			}
-			if err == nil || !c.draining.Load() || !errors.Is(err, os.ErrDeadlineExceeded) {
-				return n, err
-			}
-			if n > 0 {
-				return n, nil
+			deadline, quiet = time.Now().Add(connLook), true
+			c.nc.SetReadDeadline(deadline)
+		} else {
+			deadline, quiet = c.armWait()
+			if c.cutting.Load() {
+				continue
 			}
 		}
+		n, err := c.nc.Read(p)
+		if n > 0 {
+			c.rec.Time = time.Now()
+			if c.cutting.Load() {
+				c.cutRead += n
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+			return n, err
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		switch {
+		case !quiet && (c.cutting.Load() || woken(deadline)):
+		case quiet && !woken(deadline):
+			c.drained = true
+			return 0, io.EOF
+		case quiet:
+		default:
+			return 0, err
+		}
 	}
-	c.nc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	n, err := c.nc.Read(p)
-	if n > 0 {
-		c.rec.Time = time.Now()
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.drained, err = true, io.EOF
-	}
-	return n, err
 }
 
 // writerRing follows, in stream order, which process wrote the bytes read

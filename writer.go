@@ -2,6 +2,7 @@ package logsock
 
 import (
 	"errors"
+	"net"
 	"time"
 )
 
@@ -15,7 +16,7 @@ const copyMax = 2048
 // allocation. Up to copyMax bytes are copied into one buffer (one); more
 // go out uncopied (parts). How they reach the socket is the platform's:
 // raw-descriptor sends on Unix (writer_unix.go), net.Conn on Windows
-// (writer_windows.go).
+// (writer_windows.go) and over TLS (writer_conn.go).
 type frameWriter struct {
 	timeout  time.Duration // WriteTimeout: what a zero deadline means, from when a wait begins
 	deadline time.Time     // the deadline of the last wait for room, or zero
@@ -25,7 +26,8 @@ type frameWriter struct {
 	scratch [][]byte // the parts of a large unit after a handshake
 	parts   [][]byte // a large unit: what is left to write, parts[next:]; nil for a unit in one
 	next    int
-	written int // bytes written by the last write
+	written int         // bytes written by the last write
+	bufs    net.Buffers // sendConn's: what is left of parts, kept here so that WriteTo does not allocate
 
 	rawWriter // the platform's state
 }

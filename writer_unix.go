@@ -7,6 +7,7 @@ package logsock
 // recv(2).
 
 import (
+	"errors"
 	"syscall"
 	"time"
 )
@@ -23,6 +24,7 @@ type rawWriter struct {
 	again    bool  // the last attempt stopped at EAGAIN
 	err      error // the error that stopped the last attempt
 	peerGone bool  // set by peekFn
+	arrived  bool  // set by peekFn: there are bytes to read
 	peekFn   func(fd uintptr) bool
 }
 
@@ -39,13 +41,17 @@ const canPeek = true
 // closedByPeer reports whether the collector has closed c (or reset it):
 // a non-blocking recv(MSG_PEEK) returns 0 at FIN, an error after RST, and
 // EAGAIN on a live connection. The collector never sends, so a byte that
-// is there is left alone. This is rsyslog's CheckConnection: without it,
-// the first frame after a collector's graceful close goes into a dead
-// connection, which the kernel accepts and the peer discards.
+// is there is left alone; but a TLS server does (tlsClosed). This is
+// rsyslog's CheckConnection: without it, the first frame after a
+// collector's graceful close goes into a dead connection, which the kernel
+// accepts and the peer discards.
 func (w *frameWriter) closedByPeer(c *conn) bool {
-	w.peerGone = false
+	w.peerGone, w.arrived = false, false
 	if err := c.rc.Read(w.peekFn); err != nil {
 		return true
+	}
+	if w.arrived && c.tls != nil {
+		return c.tlsClosed()
 	}
 	return w.peerGone
 }
@@ -60,6 +66,7 @@ func (w *frameWriter) peek(fd uintptr) bool {
 			w.peerGone = false
 		default:
 			w.peerGone = err != nil || n == 0
+			w.arrived = n > 0
 		}
 		return true
 	}
@@ -94,6 +101,9 @@ func (w *frameWriter) sendOne(c *conn, unit []byte, deadline time.Time) error {
 // it arm the deadline (a zero deadline: WriteTimeout from now) and wait
 // for room, so the common case costs one syscall, no timer and no clock.
 func (w *frameWriter) send(c *conn, deadline time.Time) error {
+	if c.tls != nil {
+		return w.sendConn(c, deadline)
+	}
 	w.wait = false
 	err := w.run(c)
 	if err == nil && w.again {
@@ -184,4 +194,11 @@ func (w *frameWriter) advance(k int) {
 	if k > 0 {
 		w.parts[w.next] = w.parts[w.next][k:]
 	}
+}
+
+// endedByPeer reports whether a write failed because the collector ended
+// the connection (it reset it, or closed it and the kernel then reset it:
+// ECONNRESET, EPIPE), not because it was slow (a timeout).
+func endedByPeer(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }

@@ -83,7 +83,7 @@ func frameStream(size int) []byte {
 	msg := []byte(message(size))
 	var s []byte
 	for range (1 << 20) / (logsock.HeaderLen + size) {
-		s, _ = logsock.AppendFrame(s, logsock.LittleEndian, msg)
+		s = logsock.AppendFrame(s, logsock.LittleEndian, msg)
 	}
 	return s
 }

@@ -50,7 +50,7 @@ func openLatencyRaw(noDelay bool) func(string) (func([]byte) error, func() error
 		}
 		var frame []byte
 		log := func(msg []byte) error {
-			frame, _ = logsock.AppendFrame(frame[:0], logsock.LittleEndian, msg)
+			frame = logsock.AppendFrame(frame[:0], logsock.LittleEndian, msg)
 			_, err := c.Write(frame)
 			return err
 		}

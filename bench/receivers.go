@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/logsock/logsock"
@@ -23,23 +24,30 @@ import (
 	"github.com/logsock/logsock/internal/testenv"
 )
 
-// The receivers test (issue 12): the same work, -daemon-n messages of
-// 100 B from one client over TCP loopback, into rsyslogd and into the
-// logsock receiver program, each writing one line a record to a file in
-// the bench's temporary directory. A measure runs from the client's dial
-// to the moment the file holds all the lines; each starts a fresh
-// receiver with an empty file.
+// The receivers test (issues 12 and 20): the same work, -daemon-n
+// messages of 100 B from one client over TCP loopback, into rsyslogd, into
+// syslog-ng and into the logsock receiver program, each writing one line a
+// record to a file in the bench's temporary directory. A measure runs from
+// the client's dial to the moment the file holds all the lines; each
+// starts a fresh receiver with an empty file.
 //
 // rsyslogd is Debian's, started by internal/rsyslogtest (imptcp,
 // octet-counted RFC 5424, the JSON template, omfile): the bench module
 // lives under the library's import path, so Go lets it import the
-// library's internal packages, and both use one way to run rsyslogd. Its
-// client is the fastest one: frames formatted before the clock starts,
-// written through a 64 KiB bufio.Writer, so that rsyslogd is the
-// bottleneck. The logsock receiver is fed by one batching LogSocket, as a
-// program would log.
+// library's internal packages, and both use one way to run rsyslogd.
+// syslog-ng (bench/syslogng.go) does the same work. The two daemons' client
+// is the fastest one: frames formatted before the clock starts, written
+// through a 64 KiB bufio.Writer, so that the daemon is the bottleneck. The
+// logsock receiver is fed by one batching LogSocket, as a program would
+// log.
 
 const receiverSize = 100
+
+// The names of the syslog daemons' measures.
+const (
+	rsyslogdName = "receiver rsyslogd json"
+	syslogNGName = "receiver syslog-ng json"
+)
 
 // logsockReceiver is the logsock receiver program, cmd/logsockd built from
 // this repository, and how to make it listen on listen (as -listen takes
@@ -70,8 +78,14 @@ type receiverContender struct {
 }
 
 var receiverContenders = []receiverContender{
-	{name: "receiver rsyslogd json", start: startRsyslogd, send: sendSyslog, skip: func() string {
+	{name: rsyslogdName, start: startRsyslogd, send: sendSyslog, skip: func() string {
 		if _, _, err := rsyslogtest.Lookup(); err != nil {
+			return err.Error()
+		}
+		return ""
+	}},
+	{name: syslogNGName, start: startSyslogNG, send: sendSyslog, skip: func() string {
+		if _, err := lookupSyslogNG(); err != nil {
 			return err.Error()
 		}
 		return ""
@@ -89,11 +103,16 @@ type receiverEnv struct {
 type receiverResult struct {
 	name    string
 	rates   []float64 // records/s, one a run
+	cpus    []float64 // the receiver's CPU time a record, in µs, one a run
 	skipped string
 	err     error
 }
 
 func (r receiverResult) rate() float64 { return median(slices.Clone(r.rates)) }
+
+// isLogsock reports whether r is a measure of the logsock receiver, which
+// must be built first.
+func isLogsock(r receiverResult) bool { return strings.Contains(r.name, "logsock") }
 
 func runReceivers(opt options) []receiverResult {
 	var res []receiverResult
@@ -113,16 +132,16 @@ func runReceivers(opt options) []receiverResult {
 		return nil
 	}
 	env := &receiverEnv{dir: opt.tempDir}
-	progress("receivers: building %s", logsockReceiver.pkg)
-	exe, err := buildReceiver(opt.tempDir)
-	if err != nil {
+	if slices.ContainsFunc(res, isLogsock) {
+		progress("receivers: building %s", logsockReceiver.pkg)
+		exe, err := buildReceiver(opt.tempDir)
 		for i := range res {
-			if strings.Contains(res[i].name, "logsock") {
+			if err != nil && isLogsock(res[i]) {
 				res[i].err = err
 			}
 		}
+		env.exe = exe
 	}
-	env.exe = exe
 	msg := strings.Repeat("m", receiverSize)
 	for run := range opt.runs {
 		for i, c := range chosen {
@@ -131,12 +150,13 @@ func runReceivers(opt options) []receiverResult {
 				continue
 			}
 			progress("%s: run %d/%d", c.name, run+1, opt.runs)
-			rate, err := measureReceiver(c, env, opt.daemonN, msg)
+			rate, cpu, err := measureReceiver(c, env, opt.daemonN, msg)
 			if err != nil {
 				r.err = err
 				continue
 			}
 			r.rates = append(r.rates, rate)
+			r.cpus = append(r.cpus, cpu.Seconds()*1e6/float64(opt.daemonN))
 		}
 	}
 	progressDone()
@@ -163,18 +183,22 @@ func buildReceiver(dir string) (string, error) {
 	return filepath.Join(dir, path.Base(logsockReceiver.pkg)), nil
 }
 
-// measureReceiver runs one measure of c: n messages msg.
-func measureReceiver(c receiverContender, env *receiverEnv, n int, msg string) (float64, error) {
+// measureReceiver runs one measure of c: n messages msg. It returns the
+// rate, and the CPU time, user and system, that the receiver's process
+// took from its start to its end: on a shared machine, a rate depends on
+// what else runs, the CPU a record much less.
+func measureReceiver(c receiverContender, env *receiverEnv, n int, msg string) (float64, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp(env.dir, "recv")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
+	cpu0 := childrenCPU()
 	addr, out, stop, err := c.start(ctx, env, dir)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer stop()
 
@@ -192,15 +216,27 @@ func measureReceiver(c receiverContender, env *receiverEnv, n int, msg string) (
 	select {
 	case <-sent:
 	case <-time.After(time.Minute):
-		return 0, fmt.Errorf("client still sending a minute after the receiver's end (%v)", err)
+		return 0, 0, fmt.Errorf("client still sending a minute after the receiver's end (%v)", err)
 	}
 	if err := cmp.Or(err, sendErr); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := stop(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(n) / done.Sub(start).Seconds(), nil
+	// stop has waited for the receiver, the one child that ended since
+	// cpu0 (the clients run in this process).
+	return float64(n) / done.Sub(start).Seconds(), childrenCPU() - cpu0, nil
+}
+
+// childrenCPU returns the CPU time, user and system, of this process's
+// children that have ended and been waited for.
+func childrenCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // waitLines polls the file at path every millisecond, counts the lines in
@@ -320,69 +356,83 @@ func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string)
 		// Port 0: logsockd binds a port of the kernel's choosing, and says
 		// which.
 		cmd := exec.Command(env.exe, logsockReceiver.args("tcp://127.0.0.1:0", out, json)...)
-		listening := make(chan string, 1)
-		stderr := &stderrWatch{listening: listening}
-		cmd.Stderr = stderr // the collector notes each connection there
-		testenv.SetDeathSignal(cmd)
-		if err := cmd.Start(); err != nil {
+		l, stop, err := startWatched(ctx, cmd, logsockReceiver.pkg, "logsockd: listening on ")
+		if err != nil {
 			return "", "", nil, err
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		stopped := false
-		stop := func() error {
-			if stopped {
-				return nil
-			}
-			stopped = true
-			select {
-			case err := <-exited:
-				return fmt.Errorf("%s exited unasked: %v\n%s", logsockReceiver.pkg, err, stderr.text)
-			default:
-			}
-			cmd.Process.Kill()
-			<-exited
-			return nil
-		}
-		select {
-		case l := <-listening:
-			if addr, ok := strings.CutPrefix(l, "tcp://"); ok {
-				return addr, out, stop, nil
-			}
+		addr, ok := strings.CutPrefix(l, "tcp://")
+		if !ok {
 			stop()
 			return "", "", nil, fmt.Errorf("%s listens on %s, want tcp://", logsockReceiver.pkg, l)
-		case err := <-exited:
-			stopped = true
-			return "", "", nil, fmt.Errorf("%s exited before listening: %v\n%s", logsockReceiver.pkg, err, stderr.text)
-		case <-ctx.Done():
-			stop()
-			return "", "", nil, fmt.Errorf("%s not listening: %w\n%s", logsockReceiver.pkg, ctx.Err(), stderr.text)
 		}
+		return addr, out, stop, nil
 	}
 }
 
-// stderrWatch is logsockd's stderr. It keeps the text, to be read once
-// Wait has returned, and sends the address of the first "logsockd:
-// listening on ADDR" line to listening. exec.Cmd calls Write from one
-// goroutine.
+// startWatched starts the receiver program cmd and waits for the first
+// line of its standard error that holds marker: it returns the rest of
+// that line, and a function that kills the program and waits for it,
+// which returns an error if the program had exited unasked. name names
+// the program in errors.
+func startWatched(ctx context.Context, cmd *exec.Cmd, name, marker string) (string, func() error, error) {
+	found := make(chan string, 1)
+	stderr := &stderrWatch{marker: marker, found: found}
+	cmd.Stderr = stderr // the receivers note each connection there
+	testenv.SetDeathSignal(cmd)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		select {
+		case err := <-exited:
+			return fmt.Errorf("%s exited unasked: %v\n%s", name, err, stderr.text)
+		default:
+		}
+		cmd.Process.Kill()
+		<-exited
+		return nil
+	}
+	select {
+	case l := <-found:
+		return l, stop, nil
+	case err := <-exited:
+		stopped = true
+		return "", nil, fmt.Errorf("%s exited before it was ready: %v\n%s", name, err, stderr.text)
+	case <-ctx.Done():
+		stop()
+		return "", nil, fmt.Errorf("%s not ready: %w\n%s", name, ctx.Err(), stderr.text)
+	}
+}
+
+// stderrWatch is a receiver's stderr. It keeps the text, to be read once
+// Wait has returned, and sends to found what follows marker on the
+// first line that holds it. exec.Cmd calls Write from one goroutine.
 type stderrWatch struct {
-	text      []byte
-	searched  int         // the bytes of text already searched for the line
-	listening chan string // buffered; nil once it got the address
+	text     []byte
+	searched int // the bytes of text already searched for the line
+	marker   string
+	found    chan string // buffered; nil once it got the line
 }
 
 func (w *stderrWatch) Write(p []byte) (int, error) {
 	w.text = append(w.text, p...)
-	for w.listening != nil {
+	for w.found != nil {
 		i := bytes.IndexByte(w.text[w.searched:], '\n')
 		if i < 0 {
 			break
 		}
 		line := string(w.text[w.searched : w.searched+i])
 		w.searched += i + 1
-		if addr, ok := strings.CutPrefix(line, "logsockd: listening on "); ok {
-			w.listening <- addr
-			w.listening = nil
+		if _, rest, ok := strings.Cut(line, w.marker); ok {
+			w.found <- rest
+			w.found = nil
 		}
 	}
 	return len(p), nil
@@ -392,36 +442,41 @@ func printReceivers(w io.Writer, rs []receiverResult, n int) {
 	if len(rs) == 0 {
 		return
 	}
-	version := "not found"
+	rsyslogVersion, syslogNGVersion := "not found", "not found"
 	if _, v, err := rsyslogtest.Lookup(); err == nil {
-		version = v
+		rsyslogVersion = v
 	}
+	if v, err := lookupSyslogNG(); err == nil {
+		syslogNGVersion = v.version
+	}
+	t := syslogNGTuning
 	fmt.Fprintf(w, "\nReceivers: %d messages of %s from one client over TCP loopback, each receiver writing a line a record to a file,\n", n, sizeName(receiverSize))
-	fmt.Fprintf(w, "from the client's dial to the last line in the file; rsyslogd %s (imptcp, octet-counted RFC 5424, JSON template, omfile),\n", version)
-	fmt.Fprintf(w, "logsock: %s fed by one batching LogSocket\n", logsockReceiver.pkg)
-	var rsyslog float64
-	for _, r := range rs {
-		if r.name == "receiver rsyslogd json" {
-			rsyslog = r.rate()
-		}
-	}
+	fmt.Fprintf(w, "from the client's dial to the last line in the file; rsyslogd %s (imptcp, octet-counted RFC 5424, JSON template, omfile),\n", rsyslogVersion)
+	fmt.Fprintf(w, "syslog-ng %s (syslog() source, octet-counted RFC 5424, format-json template, file(), flow-control; log-iw-size %d over max-connections %d,\n", syslogNGVersion, t.iwSize, t.maxConns)
+	fmt.Fprintf(w, "log-fetch-limit %d, log-fifo-size %d, flush-lines %d), logsock: %s fed by one batching LogSocket\n", t.fetchLimit, t.fifoSize, t.flushLines, logsockReceiver.pkg)
+	rsyslog := findReceiver(rs, rsyslogdName)
+	anchor, anchorRate := fasterAnchor(rs)
 	tw := table(w)
-	fmt.Fprintln(tw, "receiver\trecords/s\tMB/s\t/ rsyslogd\truns\t")
+	fmt.Fprintln(tw, "receiver\trecords/s\tMB/s\t/ rsyslogd\t/ faster anchor\tCPU µs/record\truns\t")
 	for _, r := range rs {
 		switch {
 		case r.skipped != "":
-			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\n", r.name, r.skipped)
+			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\t\t\n", r.name, r.skipped)
 		case r.err != nil:
-			fmt.Fprintf(tw, "%s\terror: %v\t\t\t\t\n", r.name, r.err)
+			fmt.Fprintf(tw, "%s\terror: %v\t\t\t\t\t\t\n", r.name, r.err)
 		default:
 			var runs []string
 			for _, v := range r.rates {
 				runs = append(runs, rate(v))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t\n", r.name, rate(r.rate()), r.rate()*receiverSize/1e6, ratio(r.rate(), rsyslog), strings.Join(runs, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.2f\t%s\t\n", r.name, rate(r.rate()), r.rate()*receiverSize/1e6,
+				ratio(r.rate(), rsyslog), ratio(r.rate(), anchorRate), median(slices.Clone(r.cpus)), strings.Join(runs, " "))
 		}
 	}
 	tw.Flush()
+	if anchor != "" {
+		fmt.Fprintf(w, "faster anchor: the faster of rsyslogd and syslog-ng in this run, %s\n", strings.TrimPrefix(anchor, "receiver "))
+	}
 }
 
 func findReceiver(rs []receiverResult, name string) float64 {
@@ -431,4 +486,17 @@ func findReceiver(rs []receiverResult, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// fasterAnchor returns the faster of the two syslog daemons that the
+// logsock receiver is measured against (issue 20), its name and rate, or
+// the one that was measured; "" and 0 if neither was.
+func fasterAnchor(rs []receiverResult) (string, float64) {
+	name, best := "", 0.0
+	for _, n := range []string{rsyslogdName, syslogNGName} {
+		if v := findReceiver(rs, n); v > best {
+			name, best = n, v
+		}
+	}
+	return name, best
 }

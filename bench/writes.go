@@ -142,8 +142,7 @@ func dialRaw(network, addr, msg string) (net.Conn, []byte, error) {
 		c.Close()
 		return nil, nil, err
 	}
-	frame, err := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
-	return c, frame, err
+	return c, logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg)), nil
 }
 
 // locked serializes f when more than one goroutine calls it.

@@ -42,11 +42,9 @@ import (
 	"io"
 	"io/fs"
 	"log"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -103,7 +101,7 @@ func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string,
 	cfg := logsock.Config{Batching: true, Overflow: logsock.DropOldest}
 	flags.TextVar(&cfg.Order, "order", logsock.LittleEndian, "byte order: little or big")
 	flags.IntVar(&cfg.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "longest frame, in bytes: a longer line is split (keep it within the collector's limit)")
-	flags.DurationVar(&cfg.CloseTimeout, "timeout", logsock.DefaultCloseTimeout, "how long to try, at the end, to deliver the lines held")
+	flags.DurationVar(&cfg.CloseTimeout, "timeout", 5*time.Second, "how long to try, at the end, to deliver the lines held")
 	flags.Parse(args) // ExitOnError: exits 2
 	fail := func(format string, args ...any) {
 		log.Printf(format, args...)
@@ -128,7 +126,7 @@ func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string,
 	if cfg.CloseTimeout <= 0 {
 		fail("-timeout %v: want a positive duration", cfg.CloseTimeout)
 	}
-	network, address, err := parseAddr(*addr)
+	network, address, err := logsock.ParseAddress(*addr)
 	if err != nil {
 		fail("-addr: %v", err)
 	}
@@ -139,22 +137,6 @@ func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string,
 		fail("-addr %s: %v", *addr, err)
 	}
 	return ls, *addr, command
-}
-
-// parseAddr splits "tcp://host:port", "unix:///path" or a bare host:port
-// (TCP) into a network and an address; logsock.New checks the network.
-func parseAddr(s string) (network, address string, err error) {
-	network, address, ok := strings.Cut(s, "://")
-	if !ok {
-		network, address = "tcp", s
-	}
-	// Else every dial fails, and lines are held for nothing.
-	if network != "unix" {
-		_, _, err = net.SplitHostPort(address)
-	} else if address == "" {
-		err = fmt.Errorf("address %q: want unix:///path", s)
-	}
-	return network, address, err
 }
 
 // sender sends lines through its LogSocket.

@@ -3,10 +3,10 @@
 package main
 
 import (
-	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
+	"encoding/hex"
 	"net"
 	"strconv"
 	"strings"
@@ -23,16 +23,17 @@ import (
 // formatter formats records as lines of text or JSON. It is not safe for
 // concurrent use: the output calls it under its lock.
 type formatter struct {
-	json    bool // JSON Lines; text otherwise
-	jsonMsg bool // with json: a message that is a JSON object is one in the line
+	json    bool   // JSON Lines; text otherwise
+	jsonMsg bool   // with json: a message that is a JSON object is one in the line
+	run     string // this run's id, in every record (see newRunID); set before the first
 	clock   clock
-	conns   connCache     // the fields of each connection, formatted once
-	flags   [256][]byte   // the flags of a record, formatted once for each value
-	msgBuf  *bytes.Buffer // for json.Compact, which writes only to a Buffer
+	conns   connCache   // the fields of each connection, formatted once
+	flags   [256][]byte // the flags of a record, formatted once for each value
+	msg     msgParser   // for jsonMsg
 }
 
 func newFormatter(jsonOut, jsonMsg bool) *formatter {
-	f := &formatter{json: jsonOut, jsonMsg: jsonMsg, msgBuf: new(bytes.Buffer)}
+	f := &formatter{json: jsonOut, jsonMsg: jsonMsg}
 	f.conns.build = f.appendConn
 	return f
 }
@@ -90,25 +91,26 @@ func (f *formatter) append(dst []byte, rec *logsock.Record) []byte {
 }
 
 // appendMsg appends msg as a JSON string, or, with -json-msg, as the JSON
-// object that it is.
+// object that it is if every common parser takes it (see msgParser).
 func (f *formatter) appendMsg(dst, msg []byte, flags logsock.Flags) []byte {
-	if f.jsonMsg && len(msg) > 0 && msg[0] == '{' && flags&logsock.FlagInvalidUTF8 == 0 {
-		// Compact both checks the object and puts it on one line; on an
-		// error it writes nothing.
-		f.msgBuf.Reset()
-		if json.Compact(f.msgBuf, msg) == nil {
-			return append(dst, f.msgBuf.Bytes()...)
+	if f.jsonMsg && flags&logsock.FlagInvalidUTF8 == 0 {
+		if out, ok := f.msg.appendObject(dst, msg); ok {
+			return out
 		}
 	}
 	return appendJSONString(dst, msg)
 }
 
 // appendConn appends the fields that are the same for every record of
-// rec's connection.
+// rec's connection, this run's id first: connection ids start at 1 at
+// every start, and a file that several runs appended to has a "conn 2" of
+// each (issue 20).
 func (f *formatter) appendConn(dst []byte, rec *logsock.Record) []byte {
 	remote := remoteString(rec.Remote)
 	if f.json {
-		dst = append(dst, `,"conn":`...)
+		dst = append(dst, `,"run":"`...)
+		dst = append(dst, f.run...)
+		dst = append(dst, `","conn":`...)
 		dst = strconv.AppendUint(dst, rec.Conn, 10)
 		dst = append(dst, `,"pid":`...)
 		dst = strconv.AppendInt(dst, int64(rec.Pid), 10)
@@ -126,6 +128,8 @@ func (f *formatter) appendConn(dst []byte, rec *logsock.Record) []byte {
 		}
 		return dst
 	}
+	dst = append(dst, " run="...)
+	dst = append(dst, f.run...)
 	dst = append(dst, " conn="...)
 	dst = strconv.AppendUint(dst, rec.Conn, 10)
 	dst = append(dst, " pid="...)
@@ -385,3 +389,13 @@ func appendJSONString(dst, s []byte) []byte {
 
 // appendText appends msg for a text line (see textEscaper).
 func appendText(dst, msg []byte) []byte { return textEscaper.append(dst, msg) }
+
+// newRunID returns an id for this run of logsockd, for every record
+// (see appendConn): 16 hexadecimal digits, 64 random bits, so that two
+// runs whose records share a file have the same id with a chance of
+// about n²/2^65 for n runs.
+func newRunID() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails, by its documentation
+	return hex.EncodeToString(b[:])
+}

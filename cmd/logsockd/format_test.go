@@ -18,6 +18,13 @@ import (
 // fixed-width format must keep.
 var recTime = time.Date(2026, 11, 26, 1, 25, 42, 522835200, time.FixedZone("CET", 3600))
 
+// newTestFormatter returns a formatter with the run id 0123456789abcdef.
+func newTestFormatter(jsonOut, jsonMsg bool) *formatter {
+	f := newFormatter(jsonOut, jsonMsg)
+	f.run = "0123456789abcdef"
+	return f
+}
+
 func tcpRecord(msg string) *logsock.Record {
 	return &logsock.Record{Conn: 7, Pid: 6530, Remote: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 54321},
 		Msg: []byte(msg), Time: recTime}
@@ -39,34 +46,34 @@ func TestFormatLines(t *testing.T) {
 		want          string
 	}{
 		{"json/tcp", true, false, tcpRecord(`started "x"` + "\n"),
-			`{"time":"` + ts + `","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"started \"x\""}` + "\n"},
+			`{"time":"` + ts + `","run":"0123456789abcdef","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"started \"x\""}` + "\n"},
 		{"json/unix", true, false, unixRecord("current pid: 998"),
-			`{"time":"` + ts + `","conn":3,"pid":991,"peer_pid":991,"peer_uid":0,"peer_gid":4,"writer_pid":998,"msg":"current pid: 998"}` + "\n"},
+			`{"time":"` + ts + `","run":"0123456789abcdef","conn":3,"pid":991,"peer_pid":991,"peer_uid":0,"peer_gid":4,"writer_pid":998,"msg":"current pid: 998"}` + "\n"},
 		// Only one newline goes; the others are the message's.
 		{"json/newlines", true, false, tcpRecord("a\n\n"),
-			`{"time":"` + ts + `","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"a\n"}` + "\n"},
+			`{"time":"` + ts + `","run":"0123456789abcdef","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"a\n"}` + "\n"},
 		{"json/invalid-utf8", true, false, invalid,
-			`{"time":"` + ts + `","conn":3,"pid":991,"peer_pid":991,"peer_uid":0,"peer_gid":4,"writer_pid":998,` +
+			`{"time":"` + ts + `","run":"0123456789abcdef","conn":3,"pid":991,"peer_pid":991,"peer_uid":0,"peer_gid":4,"writer_pid":998,` +
 				`"flags":["invalid_utf8","mixed_writers"],"msg":"bad \ufffd","msg_base64":"YmFkIP8K"}` + "\n"},
 		{"json-msg/object", true, true, tcpRecord("{\"level\": \"INFO\",\n \"n\": [1, 2]}\n"),
-			`{"time":"` + ts + `","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":{"level":"INFO","n":[1,2]}}` + "\n"},
+			`{"time":"` + ts + `","run":"0123456789abcdef","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":{"level":"INFO","n":[1,2]}}` + "\n"},
 		{"json-msg/not-an-object", true, true, tcpRecord(`{"level": `),
-			`{"time":"` + ts + `","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"{\"level\": "}` + "\n"},
+			`{"time":"` + ts + `","run":"0123456789abcdef","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"{\"level\": "}` + "\n"},
 		{"json-msg/array", true, true, tcpRecord(`[1]`),
-			`{"time":"` + ts + `","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"[1]"}` + "\n"},
+			`{"time":"` + ts + `","run":"0123456789abcdef","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"[1]"}` + "\n"},
 		{"json/object-without-json-msg", true, false, tcpRecord(`{"a":1}`),
-			`{"time":"` + ts + `","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"{\"a\":1}"}` + "\n"},
+			`{"time":"` + ts + `","run":"0123456789abcdef","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"{\"a\":1}"}` + "\n"},
 		{"text/tcp", false, false, tcpRecord("time=x level=INFO msg=\"started\"\n"),
-			ts + ` conn=7 pid=6530 remote=10.0.0.2:54321 time=x level=INFO msg="started"` + "\n"},
+			ts + ` run=0123456789abcdef conn=7 pid=6530 remote=10.0.0.2:54321 time=x level=INFO msg="started"` + "\n"},
 		{"text/unix", false, false, unixRecord("current pid: 998"),
-			ts + " conn=3 pid=991 peer=991 uid=0 gid=4 writer=998 current pid: 998\n"},
+			ts + " run=0123456789abcdef conn=3 pid=991 peer=991 uid=0 gid=4 writer=998 current pid: 998\n"},
 		{"text/invalid-utf8", false, false, invalid,
-			ts + ` conn=3 pid=991 peer=991 uid=0 gid=4 writer=998 flags=invalid_utf8|mixed_writers bad \xff` + "\n"},
+			ts + ` run=0123456789abcdef conn=3 pid=991 peer=991 uid=0 gid=4 writer=998 flags=invalid_utf8|mixed_writers bad \xff` + "\n"},
 		{"text/escapes", false, false, tcpRecord("a\tb\r\nc\x1b[31m\\n\u0085\u2028é\n"),
-			ts + ` conn=7 pid=6530 remote=10.0.0.2:54321 a` + "\t" + `b\r\nc\x1b[31m\n\u0085\u2028é` + "\n"},
+			ts + ` run=0123456789abcdef conn=7 pid=6530 remote=10.0.0.2:54321 a` + "\t" + `b\r\nc\x1b[31m\n\u0085\u2028é` + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFormatter(tc.json, tc.jsonMsg)
+			f := newTestFormatter(tc.json, tc.jsonMsg)
 			got := string(f.append(nil, tc.rec))
 			if got != tc.want {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
@@ -85,7 +92,7 @@ func TestFormatLines(t *testing.T) {
 // TestConnCache: records of connections that alternate, and one that
 // ended and was forgotten, each carry their own connection's fields.
 func TestConnCache(t *testing.T) {
-	f := newFormatter(true, false)
+	f := newTestFormatter(true, false)
 	a, b := tcpRecord("a"), unixRecord("b")
 	for range 3 {
 		for _, rec := range []*logsock.Record{a, b} {
@@ -176,7 +183,7 @@ func BenchmarkFormat(b *testing.B) {
 	for _, jsonOut := range []bool{true, false} {
 		name := map[bool]string{true: "json", false: "text"}[jsonOut]
 		b.Run(name, func(b *testing.B) {
-			f := newFormatter(jsonOut, false)
+			f := newTestFormatter(jsonOut, false)
 			rec := tcpRecord(strings.Repeat("x", 100))
 			buf := make([]byte, 0, 1<<10)
 			b.ReportAllocs()

@@ -3,20 +3,41 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"log"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/logsock/logsock"
 )
 
 const (
-	// forwardScheme is the one scheme of -forward.
-	forwardScheme = "syslog+tcp://"
+	// The schemes of -forward: syslog over TCP (RFC 6587's octet counting),
+	// and over TLS (RFC 5425, the same frames inside TLS).
+	schemeTCP = "syslog+tcp://"
+	schemeTLS = "syslog+tls://"
+	// defaultForwardBuffer is -forward-buffer's default: a 30 s outage of
+	// the syslog server at the pace of issue 20's test (4 MiB held 2.2 s
+	// of records, so 1.9 MB/s) takes 57 MB.
+	defaultForwardBuffer = 64 << 20
+	// defaultForwardTimeout is -forward-timeout's default: long enough
+	// for a syslog server that holds back while its own queue is full,
+	// short enough that the buffer holds what a dead one leaves behind.
+	defaultForwardTimeout = 30 * time.Second
+	// forwardMaxBackoff caps the wait between connection attempts: a
+	// syslog server that is back gets the records at most a second later
+	// (issue 20: the client's default cap, 5 s, dropped 44,000 records
+	// after rsyslogd was back).
+	forwardMaxBackoff = time.Second
+	// writeSlack makes the forwarder's WriteTimeout longer than
+	// -forward-timeout: see newSyslog.
+	writeSlack = 5 * time.Second
 	// syslogPri is <PRI>VERSION: facility user (1), severity
 	// informational (6), 1*8+6 = 14, version 1. logsock's records carry
 	// no severity, and user is the facility of messages from user
@@ -36,36 +57,134 @@ const (
 	maxHostname = 255
 )
 
-// newSyslog returns the LogSocket that forwards to the syslog server at
-// addr (host:port); it connects on the first message. With OctetCounted
-// framing it brings the client's delivery properties: a bounded buffer
-// with counted drops, reconnects with capped backoff and jitter, a peek
-// before writing, a message whose write failed sent again whole. In
-// batching mode a record costs its handler a copy and no system call. It
-// holds up to bufferBytes of messages, and drops the oldest beyond: a
-// syslog server that is slow or away must not hold up the connections or
-// the output.
-func newSyslog(addr string, maxFrame, bufferBytes int) (*logsock.LogSocket, error) {
-	return logsock.New("tcp", addr, &logsock.Config{
-		Framing:     logsock.OctetCounted,
-		Batching:    true,
-		MaxFrame:    maxFrame + sdRoom,
-		BufferBytes: bufferBytes,
-		Overflow:    logsock.DropOldest,
-	})
+// forwardFlags are -forward and the flags that go with it.
+type forwardFlags struct {
+	url      string // -forward as given; "" for none
+	addr     string // its host:port
+	tls      bool   // syslog+tls://
+	ca       string // -forward-ca: the authorities to trust; "": the system's
+	cert     string // -forward-cert and -forward-key: the client's certificate
+	key      string
+	buffer   int
+	timeout  time.Duration
+	certSeen bool // one of -forward-ca, -cert or -key was given
 }
 
-// parseForward checks a -forward address and returns its host:port.
-func parseForward(s string) (string, error) {
-	hostport, ok := strings.CutPrefix(s, forwardScheme)
+func (f *forwardFlags) register(flags *flag.FlagSet) {
+	flags.Func("forward", "send every record to a syslog server, RFC 5424 in octet-counted framing: syslog+tcp://HOST:PORT, or over TLS (RFC 5425) syslog+tls://HOST:PORT", func(s string) error {
+		var err error
+		f.url = s
+		f.addr, f.tls, err = parseForward(s)
+		return err
+	})
+	flags.IntVar(&f.buffer, "forward-buffer", defaultForwardBuffer, "bytes of messages the forwarder holds while the syslog server is slow or away; beyond, the oldest are dropped (and counted)")
+	flags.DurationVar(&f.timeout, "forward-timeout", defaultForwardTimeout, "how long the syslog server may take nothing (no acknowledgement, or a window held at zero) before its connection is given up; a slower server is waited for")
+	tlsFile := func(p *string) func(string) error {
+		return func(s string) error { *p, f.certSeen = s, true; return nil }
+	}
+	flags.Func("forward-ca", "with syslog+tls://, a PEM file of the authorities that sign the syslog server's certificate (default: the system's)", tlsFile(&f.ca))
+	flags.Func("forward-cert", "with syslog+tls://, a PEM file of the certificate logsockd presents to the syslog server (with -forward-key)", tlsFile(&f.cert))
+	flags.Func("forward-key", "with syslog+tls://, the PEM file of -forward-cert's private key", tlsFile(&f.key))
+}
+
+// check checks the flags, once parsed.
+func (f *forwardFlags) check() error {
+	switch {
+	case f.buffer <= 0:
+		return fmt.Errorf("-forward-buffer %d: want a positive number of bytes", f.buffer)
+	case f.timeout <= 0:
+		return fmt.Errorf("-forward-timeout %v: want a positive duration", f.timeout)
+	case f.certSeen && !f.tls:
+		return fmt.Errorf("-forward-ca, -forward-cert and -forward-key go with -forward %sHOST:PORT", schemeTLS)
+	case (f.cert == "") != (f.key == ""):
+		return errors.New("-forward-cert and -forward-key go together")
+	}
+	return nil
+}
+
+// tlsConfig returns the forwarder's TLS configuration: TLS 1.2 at least,
+// as RFC 9662 asks of syslog over TLS, the server's certificate checked
+// against -forward-ca (or the system's authorities) for the host of
+// -forward, and the client's certificate, if given.
+func (f *forwardFlags) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.ca != "" {
+		pool, err := loadCAs(f.ca)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	if f.cert != "" {
+		cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+		if err != nil {
+			return nil, fmt.Errorf("-forward-cert %s, -forward-key %s: %w", f.cert, f.key, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// newSyslog returns the LogSocket that forwards to the syslog server of
+// f; it connects on the first message.
+func newSyslog(f *forwardFlags, maxFrame int) (*logsock.LogSocket, error) {
+	cfg, err := f.config(maxFrame)
+	if err != nil {
+		return nil, err
+	}
+	return logsock.NewSyslog("tcp", f.addr, cfg)
+}
+
+// config returns the forwarder's LogSocket configuration. With it, and
+// NewSyslog's framing, the forwarder
+// brings the client's delivery properties: a bounded buffer with counted
+// drops, reconnects with capped backoff and jitter, a peek before writing,
+// a message whose write failed sent again whole. In batching mode a
+// record costs its handler a copy and no system call. It holds up to
+// -forward-buffer of messages, and drops the oldest beyond: a syslog
+// server that is slow or away must not hold up the connections or the
+// output.
+//
+// A connection that stalls is kept, not abandoned for a new one, until
+// the syslog server has taken nothing for -forward-timeout: the kernel's
+// TCP_USER_TIMEOUT, which on Linux (since 5.11) counts both data left
+// unacknowledged and a window held at zero. The records that the server's
+// kernel holds would be read after those of a new connection (issue 20:
+// after a 10 s SIGSTOP of rsyslogd, with the client's WriteTimeout of 5 s,
+// 31,627 records reached it after newer ones), and a new connection to a
+// stalled server gains nothing. The write's own timeout is longer, so that
+// the kernel decides; elsewhere than on Linux it is the bound.
+func (f *forwardFlags) config(maxFrame int) (*logsock.Config, error) {
+	cfg := &logsock.Config{
+		Batching:     true,
+		MaxFrame:     maxFrame + sdRoom,
+		BufferBytes:  f.buffer,
+		Overflow:     logsock.DropOldest,
+		MaxBackoff:   forwardMaxBackoff,
+		UserTimeout:  f.timeout,
+		WriteTimeout: f.timeout + writeSlack,
+	}
+	if f.tls {
+		var err error
+		if cfg.TLS, err = f.tlsConfig(); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+// parseForward checks a -forward address and returns its host:port, and
+// whether it is syslog over TLS.
+func parseForward(s string) (hostport string, isTLS bool, err error) {
+	hostport, ok := strings.CutPrefix(s, schemeTCP)
 	if !ok {
-		return "", fmt.Errorf("forward address %q: want %sHOST:PORT", s, forwardScheme)
+		hostport, isTLS = strings.CutPrefix(s, schemeTLS)
 	}
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil || host == "" || port == "" {
-		return "", fmt.Errorf("forward address %q: want %sHOST:PORT", s, forwardScheme)
+	host, port, serr := net.SplitHostPort(hostport)
+	if !ok && !isTLS || serr != nil || host == "" || port == "" {
+		return "", false, fmt.Errorf("forward address %q: want %sHOST:PORT or %sHOST:PORT", s, schemeTCP, schemeTLS)
 	}
-	return hostport, nil
+	return hostport, isTLS, nil
 }
 
 // checkAppName checks an APP-NAME: 1 to 48 printable US-ASCII characters,
@@ -102,6 +221,7 @@ func syslogHostname(name string) string {
 type forwarder struct {
 	addr string
 	w    *logsock.LogSocket
+	run  string // this run's id, in every record's structured data; set before the first
 
 	mu     sync.Mutex // guards the fields below
 	buf    []byte
@@ -114,7 +234,7 @@ type forwarder struct {
 
 func newForwarder(addr, hostname, appName string, w *logsock.LogSocket) *forwarder {
 	f := &forwarder{addr: addr, w: w, head: []byte(" " + syslogHostname(hostname) + " " + appName + " ")}
-	f.conns.build = appendSD
+	f.conns.build = func(dst []byte, rec *logsock.Record) []byte { return appendSD(dst, rec, f.run) }
 	return f
 }
 
@@ -168,10 +288,15 @@ func (f *forwarder) append(dst []byte, rec *logsock.Record) []byte {
 }
 
 // appendSD appends the structured data element of rec's connection, all
-// but its closing bracket: the connection id, the handshake pid, the
-// remote address (TCP), the peer's credentials (Unix sockets on Linux).
-func appendSD(dst []byte, rec *logsock.Record) []byte {
+// but its closing bracket: the run's id (if not ""), the connection id,
+// the handshake pid, the remote address (TCP), the peer's credentials
+// (Unix sockets on Linux). Connection ids start at 1 in every run: a
+// relay's file holds a "conn 2" of each run, told apart by run.
+func appendSD(dst []byte, rec *logsock.Record, run string) []byte {
 	dst = append(dst, "["+sdID...)
+	if run != "" {
+		dst = appendSDParam(dst, "run", []byte(run))
+	}
 	dst = appendSDParam(dst, "conn", strconv.AppendUint(nil, rec.Conn, 10))
 	dst = appendSDParam(dst, "pid", strconv.AppendInt(nil, int64(rec.Pid), 10))
 	if remote := remoteString(rec.Remote); remote != "" {

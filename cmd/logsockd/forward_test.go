@@ -3,8 +3,11 @@
 package main
 
 import (
+	"flag"
+	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/logsock/logsock"
 )
@@ -75,17 +78,49 @@ func TestSyslogNames(t *testing.T) {
 			t.Errorf("checkAppName(%q) = nil, want an error", name)
 		}
 	}
-	for _, tc := range []struct{ in, want string }{
-		{"syslog+tcp://relay:514", "relay:514"},
-		{"syslog+tcp://[::1]:6514", "[::1]:6514"},
-		{"syslog+tcp://relay", ""},
-		{"syslog+tcp://:514", ""},
-		{"tcp://relay:514", ""},
-		{"syslog+udp://relay:514", ""},
+	for _, tc := range []struct {
+		in, want string
+		tls      bool
+	}{
+		{"syslog+tcp://relay:514", "relay:514", false},
+		{"syslog+tcp://[::1]:6514", "[::1]:6514", false},
+		{"syslog+tls://relay:6514", "relay:6514", true},
+		{"syslog+tcp://relay", "", false},
+		{"syslog+tls://relay", "", false},
+		{"syslog+tcp://:514", "", false},
+		{"tcp://relay:514", "", false},
+		{"tls://relay:514", "", false},
+		{"syslog+udp://relay:514", "", false},
 	} {
-		got, err := parseForward(tc.in)
-		if got != tc.want || (err == nil) != (tc.want != "") {
-			t.Errorf("parseForward(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		got, isTLS, err := parseForward(tc.in)
+		if got != tc.want || isTLS != tc.tls || (err == nil) != (tc.want != "") {
+			t.Errorf("parseForward(%q) = %q, %v, %v; want %q, %v", tc.in, got, isTLS, err, tc.want, tc.tls)
 		}
+	}
+}
+
+// TestForwardDefaults: the forwarder's defaults keep up with a syslog
+// server that goes away or stalls (issue 20): 64 MiB held, attempts at
+// most a second apart, the oldest dropped beyond, and a stalled
+// connection given up by the kernel after -forward-timeout, never first
+// by the write's own timeout.
+func TestForwardDefaults(t *testing.T) {
+	var f forwardFlags
+	flags := flag.NewFlagSet("logsockd", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	f.register(flags)
+	if err := flags.Parse([]string{"-forward", "syslog+tcp://relay:514"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.check(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.config(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.BufferBytes != 64<<20 || cfg.MaxBackoff != time.Second || cfg.Overflow != logsock.DropOldest ||
+		cfg.UserTimeout != 30*time.Second || cfg.WriteTimeout <= cfg.UserTimeout || cfg.TLS != nil {
+		t.Errorf("%+v: want BufferBytes 64 MiB, MaxBackoff 1s, DropOldest, UserTimeout 30s and a longer WriteTimeout, no TLS", cfg)
 	}
 }

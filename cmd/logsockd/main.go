@@ -1,72 +1,138 @@
 //go:build unix
 
 // Command logsockd is the logsock collector daemon: it accepts logsock
-// streams on TCP and Unix sockets and writes one line a record to
-// standard output or a file, forwards every record to a syslog server, or
-// both.
+// streams on TCP (plain or TLS) and Unix sockets and writes one line a
+// record to standard output or a file, forwards every record to a syslog
+// server, or both.
 //
 //	go run ./cmd/logsockd                   # 127.0.0.1:39999, text on standard output
 //	logsockd -listen unix:///run/logsock.sock -mode 0660 -json -o /var/log/logsock.jsonl
 //	logsockd -listen tcp://0.0.0.0:39999 -forward syslog+tcp://relay.example:514
+//	logsockd -listen tls://0.0.0.0:39998 -tls-cert host.pem -tls-key host-key.pem -tls-client-ca clients.pem \
+//	         -forward syslog+tls://relay.example:6514 -forward-ca relay-ca.pem
 //
 // # Records
 //
 // A text line is
 //
-//	TIME conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
+//	TIME run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
 //
-// and a JSON line (-json) has the keys time, conn, pid, msg; remote, the
-// client's address, for TCP; on Unix sockets on Linux peer_pid, peer_uid
+// and a JSON line (-json) has the keys time, run, conn, pid, msg; remote,
+// the client's address, for TCP; on Unix sockets on Linux peer_pid, peer_uid
 // and peer_gid (the process that connected) and writer_pid (the one that
 // wrote the frame); flags when one is set. TIME is the receive time, in
-// UTC, RFC 3339 with nanoseconds. One trailing newline, which slog, log
+// UTC, RFC 3339 with nanoseconds. ID is this run's id, 16 random
+// hexadecimal digits that logsockd logs at start: connections are
+// numbered from 1 in each run, so that in a file that several runs
+// appended to, a connection is its run and its number. One trailing newline, which slog, log
 // and zap end every record with, is not part of the printed message; the
 // JSON msg keeps the exact bytes otherwise, with U+FFFD for bytes that
 // are not UTF-8, and then msg_base64 holds all the bytes as they came.
 // With -json-msg, a message that is a JSON object is written as one (on
-// one line), not as a string. Text prints the message as it is, but
+// one line, its white space dropped), not as a string, if jq, Python's
+// json and the like all read it as the same value: RFC 8259 JSON in
+// UTF-8, nested at most 64 deep (jq 1.6 and serde_json refuse objects
+// more than 128 deep), no name twice in an object, no lone surrogate
+// (\ud800), numbers within float64's range. Any other message stays a
+// string. Text prints the message as it is, but
 // writes control characters (except tab) as \n, \r or \xHH, C1 controls
 // and U+2028 and U+2029 as \uHHHH, and bytes that are not UTF-8 as \xHH,
 // so that a record stays on one line; a backslash stays as it is.
 //
-// Lines are written in large writes: a buffer is written when it is full
-// or -flush-delay after its first record, whichever comes first.
+// Lines are written in large writes of whole records: a buffer is written
+// when it is full or -flush-delay after its first record, whichever comes
+// first, and a short write is continued.
 //
 // # Outputs
 //
 // -o FILE appends to FILE, created with mode -o-mode (0640) if absent; -o -
 // is standard output, the default unless -forward is given. SIGHUP reopens
-// the file, between two writes, so that logrotate needs no copytruncate.
-// A write that fails (EPIPE, ENOSPC) is reported on standard error; then
-// logsockd stops accepting, drains its connections (into -forward, if
-// given; the records that cannot be written are counted) and exits 1.
-// SIGPIPE does not kill it.
+// the file, between two writes, so that logrotate needs no copytruncate. A
+// file deleted or renamed without SIGHUP is noticed within a second and
+// reopened too, and said so; what was written into a deleted file since
+// the last look is copied to the new one.
+//
+// A last line without its newline, which a crash in the middle of a
+// write leaves, is cut from FILE when it is opened (at start and on each
+// reopen), appended with a newline to FILE.torn beside it, and logged, so
+// that every line of FILE parses; where that fails, it is ended with a
+// newline, so that the records after it do. A file that another logsockd
+// holds open is not cut (each holds a shared flock on its file, and cuts
+// only under an exclusive one).
+//
+// A full disk (ENOSPC, or EDQUOT) is waited out: logsockd keeps the
+// records it holds and stops reading its connections, whose clients hold
+// their records in their own buffers and wait or drop by their policy; it
+// tries the write again, at least once a second, and goes on where the
+// write stopped when there is space. It logs once when it begins to wait,
+// and once when it writes again, with how long it waited. A record goes
+// to -forward once the output has taken it: forwarding waits too. With
+// -on-output-error exit, a full disk fails the output instead, as any
+// other write error (EPIPE, EIO) does: the error is reported on standard
+// error; then logsockd stops accepting, drains its connections (into
+// -forward, if given; the records that cannot be written are counted),
+// cuts from FILE the start of a record that the failed write left, and
+// exits 1. SIGPIPE does not kill it.
 //
 // -forward syslog+tcp://HOST:PORT sends every record to a syslog server
 // as RFC 5424 in octet-counted framing (RFC 6587), facility user and
 // severity informational (<14>): the receive time (to the microsecond),
 // this host's name, -app-name, PROCID the writer's pid where known (the
-// handshake pid otherwise), structured data [logsock@32473 conn pid remote
-// peer_pid peer_uid peer_gid writer_pid flags] where known, and the
+// handshake pid otherwise), structured data [logsock@32473 run conn pid
+// remote peer_pid peer_uid peer_gid writer_pid flags] where known, and the
 // message's bytes unchanged (rsyslog drops one trailing newline on
-// reception unless parser.dropTrailingLFOnReception is off). It has the
-// logsock client's delivery properties: a buffer of -forward-buffer
-// bytes, the oldest records dropped (and counted) when it is full,
-// reconnects with capped backoff and jitter, a message whose write failed
-// sent again whole. And its limit: syslog over TCP has no
-// acknowledgements, so what the syslog server's kernel has taken and the
-// server has not read when it stops is lost, uncounted. rsyslogd does not
-// always read its sockets dry when it stops: a restart under load can
-// lose up to what its socket's receive buffer held (thousands of records;
+// reception unless parser.dropTrailingLFOnReception is off).
+// -forward syslog+tls://HOST:PORT sends the same over TLS (RFC 5425): see
+// TLS below.
+//
+// The forwarder has the logsock client's delivery properties: a buffer of
+// -forward-buffer bytes (64 MiB: a 30 s outage at 1.9 MB/s of records),
+// the oldest records dropped (and counted) when it is full; reconnects with
+// jitter, at most a second apart, so that a server that is back gets the
+// records within a second; a message whose write failed sent again whole.
+// A server that is slow, or holds back, is waited for on the connection it
+// has: its records arrive in order. The connection is given up only when
+// the server has taken nothing for -forward-timeout (30 s): no
+// acknowledgement, or a receive window held at zero (TCP_USER_TIMEOUT on
+// Linux). What its kernel and ours then hold is the bound of what a stall
+// that long costs: this host's kernel drops what it held for the
+// connection (up to net.ipv4.tcp_wmem's maximum, 4 MiB by default), and
+// what the server's kernel holds (up to its tcp_rmem maximum) reaches the
+// server, if it resumes, after the records of the next connection. Each
+// connection given up counts in SIGUSR1's reconnects.
+//
+// And the limit of syslog over TCP: there are no acknowledgements, so what
+// the syslog server's kernel has taken and the server has not read when it
+// stops is lost, uncounted. rsyslogd does not always read its sockets dry
+// when it stops: a restart under load can lose up to what its socket's
+// receive buffer held (thousands of records;
 // TestLogsockdForwardRestartUnderLoad bounds it). A restart while the
 // forwarder is quiet, or an outage, loses nothing: the forwarder holds the
 // records until the server is back.
+//
+// # TLS
+//
+// -listen tls://HOST:PORT serves logsock clients on other hosts over TLS
+// (a LogSocket with Config.TLS), with the certificate and key of
+// -tls-cert and -tls-key; with -tls-client-ca, a client must present a
+// certificate that one of its authorities signed. The handshake counts in
+// -handshake-timeout. A refused handshake ends that connection, logged
+// with its cause, after 0 frames.
+//
+// -forward syslog+tls://HOST:PORT checks the syslog server's certificate
+// against the authorities of -forward-ca (the system's by default) for
+// HOST, and presents the certificate of -forward-cert and -forward-key,
+// if given. Both sides take TLS 1.2 or later. A refusal, either way, fails
+// the connection attempt: the forwarder holds the records and tries again;
+// at exit it says why it could not deliver.
 //
 // # Signals and logs
 //
 // SIGINT or SIGTERM stops accepting, drains the connections (for up to
 // 5 s), writes and flushes every record, delivers what the forwarder holds
-// (for up to 5 s) and exits. A standard output that has stopped reading
+// (for up to 5 s) and exits. A wait for space ends with the drain: the
+// records not written by then are dropped and counted, and the exit
+// status is 1. A standard output that has stopped reading
 // (a stalled pipe) holds that exit up until it reads again, since every
 // record delivered is written first: a service manager's stop timeout
 // ends it then. SIGUSR1 prints the counters. logsockd logs,
@@ -76,6 +142,31 @@
 //
 // logsockd runs on Unix only, which has these signals; the logsock
 // package itself builds for Windows too.
+//
+// # Metrics and health
+//
+// -metrics HOST:PORT serves over HTTP /metrics, in the Prometheus text
+// format: every counter that SIGUSR1 prints (logsockd_*: connections
+// accepted, open, and ended by reason; frames and bytes received; the
+// output's records, bytes, drops, reopens, waits for space and torn lines;
+// the forwarder's records, bytes, held records, drops, reconnects and
+// time without a connection), and the states: each listener's, the
+// output's (writing, waiting for space, failed), the run id. And
+// /healthz: 200 while the output writes and every listener accepts, 503
+// while the output waits for space or has failed, a listener is down, or
+// logsockd is stopping, with a line for each check.
+//
+// # systemd
+//
+// Started by systemd with sockets (a socket unit's ListenStream=, passed
+// as LISTEN_FDS), logsockd serves them, and the -listen addresses as
+// well if any are given: the default address only when there are
+// neither. The socket files are systemd's, and stay: they queue the
+// connections while logsockd restarts. A passed socket of another kind (a
+// datagram socket) is refused, exit 1. With NOTIFY_SOCKET (Type=notify),
+// it sends READY=1 once it listens, RELOADING=1 and READY=1 around
+// SIGHUP's reopen, STOPPING=1 when it stops. The directory systemd beside
+// this file holds a unit and a socket file, sandboxed.
 //
 // # Unix sockets
 //
@@ -100,11 +191,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/logsock/logsock"
-	"github.com/logsock/logsock/internal/netaddr"
 )
 
 // drainTimeout bounds Server.Shutdown's drain at exit.
@@ -121,27 +212,49 @@ type config struct {
 	jsonMsg    bool
 	out        string // "-" for standard output, "" for none
 	outMode    modeFlag
+	outErrExit bool // -on-output-error exit
 	flushDelay time.Duration
-	forward    string // host:port, or ""
+	fwd        forwardFlags
+	tls        tlsFlags
 	appName    string
-	fwdBuffer  int
+	metrics    string         // host:port of -metrics, or ""
 	srv        logsock.Server // with the limits of the flags; run sets the callbacks
 }
 
 const usageHead = `usage: logsockd [flags]
 
-logsockd receives logsock streams on TCP and Unix sockets and writes one line
-a record to standard output or a file (-o), forwards the records to a syslog
-server (-forward), or both. SIGINT and SIGTERM drain the connections and exit,
-SIGHUP reopens the -o file, SIGUSR1 prints the counters on standard error.
+logsockd receives logsock streams on TCP (plain or TLS) and Unix sockets and
+writes one line a record to standard output or a file (-o), forwards the
+records to a syslog server (-forward), or both. SIGINT and SIGTERM drain the
+connections and exit, SIGHUP reopens the -o file, SIGUSR1 prints the counters
+on standard error; -metrics serves them for Prometheus at /metrics, and a
+health check at /healthz. Under systemd it serves the sockets it is passed
+(LISTEN_FDS) besides any -listen, and says when it is ready, reloading and
+stopping (NOTIFY_SOCKET).
+
+The -o file holds whole lines: a last line that a crash cut short is moved to
+FILE.torn when the file is opened. A full disk is waited out: logsockd stops
+reading its connections, retries, and resumes when there is space
+(-on-output-error). A file deleted or renamed without SIGHUP is reopened within
+a second.
 
 examples:
   logsockd -listen unix:///run/logsock.sock -mode 0660 -json -o /var/log/logsock.jsonl
   logsockd -listen tcp://0.0.0.0:39999 -forward syslog+tcp://relay.example:514
+  logsockd -listen tls://0.0.0.0:39998 -tls-cert host.pem -tls-key host-key.pem \
+           -tls-client-ca clients.pem -forward syslog+tls://relay.example:6514 -forward-ca relay-ca.pem
 
-text:  TIME conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
-json:  {"time","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
+forwarding: the records go in order, over one connection, which is kept while
+the syslog server is slow; it is given up when the server takes nothing for
+-forward-timeout. Meanwhile the forwarder holds -forward-buffer bytes of
+records, and drops the oldest (counted) beyond. A server that is back gets
+them within a second.
+
+text:  TIME run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
+json:  {"time","run","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
         [,"writer_pid"][,"flags"],"msg"[,"msg_base64"]}
+ID is this run's id, random, logged at start: conn counts from 1 in each run,
+and run tells apart two "conn 1" in a file that several runs appended to.
 One trailing newline is not part of the printed message. Text writes control
 characters (except tab) as \n, \r or \xHH, C1 controls, U+2028 and U+2029 as
 \uHHHH, bytes that are not UTF-8 as \xHH, and the rest as it is (backslashes
@@ -158,8 +271,8 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 		fmt.Fprint(flags.Output(), usageHead)
 		flags.PrintDefaults()
 	}
-	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port or unix:///path (default 127.0.0.1:39999)", func(s string) error {
-		network, addr, err := netaddr.Parse(s)
+	flags.Func("listen", "address to listen on, repeatable: tcp://host:port, host:port, tls://host:port (see -tls-cert) or unix:///path (default 127.0.0.1:39999, unless systemd passes sockets)", func(s string) error {
+		network, addr, err := parseListen(s)
 		cfg.listen = append(cfg.listen, address{network, addr})
 		return err
 	})
@@ -169,17 +282,28 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	// permission on the file).
 	flags.Var(&cfg.mode, "mode", "permissions of the Unix sockets, in octal, such as 0660 (default: what the umask leaves)")
 	flags.BoolVar(&cfg.json, "json", false, "write JSON Lines instead of text")
-	flags.BoolVar(&cfg.jsonMsg, "json-msg", false, "with -json, write a message that is a JSON object as an object, not a string")
-	flags.StringVar(&cfg.out, "o", "", "append the records to this file (reopened on SIGHUP); - is standard output (default: standard output, unless -forward is given)")
+	flags.BoolVar(&cfg.jsonMsg, "json-msg", false, "with -json, write a message that is a JSON object as an object, not a string, if every common parser reads it alike: RFC 8259, at most 64 deep, no name twice, no lone surrogate, numbers within float64")
+	flags.StringVar(&cfg.out, "o", "", "append the records to this file (reopened on SIGHUP, and when it is deleted or renamed; a torn last line is moved to FILE.torn); - is standard output (default: standard output, unless -forward is given)")
 	flags.Var(&cfg.outMode, "o-mode", "permissions of the -o file, in octal, if logsockd creates it")
-	flags.DurationVar(&cfg.flushDelay, "flush-delay", 5*time.Millisecond, "longest time a record waits in the buffer before it is written")
-	flags.Func("forward", "send every record to a syslog server, RFC 5424 in octet-counted framing: syslog+tcp://HOST:PORT", func(s string) error {
-		hostport, err := parseForward(s)
-		cfg.forward = hostport
-		return err
+	flags.Func("on-output-error", "on a full disk (ENOSPC, EDQUOT): wait (stop reading the connections, retry, resume when there is space) or exit (drain, dropping the records, and exit 1, as other write errors do) (default wait)", func(s string) error {
+		switch s {
+		case "wait", "exit":
+			cfg.outErrExit = s == "exit"
+			return nil
+		}
+		return fmt.Errorf("%q: want wait or exit", s)
 	})
+	flags.DurationVar(&cfg.flushDelay, "flush-delay", 5*time.Millisecond, "longest time a record waits in the buffer before it is written")
+	cfg.tls.register(flags)
+	cfg.fwd.register(flags)
 	flags.StringVar(&cfg.appName, "app-name", "logsockd", "APP-NAME of the forwarded messages")
-	flags.IntVar(&cfg.fwdBuffer, "forward-buffer", logsock.DefaultBufferBytes, "bytes of messages the forwarder holds while the syslog server is slow or away; beyond, the oldest are dropped")
+	flags.Func("metrics", "serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz", func(s string) error {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return errors.New("want HOST:PORT, such as 127.0.0.1:9539")
+		}
+		cfg.metrics = s
+		return nil
+	})
 
 	srv := &cfg.srv
 	flags.IntVar(&srv.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "largest message accepted, in bytes")
@@ -205,16 +329,16 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	if srv.MaxFrame <= 0 {
 		usage("-max-frame %d: want a positive number of bytes", srv.MaxFrame)
 	}
-	if cfg.fwdBuffer <= 0 {
-		usage("-forward-buffer %d: want a positive number of bytes", cfg.fwdBuffer)
+	if err := cfg.fwd.check(); err != nil {
+		usage("%v", err)
 	}
 	if cfg.flushDelay <= 0 {
 		usage("-flush-delay %v: want a positive duration", cfg.flushDelay)
 	}
-	if len(cfg.listen) == 0 {
-		cfg.listen = []address{{"tcp", "127.0.0.1:39999"}}
+	if err := cfg.tls.check(slices.ContainsFunc(cfg.listen, func(a address) bool { return a.network == "tls" })); err != nil {
+		usage("%v", err)
 	}
-	if cfg.out == "" && cfg.forward == "" {
+	if cfg.out == "" && cfg.fwd.url == "" {
 		cfg.out = "-"
 	}
 	return cfg
@@ -229,11 +353,18 @@ func main() {
 
 // daemon is a run of logsockd: the Server and where its records go.
 type daemon struct {
-	cfg  *config
-	srv  *logsock.Server
-	out  *output    // nil with -forward alone
-	fwd  *forwarder // nil without -forward
-	fail chan error // a Serve's error, or the output's
+	cfg       *config
+	srv       *logsock.Server
+	out       *output    // nil with -forward alone
+	fwd       *forwarder // nil without -forward
+	fail      chan error // a Serve's error, or the output's
+	run       string     // this run's id (newRunID)
+	start     time.Time
+	inherited []net.Listener   // passed by systemd
+	listeners []*listenerState // set before -metrics starts, then fixed
+	notify    *notifier        // nil without NOTIFY_SOCKET
+	stopping  atomic.Bool      // a signal or a failure has come: /healthz says 503
+	metrics   *metricsServer   // nil without -metrics
 }
 
 // run runs the daemon until a signal or a failure, and returns the exit
@@ -250,27 +381,52 @@ func run(cfg *config) int {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sig)
 
+	inherited, err := activatedListeners()
+	if err != nil {
+		log.Print(err)
+		return 1
+	}
+	notify, err := newNotifier()
+	if err != nil {
+		log.Print(err)
+		return 1
+	}
+	if len(cfg.listen) == 0 && len(inherited) == 0 {
+		cfg.listen = []address{{"tcp", "127.0.0.1:39999"}}
+	}
 	// One slot per sender, so that none blocks.
-	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(cfg.listen)+1)}
-	if cfg.forward != "" {
+	d := &daemon{cfg: cfg, srv: &cfg.srv, fail: make(chan error, len(inherited)+len(cfg.listen)+1),
+		run: newRunID(), start: time.Now(), inherited: inherited, notify: notify}
+	log.Printf("run %s: each record carries this id (conn counts from 1 in each run)", d.run)
+	if cfg.tls.cert != "" {
+		if err := cfg.tls.load(); err != nil {
+			log.Print(err)
+			return 1
+		}
+	}
+	if cfg.fwd.url != "" {
 		// New checks the configuration and connects later: the
 		// collector starts while the syslog server is away.
-		w, err := newSyslog(cfg.forward, cfg.srv.MaxFrame, cfg.fwdBuffer)
+		w, err := newSyslog(&cfg.fwd, cfg.srv.MaxFrame)
 		if err != nil {
-			log.Printf("forward %s: %v", cfg.forward, err)
+			log.Printf("forward %s: %v", cfg.fwd.addr, err)
 			return 1
 		}
 		host, _ := os.Hostname() // "" becomes "-", the nil HOSTNAME
-		d.fwd = newForwarder(cfg.forward, host, cfg.appName, w)
-		log.Printf("forwarding to %s%s", forwardScheme, cfg.forward)
+		d.fwd = newForwarder(cfg.fwd.addr, host, cfg.appName, w)
+		d.fwd.run = d.run
+		log.Printf("forwarding to %s", cfg.fwd.url)
 	}
 	if cfg.out != "" {
 		path := cfg.out
 		if path == "-" {
 			path = ""
 		}
-		var err error
-		if d.out, err = newOutput(path, cfg.outMode.perm, cfg.flushDelay, newFormatter(cfg.json, cfg.jsonMsg), d.fail); err != nil {
+		f := newFormatter(cfg.json, cfg.jsonMsg)
+		f.run = d.run
+		ocfg := outputConfig{path: path, perm: cfg.outMode.perm, delay: cfg.flushDelay,
+			exitOnError: cfg.outErrExit, maxLine: maxLine(cfg.srv.MaxFrame)}
+		if d.out, err = newOutput(ocfg, f, d.fail); err != nil {
 			log.Print(err)
 			if d.fwd != nil {
 				d.fwd.Close() // it has sent nothing
@@ -297,6 +453,9 @@ func run(cfg *config) int {
 			log.Print(err)
 		}
 	}
+	if d.metrics != nil {
+		d.metrics.Close()
+	}
 	d.logStats()
 	return code
 }
@@ -320,11 +479,14 @@ func (d *daemon) connClosed(info logsock.ConnInfo, err error) {
 	}
 }
 
-// serve listens on the configured addresses, serves until a signal or a
-// failure, drains the connections, and removes the socket files it
-// created, on every way out. It returns the failure, if any.
+// serve listens on the configured addresses, serves them and the sockets
+// that systemd passed until a signal or a failure, drains the
+// connections, and removes the socket files it created, on every way out.
+// It returns the failure, if any.
 func (d *daemon) serve(sig <-chan os.Signal) (err error) {
-	var listeners []net.Listener
+	// The sockets that systemd passed are its own to remove: they outlive
+	// this process and queue the connections until the next one.
+	listeners := d.inherited
 	var files []*socketFile
 	defer func() {
 		// Remove before Close: an open listener pins its file's inode, so
@@ -337,6 +499,12 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 			l.Close() // Serve has closed it, unless it never ran: either is fine
 		}
 	}()
+	if n := len(d.inherited); n > 0 {
+		log.Printf("socket activation: %d listening sockets passed", n)
+	}
+	for _, l := range d.inherited {
+		d.listening(l.Addr().Network(), l)
+	}
 	var perm *fs.FileMode
 	if d.cfg.mode.set {
 		perm = &d.cfg.mode.perm
@@ -350,21 +518,35 @@ func (d *daemon) serve(sig <-chan os.Signal) (err error) {
 			}
 			l = ul
 			files = append(files, f)
+		} else if a.network == "tls" {
+			if l, err = d.cfg.tls.listen(a.address); err != nil {
+				return err
+			}
 		} else if l, err = net.Listen(a.network, a.address); err != nil {
 			return err
 		}
 		listeners = append(listeners, l)
-		log.Printf("listening on %s", netaddr.Format(a.network, l.Addr().String()))
+		d.listening(a.network, l)
+	}
+	if d.cfg.metrics != "" {
+		if d.metrics, err = d.startMetrics(d.cfg.metrics); err != nil {
+			return err
+		}
 	}
 
 	var wg sync.WaitGroup
-	for _, l := range listeners {
+	for i, l := range listeners {
 		wg.Go(func() {
-			if err := d.srv.Serve(l); !errors.Is(err, logsock.ErrServerClosed) {
+			err := d.srv.Serve(l)
+			d.listeners[i].up.Store(false)
+			if !errors.Is(err, logsock.ErrServerClosed) {
 				d.fail <- err
 			}
 		})
 	}
+	// Ready once every socket listens: a client that connects from now on
+	// is queued, if not yet accepted.
+	d.sdNotify(fmt.Sprintf("READY=1\nSTATUS=listening on %d sockets", len(listeners)))
 
 wait:
 	for {
@@ -372,11 +554,13 @@ wait:
 		case s := <-sig:
 			switch s {
 			case syscall.SIGHUP:
+				d.sdNotify(reloading())
 				if d.out == nil {
 					log.Print("SIGHUP: no output to reopen")
 				} else if err := d.out.Reopen(); err != nil {
 					log.Printf("SIGHUP: %v", err)
 				}
+				d.sdNotify("READY=1")
 			case syscall.SIGUSR1:
 				d.logStats()
 			default:
@@ -386,6 +570,8 @@ wait:
 			break wait
 		}
 	}
+	d.stopping.Store(true)
+	d.sdNotify("STOPPING=1")
 	// The socket files go first, while the listeners pin them (see
 	// above): clients then find no collector rather than one that is
 	// going away, and what they had queued is still drained.
@@ -394,11 +580,33 @@ wait:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
+	if d.out != nil {
+		// A handler waits while the output waits for space: it must
+		// give up in time for the drain to end.
+		deadline, _ := ctx.Deadline()
+		d.out.drainBy(deadline)
+	}
 	if err := d.srv.Shutdown(ctx); err != nil {
 		log.Printf("shutdown: %v", err)
 	}
 	wg.Wait()
 	return err
+}
+
+// listening logs that l listens, and adds it to d.listeners, up.
+func (d *daemon) listening(network string, l net.Listener) {
+	st := &listenerState{addr: network + "://" + l.Addr().String()}
+	st.up.Store(true)
+	d.listeners = append(d.listeners, st)
+	log.Printf("listening on %s", st.addr)
+}
+
+// sdNotify tells systemd state, if it asked (NOTIFY_SOCKET), and logs a
+// failure: the records flow on whatever systemd hears.
+func (d *daemon) sdNotify(state string) {
+	if err := d.notify.notify(state); err != nil {
+		log.Print(err)
+	}
 }
 
 // logConnEnd logs the end of a connection, and why.
@@ -425,7 +633,8 @@ func (d *daemon) logStats() {
 		st.Accepted, st.Active, st.Frames, st.Bytes, st.InvalidUTF8, st.PidMismatch, st.MixedWriters, ends.String())
 	if d.out != nil {
 		o := d.out.Stats()
-		log.Printf("output %s: records=%d bytes=%d dropped=%d reopens=%d", d.out.name, o.Records, o.Bytes, o.Dropped, o.Reopens)
+		log.Printf("output %s: records=%d bytes=%d dropped=%d reopens=%d waits=%d torn=%d waiting=%t failed=%t",
+			d.out.name, o.Records, o.Bytes, o.Dropped, o.Reopens, o.Waits, o.Torn, o.Waiting, o.Failed)
 	}
 	if d.fwd != nil {
 		f := d.fwd.w.Stats()

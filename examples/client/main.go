@@ -14,9 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/logsock/logsock"
@@ -52,7 +50,7 @@ func main() {
 		os.Exit(2)
 	}
 
-	network, address, err := parseAddr(*addr)
+	network, address, err := logsock.ParseAddress(*addr)
 	var ls *logsock.LogSocket
 	if err == nil {
 		// New, not Dial: it connects at the first message, so the
@@ -85,17 +83,4 @@ func main() {
 	if err := ls.Close(); err != nil { // delivers what is held, for up to 5 s
 		log.Fatal(err)
 	}
-}
-
-// parseAddr splits "tcp://host:port", "unix:///path" or a bare host:port
-// (TCP) into a network and an address; logsock.New checks the network.
-func parseAddr(s string) (network, address string, err error) {
-	network, address, ok := strings.Cut(s, "://")
-	if !ok {
-		network, address = "tcp", s
-	}
-	if network != "unix" {
-		_, _, err = net.SplitHostPort(address) // else every dial fails, and messages are held for nothing
-	}
-	return network, address, err
 }

@@ -38,11 +38,9 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -101,7 +99,7 @@ func main() {
 }
 
 func parent(ctx context.Context, addr string, order logsock.ByteOrder, count int, interval time.Duration, goroutine bool) error {
-	network, address, err := parseAddr(addr)
+	network, address, err := logsock.ParseAddress(addr)
 	if err != nil {
 		return err
 	}
@@ -163,17 +161,4 @@ func logEvery(ctx context.Context, ls *logsock.LogSocket, count int, interval ti
 		}
 		t.Reset(interval)
 	}
-}
-
-// parseAddr splits "tcp://host:port", "unix:///path" or a bare host:port
-// (TCP) into a network and an address; logsock.Dial checks the network.
-func parseAddr(s string) (network, address string, err error) {
-	network, address, ok := strings.Cut(s, "://")
-	if !ok {
-		network, address = "tcp", s
-	}
-	if network != "unix" {
-		_, _, err = net.SplitHostPort(address)
-	}
-	return network, address, err
 }

@@ -205,7 +205,7 @@ func report(w *os.File, p faultlab.Params, rows []*faultlab.Result, mem *faultla
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), host, time.Now().Format(time.DateTime))
 	cfg := p.Config(faultlab.GracefulBusy, true)
 	stop := p.Config(faultlab.Pause, true)
-	peek := "default (" + logsock.DefaultPeekInterval.String() + ")"
+	peek := "default (10ms)"
 	if cfg.PeekInterval != 0 {
 		peek = cfg.PeekInterval.String()
 	}

@@ -4,8 +4,10 @@
 // bench (issue 12). Each Server is one rsyslogd in the foreground, with a
 // configuration, work directory, pid file and output file of its own in a
 // temporary directory. It reads octet-counted frames (RFC 6587) with imptcp
-// on 127.0.0.1 only, and writes every message, through a Template, to the
-// output file. It loads no other input: no imuxsock, no imklog, so it
+// on 127.0.0.1 only, or with StartWith's Options.TLS the same frames over
+// TLS (RFC 5425) with imtcp and the gtls driver (Debian's rsyslog-gnutls),
+// and writes every message, through a Template, to the output file. It
+// loads no other input: no imuxsock, no imklog, so it
 // neither takes /dev/log nor reads the kernel's log, and it is never the
 // system's service.
 //
@@ -32,6 +34,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +81,29 @@ var lookup = sync.OnceValues(func() ([2]string, error) {
 	return [2]string{path, f[1]}, nil
 })
 
+// ErrNoTLS is returned by LookupTLS, StartWith and RequireTLS when
+// rsyslogd has no gtls driver.
+var ErrNoTLS = errors.New("rsyslogtest: rsyslogd's gtls driver, lmnsd_gtls.so, not found (Debian: apt-get install rsyslog-gnutls)")
+
+// moduleDirs are where distributions put rsyslog's modules.
+var moduleDirs = []string{"/usr/lib/*/rsyslog", "/usr/lib/rsyslog", "/usr/lib64/rsyslog", "/usr/local/lib/rsyslog"}
+
+// LookupTLS returns nil if rsyslogd's gtls driver is installed beside its
+// other modules, or else an error wrapping ErrNoTLS. rsyslogd loads the
+// driver only when a TLS listener starts (its -N1 check does not), and
+// then fails with a message in its log: this finds out beforehand.
+func LookupTLS() error {
+	if _, _, err := Lookup(); err != nil {
+		return err
+	}
+	for _, dir := range moduleDirs {
+		if m, _ := filepath.Glob(filepath.Join(dir, "lmnsd_gtls.so")); len(m) > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w in %s", ErrNoTLS, strings.Join(moduleDirs, ", "))
+}
+
 // Lookup returns the path of rsyslogd and its version ("8.2302.0"), or an
 // error wrapping ErrNotFound. It looks once per process.
 func Lookup() (path, version string, err error) {
@@ -90,13 +116,24 @@ func Lookup() (path, version string, err error) {
 func Require(t testenv.TB) string {
 	t.Helper()
 	path, _, err := Lookup()
+	require(t, err)
+	return path
+}
+
+// RequireTLS is Require for rsyslogd with its gtls driver (LookupTLS).
+func RequireTLS(t testenv.TB) {
+	t.Helper()
+	require(t, LookupTLS())
+}
+
+func require(t testenv.TB, err error) {
+	t.Helper()
 	if err != nil {
 		if os.Getenv(RequireEnv) == "1" {
 			t.Fatalf("%v (%s=1)", err, RequireEnv)
 		}
 		t.Skipf("%v", err)
 	}
-	return path
 }
 
 // A Template says how the output file shows each message, one line a
@@ -133,21 +170,48 @@ var (
 // records/s with the defaults, 0.5-1.17M with those, 3 runs each).
 // Internal messages have no action, so rsyslogd writes them to its
 // standard error, which the Server keeps for its errors.
-func config(workDir, out string, port int, tmpl Template) string {
-	return fmt.Sprintf(`# rsyslogtest: one test instance; nothing of the system's.
+//
+// Over TLS the input is imtcp with the gtls driver (imptcp has no TLS),
+// octet-counted framing on, as imtcp has it by default; the driver's files
+// are global settings.
+func config(workDir, out string, port int, opt Options) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# rsyslogtest: one test instance; nothing of the system's.
 global(
 	workDirectory=%q
 	net.enableDNS="off"
 	maxMessageSize="64k"
 	parser.escapeControlCharactersOnReceive="off"
 	parser.dropTrailingLFOnReception="off"
-)
-module(load="imptcp")
-%s
+`, workDir)
+	if t := opt.TLS; t != nil {
+		fmt.Fprintf(&b, `	defaultNetstreamDriverCAFile=%q
+	defaultNetstreamDriverCertFile=%q
+	defaultNetstreamDriverKeyFile=%q
+`, t.CAFile, t.CertFile, t.KeyFile)
+	}
+	b.WriteString(")\n")
+	if opt.Ordered {
+		b.WriteString("main_queue(queue.workerThreads=\"1\")\n")
+	}
+	fmt.Fprintf(&b, `%s
 ruleset(name="logsock") {
 	action(type="omfile" file=%q template=%q)
 }
+`, opt.Template.def, out, tmplName)
+	if t := opt.TLS; t != nil {
+		auth := "anon"
+		if t.ClientAuth {
+			auth = "x509/certvalid"
+		}
+		fmt.Fprintf(&b, `module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode=%q)
+input(type="imtcp" address="127.0.0.1" port="%d" ruleset="logsock")
+`, auth, port)
+	} else {
+		fmt.Fprintf(&b, `module(load="imptcp")
 input(type="imptcp" address="127.0.0.1" port="%d" ruleset="logsock"
 	supportOctetCountedFraming="on")
-`, workDir, tmpl.def, out, tmplName, port)
+`, port)
+	}
+	return b.String()
 }

@@ -5,16 +5,19 @@ package rsyslogtest_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/logsock/logsock/internal/rsyslogtest"
+	"github.com/logsock/logsock/internal/tlstest"
 	"go.uber.org/goleak"
 )
 
@@ -164,6 +167,65 @@ func TestLines(t *testing.T) {
 	if err := s.Restart(ctx); err == nil {
 		t.Fatal("Restart after Close: nil error")
 	}
+}
+
+// TestTLS: rsyslogd with a TLS listener that requires a client
+// certificate takes octet-counted frames over TLS from a client that
+// presents one, and writes them as sent; a client without one is refused,
+// and nothing it sends is written.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	rsyslogtest.RequireTLS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	set, remove, err := tlstest.NewTemp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(remove)
+	s, err := rsyslogtest.StartWith(ctx, t.TempDir(), rsyslogtest.Options{Template: rsyslogtest.Lines,
+		TLS: &rsyslogtest.TLS{CAFile: set.CAFile, CertFile: set.CertFile, KeyFile: set.KeyFile, ClientAuth: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	sendTLS := func(cfg *tls.Config, m message) error {
+		c, err := tls.Dial("tcp", s.Addr(), cfg)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := c.Write(frame(m)); err != nil {
+			return err
+		}
+		// The server's verdict on the certificate, in TLS 1.3, comes
+		// after the handshake: a refusal ends the read.
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("read after the write: %w", err)
+		}
+		return nil
+	}
+	noCert := set.ClientConfig()
+	noCert.Certificates = nil
+	if err := sendTLS(noCert, message{"1", "-", []byte("no certificate")}); err == nil {
+		t.Error("a client without a certificate was not refused")
+	} else {
+		t.Logf("without a certificate: %v", err)
+	}
+	want := message{"2", "-", []byte("over TLS: café \xff \"q\"\n")}
+	if err := sendTLS(set.ClientConfig(), want); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := s.WaitLines(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLines(t, lines, []message{want})
 }
 
 func TestJSON(t *testing.T) {

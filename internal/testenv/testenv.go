@@ -1,6 +1,6 @@
 // Package testenv finds and makes what the tests run besides themselves:
 // the programs (logsockd and the examples), built once per process,
-// python3, and TCP ports that can be bound again after a close, and it
+// python3, jq, and TCP ports that can be bound again after a close, and it
 // ties children's lives to their parent's. The tests of package logsock
 // and logsock_test use it, and so do examples/reliability,
 // internal/rsyslogtest, internal/faultlab and the bench; it imports
@@ -194,6 +194,20 @@ func Python(t TB) string {
 		t.Skipf("python3 not available: %v", err)
 	}
 	return exe
+}
+
+// Jq returns the path of jq, or skips the test without it; under
+// LOGSOCK_REQUIRE_JQ=1 (as .ci/run sets it) it fails instead.
+func Jq(t TB) string {
+	t.Helper()
+	path, err := exec.LookPath("jq")
+	if err != nil {
+		if os.Getenv("LOGSOCK_REQUIRE_JQ") == "1" {
+			t.Fatalf("jq not available: %v", err)
+		}
+		t.Skipf("jq not available: %v", err)
+	}
+	return path
 }
 
 // ListenTCP listens on 127.0.0.1 at a port below the kernel's ephemeral
