@@ -42,8 +42,12 @@ func TestFailedAdoptionLeaksNothing(t *testing.T) {
 				t.Fatalf("FromEnv: %v, want ErrStaleFD", err)
 			}
 			goleak.VerifyNone(t, leaks)
-			if after := openFDs(t); after != before {
-				t.Errorf("%d descriptors open before, %d after: want the two named left open, and no other", before, after)
+			checkNoNewFDs(t, before, "FromEnv")
+			after := openFDs(t)
+			for _, fd := range []string{strconv.Itoa(sock), strconv.Itoa(lock)} {
+				if after[fd] != before[fd] {
+					t.Errorf("descriptor %s, %s, named to FromEnv: %q after, want it left open", fd, before[fd], after[fd])
+				}
 			}
 		})
 		t.Run(fmt.Sprintf("ReceiveConn/batching=%v", batching), func(t *testing.T) {
@@ -66,9 +70,7 @@ func TestFailedAdoptionLeaksNothing(t *testing.T) {
 				t.Fatalf("ReceiveConn: %v, want ErrStaleFD", err)
 			}
 			goleak.VerifyNone(t, leaks)
-			if after := openFDs(t); after != before {
-				t.Errorf("%d descriptors open before, %d after: the received ones leaked", before, after)
-			}
+			checkNoNewFDs(t, before, "ReceiveConn")
 		})
 	}
 }

@@ -19,10 +19,13 @@ import (
 // mode's Close took 2.9 s with CloseTimeout 200 ms).
 func TestCloseWithinTimeout(t *testing.T) {
 	const closeTimeout = 100 * time.Millisecond
-	// The goal's 50 ms, and the scheduler's share on a busy machine: the
-	// goroutines that Close waits for at its deadline (the abort, the
-	// writer) are as late to run as a timer is then. The race detector
-	// slows every one of them.
+	// The goal's 50 ms, and on a busy machine the time that the process
+	// waited for a CPU meanwhile (issue 17: 168 to 205 ms beside two CPU
+	// hogs and other builds, with a timer only 2 to 13 ms late just
+	// before): at its deadline Close waits for three goroutines in turn
+	// (the abort, the writer, its own), and in batching mode it copies
+	// what is queued out of the chunks to drop it. The race detector slows
+	// every one of them.
 	slack := 50 * time.Millisecond
 	if raceEnabled {
 		slack = 250 * time.Millisecond
@@ -63,7 +66,7 @@ func TestCloseWithinTimeout(t *testing.T) {
 							}
 						}
 					}()
-					waitWriteBlocked(t, ls)
+					waitWriteBlocked(t, ls, col, 1)
 				case fakeBacklog: // the first frame makes the dial, which hangs
 					go func() { logging <- ls.Log("into the backlog") }()
 					waitForStack(t, "(*link).dial", "net.(*Dialer).DialContext")
@@ -76,12 +79,13 @@ func TestCloseWithinTimeout(t *testing.T) {
 					close(logging)
 				}
 
-				lag := timerLag()
+				waited := queueWait(t)
 				start := time.Now()
 				err = ls.Close()
 				took := time.Since(start)
-				if took > closeTimeout+slack+lag {
-					t.Errorf("Close took %v, CloseTimeout %v (a timer ran %v late just before)", took, closeTimeout, lag)
+				waited = max(queueWait(t)-waited, 0)
+				if took > closeTimeout+slack+waited {
+					t.Errorf("Close took %v, CloseTimeout %v (the process's threads waited %v for a CPU meanwhile)", took, closeTimeout, waited)
 				}
 				if !errors.Is(err, logsock.ErrUndelivered) {
 					t.Fatalf("Close: %v, want ErrUndelivered", err)
@@ -101,15 +105,4 @@ func TestCloseWithinTimeout(t *testing.T) {
 			})
 		}
 	}
-}
-
-// timerLag returns how late a 10 ms timer fires now, the worst of three.
-func timerLag() time.Duration {
-	var lag time.Duration
-	for range 3 {
-		start := time.Now()
-		time.Sleep(10 * time.Millisecond)
-		lag = max(lag, time.Since(start)-10*time.Millisecond)
-	}
-	return lag
 }

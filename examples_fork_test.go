@@ -143,10 +143,11 @@ func TestExampleForkReconnect(t *testing.T) {
 			const count = 4
 			col := newFakeCollector(t, network, fakeDecode)
 			// Each process logs at once, then every 300 ms: the first
-			// connection is closed between the two, once both have
-			// logged on it, so that no frame is written into it as it
-			// closes (a frame the kernel accepted and the collector never
-			// read is lost: there are no acknowledgements).
+			// connection is dropped once both have logged on it, and each
+			// has more to log. The collector shuts it down and reads on,
+			// so that a frame on its way as it drops is not lost (issue
+			// 17: closed, it lost one when the child's start, slowed by a
+			// busy machine, put the parent's second frame there).
 			p := start(t, bin, "-addr", sinkAddr(network, col.addr),
 				"-count", fmt.Sprint(count), "-interval", "300ms")
 
@@ -165,11 +166,11 @@ func TestExampleForkReconnect(t *testing.T) {
 			if recs, ends := col.waitRecords(t, 0), col.waitEnds(t, 0); !onlyConn1(recs, ends) {
 				t.Fatalf("before both processes logged on conn 1: ends %v, records:\n%s", ends, formatRecords(recs))
 			}
-			col.closeConn(1)
+			col.shutConn(t, 1)
 			p.mustExit(t)
 			col.waitEnds(t, col.stopAccepting())
 			for _, c := range col.connections() {
-				if c.err != nil && c.id != 1 { // conn 1's reader sees our close
+				if c.err != nil {
 					t.Errorf("conn %d (pid %d): %v", c.id, c.pid, c.err)
 				}
 			}

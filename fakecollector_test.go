@@ -292,6 +292,17 @@ func (f *fakeCollector) resume() { f.resumeOnce() }
 // gracefully (a FIN, if all it sent was read).
 func (f *fakeCollector) closeConn(id uint64) { f.drop(f.conn(id), false) }
 
+// shutConn drops connection id, which must have been accepted, and loses
+// nothing: it shuts down its sending side and reads on. The clients' peek
+// sees the end and stops writing on it; once they have closed it, its
+// reader sees theirs.
+func (f *fakeCollector) shutConn(t testing.TB, id uint64) {
+	t.Helper()
+	if err := f.conn(id).nc.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatalf("fake collector: shutting down connection %d: %v", id, err)
+	}
+}
+
 // resetConn closes connection id abortively: a RST on TCP (SO_LINGER 0),
 // a plain close on a Unix socket.
 func (f *fakeCollector) resetConn(id uint64) { f.drop(f.conn(id), true) }
@@ -367,6 +378,18 @@ func (f *fakeCollector) connections() []fakeConn {
 		out[i] = fakeConn{id: c.id, accepted: c.accepted, pid: c.pid, shook: c.shook, ended: c.ended, err: c.err}
 	}
 	return out
+}
+
+// windowClosed reports whether connection id, which must have been
+// accepted, advertises a zero receive window (see the function
+// windowClosed): true on a Unix socket.
+func (f *fakeCollector) windowClosed(t testing.TB, id uint64) bool {
+	t.Helper()
+	closed, err := windowClosed(f.conn(id).nc)
+	if err != nil {
+		t.Fatalf("fake collector: the window of connection %d: %v", id, err)
+	}
+	return closed
 }
 
 // waitConns waits until the collector has accepted n connections, and

@@ -71,9 +71,8 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+socketPath(t),
 		"-forward", "syslog+tcp://"+rs.Addr())
 	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
-	// Both in batching mode: 100,000 records take milliseconds, not the
-	// seconds that a loaded machine would stretch past the life of
-	// logsockd (childTimeout).
+	// Both in batching mode: 100,000 records take milliseconds, not
+	// seconds that a loaded machine would stretch.
 	ch := startChild(t, ls, "commands", "LOGSOCK_TEST_BATCHING=true")
 	pids := map[string]string{"parent": strconv.Itoa(os.Getpid()), "child": strconv.Itoa(ch.cmd.Process.Pid)}
 
@@ -108,8 +107,6 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	if err := rs.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Within the life that the tests give a child process (childTimeout),
-	// so that logsockd can still say what it holds.
 	wctx, wcancel := context.WithTimeout(ctx, waitTimeout)
 	defer wcancel()
 	lines, err := rs.WaitLines(wctx, 4*half)

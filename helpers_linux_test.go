@@ -2,6 +2,10 @@ package logsock_test
 
 import (
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,4 +44,59 @@ func waitServing(t testing.TB, l net.Listener) {
 		}
 		time.Sleep(time.Millisecond) // no signal to wait on: Serve runs on its own goroutine
 	}
+}
+
+// windowClosed reports whether c, the reading end of a TCP connection,
+// advertises a zero receive window: its peer can send nothing more until
+// c is read, so a write of the peer's that waits for room then waits for
+// good. Before Linux 6.2, TCP_INFO has no tcpi_rcv_wnd and reads as 0:
+// closed. Other connections have no window: true.
+func windowClosed(c net.Conn) (bool, error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return true, nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	var info *unix.TCPInfo
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+		return false, err
+	}
+	if gerr != nil {
+		return false, gerr
+	}
+	return info.Rcv_wnd == 0, nil
+}
+
+// queueWait returns how long the threads of this process have waited,
+// runnable, for a CPU (the second field of each thread's schedstat): what
+// a busy machine's run queue has added to the process's own time. The
+// wait of a thread that has exited is no longer counted; a kernel without
+// schedstat (CONFIG_SCHED_INFO) reports none.
+func queueWait(t testing.TB) time.Duration {
+	t.Helper()
+	files, err := filepath.Glob("/proc/self/task/*/schedstat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wait time.Duration
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread has exited
+		}
+		fields := strings.Fields(string(b))
+		if len(fields) != 3 {
+			t.Fatalf("%s: %q", f, b)
+		}
+		ns, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %q", f, b)
+		}
+		wait += time.Duration(ns)
+	}
+	return wait
 }

@@ -119,6 +119,18 @@ func serveOn(t testing.TB, srv *logsock.Server, l net.Listener) (stop func()) {
 	return stop
 }
 
+// waitUntil polls cond, a state that no event signals (a goroutine of the
+// library's changes it), until it holds, or fails the test after a
+// generous 20 s.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
 // sink collects the records a Server hands over, copying each message,
 // and the reasons its connections ended.
 type sink struct {

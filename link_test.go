@@ -32,13 +32,19 @@ func TestErrorsNameTheCause(t *testing.T) {
 	}
 
 	for _, batching := range []bool{false, true} {
-		ls, err := logsock.New("tcp", addr, &logsock.Config{Batching: batching, CloseTimeout: 20 * time.Millisecond})
+		// One attempt, refused, and no other within the test: a dial that a
+		// busy machine made slower than Flush's 20 ms would end with the
+		// context's error, not the collector's (issue 17: "dial tcp ...:
+		// i/o timeout").
+		ls, err := logsock.New("tcp", addr, &logsock.Config{Batching: batching, CloseTimeout: 20 * time.Millisecond,
+			MinBackoff: time.Hour, MaxBackoff: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := ls.Log("held"); err != nil {
 			t.Fatal(err)
 		}
+		waitUntil(t, "the first attempt to fail", func() bool { return ls.Stats().Outage > 0 })
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		err = ls.Flush(ctx)
 		cancel()

@@ -461,15 +461,26 @@ func TestWriteTimeout(t *testing.T) {
 	}
 }
 
-// waitWriteBlocked waits until a write of ls waits for room in the
-// socket's send buffer. On Unix the poller's waitWrite shows it. On
+// waitWriteBlocked waits until a write of ls on connection id of col
+// waits for room in the socket's send buffer, and can get none until col
+// reads. On TCP a write can wait for a moment, then go on as the kernel
+// grows the send buffer (issue 17: a stack sampled in such a moment, and
+// the kernel then took all 57 frames of 64 KiB that were logged): the
+// write must wait while col's side advertises a zero window. A Unix
+// socket's writer waits on its own buffer, which only a read frees. On
 // Windows an overlapped send can wait in the poller, then complete with
 // the buffer far from full (seen under Wine 8), so the write must also
 // have gone on for a while without a frame written.
-func waitWriteBlocked(t *testing.T, ls *logsock.LogSocket) {
+func waitWriteBlocked(t *testing.T, ls *logsock.LogSocket, col *fakeCollector, id uint64) {
 	t.Helper()
 	if runtime.GOOS != "windows" {
-		waitForStack(t, "internal/poll.(*pollDesc).waitWrite")
+		col.waitConns(t, int(id))
+		buf := make([]byte, 1<<20)
+		// The window first: once it is closed, a write that waits waits
+		// for good.
+		waitUntil(t, fmt.Sprintf("a write blocked on connection %d, its window closed", id), func() bool {
+			return col.windowClosed(t, id) && stackShows(buf, "github.com/logsock/logsock.", "internal/poll.(*pollDesc).waitWrite")
+		})
 		return
 	}
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
@@ -488,20 +499,23 @@ func waitWriteBlocked(t *testing.T, ls *logsock.LogSocket) {
 func waitForStack(t *testing.T, frames ...string) {
 	t.Helper()
 	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
-		n := runtime.Stack(buf, true)
-		for g := range bytes.SplitSeq(buf[:n], []byte("\n\n")) {
-			all := true
-			for _, f := range frames {
-				all = all && bytes.Contains(g, []byte(f))
-			}
-			if all {
-				return
-			}
+	waitUntil(t, fmt.Sprintf("a goroutine in %q", frames), func() bool { return stackShows(buf, frames...) })
+}
+
+// stackShows reports whether some goroutine's stack shows all of frames
+// now; buf holds the stacks.
+func stackShows(buf []byte, frames ...string) bool {
+	n := runtime.Stack(buf, true)
+	for g := range bytes.SplitSeq(buf[:n], []byte("\n\n")) {
+		all := true
+		for _, f := range frames {
+			all = all && bytes.Contains(g, []byte(f))
 		}
-		time.Sleep(time.Millisecond) // polling: there is no signal for "blocked"
+		if all {
+			return true
+		}
 	}
-	t.Fatalf("no goroutine reached %q", frames)
+	return false
 }
 
 // TestNewIsLazy: New does not dial; while the collector is down, frames

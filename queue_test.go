@@ -14,9 +14,9 @@ import (
 // TestPoliciesLetTheLinkReconnect: under DropNewest and DropOldest, in
 // both modes, with a collector down for a second (the buffer overflows)
 // and then up, the link is back within MaxBackoff of the collector's
-// return, and every frame logged from then on is accepted and delivered
-// (issue 11, fault 1: direct mode with DropNewest never reconnected once
-// its buffer was full).
+// return, and every frame logged once the held frames are out is
+// accepted and delivered (issue 11, fault 1: direct mode with DropNewest
+// never reconnected once its buffer was full).
 func TestPoliciesLetTheLinkReconnect(t *testing.T) {
 	t.Parallel()
 	// The four cases at once: they wait more than they work.
@@ -34,15 +34,14 @@ func TestPoliciesLetTheLinkReconnect(t *testing.T) {
 func checkPolicyReconnects(t *testing.T, name string, policy logsock.Overflow, batching bool) {
 	const (
 		outage     = time.Second
-		after      = 300 * time.Millisecond // logging once the link is back
+		after      = 300 * time.Millisecond // logging once the held frames are out
 		maxBackoff = 200 * time.Millisecond
-		// settle is how long after the link is back the held frames may
-		// still be in flight: a frame logged meanwhile may find the buffer
-		// full. 16 KiB take microseconds on a Unix socket.
-		settle = 50 * time.Millisecond
 		// slack is the scheduler's share in "within MaxBackoff", on 2
 		// shared cores.
 		slack = 100 * time.Millisecond
+		// stuck bounds the waits for what must come (an overflow, the
+		// link, the held frames out): generous, it only ends a failure.
+		stuck = 20 * time.Second
 	)
 	col := fakeDown(t, localNetwork, fakeDecode)
 	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{Batching: batching, Overflow: policy,
@@ -59,39 +58,60 @@ func checkPolicyReconnects(t *testing.T, name string, policy logsock.Overflow, b
 		seq++
 		return ls.Log(strconv.Itoa(seq) + " " + string(make([]byte, 90)))
 	}
-	for end := time.Now().Add(outage); time.Now().Before(end); <-tick.C {
+	// A second, and until the buffer has overflowed: beside CPU hogs the
+	// ticks can come 45 ms apart, and a second of them not fill 16 KiB
+	// (issue 17: 22 frames held, none dropped).
+	for end := time.Now().Add(outage); time.Now().Before(end) || ls.Stats().Dropped == 0; <-tick.C {
+		if time.Since(end) > stuck {
+			t.Errorf("%s: the buffer did not overflow in %v of outage: Stats %+v", name, outage+stuck, ls.Stats())
+			return
+		}
 		logOne()
 	}
-	if st := ls.Stats(); st.Dropped == 0 || st.Connects != 0 {
+	if st := ls.Stats(); st.Connects != 0 {
 		t.Errorf("%s: after the outage, Stats %+v: want frames dropped, no connection", name, st)
 		return
 	}
 
 	upAt := time.Now()
 	col.start(t)
-	var backAt time.Time // when the link was seen back
-	first := 0           // the first frame that must be delivered
-	for ; backAt.IsZero() || time.Since(backAt) < after; <-tick.C {
+	var (
+		backAt time.Time     // when the link was seen back
+		held   uint64        // the frames held then
+		first  int           // the first frame that must be delivered: logged once they were out
+		gap    time.Duration // the longest time between two calls: how late backAt can be seen
+		last   = time.Now()
+	)
+	for ; first == 0 || time.Since(backAt) < after; <-tick.C {
+		gap, last = max(gap, time.Since(last)), time.Now()
 		err := logOne()
+		st := ls.Stats()
 		switch {
 		case backAt.IsZero():
-			if ls.Stats().Connects > 0 {
-				backAt = time.Now()
-			} else if time.Since(upAt) > maxBackoff+time.Second {
-				t.Errorf("%s: no connection %v after the collector came back: Stats %+v", name, time.Since(upAt), ls.Stats())
+			if st.Connects > 0 {
+				backAt, held = time.Now(), uint64(st.Held)
+			} else if time.Since(upAt) > stuck {
+				t.Errorf("%s: no connection %v after the collector came back: Stats %+v", name, time.Since(upAt), st)
 				return
 			}
-		case first == 0 && time.Since(backAt) >= settle:
-			first = seq
-			fallthrough
-		case first != 0 && err != nil:
-			if err != nil {
-				t.Errorf("%s: frame %d, logged %v after the link was back: %v", name, seq, time.Since(backAt), err)
+		case first == 0:
+			// A frame logged while the held ones go out may find the
+			// buffer full; none logged after.
+			if st.Frames >= held {
+				first = seq + 1
+			} else if time.Since(backAt) > stuck {
+				t.Errorf("%s: the %d frames held are not out %v after the link was back: Stats %+v", name, held, stuck, st)
+				return
 			}
+		case err != nil:
+			t.Errorf("%s: frame %d, logged %v after the link was back: %v", name, seq, time.Since(backAt), err)
 		}
 	}
-	if d := backAt.Sub(upAt); d > maxBackoff+slack {
-		t.Errorf("%s: the link was back %v after the collector, MaxBackoff %v", name, d, maxBackoff)
+	// The attempt falls due within MaxBackoff of the collector's return;
+	// the writer's goroutine (or the call's) runs it as late as this
+	// goroutine's ticks came, and this goroutine saw it as late again.
+	if d := backAt.Sub(upAt); d > maxBackoff+slack+2*gap {
+		t.Errorf("%s: the link was back %v after the collector, MaxBackoff %v (ticks up to %v apart)", name, d, maxBackoff, gap)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -110,17 +110,19 @@ func TestOutputLoneRecord(t *testing.T) {
 	}
 	defer o.Close()
 	o.record(tcpRecord("alone"))
-	// The file is the writer goroutine's to write, with no signal: poll it.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if b, _ := os.ReadFile(path); bytes.HasSuffix(b, []byte(" alone\n")) {
-			break
-		}
+	// The file is the writer goroutine's to write, with no signal: poll
+	// its count, which it makes once the write has returned (issue 17:
+	// polled first, the file had the record and the count was still 0).
+	for deadline := time.Now().Add(5 * time.Second); o.Stats().Records == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the record was not written within 5 s")
 		}
 	}
 	if st := o.Stats(); st.Records != 1 {
 		t.Errorf("stats %+v, want 1 record", st)
+	}
+	if b, err := os.ReadFile(path); err != nil || !bytes.HasSuffix(b, []byte(" alone\n")) {
+		t.Errorf("the file holds %q, %v; want the record", b, err)
 	}
 }
 

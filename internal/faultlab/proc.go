@@ -99,7 +99,7 @@ type process struct {
 func startProcess(stdin io.Reader, stdout, stderr io.Writer, name string, args ...string) (*process, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.WaitDelay = time.Second // a stray holder of the pipes cannot stall Wait
+	cmd.WaitDelay = testenv.OutputDelay // a stray holder of the pipes cannot stall Wait
 	testenv.SetDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, err

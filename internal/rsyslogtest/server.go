@@ -160,7 +160,7 @@ func (s *Server) start(ctx context.Context) error {
 	cmd.Dir = s.dir
 	p := &process{cmd: cmd, stderr: &tail{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
-	cmd.WaitDelay = time.Second // a stray holder of the pipes cannot stall Wait
+	cmd.WaitDelay = testenv.OutputDelay // a stray holder of the pipes cannot stall Wait
 	testenv.SetDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("rsyslogtest: %w", err)

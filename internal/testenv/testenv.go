@@ -38,6 +38,19 @@ type TB interface {
 var Programs = []string{"cmd/logsockd", "cmd/logsock-cat", "examples/client", "examples/collector",
 	"examples/demo", "examples/fork"}
 
+// OutputDelay is the WaitDelay of the children that the tests start with
+// their output in pipes: how long, after the child has exited, Wait waits
+// for the goroutines that copy that output before it closes the pipes and
+// fails with exec.ErrWaitDelay. It bounds a stray holder of the pipes,
+// and none is known: the children start none of their own, and a child
+// started at the same moment holds them only until its exec. It is
+// generous because those goroutines are the test process's, which a busy
+// machine and its own busy goroutines run late: 1 s expired in the fault
+// tests beside CPU hogs with nothing else holding the pipes, and a process
+// with 8 spinning goroutines read the end of a child's output up to 1.9 s
+// after the exit, no other process holding the pipe (issue 17).
+const OutputDelay = 20 * time.Second
+
 // buildTimeout bounds the one build of the programs.
 const buildTimeout = 2 * time.Minute
 
