@@ -228,7 +228,7 @@ func (f *fakeCollector) read(c *fakeConn) error {
 		return err
 	}
 	f.shake(c, pid)
-	rec := logsock.Record{Conn: c.id, Pid: pid}
+	rec := logsock.Record{Origin: logsock.Origin{Conn: c.id, Pid: pid}}
 	for {
 		if rec.Msg, err = d.Next(); err != nil {
 			return err
@@ -243,7 +243,7 @@ func (f *fakeCollector) read(c *fakeConn) error {
 // that breaks the format ends the connection with an error.
 func (f *fakeCollector) readSyslog(c *fakeConn) error {
 	r := bufio.NewReader(c.nc)
-	rec := logsock.Record{Conn: c.id}
+	rec := logsock.Record{Origin: logsock.Origin{Conn: c.id}}
 	for {
 		count, err := r.ReadString(' ')
 		if err != nil {
@@ -281,7 +281,7 @@ func (f *fakeCollector) end(c *fakeConn, err error) {
 	f.mu.Lock()
 	c.ended, c.err = true, err
 	f.mu.Unlock()
-	f.closed(logsock.ConnInfo{ID: c.id, Pid: c.pid}, err)
+	f.closed(logsock.ConnInfo{Origin: logsock.Origin{Conn: c.id, Pid: c.pid}}, err)
 }
 
 // resume makes a fakeStall collector read its connections, and those it

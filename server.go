@@ -15,79 +15,59 @@ import (
 	"time"
 )
 
-// DefaultHandshakeTimeout is the default time a Server waits for a new
-// connection's handshake.
-const DefaultHandshakeTimeout = 10 * time.Second
-
-// DefaultMaxConns is the default limit on the connections a Server serves
-// at once (Server.MaxConns).
-const DefaultMaxConns = 10000
-
-var (
-	// ErrServerClosed is returned by Serve after Shutdown or Close, and
-	// given to ConnClosed for a connection that shutdown ended at a frame
-	// boundary, or that Close (or Shutdown's deadline) cut.
-	ErrServerClosed = errors.New("logsock: Server closed")
-	// ErrHandshakeTimeout is given to ConnClosed for a connection that did
-	// not send its handshake within the timeout.
-	ErrHandshakeTimeout = errors.New("logsock: handshake timeout")
-	// ErrIdleTimeout is given to ConnClosed for a connection that sent
-	// nothing for Server.IdleTimeout.
-	ErrIdleTimeout = errors.New("logsock: idle timeout")
-	// ErrConnLimit is given to ConnClosed for a connection refused because
-	// its peer had Server.MaxConnsPerPeer open (wrapping, if anything else
-	// ended what was read of it, that error too).
-	ErrConnLimit = errors.New("logsock: connection limit of the peer reached")
-	// ErrPidMismatch is wrapped by the error given to ConnClosed for a
-	// connection whose handshake pid is not its peer's pid, when
-	// Server.RejectPidMismatch is set.
-	ErrPidMismatch = errors.New("logsock: handshake pid is not the peer's pid")
+// The defaults of Server's zero values.
+const (
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultMaxConns         = 10000
 )
+
+// ErrServerClosed is returned by Serve after Shutdown or Close, and given
+// to ConnClosed for a connection that the Server ended (ReasonShutdown).
+var ErrServerClosed = errors.New("logsock: Server closed")
+
+// Why connections end, given to ConnClosed beside the Reason they map to.
+var (
+	errHandshakeTimeout = errors.New("logsock: no handshake in time")
+	errIdleTimeout      = errors.New("logsock: idle timeout")
+	errConnLimit        = errors.New("logsock: refused: the peer's connections are at MaxConnsPerPeer")
+	errPidMismatch      = errors.New("logsock: handshake pid is not the peer's pid")
+)
+
+// Origin is where a record comes from: its connection, and who opened it.
+type Origin struct {
+	Conn uint64 // the connection's id: unique within the Server, from 1
+	Pid  int32  // the pid that its handshake named; 0 before the handshake
+	// PeerPid, PeerUid and PeerGid are the process that connected, as the
+	// kernel recorded it (SO_PEERCRED), on Unix sockets on Linux; elsewhere
+	// all are 0, and PeerPid 0 means unknown.
+	PeerPid          int32
+	PeerUid, PeerGid uint32
+	Remote           net.Addr // where it came from: over TCP, the client's IP and port
+}
 
 // Record is one message as the collector received it.
 type Record struct {
-	Conn uint64 // connection id: unique within the Server, counted from 1
-	Pid  int32  // the pid that the connection's handshake named
-
-	// PeerPid, PeerUid and PeerGid are the credentials of the process
-	// that connected, as the kernel recorded them at connect (SO_PEERCRED),
-	// on Unix sockets on Linux. Elsewhere all three are 0: PeerPid 0 means
-	// unknown, and then PeerUid and PeerGid mean nothing (0 is not root).
-	PeerPid          int32
-	PeerUid, PeerGid uint32
-	// WriterPid is the process that wrote this frame (SO_PASSCRED), on Unix
-	// sockets on Linux; 0 when unknown. A child that inherited the
-	// connection writes frames whose WriterPid is its own, while Pid and
-	// PeerPid name the parent that connected: that is no mismatch. (A
-	// connection opened before Serve began can have frames of writer 0:
-	// those sent in the instant between its accept and the Server's
-	// setsockopt, since the kernel copies the listener's SO_PASSCRED at
-	// connect.)
+	Origin
+	// WriterPid is the process that wrote the frame (SO_PASSCRED), on Unix
+	// sockets on Linux; 0 when unknown. A child on its parent's connection
+	// writes frames of its own pid under the parent's Pid.
 	WriterPid int32
-	Flags     Flags // what is unusual about the record
-	// Remote is the address the connection came from: over TCP the
-	// client's IP and port, which tell apart the pids of different hosts;
-	// over a Unix socket it names no process (see PeerPid).
-	Remote net.Addr
-
-	Msg  []byte    // the message, as sent; valid only until the handler returns
-	Time time.Time // when the read that completed the frame returned
+	Flags     Flags     // what is unusual about it
+	Msg       []byte    // the message, as sent; valid only until the Handler returns
+	Time      time.Time // when the read that completed the frame returned
 }
 
-// Flags mark what is unusual about a Record. The zero value marks nothing.
+// Flags mark what is unusual about a Record.
 type Flags uint8
 
 const (
-	// FlagInvalidUTF8 marks a message that is not valid UTF-8. It is
-	// delivered as the bytes that were sent.
+	// FlagInvalidUTF8 marks a message that is not UTF-8, delivered as sent.
 	FlagInvalidUTF8 Flags = 1 << iota
-	// FlagPidMismatch marks every record of a connection whose handshake
-	// pid is not the pid of the process that connected (Record.PeerPid).
-	// See Server.RejectPidMismatch.
+	// FlagPidMismatch marks the records of a connection whose handshake
+	// pid is not its PeerPid (see Server.RejectPidMismatch).
 	FlagPidMismatch
-	// FlagMixedWriters marks a frame whose bytes more than one process
-	// wrote: processes sharing the connection without the frame lock tore
-	// it. Its WriterPid is the writer of its header's first byte.
+	// FlagMixedWriters marks a frame that more than one process wrote:
+	// processes sharing a connection without the frame lock tore it.
 	FlagMixedWriters
 )
 
@@ -116,46 +96,21 @@ func (f Flags) String() string {
 	return string(b)
 }
 
-// Reason is why a connection ended: ConnInfo.Reason, and the key of
-// ServerStats.Ends. Each comes with one error given to ConnClosed.
+// Reason is why a connection ended (ConnInfo.Reason; the key of
+// ServerStats.Ends).
 type Reason uint8
 
 const (
-	// ReasonEOF: the client closed the connection at a frame boundary
-	// (error nil).
-	ReasonEOF Reason = iota
-	// ReasonShutdown: Shutdown drained it, or Close or Shutdown's deadline
-	// cut it (ErrServerClosed).
-	ReasonShutdown
-	// ReasonTruncated: the stream ended inside the handshake or a frame
-	// (a *ProtocolError wrapping io.ErrUnexpectedEOF), or Shutdown's drain
-	// found it there. The partial frame is not delivered. On a Unix socket
-	// a client's reset ends so too: only TCP has resets.
-	ReasonTruncated
-	// ReasonBadLength: a negative length, or bytes that are not UTF-8 in
-	// CodePoints mode (a *ProtocolError wrapping ErrNegativeLength or
-	// ErrInvalidCodePoint, quoting the bytes).
-	ReasonBadLength
-	// ReasonFrameTooLarge: a length above MaxFrame (a *ProtocolError
-	// wrapping ErrFrameTooLarge).
-	ReasonFrameTooLarge
-	// ReasonHandshakeTimeout: no handshake within HandshakeTimeout
-	// (ErrHandshakeTimeout).
-	ReasonHandshakeTimeout
-	// ReasonIdleTimeout: nothing arrived for IdleTimeout (ErrIdleTimeout).
-	ReasonIdleTimeout
-	// ReasonConnLimit: refused at accept, its peer having MaxConnsPerPeer
-	// open (ErrConnLimit). What it had sent is read and delivered, as
-	// Shutdown drains, unless too many refusals are being read already:
-	// see MaxConnsPerPeer. (At MaxConns, connections are not refused: they
-	// wait to be accepted.)
-	ReasonConnLimit
-	// ReasonPidMismatch: closed after the handshake, its pid not being the
-	// peer's, under RejectPidMismatch (an error wrapping ErrPidMismatch).
-	ReasonPidMismatch
-	// ReasonIOError: the read failed (the error, wrapping its errno, such
-	// as ECONNRESET when a TCP client resets the connection).
-	ReasonIOError
+	ReasonEOF              Reason = iota // the client closed it at a frame boundary
+	ReasonShutdown                       // Shutdown drained it, or Close or Shutdown's deadline cut it
+	ReasonTruncated                      // it ended inside the handshake or a frame, which is dropped
+	ReasonBadLength                      // a negative length, or, with CodePoints, bytes that are not UTF-8
+	ReasonFrameTooLarge                  // a length above MaxFrame
+	ReasonHandshakeTimeout               // no handshake within HandshakeTimeout
+	ReasonIdleTimeout                    // nothing arrived for IdleTimeout
+	ReasonConnLimit                      // refused: its peer was at MaxConnsPerPeer
+	ReasonPidMismatch                    // closed under RejectPidMismatch
+	ReasonIOError                        // the read failed (ECONNRESET, when a TCP client resets)
 
 	numReasons
 )
@@ -177,15 +132,15 @@ func reasonOf(err error) Reason {
 	switch {
 	case err == nil:
 		return ReasonEOF
-	case errors.Is(err, ErrConnLimit): // first: it wraps what ended the refusal's drain
+	case errors.Is(err, errConnLimit): // first: it wraps what ended the refusal's drain
 		return ReasonConnLimit
 	case errors.Is(err, ErrServerClosed):
 		return ReasonShutdown
-	case errors.Is(err, ErrHandshakeTimeout):
+	case errors.Is(err, errHandshakeTimeout):
 		return ReasonHandshakeTimeout
-	case errors.Is(err, ErrIdleTimeout):
+	case errors.Is(err, errIdleTimeout):
 		return ReasonIdleTimeout
-	case errors.Is(err, ErrPidMismatch):
+	case errors.Is(err, errPidMismatch):
 		return ReasonPidMismatch
 	case errors.Is(err, ErrFrameTooLarge):
 		return ReasonFrameTooLarge
@@ -199,35 +154,24 @@ func reasonOf(err error) Reason {
 
 // ConnInfo describes a connection that has ended.
 type ConnInfo struct {
-	ID               uint64   // the Record.Conn of its records
-	Pid              int32    // the handshake pid, or 0 if no handshake arrived
-	PeerPid          int32    // as Record.PeerPid
-	PeerUid, PeerGid uint32   // as Record.PeerUid and PeerGid
-	Remote           net.Addr // the client's address
-	Frames           uint64   // frames handed to the Handler
-	Reason           Reason   // why it ended
+	Origin
+	Frames uint64 // frames handed to the Handler
+	Reason Reason // why it ended
 }
 
 // ServerStats are a Server's counters since it started.
 type ServerStats struct {
-	Accepted     uint64 // connections accepted, those refused included
-	Active       uint64 // connections open now, those refused and still read included
-	Frames       uint64 // frames delivered (to the Handler, if any)
-	Bytes        uint64 // message bytes of those frames
-	InvalidUTF8  uint64 // frames flagged FlagInvalidUTF8
-	PidMismatch  uint64 // connections whose records are flagged FlagPidMismatch
-	MixedWriters uint64 // frames flagged FlagMixedWriters
-	// Cut counts the frames lost because the Server ended a connection
-	// while one was arriving: Close, or Shutdown's deadline (a client
-	// that ends its stream inside a frame is counted in Ends only, as
-	// ReasonTruncated). Each such connection counts one frame; bytes that
-	// reach a connection after the Server closed it are not seen.
-	Cut  uint64
-	Ends map[Reason]uint64 // connections ended, by reason; reasons not seen are absent
-	// Memory is the bytes of read buffers charged to MaxMemory now, and
-	// Paused the connections that wait, reading nothing, for memory to
-	// free.
-	Memory, Paused uint64
+	Accepted     uint64            // connections accepted, those refused included
+	Active       uint64            // connections open now
+	Frames       uint64            // frames delivered
+	Bytes        uint64            // their message bytes
+	InvalidUTF8  uint64            // frames flagged FlagInvalidUTF8
+	PidMismatch  uint64            // connections flagged FlagPidMismatch
+	MixedWriters uint64            // frames flagged FlagMixedWriters
+	Cut          uint64            // frames lost as they arrived: Close, or Shutdown's deadline, ended their connection
+	Ends         map[Reason]uint64 // connections ended, by reason
+	Memory       uint64            // bytes of read buffers charged to MaxMemory now
+	Paused       uint64            // connections waiting, reading nothing, for memory
 }
 
 // serverCounters are the atomics behind ServerStats. Frames and Bytes take
@@ -242,114 +186,55 @@ type serverCounters struct {
 }
 
 // Server is a collector: it reads a handshake and then frames from each
-// connection it accepts, and hands every message to Handler. One bad or
-// hostile connection never harms another: each connection is read by a
-// goroutine of its own; a connection that breaks the format, stalls or
-// fails is closed, with a Reason. What clients can take is bounded by the
-// limits below: connections (MaxConns, and MaxConnsPerPeer for each
-// peer), and the read buffers' memory (MaxMemory, beyond 4 KiB a
-// connection with data pending; an idle connection holds none, except on
-// Windows, where Go's sockets have no read that does not wait). At
-// MaxConns the Server stops accepting, and at MaxMemory it stops reading
-// the connections that need more, until some ends or frees memory: a
-// client is kept waiting, with what it sent, rather than closed. The
-// collector never writes to a client; it half-closes a connection only to
-// drain it: at Shutdown, and when it refuses it (MaxConnsPerPeer).
+// connection it accepts, in a goroutine of its own, and hands every
+// message to Handler. A connection that breaks the format, stalls or fails
+// is closed, with a Reason, and no other. At its limits the Server keeps
+// clients waiting, with what they sent, rather than close them: at MaxConns
+// it stops accepting, and at MaxMemory it pauses the connections that need
+// more. It never writes to a client; it half-closes a connection to drain
+// it, at Shutdown and when it refuses it (MaxConnsPerPeer).
 //
-// On Unix sockets on Linux, each record also says who connected
-// (SO_PEERCRED) and which process wrote the frame (SO_PASSCRED); see
-// Record.
-//
-// Set the fields before the first call of Serve and do not change them
-// after. The zero value, with a Handler, is a working Server.
+// Set the fields before the first Serve. The zero value, with a Handler,
+// is a working Server.
 type Server struct {
-	// Handler is called with each record, from the connection's goroutine:
-	// calls for different connections run concurrently, calls for one
-	// connection in order. It must not keep rec or rec.Msg after it returns.
-	// A nil Handler discards the records.
+	// Handler is called with each record, from its connection's goroutine:
+	// concurrently for different connections, in order for one. It must
+	// not keep rec or rec.Msg after it returns. Nil discards the records.
 	Handler func(rec *Record)
 	// ConnClosed, if set, is called once when a connection ends, after its
-	// last Handler call, with why: info.Reason, and the error that the
-	// Reason's documentation names (nil for ReasonEOF). It is called for a
-	// connection refused under MaxConnsPerPeer too, from Serve's goroutine
-	// if it was closed without a byte read.
+	// last Handler call, with why (info.Reason) and the error behind it:
+	// nil for ReasonEOF, ErrServerClosed for ReasonShutdown, a
+	// *ProtocolError for a stream that breaks the format, the read's error
+	// for ReasonIOError, and an error that says what happened otherwise.
 	ConnClosed func(info ConnInfo, err error)
 
-	// Order is the byte order of handshakes and frame headers.
-	Order ByteOrder
-	// MaxFrame limits a message, in bytes: a connection that declares a
-	// longer one is closed, before anything is allocated for it. Zero
-	// means DefaultMaxFrame.
-	MaxFrame int
-	// CodePoints reads lengths as counts of code points, as the article's
-	// client sends them (see DecoderConfig.CodePoints).
-	CodePoints bool
-	// HandshakeTimeout bounds the wait for a new connection's handshake,
-	// against clients that connect and send nothing. Zero means
-	// DefaultHandshakeTimeout.
+	// DecoderConfig is how streams are read. A connection that declares a
+	// frame above MaxFrame is closed, before anything is allocated for it.
+	DecoderConfig
+	// HandshakeTimeout bounds the wait for a connection's handshake.
+	// Default 10 s.
 	HandshakeTimeout time.Duration
 	// IdleTimeout, if positive, closes a connection that sends nothing for
-	// that long, even inside a frame. Zero means no limit: a log stream
-	// can be quiet for hours, and TCP keepalive (on by default for
-	// accepted connections) finds peers that vanished.
+	// that long. TCP keepalive finds peers that vanished without it.
 	IdleTimeout time.Duration
-	// MaxConns limits the connections served at once. When it is reached,
-	// Serve stops accepting until one ends: new connections wait in the
-	// listener's backlog, with what their clients write, and a logsock
-	// client whose dial waits, or fails once the backlog is full, holds its
-	// frames and backs off. (Accepting and closing them would lose what
-	// they had written: issue 20, 10,000 records of 10,000.) Connections
-	// that Shutdown accepts from the backlog are drained beyond it. Zero
-	// means DefaultMaxConns; a negative value, no limit.
+	// MaxConns limits the connections served at once: at the limit, new
+	// ones wait in the listen backlog, with what they wrote. Default
+	// 10,000; negative, no limit.
 	MaxConns int
-	// MaxConnsPerPeer limits the connections served at once for one peer,
-	// so that one cannot take every slot of MaxConns: a peer is a user
-	// (uid, SO_PEERCRED) on a Unix socket on Linux, an IP address over TCP
-	// (an IPv6 /64, which one host can hold whole). Over TCP, every local
-	// client is the same peer, 127.0.0.1: a Unix socket tells local users
-	// apart. The Server accepts a connection to learn its peer, so one
-	// over the limit cannot wait in the backlog: it is refused
-	// (ReasonConnLimit). A refused connection is drained as at Shutdown:
-	// its frames are delivered until the client closes it (a logsock
-	// client's peek sees the half-close: it holds its other frames and
-	// reconnects after a backoff), or for up to 2 s; a frame cut then is
-	// counted in ServerStats.Cut. Beyond 64 refused connections being read
-	// at once, a refused connection is closed without a byte read. Zero
-	// means half of MaxConns (of DefaultMaxConns if that is zero): one peer
-	// leaves the other half to the others, and a collector whose clients
-	// are all one peer (every local client over TCP) still serves 5,000 by
-	// default. A negative value, or a negative MaxConns, means no limit.
-	// Where the peer is unknown (a Unix socket elsewhere than on Linux, a
-	// connection that is not a socket), there is none either.
+	// MaxConnsPerPeer limits those of one peer: a uid on a Unix socket on
+	// Linux, an IP address over TCP (every local TCP client is one peer).
+	// One over it is read to its client's end, as at Shutdown, for up to 2
+	// s, and closed (ReasonConnLimit). Default half of MaxConns; negative,
+	// no limit.
 	MaxConnsPerPeer int
-	// MaxMemory bounds, in bytes, the read buffers of the connections
-	// beyond a first buffer of 4 KiB each: the 64 KiB buffer of a busy
-	// connection, and the buffer of a frame longer than that, taken at the
-	// frame's length once its first bytes fill the connection's buffer.
-	// Such a buffer costs memory only as bytes arrive; it serves the next
-	// frames while the connection stays busy and none waits for memory,
-	// and goes back when the connection is idle or ends: on Unix the
-	// buffers are mapped apart from Go's heap, and what they free returns
-	// to the system at once (on Windows, at the garbage collector's
-	// pace). A connection that is not a socket (TLS), and every one on
-	// Windows, cannot tell that it is idle: it gives a frame's buffer back
-	// once the frame is delivered, and takes its 64 KiB buffer from Go's
-	// heap, uncharged (MaxConns bounds those). A connection that needs
-	// more than is left pauses: it reads nothing, holding what it has,
-	// until memory frees, in the order they asked (ServerStats.Paused).
-	// Others go on: a
-	// connection whose next frame fits in the buffer it has does not
-	// pause. A frame is let through beyond MaxMemory when all the memory
-	// in use is held by paused connections, so that a frame longer than
-	// MaxMemory still passes, and the budget can be exceeded by one frame.
-	// Zero means DefaultMaxMemory; a negative value, no limit.
+	// MaxMemory bounds the connections' read buffers beyond 4 KiB each: a
+	// connection that needs more pauses, holding what it has, until memory
+	// frees; a frame larger than all of it still passes, alone. Default
+	// 128 MiB; negative, no limit.
 	MaxMemory int
-	// RejectPidMismatch closes, right after its handshake, a connection
-	// whose handshake pid is not the pid of the process that connected
-	// (ReasonPidMismatch). By default such a connection is served and its
-	// records are flagged FlagPidMismatch: across pid namespaces
-	// (containers), the two pids legitimately differ. Only Unix sockets on
-	// Linux tell the peer's pid.
+	// RejectPidMismatch closes a connection whose handshake pid is not its
+	// PeerPid (ReasonPidMismatch). By default its records are flagged
+	// FlagPidMismatch: across pid namespaces the two differ.
 	RejectPidMismatch bool
 
 	nextID    atomic.Uint64
@@ -479,7 +364,7 @@ func (s *Server) startIn(nc net.Conn, late *sync.WaitGroup) bool {
 	case ErrServerClosed:
 		nc.Close()
 		return false
-	case ErrConnLimit:
+	case errConnLimit:
 		s.refuse(c)
 	default:
 		go c.serve()
@@ -494,8 +379,7 @@ func (s *Server) refuse(c *serverConn) {
 	c.nc.Close()
 	s.stats.ends[ReasonConnLimit].Add(1)
 	if s.ConnClosed != nil {
-		s.ConnClosed(ConnInfo{ID: c.rec.Conn, PeerPid: c.rec.PeerPid, PeerUid: c.rec.PeerUid, PeerGid: c.rec.PeerGid,
-			Remote: c.rec.Remote, Reason: ReasonConnLimit}, ErrConnLimit)
+		s.ConnClosed(ConnInfo{Origin: c.rec.Origin, Reason: ReasonConnLimit}, errConnLimit)
 	}
 }
 
@@ -542,13 +426,13 @@ func (s *Server) awaitRoom() {
 
 // full reports whether MaxConns connections are served. s.mu is held.
 func (s *Server) full() bool {
-	limit := cmp.Or(s.MaxConns, DefaultMaxConns)
+	limit := cmp.Or(s.MaxConns, defaultMaxConns)
 	return limit > 0 && s.served >= limit
 }
 
 // perPeer returns the limit of MaxConnsPerPeer, 0 for none.
 func (s *Server) perPeer() int {
-	limit := cmp.Or(s.MaxConns, DefaultMaxConns)
+	limit := cmp.Or(s.MaxConns, defaultMaxConns)
 	switch {
 	case s.MaxConnsPerPeer < 0 || limit < 0:
 		return 0
@@ -758,7 +642,7 @@ func (s *Server) closeConns() {
 
 // register counts an accepted connection and adds it to those served. It
 // fails with ErrServerClosed if the Server is closing, and with
-// ErrConnLimit if the connection is refused and is not to be read (see
+// errConnLimit if the connection is refused and is not to be read (see
 // MaxConnsPerPeer). If MaxConns are served, which another Serve loop can
 // have made so since this one's awaitRoom, it waits for room.
 func (s *Server) register(c *serverConn, late *sync.WaitGroup) error {
@@ -773,7 +657,7 @@ func (s *Server) register(c *serverConn, late *sync.WaitGroup) error {
 	s.stats.accepted.Add(1)
 	if limit := s.perPeer(); !s.draining && c.peerKnown && limit > 0 && s.peers[c.peer] >= limit {
 		if s.refusing >= refuseDrains {
-			return ErrConnLimit
+			return errConnLimit
 		}
 		s.refusing++
 		c.refused = time.AfterFunc(refuseCut, c.cut)
