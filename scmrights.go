@@ -13,13 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SendConn passes the connection to the process at the other end of uc, a
-// Unix socket, which adopts it with ReceiveConn: the socket and the lock
-// file go in one SCM_RIGHTS message, with the collector's address, the byte
-// order and the socket's identity. From then on the two processes share
-// the connection as a parent and a child started with Start do. On
-// Windows, which has no SCM_RIGHTS, it returns an error wrapping
-// errors.ErrUnsupported.
+// SendConn passes the connection in one SCM_RIGHTS message on uc to a
+// process that adopts it with ReceiveConn, to share it as Start does.
 func (l *LogSocket) SendConn(uc *net.UnixConn) error {
 	files, env, err := l.share(0)
 	if err != nil {
@@ -57,16 +52,8 @@ func control(f *os.File, fn func(fd int) error) error {
 	return ferr
 }
 
-// ReceiveConn receives a connection that another process sent with
-// SendConn on uc, checks it as FromEnv does, and returns a LogSocket that
-// writes on it, under the shared lock. The descriptors arrive
-// close-on-exec; a message whose descriptors the kernel had to drop
-// (MSG_CTRUNC) is an error, and descriptors beyond the two expected are
-// closed. A variable of the message that is missing or malformed gets an
-// *EnvError, as in FromEnv; but the descriptors received are this
-// process's own, and ReceiveConn closes them whatever the failure. A nil
-// cfg means defaults; the byte order is the sender's. On Windows it
-// returns an error wrapping errors.ErrUnsupported.
+// ReceiveConn adopts a connection sent with SendConn on uc, checked as
+// FromEnv does; on failure it closes the descriptors received.
 func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*4)) // room for more than the 2 fds we expect, to see extras

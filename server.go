@@ -21,10 +21,6 @@ const (
 	defaultMaxConns         = 10000
 )
 
-// ErrServerClosed is returned by Serve after Shutdown or Close, and given
-// to ConnClosed for a connection that the Server ended (ReasonShutdown).
-var ErrServerClosed = errors.New("logsock: Server closed")
-
 // Why connections end, given to ConnClosed beside the Reason they map to.
 var (
 	errHandshakeTimeout = errors.New("logsock: no handshake in time")
@@ -35,23 +31,17 @@ var (
 
 // Origin is where a record comes from: its connection, and who opened it.
 type Origin struct {
-	Conn uint64 // the connection's id: unique within the Server, from 1
-	Pid  int32  // the pid that its handshake named; 0 before the handshake
-	// PeerPid, PeerUid and PeerGid are the process that connected, as the
-	// kernel recorded it (SO_PEERCRED), on Unix sockets on Linux; elsewhere
-	// all are 0, and PeerPid 0 means unknown.
-	PeerPid          int32
-	PeerUid, PeerGid uint32
+	Conn             uint64   // the connection's id: unique within the Server, from 1
+	Pid              int32    // the pid that its handshake named
+	PeerPid          int32    // who connected (SO_PEERCRED), on Unix sockets on Linux; 0: unknown
+	PeerUid, PeerGid uint32   // the uid and gid of PeerPid
 	Remote           net.Addr // where it came from: over TCP, the client's IP and port
 }
 
 // Record is one message as the collector received it.
 type Record struct {
 	Origin
-	// WriterPid is the process that wrote the frame (SO_PASSCRED), on Unix
-	// sockets on Linux; 0 when unknown. A child on its parent's connection
-	// writes frames of its own pid under the parent's Pid.
-	WriterPid int32
+	WriterPid int32     // who wrote the frame (SO_PASSCRED), on Unix sockets on Linux; 0: unknown
 	Flags     Flags     // what is unusual about it
 	Msg       []byte    // the message, as sent; valid only until the Handler returns
 	Time      time.Time // when the read that completed the frame returned
@@ -61,14 +51,9 @@ type Record struct {
 type Flags uint8
 
 const (
-	// FlagInvalidUTF8 marks a message that is not UTF-8, delivered as sent.
-	FlagInvalidUTF8 Flags = 1 << iota
-	// FlagPidMismatch marks the records of a connection whose handshake
-	// pid is not its PeerPid (see Server.RejectPidMismatch).
-	FlagPidMismatch
-	// FlagMixedWriters marks a frame that more than one process wrote:
-	// processes sharing a connection without the frame lock tore it.
-	FlagMixedWriters
+	FlagInvalidUTF8  Flags = 1 << iota // a message that is not UTF-8, delivered as sent
+	FlagPidMismatch                    // a connection whose pid is not its PeerPid
+	FlagMixedWriters                   // a frame that processes tore, writing unlocked
 )
 
 var flagNames = []string{"invalid_utf8", "pid_mismatch", "mixed_writers"}
@@ -96,8 +81,7 @@ func (f Flags) String() string {
 	return string(b)
 }
 
-// Reason is why a connection ended (ConnInfo.Reason; the key of
-// ServerStats.Ends).
+// Reason is why a connection ended.
 type Reason uint8
 
 const (
@@ -118,8 +102,7 @@ const (
 var reasonNames = [numReasons]string{"eof", "shutdown", "truncated", "bad_length", "frame_too_large",
 	"handshake_timeout", "idle_timeout", "conn_limit", "pid_mismatch", "io_error"}
 
-// String returns the reason's name in snake case, fit for a metric label:
-// "eof", "shutdown", "truncated", "bad_length", and so on.
+// String returns the reason's name: "eof", "shutdown", "truncated"...
 func (r Reason) String() string {
 	if r < numReasons {
 		return reasonNames[r]
@@ -185,57 +168,29 @@ type serverCounters struct {
 	ends                                   [numReasons]atomic.Uint64
 }
 
-// Server is a collector: it reads a handshake and then frames from each
-// connection it accepts, in a goroutine of its own, and hands every
-// message to Handler. A connection that breaks the format, stalls or fails
-// is closed, with a Reason, and no other. At its limits the Server keeps
-// clients waiting, with what they sent, rather than close them: at MaxConns
-// it stops accepting, and at MaxMemory it pauses the connections that need
-// more. It never writes to a client; it half-closes a connection to drain
-// it, at Shutdown and when it refuses it (MaxConnsPerPeer).
-//
-// Set the fields before the first Serve. The zero value, with a Handler,
-// is a working Server.
+// Server is a collector: it reads each connection in a goroutine of its
+// own, and hands every message to Handler; a connection that breaks the
+// format or fails is closed, alone. At its limits it keeps clients waiting.
+// The zero value, with a Handler, works; set the fields before Serve.
 type Server struct {
-	// Handler is called with each record, from its connection's goroutine:
-	// concurrently for different connections, in order for one. It must
-	// not keep rec or rec.Msg after it returns. Nil discards the records.
+	// Handler is called with each record, in order for one connection,
+	// concurrently for several. It must not keep rec after it returns.
 	Handler func(rec *Record)
-	// ConnClosed, if set, is called once when a connection ends, after its
-	// last Handler call, with why (info.Reason) and the error behind it:
-	// nil for ReasonEOF, ErrServerClosed for ReasonShutdown, a
-	// *ProtocolError for a stream that breaks the format, the read's error
-	// for ReasonIOError, and an error that says what happened otherwise.
+	// ConnClosed, if set, is called when a connection ends, after its last
+	// Handler call, with why, and the error behind it: nil (ReasonEOF),
+	// ErrServerClosed, a *ProtocolError, the read's error, or one in words.
 	ConnClosed func(info ConnInfo, err error)
 
-	// DecoderConfig is how streams are read. A connection that declares a
-	// frame above MaxFrame is closed, before anything is allocated for it.
-	DecoderConfig
-	// HandshakeTimeout bounds the wait for a connection's handshake.
-	// Default 10 s.
-	HandshakeTimeout time.Duration
-	// IdleTimeout, if positive, closes a connection that sends nothing for
-	// that long. TCP keepalive finds peers that vanished without it.
-	IdleTimeout time.Duration
-	// MaxConns limits the connections served at once: at the limit, new
-	// ones wait in the listen backlog, with what they wrote. Default
-	// 10,000; negative, no limit.
-	MaxConns int
-	// MaxConnsPerPeer limits those of one peer: a uid on a Unix socket on
-	// Linux, an IP address over TCP (every local TCP client is one peer).
-	// One over it is read to its client's end, as at Shutdown, for up to 2
-	// s, and closed (ReasonConnLimit). Default half of MaxConns; negative,
-	// no limit.
-	MaxConnsPerPeer int
-	// MaxMemory bounds the connections' read buffers beyond 4 KiB each: a
-	// connection that needs more pauses, holding what it has, until memory
-	// frees; a frame larger than all of it still passes, alone. Default
-	// 128 MiB; negative, no limit.
-	MaxMemory int
-	// RejectPidMismatch closes a connection whose handshake pid is not its
-	// PeerPid (ReasonPidMismatch). By default its records are flagged
-	// FlagPidMismatch: across pid namespaces the two differ.
-	RejectPidMismatch bool
+	DecoderConfig                  // how streams are read; MaxFrame is checked before allocating
+	HandshakeTimeout time.Duration // bounds the wait for a handshake; default 10 s
+	IdleTimeout      time.Duration // if positive, closes a connection quiet for that long
+	MaxConns         int           // connections served; more wait in the backlog; default 10,000, negative none
+	// MaxConnsPerPeer limits those of a peer (a uid on a Unix socket on Linux,
+	// an IP over TCP): one over it is drained, as at Shutdown, for up to 2 s,
+	// and closed (ReasonConnLimit). Default MaxConns/2; negative, none.
+	MaxConnsPerPeer   int
+	MaxMemory         int  // read buffers beyond 4 KiB a connection (a reader pauses); default 128 MiB, negative none
+	RejectPidMismatch bool // close a connection whose pid is not its PeerPid (else flag its records)
 
 	nextID    atomic.Uint64
 	stats     serverCounters
@@ -256,9 +211,7 @@ type Server struct {
 	refusing  int             // refused connections being read
 }
 
-// Stats returns the Server's counters. A connection's frames are counted
-// when it next reads from its socket or ends, so Frames and Bytes can lag
-// the Handler by one read's worth.
+// Stats returns the counters.
 func (s *Server) Stats() ServerStats {
 	st := ServerStats{
 		Accepted:     s.stats.accepted.Load(),
@@ -281,11 +234,9 @@ func (s *Server) Stats() ServerStats {
 	return st
 }
 
-// Serve accepts connections on l and serves each in its own goroutine. It
-// returns ErrServerClosed after Shutdown or Close, or the listener's error.
-// Serve closes l when it returns. Serve may be called for several listeners
-// at once. Called after Shutdown, it drains the connections queued on l, as
-// Shutdown would have, before it returns.
+// Serve accepts connections on l, until Shutdown or Close (then it returns
+// ErrServerClosed) or the listener's error, and closes l. Called after
+// Shutdown, it drains what is queued on l.
 func (s *Server) Serve(l net.Listener) error {
 	defer l.Close()
 	if !s.track(l, true) {
@@ -442,26 +393,13 @@ func (s *Server) perPeer() int {
 	return max(limit/2, 1)
 }
 
-// Shutdown stops accepting, then drains every connection, so that a
-// graceful restart loses nothing that a logsock client sent. It shuts down
-// the sending side of each connection (a FIN, with no bytes: a logsock
-// client's peek before its next write sees it as the collector's close,
-// writes nothing more on that connection, closes it, and holds its frames
-// for its next connection), and reads on, handing over every frame, until
-// the client has closed its end, or nothing has arrived at a frame
-// boundary for a quarter of a second (an idle client), or, for a client
-// that goes on writing (one that does not peek), at the first frame
-// boundary with nothing more arrived after a second, or until ctx is done. Connections that clients opened but that were
-// not yet accepted are accepted and drained too, where the listener has
-// SetDeadline and SyscallConn (as TCP and Unix listeners do), except on
-// Windows, which has no accept that does not wait: there the listener's
-// close resets them. It waits for the connections' goroutines, and so for
-// the Handler calls in progress.
-//
-// When ctx is done first, each connection hands over what has arrived,
-// without waiting for more, and is closed; a frame that was arriving is
-// lost, and counted in ServerStats.Cut. Shutdown then returns ctx.Err(),
-// once the goroutines have ended.
+// Shutdown stops accepting, and drains every connection, queued ones too:
+// it half-closes it, which a logsock client's peek sees before its next
+// write, so that it closes, and reads on to the client's end (or to a
+// quarter of a second of quiet at a frame boundary, or a second for a
+// client that goes on writing). When ctx is done first, each connection
+// hands over what has arrived, and a frame cut is counted. Shutdown waits
+// for the connections' goroutines.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -502,8 +440,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting and closes every connection at once, without
-// draining, then waits for the connections' goroutines to end.
+// Close closes the listeners and connections at once, and waits for them.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closing, s.killed = true, true

@@ -71,7 +71,7 @@ func (c *serverConn) serve() {
 	c.nc.Close()
 	// A frame begun and not finished when the Server ended the stream is
 	// lost: counted, never silent. (One that the client cut is its own.)
-	if c.dec.Buffered() > 0 && (c.drained || c.killed.Load()) {
+	if c.dec.buffered() > 0 && (c.drained || c.killed.Load()) {
 		s.stats.cut.Add(1)
 	}
 	c.dec.free()
@@ -266,7 +266,7 @@ func (c *serverConn) keepBuf() bool { return c.rc != nil && c.s.mem.waiting.Load
 // n bytes of the frame being read: what is left is read by the Decoder as
 // a truncated frame, without a buffer for the frame. Only Linux tells.
 func (c *serverConn) clientLeft(n int) bool {
-	missing := n - c.dec.Buffered()
+	missing := n - c.dec.buffered()
 	if c.rc == nil || n <= maxReadBuf || missing <= 0 {
 		return false
 	}
@@ -396,7 +396,7 @@ func (c *serverConn) armWait() (deadline time.Time, quiet bool) {
 	if c.drainFrom.IsZero() {
 		c.drainFrom = time.Now()
 	}
-	if c.dec.Buffered() == 0 {
+	if c.dec.buffered() == 0 {
 		end := c.drainFrom
 		if c.rec.Time.After(end) {
 			end = c.rec.Time
@@ -412,7 +412,7 @@ func (c *serverConn) armWait() (deadline time.Time, quiet bool) {
 // drainDone reports whether a drain that has lasted drainBusy is at a
 // frame boundary: the stream stops there once nothing more has arrived.
 func (c *serverConn) drainDone() bool {
-	return !c.drainFrom.IsZero() && c.dec.Buffered() == 0 && time.Since(c.drainFrom) >= drainBusy
+	return !c.drainFrom.IsZero() && c.dec.buffered() == 0 && time.Since(c.drainFrom) >= drainBusy
 }
 
 // woken reports, for a read that failed at a deadline, whether the
