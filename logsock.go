@@ -223,9 +223,6 @@ type sender interface {
 	// close delivers what is queued until ctx is done, drops the rest,
 	// and stops what the sender runs.
 	close(ctx context.Context) error
-	// exclusive takes the write role: no write is in progress, nor can
-	// one start, until release.
-	exclusive() (release func())
 	// held returns the frames queued and their bytes.
 	held() (frames, bytes int)
 }
@@ -287,11 +284,11 @@ func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *L
 			least = batchBytes
 		}
 		l.q = newQueue(cfg, f, chunkLen, least)
-		l.s = newBatcher(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
+		l.s = newBatcher(l)
 	} else {
 		l.link = newLink(network, address, cfg, handshake, 0, c)
 		l.q = newQueue(cfg, f, 0, 0)
-		l.s = newDirect(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
+		l.s = newDirect(l)
 	}
 	return l
 }
@@ -307,9 +304,9 @@ func Dial(network, address string, cfg *Config) (*LogSocket, error) {
 	if err == nil {
 		// The handshake now, so that the collector learns the pid before
 		// the first message.
-		release := l.s.exclusive()
+		l.link.role.Lock()
 		err = l.link.greet(c, time.Now().Add(l.cfg.DialTimeout))
-		release()
+		l.link.role.Unlock()
 	}
 	if err != nil {
 		l.Close() // and stop the writer of batching mode
@@ -402,9 +399,9 @@ func (l *LogSocket) Close() error {
 	// Under the write role, as every change to the connection: a Start or
 	// SendConn in progress has either shared it, and its lock file is
 	// closed with it here, or finds none.
-	release := l.s.exclusive()
+	l.link.role.Lock()
 	c := l.link.shut()
-	release()
+	l.link.role.Unlock()
 	l.link.dials.Wait() // shut cancelled them
 	if c != nil {
 		if cerr := c.close(); err == nil && !errors.Is(cerr, net.ErrClosed) { // abort may have closed it
