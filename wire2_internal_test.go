@@ -117,7 +117,7 @@ func TestExpandSeq(t *testing.T) {
 		{5, 100, 100},
 		{math.MaxUint32, 0, 1 << 32},
 		{1<<32 - 2, 3, 1<<32 + 3},
-		{7, 7, 7 + 1<<32},          // equal low bits: the next number that has them
+		{7, 7, 7 + 1<<32},           // equal low bits: the next number that has them
 		{1 << 40, 0, 1<<40 + 1<<32}, // low bits equal: one full turn on
 	}
 	for _, c := range cases {
