@@ -49,13 +49,11 @@ const (
 // matches them all; the message says what was wrong.
 var errHello = errors.New("bad v2 hello")
 
-// sessionID names a client's session across its connections.
-type sessionID [16]byte
 
 // hello is a v2 client's hello.
 type hello struct {
 	pid     int32
-	session sessionID
+	session SessionID
 	next    uint64 // the number of the first frame sent after the hello
 	tag     string
 }
@@ -112,7 +110,7 @@ func (o ByteOrder) parseHello(b []byte) (hello, uint8, error) {
 	h.next = o.get64(b[28:])
 	h.tag = string(b[helloLen:helloSize(b)])
 	switch {
-	case h.session == sessionID{}:
+	case h.session == SessionID{}:
 		return h, helloBad, fmt.Errorf("%w: session id all zero", errHello)
 	case h.next == 0:
 		return h, helloBad, fmt.Errorf("%w: first frame numbered 0", errHello)
