@@ -49,7 +49,6 @@ const (
 // matches them all; the message says what was wrong.
 var errHello = errors.New("bad v2 hello")
 
-
 // hello is a v2 client's hello.
 type hello struct {
 	pid     int32
