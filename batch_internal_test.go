@@ -67,11 +67,11 @@ func TestBatchingReleasesIdleMemory(t *testing.T) {
 // being written, there is nothing older to drop: the new frame is dropped.
 func TestDropOldestWithBatchInFlight(t *testing.T) {
 	q := newQueue(&Config{BufferBytes: 100, Overflow: DropOldest}, framing{}, 0, 0)
-	q.held.push(make([]byte, 10))
+	q.held.push(make([]byte, 10), meta{})
 	var b batch
 	q.take(&b)      // as the writer does: 14 bytes in flight
 	q.reserved = 90 // say more of it
-	if err := q.hold(make([]byte, 20), time.Now(), nil); err != ErrBufferFull {
+	if err := q.hold(make([]byte, 20), meta{}, time.Now(), nil); err != ErrBufferFull {
 		t.Fatalf("hold: %v, want ErrBufferFull", err)
 	}
 	if n := q.dropped.Load(); n != 1 {
@@ -97,7 +97,7 @@ func BenchmarkChunkAppend(b *testing.B) {
 					for range b.N / g {
 						for {
 							k := cur.Load()
-							if _, ok := k.tryAppend(framing{}, msg); ok {
+							if _, ok := k.tryAppend(framing{}, msg, meta{}); ok {
 								break
 							}
 							mu.Lock()
@@ -126,11 +126,11 @@ func BenchmarkHoldDropOldestFull(b *testing.B) {
 			cfg, _ := (&Config{BufferBytes: size, Overflow: DropOldest}).withDefaults()
 			q := newQueue(&cfg, framing{}, 0, 0)
 			for q.roomFor(framing{}.size(len(msg))) {
-				q.held.push(msg)
+				q.held.push(msg, meta{})
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := q.hold(msg, time.Time{}, nil); err != nil {
+				if err := q.hold(msg, meta{}, time.Time{}, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -37,6 +37,7 @@ type batcher struct {
 	done   <-chan struct{} // closed when Close begins
 	wait   time.Duration   // WriteTimeout
 	delay  time.Duration   // FlushDelay
+	v2     bool            // Config.Acks
 
 	wake, urge chan struct{} // a frame is queued; a batch is due now
 	quit       chan struct{} // closed by close: the writer delivers what is left, and stops
@@ -51,14 +52,15 @@ type batcher struct {
 
 func newBatcher(l *LogSocket) *batcher {
 	b := &batcher{link: l.link, q: l.q, tally: &l.tally, closed: &l.closed, done: l.done, wait: l.cfg.WriteTimeout, delay: l.cfg.FlushDelay,
+		v2:   l.q.f.v2,
 		wake: make(chan struct{}, 1), urge: make(chan struct{}, 1), quit: make(chan struct{}), stopped: make(chan struct{})}
 	go b.run()
 	return b
 }
 
-func (b *batcher) send(msg []byte) error {
+func (b *batcher) send(msg []byte, m meta) error {
 	if !b.closed.Load() {
-		if first, ok := b.q.tryAppend(msg); ok { // the hot path: no lock
+		if first, ok := b.q.tryAppend(msg, m); ok { // the hot path: no lock
 			if first {
 				signal(b.wake)
 			}
@@ -70,7 +72,7 @@ func (b *batcher) send(msg []byte) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
-	if err := b.q.add(msg, time.Now().Add(b.wait), b.waitForRoom); err != nil {
+	if err := b.q.add(msg, m, time.Now().Add(b.wait), b.waitForRoom); err != nil {
 		return err
 	}
 	signal(b.wake)
@@ -124,6 +126,25 @@ func (b *batcher) run() {
 	defer idle.Stop()
 	released := false // and nothing logged since: no timer until something is
 	for {
+		if b.v2 && b.readAcks() {
+			// Frames wait for their acknowledgements, read meanwhile for up
+			// to FlushDelay; or the connection that they were written on is
+			// gone, and they are to be sent again.
+			select {
+			case <-b.wake:
+			case <-b.quit:
+				b.closing()
+				return
+			default:
+				if !b.needsWrite() {
+					continue
+				}
+			}
+			released = false
+			for b.writeBatch(b.link.ctx, b.quit) {
+			}
+			continue
+		}
 		var idleC <-chan time.Time
 		if !released {
 			idle.Reset(idleRelease)
@@ -137,8 +158,7 @@ func (b *batcher) run() {
 			released = true
 			continue
 		case <-b.quit:
-			for b.writeBatch(b.closeCtx, nil) {
-			}
+			b.closing()
 			return
 		}
 		delay.Reset(b.delay)
@@ -167,7 +187,7 @@ func (b *batcher) writeBatch(ctx context.Context, quit <-chan struct{}) bool {
 	default:
 	}
 	b.mu.Lock()
-	if !b.q.queued() {
+	if !b.needsWriteLocked() {
 		b.mu.Unlock()
 		return false
 	}
@@ -192,7 +212,14 @@ func (b *batcher) writeBatch(ctx context.Context, quit <-chan struct{}) bool {
 	// The next caller installs a fresh chunk, most often this one, back
 	// from its write: a LogSocket that logs a little at a time keeps one.
 	b.mu.Lock()
+	if b.v2 {
+		b.q.takeAcks(c)
+		b.q.adopt(c)
+	}
 	b.q.take(&b.b)
+	if b.v2 {
+		c.acks.upTo.Store(b.q.nextSeq)
+	}
 	b.mu.Unlock()
 	n, err := b.link.write(c, b.b.parts, time.Now().Add(b.wait))
 	b.mu.Lock()
@@ -220,7 +247,7 @@ func (b *batcher) endWrite() {
 func (b *batcher) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.writing || b.q.queued() {
+	if b.writing || b.q.queued() || b.q.unacked() {
 		return
 	}
 	b.q.release()
@@ -250,7 +277,7 @@ func (b *batcher) waitUnlocked(ctx context.Context) {
 func (b *batcher) flush(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.writing || b.q.queued() {
+	for b.writing || b.q.queued() || b.q.unacked() {
 		if b.closed.Load() {
 			return ErrClosed
 		}
@@ -258,7 +285,7 @@ func (b *batcher) flush(ctx context.Context) error {
 		signal(b.urge)
 		if err := ctx.Err(); err != nil {
 			frames, _ := b.q.pending()
-			return b.q.takeRefused(undelivered(frames, err, b.link.lastError()))
+			return b.q.takeRefused(undelivered(frames+b.q.sent.frames, err, b.link.lastError()))
 		}
 		b.waitUnlocked(ctx)
 	}
@@ -291,5 +318,56 @@ func (b *batcher) close(ctx context.Context) error {
 func (b *batcher) held() (frames, bytes int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.q.pending()
+	frames, bytes = b.q.pending()
+	return frames + b.q.sent.frames, bytes + b.q.sent.len()
+}
+
+// needsWrite reports whether frames wait to be written: queued, or (v2)
+// written on a connection that is gone.
+func (b *batcher) needsWrite() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.needsWriteLocked()
+}
+
+func (b *batcher) needsWriteLocked() bool {
+	return b.q.queued() || (b.v2 && b.q.needsWrite(b.link.current()))
+}
+
+// readAcks is the writer's, in v2, when frames wait for their
+// acknowledgement: it reads them for up to FlushDelay (until one comes),
+// takes them, and drops the connection if the read found it ended. It
+// reports whether there was anything to wait for.
+func (b *batcher) readAcks() bool {
+	b.mu.Lock()
+	unacked := b.q.unacked()
+	c := b.q.conn
+	b.mu.Unlock()
+	if !unacked {
+		return false
+	}
+	if c != nil && c == b.link.current() {
+		b.link.awaitAcks(c, b.delay)
+		b.mu.Lock()
+		b.q.takeAcks(c)
+		b.mu.Unlock()
+		b.link.role.Lock()
+		if b.link.current() == c {
+			b.link.usable(c) // drops c if it ended: its frames go again
+		}
+		b.link.role.Unlock()
+	}
+	return true
+}
+
+// closing is the writer's last work, at Close: it writes what is queued
+// and, in v2, waits for the acknowledgements, until Close's deadline.
+func (b *batcher) closing() {
+	for {
+		for b.writeBatch(b.closeCtx, nil) {
+		}
+		if !b.v2 || b.closeCtx.Err() != nil || !b.readAcks() {
+			return
+		}
+	}
 }

@@ -50,7 +50,7 @@ type chunk struct {
 // tryAppend appends msg as a frame, unless the chunk is sealed or has no
 // room. first reports that it is the chunk's first frame: the writer is
 // to be woken.
-func (k *chunk) tryAppend(f framing, msg []byte) (first, ok bool) {
+func (k *chunk) tryAppend(f framing, msg []byte, m meta) (first, ok bool) {
 	n := uint64(f.size(len(msg)))
 	for {
 		st := k.state.Load()
@@ -59,7 +59,7 @@ func (k *chunk) tryAppend(f framing, msg []byte) (first, ok bool) {
 			return false, false
 		}
 		if k.state.CompareAndSwap(st, st+n+oneFrame+oneWriter) {
-			f.put(k.buf[off:off+n], msg)
+			f.put(k.buf[off:off+n], msg, m)     // v2: numbered when sealed
 			k.state.Add(^uint64(oneWriter - 1)) // done copying
 			return off == 0, true
 		}
@@ -115,14 +115,14 @@ func wholeFrames(f framing, b []byte, written int) (frames, msgBytes, cut int) {
 // a fresh one, while they fit; Block waits for a chunk's room. The other
 // policies act on held, frame by frame, as without chunks: the chunks'
 // frames move there first.
-func (q *queue) add(msg []byte, deadline time.Time, wait waitFunc) error {
+func (q *queue) add(msg []byte, m meta, deadline time.Time, wait waitFunc) error {
 	size := q.f.size(len(msg))
 	if size > q.limit {
 		q.dropped.Add(1)
 		return ErrBufferFull
 	}
 	for q.chunkLen > 0 {
-		if q.stage(msg) {
+		if q.stage(msg, m) {
 			return nil
 		}
 		if q.policy != Block {
@@ -136,17 +136,17 @@ func (q *queue) add(msg []byte, deadline time.Time, wait waitFunc) error {
 			return err
 		}
 	}
-	return q.hold(msg, deadline, wait)
+	return q.hold(msg, m, deadline, wait)
 }
 
 // tryAppend appends msg to the current chunk without the lock, if there is
 // one with room; first reports that it is the chunk's first frame.
-func (q *queue) tryAppend(msg []byte) (first, ok bool) {
+func (q *queue) tryAppend(msg []byte, m meta) (first, ok bool) {
 	k := q.cur.Load()
 	if k == nil {
 		return false, false
 	}
-	return k.tryAppend(q.f, msg)
+	return k.tryAppend(q.f, msg, m)
 }
 
 // queued reports whether frames wait to be written: held, sealed, or in
@@ -166,9 +166,9 @@ func (q *queue) queued() bool {
 // stage appends msg to a chunk: the current one, a fresh one, or one of
 // its own if it is larger than a chunk. It reports false if the chunks in
 // use leave no room.
-func (q *queue) stage(msg []byte) bool {
+func (q *queue) stage(msg []byte, m meta) bool {
 	for {
-		if _, ok := q.tryAppend(msg); ok {
+		if _, ok := q.tryAppend(msg, m); ok {
 			return true
 		}
 		q.sealCurrent()
@@ -179,7 +179,10 @@ func (q *queue) stage(msg []byte) bool {
 			}
 			k := &chunk{buf: make([]byte, n), used: n, frames: 1}
 			k.state.Store(sealedBit)
-			q.f.put(k.buf, msg)
+			if q.f.v2 {
+				m.seq = q.number()
+			}
+			q.f.put(k.buf, msg, m)
 			q.outside += n
 			q.queueChunk(k)
 			return true
@@ -201,6 +204,9 @@ func (q *queue) sealCurrent() {
 	if k.used == 0 {
 		q.recycle(k)
 		return
+	}
+	if q.f.v2 {
+		q.numberFrames(k.buf[:k.used])
 	}
 	q.queueChunk(k)
 }
@@ -298,13 +304,20 @@ func (q *queue) take(b *batch) {
 func (q *queue) settle(b *batch, n int, err error) (frames, msgBytes int, retried bool) {
 	retried = b.held.retry
 	heldLen := b.held.len()
+	if q.f.v2 {
+		f, _, cut := wholeFrames(q.f, b.held.bytes(), min(n, heldLen))
+		q.toSent(b.held.bytes()[:cut], f)
+	}
 	frames, msgBytes = b.held.consume(min(n, heldLen))
 	partial := n - (heldLen - b.held.len()) // bytes of the first frame left, if it was cut
 	n -= heldLen
 	for i, k := range b.chunks {
 		if n >= k.used && !q.f.octets {
+			if q.f.v2 {
+				q.toSent(k.buf[:k.used], k.frames)
+			}
 			frames += k.frames
-			msgBytes += k.used - k.frames*HeaderLen
+			msgBytes += k.used - k.frames*q.f.headerLen(0)
 			n -= k.used
 			partial -= k.used
 		} else {
@@ -313,6 +326,9 @@ func (q *queue) settle(b *batch, n int, err error) (frames, msgBytes int, retrie
 			// chunk, the frames not written whole go back, before those
 			// queued since.
 			f, mb, cut := wholeFrames(q.f, k.buf[:k.used], max(n, 0))
+			if q.f.v2 {
+				q.toSent(k.buf[:cut], f)
+			}
 			frames += f
 			msgBytes += mb
 			b.held.pushFrames(k.buf[cut:k.used], k.frames-f) // none if it went out whole

@@ -23,6 +23,7 @@ type direct struct {
 	closed *atomic.Bool    // set when Close begins
 	done   <-chan struct{} // closed when Close begins
 	f      framing
+	v2     bool          // Config.Acks
 	wait   time.Duration // WriteTimeout
 	mu     *sync.Mutex   // the link's write role; guards q and the fields below
 
@@ -37,10 +38,13 @@ type direct struct {
 
 func newDirect(l *LogSocket) *direct {
 	return &direct{link: l.link, q: l.q, tally: &l.tally, closed: &l.closed, done: l.done, f: l.q.f,
-		wait: l.cfg.WriteTimeout, mu: &l.link.role}
+		v2: l.q.f.v2, wait: l.cfg.WriteTimeout, mu: &l.link.role}
 }
 
-func (d *direct) send(msg []byte) error {
+func (d *direct) send(msg []byte, m meta) error {
+	if d.v2 {
+		return d.sendV2(msg, m)
+	}
 	d.mu.Lock()
 	// The hot path: a connection, and nothing held before this frame.
 	if c := d.link.current(); c != nil && d.q.empty() && !d.closed.Load() && d.link.usable(c) {
@@ -75,11 +79,65 @@ func (d *direct) sendSlow(msg []byte) error {
 		return d.writeFrame(ctx, c, msg, deadline)
 	}
 	defer d.publish()
-	if err := d.q.hold(msg, deadline, d.waitForRoom); err != nil {
+	if err := d.q.hold(msg, meta{}, deadline, d.waitForRoom); err != nil {
 		return err
 	}
 	d.deliver(ctx, deadline) // the connection lost just now may be due again
 	return nil
+}
+
+// sendV2 is send with acknowledgements: the frame goes through the queue,
+// numbered, and stays there once written, until acknowledged.
+func (d *direct) sendV2(msg []byte, m meta) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	defer d.publish()
+	// The common case: up, nothing held, and room.
+	if c := d.link.current(); c != nil && d.q.held.empty() && d.link.usable(c) {
+		d.q.takeAcks(c)
+		d.q.adopt(c)
+		if d.q.held.empty() && d.q.roomFor(d.f.size(len(msg))) {
+			d.q.hold(msg, m, time.Time{}, nil) // it fits
+			if d.writeHeld(c, time.Time{}) == nil {
+				return nil
+			}
+			// Held; the next attempt now, if it is due, as writeFrame does.
+			deadline := d.link.deadline()
+			ctx, cancel := context.WithDeadline(d.link.ctx, deadline)
+			defer cancel()
+			d.deliver(ctx, deadline)
+			return nil
+		}
+	}
+	deadline := time.Now().Add(d.wait)
+	ctx, cancel := context.WithDeadline(d.link.ctx, deadline)
+	defer cancel()
+	d.deliver(ctx, deadline)
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	if err := d.q.hold(msg, m, deadline, d.waitForRoom); err != nil {
+		return err
+	}
+	d.deliver(ctx, deadline)
+	return nil
+}
+
+// writeHeld writes the held frames on c, until deadline (zero:
+// WriteTimeout from when it must wait).
+func (d *direct) writeHeld(c *conn, deadline time.Time) error {
+	if d.v2 {
+		c.acks.upTo.Store(d.q.nextSeq)
+	}
+	d.one[0] = d.q.held.bytes()
+	n, err := d.link.write(c, d.one[:], deadline)
+	d.one[0] = nil
+	frames, msgBytes, retried := d.q.wrote(n, err)
+	d.tally.add(frames, msgBytes, retried, err == nil)
+	return err
 }
 
 // writeFrame writes msg as one frame on c, waiting for room in the send
@@ -95,12 +153,12 @@ func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline t
 			d.frame = make([]byte, 0, copyMax)
 		}
 		d.frame = d.frame[:n]
-		d.f.put(d.frame, msg)
+		d.f.put(d.frame, msg, meta{})
 		err = d.link.writeOne(c, d.frame, deadline)
 	} else {
 		// Sent from where it is, with its header, by sendmsg: copying it
 		// would cost more than the iovec.
-		d.parts = [2][]byte{d.hdr[:d.f.header(d.hdr[:], len(msg))], msg}
+		d.parts = [2][]byte{d.hdr[:d.f.header(d.hdr[:], len(msg), meta{})], msg}
 		written, err = d.link.write(c, d.parts[:], deadline)
 		d.parts[1] = nil
 	}
@@ -129,7 +187,7 @@ func (d *direct) writeFrame(ctx context.Context, c *conn, msg []byte, deadline t
 // link in backoff, does not wait. Close may run while it waits: a caller
 // that then adds a frame must check closed first.
 func (d *direct) deliver(ctx context.Context, deadline time.Time) {
-	for !d.q.empty() {
+	for d.q.needsWrite(d.link.current()) {
 		c := d.link.current()
 		if c == nil {
 			if !d.link.startDial() {
@@ -148,11 +206,14 @@ func (d *direct) deliver(ctx context.Context, deadline time.Time) {
 		if !d.link.usable(c) {
 			continue
 		}
-		d.one[0] = d.q.held.bytes()
-		n, err := d.link.write(c, d.one[:], deadline)
-		d.one[0] = nil
-		frames, msgBytes, retried := d.q.wrote(n, err)
-		d.tally.add(frames, msgBytes, retried, err == nil)
+		if d.v2 {
+			d.q.takeAcks(c)
+			d.q.adopt(c)
+			if d.q.held.empty() {
+				continue
+			}
+		}
+		err := d.writeHeld(c, deadline)
 		d.publish()
 		if err != nil {
 			return // the next attempt waits for its backoff
@@ -177,7 +238,9 @@ func (d *direct) waitForRoom(size int, deadline time.Time) error {
 		if ctx.Err() != nil {
 			return ErrBufferFull
 		}
-		d.waitUnlocked(ctx, d.done)
+		if !d.awaitAcksUnlocked(ctx) {
+			d.waitUnlocked(ctx, d.done)
+		}
 		if d.closed.Load() {
 			return ErrClosed
 		}
@@ -194,11 +257,38 @@ func (d *direct) waitUnlocked(ctx context.Context, done <-chan struct{}) {
 	d.mu.Lock()
 }
 
-// publish makes the size of the queue visible to Stats. The caller holds
-// mu.
+// awaitAcksUnlocked releases mu while it reads the connection's
+// acknowledgements, until one arrives, ctx is done or ackWait has passed,
+// and takes them. It reports false, having waited for nothing, if there
+// is no acknowledgement to wait for.
+func (d *direct) awaitAcksUnlocked(ctx context.Context) bool {
+	c := d.link.current()
+	if !d.v2 || c == nil || c != d.q.conn || !d.q.unacked() {
+		return false
+	}
+	wait := ackWait
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(deadline))
+	}
+	d.mu.Unlock()
+	d.link.awaitAcks(c, wait)
+	d.mu.Lock()
+	d.q.takeAcks(c)
+	if d.link.current() == c {
+		d.link.usable(c) // drops c if the read found it ended
+	}
+	return true
+}
+
+// ackWait bounds one wait for acknowledgements, so that a waiter sees
+// ctx and Close in time.
+const ackWait = 50 * time.Millisecond
+
+// publish makes the size of the queue visible to Stats: in v2 the frames
+// not acknowledged too. The caller holds mu.
 func (d *direct) publish() {
-	d.heldFrames.Store(int64(d.q.held.frames))
-	d.heldBytes.Store(int64(d.q.held.len()))
+	d.heldFrames.Store(int64(d.q.held.frames + d.q.sent.frames))
+	d.heldBytes.Store(int64(d.q.held.len() + d.q.sent.len()))
 }
 
 func (d *direct) flush(ctx context.Context) error {
@@ -221,13 +311,15 @@ func (d *direct) flushLocked(ctx context.Context, done <-chan struct{}) error {
 			deadline = time.Now().Add(d.wait)
 		}
 		d.deliver(ctx, deadline)
-		if d.q.empty() {
+		if d.q.empty() && !d.q.unacked() {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return undelivered(d.q.held.frames, ctx.Err(), d.link.lastError())
+			return undelivered(d.q.held.frames+d.q.sent.frames, ctx.Err(), d.link.lastError())
 		}
-		d.waitUnlocked(ctx, done)
+		if !d.awaitAcksUnlocked(ctx) {
+			d.waitUnlocked(ctx, done)
+		}
 		select {
 		case <-done:
 			return ErrClosed

@@ -147,19 +147,31 @@ func parseFrameHeader(hdr []byte, order ByteOrder, limit int) (int, error) {
 }
 
 // framing encodes frames, and finds them again in a run of whole frames:
-// logsock's length prefix, or syslog's octet count.
+// logsock's length prefix (v1), v2's header (length, number, time and
+// level: wire2.go), or syslog's octet count.
 type framing struct {
 	octets bool
+	v2     bool
 	order  ByteOrder
 }
 
-// maxHeader is the longest header of either framing: an octet count of
-// math.MaxInt32 (10 digits) and its space.
-const maxHeader = 11
+// meta is what a v2 frame carries beside its message; v1 and syslog's
+// framing drop it.
+type meta struct {
+	seq   uint64 // 0 until the frame's number is known (see queue.number)
+	at    int64  // when it was logged, Unix nanoseconds
+	level Level
+}
+
+// maxHeader is the longest header of any framing: v2's.
+const maxHeader = header2Len
 
 // headerLen returns the size of the header of a frame of n message bytes.
 func (f framing) headerLen(n int) int {
-	if !f.octets {
+	switch {
+	case f.v2:
+		return header2Len
+	case !f.octets:
 		return HeaderLen
 	}
 	k := 2
@@ -173,10 +185,14 @@ func (f framing) headerLen(n int) int {
 func (f framing) size(n int) int { return f.headerLen(n) + n }
 
 // header writes the header of a frame of n message bytes (0 <= n <=
-// MaxInt32: the caller's MaxFrame) at the start of b, and returns its
-// length.
-func (f framing) header(b []byte, n int) int {
-	if !f.octets {
+// MaxInt32: the caller's MaxFrame), with m, at the start of b, and
+// returns its length.
+func (f framing) header(b []byte, n int, m meta) int {
+	switch {
+	case f.v2:
+		f.order.putHeader2(b, int32(n), m.seq, m.at, uint8(m.level))
+		return header2Len
+	case !f.octets:
 		f.order.put(b, int32(n))
 		return HeaderLen
 	}
@@ -194,24 +210,37 @@ func (f framing) octetCount(b []byte, n int) int {
 	return k
 }
 
-// put writes msg as a frame at the start of b, which holds size(len(msg))
-// bytes. It is on the hot path of both modes: the length prefix is
-// written in line.
-func (f framing) put(b, msg []byte) {
-	if !f.octets {
+// put writes msg as a frame, with m, at the start of b, which holds
+// size(len(msg)) bytes. It is on the hot path of both modes: v1's length
+// prefix is written in line.
+func (f framing) put(b, msg []byte, m meta) {
+	switch {
+	case f.v2:
+		f.order.putHeader2(b, int32(len(msg)), m.seq, m.at, uint8(m.level))
+		copy(b[header2Len:], msg)
+	case !f.octets:
 		f.order.put(b, int32(len(msg)))
 		copy(b[HeaderLen:], msg)
-		return
+	default:
+		copy(b[f.octetCount(b, len(msg)):], msg)
 	}
-	copy(b[f.octetCount(b, len(msg)):], msg)
 }
+
+// number writes seq into the v2 frame that b starts with.
+func (f framing) number(b []byte, seq uint64) {
+	f.order.put(b[4:], int32(uint32(seq)))
+}
+
+// seqLow returns the low 32 bits of the number of the v2 frame that b
+// starts with.
+func (f framing) seqLow(b []byte) uint32 { return uint32(f.order.get(b[4:])) }
 
 // frame returns the size of the frame that b starts with, and its message
 // length. b holds whole frames that this framing encoded.
 func (f framing) frame(b []byte) (size, msgLen int) {
 	if !f.octets {
 		n := int(f.order.get(b))
-		return HeaderLen + n, n
+		return f.headerLen(n) + n, n
 	}
 	k := 0
 	for ; b[k] != ' '; k++ {

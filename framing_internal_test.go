@@ -26,7 +26,7 @@ func TestFramingRoundTrip(t *testing.T) {
 		var run []byte
 		for _, m := range msgs {
 			b := make([]byte, f.size(len(m)))
-			f.put(b, m)
+			f.put(b, m, meta{})
 			if f.octets && !bytes.HasPrefix(b, []byte(strconv.Itoa(len(m))+" ")) {
 				t.Fatalf("frame of %d bytes starts %q", len(m), b[:min(len(b), 12)])
 			}

@@ -85,7 +85,7 @@ func (w *LineWriter) send(line []byte) error {
 // sendFrame sends one frame, and reports only ErrClosed: any other error
 // is a drop that the LogSocket has counted.
 func (w *LineWriter) sendFrame(b []byte) error {
-	if err := w.ls.send(b); errors.Is(err, ErrClosed) {
+	if err := w.ls.send(b, LevelInfo); errors.Is(err, ErrClosed) {
 		return err
 	}
 	return nil

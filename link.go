@@ -72,6 +72,15 @@ type link struct {
 
 	connects, reconnects atomic.Uint64
 	downSince, outage    atomic.Int64 // Unix nanoseconds; downSince is 0 while up
+
+	// Protocol v2 (Config.Acks): each connection opens with the hellos
+	// (ack.go) instead of the handshake.
+	v2       bool
+	ackEvery time.Duration // PeekInterval: how often a write is preceded by a read of the acknowledgements
+	order    ByteOrder
+	session session
+	floor   func() uint64 // the lowest number not acknowledged: the hello's next
+	nextSeq func() uint64 // the last number given to a frame
 }
 
 // linkState is where a link is in its life.
@@ -119,6 +128,7 @@ type conn struct {
 	// The write role's:
 	hs        []byte    // the handshake, until it is written; nil for an adopted connection
 	lastCheck time.Time // the last peek
+	acks      *acks     // v2's: what the collector said; nil on v1
 }
 
 // close closes the connection, and the lock file if it is shared.
@@ -326,7 +336,16 @@ func (k *link) dial(ctx context.Context) (*conn, error) {
 			return nil, k.opError("dial", err)
 		}
 	}
-	if k.handshake != nil {
+	if k.v2 {
+		deadline := time.Now().Add(k.dialer.Timeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		if err := k.hello2(c, k.floor(), deadline); err != nil {
+			c.close()
+			return nil, k.opError("handshake", err)
+		}
+	} else if k.handshake != nil {
 		c.hs = k.handshake()
 	}
 	return c, nil
@@ -480,6 +499,9 @@ func (k *link) abort() {
 // drops c if the collector has closed it. An idle connection is so checked
 // before its next write.
 func (k *link) usable(c *conn) bool {
+	if c.acks != nil {
+		return k.usable2(c)
+	}
 	// time.Since reads the monotonic clock alone: half the cost of
 	// time.Now, on the hot path (measured: 25 ns against 47).
 	if k.peekInterval < 0 || time.Since(c.lastCheck) < k.peekInterval {

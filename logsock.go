@@ -1,6 +1,7 @@
 package logsock
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -65,6 +66,15 @@ type Config struct {
 	Batching   bool
 	FlushDelay time.Duration // how long a batch gathers, with Batching; default 10 ms
 
+	// Acks turns on protocol v2: each frame carries its number, time and
+	// level, and stays held, within BufferBytes, until the collector
+	// acknowledges it; after a reconnect the frames not acknowledged are
+	// sent again, and Flush, Sync and Close wait for the acknowledgements.
+	// The collector must speak v2 (logsockd and Server do). A connection
+	// with acknowledgements is never shared: a child process makes its own.
+	Acks bool
+	Tag  string // with Acks, the sender's name (1-48 printable ASCII bytes); default the program's name
+
 	TLS         *tls.Config   // if not nil, connections are TLS ones, over TCP, and cannot be shared
 	KeepAlive   time.Duration // idle time before TCP keepalive probes; default 15 s, negative none
 	UserTimeout time.Duration // TCP_USER_TIMEOUT on Linux; default 20 s, negative the system's
@@ -89,6 +99,15 @@ func (c *Config) withDefaults() (Config, error) {
 		return bad("MaxFrame", cfg.MaxFrame, fmt.Sprintf("outside [0, %d]", math.MaxInt32-maxHeader))
 	case cfg.FlushDelay != 0 && !cfg.Batching:
 		return bad("FlushDelay", cfg.FlushDelay, "batching mode's: set Batching too")
+	case cfg.Tag != "" && !cfg.Acks:
+		return bad("Tag", cfg.Tag, "protocol v2's: set Acks too")
+	case cfg.Acks && cfg.PeekInterval < 0:
+		return bad("PeekInterval", cfg.PeekInterval, "with Acks, how often the acknowledgements are read: want 0 (10 ms) or more")
+	}
+	if cfg.Tag != "" {
+		if err := checkTag(cfg.Tag); err != nil {
+			return bad("Tag", cfg.Tag, err.Error())
+		}
 	}
 	for _, d := range []struct {
 		name string
@@ -172,7 +191,8 @@ type Stats struct {
 	Errors     uint64        // Log and Write calls that returned an error
 	Connects   uint64        // connections opened, each with its handshake
 	Reconnects uint64        // connections opened after one was lost
-	Resent     uint64        // frames written again, whole, after their write failed
+	Resent     uint64        // frames written again, whole, after their write failed or (Acks) their connection was lost
+	Acked      uint64        // frames the collector acknowledged (Acks)
 	Dropped    uint64        // frames dropped: by Overflow, refused by the collector (see Log), or at Close
 	Held       int           // frames held now (in batching mode, queued), not counting a batch being written
 	HeldBytes  int           // their bytes, headers included
@@ -216,8 +236,8 @@ type LogSocket struct {
 
 // A sender is a mode: how frames get from Log to the link.
 type sender interface {
-	// send writes msg as one frame, or queues it.
-	send(msg []byte) error
+	// send writes msg as one frame, with m (v2), or queues it.
+	send(msg []byte, m meta) error
 	// flush writes everything queued, until ctx is done.
 	flush(ctx context.Context) error
 	// close delivers what is queued until ctx is done, drops the rest,
@@ -244,6 +264,9 @@ func New(network, address string, cfg *Config) (*LogSocket, error) {
 func NewSyslog(network, address string, cfg *Config) (*LogSocket, error) {
 	if cfg != nil && cfg.Order != LittleEndian {
 		return nil, fmt.Errorf("logsock: Config.Order %v: syslog's framing has no byte order", cfg.Order)
+	}
+	if cfg != nil && cfg.Acks {
+		return nil, errors.New("logsock: Config.Acks true: a syslog server does not acknowledge")
 	}
 	c, err := checkConfig(network, address, cfg)
 	if err != nil {
@@ -272,22 +295,29 @@ func checkConfig(network, address string, cfg *Config) (Config, error) {
 // syslog does if octets. In batching mode it starts the writer.
 func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *LogSocket {
 	l := &LogSocket{cfg: *cfg, done: make(chan struct{})}
-	f := framing{octets: octets, order: cfg.Order}
+	f := framing{octets: octets, v2: cfg.Acks, order: cfg.Order}
 	var handshake func() []byte // syslog's framing has none
 	if !f.octets {
 		handshake = func() []byte { return AppendHandshake(nil, f.order, int32(os.Getpid())) }
 	}
+	sendBuffer, chunkLen, least := 0, 0, 0
 	if cfg.Batching {
-		l.link = newLink(network, address, cfg, handshake, unixSendBuffer, c)
-		chunkLen, least := chunkSize(cfg.BufferBytes), 0
+		sendBuffer, chunkLen = unixSendBuffer, chunkSize(cfg.BufferBytes)
 		if chunkLen == 0 {
 			least = batchBytes
 		}
-		l.q = newQueue(cfg, f, chunkLen, least)
+	}
+	l.link = newLink(network, address, cfg, handshake, sendBuffer, c)
+	l.q = newQueue(cfg, f, chunkLen, least)
+	if cfg.Acks {
+		k := l.link
+		k.v2, k.ackEvery, k.order = true, cfg.PeekInterval, cfg.Order
+		k.session = newSession(cmp.Or(cfg.Tag, defaultTag()))
+		k.floor, k.nextSeq = l.q.floor.Load, l.q.last.Load
+	}
+	if cfg.Batching {
 		l.s = newBatcher(l)
 	} else {
-		l.link = newLink(network, address, cfg, handshake, 0, c)
-		l.q = newQueue(cfg, f, 0, 0)
 		l.s = newDirect(l)
 	}
 	return l
@@ -321,25 +351,42 @@ func Dial(network, address string, cfg *Config) (*LogSocket, error) {
 // it is written, three times, is dropped and reported by the next Flush,
 // Sync or Close, and Log then refuses frames that large (ErrFrameTooLarge).
 func (l *LogSocket) Log(msg string) error {
-	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
+	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)), LevelInfo)
+}
+
+// LogLevel is Log with a level, which protocol v2 (Config.Acks) sends
+// with the frame; v1 has no level, and sends msg alone.
+func (l *LogSocket) LogLevel(level Level, msg string) error {
+	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)), level)
 }
 
 // Write sends p as one frame, as Log does, so that each record of log or
 // slog is one (they drop its error: a record over MaxFrame shows only in
 // Stats.Errors). It does not retain p.
 func (l *LogSocket) Write(p []byte) (int, error) {
-	if err := l.send(p); err != nil {
+	if err := l.send(p, LevelInfo); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-func (l *LogSocket) send(msg []byte) error {
+func (l *LogSocket) send(msg []byte, level Level) error {
+	m := meta{level: level} // checked by sendMeta on v1 too
+	if l.cfg.Acks {
+		m.at = time.Now().UnixNano()
+	}
+	return l.sendMeta(msg, m)
+}
+
+// sendMeta sends msg with m, whose time and level a v2 frame carries.
+func (l *LogSocket) sendMeta(msg []byte, m meta) error {
 	var err error
 	if limit := l.q.maxFrame.Load(); int64(len(msg)) > limit {
 		err = l.tooLarge(len(msg), limit)
+	} else if m.level > LevelDebug {
+		err = fmt.Errorf("logsock: Level %d: want LevelEmergency (0) to LevelDebug (7)", uint8(m.level))
 	} else {
-		err = l.s.send(msg)
+		err = l.s.send(msg, m)
 	}
 	if err != nil {
 		l.tally.errs.Add(1)
@@ -421,7 +468,8 @@ func (l *LogSocket) Stats() Stats {
 		Errors:     l.tally.errs.Load(),
 		Connects:   l.link.connects.Load(),
 		Reconnects: l.link.reconnects.Load(),
-		Resent:     l.tally.resent.Load(),
+		Resent:     l.tally.resent.Load() + l.q.resent.Load(),
+		Acked:      l.q.ackCount.Load(),
 		Dropped:    l.q.dropped.Load(),
 		Held:       held,
 		HeldBytes:  heldBytes,

@@ -45,6 +45,20 @@ type queue struct {
 	reserved int           // bytes of held frames in a batch being written
 	room     chan struct{} // if not nil, closed when frames leave: waiters under Block wake
 
+	// Protocol v2 (Config.Acks): a frame is numbered as it enters held, or
+	// as its chunk is sealed, in the order of the stream; written, it stays
+	// in sent until acknowledged (ackq.go).
+	nextSeq   uint64        // the last number given
+	last      atomic.Uint64 // nextSeq, for the link's dials
+	floor     atomic.Uint64 // the lowest number not acknowledged: a new connection's hello says it
+	sent      frameQueue    // written on conn, not acknowledged
+	sentFirst uint64        // the number of sent's first frame
+	sentLast  uint64        // the number of the last frame that entered sent
+	acked     uint64        // the highest number acknowledged
+	conn      *conn         // the connection that sent's frames were written on
+	ackCount  atomic.Uint64 // frames acknowledged
+	resent    atomic.Uint64 // frames sent again after their connection was lost
+
 	// Batching mode, with chunks when chunkLen > 0.
 	chunkLen    int
 	sealed      []*chunk // to write, after held
@@ -68,15 +82,17 @@ func newQueue(cfg *Config, f framing, chunkLen, least int) *queue {
 		limit:    cfg.BufferBytes,
 		policy:   cfg.Overflow,
 		held:     frameQueue{f: f, most: cfg.BufferBytes, least: least},
+		sent:     frameQueue{f: f, most: cfg.BufferBytes},
 		chunkLen: chunkLen,
 	}
 	q.maxFrame.Store(int64(cfg.MaxFrame))
+	q.floor.Store(1)
 	return q
 }
 
 // roomFor reports whether size more bytes fit within BufferBytes.
 func (q *queue) roomFor(size int) bool {
-	return q.held.len()+q.reserved+q.outside+size <= q.limit
+	return q.held.len()+q.sent.len()+q.reserved+q.outside+size <= q.limit
 }
 
 // empty reports whether no frame is held (direct mode: there are no
@@ -89,7 +105,7 @@ func (q *queue) empty() bool { return q.held.empty() }
 // enough). A frame too large ever to fit is dropped at once. Each drop is
 // counted; the frame dropped, if it is msg, makes the error
 // ErrBufferFull.
-func (q *queue) hold(msg []byte, deadline time.Time, wait waitFunc) error {
+func (q *queue) hold(msg []byte, m meta, deadline time.Time, wait waitFunc) error {
 	size := q.f.size(len(msg))
 	if size > q.limit { // no wait would make room
 		q.dropped.Add(1)
@@ -100,7 +116,10 @@ func (q *queue) hold(msg []byte, deadline time.Time, wait waitFunc) error {
 			return err
 		}
 	}
-	q.held.push(msg)
+	if q.f.v2 {
+		m.seq = q.number()
+	}
+	q.held.push(msg, m)
 	return nil
 }
 
@@ -111,6 +130,9 @@ func (q *queue) makeRoom(size int, deadline time.Time, wait waitFunc) error {
 	switch q.policy {
 	case DropOldest:
 		q.drainChunks()
+		for !q.roomFor(size) && !q.sent.empty() { // the oldest: written, not acknowledged
+			q.dropSent()
+		}
 		for !q.roomFor(size) && !q.held.empty() {
 			q.held.dropOldest()
 			q.dropped.Add(1)
@@ -153,6 +175,10 @@ func (q *queue) freed() {
 func (q *queue) wrote(n int, err error) (frames, msgBytes int, retried bool) {
 	retried = q.held.retry
 	before := q.held.len()
+	if q.f.v2 {
+		f, _, cut := wholeFrames(q.f, q.held.bytes(), n)
+		q.toSent(q.held.bytes()[:cut], f)
+	}
 	frames, msgBytes = q.held.consume(n)
 	if err != nil {
 		q.held.retry = true
@@ -169,7 +195,7 @@ func (q *queue) wrote(n int, err error) (frames, msgBytes int, retried bool) {
 // holdRetry holds msg, whose write failed with err after partial bytes of
 // it went out, whole, first in an empty queue, to be sent again.
 func (q *queue) holdRetry(msg []byte, partial int, err error) error {
-	if err := q.hold(msg, time.Time{}, nil); err != nil { // it fits an empty queue, or never
+	if err := q.hold(msg, meta{}, time.Time{}, nil); err != nil { // it fits an empty queue, or never
 		return err
 	}
 	q.held.retry = true
@@ -243,9 +269,10 @@ func (q *queue) pending() (frames, bytes int) {
 // what Close could not deliver.
 func (q *queue) dropAll() int {
 	q.drainChunks()
-	n := q.held.frames
+	n := q.held.frames + q.sent.frames
 	q.dropped.Add(uint64(n))
 	q.held.reset()
+	q.sent.reset()
 	return n
 }
 
@@ -276,11 +303,11 @@ func (q *frameQueue) bytes() []byte { return q.buf[q.head:] }
 
 // push adds msg as a frame; the caller has checked that it fits. The
 // buffer grows as frames arrive, never more than a quarter past most.
-func (q *frameQueue) push(msg []byte) {
+func (q *frameQueue) push(msg []byte, m meta) {
 	n := q.f.size(len(msg))
 	q.grow(n)
 	q.buf = q.buf[:len(q.buf)+n]
-	q.f.put(q.buf[len(q.buf)-n:], msg)
+	q.f.put(q.buf[len(q.buf)-n:], msg, m)
 	q.frames++
 }
 

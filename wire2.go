@@ -64,11 +64,11 @@ func isHello(b []byte) bool { return bytes.Equal(b[:4], helloMagic[:]) }
 // checkTag returns an error unless tag is 1-48 printable US-ASCII bytes.
 func checkTag(tag string) error {
 	if len(tag) == 0 || len(tag) > maxTagLen {
-		return fmt.Errorf("tag %q: want 1-%d bytes", tag, maxTagLen)
+		return fmt.Errorf("%d bytes: want 1-%d", len(tag), maxTagLen)
 	}
 	for i := 0; i < len(tag); i++ {
 		if tag[i] < 33 || tag[i] > 126 {
-			return fmt.Errorf("tag %q: byte %d is not printable US-ASCII", tag, i)
+			return fmt.Errorf("byte %d is not printable US-ASCII", i)
 		}
 	}
 	return nil
@@ -115,7 +115,7 @@ func (o ByteOrder) parseHello(b []byte) (hello, uint8, error) {
 		return h, helloBad, fmt.Errorf("%w: first frame numbered 0", errHello)
 	}
 	if err := checkTag(h.tag); err != nil {
-		return h, helloBad, fmt.Errorf("%w: %v", errHello, err)
+		return h, helloBad, fmt.Errorf("%w: tag %q: %v", errHello, h.tag, err)
 	}
 	return h, helloAccepted, nil
 }

@@ -54,7 +54,7 @@ func TestHelloRefused(t *testing.T) {
 		{"tag too long", func(b []byte) []byte {
 			b[6] = maxTagLen + 1
 			return append(b[:helloLen], strings.Repeat("t", maxTagLen+1)...)
-		}, helloBad, "1-48"},
+		}, helloBad, "want 1-48"},
 		{"magic", func(b []byte) []byte { b[1] = 'X'; return b }, helloBad, "magic"},
 	}
 	for _, c := range cases {

@@ -1,0 +1,382 @@
+package logsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// v2Collector is a collector of protocol v2 written from PROTOCOL.md with
+// the codec alone, to test the client against: it answers hellos, reads
+// frames, remembers each session's last number, and acknowledges each
+// read's frames, unless told otherwise.
+type v2Collector struct {
+	t        *testing.T
+	l        net.Listener
+	maxFrame int
+
+	mu       sync.Mutex
+	got      []v2Frame            // every frame read, duplicates included
+	last     map[SessionID]uint64 // each session's last frame acknowledged
+	conns    []net.Conn
+	hellos   []hello
+	changed  chan struct{}
+	noAcks   bool // read, acknowledge nothing
+	dropNext int  // close the next connection after reading this many frames, without acknowledging them
+}
+
+type v2Frame struct {
+	session SessionID
+	seq     uint64
+	at      int64
+	level   Level
+	msg     string
+}
+
+func newV2Collector(t *testing.T, network string) *v2Collector {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		dir, err := os.MkdirTemp("", "v2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		addr = dir + "/s"
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &v2Collector{t: t, l: l, maxFrame: DefaultMaxFrame, last: map[SessionID]uint64{}, changed: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, nc)
+			c.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.serve(nc)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		c.closeConns()
+		wg.Wait()
+	})
+	return c
+}
+
+func (c *v2Collector) addr() string { return c.l.Addr().String() }
+
+func (c *v2Collector) closeConns() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, nc := range c.conns {
+		nc.Close()
+	}
+}
+
+// note wakes the waiters; the caller holds mu.
+func (c *v2Collector) note() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *v2Collector) serve(nc net.Conn) {
+	defer nc.Close()
+	o := LittleEndian
+	fixed := make([]byte, helloLen)
+	if _, err := io.ReadFull(nc, fixed); err != nil {
+		return
+	}
+	b := append(fixed, make([]byte, helloSize(fixed)-helloLen)...)
+	if _, err := io.ReadFull(nc, b[helloLen:]); err != nil {
+		return
+	}
+	h, status, err := o.parseHello(b)
+	c.mu.Lock()
+	c.hellos = append(c.hellos, h)
+	acked := c.last[h.session]
+	drop := c.dropNext
+	c.dropNext = 0
+	c.note()
+	c.mu.Unlock()
+	nc.Write(o.appendServerHello(nil, serverHello{status: status, maxFrame: int32(c.maxFrame), acked: acked}))
+	if err != nil {
+		return
+	}
+	prev := h.next - 1
+	buf := make([]byte, 0, 1<<16)
+	rd := make([]byte, 1<<16)
+	read := 0
+	for {
+		n, err := nc.Read(rd)
+		if err != nil {
+			return
+		}
+		buf = append(buf, rd[:n]...)
+		var frames []v2Frame
+		for len(buf) >= header2Len {
+			size, perr := parseFrameHeader(buf, o, c.maxFrame)
+			if perr != nil {
+				c.t.Errorf("v2 collector: %v", perr)
+				return
+			}
+			if len(buf) < header2Len+size {
+				break
+			}
+			low, at, level := o.getHeader2(buf)
+			prev = expandSeq(prev, low)
+			frames = append(frames, v2Frame{h.session, prev, at, Level(level), string(buf[header2Len : header2Len+size])})
+			buf = buf[header2Len+size:]
+		}
+		if len(frames) == 0 {
+			continue
+		}
+		read += len(frames)
+		c.mu.Lock()
+		if drop > 0 && read >= drop {
+			c.got = append(c.got, frames...) // read, never acknowledged: lost with the crash
+			c.note()
+			c.mu.Unlock()
+			return
+		}
+		c.got = append(c.got, frames...)
+		ack := !c.noAcks
+		if ack {
+			c.last[h.session] = prev
+		}
+		c.note()
+		c.mu.Unlock()
+		if ack {
+			nc.Write(o.appendAck(nil, prev))
+		}
+	}
+}
+
+// waitFor waits until cond, called under mu, holds.
+func (c *v2Collector) waitFor(what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		c.mu.Lock()
+		ok, changed := cond(), c.changed
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			c.t.Fatalf("v2 collector: no %s in 30 s", what)
+		}
+	}
+}
+
+// distinct returns the messages received, each once, in the order of
+// their numbers, and how many arrived more than once.
+func (c *v2Collector) distinct() (msgs []string, dups int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := map[uint64]bool{}
+	var max uint64
+	byseq := map[uint64]string{}
+	for _, f := range c.got {
+		if seen[f.seq] {
+			dups++
+			if byseq[f.seq] != f.msg {
+				c.t.Errorf("frame %d arrived as %q and as %q", f.seq, byseq[f.seq], f.msg)
+			}
+			continue
+		}
+		seen[f.seq], byseq[f.seq] = true, f.msg
+		if f.seq > max {
+			max = f.seq
+		}
+	}
+	for s := uint64(1); s <= max; s++ {
+		if m, ok := byseq[s]; ok {
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs, dups
+}
+
+func eachMode(t *testing.T, f func(t *testing.T, network string, batching bool)) {
+	for _, network := range []string{"tcp", "unix"} {
+		for _, batching := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/batching=%v", network, batching), func(t *testing.T) { f(t, network, batching) })
+		}
+	}
+}
+
+func TestAcksDelivered(t *testing.T) {
+	eachMode(t, func(t *testing.T, network string, batching bool) {
+		col := newV2Collector(t, network)
+		ls, err := New(network, col.addr(), &Config{Acks: true, Tag: "svc", Batching: batching})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ls.Close()
+		before := time.Now().UnixNano()
+		const n = 2000
+		for i := range n {
+			level := LevelInfo
+			if i%10 == 0 {
+				level = LevelError
+			}
+			if err := ls.LogLevel(level, fmt.Sprintf("m%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ls.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		st := ls.Stats()
+		if st.Acked != n || st.Held != 0 {
+			t.Fatalf("after Flush: Acked %d, Held %d; want %d, 0", st.Acked, st.Held, n)
+		}
+		col.mu.Lock()
+		got := append([]v2Frame(nil), col.got...)
+		hellos := append([]hello(nil), col.hellos...)
+		col.mu.Unlock()
+		if len(got) != n {
+			t.Fatalf("collector read %d frames; want %d", len(got), n)
+		}
+		for i, f := range got {
+			want := LevelInfo
+			if i%10 == 0 {
+				want = LevelError
+			}
+			if f.seq != uint64(i+1) || f.msg != fmt.Sprintf("m%d", i) || f.level != want || f.at < before || f.at > time.Now().UnixNano() {
+				t.Fatalf("frame %d: %+v; want seq %d, m%d, level %v, a time of this test", i, f, i+1, i, want)
+			}
+		}
+		if len(hellos) != 1 || hellos[0].tag != "svc" || hellos[0].pid != int32(os.Getpid()) || hellos[0].next != 1 {
+			t.Fatalf("hellos %+v; want one, tag svc, this pid, next 1", hellos)
+		}
+	})
+}
+
+// TestAcksCollectorCrash: a collector that reads frames and dies before it
+// acknowledges them loses nothing: the client sends them again, with
+// their numbers, on its next connection.
+func TestAcksCollectorCrash(t *testing.T) {
+	eachMode(t, func(t *testing.T, network string, batching bool) {
+		col := newV2Collector(t, network)
+		col.dropNext = 300
+		ls, err := New(network, col.addr(), &Config{Acks: true, Batching: batching, MinBackoff: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ls.Close()
+		const n = 1000
+		for i := range n {
+			if err := ls.Log(fmt.Sprintf("m%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ls.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		msgs, dups := col.distinct()
+		if len(msgs) != n {
+			t.Fatalf("%d distinct frames; want %d", len(msgs), n)
+		}
+		for i, m := range msgs {
+			if m != fmt.Sprintf("m%d", i) {
+				t.Fatalf("frame %d is %q", i+1, m)
+			}
+		}
+		st := ls.Stats()
+		if dups == 0 || st.Resent == 0 || st.Acked != n || st.Reconnects != 1 {
+			t.Fatalf("%d duplicates, Stats %+v; want some resent after the crash, %d acknowledged, 1 reconnect", dups, st, n)
+		}
+	})
+}
+
+// TestAcksFlushWaits: Flush returns only once the frames are acknowledged,
+// and reports them undelivered if they are not by its deadline; Close
+// drops and counts them.
+func TestAcksFlushWaits(t *testing.T) {
+	eachMode(t, func(t *testing.T, network string, batching bool) {
+		col := newV2Collector(t, network)
+		col.noAcks = true
+		ls, err := New(network, col.addr(), &Config{Acks: true, Batching: batching, CloseTimeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			ls.Log(fmt.Sprint(i))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		err = ls.Flush(ctx)
+		if !errors.Is(err, ErrUndelivered) || !strings.Contains(err.Error(), "10 frames") {
+			t.Fatalf("Flush: %v; want ErrUndelivered for 10 frames", err)
+		}
+		col.waitFor("10 frames read", func() bool { return len(col.got) == 10 })
+		if st := ls.Stats(); st.Held != 10 || st.Acked != 0 {
+			t.Fatalf("Stats %+v; want 10 held, 0 acknowledged", st)
+		}
+		if err := ls.Close(); !errors.Is(err, ErrUndelivered) {
+			t.Fatalf("Close: %v; want ErrUndelivered", err)
+		}
+		if st := ls.Stats(); st.Dropped != 10 {
+			t.Fatalf("Dropped %d after Close; want 10", st.Dropped)
+		}
+	})
+}
+
+// TestAcksV1Collector: a collector that takes the hello for a pid and
+// never answers fails the attempt within DialTimeout, with an error that
+// says so; the frames stay held.
+func TestAcksV1Collector(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, nc)
+		}
+	}()
+	ls, err := New("tcp", l.Addr().String(), &Config{Acks: true, DialTimeout: 200 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	ls.Log("held")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err = ls.Flush(ctx)
+	var op *OpError
+	if !errors.As(err, &op) || op.Op != "handshake" || !strings.Contains(err.Error(), "v1") {
+		t.Fatalf("Flush: %v; want a handshake *OpError that names a v1 collector", err)
+	}
+	if st := ls.Stats(); st.Held != 1 {
+		t.Fatalf("Held %d; want 1", st.Held)
+	}
+}
