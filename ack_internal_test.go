@@ -2,9 +2,11 @@ package logsock
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -378,5 +380,75 @@ func TestAcksV1Collector(t *testing.T) {
 	}
 	if st := ls.Stats(); st.Held != 1 {
 		t.Fatalf("Held %d; want 1", st.Held)
+	}
+}
+
+// TestSlogHandlerV2: each record is one frame that carries its time and
+// level, formatted by slog's handler with the attributes and groups of
+// WithAttrs and WithGroup, from many goroutines at once.
+func TestSlogHandlerV2(t *testing.T) {
+	col := newV2Collector(t, "unix")
+	ls, err := New("unix", col.addr(), &Config{Acks: true, Batching: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	h := NewSlogHandler(ls, &SlogOptions{JSON: true, HandlerOptions: slog.HandlerOptions{Level: slog.LevelDebug}})
+	h = h.WithAttrs([]slog.Attr{slog.String("svc", "api")}).WithGroup("req")
+	at := time.Date(2026, 12, 7, 10, 0, 0, 123, time.UTC)
+	var wg sync.WaitGroup
+	const goroutines, each = 4, 100
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				r := slog.NewRecord(at.Add(time.Duration(g*each+i)), slog.LevelWarn, "boom", 0)
+				r.AddAttrs(slog.Int("n", g*each+i))
+				if err := h.Handle(context.Background(), r); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := ls.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	col.mu.Lock()
+	got := append([]v2Frame(nil), col.got...)
+	col.mu.Unlock()
+	if len(got) != goroutines*each {
+		t.Fatalf("%d frames; want %d", len(got), goroutines*each)
+	}
+	for _, f := range got {
+		var rec struct {
+			Level, Msg, Svc string
+			Req             struct{ N int }
+		}
+		if err := json.Unmarshal([]byte(f.msg), &rec); err != nil {
+			t.Fatalf("%q: %v", f.msg, err)
+		}
+		if f.level != LevelWarning || rec.Level != "WARN" || rec.Msg != "boom" || rec.Svc != "api" {
+			t.Fatalf("frame %+v; want level warning, a WARN record boom with svc api", f)
+		}
+		if want := at.Add(time.Duration(rec.Req.N)).UnixNano(); f.at != want {
+			t.Fatalf("record %d carries time %d; want its own, %d", rec.Req.N, f.at, want)
+		}
+	}
+	if h.Enabled(context.Background(), slog.LevelDebug-1) {
+		t.Error("enabled below the handler's level")
+	}
+}
+
+func TestLevelOf(t *testing.T) {
+	for _, c := range []struct {
+		in   slog.Level
+		want Level
+	}{{slog.LevelDebug, LevelDebug}, {slog.LevelInfo, LevelInfo}, {slog.LevelInfo + 2, LevelNotice},
+		{slog.LevelWarn, LevelWarning}, {slog.LevelError, LevelError}, {slog.LevelError + 4, LevelCritical},
+		{slog.LevelError + 8, LevelAlert}, {slog.LevelError + 12, LevelEmergency}, {slog.LevelError + 100, LevelEmergency}} {
+		if got := LevelOf(c.in); got != c.want {
+			t.Errorf("LevelOf(%v) = %v; want %v", c.in, got, c.want)
+		}
 	}
 }

@@ -18,6 +18,8 @@ const (
 	envFD      = "LOGSOCK_FD"      // the inherited socket's descriptor number
 	envSocket  = "LOGSOCK_SOCKET"  // the socket's identity, "dev:ino" as fstat reports them
 	envLockFD  = "LOGSOCK_LOCK_FD" // the lock file's descriptor number
+	envAcks    = "LOGSOCK_ACKS"    // "1": the child connects on its own, with protocol v2 (Config.Acks)
+	envTag     = "LOGSOCK_TAG"     // with LOGSOCK_ACKS, the parent's tag, the child's unless its Config names one
 )
 
 // fileKey is a file's identity: the device and inode that fstat reports.
@@ -26,7 +28,7 @@ type fileKey struct{ dev, ino uint64 }
 // String returns "dev:ino", the form of envSocket.
 func (k fileKey) String() string { return fmt.Sprintf("%d:%d", k.dev, k.ino) }
 
-var envVars = []string{envNetwork, envAddress, envOrder, envFD, envSocket, envLockFD}
+var envVars = []string{envNetwork, envAddress, envOrder, envFD, envSocket, envLockFD, envAcks, envTag}
 
 // EnvError is FromEnv's and ReceiveConn's error for a variable of the
 // contract (PROTOCOL.md); Err wraps ErrStaleFD for a descriptor's.
@@ -47,7 +49,10 @@ func (e *EnvError) Unwrap() error { return e.Err }
 // Start starts cmd with the connection, which the child adopts with
 // FromEnv, to write under a lock shared with this process, as after a fork
 // (with none up, the child gets the address), through cmd.ExtraFiles and
-// cmd.Env (os.Environ() if nil).
+// cmd.Env (os.Environ() if nil). With Config.Acks, the child gets the
+// address, and FromEnv makes it a connection and a session of its own:
+// acknowledgements come back on the socket, which two processes cannot
+// share.
 func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	files, env, err := l.share(3 + len(cmd.ExtraFiles))
 	if err != nil {
@@ -102,6 +107,8 @@ type contract struct {
 	order            ByteOrder
 	fd, lockFD       int     // the descriptors named (FromEnv); -1: none
 	id               fileKey // the socket's identity, if there is a socket
+	acks             bool    // protocol v2: no socket is passed
+	tag              string
 }
 
 // parseContract checks every variable of vars, and returns what they say,
@@ -131,6 +138,26 @@ func parseContract(vars map[string]string, withFDs bool) (contract, error) {
 		return bad(envOrder, errors.New("want little or big"))
 	}
 	fdVar, lockVar, idVar := vars[envFD], vars[envLockFD], vars[envSocket]
+	switch vars[envAcks] {
+	case "":
+		if vars[envTag] != "" {
+			return bad(envTag, fmt.Errorf("set without %s=1", envAcks))
+		}
+	case "1":
+		if !withFDs {
+			return bad(envAcks, errors.New("a connection with acknowledgements is never passed"))
+		}
+		if fdVar != "" || lockVar != "" || idVar != "" {
+			return bad(envAcks, fmt.Errorf("a connection with acknowledgements is never shared, but %s is set", envFD))
+		}
+		if err := checkTag(vars[envTag]); err != nil {
+			return bad(envTag, err)
+		}
+		ct.acks, ct.tag = true, vars[envTag]
+		return ct, nil
+	default:
+		return bad(envAcks, errors.New(`want "1" or nothing`))
+	}
 	if withFDs {
 		switch {
 		case fdVar == "" && lockVar == "" && idVar == "":
@@ -178,5 +205,11 @@ func (ct *contract) config(cfg *Config) (Config, error) {
 		c = *cfg
 	}
 	c.Order = ct.order
+	if ct.acks {
+		c.Acks = true
+		if c.Tag == "" {
+			c.Tag = ct.tag
+		}
+	}
 	return checkConfig(ct.network, ct.address, &c)
 }

@@ -37,6 +37,9 @@ func (l *LogSocket) share(fd int) ([]*os.File, []string, error) {
 		return nil, nil, errors.New("logsock: a TLS connection cannot be shared")
 	}
 	env := []string{envNetwork + "=" + l.link.network, envAddress + "=" + l.link.address, envOrder + "=" + l.cfg.Order.String()}
+	if l.cfg.Acks { // the child connects on its own, with its own session
+		return nil, append(env, envAcks+"=1", envTag+"="+l.link.session.tag), nil
+	}
 	// A connection to pass, made now if none is up and an attempt is due,
 	// before taking the write role: nobody dials holding it.
 	if l.link.current() == nil {
@@ -248,6 +251,9 @@ func checkLockFile(fd int) error {
 // SendConn passes the connection in one SCM_RIGHTS message on uc to a
 // process that adopts it with ReceiveConn, to share it as Start does.
 func (l *LogSocket) SendConn(uc *net.UnixConn) error {
+	if l.cfg.Acks {
+		return errors.New("logsock: SendConn: a connection with acknowledgements (Config.Acks) cannot be shared")
+	}
 	files, env, err := l.share(0)
 	if err != nil {
 		return err

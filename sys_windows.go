@@ -57,3 +57,6 @@ func (c *serverConn) useRaw() {}
 func mapBuf(n int) ([]byte, error) { return make([]byte, n), nil }
 
 func unmapBuf([]byte) {}
+
+// peekByte is never called on Windows, where canPeek is false.
+func peekByte(int) (int, error) { return 0, errors.ErrUnsupported }
