@@ -12,6 +12,7 @@ import (
 type LineWriter struct {
 	ls       *LogSocket
 	maxFrame int // at least 1: Config's defaults make 0 DefaultMaxFrame
+	level    Level
 
 	mu      sync.Mutex // guards partial
 	partial []byte     // the start of a line whose end has not come
@@ -19,7 +20,15 @@ type LineWriter struct {
 
 // NewLineWriter returns a LineWriter that sends its lines through ls.
 func NewLineWriter(ls *LogSocket) *LineWriter {
-	return &LineWriter{ls: ls, maxFrame: ls.cfg.MaxFrame}
+	return &LineWriter{ls: ls, maxFrame: ls.cfg.MaxFrame, level: LevelInfo}
+}
+
+// SetLevel sets the level of the lines written from now on (LogLevel);
+// LevelInfo until it is called.
+func (w *LineWriter) SetLevel(l Level) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.level = l
 }
 
 // Write sends the lines that p completes, and keeps the rest for the next
@@ -85,7 +94,7 @@ func (w *LineWriter) send(line []byte) error {
 // sendFrame sends one frame, and reports only ErrClosed: any other error
 // is a drop that the LogSocket has counted.
 func (w *LineWriter) sendFrame(b []byte) error {
-	if err := w.ls.send(b, LevelInfo); errors.Is(err, ErrClosed) {
+	if err := w.ls.send(b, w.level); errors.Is(err, ErrClosed) {
 		return err
 	}
 	return nil

@@ -20,9 +20,16 @@
 // oldest lines are dropped, and it says so once; reading never waits for
 // the collector. At the end it tries for up to -timeout to deliver what it
 // holds, then says on standard error how many frames it dropped or could
-// not deliver, and exits 1. The collector acknowledges nothing: a frame
-// written into a connection that the collector then closes unread is lost
-// unseen, so logsock-cat warns when a connection was lost.
+// not deliver, and exits 1.
+//
+// With -acks it speaks protocol v2: the collector (logsockd) acknowledges
+// each line once it has written it, and logsock-cat holds every line until
+// then, sending again after a reconnect what was not acknowledged; each
+// line carries its time, its -tag and its level (-level, and -stderr-level
+// for a command's standard error). Without -acks the collector
+// acknowledges nothing: a frame written into a connection that the
+// collector then closes unread is lost unseen, so logsock-cat warns when a
+// connection was lost.
 //
 // Exit status: with a command, the command's (128+N if signal N ended it;
 // 127 if it was not found, 126 if it could not be run), or 1 if it was 0
@@ -45,6 +52,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -61,6 +69,7 @@ standard output and standard error, and exits with the command's status.
 examples:
   printf 'backup done\n' | logsock-cat -addr unix:///run/logsock.sock
   logsock-cat -- make -j4
+  logsock-cat -acks -tag backup -stderr-level err -- ./backup.sh
 
 A line is sent as its bytes, without the newline. A line longer than -max-frame
 bytes is split into frames of -max-frame bytes, in order. logsock-cat starts
@@ -68,9 +77,13 @@ while the collector is down, and holds lines (up to 4 MiB, then it drops the
 oldest) until it is up; at the end it tries for -timeout to deliver them, then
 says on standard error how many frames it dropped or could not deliver.
 
+With -acks (logsockd speaks it), the collector acknowledges each line once
+written, and what it did not acknowledge is sent again after a reconnect;
+lines carry their time, -tag and level.
+
 Exit status: the command's, if it is not 0; else 1 if frames were dropped or
-not delivered, 0 if all were written to a connection (the collector does not
-acknowledge them); 2 for a bad command line.
+not delivered, 0 if all were written to a connection (with -acks: all were
+acknowledged); 2 for a bad command line.
 
 flags:
 `
@@ -78,8 +91,8 @@ flags:
 func main() {
 	log.SetFlags(0)
 	log.SetPrefix("logsock-cat: ")
-	ls, addr, command := parseFlags(flag.CommandLine, os.Args[1:])
-	s := &sender{ls: ls, addr: addr, stop: make(chan struct{}), watched: make(chan struct{})}
+	ls, lv, addr, command := parseFlags(flag.CommandLine, os.Args[1:])
+	s := &sender{ls: ls, acks: lv.acks, levels: lv, addr: addr, stop: make(chan struct{}), watched: make(chan struct{})}
 	go s.watch()
 	if command == nil {
 		os.Exit(s.stdin())
@@ -90,7 +103,7 @@ func main() {
 // parseFlags parses the command line, and returns the LogSocket, the
 // collector's address as given, and the command, if any. On an error it
 // exits 2.
-func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string, []string) {
+func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, levels, string, []string) {
 	flags.Usage = func() {
 		fmt.Fprint(flags.Output(), usage)
 		flags.PrintDefaults()
@@ -102,6 +115,11 @@ func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string,
 	flags.TextVar(&cfg.Order, "order", logsock.LittleEndian, "byte order: little or big")
 	flags.IntVar(&cfg.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "longest frame, in bytes: a longer line is split (keep it within the collector's limit)")
 	flags.DurationVar(&cfg.CloseTimeout, "timeout", 5*time.Second, "how long to try, at the end, to deliver the lines held")
+	flags.BoolVar(&cfg.Acks, "acks", false, "protocol v2: the collector acknowledges each line; what it did not is sent again")
+	flags.StringVar(&cfg.Tag, "tag", "", "with -acks, the name the lines carry (default the command's name, or logsock-cat)")
+	var lv levels
+	flags.TextVar(&lv.out, "level", logsock.LevelInfo, "with -acks, the level of the lines: emerg, alert, crit, err, warning, notice, info or debug")
+	flags.TextVar(&lv.err, "stderr-level", logsock.LevelInfo, "with -acks, the level of the lines of a command's standard error (default -level's)")
 	flags.Parse(args) // ExitOnError: exits 2
 	fail := func(format string, args ...any) {
 		log.Printf(format, args...)
@@ -126,6 +144,23 @@ func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string,
 	if cfg.CloseTimeout <= 0 {
 		fail("-timeout %v: want a positive duration", cfg.CloseTimeout)
 	}
+	set := map[string]bool{}
+	flags.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, name := range []string{"tag", "level", "stderr-level"} {
+		if set[name] && !cfg.Acks {
+			fail("-%s: protocol v2's: give -acks too (a v1 frame carries the message alone)", name)
+		}
+	}
+	if !set["stderr-level"] {
+		lv.err = lv.out
+	}
+	lv.acks = cfg.Acks
+	if cfg.Acks && cfg.Tag == "" {
+		cfg.Tag = "logsock-cat"
+		if command != nil {
+			cfg.Tag = tagOf(command[0])
+		}
+	}
 	network, address, err := logsock.ParseAddress(*addr)
 	if err != nil {
 		fail("-addr: %v", err)
@@ -136,12 +171,36 @@ func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, string,
 	if err != nil {
 		fail("-addr %s: %v", *addr, err)
 	}
-	return ls, *addr, command
+	return ls, lv, *addr, command
+}
+
+// levels are the levels of the lines: of standard input and a command's
+// standard output, and of a command's standard error.
+type levels struct {
+	out, err logsock.Level
+	acks     bool // -acks: the levels travel
+}
+
+// tagOf makes a tag of a command's name: its base name, cut to the 48
+// printable ASCII bytes that a tag may hold.
+func tagOf(command string) string {
+	var b []byte
+	for _, c := range []byte(filepath.Base(command)) {
+		if c > ' ' && c < 127 && len(b) < 48 {
+			b = append(b, c)
+		}
+	}
+	if len(b) == 0 {
+		return "logsock-cat"
+	}
+	return string(b)
 }
 
 // sender sends lines through its LogSocket.
 type sender struct {
 	ls      *logsock.LogSocket
+	acks    bool // -acks
+	levels  levels
 	addr    string
 	stop    chan struct{} // closed by finish: watch returns
 	watched chan struct{} // closed when watch has returned
@@ -155,6 +214,7 @@ type sender struct {
 // stdin sends the lines of standard input, and returns the exit status.
 func (s *sender) stdin() int {
 	lw := logsock.NewLineWriter(s.ls)
+	lw.SetLevel(s.levels.out)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	copied := make(chan error, 1)
@@ -183,6 +243,8 @@ func (s *sender) run(command []string) int {
 	// Two LineWriters: a line that the command has begun on standard
 	// output must not take in what it writes on standard error meanwhile.
 	stdout, stderr := logsock.NewLineWriter(s.ls), logsock.NewLineWriter(s.ls)
+	stdout.SetLevel(s.levels.out)
+	stderr.SetLevel(s.levels.err)
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stdin = os.Stdin
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -235,7 +297,7 @@ func (s *sender) finish(status int) int {
 	<-s.watched
 	err := s.ls.Close()
 	st := s.ls.Stats()
-	if st.Reconnects > 0 {
+	if st.Reconnects > 0 && !s.acks {
 		log.Printf("the connection to %s was lost %d times: a collector acknowledges nothing, so lines written just before a loss may be lost", s.addr, st.Reconnects)
 	}
 	switch {
