@@ -31,6 +31,7 @@ type Decoder struct {
 	order      ByteOrder
 	limit      int
 	codePoints bool
+	hdr        int // a frame header's size: HeaderLen, or header2Len after a v2 hello
 
 	buf        []byte // read-ahead; buf[start:end] is not yet consumed
 	start, end int
@@ -41,13 +42,14 @@ type Decoder struct {
 	frameBuf   bool         // buf is src's, for one frame: its reads end at the frame's end
 	shook      bool         // the handshake is consumed
 	off        int64        // stream offset of buf[start]
+	last       int          // where in buf the header of the frame Next returned last begins
 	readErr    error        // sticky error from r, reported once the buffer runs dry
 	err        error        // sticky protocol error
 }
 
 // NewDecoder returns a Decoder that reads from r. A nil cfg means defaults.
 func NewDecoder(r io.Reader, cfg *DecoderConfig) *Decoder {
-	d := &Decoder{r: r, limit: DefaultMaxFrame}
+	d := &Decoder{r: r, limit: DefaultMaxFrame, hdr: HeaderLen}
 	d.idle, _ = r.(idleReader)
 	if cfg != nil {
 		d.order, d.codePoints = cfg.Order, cfg.CodePoints
@@ -75,12 +77,13 @@ func (d *Decoder) Handshake() (int32, error) {
 // bad length, is a *ProtocolError, returned again by every later call.
 func (d *Decoder) Next() ([]byte, error) {
 	// Fast path: a whole valid frame is already buffered.
-	if have := d.end - d.start; have >= HeaderLen && !d.codePoints && d.err == nil {
+	if have := d.end - d.start; have >= d.hdr && !d.codePoints && d.err == nil {
 		n := d.order.get(d.buf[d.start:])
-		if n >= 0 && int(n) <= d.limit && int(n) <= have-HeaderLen {
-			p := d.start + HeaderLen
+		if n >= 0 && int(n) <= d.limit && int(n) <= have-d.hdr {
+			d.last = d.start
+			p := d.start + d.hdr
 			msg := d.buf[p : p+int(n) : p+int(n)]
-			d.consume(HeaderLen + int(n))
+			d.consume(d.hdr + int(n))
 			return msg, nil
 		}
 	}
@@ -91,8 +94,8 @@ func (d *Decoder) next() ([]byte, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	if err := d.fill(HeaderLen); err != nil {
-		return nil, d.truncated("frame header", err, 0)
+	if err := d.fill(d.hdr); err != nil {
+		return nil, d.truncated(d.headerPart(), err, 0)
 	}
 	n, err := parseFrameHeader(d.buf[d.start:d.start+HeaderLen], d.order, d.limit)
 	if err != nil {
@@ -106,13 +109,65 @@ func (d *Decoder) next() ([]byte, error) {
 		if size, err = d.runeBytes(n); err != nil {
 			return nil, err
 		}
-	} else if err := d.fill(HeaderLen + size); err != nil {
+	} else if err := d.fill(d.hdr + size); err != nil {
 		return nil, d.truncated("frame body", err, int64(n))
 	}
-	p := d.start + HeaderLen
+	d.last = d.start
+	p := d.start + d.hdr
 	msg := d.buf[p : p+size : p+size]
-	d.consume(HeaderLen + size)
+	d.consume(d.hdr + size)
 	return msg, nil
+}
+
+// opensHello reads the stream's first 4 bytes, and reports whether they
+// open a v2 hello rather than a v1 handshake.
+func (d *Decoder) opensHello() (bool, error) {
+	if err := d.fill(HeaderLen); err != nil {
+		return false, d.truncated("handshake", err, 0)
+	}
+	return isHello(d.buf[d.start:]), nil
+}
+
+// hello reads the v2 hello that the stream opens with (opensHello), and
+// from then on reads v2 frames: Next returns their messages, and header2
+// their other fields. Its status and error are parseHello's, or a read's.
+func (d *Decoder) hello() (hello, uint8, error) {
+	if err := d.fill(helloLen); err != nil {
+		return hello{}, 0, d.truncated("hello", err, 0)
+	}
+	size := helloSize(d.buf[d.start:])
+	if err := d.fill(size); err != nil {
+		return hello{}, 0, d.truncated("hello", err, 0)
+	}
+	h, status, err := d.order.parseHello(d.buf[d.start : d.start+size])
+	d.consume(size)
+	// A v2 client counts bytes: CodePoints is the article's v1 client's.
+	d.shook, d.hdr, d.codePoints = true, header2Len, false
+	return h, status, err
+}
+
+// errBadLevel is the cause of a v2 frame whose level is not a severity.
+var errBadLevel = errors.New("logsock: level above 7 (debug)")
+
+// header2 returns the fields of the v2 frame, of n message bytes, that
+// Next returned last. A level above LevelDebug is a *ProtocolError,
+// which Next returns from then on.
+func (d *Decoder) header2(n int) (seqLow uint32, unixNano int64, level Level, err error) {
+	seqLow, unixNano, l := d.order.getHeader2(d.buf[d.last:])
+	if l > uint8(LevelDebug) {
+		d.err = &ProtocolError{Part: "v2 frame header", Offset: d.off - int64(d.hdr+n),
+			Data: append([]byte(nil), d.buf[d.last:d.last+d.hdr]...), Err: errBadLevel}
+		return 0, 0, 0, d.err
+	}
+	return seqLow, unixNano, Level(l), nil
+}
+
+// headerPart names a frame header in a *ProtocolError.
+func (d *Decoder) headerPart() string {
+	if d.hdr == header2Len {
+		return "v2 frame header"
+	}
+	return "frame header"
 }
 
 // Reset makes the Decoder read from r, as a new one would, keeping its
@@ -121,7 +176,7 @@ func (d *Decoder) Reset(r io.Reader) {
 	d.r = r
 	d.idle, _ = r.(idleReader)
 	d.start, d.end, d.off = 0, 0, 0
-	d.readErr, d.err, d.shook = nil, nil, false
+	d.readErr, d.err, d.shook, d.hdr = nil, nil, false, HeaderLen
 }
 
 // buffered returns the number of bytes read from r and not yet consumed.
@@ -191,7 +246,7 @@ func (d *Decoder) truncated(part string, err error, declared int64) error {
 		// Its start only: a copy of the whole could be MaxFrame bytes on
 		// the heap for each client that leaves inside a frame (issue 20:
 		// 1,000 of them grew a Server to 264 MiB after they left).
-		data = data[HeaderLen:min(len(data), HeaderLen+truncatedQuote)]
+		data = data[d.hdr:min(len(data), d.hdr+truncatedQuote)]
 	}
 	d.err = &ProtocolError{Part: part, Offset: d.off, Data: append([]byte(nil), data...),
 		Length: declared, Err: io.ErrUnexpectedEOF}
@@ -296,7 +351,7 @@ func (d *Decoder) busy() {
 	if !d.shook {
 		h += HeaderLen
 	}
-	if !d.codePoints && d.end-h >= HeaderLen && int64(d.order.get(d.buf[h:]))+HeaderLen > maxReadBuf {
+	if !d.codePoints && d.end-h >= d.hdr && int64(d.order.get(d.buf[h:]))+int64(d.hdr) > maxReadBuf {
 		return // the frame's own buffer will do
 	}
 	if b, _ := d.src.takeBuf(maxReadBuf, false, 0); b != nil {
@@ -409,7 +464,7 @@ func (d *Decoder) moveTo(b []byte) {
 }
 
 func (d *Decoder) grow(size int) {
-	if ceiling := HeaderLen + d.limit + utf8.UTFMax; size > ceiling {
+	if ceiling := d.hdr + d.limit + utf8.UTFMax; size > ceiling {
 		size = max(ceiling, len(d.buf))
 	}
 	if size <= len(d.buf) {

@@ -74,7 +74,7 @@ func (o ByteOrder) get(b []byte) int32 {
 // ProtocolError describes a stream that breaks the wire format: a bad
 // length, or a part cut short (Err is then io.ErrUnexpectedEOF).
 type ProtocolError struct {
-	Part   string // "handshake", "frame header" or "frame body"
+	Part   string // "handshake", "frame header" or "frame body"; in v2, "hello" or "v2 frame header"
 	Offset int64  // stream offset of the handshake's or frame's first byte
 	Data   []byte // the header bytes, the start of a truncated part (at most 64 bytes of a body), or the bytes that are not UTF-8
 	Length int64  // the length the header declared (frame parts only)
@@ -100,13 +100,19 @@ func (e *ProtocolError) Error() string {
 	case errors.Is(e.Err, ErrNegativeLength):
 		return fmt.Sprintf("logsock: %s at offset %d: %q declares %d: %v",
 			e.Part, e.Offset, data, e.Length, e.Err)
+	case errors.Is(e.Err, errBadLevel):
+		return fmt.Sprintf("logsock: %s at offset %d: %q: %v", e.Part, e.Offset, data, e.Err)
 	case e.Part == "frame body":
 		return fmt.Sprintf("logsock: %s at offset %d: truncated inside a frame declaring %d bytes: %q%s: %v",
 			e.Part, e.Offset, e.Length, data, cut, e.Err)
 	}
 	return fmt.Sprintf("logsock: %s at offset %d: truncated after %d of %d bytes: %q: %v",
-		e.Part, e.Offset, len(e.Data), HeaderLen, data, e.Err)
+		e.Part, e.Offset, len(e.Data), partSize[e.Part], data, e.Err)
 }
+
+// partSize is the size of the parts that a stream can end inside, a
+// hello's without its tag.
+var partSize = map[string]int{"handshake": HeaderLen, "frame header": HeaderLen, "hello": helloLen, "v2 frame header": header2Len}
 
 // Unwrap returns e.Err.
 func (e *ProtocolError) Unwrap() error { return e.Err }

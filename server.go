@@ -27,15 +27,19 @@ var (
 	errIdleTimeout      = errors.New("logsock: idle timeout")
 	errConnLimit        = errors.New("logsock: refused: the peer's connections are at MaxConnsPerPeer")
 	errPidMismatch      = errors.New("logsock: handshake pid is not the peer's pid")
+	errFenced           = errors.New("logsock: a newer connection of its session replaced it")
+	errAcksUnread       = errors.New("logsock: the client left acknowledgements unread")
 )
 
 // Origin is where a record comes from: its connection, and who opened it.
 type Origin struct {
-	Conn             uint64   // the connection's id: unique within the Server, from 1
-	Pid              int32    // the pid that its handshake named
-	PeerPid          int32    // who connected (SO_PEERCRED), on Unix sockets on Linux; 0: unknown
-	PeerUid, PeerGid uint32   // the uid and gid of PeerPid
-	Remote           net.Addr // where it came from: over TCP, the client's IP and port
+	Conn             uint64    // the connection's id: unique within the Server, from 1
+	Pid              int32     // the pid that its handshake named
+	PeerPid          int32     // who connected (SO_PEERCRED), on Unix sockets on Linux; 0: unknown
+	PeerUid, PeerGid uint32    // the uid and gid of PeerPid
+	Remote           net.Addr  // where it came from: over TCP, the client's IP and port
+	Session          SessionID // a v2 client's session; zero on v1
+	Tag              string    // a v2 client's name for itself; empty on v1
 }
 
 // Record is one message as the collector received it.
@@ -45,6 +49,11 @@ type Record struct {
 	Flags     Flags     // what is unusual about it
 	Msg       []byte    // the message, as sent; valid only until the Handler returns
 	Time      time.Time // when the read that completed the frame returned
+	Seq       uint64    // the frame's number in its session (v2); 0 on v1
+	Level     Level     // its severity (v2); LevelInfo on v1
+	Logged    time.Time // when the client logged it (v2); zero on v1
+
+	conn *serverConn // a v2 record's, for Defer
 }
 
 // Flags mark what is unusual about a Record.
@@ -85,7 +94,7 @@ func (f Flags) String() string {
 type Reason uint8
 
 const (
-	ReasonEOF              Reason = iota // the client closed it at a frame boundary
+	ReasonEOF              Reason = iota // the client closed it at a frame boundary, or (v2) opened another
 	ReasonShutdown                       // Shutdown drained it, or Close or Shutdown's deadline cut it
 	ReasonTruncated                      // it ended inside the handshake or a frame, which is dropped
 	ReasonBadLength                      // a negative length, or, with CodePoints, bytes that are not UTF-8
@@ -95,12 +104,16 @@ const (
 	ReasonConnLimit                      // refused: its peer was at MaxConnsPerPeer
 	ReasonPidMismatch                    // closed under RejectPidMismatch
 	ReasonIOError                        // the read failed (ECONNRESET, when a TCP client resets)
+	ReasonBadHello                       // a v2 hello refused: answered with its status, and closed
+	ReasonBadFrame                       // a v2 frame header with a level above LevelDebug
+	ReasonAcksUnread                     // a v2 client left acknowledgements unread for HandshakeTimeout
 
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"eof", "shutdown", "truncated", "bad_length", "frame_too_large",
-	"handshake_timeout", "idle_timeout", "conn_limit", "pid_mismatch", "io_error"}
+	"handshake_timeout", "idle_timeout", "conn_limit", "pid_mismatch", "io_error", "bad_hello", "bad_frame",
+	"acks_unread"}
 
 // String returns the reason's name: "eof", "shutdown", "truncated"...
 func (r Reason) String() string {
@@ -125,6 +138,14 @@ func reasonOf(err error) Reason {
 		return ReasonIdleTimeout
 	case errors.Is(err, errPidMismatch):
 		return ReasonPidMismatch
+	case errors.Is(err, errHello):
+		return ReasonBadHello
+	case errors.Is(err, errBadLevel):
+		return ReasonBadFrame
+	case errors.Is(err, errAcksUnread):
+		return ReasonAcksUnread
+	case errors.Is(err, errFenced):
+		return ReasonEOF
 	case errors.Is(err, ErrFrameTooLarge):
 		return ReasonFrameTooLarge
 	case errors.Is(err, ErrNegativeLength), errors.Is(err, ErrInvalidCodePoint):
@@ -152,6 +173,8 @@ type ServerStats struct {
 	PidMismatch  uint64            // connections flagged FlagPidMismatch
 	MixedWriters uint64            // frames flagged FlagMixedWriters
 	Cut          uint64            // frames lost as they arrived: Close, or Shutdown's deadline, ended their connection
+	Duplicates   uint64            // v2 frames dropped as already had (and acknowledged again)
+	Sessions     uint64            // v2 sessions known now (see Resume)
 	Ends         map[Reason]uint64 // connections ended, by reason
 	Memory       uint64            // bytes of read buffers charged to MaxMemory now
 	Paused       uint64            // connections waiting, reading nothing, for memory
@@ -163,7 +186,7 @@ type ServerStats struct {
 type serverCounters struct {
 	accepted, frames, bytes                atomic.Uint64
 	invalidUTF8, pidMismatch, mixedWriters atomic.Uint64
-	cut                                    atomic.Uint64
+	cut, duplicates                        atomic.Uint64
 	active                                 atomic.Int64
 	ends                                   [numReasons]atomic.Uint64
 }
@@ -195,6 +218,7 @@ type Server struct {
 	nextID    atomic.Uint64
 	stats     serverCounters
 	mem       memory
+	sessions  sessions
 	wg        sync.WaitGroup // one per connection goroutine
 	accepting sync.WaitGroup // one per Serve loop
 
@@ -222,6 +246,8 @@ func (s *Server) Stats() ServerStats {
 		PidMismatch:  s.stats.pidMismatch.Load(),
 		MixedWriters: s.stats.mixedWriters.Load(),
 		Cut:          s.stats.cut.Load(),
+		Duplicates:   s.stats.duplicates.Load(),
+		Sessions:     s.sessions.count(),
 		Ends:         make(map[Reason]uint64),
 		Memory:       uint64(max(s.mem.used.Load(), 0)),
 		Paused:       uint64(max(s.mem.waiting.Load(), 0)),

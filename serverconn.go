@@ -15,7 +15,8 @@ import (
 )
 
 // serverConn is one accepted connection, read by its own goroutine; only
-// draining, cutting, killed and wake are touched from other goroutines.
+// draining, cutting, killed, fenced, v1, wake and v2's shared fields are
+// touched from other goroutines.
 type serverConn struct {
 	s          *Server
 	wg         *sync.WaitGroup // Done when the connection ends: the Server's, or drainLate's
@@ -26,6 +27,10 @@ type serverConn struct {
 	draining   atomic.Bool   // Shutdown asked: read on to the client's end (see drain)
 	cutting    atomic.Bool   // Shutdown's deadline: read what has arrived, then stop
 	killed     atomic.Bool   // Close closed it
+	fenced     atomic.Bool   // a newer connection of its v2 session closed it
+	v1         atomic.Bool   // its handshake was v1's: drain half-closes it at once
+	v2         *connV2       // set by the reader before it reads a v2 hello
+	bye        bool          // goodbye is said
 	wake       chan struct{} // wakes a pause for memory: granted, cut or killed
 	handshook  bool          // a deadline now means IdleTimeout, not the handshake timeout
 	hsDeadline time.Time     // the handshake's
@@ -41,6 +46,7 @@ type serverConn struct {
 	drained   bool      // the drain ended the stream here
 
 	frames, bytes   uint64 // delivered
+	dups            uint64 // v2 duplicates not yet counted
 	counted, countB uint64 // frames and bytes added to the Server's counters
 
 	// The raw connection, and the state of its callbacks, made once so
@@ -58,7 +64,7 @@ type serverConn struct {
 
 func newServerConn(s *Server, nc net.Conn, id uint64) *serverConn {
 	c := &serverConn{s: s, nc: nc, wake: make(chan struct{}, 1)}
-	c.rec.Conn, c.rec.Remote = id, nc.RemoteAddr()
+	c.rec.Conn, c.rec.Remote, c.rec.Level = id, nc.RemoteAddr(), LevelInfo
 	c.dec = NewDecoder(c, &s.DecoderConfig)
 	c.dec.src = c
 	c.useRaw()
@@ -68,6 +74,9 @@ func newServerConn(s *Server, nc net.Conn, id uint64) *serverConn {
 func (c *serverConn) serve() {
 	s := c.s
 	err := c.read()
+	if c.v2 != nil {
+		err = c.finish(err)
+	}
 	c.nc.Close()
 	// A frame begun and not finished when the Server ended the stream is
 	// lost: counted, never silent. (One that the client cut is its own.)
@@ -116,21 +125,18 @@ func (c *serverConn) peerCreds() {
 func (c *serverConn) read() error {
 	c.hsDeadline = time.Now().Add(cmp.Or(max(c.s.HandshakeTimeout, 0), defaultHandshakeTimeout))
 	c.nc.SetReadDeadline(c.hsDeadline)
-	pid, err := c.dec.Handshake()
-	if err != nil {
+	if err := c.handshake(); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return errHandshakeTimeout
 		}
 		return c.reason(err)
 	}
-	c.writers.take(HeaderLen)
 	// A drain that began meanwhile is not lost: reads check its flag
 	// before they wait, and after they set a deadline.
 	c.nc.SetReadDeadline(time.Time{})
 	c.handshook = true
-	c.rec.Pid = pid
-	if err := c.checkPid(); err != nil {
-		return err
+	if c.draining.Load() {
+		c.goodbye()
 	}
 	for {
 		msg, err := c.dec.Next()
@@ -140,8 +146,31 @@ func (c *serverConn) read() error {
 			}
 			return c.reason(err)
 		}
-		c.deliver(msg)
+		if c.v2 == nil {
+			c.deliver(msg)
+		} else if err := c.deliver2(msg); err != nil {
+			return err
+		}
 	}
+}
+
+// handshake reads the stream's handshake, v1's pid or v2's hello.
+func (c *serverConn) handshake() error {
+	v2, err := c.dec.opensHello()
+	if err != nil {
+		return err
+	}
+	if v2 {
+		return c.helloV2()
+	}
+	pid, err := c.dec.Handshake()
+	if err != nil {
+		return err
+	}
+	c.v1.Store(true)
+	c.writers.take(HeaderLen)
+	c.rec.Pid = pid
+	return c.checkPid()
 }
 
 // checkPid compares the handshake's pid with the peer's, where the kernel
@@ -165,7 +194,7 @@ func (c *serverConn) deliver(msg []byte) {
 	c.bytes += uint64(len(msg))
 	c.rec.Flags = c.flags
 	if c.creds {
-		pid, mixed := c.writers.take(HeaderLen + len(msg)) // len(msg) is bytes, in CodePoints mode too
+		pid, mixed := c.writers.take(c.dec.hdr + len(msg)) // len(msg) is bytes, in CodePoints mode too
 		c.rec.WriterPid = pid
 		if mixed {
 			c.rec.Flags |= FlagMixedWriters
@@ -173,7 +202,7 @@ func (c *serverConn) deliver(msg []byte) {
 		}
 	}
 	// In CodePoints mode the Decoder has refused what is not UTF-8.
-	if !s.CodePoints && !utf8.Valid(msg) {
+	if !c.dec.codePoints && !utf8.Valid(msg) {
 		c.rec.Flags |= FlagInvalidUTF8
 		s.stats.invalidUTF8.Add(1)
 	}
@@ -281,11 +310,11 @@ func (c *serverConn) clientLeft(n int) bool {
 func (c *serverConn) pause(w *memWaiter) error {
 	m := &c.s.mem
 	for !w.granted.Load() {
-		if c.cutting.Load() || c.killed.Load() {
+		if c.cutting.Load() || c.killed.Load() || c.fenced.Load() {
 			if !m.cancel(w) {
 				m.uncharge(w.n) // granted meanwhile
 			}
-			if c.killed.Load() {
+			if c.killed.Load() || c.fenced.Load() {
 				return net.ErrClosed
 			}
 			c.stop()
@@ -311,6 +340,10 @@ func (c *serverConn) count() {
 		c.s.stats.frames.Add(n)
 		c.s.stats.bytes.Add(c.bytes - c.countB)
 		c.counted, c.countB = c.frames, c.bytes
+	}
+	if c.dups > 0 {
+		c.s.stats.duplicates.Add(c.dups)
+		c.dups = 0
 	}
 }
 
@@ -343,20 +376,29 @@ const drainBusy = time.Second
 // default maximum is 6 MiB).
 const cutBudget = 8 << 20
 
-// drain begins the connection's drain, at Shutdown. It shuts down the
-// sending side (a FIN, which carries no byte of the protocol: the peek
-// that a logsock client makes before it writes reads it as the
+// drain begins the connection's drain, at Shutdown. On v1 it shuts down
+// the sending side (a FIN, which carries no byte of the protocol: the
+// peek that a logsock client makes before it writes reads it as the
 // collector's close, so the client stops writing on this connection and
-// closes its end); and it wakes the reader, which reads on until the
+// closes its end); on v2 the reader sends G (goodbye), after the
+// server's hello; before the handshake, the reader says either once it
+// has read it. And it wakes the reader, which reads on until the
 // client's end, or drainQuiet at a frame boundary with nothing arriving,
 // or Shutdown's deadline (cut). The flag is set before the deadline, so a
 // read that has not yet blocked sees it.
 func (c *serverConn) drain() {
 	c.draining.Store(true)
+	if c.v1.Load() {
+		c.closeWrite()
+	}
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// closeWrite half-closes the connection, if it can.
+func (c *serverConn) closeWrite() {
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	c.nc.SetReadDeadline(time.Now())
 }
 
 // cut ends the drain at Shutdown's deadline: the reader reads what has
@@ -395,6 +437,7 @@ func (c *serverConn) armWait() (deadline time.Time, quiet bool) {
 	}
 	if c.drainFrom.IsZero() {
 		c.drainFrom = time.Now()
+		c.goodbye()
 	}
 	if c.dec.buffered() == 0 {
 		end := c.drainFrom
@@ -453,6 +496,11 @@ func (c *serverConn) waitReadable() error {
 // nothing has, it waits (wait) or returns errWouldBlock.
 func (c *serverConn) readSocket(p []byte, wait bool) (int, error) {
 	c.count() // the frames before this read are done
+	if c.v2 != nil {
+		if err := c.ackRead(); err != nil {
+			return 0, err
+		}
+	}
 	c.rbuf = p
 	err := c.readRaw(wait)
 	c.rbuf = nil // the buffer may go back to the pool: do not keep it
@@ -518,6 +566,11 @@ const connLook = 20 * time.Millisecond
 // waits as readRaw.
 func (c *serverConn) readConn(p []byte) (int, error) {
 	c.count()
+	if c.v2 != nil {
+		if err := c.ackRead(); err != nil {
+			return 0, err
+		}
+	}
 	for {
 		var deadline time.Time
 		quiet := false

@@ -1,0 +1,304 @@
+package logsock
+
+// A serverConn's protocol v2 (issue 19): the hello, the frames' numbers,
+// the acknowledgements and the goodbye. The reader acknowledges what it
+// has handed over before each read; Ack.Done's acknowledgements go out
+// from a timer, coalesced.
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ackDelay is how long the acknowledgement of a deferred record waits for
+// others to go with it.
+const ackDelay = 2 * time.Millisecond
+
+// connV2 is a v2 connection's state.
+type connV2 struct {
+	sess *session
+	base uint64 // the session's last frame taken when the connection began: frames up to it are duplicates
+
+	// The reader's own.
+	prev    uint64 // the last frame read, whose number the next one's follows (expandSeq)
+	last    uint64 // the last frame handed to the Handler
+	flushed uint64 // last, when the reader last sent acknowledgements
+	dirty   bool   // duplicates read since: the session's acknowledged number may cover them
+
+	// What advance reads, from any goroutine, with sessions.mu held.
+	handled  atomic.Uint64 // last, published before each read
+	deferred atomic.Uint64 // the last frame deferred (Record.Defer)
+	pending  atomic.Uint64 // the first frame deferred after all before were done
+	done     atomic.Uint64 // the last frame whose Ack.Done was called
+	ended    bool          // guarded by sessions.mu: the reader has ended
+	final    uint64        // guarded by sessions.mu: last, then
+
+	closing atomic.Bool   // the reader waits for Done before it ends (awaitDone)
+	doneCh  chan struct{} // then Done signals it
+	over    atomic.Bool   // the reader has ended: Done's acknowledgement goes on the session's open connection
+	gone    chan struct{} // closed when the reader has ended
+
+	armed atomic.Bool // timer is set
+	timer *time.Timer // sends Done's acknowledgements
+
+	wmu     sync.Mutex // guards the fields below, and serialises the writes
+	sent    uint64     // the last frame acknowledged on the wire
+	closed  bool       // nothing more is written
+	err     error      // the client left what was written unread
+	wbuf    [serverHelloLen]byte
+	out     []byte // writeNow's
+	wn      int
+	werr    error
+	writeFn func(fd uintptr)
+}
+
+// ackable returns the last frame of the connection that can be
+// acknowledged: every one up to it has been handed over, and those
+// deferred are done. handled is read first: the deferrals of the frames
+// up to it are then seen. With deferrals outstanding, the frames before
+// the first of them are.
+func (v *connV2) ackable() uint64 {
+	h := v.handled.Load()
+	d := v.deferred.Load()
+	p := v.pending.Load()
+	n := v.done.Load()
+	switch {
+	case n >= d:
+		return max(h, n)
+	case p > n:
+		return p - 1
+	}
+	return n
+}
+
+// helloV2 reads and answers a v2 hello, which the stream opens with. A
+// session's older connection is fenced first (sessions.begin).
+func (c *serverConn) helloV2() error {
+	v := &connV2{doneCh: make(chan struct{}, 1), gone: make(chan struct{})}
+	v.timer = time.AfterFunc(time.Hour, c.ackTimer)
+	v.timer.Stop()
+	v.writeFn = c.writeRaw
+	c.v2 = v
+	c.smallSendBuf()
+	h, status, err := c.dec.hello()
+	if err != nil && !errors.Is(err, errHello) {
+		return err // a read's: a timeout, or a stream cut short
+	}
+	if err == nil {
+		c.writers.take(helloLen + len(h.tag))
+		c.rec.Pid, c.rec.Session, c.rec.Tag, c.rec.conn = h.pid, h.session, h.tag, c
+		if err = c.checkPid(); err != nil {
+			status = helloBad
+		}
+	}
+	answer := serverHello{status: status, maxFrame: int32(min(c.dec.limit, math.MaxInt32))}
+	if err == nil {
+		answer.acked = c.s.sessions.begin(c, h.session)
+		v.prev = h.next - 1
+	}
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	v.sent = answer.acked
+	if werr := c.send(c.dec.order.appendServerHello(v.wbuf[:0], answer)); werr != nil && err == nil {
+		err = werr
+	}
+	return err
+}
+
+// deliver2 hands a v2 frame to the Handler, or drops it as a duplicate.
+func (c *serverConn) deliver2(msg []byte) error {
+	low, unixNano, level, err := c.dec.header2(len(msg))
+	if err != nil {
+		return err
+	}
+	v := c.v2
+	seq := expandSeq(v.prev, low)
+	v.prev = seq
+	if seq <= v.base {
+		c.dups++
+		v.dirty = true
+		if c.creds {
+			c.writers.take(header2Len + len(msg))
+		}
+		return nil
+	}
+	c.rec.Seq, c.rec.Level, c.rec.Logged = seq, level, time.Unix(0, unixNano)
+	c.deliver(msg)
+	v.last = seq
+	return nil
+}
+
+// ackRead sends, before a read, the acknowledgement of what the reader
+// has handed over since the last: one for all the frames of a read.
+func (c *serverConn) ackRead() error {
+	v := c.v2
+	if v.last == v.flushed && !v.dirty {
+		return nil
+	}
+	v.flushed, v.dirty = v.last, false
+	v.handled.Store(v.last)
+	return c.sendAcks()
+}
+
+// kickAcks has the timer send Done's acknowledgements, unless it is set.
+func (c *serverConn) kickAcks() {
+	v := c.v2
+	if !v.armed.Load() && v.armed.CompareAndSwap(false, true) {
+		v.timer.Reset(ackDelay)
+	}
+}
+
+func (c *serverConn) ackTimer() {
+	c.v2.armed.Store(false)
+	if c.sendAcks() != nil {
+		c.nc.Close() // the reader ends, with the error
+	}
+}
+
+// sendAcks sends the session's acknowledged number, if it has moved. Its
+// error is the connection's end: a client that leaves acknowledgements
+// unread until the write's deadline.
+func (c *serverConn) sendAcks() error {
+	v := c.v2
+	t := &c.s.sessions
+	t.mu.Lock()
+	n, open := t.advance(v.sess)
+	t.mu.Unlock()
+	if open != nil && open != c {
+		open.kickAcks() // the frames of an ended connection: acknowledged on the open one
+	}
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	if v.closed || n <= v.sent {
+		return v.err
+	}
+	if err := c.send(c.dec.order.appendAck(v.wbuf[:0], n)); err != nil {
+		return v.failed(err)
+	}
+	v.sent = n
+	return nil
+}
+
+// failed stops the writes after err, and returns it if it ends the
+// connection: a client that leaves what is written unread. Any other
+// (the client has closed) leaves the reader to read to the end. wmu is
+// held.
+func (v *connV2) failed(err error) error {
+	v.closed = true
+	if errors.Is(err, errAcksUnread) {
+		v.err = err
+	}
+	return v.err
+}
+
+// send writes b whole, within the handshake timeout. wmu is held.
+func (c *serverConn) send(b []byte) error {
+	if c.rc != nil {
+		// Without a deadline, unless the socket's buffer is full: an
+		// acknowledgement a read must cost one write(2), no timer.
+		n, err := c.writeNow(b)
+		if err != nil {
+			return err
+		}
+		if b = b[n:]; len(b) == 0 {
+			return nil
+		}
+	}
+	timeout := cmp.Or(max(c.s.HandshakeTimeout, 0), defaultHandshakeTimeout)
+	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.nc.Write(b); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("%w for %v: its socket's send buffer stayed full", errAcksUnread, timeout)
+		}
+		return err
+	}
+	return nil
+}
+
+// goodbye tells the client, once its handshake is read, that the Server
+// shuts down: v1's half-close, or v2's G.
+func (c *serverConn) goodbye() {
+	if c.bye || !c.handshook {
+		return
+	}
+	c.bye = true
+	v := c.v2
+	if v == nil {
+		c.closeWrite()
+		return
+	}
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	if v.closed {
+		return
+	}
+	v.wbuf[0] = msgGoodbye
+	if err := c.send(v.wbuf[:1]); err != nil && v.failed(err) != nil {
+		c.nc.Close() // the reader ends, with the error
+	}
+}
+
+// finish ends a v2 connection's reading, whose error was err: it sends
+// the last acknowledgement (on a clean end, once the deferred records
+// are done, for up to drainQuiet), and returns the connection's error.
+func (c *serverConn) finish(err error) error {
+	v := c.v2
+	killed, fenced := c.killed.Load(), c.fenced.Load()
+	if v.sess != nil && !killed && !fenced {
+		v.handled.Store(v.last)
+		if err == nil || errors.Is(err, ErrServerClosed) {
+			c.awaitDone()
+		}
+		c.sendAcks()
+	}
+	v.wmu.Lock()
+	v.closed = true
+	werr := v.err
+	v.wmu.Unlock()
+	v.timer.Stop()
+	c.s.sessions.end(c)
+	v.over.Store(true)
+	close(v.gone)
+	switch {
+	case killed:
+		return err
+	case werr != nil:
+		return werr
+	case fenced:
+		return errFenced
+	}
+	return err
+}
+
+// awaitDone waits, for up to drainQuiet, for the Done of the records the
+// Handler deferred, unless Shutdown's deadline or Close comes first.
+func (c *serverConn) awaitDone() {
+	v := c.v2
+	if v.done.Load() >= v.deferred.Load() {
+		return
+	}
+	v.closing.Store(true)
+	t := time.NewTimer(drainQuiet)
+	defer t.Stop()
+	for v.done.Load() < v.deferred.Load() && !c.cutting.Load() && !c.killed.Load() {
+		select {
+		case <-v.doneCh:
+		case <-c.wake:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// fence closes the connection for a newer one of its session.
+func (c *serverConn) fence() {
+	c.fenced.Store(true)
+	c.nc.Close()
+	c.poke() // a pause for memory
+}
