@@ -17,15 +17,15 @@ import (
 // collector's acknowledgements, read from the connection by whoever holds
 // its read lock. The queue applies them (queue.go).
 
-// session is a v2 client's identity, drawn once, kept across reconnects.
-type session struct {
+// clientSession is a v2 client's identity, drawn once, kept across reconnects.
+type clientSession struct {
 	id  SessionID
 	tag string
 }
 
 // newSession draws a session id for a client named tag.
-func newSession(tag string) session {
-	s := session{tag: tag}
+func newSession(tag string) clientSession {
+	s := clientSession{tag: tag}
 	for s.id == (SessionID{}) {
 		rand.Read(s.id[:]) // never fails (crypto/rand since Go 1.24)
 	}
@@ -57,7 +57,7 @@ type acks struct {
 	helloAcked uint64 // and the session's last frame it had
 
 	mu     sync.Mutex // the read lock: one reader of the connection at a time
-	buf    [64]byte   // a message cut by the read, and room for the next
+	buf    [1024]byte // a message cut by the read, and room for the next
 	n      int
 	peekFn func(fd uintptr) bool
 	peeked int // peekFn's: 1 bytes arrived, 0 nothing, -1 the end or an error
@@ -184,26 +184,37 @@ func (k *link) readAcks(c *conn, wait time.Duration) bool {
 			wait = tlsPeekWait
 		}
 	}
-	if err := c.nc.SetReadDeadline(time.Now().Add(wait)); err != nil {
+	// What has arrived is read whole, a buffer at a time: a collector
+	// acknowledges once a read, and acknowledgements left unread would fill
+	// its send buffer.
+	for {
+		if err := c.nc.SetReadDeadline(time.Now().Add(wait)); err != nil {
+			a.fail(err)
+			return false
+		}
+		room := len(a.buf) - a.n
+		n, err := c.stream().Read(a.buf[a.n:])
+		if n > 0 {
+			a.n += n
+			if !k.parseAcks(a) {
+				c.nc.SetReadDeadline(time.Time{})
+				return false
+			}
+		}
+		switch {
+		case err == nil && n == room:
+			wait = time.Millisecond // more may have arrived: read on, without waiting
+			continue
+		case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+			c.nc.SetReadDeadline(time.Time{})
+			return true
+		case err == io.EOF:
+			err = errPeerClosed
+		}
+		c.nc.SetReadDeadline(time.Time{})
 		a.fail(err)
 		return false
 	}
-	n, err := c.stream().Read(a.buf[a.n:])
-	c.nc.SetReadDeadline(time.Time{})
-	if n > 0 {
-		a.n += n
-		if !k.parseAcks(a) {
-			return false
-		}
-	}
-	switch {
-	case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
-		return true
-	case err == io.EOF:
-		err = errPeerClosed
-	}
-	a.fail(err)
-	return false
 }
 
 // parseAcks takes the whole messages in a.buf[:a.n].

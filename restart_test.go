@@ -86,6 +86,16 @@ func (r *restartingCollector) start(t *testing.T) {
 	go func() { r.served <- r.srv.Serve(l) }()
 }
 
+// crash ends the Server as a crash would: Close cuts every connection,
+// what it read and had not handed over with it.
+func (r *restartingCollector) crash(t *testing.T) {
+	t.Helper()
+	r.srv.Close()
+	if err := <-r.served; !errors.Is(err, logsock.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
 func (r *restartingCollector) shutdown(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -250,5 +260,118 @@ func TestServeAfterShutdown(t *testing.T) {
 				t.Errorf("the connection ended with %v, want ErrServerClosed (drained)", err)
 			}
 		})
+	}
+}
+
+// TestAcksCrashUnderLoad: with acknowledgements, a collector that crashes
+// (Close) and comes back, again and again, while writers log as fast as
+// they can, loses nothing at all, in both modes, over TCP and Unix: the
+// frames it had not acknowledged are sent again, and each copy carries the
+// session and number of the first (issue 19).
+func TestAcksCrashUnderLoad(t *testing.T) {
+	t.Parallel()
+	const writers, restarts = 4, 10
+	for _, network := range []string{"tcp", "unix"} {
+		for _, batching := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/batching=%v", network, batching), func(t *testing.T) {
+				t.Parallel()
+				seqs := newSeqCounter(writers)
+				var mu sync.Mutex
+				ids := map[uint64]string{} // number: message
+				var sessions sync.Map
+				var idErr atomic.Value
+				col := &restartingCollector{network: network, handler: func(rec *logsock.Record) {
+					sessions.Store(rec.Session, true)
+					mu.Lock()
+					if m, ok := ids[rec.Seq]; ok && m != string(rec.Msg) {
+						idErr.CompareAndSwap(nil, fmt.Sprintf("frame %d arrived as %q and as %q", rec.Seq, m, rec.Msg))
+					}
+					ids[rec.Seq] = string(rec.Msg)
+					mu.Unlock()
+					seqs.record(rec)
+				}}
+				if network == "unix" {
+					col.addr = socketPath(t)
+				} else {
+					l, err := testenv.ListenTCP()
+					if err != nil {
+						t.Fatal(err)
+					}
+					col.addr = l.Addr().String()
+					l.Close()
+				}
+				col.start(t)
+				ls, err := logsock.New(network, col.addr, &logsock.Config{Acks: true, Batching: batching,
+					MaxBackoff: 100 * time.Millisecond, BufferBytes: 64 << 20, WriteTimeout: time.Minute})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var stop atomic.Bool
+				var wg sync.WaitGroup
+				sent := make([]int, writers)
+				for w := range writers {
+					wg.Go(func() {
+						pad := strings.Repeat("x", 48)
+						for seq := 0; !stop.Load(); seq++ {
+							if err := ls.Log(fmt.Sprintf("%d:%d:%s", w, seq, pad)); err != nil {
+								t.Errorf("Log: %v", err)
+								return
+							}
+							sent[w] = seq + 1
+						}
+					})
+				}
+				for range restarts {
+					until := seqs.total.Load() + 2000
+					for deadline := time.Now().Add(time.Minute); seqs.total.Load() < until; time.Sleep(time.Millisecond) {
+						if time.Now().After(deadline) {
+							t.Fatalf("no progress: %d records", seqs.total.Load())
+						}
+					}
+					col.crash(t)
+					col.start(t)
+				}
+				stop.Store(true)
+				wg.Wait()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				if err := ls.Flush(ctx); err != nil {
+					t.Errorf("Flush: %v", err)
+				}
+				if err := ls.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+				col.crash(t)
+				st := ls.Stats()
+				seqs.mu.Lock()
+				defer seqs.mu.Unlock()
+				var missing, dups, total int
+				for w := range writers {
+					seen := seqs.seen[w]
+					for seq := range sent[w] {
+						switch n := 0; {
+						case seq >= len(seen) || seen[seq] == 0:
+							missing++
+						default:
+							n = int(seen[seq])
+							dups += n - 1
+						}
+					}
+					total += sent[w]
+				}
+				t.Logf("%d crashes, %d frames logged: %d missing, %d duplicated; client %+v", restarts, total, missing, dups, st)
+				if missing > 0 {
+					t.Errorf("%d frames missing", missing)
+				}
+				if e := idErr.Load(); e != nil {
+					t.Error(e)
+				}
+				n := 0
+				sessions.Range(func(any, any) bool { n++; return true })
+				if n != 1 || st.Acked != uint64(total) || st.Dropped != 0 {
+					t.Errorf("%d sessions, %d acknowledged, %d dropped; want 1, %d, 0", n, st.Acked, st.Dropped, total)
+				}
+			})
+		}
 	}
 }
