@@ -64,3 +64,6 @@ func (c *serverConn) recv(fd int) (n int, pid int32, err error) {
 		return n, pid, nil
 	}
 }
+
+// shutdownRead is shutdown(fd, SHUT_RD).
+func shutdownRead(fd int) { unix.Shutdown(fd, unix.SHUT_RD) }

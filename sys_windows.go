@@ -57,3 +57,7 @@ func (c *serverConn) useRaw() {}
 func mapBuf(n int) ([]byte, error) { return make([]byte, n), nil }
 
 func unmapBuf([]byte) {}
+
+// shutdownRead is never called on Windows: the raw reads that call it are
+// Unix's.
+func shutdownRead(int) {}
