@@ -23,6 +23,8 @@ import (
 	"testing"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/testenv"
 )
 
@@ -39,21 +41,21 @@ func sinkAddr(network, addr string) string {
 // delivered a record, have ended, and returns the records and why each
 // connection ended. Call it once the clients have closed their
 // connections: a connection's records all come before its end.
-func waitEnded(t *testing.T, s *sink, n int) ([]logsock.Record, []error) {
+func waitEnded(t *testing.T, s *logsocktest.Sink, n int) ([]logsock.Record, []error) {
 	t.Helper()
-	s.wait(t, fmt.Sprintf("%d connections to end", n), func(recs []logsock.Record, ends []error) bool {
+	s.Wait(t, fmt.Sprintf("%d connections to end", n), func(recs []logsock.Record, ends []error) bool {
 		conns := map[uint64]bool{}
 		for _, r := range recs {
 			conns[r.Conn] = true
 		}
 		return len(ends) >= n && len(ends) >= len(conns)
 	})
-	return s.waitRecords(t, 0), s.waitEnds(t, n)
+	return s.WaitRecords(t, 0), s.WaitEnds(t, n)
 }
 
 // waitAllEnded is waitEnded for one connection, or more, that must all
 // end cleanly.
-func waitAllEnded(t *testing.T, s *sink) []logsock.Record {
+func waitAllEnded(t *testing.T, s *logsocktest.Sink) []logsock.Record {
 	t.Helper()
 	recs, ends := waitEnded(t, s, 1)
 	for i, err := range ends {
@@ -98,7 +100,7 @@ func checkSharedRecords(t *testing.T, recs []logsock.Record, parent, fromParent,
 		}
 	}
 	if child == 0 {
-		t.Errorf("no message from a child; records:\n%s", formatRecords(recs))
+		t.Errorf("no message from a child; records:\n%s", logsocktest.FormatRecords(recs))
 	}
 }
 
@@ -110,12 +112,12 @@ func testSharingExample(t *testing.T, fromParent, fromChild int, args ...string)
 	bin := testenv.Program(t, "fork")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			s := newSink()
-			addr := serve(t, network, s.server())
-			p := start(t, bin, append([]string{"-addr", sinkAddr(network, addr), "-count", "3", "-interval", "1ms"}, args...)...)
-			p.mustExit(t)
+			s := logsocktest.NewSink()
+			addr := logsocktest.Serve(t, network, s.Server())
+			p := proctest.Start(t, bin, append([]string{"-addr", sinkAddr(network, addr), "-count", "3", "-interval", "1ms"}, args...)...)
+			p.MustExit(t)
 			recs := waitAllEnded(t, s)
-			checkSharedRecords(t, recs, p.pid(), fromParent, fromChild)
+			checkSharedRecords(t, recs, p.Pid(), fromParent, fromChild)
 		})
 	}
 }
@@ -141,14 +143,14 @@ func TestExampleForkReconnect(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			const count = 4
-			col := newFakeCollector(t, network, fakeDecode)
+			col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeDecode)
 			// Each process logs at once, then every 300 ms: the first
 			// connection is dropped once both have logged on it, and each
 			// has more to log. The collector shuts it down and reads on,
 			// so that a frame on its way as it drops is not lost (issue
 			// 17: closed, it lost one when the child's start, slowed by a
 			// busy machine, put the parent's second frame there).
-			p := start(t, bin, "-addr", sinkAddr(network, col.addr),
+			p := proctest.Start(t, bin, "-addr", sinkAddr(network, col.Addr),
 				"-count", fmt.Sprint(count), "-interval", "300ms")
 
 			// Until both processes have logged on conn 1, nothing else
@@ -156,29 +158,29 @@ func TestExampleForkReconnect(t *testing.T) {
 			onlyConn1 := func(recs []logsock.Record, ends []error) bool {
 				return len(ends) == 0 && !slices.ContainsFunc(recs, func(r logsock.Record) bool { return r.Conn != 1 })
 			}
-			col.wait(t, "both processes' messages on conn 1", func(recs []logsock.Record, ends []error) bool {
+			col.Wait(t, "both processes' messages on conn 1", func(recs []logsock.Record, ends []error) bool {
 				seen := map[string]bool{}
 				for _, r := range recs {
 					seen[string(r.Msg)] = true
 				}
 				return len(seen) >= 2 || !onlyConn1(recs, ends)
 			})
-			if recs, ends := col.waitRecords(t, 0), col.waitEnds(t, 0); !onlyConn1(recs, ends) {
-				t.Fatalf("before both processes logged on conn 1: ends %v, records:\n%s", ends, formatRecords(recs))
+			if recs, ends := col.WaitRecords(t, 0), col.WaitEnds(t, 0); !onlyConn1(recs, ends) {
+				t.Fatalf("before both processes logged on conn 1: ends %v, records:\n%s", ends, logsocktest.FormatRecords(recs))
 			}
-			col.shutConn(t, 1)
-			p.mustExit(t)
-			col.waitEnds(t, col.stopAccepting())
-			for _, c := range col.connections() {
-				if c.err != nil {
-					t.Errorf("conn %d (pid %d): %v", c.id, c.pid, c.err)
+			col.ShutConn(t, 1)
+			p.MustExit(t)
+			col.WaitEnds(t, col.StopAccepting())
+			for _, c := range col.Connections() {
+				if c.Err != nil {
+					t.Errorf("conn %d (pid %d): %v", c.ID, c.Pid, c.Err)
 				}
 			}
-			recs := col.waitRecords(t, 0)
+			recs := col.WaitRecords(t, 0)
 
 			// conn 1 is the parent's, and carries both pids' messages;
 			// each other connection carries only its handshake's pid.
-			parent := int32(p.pid())
+			parent := int32(p.Pid())
 			msgs := map[int32]int{}          // messages by the pid they name
 			handshakes := map[uint64]int32{} // conn -> handshake pid
 			for _, r := range recs {
@@ -210,21 +212,21 @@ func TestExampleForkReconnect(t *testing.T) {
 // startPyChild starts examples/pychild/child.py with args, sharing ls's
 // connection with it. The child is killed when its context times out or
 // when the test ends, and waited for in both cases.
-func startPyChild(t *testing.T, ls *logsock.LogSocket, args ...string) *proc {
+func startPyChild(t *testing.T, ls *logsock.LogSocket, args ...string) *proctest.Proc {
 	t.Helper()
 	py := testenv.Python(t)
 	script, err := filepath.Abs(filepath.Join("examples", "pychild", "child.py"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startWith(t, ls.Start, py, append([]string{script}, args...)...)
+	return proctest.StartWith(t, ls.Start, py, append([]string{script}, args...)...)
 }
 
 // mustExitQuietly checks that the Python child exits 0 and prints nothing.
-func mustExitQuietly(t *testing.T, p *proc) {
+func mustExitQuietly(t *testing.T, p *proctest.Proc) {
 	t.Helper()
-	p.mustExit(t)
-	if out, errOut := p.stdout.String(), p.stderr.String(); out != "" || errOut != "" {
+	p.MustExit(t)
+	if out, errOut := p.Stdout.String(), p.Stderr.String(); out != "" || errOut != "" {
 		t.Errorf("child.py printed:\nstdout: %q\nstderr: %q", out, errOut)
 	}
 }
@@ -240,10 +242,10 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 		{"unix/big-endian", "unix", logsock.BigEndian},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSink()
-			srv := s.server()
+			s := logsocktest.NewSink()
+			srv := s.Server()
 			srv.Order = tc.order
-			addr := serve(t, tc.network, srv)
+			addr := logsocktest.Serve(t, tc.network, srv)
 			ls, err := logsock.Dial(tc.network, addr, &logsock.Config{Order: tc.order})
 			if err != nil {
 				t.Fatal(err)
@@ -267,7 +269,7 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 			recs := waitAllEnded(t, s)
 			want := append(append([]string{"before"}, py...), "after")
 			if len(recs) != len(want) {
-				t.Fatalf("got %d records, want %d:\n%s", len(recs), len(want), formatRecords(recs))
+				t.Fatalf("got %d records, want %d:\n%s", len(recs), len(want), logsocktest.FormatRecords(recs))
 			}
 			for i, r := range recs {
 				// The child sent no handshake: its frames are the
@@ -289,7 +291,7 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := listen(t, "unix")
+		l := logsocktest.Listen(t, "unix")
 		defer l.Close()
 		sock, err := l.(*net.UnixListener).File() // a stream socket, but not the one named
 		if err != nil {
@@ -329,8 +331,8 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 	// and so must the parent.
 	t.Run("torn", func(t *testing.T) {
 		py := testenv.Python(t)
-		s := newSink()
-		addr := serve(t, "unix", s.server())
+		s := logsocktest.NewSink()
+		addr := logsocktest.Serve(t, "unix", s.Server())
 		ls, err := logsock.Dial("unix", addr, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -363,20 +365,20 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 
 		recs, ends := waitEnded(t, s, 3)
 		if len(recs) != 3 {
-			t.Fatalf("got %d records, want 3:\n%s", len(recs), formatRecords(recs))
+			t.Fatalf("got %d records, want 3:\n%s", len(recs), logsocktest.FormatRecords(recs))
 		}
 		want := []struct {
 			msg string
 			pid int
-		}{{"before", os.Getpid()}, {"from python", p.pid()}, {"after", os.Getpid()}}
+		}{{"before", os.Getpid()}, {"from python", p.Pid()}, {"after", os.Getpid()}}
 		for _, w := range want {
 			i := slices.IndexFunc(recs, func(r logsock.Record) bool { return string(r.Msg) == w.msg })
 			if i < 0 || int(recs[i].Pid) != w.pid {
-				t.Errorf("want %q from a connection of pid %d; records:\n%s", w.msg, w.pid, formatRecords(recs))
+				t.Errorf("want %q from a connection of pid %d; records:\n%s", w.msg, w.pid, logsocktest.FormatRecords(recs))
 			}
 		}
 		if conns := map[uint64]bool{recs[0].Conn: true, recs[1].Conn: true, recs[2].Conn: true}; len(conns) != 3 {
-			t.Errorf("want three connections; records:\n%s", formatRecords(recs))
+			t.Errorf("want three connections; records:\n%s", logsocktest.FormatRecords(recs))
 		}
 		// The torn connection ends inside the half-written frame.
 		var torn int
@@ -414,8 +416,8 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 // and checks that each arrives whole, on the one shared connection.
 func testPyChildContended(t *testing.T, size, goFrames, pyFrames int) {
 	const pyPrefix = "python"
-	s := newSink()
-	addr := serve(t, "unix", s.server())
+	s := logsocktest.NewSink()
+	addr := logsocktest.Serve(t, "unix", s.Server())
 	ls, err := logsock.Dial("unix", addr, nil)
 	if err != nil {
 		t.Fatal(err)

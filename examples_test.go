@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/testenv"
 )
 
@@ -202,24 +204,24 @@ func TestExampleDemo(t *testing.T) {
 // messages, and delivers them all once the collector is up.
 func TestExampleClientBeforeCollector(t *testing.T) {
 	t.Parallel()
-	col := fakeDown(t, "unix", fakeDecode)
-	p := start(t, testenv.Program(t, "client"), "-addr", "unix://"+col.addr, "-count", "3", "-interval", "1ms")
-	p.waitLines(t, p.stderr, "the notice that messages are held", func(lines []string) bool {
+	col := logsocktest.FakeDown(t, "unix", logsocktest.FakeDecode)
+	p := proctest.Start(t, testenv.Program(t, "client"), "-addr", "unix://"+col.Addr, "-count", "3", "-interval", "1ms")
+	p.WaitLines(t, p.Stderr, "the notice that messages are held", func(lines []string) bool {
 		return slices.ContainsFunc(lines, func(l string) bool {
-			return l == "client: cannot reach the collector at unix://"+col.addr+": holding the messages until it is up"
+			return l == "client: cannot reach the collector at unix://"+col.Addr+": holding the messages until it is up"
 		})
 	})
-	col.start(t)
-	p.mustExit(t)
-	col.waitConnEnd(t, 1)
-	recs := col.waitRecords(t, 0)
-	want := "current pid: " + strconv.Itoa(p.pid())
+	col.Start(t)
+	p.MustExit(t)
+	col.WaitConnEnd(t, 1)
+	recs := col.WaitRecords(t, 0)
+	want := "current pid: " + strconv.Itoa(p.Pid())
 	if len(recs) != 3 {
-		t.Errorf("%d records, want 3:\n%s", len(recs), formatRecords(recs))
+		t.Errorf("%d records, want 3:\n%s", len(recs), logsocktest.FormatRecords(recs))
 	}
 	for _, r := range recs {
-		if r.Conn != 1 || int(r.Pid) != p.pid() || string(r.Msg) != want {
-			t.Errorf("record conn %d pid %d %q, want conn 1 pid %d %q", r.Conn, r.Pid, r.Msg, p.pid(), want)
+		if r.Conn != 1 || int(r.Pid) != p.Pid() || string(r.Msg) != want {
+			t.Errorf("record conn %d pid %d %q, want conn 1 pid %d %q", r.Conn, r.Pid, r.Msg, p.Pid(), want)
 		}
 	}
 }
@@ -231,13 +233,13 @@ func TestProgramsCommandLine(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"client", "collector", "demo", "fork", "logsock-cat"} {
 		bin := testenv.Program(t, name)
-		help := start(t, bin, "-h")
-		help.mustExit(t)
-		s := help.stderr.String()
+		help := proctest.Start(t, bin, "-h")
+		help.MustExit(t)
+		s := help.Stderr.String()
 		if !regexp.MustCompile(`^usage: `+regexp.QuoteMeta(name)+`[ \n]`).MatchString(s) || !strings.Contains(s, "\nexample") {
 			t.Errorf("%s -h says %q: want a synopsis, then an example", name, s)
 		}
-		sockMustFail(t, start(t, bin, "stray"), 2, name+`: unexpected argument "stray"`)
+		proctest.Start(t, bin, "stray").MustFail(t, 2, name+`: unexpected argument "stray"`)
 	}
 }
 

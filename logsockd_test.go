@@ -29,13 +29,15 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/testenv"
 )
 
 // startLogsockd runs logsockd with args, started by run, and waits until
 // it says that it listens on each of its -listen addresses, which it
 // returns in order, as it prints them (tcp://127.0.0.1:PORT, unix:///path).
-func startLogsockd(t *testing.T, run func(*exec.Cmd) error, args ...string) (*proc, []string) {
+func startLogsockd(t *testing.T, run func(*exec.Cmd) error, args ...string) (*proctest.Proc, []string) {
 	t.Helper()
 	n := 0
 	for _, a := range args {
@@ -43,10 +45,10 @@ func startLogsockd(t *testing.T, run func(*exec.Cmd) error, args ...string) (*pr
 			n++
 		}
 	}
-	p := startWith(t, run, testenv.Program(t, "logsockd"), args...)
+	p := proctest.StartWith(t, run, testenv.Program(t, "logsockd"), args...)
 	const prefix = "logsockd: listening on "
 	var addrs []string
-	p.waitLines(t, p.stderr, fmt.Sprintf("%d listening lines", n), func(lines []string) bool {
+	p.WaitLines(t, p.Stderr, fmt.Sprintf("%d listening lines", n), func(lines []string) bool {
 		addrs = addrs[:0]
 		for _, l := range lines {
 			if a, ok := strings.CutPrefix(l, prefix); ok {
@@ -85,7 +87,7 @@ func dialAddr(t *testing.T, printed string) (network, address string) {
 // fileLines waits until the file at path holds at least n lines, and
 // returns its complete lines. It polls: the file is another process's
 // output, and nothing signals a write to it.
-func fileLines(t *testing.T, p *proc, path string, n int) []string {
+func fileLines(t *testing.T, p *proctest.Proc, path string, n int) []string {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
@@ -97,22 +99,22 @@ func fileLines(t *testing.T, p *proc, path string, n int) []string {
 			return strings.Split(string(b[:bytes.LastIndexByte(b, '\n')]), "\n")
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("%s exited (%v) before %s held %d lines; stderr:\n%s", p.name, p.err, path, n, p.stderr)
+		case <-p.Done:
+			t.Fatalf("%s exited (%v) before %s held %d lines; stderr:\n%s", p.Name, p.Err, path, n, p.Stderr)
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s holds %d lines, want %d; stderr:\n%s", path, bytes.Count(b, []byte{'\n'}), n, p.stderr)
+			t.Fatalf("%s holds %d lines, want %d; stderr:\n%s", path, bytes.Count(b, []byte{'\n'}), n, p.Stderr)
 		}
 	}
 }
 
 // stderrLine waits for a line of p's standard error that starts with
 // prefix, and returns it.
-func stderrLine(t *testing.T, p *proc, prefix string) string {
+func stderrLine(t *testing.T, p *proctest.Proc, prefix string) string {
 	t.Helper()
 	var found string
-	p.waitLines(t, p.stderr, fmt.Sprintf("a line %q", prefix), func(lines []string) bool {
+	p.WaitLines(t, p.Stderr, fmt.Sprintf("a line %q", prefix), func(lines []string) bool {
 		for _, l := range lines {
 			if strings.HasPrefix(l, prefix) {
 				found = l
@@ -135,13 +137,6 @@ func counter(t *testing.T, line, key string) int {
 	return n
 }
 
-func sendSignal(t *testing.T, p *proc, sig os.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestLogsockdOutputFile: records from TCP and a Unix socket, as JSON
 // and as text, in a file that logsockd creates with mode 0640, while it
 // runs (they are flushed within milliseconds, not at exit); each without
@@ -152,7 +147,7 @@ func TestLogsockdOutputFile(t *testing.T) {
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
-			sock := socketPath(t)
+			sock := logsocktest.SocketPath(t)
 			out := filepath.Join(filepath.Dir(sock), "out.log")
 			args := []string{"-listen", "tcp://127.0.0.1:0", "-listen", "unix://" + sock, "-o", out}
 			if format == "json" {
@@ -161,7 +156,7 @@ func TestLogsockdOutputFile(t *testing.T) {
 			p, addrs := startLogsockd(t, (*exec.Cmd).Start, args...)
 
 			network, address := dialAddr(t, addrs[0])
-			c := rawConn(t, network, address, frames(logsock.LittleEndian, 4242,
+			c := logsocktest.RawConn(t, network, address, logsocktest.Frames(logsock.LittleEndian, 4242,
 				"started\n", `{"level":"INFO","n":1}`+"\n", "bad \xff", "two\n\n"))
 			local := c.LocalAddr().String()
 			fileLines(t, p, out, 4) // then the Unix connection is conn 2
@@ -180,7 +175,7 @@ func TestLogsockdOutputFile(t *testing.T) {
 				t.Errorf("%s: %v, %v; want mode 0640", out, fi.Mode(), err)
 			}
 
-			sendSignal(t, p, syscall.SIGUSR1)
+			p.Signal(t, syscall.SIGUSR1)
 			stats := stderrLine(t, p, "logsockd: output "+out+": ")
 			size := 0
 			for _, l := range lines {
@@ -189,8 +184,8 @@ func TestLogsockdOutputFile(t *testing.T) {
 			if counter(t, stats, "records") != 5 || counter(t, stats, "bytes") != size || counter(t, stats, "dropped") != 0 {
 				t.Errorf("%s, want records=5 bytes=%d dropped=0", stats, size)
 			}
-			sendSignal(t, p, syscall.SIGTERM)
-			p.mustExit(t)
+			p.Signal(t, syscall.SIGTERM)
+			p.MustExit(t)
 		})
 	}
 }
@@ -355,7 +350,7 @@ func seqLines(t *testing.T, lines []string) map[string][]int {
 // whole, in order.
 func TestLogsockdReopen(t *testing.T) {
 	t.Parallel()
-	sock := socketPath(t)
+	sock := logsocktest.SocketPath(t)
 	out := filepath.Join(filepath.Dir(sock), "out.log")
 	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-json", "-listen", "tcp://127.0.0.1:0", "-o", out)
 	c := startSeqClient(t, "a", addrs[0], time.Millisecond) // about 250,000 a second
@@ -364,7 +359,7 @@ func TestLogsockdReopen(t *testing.T) {
 	if err := os.Rename(out, out+".1"); err != nil {
 		t.Fatal(err)
 	}
-	sendSignal(t, p, syscall.SIGHUP)
+	p.Signal(t, syscall.SIGHUP)
 	fileLines(t, p, out, 1000) // in the new file
 	if err := c.halt(); err != nil {
 		t.Fatal(err)
@@ -375,8 +370,8 @@ func TestLogsockdReopen(t *testing.T) {
 		t.Fatalf("%q: want the connection's clean end", end)
 	}
 	sent, _ := strconv.Atoi(m[1])
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
+	p.Signal(t, syscall.SIGTERM)
+	p.MustExit(t)
 	if n := counter(t, stderrLine(t, p, "logsockd: output "), "reopens"); n != 1 {
 		t.Errorf("reopens=%d, want 1", n)
 	}
@@ -404,7 +399,7 @@ func TestLogsockdReopen(t *testing.T) {
 // last read and its close is lost with the connection, by design.)
 func TestLogsockdSIGTERMUnderLoad(t *testing.T) {
 	t.Parallel()
-	sock := socketPath(t)
+	sock := logsocktest.SocketPath(t)
 	out := filepath.Join(filepath.Dir(sock), "out.log")
 	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-json", "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock, "-o", out)
 	var clients []*seqClient
@@ -418,8 +413,8 @@ func TestLogsockdSIGTERMUnderLoad(t *testing.T) {
 	for _, c := range clients {
 		acked[c.name] = int(c.acked.Load())
 	}
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
+	p.Signal(t, syscall.SIGTERM)
+	p.MustExit(t)
 	for _, c := range clients {
 		c.halt() // its error: what was still held when logsockd had gone
 	}
@@ -458,7 +453,7 @@ func TestLogsockdClosedStdout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	sock := socketPath(t)
+	sock := logsocktest.SocketPath(t)
 	p, addrs := startLogsockd(t, func(cmd *exec.Cmd) error {
 		cmd.Stdout = w
 		err := cmd.Start()
@@ -480,18 +475,18 @@ func TestLogsockdClosedStdout(t *testing.T) {
 			t.Fatal(err)
 		}
 		select {
-		case <-p.done:
+		case <-p.Done:
 		case <-time.After(time.Millisecond):
 			continue
 		}
 		break
 	}
 	var ee *exec.ExitError
-	if !errors.As(p.err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("logsockd: %v, want exit status 1; stderr:\n%s", p.err, p.stderr)
+	if !errors.As(p.Err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("logsockd: %v, want exit status 1; stderr:\n%s", p.Err, p.Stderr)
 	}
-	if want := "logsockd: output standard output: write /dev/stdout: broken pipe"; !strings.Contains(p.stderr.String(), want) {
-		t.Errorf("stderr %q, want %q", p.stderr, want)
+	if want := "logsockd: output standard output: write /dev/stdout: broken pipe"; !strings.Contains(p.Stderr.String(), want) {
+		t.Errorf("stderr %q, want %q", p.Stderr, want)
 	}
 	if end := stderrLine(t, p, "logsockd: conn 1 ("); !strings.HasSuffix(end, ": shutdown") {
 		t.Errorf("%q: want the connection drained", end)
@@ -514,13 +509,13 @@ func TestLogsockdOutputFull(t *testing.T) {
 		t.Skipf("/dev/full: %v", err)
 	}
 	t.Parallel()
-	col := newFakeCollector(t, "tcp", fakeSyslog)
+	col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeSyslog)
 	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-o", "/dev/full", "-on-output-error", "exit",
-		"-forward", "syslog+tcp://"+col.addr)
+		"-forward", "syslog+tcp://"+col.Addr)
 	network, address := dialAddr(t, addrs[0])
-	rawConn(t, network, address, frames(logsock.LittleEndian, 4242, "one", "two", "three"))
-	sockMustFail(t, p, 1, "logsockd: output /dev/full: write /dev/full: no space left on device")
-	col.waitRecords(t, 3)
+	logsocktest.RawConn(t, network, address, logsocktest.Frames(logsock.LittleEndian, 4242, "one", "two", "three"))
+	p.MustFail(t, 1, "logsockd: output /dev/full: write /dev/full: no space left on device")
+	col.WaitRecords(t, 3)
 	out := stderrLine(t, p, "logsockd: output /dev/full: records=")
 	fwd := stderrLine(t, p, "logsockd: forward ")
 	if counter(t, out, "records") != 0 || counter(t, out, "dropped") != 3 || counter(t, fwd, "frames") != 3 {
@@ -533,18 +528,18 @@ func TestLogsockdOutputFull(t *testing.T) {
 // output.
 func TestLogsockdForward(t *testing.T) {
 	t.Parallel()
-	col := newFakeCollector(t, "tcp", fakeSyslog)
-	sock := socketPath(t)
+	col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeSyslog)
+	sock := logsocktest.SocketPath(t)
 	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock,
-		"-forward", "syslog+tcp://"+col.addr, "-app-name", "test-app")
+		"-forward", "syslog+tcp://"+col.Addr, "-app-name", "test-app")
 	network, address := dialAddr(t, addrs[0])
-	c := rawConn(t, network, address, frames(logsock.LittleEndian, 4242, "started\n", "bad \xff"))
-	col.waitRecords(t, 2) // then the Unix connection is conn 2
+	c := logsocktest.RawConn(t, network, address, logsocktest.Frames(logsock.LittleEndian, 4242, "started\n", "bad \xff"))
+	col.WaitRecords(t, 2) // then the Unix connection is conn 2
 	ls := dialLogsockd(t, addrs[1], nil)
 	if err := ls.Log("from unix"); err != nil {
 		t.Fatal(err)
 	}
-	recs := col.waitRecords(t, 3)
+	recs := col.WaitRecords(t, 3)
 
 	host, _ := os.Hostname()
 	const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z`
@@ -574,12 +569,12 @@ func TestLogsockdForward(t *testing.T) {
 		}
 	}
 
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
-	if s := p.stdout.String(); s != "" {
+	p.Signal(t, syscall.SIGTERM)
+	p.MustExit(t)
+	if s := p.Stdout.String(); s != "" {
 		t.Errorf("standard output %q, want nothing with -forward alone", s)
 	}
-	fwd := stderrLine(t, p, "logsockd: forward "+col.addr+": ")
+	fwd := stderrLine(t, p, "logsockd: forward "+col.Addr+": ")
 	if counter(t, fwd, "frames") != 3 || counter(t, fwd, "dropped") != 0 {
 		t.Errorf("%s: want frames=3 dropped=0", fwd)
 	}
@@ -591,12 +586,12 @@ func TestLogsockdForward(t *testing.T) {
 func TestLogsockdCommandLine(t *testing.T) {
 	t.Parallel()
 	bin := testenv.Program(t, "logsockd")
-	help := start(t, bin, "-h")
-	help.mustExit(t)
-	if s := help.stderr.String(); !strings.HasPrefix(s, "usage: logsockd [flags]\n") || !strings.Contains(s, "\nexamples:\n  logsockd -listen") {
+	help := proctest.Start(t, bin, "-h")
+	help.MustExit(t)
+	if s := help.Stderr.String(); !strings.HasPrefix(s, "usage: logsockd [flags]\n") || !strings.Contains(s, "\nexamples:\n  logsockd -listen") {
 		t.Errorf("-h says %q", s)
 	}
-	dir := filepath.Dir(socketPath(t))
+	dir := filepath.Dir(logsocktest.SocketPath(t))
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -618,6 +613,6 @@ func TestLogsockdCommandLine(t *testing.T) {
 		{[]string{"-on-output-error", "retry"}, 2, `"retry": want wait or exit`},
 		{[]string{"-o", filepath.Join(dir, "missing", "out.log")}, 1, "no such file or directory"},
 	} {
-		sockMustFail(t, start(t, bin, tc.args...), tc.code, tc.want)
+		proctest.Start(t, bin, tc.args...).MustFail(t, tc.code, tc.want)
 	}
 }

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/rsyslogtest"
 )
 
@@ -33,7 +35,7 @@ import (
 // with errors that say why; logsockd logs the end of their connections.
 func TestLogsockdListenTLS(t *testing.T) {
 	t.Parallel()
-	set, other := certs(t), certs(t)
+	set, other := logsocktest.Certs(t), logsocktest.Certs(t)
 	out := filepath.Join(set.Dir, "out.jsonl")
 	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tls://127.0.0.1:0",
 		"-tls-cert", set.CertFile, "-tls-key", set.KeyFile, "-tls-client-ca", set.CAFile, "-json", "-o", out)
@@ -90,8 +92,8 @@ func TestLogsockdListenTLS(t *testing.T) {
 			t.Errorf("line %d: %.100s; want conn %d, pid %d, a remote address, msg %.40q", i, l, 3+i/2, os.Getpid(), sent[i])
 		}
 	}
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
+	p.Signal(t, syscall.SIGTERM)
+	p.MustExit(t)
 }
 
 // TestLogsockdForwardTLS: logsockd -forward syslog+tls:// delivers into
@@ -104,7 +106,7 @@ func TestLogsockdListenTLS(t *testing.T) {
 func TestLogsockdForwardTLS(t *testing.T) {
 	t.Parallel()
 	rsyslogtest.RequireTLS(t)
-	set, other := certs(t), certs(t)
+	set, other := logsocktest.Certs(t), logsocktest.Certs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rs, err := rsyslogtest.StartWith(ctx, t.TempDir(), rsyslogtest.Options{Template: rsyslogtest.Lines,
@@ -114,9 +116,9 @@ func TestLogsockdForwardTLS(t *testing.T) {
 	}
 	t.Cleanup(func() { rs.Close() })
 
-	forward := func(args ...string) (*proc, *logsock.LogSocket) {
+	forward := func(args ...string) (*proctest.Proc, *logsock.LogSocket) {
 		t.Helper()
-		p, addrs := startLogsockd(t, (*exec.Cmd).Start, append([]string{"-listen", "unix://" + socketPath(t),
+		p, addrs := startLogsockd(t, (*exec.Cmd).Start, append([]string{"-listen", "unix://" + logsocktest.SocketPath(t),
 			"-forward", "syslog+tls://" + rs.Addr()}, args...)...)
 		return p, dialLogsockd(t, addrs[0], nil)
 	}
@@ -179,7 +181,7 @@ func TestLogsockdForwardTLS(t *testing.T) {
 
 // waitForwardHeld waits until logsockd's forwarder to addr holds a
 // record.
-func waitForwardHeld(t *testing.T, p *proc, addr string) {
+func waitForwardHeld(t *testing.T, p *proctest.Proc, addr string) {
 	t.Helper()
 	deadline := time.After(waitTimeout)
 	for {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestHostileInterleavedWriters: two descriptors of one socket write
@@ -19,7 +20,7 @@ func TestHostileInterleavedWriters(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			log, _, addr, by := hostileServer(t, network, nil)
-			c := rawConn(t, network, addr)
+			c := logsocktest.RawConn(t, network, addr)
 			other := dupConn(t, c)
 			write := func(fd int, b []byte) {
 				t.Helper()
