@@ -34,7 +34,7 @@ func startDaemon(t *testing.T, n int, args ...string) (*proc, []string) {
 func (p *proc) listening(t *testing.T, n int) []string {
 	t.Helper()
 	const prefix = "logsockd: listening on "
-	lines := p.waitLines(t, prefix, n)
+	lines := p.waitMatching(t, prefix, n)
 	for i, l := range lines {
 		_, lines[i], _ = strings.Cut(l, prefix)
 	}

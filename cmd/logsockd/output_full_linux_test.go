@@ -164,7 +164,7 @@ func TestLogsockdFullDisk(t *testing.T) {
 		t.Errorf("%q: want a wait of at least %v", resumed, outage)
 	}
 	for _, s := range []string{"waiting for space", "writing again"} {
-		if l := p.stderr.matching(s); len(l) != 1 {
+		if l := p.matching(s); len(l) != 1 {
 			t.Errorf("%d lines %q, want 1: %q", len(l), s, l)
 		}
 	}
@@ -196,8 +196,8 @@ func TestLogsockdFullDiskTerm(t *testing.T) {
 	p.waitLine(t, "waiting for space")
 
 	start := time.Now()
-	p.signal(t, syscall.SIGTERM)
-	code := p.wait(t)
+	p.Signal(t, syscall.SIGTERM)
+	code := p.exitCode(t)
 	took := time.Since(start)
 	if code != 1 || took > drainTimeout+5*time.Second {
 		t.Errorf("exit status %d after %v; want 1 within the drain timeout, %v", code, took, drainTimeout)
@@ -221,11 +221,11 @@ func TestLogsockdFullDiskExit(t *testing.T) {
 	out := filepath.Join(dir, "out.jsonl")
 	p, addr := startLogsockd(t, "-json", "-on-output-error", "exit", "-listen", "tcp://127.0.0.1:0", "-o", out)
 	startSender(t, "a", dial(t, addr, &logsock.Config{Batching: true, CloseTimeout: time.Millisecond}), 0, 0)
-	if code := p.wait(t); code != 1 {
-		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, p.stderr)
+	if code := p.exitCode(t); code != 1 {
+		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, p.Stderr)
 	}
-	if !strings.Contains(p.stderr.String(), "no space left on device: draining the connections, then exiting") {
-		t.Errorf("stderr:\n%s", p.stderr)
+	if !strings.Contains(p.Stderr.String(), "no space left on device: draining the connections, then exiting") {
+		t.Errorf("stderr:\n%s", p.Stderr)
 	}
 	if dropped := checkCounters(t, p, out); dropped == 0 {
 		t.Error("nothing dropped: the disk was full")

@@ -30,7 +30,7 @@ func TestLogsockdRunIDs(t *testing.T) {
 				d, addrs := startDaemon(t, 1, args...)
 				m := logged.FindStringSubmatch(d.waitLine(t, "logsockd: run "))
 				if m == nil {
-					t.Fatalf("no run id logged: %s", d.stderr)
+					t.Fatalf("no run id logged: %s", d.Stderr)
 				}
 				runs = append(runs, m[1])
 				if err := dial(t, addrs[0], nil).Log(msg); err != nil {

@@ -23,7 +23,7 @@ import (
 )
 
 // WaitTimeout bounds each wait for a child's output or exit.
-const WaitTimeout = 20 * time.Second
+const WaitTimeout = 30 * time.Second
 
 // Output is an io.Writer that keeps what a child writes and signals each
 // write, so that a test can wait for a line without polling.
