@@ -63,8 +63,7 @@ func runChild(role string) int {
 
 // childCommands serves the commands "log TEXT", "stats", "shared", "die"
 // (begin a frame, keep the lock and wait to be killed) and "fds" (check
-// that no descriptor of the socket would leak into a grandchild), and
-// "lognum FROM TO" (log numbered messages, and flush).
+// that no descriptor of the socket would leak into a grandchild).
 func childCommands(ls *logsock.LogSocket) int {
 	return proctest.ServeCommands(map[string]func(string) (string, error){
 		"log":    func(arg string) (string, error) { return "", ls.Log(arg) },
@@ -78,8 +77,6 @@ func childCommands(ls *logsock.LogSocket) int {
 			select {} // until killed
 		},
 		"fds": func(arg string) (string, error) { return "", checkNoLeak(arg) },
-		// "FROM TO": forwardMsg("child", seq) for each seq, then Flush
-		"lognum": func(arg string) (string, error) { return "", logNumbered(ls, "child", arg) },
 	})
 }
 

@@ -28,6 +28,10 @@ import (
 	"github.com/logsock/logsock/internal/testenv"
 )
 
+// childTimeout bounds the life of a child process that a test runs to
+// its end (CombinedOutput): its context kills it after that.
+const childTimeout = proctest.WaitTimeout
+
 // sinkAddr is the -addr flag of the example programs for a sink served on
 // network at addr.
 func sinkAddr(network, addr string) string {

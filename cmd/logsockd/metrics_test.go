@@ -187,7 +187,7 @@ func TestLogsockdMetrics(t *testing.T) {
 	dir := shortDir(t)
 	sock := filepath.Join(dir, "s.sock")
 	out := filepath.Join(dir, `o"u\t.jsonl`) // escaped in a label
-	d, addrs := startDaemon(t, 2, "-json", "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock, "-o", out,
+	d, addrs := startDaemon(t, "-json", "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock, "-o", out,
 		"-forward", "syslog+tcp://"+relay, "-metrics", "127.0.0.1:0")
 	m := regexp.MustCompile(`^logsockd: metrics on http://(\S+)/metrics`).FindStringSubmatch(d.waitLine(t, "logsockd: metrics on "))
 	if m == nil {
@@ -307,7 +307,7 @@ func TestLogsockdHealthWhileStopping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, addrs := startDaemon(t, 1, "-listen", "tcp://127.0.0.1:0", "-forward", "syslog+tcp://127.0.0.1:"+strconv.Itoa(away),
+	d, addrs := startDaemon(t, "-listen", "tcp://127.0.0.1:0", "-forward", "syslog+tcp://127.0.0.1:"+strconv.Itoa(away),
 		"-metrics", "127.0.0.1:0")
 	metrics := regexp.MustCompile(`http://(\S+)/metrics`).FindStringSubmatch(d.waitLine(t, "logsockd: metrics on "))[1]
 	if code, _, body := httpGet(t, "http://"+metrics+"/healthz"); code != http.StatusOK {

@@ -58,7 +58,7 @@ func outputLine(t *testing.T, p *proc, path string) string {
 // checkCounters checks the output's counters at exit against the file:
 // records are its lines, bytes its size, and records and dropped together
 // the frames the Server delivered. It returns the records dropped.
-func checkCounters(t *testing.T, p *proc, path string) uint64 {
+func checkCounters(t *testing.T, p *proc, path string) int {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -70,7 +70,7 @@ func checkCounters(t *testing.T, p *proc, path string) uint64 {
 	out := outputLine(t, p, path)
 	frames := counter(t, p.waitLine(t, "logsockd: server: "), "frames")
 	records, dropped := counter(t, out, "records"), counter(t, out, "dropped")
-	if lines := bytes.Count(b, []byte{'\n'}); records != uint64(lines) || counter(t, out, "bytes") != uint64(len(b)) || records+dropped != frames {
+	if lines := bytes.Count(b, []byte{'\n'}); records != lines || counter(t, out, "bytes") != len(b) || records+dropped != frames {
 		t.Errorf("%s holds %d lines, %d bytes; the Server delivered %d frames; %s", path, lines, len(b), frames, out)
 	}
 	return dropped

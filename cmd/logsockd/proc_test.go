@@ -6,7 +6,6 @@ package main
 // its file after a crash, a full disk, a deleted file.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -101,13 +100,13 @@ func (p *proc) exitCode(t *testing.T) int {
 }
 
 // counter returns the value of key=N in line.
-func counter(t *testing.T, line, key string) uint64 {
+func counter(t *testing.T, line, key string) int {
 	t.Helper()
 	m := regexp.MustCompile(`\b` + key + `=(\d+)\b`).FindStringSubmatch(line)
 	if m == nil {
 		t.Fatalf("%q: no %s=N", line, key)
 	}
-	n, _ := strconv.ParseUint(m[1], 10, 64)
+	n, _ := strconv.Atoi(m[1])
 	return n
 }
 
@@ -115,16 +114,24 @@ func counter(t *testing.T, line, key string) uint64 {
 // when the test ends.
 func dial(t *testing.T, printed string, cfg *logsock.Config) *logsock.LogSocket {
 	t.Helper()
-	network, address, ok := strings.Cut(printed, "://")
-	if !ok {
-		t.Fatalf("address %q", printed)
-	}
+	network, address := dialAddr(t, printed)
 	ls, err := logsock.Dial(network, address, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ls.Close() })
 	return ls
+}
+
+// dialAddr splits an address that logsockd printed into a network and an
+// address to dial.
+func dialAddr(t *testing.T, printed string) (network, address string) {
+	t.Helper()
+	network, address, ok := strings.Cut(printed, "://")
+	if !ok {
+		t.Fatalf("address %q", printed)
+	}
+	return network, address
 }
 
 // waitFor polls cond, every few milliseconds, until it holds: it looks at
@@ -172,32 +179,37 @@ func jqLines(t *testing.T, path string) int {
 }
 
 // seqMsgs reads the JSON lines of the file at path, each a message
-// "NAME SEQ", and returns each name's sequence numbers in the order of the
-// lines.
+// "NAME SEQ" or "NAME SEQ PAD", and returns each name's sequence numbers
+// in the order of the lines.
 func seqMsgs(t *testing.T, path string) map[string][]int {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	if len(b) == 0 {
+		return map[string][]int{}
+	}
+	return seqLines(t, strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"))
+}
+
+// seqLines reads JSON lines, each a message "NAME SEQ" or "NAME SEQ PAD",
+// and returns each name's sequence numbers in the order of the lines.
+func seqLines(t *testing.T, lines []string) map[string][]int {
+	t.Helper()
 	seqs := map[string][]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
+	for _, l := range lines {
 		var r struct{ Msg string }
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("%s: line %q: %v", path, sc.Bytes(), err)
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("line %q: %v", l, err)
 		}
 		name, seq, _ := strings.Cut(r.Msg, " ")
 		seq, _, _ = strings.Cut(seq, " ")
 		n, err := strconv.Atoi(seq)
 		if err != nil {
-			t.Fatalf("%s: line %q: not a sequence message", path, sc.Bytes())
+			t.Fatalf("line %q: not a sequence message", l)
 		}
 		seqs[name] = append(seqs[name], n)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return seqs
 }

@@ -27,7 +27,7 @@ func TestLogsockdRunIDs(t *testing.T) {
 			var runs []string
 			var lines []string
 			for i, msg := range []string{"first run", "second run"} {
-				d, addrs := startDaemon(t, 1, args...)
+				d, addrs := startDaemon(t, args...)
 				m := logged.FindStringSubmatch(d.waitLine(t, "logsockd: run "))
 				if m == nil {
 					t.Fatalf("no run id logged: %s", d.Stderr)

@@ -1,11 +1,12 @@
 //go:build unix
 
-package logsock_test
+package main
 
-// The collector program's (cmd/logsockd) Unix socket files, run as a
-// real process: a stale socket is replaced, a live one or a file that is
-// not a socket is refused and left alone, -mode is applied from the start,
-// and the file goes at exit unless another has taken the path.
+// logsockd's Unix socket files, logsockd run as a real process: a stale
+// socket is replaced, a live one or a file that is not a socket is
+// refused and left alone, -mode is applied from the start, and the file
+// goes at exit unless another has taken the path; and who wrote each
+// frame.
 
 import (
 	"bufio"
@@ -15,7 +16,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -221,9 +221,9 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 // startSockCollector runs the collector program with -json on the Unix
 // socket path and the other args, and waits until it says that it listens
 // on every address.
-func startSockCollector(t *testing.T, path string, args ...string) *proctest.Proc {
+func startSockCollector(t *testing.T, path string, args ...string) *proc {
 	t.Helper()
-	p, _ := startLogsockd(t, (*exec.Cmd).Start, append([]string{"-json", "-listen", "unix://" + path}, args...)...)
+	p, _ := startDaemon(t, append([]string{"-json", "-listen", "unix://" + path}, args...)...)
 	return p
 }
 

@@ -1,6 +1,6 @@
 //go:build unix
 
-package logsock_test
+package main
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -70,12 +69,12 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	// The default buffer (64 MiB) holds the half that waits out the
 	// outage, 50,000 records of about 210 B (the client's default, 4 MiB,
 	// held 20,000: beyond, the oldest were dropped).
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+logsocktest.SocketPath(t),
+	p, addrs := startDaemon(t, "-listen", "unix://"+logsocktest.SocketPath(t),
 		"-forward", "syslog+tcp://"+rs.Addr())
-	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
+	ls := dial(t, addrs[0], &logsock.Config{Batching: true})
 	// Both in batching mode: 100,000 records take milliseconds, not
 	// seconds that a loaded machine would stretch.
-	ch := proctest.StartChild(t, ls.Start, "commands", "LOGSOCK_TEST_BATCHING=true")
+	ch := proctest.StartChild(t, ls.Start, "lognum")
 	pids := map[string]string{"parent": strconv.Itoa(os.Getpid()), "child": strconv.Itoa(ch.Cmd.Process.Pid)}
 
 	const half = 25000 // a process, a half: 100,000 records in all
@@ -102,7 +101,7 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	// The second half is in logsockd's forwarder, which cannot connect:
 	// it holds them.
 	p.Signal(t, syscall.SIGUSR1)
-	held := stderrLine(t, p, "logsockd: forward "+rs.Addr()+": ")
+	held := p.waitLine(t, "logsockd: forward "+rs.Addr()+": ")
 	if counter(t, held, "held") == 0 {
 		t.Errorf("%s: the forwarder held nothing while rsyslogd was down", held)
 	}
@@ -114,7 +113,7 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	lines, err := rs.WaitLines(wctx, 4*half)
 	if err != nil {
 		p.Signal(t, syscall.SIGUSR1)
-		stderrLine(t, p, "logsockd: server: ") // the counters, after the forwarder's
+		p.waitLine(t, "logsockd: server: ") // the counters, after the forwarder's
 		t.Fatalf("%v (at the stop: %s); logsockd's standard error:\n%s", err, held, p.Stderr)
 	}
 
@@ -183,11 +182,11 @@ func TestLogsockdForwardRestartUnderLoad(t *testing.T) {
 	// buffers hold) and what piles up, with plenty to spare: the counters
 	// must show no drop.
 	fwdBuffer := 4*(rmem+wmem) + 64<<20
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+logsocktest.SocketPath(t),
+	p, addrs := startDaemon(t, "-listen", "unix://"+logsocktest.SocketPath(t),
 		"-forward", "syslog+tcp://"+rs.Addr(), "-forward-buffer", strconv.Itoa(fwdBuffer))
 	fwdPrefix := "logsockd: forward " + rs.Addr() + ": "
-	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
-	ch := proctest.StartChild(t, ls.Start, "commands", "LOGSOCK_TEST_BATCHING=true")
+	ls := dial(t, addrs[0], &logsock.Config{Batching: true})
+	ch := proctest.StartChild(t, ls.Start, "lognum")
 	pids := map[string]string{"parent": strconv.Itoa(os.Getpid()), "child": strconv.Itoa(ch.Cmd.Process.Pid)}
 	writers := []*flowWriter{
 		newFlowWriter("parent", func(from, to int) error {
@@ -269,7 +268,7 @@ func TestLogsockdForwardRestartUnderLoad(t *testing.T) {
 			select {
 			case <-wctx.Done():
 				p.Signal(t, syscall.SIGUSR1)
-				stderrLine(t, p, "logsockd: server: ")
+				p.waitLine(t, "logsockd: server: ")
 				t.Fatalf("rsyslogd's output: %d lines, still not %s%s; logsockd's standard error:\n%s", lineCount, what, status, p.Stderr)
 			case <-time.After(5 * time.Millisecond):
 			}
@@ -446,9 +445,9 @@ func TestLogsockdForwardStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rs.Close() })
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+logsocktest.SocketPath(t), "-forward", "syslog+tcp://"+rs.Addr())
+	p, addrs := startDaemon(t, "-listen", "unix://"+logsocktest.SocketPath(t), "-forward", "syslog+tcp://"+rs.Addr())
 	fwdPrefix := "logsockd: forward " + rs.Addr() + ": "
-	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
+	ls := dial(t, addrs[0], &logsock.Config{Batching: true})
 
 	// The writer: 200 records every 10 ms while running is set.
 	var running atomic.Bool
@@ -618,7 +617,7 @@ func (w *flowWriter) finish(n int) int {
 // exitCounters stops logsockd (SIGTERM), waits for it to exit 0, and
 // returns the forwarder's counters at exit: the last line that starts with
 // prefix.
-func exitCounters(t *testing.T, p *proctest.Proc, prefix string) string {
+func exitCounters(t *testing.T, p *proc, prefix string) string {
 	t.Helper()
 	p.Signal(t, syscall.SIGTERM)
 	p.MustExit(t)
@@ -633,7 +632,7 @@ func exitCounters(t *testing.T, p *proctest.Proc, prefix string) string {
 
 // forwardCounters asks logsockd for its counters (SIGUSR1) and returns the
 // forwarder's line.
-func forwardCounters(t *testing.T, p *proctest.Proc, prefix string) string {
+func forwardCounters(t *testing.T, p *proc, prefix string) string {
 	t.Helper()
 	count := func(lines []string) (n int, last string) {
 		for _, l := range lines {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package logsock_test
+package main
 
 // logsockd over TLS (issue 20): -listen tls:// for clients on other
 // hosts, and -forward syslog+tls:// into a real rsyslogd with its gtls
@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,7 +23,6 @@ import (
 
 	"github.com/logsock/logsock"
 	"github.com/logsock/logsock/internal/logsocktest"
-	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/rsyslogtest"
 )
 
@@ -37,7 +35,7 @@ func TestLogsockdListenTLS(t *testing.T) {
 	t.Parallel()
 	set, other := logsocktest.Certs(t), logsocktest.Certs(t)
 	out := filepath.Join(set.Dir, "out.jsonl")
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tls://127.0.0.1:0",
+	p, addrs := startDaemon(t, "-listen", "tls://127.0.0.1:0",
 		"-tls-cert", set.CertFile, "-tls-key", set.KeyFile, "-tls-client-ca", set.CAFile, "-json", "-o", out)
 	network, address := dialAddr(t, addrs[0])
 	if network != "tls" {
@@ -54,7 +52,7 @@ func TestLogsockdListenTLS(t *testing.T) {
 		t.Fatalf("Dial without a client certificate: %v; want logsockd's alert, certificate required", err)
 	}
 	for id, why := range map[int]string{1: "bad certificate", 2: "client didn't provide a certificate"} {
-		line := stderrLine(t, p, "logsockd: conn "+strconv.Itoa(id)+" ")
+		line := p.waitLine(t, "logsockd: conn "+strconv.Itoa(id)+" ")
 		if !strings.Contains(line, "after 0 frames") || !strings.Contains(line, why) {
 			t.Errorf("logsockd: %q; want the refused connection's end, after 0 frames: %s", line, why)
 		}
@@ -77,7 +75,7 @@ func TestLogsockdListenTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lines := fileLines(t, p, out, len(sent))
+	lines := waitFileLines(t, p, out, len(sent))
 	for i, l := range lines {
 		var r struct {
 			Conn   uint64
@@ -116,11 +114,11 @@ func TestLogsockdForwardTLS(t *testing.T) {
 	}
 	t.Cleanup(func() { rs.Close() })
 
-	forward := func(args ...string) (*proctest.Proc, *logsock.LogSocket) {
+	forward := func(args ...string) (*proc, *logsock.LogSocket) {
 		t.Helper()
-		p, addrs := startLogsockd(t, (*exec.Cmd).Start, append([]string{"-listen", "unix://" + logsocktest.SocketPath(t),
+		p, addrs := startDaemon(t, append([]string{"-listen", "unix://" + logsocktest.SocketPath(t),
 			"-forward", "syslog+tls://" + rs.Addr()}, args...)...)
-		return p, dialLogsockd(t, addrs[0], nil)
+		return p, dial(t, addrs[0], nil)
 	}
 	msgs := []string{"over TLS: héllo wörld ✓ \xff \"q\" \\ ] end\n", "", strings.Repeat("z", 20000)}
 	p, ls := forward("-forward-ca", set.CAFile, "-forward-cert", set.ClientCert, "-forward-key", set.ClientKey)
@@ -170,7 +168,7 @@ func TestLogsockdForwardTLS(t *testing.T) {
 		if fwd := exitCounters(t, p, prefix+"frames="); counter(t, fwd, "frames") != 0 || counter(t, fwd, "dropped") != 1 {
 			t.Errorf("%s: %s; want frames=0 dropped=1", tc.name, fwd)
 		}
-		if why := stderrLine(t, p, prefix+"logsock: frames undelivered"); !strings.Contains(why, tc.why) {
+		if why := p.waitLine(t, prefix+"logsock: frames undelivered"); !strings.Contains(why, tc.why) {
 			t.Errorf("%s: logsockd said %q at exit; want the cause, %q", tc.name, why, tc.why)
 		}
 	}
@@ -181,7 +179,7 @@ func TestLogsockdForwardTLS(t *testing.T) {
 
 // waitForwardHeld waits until logsockd's forwarder to addr holds a
 // record.
-func waitForwardHeld(t *testing.T, p *proctest.Proc, addr string) {
+func waitForwardHeld(t *testing.T, p *proc, addr string) {
 	t.Helper()
 	deadline := time.After(waitTimeout)
 	for {
