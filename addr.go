@@ -7,11 +7,9 @@ import (
 	"strings"
 )
 
-// ParseAddress splits a collector's address as a command line gives it
-// into the network and the address that New and Dial take:
-// "tcp://host:port" (tcp4:// and tcp6:// likewise), "unix:///path/to/socket",
-// or a bare "host:port", which is TCP. The port may be 0, for a listener.
-// logsockd's -listen and logsock-cat's -addr take this form.
+// ParseAddress splits an address as the programs take it, "tcp://host:port"
+// (tcp4, tcp6), "unix:///path" or "host:port" (TCP), into the network and
+// address of New.
 func ParseAddress(s string) (network, address string, err error) {
 	network, address, ok := strings.Cut(s, "://")
 	if !ok {

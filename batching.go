@@ -27,8 +27,8 @@ const idleRelease = time.Second
 // New starts the writer; Close stops it, after it has delivered what it
 // can within CloseTimeout.
 //
-// The write role is the writer's while writing is set; anyone else's who
-// holds mu while it is not (exclusive).
+// The writer holds the link's write role while it writes a batch; writing
+// says so to Flush, which waits for it, under mu.
 type batcher struct {
 	link   *link
 	q      *queue
@@ -49,8 +49,8 @@ type batcher struct {
 	b       batch         // the writer's: the batch being written
 }
 
-func newBatcher(k *link, q *queue, t *tally, closed *atomic.Bool, done <-chan struct{}, cfg *Config) *batcher {
-	b := &batcher{link: k, q: q, tally: t, closed: closed, done: done, wait: cfg.WriteTimeout, delay: cfg.FlushDelay,
+func newBatcher(l *LogSocket) *batcher {
+	b := &batcher{link: l.link, q: l.q, tally: &l.tally, closed: &l.closed, done: l.done, wait: l.cfg.WriteTimeout, delay: l.cfg.FlushDelay,
 		wake: make(chan struct{}, 1), urge: make(chan struct{}, 1), quit: make(chan struct{}), stopped: make(chan struct{})}
 	go b.run()
 	return b
@@ -173,12 +173,14 @@ func (b *batcher) writeBatch(ctx context.Context, quit <-chan struct{}) bool {
 	}
 	b.writing = true
 	b.mu.Unlock()
+	b.link.role.Lock()
 
 	c := b.link.current()
 	if c != nil && !b.link.usable(c) {
 		c = nil
 	}
 	if c == nil {
+		b.link.role.Unlock()
 		b.endWrite()
 		if _, err := b.link.connect(ctx); err != nil {
 			b.link.wait(ctx, quit, nil) // the backoff, or another call's dial
@@ -197,6 +199,7 @@ func (b *batcher) writeBatch(ctx context.Context, quit <-chan struct{}) bool {
 	frames, msgBytes, retried := b.q.settle(&b.b, n, err)
 	b.tally.add(frames, msgBytes, retried, err == nil)
 	b.mu.Unlock()
+	b.link.role.Unlock()
 	b.endWrite()
 	return true
 }
@@ -283,20 +286,6 @@ func (b *batcher) close(ctx context.Context) error {
 		err = undelivered(n, ctx.Err(), b.link.lastError())
 	}
 	return b.q.takeRefused(err)
-}
-
-func (b *batcher) exclusive() (release func()) {
-	b.mu.Lock()
-	for b.writing {
-		if b.idle == nil {
-			b.idle = make(chan struct{})
-		}
-		idle := b.idle
-		b.mu.Unlock()
-		<-idle
-		b.mu.Lock()
-	}
-	return b.mu.Unlock
 }
 
 func (b *batcher) held() (frames, bytes int) {

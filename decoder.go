@@ -7,20 +7,13 @@ import (
 	"unicode/utf8"
 )
 
-// DecoderConfig configures a Decoder. A nil *DecoderConfig, and the zero
-// value of each field, mean the defaults.
+// DecoderConfig configures a Decoder; nil, or a zero field, means the
+// default.
 type DecoderConfig struct {
-	// Order is the byte order of the handshake and the frame headers.
-	Order ByteOrder
-	// MaxFrame is the largest message accepted, in bytes; a larger declared
-	// length is an error before anything is allocated for it. Zero means
-	// DefaultMaxFrame.
-	MaxFrame int
-	// CodePoints reads the length as a count of Unicode code points, not of
-	// bytes: what the article's Python client sends (len(text) of a str), so
-	// that its streams decode even with non-ASCII text. MaxFrame still limits
-	// the bytes of a message, and bytes that are not UTF-8 are an error
-	// (ErrInvalidCodePoint), since their code points cannot be counted.
+	Order    ByteOrder // the byte order of the wire's integers
+	MaxFrame int       // the largest message, in bytes; default DefaultMaxFrame
+	// CodePoints reads lengths as counts of code points, as the article's
+	// Python client sends them (len(text)); MaxFrame still counts bytes.
 	CodePoints bool
 }
 
@@ -31,13 +24,8 @@ const (
 	truncatedQuote = 64 // bytes of a truncated frame body that its ProtocolError keeps
 )
 
-// Decoder reads a handshake and frames from an io.Reader. It reads ahead in
-// large chunks, and returns each message as a slice of its own buffer.
-// A Decoder is not safe for concurrent use.
-//
-// Its buffer grows only by what has arrived, never by what a header
-// declares: a peer that announces a large frame and sends nothing costs no
-// more than the bytes it sent.
+// Decoder reads a handshake and frames from an io.Reader; its buffer grows
+// only by what has arrived. It is not safe for concurrent use.
 type Decoder struct {
 	r          io.Reader
 	order      ByteOrder
@@ -70,9 +58,8 @@ func NewDecoder(r io.Reader, cfg *DecoderConfig) *Decoder {
 	return d
 }
 
-// Handshake reads the handshake that opens the stream and returns its pid.
-// Call it once, before Next; a stream without a handshake (for example one
-// joined mid-way) is read by calling Next alone. The errors follow Next's.
+// Handshake reads the handshake that opens the stream, once, before Next,
+// and returns its pid.
 func (d *Decoder) Handshake() (int32, error) {
 	if err := d.fill(HeaderLen); err != nil {
 		return 0, d.truncated("handshake", err, 0)
@@ -83,15 +70,9 @@ func (d *Decoder) Handshake() (int32, error) {
 	return pid, nil
 }
 
-// Next returns the next message. The slice aliases the Decoder's buffer and
-// is valid only until the next call; use AppendNext to keep a copy.
-//
-// Next returns io.EOF only when the stream ends at a frame boundary. A
-// stream that ends inside a frame gives a *ProtocolError wrapping
-// io.ErrUnexpectedEOF; a negative or too large length gives a
-// *ProtocolError wrapping ErrNegativeLength or ErrFrameTooLarge that quotes
-// the header, and every later call returns the same error. Any other error
-// is the reader's, returned once all complete frames before it are read.
+// Next returns the next message, valid until the next call. It returns
+// io.EOF only at a frame boundary; a stream that ends inside a frame, or a
+// bad length, is a *ProtocolError, returned again by every later call.
 func (d *Decoder) Next() ([]byte, error) {
 	// Fast path: a whole valid frame is already buffered.
 	if have := d.end - d.start; have >= HeaderLen && !d.codePoints && d.err == nil {
@@ -134,18 +115,8 @@ func (d *Decoder) next() ([]byte, error) {
 	return msg, nil
 }
 
-// AppendNext reads the next message as Next does and appends a copy of it
-// to dst.
-func (d *Decoder) AppendNext(dst []byte) ([]byte, error) {
-	msg, err := d.Next()
-	if err != nil {
-		return dst, err
-	}
-	return append(dst, msg...), nil
-}
-
-// Reset discards the Decoder's state and makes it read from r, as a new
-// Decoder with the same configuration would, but keeping its buffer.
+// Reset makes the Decoder read from r, as a new one would, keeping its
+// buffer.
 func (d *Decoder) Reset(r io.Reader) {
 	d.r = r
 	d.idle, _ = r.(idleReader)
@@ -153,8 +124,8 @@ func (d *Decoder) Reset(r io.Reader) {
 	d.readErr, d.err, d.shook = nil, nil, false
 }
 
-// Buffered returns the number of bytes read from r and not yet consumed.
-func (d *Decoder) Buffered() int { return d.end - d.start }
+// buffered returns the number of bytes read from r and not yet consumed.
+func (d *Decoder) buffered() int { return d.end - d.start }
 
 func (d *Decoder) consume(n int) {
 	d.start += n

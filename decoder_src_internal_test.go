@@ -67,8 +67,8 @@ func TestDecoderSource(t *testing.T) {
 			if want := fmt.Sprint(HeaderLen+len(big), " true"); len(src.taken) != 1 || src.taken[0] != want {
 				t.Fatalf("taken %q, want one buffer of the frame's length, waiting for it: %q", src.taken, want)
 			}
-			if d.Buffered() != 0 {
-				t.Errorf("%d bytes read past the frame into its buffer", d.Buffered())
+			if d.buffered() != 0 {
+				t.Errorf("%d bytes read past the frame into its buffer", d.buffered())
 			}
 			msg, err = d.Next()
 			if err != nil || string(msg) != "small 0000" {

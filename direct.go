@@ -8,23 +8,25 @@ import (
 )
 
 // direct is the sender of direct mode: each call writes its own frame, on
-// the caller's goroutine, under mu; the frames held while the collector is
-// unreachable go out during later calls. It starts no goroutine.
+// the caller's goroutine, holding the link's write role; the frames held
+// while the collector is unreachable go out during later calls. It starts
+// no goroutine but the link's dials.
 //
-// mu is the write role: the call that holds it writes on the link. It is
-// released to dial and to wait; a write, with its waits for room in the
-// socket's send buffer and for a shared connection's frame lock, holds it.
+// The role is released to dial and to wait; a write, with its waits for
+// room in the socket's send buffer and for a shared connection's frame
+// lock, holds it. In direct mode it guards the queue too: one lock a frame.
 type direct struct {
+	// The owner's, copied for the hot path.
 	link   *link
 	q      *queue
 	tally  *tally
-	closed *atomic.Bool    // the LogSocket's: set when Close begins
+	closed *atomic.Bool    // set when Close begins
 	done   <-chan struct{} // closed when Close begins
 	f      framing
 	wait   time.Duration // WriteTimeout
+	mu     *sync.Mutex   // the link's write role; guards q and the fields below
 
-	mu    sync.Mutex // the write role; guards q and the fields below
-	frame []byte     // a small frame, encoded
+	frame []byte // a small frame, encoded
 	hdr   [maxHeader]byte
 	parts [2][]byte // a large frame: hdr and the message
 	one   [1][]byte // the held frames
@@ -33,8 +35,9 @@ type direct struct {
 	heldFrames, heldBytes atomic.Int64
 }
 
-func newDirect(k *link, q *queue, t *tally, closed *atomic.Bool, done <-chan struct{}, cfg *Config) *direct {
-	return &direct{link: k, q: q, tally: t, closed: closed, done: done, f: q.f, wait: cfg.WriteTimeout}
+func newDirect(l *LogSocket) *direct {
+	return &direct{link: l.link, q: l.q, tally: &l.tally, closed: &l.closed, done: l.done, f: l.q.f,
+		wait: l.cfg.WriteTimeout, mu: &l.link.role}
 }
 
 func (d *direct) send(msg []byte) error {
@@ -241,11 +244,6 @@ func (d *direct) close(ctx context.Context) error {
 	d.q.dropAll()
 	d.publish()
 	return d.q.takeRefused(err)
-}
-
-func (d *direct) exclusive() (release func()) {
-	d.mu.Lock()
-	return d.mu.Unlock
 }
 
 func (d *direct) held() (frames, bytes int) {

@@ -49,7 +49,7 @@ func printingCollector() (addr string, wait func()) {
 			fmt.Printf("conn %d: %s\n", rec.Conn, rec.Msg)
 		},
 		ConnClosed: func(info logsock.ConnInfo, err error) {
-			fmt.Printf("conn %d closed after %d frames\n", info.ID, info.Frames)
+			fmt.Printf("conn %d closed after %d frames\n", info.Conn, info.Frames)
 			close(done)
 		},
 	}

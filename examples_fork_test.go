@@ -21,6 +21,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/logsock/logsock"
 	"github.com/logsock/logsock/internal/logsocktest"
@@ -146,71 +147,98 @@ func TestExampleForkReconnect(t *testing.T) {
 	bin := testenv.Program(t, "fork")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			const count = 4
-			col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeDecode)
-			// Each process logs at once, then every 300 ms: the first
-			// connection is dropped once both have logged on it, and each
-			// has more to log. The collector shuts it down and reads on,
-			// so that a frame on its way as it drops is not lost (issue
-			// 17: closed, it lost one when the child's start, slowed by a
-			// busy machine, put the parent's second frame there).
-			p := proctest.Start(t, bin, "-addr", sinkAddr(network, col.Addr),
-				"-count", fmt.Sprint(count), "-interval", "300ms")
-
-			// Until both processes have logged on conn 1, nothing else
-			// may come: no other connection, no end.
-			onlyConn1 := func(recs []logsock.Record, ends []error) bool {
-				return len(ends) == 0 && !slices.ContainsFunc(recs, func(r logsock.Record) bool { return r.Conn != 1 })
-			}
-			col.Wait(t, "both processes' messages on conn 1", func(recs []logsock.Record, ends []error) bool {
-				seen := map[string]bool{}
-				for _, r := range recs {
-					seen[string(r.Msg)] = true
+			// A try in which a process logged all it had before the drop,
+			// as when a busy machine starts the child 0.9 s late (issue
+			// 17), proves nothing of it, and is made again.
+			const tries = 3
+			for try := 1; !forkReconnect(t, bin, network); try++ {
+				if try == tries {
+					t.Fatalf("in %d tries, a process logged all it had on conn 1 before it was dropped", tries)
 				}
-				return len(seen) >= 2 || !onlyConn1(recs, ends)
-			})
-			if recs, ends := col.WaitRecords(t, 0), col.WaitEnds(t, 0); !onlyConn1(recs, ends) {
-				t.Fatalf("before both processes logged on conn 1: ends %v, records:\n%s", ends, logsocktest.FormatRecords(recs))
-			}
-			col.ShutConn(t, 1)
-			p.MustExit(t)
-			col.WaitEnds(t, col.StopAccepting())
-			for _, c := range col.Connections() {
-				if c.Err != nil {
-					t.Errorf("conn %d (pid %d): %v", c.ID, c.Pid, c.Err)
-				}
-			}
-			recs := col.WaitRecords(t, 0)
-
-			// conn 1 is the parent's, and carries both pids' messages;
-			// each other connection carries only its handshake's pid.
-			parent := int32(p.Pid())
-			msgs := map[int32]int{}          // messages by the pid they name
-			handshakes := map[uint64]int32{} // conn -> handshake pid
-			for _, r := range recs {
-				handshakes[r.Conn] = r.Pid
-				var pid int32
-				if _, err := fmt.Sscanf(string(r.Msg), "current pid: %d", &pid); err != nil {
-					t.Fatalf("conn %d: message %q", r.Conn, r.Msg)
-				}
-				msgs[pid]++
-				if r.Conn == 1 && r.Pid != parent || r.Conn != 1 && r.Pid != pid {
-					t.Errorf("conn %d, handshake pid %d: message %q", r.Conn, r.Pid, r.Msg)
-				}
-			}
-			if len(handshakes) != 3 || len(msgs) != 2 {
-				t.Fatalf("handshakes by conn %v, messages by pid %v: want conn 1 shared, then one conn each", handshakes, msgs)
-			}
-			for pid, n := range msgs {
-				if n != count {
-					t.Errorf("%d messages from pid %d, want %d", n, pid, count)
-				}
-			}
-			if handshakes[2] == handshakes[3] {
-				t.Errorf("conns 2 and 3 both opened by pid %d", handshakes[2])
 			}
 		})
 	}
+}
+
+// forkReconnect is one try of TestExampleForkReconnect. It reports false
+// if a process had logged all its messages before the drop.
+func forkReconnect(t *testing.T, bin, network string) bool {
+	t.Helper()
+	const count = 4
+	col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeDecode)
+	// Each process logs at once, then every 300 ms: the first connection
+	// is dropped once both have logged on it, and each has more to log.
+	// The collector shuts it down and reads on, so that a frame on its way
+	// as it drops is not lost (issue 17: closed, it lost one when the
+	// child's start, slowed by a busy machine, put the parent's second
+	// frame there).
+	p := proctest.Start(t, bin, "-addr", sinkAddr(network, col.Addr),
+		"-count", fmt.Sprint(count), "-interval", "300ms")
+
+	// Until both processes have logged on conn 1, nothing else may come:
+	// no other connection, no end.
+	onlyConn1 := func(recs []logsock.Record, ends []error) bool {
+		return len(ends) == 0 && !slices.ContainsFunc(recs, func(r logsock.Record) bool { return r.Conn != 1 })
+	}
+	col.Wait(t, "both processes' messages on conn 1", func(recs []logsock.Record, ends []error) bool {
+		seen := map[string]bool{}
+		for _, r := range recs {
+			seen[string(r.Msg)] = true
+		}
+		return len(seen) >= 2 || !onlyConn1(recs, ends)
+	})
+	if recs, ends := col.WaitRecords(t, 0), col.WaitEnds(t, 0); !onlyConn1(recs, ends) {
+		t.Fatalf("before both processes logged on conn 1: ends %v, records:\n%s", ends, logsocktest.FormatRecords(recs))
+	}
+	dropped := time.Now()
+	col.ShutConn(t, 1)
+	p.MustExit(t)
+	col.WaitEnds(t, col.StopAccepting())
+	for _, c := range col.Connections() {
+		if c.Err != nil {
+			t.Errorf("conn %d (pid %d): %v", c.ID, c.Pid, c.Err)
+		}
+	}
+	recs := col.WaitRecords(t, 0)
+
+	// conn 1 is the parent's, and carries both pids' messages; each other
+	// connection carries only its handshake's pid.
+	parent := int32(p.Pid())
+	msgs := map[int32]int{}          // messages by the pid they name
+	early := map[int32]int{}         // those of them read before the drop
+	handshakes := map[uint64]int32{} // conn -> handshake pid
+	for _, r := range recs {
+		handshakes[r.Conn] = r.Pid
+		var pid int32
+		if _, err := fmt.Sscanf(string(r.Msg), "current pid: %d", &pid); err != nil {
+			t.Fatalf("conn %d: message %q", r.Conn, r.Msg)
+		}
+		msgs[pid]++
+		if r.Time.Before(dropped) {
+			early[pid]++
+		}
+		if r.Conn == 1 && r.Pid != parent || r.Conn != 1 && r.Pid != pid {
+			t.Errorf("conn %d, handshake pid %d: message %q", r.Conn, r.Pid, r.Msg)
+		}
+	}
+	for pid, n := range early {
+		if n == count {
+			t.Logf("pid %d logged all its %d messages before conn 1 was dropped; again", pid, count)
+			return false
+		}
+	}
+	if len(handshakes) != 3 || len(msgs) != 2 {
+		t.Fatalf("handshakes by conn %v, messages by pid %v: want conn 1 shared, then one conn each", handshakes, msgs)
+	}
+	for pid, n := range msgs {
+		if n != count {
+			t.Errorf("%d messages from pid %d, want %d", n, pid, count)
+		}
+	}
+	if handshakes[2] == handshakes[3] {
+		t.Errorf("conns 2 and 3 both opened by pid %d", handshakes[2])
+	}
+	return true
 }
 
 // startPyChild starts examples/pychild/child.py with args, sharing ls's

@@ -37,7 +37,8 @@ func (l *LogSocket) Shared() bool {
 // BeginFrameAndStop takes the frame lock and writes part of a frame, as a
 // process does that dies mid-frame; it keeps the lock.
 func (l *LogSocket) BeginFrameAndStop(part []byte) error {
-	defer l.s.exclusive()()
+	l.link.role.Lock()
+	defer l.link.role.Unlock()
 	c := l.link.current()
 	if err := c.lock.lock(farFuture(), nil); err != nil {
 		return err

@@ -6,24 +6,19 @@ import (
 	"math"
 )
 
-// HeaderLen is the size in bytes of the handshake and of a frame header:
-// each is one signed 32-bit integer.
+// HeaderLen is the size of the handshake and of a frame header.
 const HeaderLen = 4
 
-// DefaultMaxFrame is the default limit, in bytes, on one message: 1 MiB.
+// DefaultMaxFrame is the default limit on a message: 1 MiB.
 const DefaultMaxFrame = 1 << 20
 
-// ByteOrder is the byte order of the integers on the wire. The zero value is
-// LittleEndian, the order of the article's struct.pack('i', ...) on x86-64 and
-// arm64. It implements encoding.TextMarshaler and encoding.TextUnmarshaler
-// ("little", "big"), so it can be a flag.TextVar or an environment value.
+// ByteOrder is the byte order of the wire's integers; its text form,
+// "little" or "big", makes it a flag.TextVar.
 type ByteOrder uint8
 
 const (
-	// LittleEndian puts the least significant byte first (the default).
-	LittleEndian ByteOrder = iota
-	// BigEndian puts the most significant byte first (network order).
-	BigEndian
+	LittleEndian ByteOrder = iota // least significant byte first (the default)
+	BigEndian                     // most significant byte first (network order)
 )
 
 // String returns "little" or "big".
@@ -37,8 +32,7 @@ func (o ByteOrder) String() string {
 	return fmt.Sprintf("ByteOrder(%d)", uint8(o))
 }
 
-// MarshalText returns the name that String returns, or an error for an
-// unknown order.
+// MarshalText returns String's name.
 func (o ByteOrder) MarshalText() ([]byte, error) {
 	if o > BigEndian {
 		return nil, fmt.Errorf("logsock: unknown byte order %d", uint8(o))
@@ -77,22 +71,8 @@ func (o ByteOrder) get(b []byte) int32 {
 	return int32(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
 }
 
-// Errors that a ProtocolError wraps, and that the client returns for a
-// message it will not send. Match them with errors.Is.
-var (
-	// ErrNegativeLength means a frame header declared a length below zero.
-	ErrNegativeLength = errors.New("logsock: negative frame length")
-	// ErrFrameTooLarge means a frame is longer than the limit in force.
-	ErrFrameTooLarge = errors.New("logsock: frame too large")
-	// ErrInvalidCodePoint means that a frame whose length counts code
-	// points (DecoderConfig.CodePoints) holds bytes that are not UTF-8:
-	// its length cannot be counted, so the stream cannot be followed.
-	ErrInvalidCodePoint = errors.New("logsock: invalid UTF-8 where the length counts code points")
-)
-
 // ProtocolError describes a stream that breaks the wire format: a bad
-// length, or a handshake or frame cut short. Err is ErrNegativeLength,
-// ErrFrameTooLarge, ErrInvalidCodePoint or io.ErrUnexpectedEOF.
+// length, or a part cut short (Err is then io.ErrUnexpectedEOF).
 type ProtocolError struct {
 	Part   string // "handshake", "frame header" or "frame body"
 	Offset int64  // stream offset of the handshake's or frame's first byte
@@ -102,8 +82,7 @@ type ProtocolError struct {
 	Err    error  // the cause: one of the errors named above
 }
 
-// Error describes the break: the part, its offset, the bytes (the first 16)
-// quoted, and the cause.
+// Error names the part, its offset, the bytes quoted, and the cause.
 func (e *ProtocolError) Error() string {
 	const quoteMax = 16 // enough to recognise what arrived, short enough to log
 	data := e.Data

@@ -101,7 +101,7 @@ func (l *connLog) waitEnd(t testing.TB, what string, ok func(logsock.ConnInfo) b
 // waitConnEnd waits for connection id to end.
 func (l *connLog) waitConnEnd(t testing.TB, id uint64) connEnd {
 	t.Helper()
-	return l.waitEnd(t, fmt.Sprintf("connection %d to end", id), func(i logsock.ConnInfo) bool { return i.ID == id })
+	return l.waitEnd(t, fmt.Sprintf("connection %d to end", id), func(i logsock.ConnInfo) bool { return i.Conn == id })
 }
 
 // endsWith returns the ends of the given reason so far.

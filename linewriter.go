@@ -6,18 +6,9 @@ import (
 	"sync"
 )
 
-// A LineWriter is an io.Writer that sends each line written to it as one
-// frame of its LogSocket, for writers that do not write a record a call:
-// an exec.Cmd's Stdout and Stderr, a bufio.Writer, a program's output
-// piped in. Where a LogSocket makes a frame of each Write (so that
-// "line 5\npartial" would be one frame), a LineWriter makes one of each
-// line, without its "\n"; a partial line waits for its end, or for Flush.
-// A line longer than the LogSocket's MaxFrame goes out in frames of
-// MaxFrame bytes, in order: split, never refused or truncated.
-//
-// A LineWriter is safe for concurrent use; lines written by concurrent
-// calls may interleave, but not their bytes within a call. Close flushes
-// it, and leaves the LogSocket open.
+// A LineWriter sends each line written to it as a frame, without its
+// "\n", for writers that do not write a record a call; a line over
+// MaxFrame goes in frames of MaxFrame bytes. It is safe for concurrent use.
 type LineWriter struct {
 	ls       *LogSocket
 	maxFrame int // at least 1: Config's defaults make 0 DefaultMaxFrame
@@ -31,11 +22,9 @@ func NewLineWriter(ls *LogSocket) *LineWriter {
 	return &LineWriter{ls: ls, maxFrame: ls.cfg.MaxFrame}
 }
 
-// Write sends the lines that p completes, each as one frame (see
-// LogSocket.Log), and keeps the rest of p for the next Write. A line that
-// the LogSocket drops (ErrBufferFull, counted in its Stats) does not end
-// the Write: a program's output is never cut short for it. Write fails,
-// with ErrClosed, only once the LogSocket is closed.
+// Write sends the lines that p completes, and keeps the rest for the next
+// Write. A line dropped (ErrBufferFull) does not fail it; only ErrClosed
+// does.
 func (w *LineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -102,8 +91,7 @@ func (w *LineWriter) sendFrame(b []byte) error {
 	return nil
 }
 
-// Flush sends the partial line that waits for its newline, if any, as a
-// frame.
+// Flush sends the partial line, if any.
 func (w *LineWriter) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -114,6 +102,3 @@ func (w *LineWriter) Flush() error {
 	w.partial = w.partial[:0]
 	return err
 }
-
-// Close flushes the LineWriter. It does not close the LogSocket.
-func (w *LineWriter) Close() error { return w.Flush() }

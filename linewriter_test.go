@@ -33,7 +33,7 @@ func TestLineWriter(t *testing.T) {
 			if _, err := lw.Write([]byte("ial")); err != nil { // the partial line goes on
 				t.Fatal(err)
 			}
-			if err := lw.Close(); err != nil {
+			if err := lw.Flush(); err != nil {
 				t.Fatal(err)
 			}
 			flush(t, ls)

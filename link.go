@@ -32,7 +32,7 @@ import (
 //
 // The state is safe for any goroutine. The writes (usable, write,
 // writeOne, greet, share) are made by one goroutine at a time: the holder of the sender's write
-// role (sender.exclusive). Dials and waits never hold that role: they take
+// role (role). Dials and waits never hold that role: they take
 // a context, and abort cancels them all.
 type link struct {
 	network, address string
@@ -60,6 +60,12 @@ type link struct {
 	changed  chan struct{} // closed and replaced at every transition
 
 	dials sync.WaitGroup // startDial's goroutines
+
+	// role is the write role: who holds it may write on the connection
+	// (the writes below), or change it (Start, Close). The senders hold it
+	// to write, and release it to dial and to wait: direct mode's caller,
+	// which guards its queue with it too, and batching mode's writer.
+	role sync.Mutex
 
 	w   frameWriter // the write role's
 	one [1][]byte   // writeOne's unit, as parts

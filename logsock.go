@@ -29,94 +29,45 @@ const (
 	defaultFlushDelay   = 10 * time.Millisecond
 )
 
-var (
-	// ErrClosed is returned by calls on a LogSocket after Close.
-	ErrClosed = errors.New("logsock: LogSocket closed")
-	// ErrBufferFull is returned for a frame dropped because the buffer of
-	// held frames was full (see Overflow). The drop is counted in Stats.
-	ErrBufferFull = errors.New("logsock: buffer full, frame dropped")
-	// ErrUndelivered is wrapped by the error of Close (or Flush) when held
-	// frames could not be delivered in time.
-	ErrUndelivered = errors.New("logsock: frames undelivered")
-)
-
-// Overflow is what a call does with its frame when the buffer of held
-// frames is full. Each policy acts the same in direct and in batching
-// mode, and none keeps the LogSocket from reconnecting: the frames held
-// go out as soon as a connection is made.
+// Overflow is what a call does when the buffer of held frames is full.
 type Overflow uint8
 
 const (
-	// Block waits up to WriteTimeout for room, then drops the frame and
-	// returns ErrBufferFull. It is the default.
-	Block Overflow = iota
-	// DropNewest drops the new frame at once and returns ErrBufferFull.
-	DropNewest
-	// DropOldest drops the oldest held frames to make room; the call
-	// returns nil. Frames already being written are not dropped: if they
-	// take the room, the new frame is dropped, with ErrBufferFull.
-	DropOldest
+	Block      Overflow = iota // wait up to WriteTimeout for room, then drop the frame (ErrBufferFull)
+	DropNewest                 // drop the new frame (ErrBufferFull)
+	DropOldest                 // drop the oldest held frames to make room (nil)
 )
 
-// Config configures a LogSocket. A nil *Config, and the zero value of each
-// field, mean the defaults given.
+// Config configures a LogSocket; nil, or a zero field, means the default.
 type Config struct {
-	// Order is the byte order of the wire's integers, the collector's.
-	Order ByteOrder
-	// MaxFrame is the longest message that Log sends, in bytes; a longer one
-	// is refused (ErrFrameTooLarge), never cut. Keep it within the
-	// collector's limit. Default DefaultMaxFrame.
-	MaxFrame int
-	// DialTimeout bounds each connection attempt, TLS's handshake included.
+	Order        ByteOrder     // the byte order of the wire's integers
+	MaxFrame     int           // the longest message Log sends; default DefaultMaxFrame
+	DialTimeout  time.Duration // bounds a connection attempt; default 5 s
+	CloseTimeout time.Duration // bounds Close's delivery of what is held; default 5 s
+	// WriteTimeout bounds a call's wait for the collector: a dial, room to
+	// write, the frame lock of a shared connection, under Block room to hold.
 	// Default 5 s.
-	DialTimeout time.Duration
-	// WriteTimeout bounds how long one call waits for the collector: for
-	// a dial, for room in the socket's send buffer, for the frame lock of a
-	// shared connection, and under Block for room in the buffer. Default 5 s.
 	WriteTimeout time.Duration
-	// CloseTimeout bounds how long Close tries to deliver what is held.
-	// Default 5 s.
-	CloseTimeout time.Duration
 
-	// MinBackoff and MaxBackoff bound the wait between connection attempts:
-	// it doubles after each failure, drawn at random from its upper half. A
-	// connection that stayed up a second resets it; one lost sooner counts
-	// as a failure, so that a collector that accepts and closes at once gets
-	// a connection every few seconds. Default 50 ms and 5 s (or MinBackoff).
+	// MinBackoff and MaxBackoff bound the wait between attempts, which
+	// doubles after each failure, with jitter; a connection lost within a
+	// second is a failure. Default 50 ms and 5 s (or MinBackoff).
 	MinBackoff, MaxBackoff time.Duration
-	// BufferBytes bounds the frames held, headers included: while the
-	// collector is unreachable, and in batching mode until the writer takes
-	// them. Their memory may reach a quarter more. Default 4 MiB, or
-	// MaxFrame and a header if more.
-	BufferBytes int
-	// Overflow is what a call does when BufferBytes is reached.
-	Overflow Overflow
-	// PeekInterval is how long a connection may go without a check that the
-	// collector has not closed it, made before a write (a non-blocking
-	// peek). time.Nanosecond checks before every frame; negative, never.
-	// Windows has no such peek. Default 10 ms.
+	BufferBytes            int      // bounds the frames held, headers included; default 4 MiB
+	Overflow               Overflow // what a call does when BufferBytes is reached
+	// PeekInterval is how often, at most, a write is preceded by a check that
+	// the collector has not closed the connection: time.Nanosecond, every
+	// frame; negative, never. Default 10 ms.
 	PeekInterval time.Duration
 
-	// Batching makes Log only queue the frame, most often without a lock,
-	// for a goroutine that writes the frames of all callers in batches: a
-	// batch goes out FlushDelay after its first frame, at 256 KiB, on Flush
-	// and on Close.
-	Batching bool
-	// FlushDelay is how long a batch gathers at most, in batching mode only.
-	// Default 10 ms.
-	FlushDelay time.Duration
+	// Batching makes Log queue the frame for a goroutine that writes all
+	// callers' frames in batches (FlushDelay after the first, at 256 KiB).
+	Batching   bool
+	FlushDelay time.Duration // how long a batch gathers, with Batching; default 10 ms
 
-	// TLS, if not nil, makes each connection a TLS client connection over
-	// TCP, to logsockd -listen tls:// or to a syslog server (NewSyslog: RFC
-	// 5425). A TLS connection cannot be shared with another process.
-	TLS *tls.Config
-	// KeepAlive is the idle time before TCP keepalive probes, which find a
-	// collector that vanished. Default 15 s; negative turns them off.
-	KeepAlive time.Duration
-	// UserTimeout is TCP_USER_TIMEOUT, on Linux: how long written data may
-	// stay unacknowledged before the connection is dropped, with what its
-	// send buffer holds. Default 20 s; negative leaves the system's.
-	UserTimeout time.Duration
+	TLS         *tls.Config   // if not nil, connections are TLS ones, over TCP, and cannot be shared
+	KeepAlive   time.Duration // idle time before TCP keepalive probes; default 15 s, negative none
+	UserTimeout time.Duration // TCP_USER_TIMEOUT on Linux; default 20 s, negative the system's
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -182,10 +133,7 @@ func (c *Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// OpError is the error of a failed dial, handshake or write: what the
-// LogSocket was doing, the collector's network and address, and the cause
-// (a *net.OpError is replaced by its own cause, so that the address is
-// named once).
+// OpError is the error of a failed dial, handshake or write.
 type OpError struct {
 	Op   string // "dial", "handshake" or "write"
 	Net  string // the network, as given to Dial or New
@@ -218,20 +166,17 @@ func undelivered(frames int, why, last error) error {
 
 // Stats are a LogSocket's counters since it was made.
 type Stats struct {
-	Frames     uint64 // frames written whole to a connection (accepted by the kernel)
-	Writes     uint64 // writes that carried frames: one a frame, a run of held frames, or a batch
-	Bytes      uint64 // the message bytes of Frames
-	Errors     uint64 // Log and Write calls that returned an error
-	Connects   uint64 // connections opened, each with its handshake
-	Reconnects uint64 // connections opened after one was lost
-	Resent     uint64 // frames written again, whole, after their write failed
-	// Dropped counts the frames dropped: by the Overflow policy, too large
-	// for BufferBytes, refused by the collector (see Log), or held when
-	// Close gave up.
-	Dropped   uint64
-	Held      int           // frames held now (in batching mode, queued), not counting a batch being written
-	HeldBytes int           // their bytes, headers included
-	Outage    time.Duration // time spent without a connection, after one failed or an attempt did
+	Frames     uint64        // frames written whole to a connection (accepted by the kernel)
+	Writes     uint64        // writes that carried frames: one a frame, a run of held frames, or a batch
+	Bytes      uint64        // the message bytes of Frames
+	Errors     uint64        // Log and Write calls that returned an error
+	Connects   uint64        // connections opened, each with its handshake
+	Reconnects uint64        // connections opened after one was lost
+	Resent     uint64        // frames written again, whole, after their write failed
+	Dropped    uint64        // frames dropped: by Overflow, refused by the collector (see Log), or at Close
+	Held       int           // frames held now (in batching mode, queued), not counting a batch being written
+	HeldBytes  int           // their bytes, headers included
+	Outage     time.Duration // time spent without a connection, after one failed or an attempt did
 }
 
 // tally is what the senders count of the frames they write.
@@ -254,20 +199,8 @@ func (t *tally) add(frames, msgBytes int, retried, ok bool) {
 	}
 }
 
-// A LogSocket sends log messages to a collector, one frame each, over one
-// stream connection that opens with the handshake. It is safe for use by
-// any number of goroutines: each frame goes out whole, in one write or
-// within a batch, never interleaved with another, and each goroutine's
-// frames in order.
-//
-// When the connection fails, or the collector closes it, the LogSocket
-// connects again, with backoff, and sends a fresh handshake with the pid of
-// the process now writing. Frames that could not be written meanwhile,
-// including the one whose write failed, are held in a buffer bounded by
-// Config.BufferBytes and sent, whole and in order, on the new connection.
-// In direct mode the LogSocket starts no goroutine: held frames go out
-// during later calls of Log, Write, Flush or Close. In batching mode its
-// writer goroutine sends them, and Close stops it.
+// A LogSocket sends log messages to a collector, a frame each, whole and
+// in order, from any number of goroutines; see the package's Guarantees.
 type LogSocket struct {
 	cfg    Config
 	link   *link  // the connection, dialing and backoff
@@ -290,19 +223,13 @@ type sender interface {
 	// close delivers what is queued until ctx is done, drops the rest,
 	// and stops what the sender runs.
 	close(ctx context.Context) error
-	// exclusive takes the write role: no write is in progress, nor can
-	// one start, until release.
-	exclusive() (release func())
 	// held returns the frames queued and their bytes.
 	held() (frames, bytes int)
 }
 
-// New returns a LogSocket that connects when the first message is sent, so
-// that a program can start while the collector is down: until it is up,
-// messages are held. The network is "tcp", "tcp4", "tcp6" or "unix", and
-// the address a host:port or a path (see ParseAddress for the URL form);
-// both are checked here, with cfg, so that a mistake is an error now, not
-// at the first dial. A nil cfg means defaults.
+// New returns a LogSocket that connects when it first needs to: until the
+// collector is up, messages are held. The network is "tcp", "tcp4", "tcp6"
+// or "unix"; the address, a host:port or a path, is checked now, with cfg.
 func New(network, address string, cfg *Config) (*LogSocket, error) {
 	c, err := checkConfig(network, address, cfg)
 	if err != nil {
@@ -311,15 +238,9 @@ func New(network, address string, cfg *Config) (*LogSocket, error) {
 	return newLogSocket(network, address, &c, nil, false), nil
 }
 
-// NewSyslog returns a LogSocket that sends each message to a syslog server
-// in the octet-counted framing of syslog over TCP (RFC 6587, section 3.4.1;
-// RFC 5425 over TLS, with Config.TLS): its length in bytes, in decimal,
-// and a space; a connection has no handshake. The messages are the
-// caller's: RFC 5424 (or RFC 3164) lines, as rsyslog's imptcp and imtcp
-// take them with SupportOctetCountedFraming. Everything else is as with
-// New: the held frames, the Overflow policy, the reconnects and the peek,
-// both modes. Config.Order has no meaning here and must be left unset;
-// the connection cannot be shared (Start, SendConn).
+// NewSyslog returns a LogSocket for RFC 5424 messages to a syslog server,
+// in its octet-counted framing (RFC 6587; RFC 5425 over TLS), with no
+// handshake; Config.Order must be unset, and it cannot be shared.
 func NewSyslog(network, address string, cfg *Config) (*LogSocket, error) {
 	if cfg != nil && cfg.Order != LittleEndian {
 		return nil, fmt.Errorf("logsock: Config.Order %v: syslog's framing has no byte order", cfg.Order)
@@ -363,34 +284,29 @@ func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *L
 			least = batchBytes
 		}
 		l.q = newQueue(cfg, f, chunkLen, least)
-		l.s = newBatcher(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
+		l.s = newBatcher(l)
 	} else {
 		l.link = newLink(network, address, cfg, handshake, 0, c)
 		l.q = newQueue(cfg, f, 0, 0)
-		l.s = newDirect(l.link, l.q, &l.tally, &l.closed, l.done, cfg)
+		l.s = newDirect(l)
 	}
 	return l
 }
 
-// Dial connects to the collector at address and sends the handshake. It
-// fails if the collector cannot be reached: use New to start without one.
+// Dial is New, then a connection and its handshake now: it fails if the
+// collector cannot be reached.
 func Dial(network, address string, cfg *Config) (*LogSocket, error) {
-	return DialContext(context.Background(), network, address, cfg)
-}
-
-// DialContext is Dial with a context that bounds the connection attempt.
-func DialContext(ctx context.Context, network, address string, cfg *Config) (*LogSocket, error) {
 	l, err := New(network, address, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c, err := l.link.connect(ctx)
+	c, err := l.link.connect(context.Background())
 	if err == nil {
 		// The handshake now, so that the collector learns the pid before
 		// the first message.
-		release := l.s.exclusive()
+		l.link.role.Lock()
 		err = l.link.greet(c, time.Now().Add(l.cfg.DialTimeout))
-		release()
+		l.link.role.Unlock()
 	}
 	if err != nil {
 		l.Close() // and stop the writer of batching mode
@@ -399,23 +315,18 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Lo
 	return l, nil
 }
 
-// Log sends msg as one frame. A nil error means the frame was written
-// whole to the connection (accepted by the kernel), or is held for a later
-// connection (in batching mode: queued). An error means it will not be
-// sent: ErrFrameTooLarge, ErrBufferFull (counted in Stats.Dropped) or
-// ErrClosed.
-//
-// A frame that the collector refuses, ending the connection while it is
-// written, three times in a row, is dropped, counted, and reported by the
-// next Flush, Sync or Close (wrapping ErrFrameTooLarge); Log then refuses
-// frames that large at once.
+// Log sends msg as one frame: nil means it was written whole to the
+// connection, or is held (queued) for a later one; an error, that it will
+// not be sent. A frame that the collector refuses, ending the connection as
+// it is written, three times, is dropped and reported by the next Flush,
+// Sync or Close, and Log then refuses frames that large (ErrFrameTooLarge).
 func (l *LogSocket) Log(msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }
 
-// Write sends p as one frame, so that each call of a log.Logger or of a
-// slog handler is one record. It returns len(p) where Log returns nil.
-// Write does not retain p.
+// Write sends p as one frame, as Log does, so that each record of log or
+// slog is one (they drop its error: a record over MaxFrame shows only in
+// Stats.Errors). It does not retain p.
 func (l *LogSocket) Write(p []byte) (int, error) {
 	if err := l.send(p); err != nil {
 		return 0, err
@@ -444,11 +355,9 @@ func (l *LogSocket) tooLarge(size int, limit int64) error {
 	return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, limit)
 }
 
-// Flush writes every frame held or queued, connecting as needed, and
-// returns nil when none is left; or, when ctx is done first, an error
-// wrapping ErrUndelivered, the context's error and the last connection
-// error (an *OpError). Frames stay held after a failed Flush. It returns
-// ErrClosed once Close has begun.
+// Flush writes every frame held or queued, connecting as needed. When ctx
+// is done first, the frames stay held, and its error wraps ErrUndelivered,
+// ctx's error and the last *OpError.
 func (l *LogSocket) Flush(ctx context.Context) error {
 	if l.closed.Load() {
 		return ErrClosed
@@ -456,27 +365,18 @@ func (l *LogSocket) Flush(ctx context.Context) error {
 	return l.s.flush(ctx)
 }
 
-// Sync writes every frame held or queued, as Flush does, for up to
-// WriteTimeout: it returns nil once they have all been written to the
-// connection (accepted by the kernel; there are no acknowledgements from
-// the collector), or else an error wrapping ErrUndelivered, and the frames
-// stay held. With it a *LogSocket is a zapcore.WriteSyncer: zap's
-// Logger.Sync waits for the records logged in batching mode to go out.
+// Sync is Flush for up to WriteTimeout. With it a LogSocket is a
+// zapcore.WriteSyncer.
 func (l *LogSocket) Sync() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.WriteTimeout)
 	defer cancel()
 	return l.Flush(ctx)
 }
 
-// Close delivers the frames still held, for up to CloseTimeout, then closes
-// the connection. Calls waiting for room, a backoff or a Flush return at
-// once (ErrClosed); a write in progress is given until CloseTimeout, then
-// its connection is closed under it, and a dial in progress is cancelled.
-// In direct mode a call queued behind that write returns when it does. Frames not
-// delivered by then are dropped and counted, and Close returns an error
-// wrapping ErrUndelivered. Every later call returns ErrClosed; a closed
-// LogSocket never dials again. Close is idempotent: later calls return
-// nil.
+// Close delivers what is held for up to CloseTimeout, then cuts a write
+// in progress and closes the connection; calls that wait for room or in
+// Flush return ErrClosed at once, as every later call does. What it could
+// not deliver is dropped, counted, and its error wraps ErrUndelivered.
 func (l *LogSocket) Close() error {
 	if l.closed.Swap(true) {
 		return nil
@@ -499,9 +399,9 @@ func (l *LogSocket) Close() error {
 	// Under the write role, as every change to the connection: a Start or
 	// SendConn in progress has either shared it, and its lock file is
 	// closed with it here, or finds none.
-	release := l.s.exclusive()
+	l.link.role.Lock()
 	c := l.link.shut()
-	release()
+	l.link.role.Unlock()
 	l.link.dials.Wait() // shut cancelled them
 	if c != nil {
 		if cerr := c.close(); err == nil && !errors.Is(cerr, net.ErrClosed) { // abort may have closed it
@@ -511,10 +411,7 @@ func (l *LogSocket) Close() error {
 	return err
 }
 
-// Stats returns the counters. In direct mode it does not wait for calls in
-// progress; in batching mode it takes the LogSocket's lock briefly, to read
-// the queue: no batch's write holds that lock, only Dial's handshake and a
-// Start or SendConn readying the connection do.
+// Stats returns the counters, without waiting for a write in progress.
 func (l *LogSocket) Stats() Stats {
 	held, heldBytes := l.s.held()
 	return Stats{

@@ -7,10 +7,10 @@ import (
 	"sync/atomic"
 )
 
-// DefaultMaxMemory is the default bound on the read buffers of a Server's
+// defaultMaxMemory is the default bound on the read buffers of a Server's
 // connections (Server.MaxMemory): 128 MiB, which a host with 1 GiB of
 // memory can spare, and which holds 128 frames of DefaultMaxFrame at once.
-const DefaultMaxMemory = 128 << 20
+const defaultMaxMemory = 128 << 20
 
 // spareBufs bounds the free buffers of maxReadBuf bytes that a Server keeps
 // for its busy connections (4 MiB) once they are idle: a connection that
@@ -59,11 +59,11 @@ type memWaiter struct {
 }
 
 // setLimit sets the budget from Server.MaxMemory: zero means
-// DefaultMaxMemory, a negative value no limit.
+// defaultMaxMemory, a negative value no limit.
 func (m *memory) setLimit(limit int) {
 	switch {
 	case limit == 0:
-		m.limit = DefaultMaxMemory
+		m.limit = defaultMaxMemory
 	case limit < 0:
 		m.limit = math.MaxInt64
 	default:

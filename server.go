@@ -15,80 +15,45 @@ import (
 	"time"
 )
 
-// DefaultHandshakeTimeout is the default time a Server waits for a new
-// connection's handshake.
-const DefaultHandshakeTimeout = 10 * time.Second
-
-// DefaultMaxConns is the default limit on the connections a Server serves
-// at once (Server.MaxConns).
-const DefaultMaxConns = 10000
-
-var (
-	// ErrServerClosed is returned by Serve after Shutdown or Close, and
-	// given to ConnClosed for a connection that shutdown ended at a frame
-	// boundary, or that Close (or Shutdown's deadline) cut.
-	ErrServerClosed = errors.New("logsock: Server closed")
-	// ErrHandshakeTimeout is given to ConnClosed for a connection that did
-	// not send its handshake within the timeout.
-	ErrHandshakeTimeout = errors.New("logsock: handshake timeout")
-	// ErrIdleTimeout is given to ConnClosed for a connection that sent
-	// nothing for Server.IdleTimeout.
-	ErrIdleTimeout = errors.New("logsock: idle timeout")
-	// ErrConnLimit is given to ConnClosed for a connection refused because
-	// its peer had Server.MaxConnsPerPeer open (wrapping, if anything else
-	// ended what was read of it, that error too).
-	ErrConnLimit = errors.New("logsock: connection limit of the peer reached")
-	// ErrPidMismatch is wrapped by the error given to ConnClosed for a
-	// connection whose handshake pid is not its peer's pid, when
-	// Server.RejectPidMismatch is set.
-	ErrPidMismatch = errors.New("logsock: handshake pid is not the peer's pid")
+// The defaults of Server's zero values.
+const (
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultMaxConns         = 10000
 )
+
+// Why connections end, given to ConnClosed beside the Reason they map to.
+var (
+	errHandshakeTimeout = errors.New("logsock: no handshake in time")
+	errIdleTimeout      = errors.New("logsock: idle timeout")
+	errConnLimit        = errors.New("logsock: refused: the peer's connections are at MaxConnsPerPeer")
+	errPidMismatch      = errors.New("logsock: handshake pid is not the peer's pid")
+)
+
+// Origin is where a record comes from: its connection, and who opened it.
+type Origin struct {
+	Conn             uint64   // the connection's id: unique within the Server, from 1
+	Pid              int32    // the pid that its handshake named
+	PeerPid          int32    // who connected (SO_PEERCRED), on Unix sockets on Linux; 0: unknown
+	PeerUid, PeerGid uint32   // the uid and gid of PeerPid
+	Remote           net.Addr // where it came from: over TCP, the client's IP and port
+}
 
 // Record is one message as the collector received it.
 type Record struct {
-	Conn uint64 // connection id: unique within the Server, counted from 1
-	Pid  int32  // the pid that the connection's handshake named
-
-	// PeerPid, PeerUid and PeerGid are the credentials of the process
-	// that connected, as the kernel recorded them at connect (SO_PEERCRED),
-	// on Unix sockets on Linux. Elsewhere all three are 0: PeerPid 0 means
-	// unknown, and then PeerUid and PeerGid mean nothing (0 is not root).
-	PeerPid          int32
-	PeerUid, PeerGid uint32
-	// WriterPid is the process that wrote this frame (SO_PASSCRED), on Unix
-	// sockets on Linux; 0 when unknown. A child that inherited the
-	// connection writes frames whose WriterPid is its own, while Pid and
-	// PeerPid name the parent that connected: that is no mismatch. (A
-	// connection opened before Serve began can have frames of writer 0:
-	// those sent in the instant between its accept and the Server's
-	// setsockopt, since the kernel copies the listener's SO_PASSCRED at
-	// connect.)
-	WriterPid int32
-	Flags     Flags // what is unusual about the record
-	// Remote is the address the connection came from: over TCP the
-	// client's IP and port, which tell apart the pids of different hosts;
-	// over a Unix socket it names no process (see PeerPid).
-	Remote net.Addr
-
-	Msg  []byte    // the message, as sent; valid only until the handler returns
-	Time time.Time // when the read that completed the frame returned
+	Origin
+	WriterPid int32     // who wrote the frame (SO_PASSCRED), on Unix sockets on Linux; 0: unknown
+	Flags     Flags     // what is unusual about it
+	Msg       []byte    // the message, as sent; valid only until the Handler returns
+	Time      time.Time // when the read that completed the frame returned
 }
 
-// Flags mark what is unusual about a Record. The zero value marks nothing.
+// Flags mark what is unusual about a Record.
 type Flags uint8
 
 const (
-	// FlagInvalidUTF8 marks a message that is not valid UTF-8. It is
-	// delivered as the bytes that were sent.
-	FlagInvalidUTF8 Flags = 1 << iota
-	// FlagPidMismatch marks every record of a connection whose handshake
-	// pid is not the pid of the process that connected (Record.PeerPid).
-	// See Server.RejectPidMismatch.
-	FlagPidMismatch
-	// FlagMixedWriters marks a frame whose bytes more than one process
-	// wrote: processes sharing the connection without the frame lock tore
-	// it. Its WriterPid is the writer of its header's first byte.
-	FlagMixedWriters
+	FlagInvalidUTF8  Flags = 1 << iota // a message that is not UTF-8, delivered as sent
+	FlagPidMismatch                    // a connection whose pid is not its PeerPid
+	FlagMixedWriters                   // a frame that processes tore, writing unlocked
 )
 
 var flagNames = []string{"invalid_utf8", "pid_mismatch", "mixed_writers"}
@@ -116,46 +81,20 @@ func (f Flags) String() string {
 	return string(b)
 }
 
-// Reason is why a connection ended: ConnInfo.Reason, and the key of
-// ServerStats.Ends. Each comes with one error given to ConnClosed.
+// Reason is why a connection ended.
 type Reason uint8
 
 const (
-	// ReasonEOF: the client closed the connection at a frame boundary
-	// (error nil).
-	ReasonEOF Reason = iota
-	// ReasonShutdown: Shutdown drained it, or Close or Shutdown's deadline
-	// cut it (ErrServerClosed).
-	ReasonShutdown
-	// ReasonTruncated: the stream ended inside the handshake or a frame
-	// (a *ProtocolError wrapping io.ErrUnexpectedEOF), or Shutdown's drain
-	// found it there. The partial frame is not delivered. On a Unix socket
-	// a client's reset ends so too: only TCP has resets.
-	ReasonTruncated
-	// ReasonBadLength: a negative length, or bytes that are not UTF-8 in
-	// CodePoints mode (a *ProtocolError wrapping ErrNegativeLength or
-	// ErrInvalidCodePoint, quoting the bytes).
-	ReasonBadLength
-	// ReasonFrameTooLarge: a length above MaxFrame (a *ProtocolError
-	// wrapping ErrFrameTooLarge).
-	ReasonFrameTooLarge
-	// ReasonHandshakeTimeout: no handshake within HandshakeTimeout
-	// (ErrHandshakeTimeout).
-	ReasonHandshakeTimeout
-	// ReasonIdleTimeout: nothing arrived for IdleTimeout (ErrIdleTimeout).
-	ReasonIdleTimeout
-	// ReasonConnLimit: refused at accept, its peer having MaxConnsPerPeer
-	// open (ErrConnLimit). What it had sent is read and delivered, as
-	// Shutdown drains, unless too many refusals are being read already:
-	// see MaxConnsPerPeer. (At MaxConns, connections are not refused: they
-	// wait to be accepted.)
-	ReasonConnLimit
-	// ReasonPidMismatch: closed after the handshake, its pid not being the
-	// peer's, under RejectPidMismatch (an error wrapping ErrPidMismatch).
-	ReasonPidMismatch
-	// ReasonIOError: the read failed (the error, wrapping its errno, such
-	// as ECONNRESET when a TCP client resets the connection).
-	ReasonIOError
+	ReasonEOF              Reason = iota // the client closed it at a frame boundary
+	ReasonShutdown                       // Shutdown drained it, or Close or Shutdown's deadline cut it
+	ReasonTruncated                      // it ended inside the handshake or a frame, which is dropped
+	ReasonBadLength                      // a negative length, or, with CodePoints, bytes that are not UTF-8
+	ReasonFrameTooLarge                  // a length above MaxFrame
+	ReasonHandshakeTimeout               // no handshake within HandshakeTimeout
+	ReasonIdleTimeout                    // nothing arrived for IdleTimeout
+	ReasonConnLimit                      // refused: its peer was at MaxConnsPerPeer
+	ReasonPidMismatch                    // closed under RejectPidMismatch
+	ReasonIOError                        // the read failed (ECONNRESET, when a TCP client resets)
 
 	numReasons
 )
@@ -163,8 +102,7 @@ const (
 var reasonNames = [numReasons]string{"eof", "shutdown", "truncated", "bad_length", "frame_too_large",
 	"handshake_timeout", "idle_timeout", "conn_limit", "pid_mismatch", "io_error"}
 
-// String returns the reason's name in snake case, fit for a metric label:
-// "eof", "shutdown", "truncated", "bad_length", and so on.
+// String returns the reason's name: "eof", "shutdown", "truncated"...
 func (r Reason) String() string {
 	if r < numReasons {
 		return reasonNames[r]
@@ -177,15 +115,15 @@ func reasonOf(err error) Reason {
 	switch {
 	case err == nil:
 		return ReasonEOF
-	case errors.Is(err, ErrConnLimit): // first: it wraps what ended the refusal's drain
+	case errors.Is(err, errConnLimit): // first: it wraps what ended the refusal's drain
 		return ReasonConnLimit
 	case errors.Is(err, ErrServerClosed):
 		return ReasonShutdown
-	case errors.Is(err, ErrHandshakeTimeout):
+	case errors.Is(err, errHandshakeTimeout):
 		return ReasonHandshakeTimeout
-	case errors.Is(err, ErrIdleTimeout):
+	case errors.Is(err, errIdleTimeout):
 		return ReasonIdleTimeout
-	case errors.Is(err, ErrPidMismatch):
+	case errors.Is(err, errPidMismatch):
 		return ReasonPidMismatch
 	case errors.Is(err, ErrFrameTooLarge):
 		return ReasonFrameTooLarge
@@ -199,35 +137,24 @@ func reasonOf(err error) Reason {
 
 // ConnInfo describes a connection that has ended.
 type ConnInfo struct {
-	ID               uint64   // the Record.Conn of its records
-	Pid              int32    // the handshake pid, or 0 if no handshake arrived
-	PeerPid          int32    // as Record.PeerPid
-	PeerUid, PeerGid uint32   // as Record.PeerUid and PeerGid
-	Remote           net.Addr // the client's address
-	Frames           uint64   // frames handed to the Handler
-	Reason           Reason   // why it ended
+	Origin
+	Frames uint64 // frames handed to the Handler
+	Reason Reason // why it ended
 }
 
 // ServerStats are a Server's counters since it started.
 type ServerStats struct {
-	Accepted     uint64 // connections accepted, those refused included
-	Active       uint64 // connections open now, those refused and still read included
-	Frames       uint64 // frames delivered (to the Handler, if any)
-	Bytes        uint64 // message bytes of those frames
-	InvalidUTF8  uint64 // frames flagged FlagInvalidUTF8
-	PidMismatch  uint64 // connections whose records are flagged FlagPidMismatch
-	MixedWriters uint64 // frames flagged FlagMixedWriters
-	// Cut counts the frames lost because the Server ended a connection
-	// while one was arriving: Close, or Shutdown's deadline (a client
-	// that ends its stream inside a frame is counted in Ends only, as
-	// ReasonTruncated). Each such connection counts one frame; bytes that
-	// reach a connection after the Server closed it are not seen.
-	Cut  uint64
-	Ends map[Reason]uint64 // connections ended, by reason; reasons not seen are absent
-	// Memory is the bytes of read buffers charged to MaxMemory now, and
-	// Paused the connections that wait, reading nothing, for memory to
-	// free.
-	Memory, Paused uint64
+	Accepted     uint64            // connections accepted, those refused included
+	Active       uint64            // connections open now
+	Frames       uint64            // frames delivered
+	Bytes        uint64            // their message bytes
+	InvalidUTF8  uint64            // frames flagged FlagInvalidUTF8
+	PidMismatch  uint64            // connections flagged FlagPidMismatch
+	MixedWriters uint64            // frames flagged FlagMixedWriters
+	Cut          uint64            // frames lost as they arrived: Close, or Shutdown's deadline, ended their connection
+	Ends         map[Reason]uint64 // connections ended, by reason
+	Memory       uint64            // bytes of read buffers charged to MaxMemory now
+	Paused       uint64            // connections waiting, reading nothing, for memory
 }
 
 // serverCounters are the atomics behind ServerStats. Frames and Bytes take
@@ -241,116 +168,29 @@ type serverCounters struct {
 	ends                                   [numReasons]atomic.Uint64
 }
 
-// Server is a collector: it reads a handshake and then frames from each
-// connection it accepts, and hands every message to Handler. One bad or
-// hostile connection never harms another: each connection is read by a
-// goroutine of its own; a connection that breaks the format, stalls or
-// fails is closed, with a Reason. What clients can take is bounded by the
-// limits below: connections (MaxConns, and MaxConnsPerPeer for each
-// peer), and the read buffers' memory (MaxMemory, beyond 4 KiB a
-// connection with data pending; an idle connection holds none, except on
-// Windows, where Go's sockets have no read that does not wait). At
-// MaxConns the Server stops accepting, and at MaxMemory it stops reading
-// the connections that need more, until some ends or frees memory: a
-// client is kept waiting, with what it sent, rather than closed. The
-// collector never writes to a client; it half-closes a connection only to
-// drain it: at Shutdown, and when it refuses it (MaxConnsPerPeer).
-//
-// On Unix sockets on Linux, each record also says who connected
-// (SO_PEERCRED) and which process wrote the frame (SO_PASSCRED); see
-// Record.
-//
-// Set the fields before the first call of Serve and do not change them
-// after. The zero value, with a Handler, is a working Server.
+// Server is a collector: it reads each connection in a goroutine of its
+// own, and hands every message to Handler; a connection that breaks the
+// format or fails is closed, alone. At its limits it keeps clients waiting.
+// The zero value, with a Handler, works; set the fields before Serve.
 type Server struct {
-	// Handler is called with each record, from the connection's goroutine:
-	// calls for different connections run concurrently, calls for one
-	// connection in order. It must not keep rec or rec.Msg after it returns.
-	// A nil Handler discards the records.
+	// Handler is called with each record, in order for one connection,
+	// concurrently for several. It must not keep rec after it returns.
 	Handler func(rec *Record)
-	// ConnClosed, if set, is called once when a connection ends, after its
-	// last Handler call, with why: info.Reason, and the error that the
-	// Reason's documentation names (nil for ReasonEOF). It is called for a
-	// connection refused under MaxConnsPerPeer too, from Serve's goroutine
-	// if it was closed without a byte read.
+	// ConnClosed, if set, is called when a connection ends, after its last
+	// Handler call, with why, and the error behind it: nil (ReasonEOF),
+	// ErrServerClosed, a *ProtocolError, the read's error, or one in words.
 	ConnClosed func(info ConnInfo, err error)
 
-	// Order is the byte order of handshakes and frame headers.
-	Order ByteOrder
-	// MaxFrame limits a message, in bytes: a connection that declares a
-	// longer one is closed, before anything is allocated for it. Zero
-	// means DefaultMaxFrame.
-	MaxFrame int
-	// CodePoints reads lengths as counts of code points, as the article's
-	// client sends them (see DecoderConfig.CodePoints).
-	CodePoints bool
-	// HandshakeTimeout bounds the wait for a new connection's handshake,
-	// against clients that connect and send nothing. Zero means
-	// DefaultHandshakeTimeout.
-	HandshakeTimeout time.Duration
-	// IdleTimeout, if positive, closes a connection that sends nothing for
-	// that long, even inside a frame. Zero means no limit: a log stream
-	// can be quiet for hours, and TCP keepalive (on by default for
-	// accepted connections) finds peers that vanished.
-	IdleTimeout time.Duration
-	// MaxConns limits the connections served at once. When it is reached,
-	// Serve stops accepting until one ends: new connections wait in the
-	// listener's backlog, with what their clients write, and a logsock
-	// client whose dial waits, or fails once the backlog is full, holds its
-	// frames and backs off. (Accepting and closing them would lose what
-	// they had written: issue 20, 10,000 records of 10,000.) Connections
-	// that Shutdown accepts from the backlog are drained beyond it. Zero
-	// means DefaultMaxConns; a negative value, no limit.
-	MaxConns int
-	// MaxConnsPerPeer limits the connections served at once for one peer,
-	// so that one cannot take every slot of MaxConns: a peer is a user
-	// (uid, SO_PEERCRED) on a Unix socket on Linux, an IP address over TCP
-	// (an IPv6 /64, which one host can hold whole). Over TCP, every local
-	// client is the same peer, 127.0.0.1: a Unix socket tells local users
-	// apart. The Server accepts a connection to learn its peer, so one
-	// over the limit cannot wait in the backlog: it is refused
-	// (ReasonConnLimit). A refused connection is drained as at Shutdown:
-	// its frames are delivered until the client closes it (a logsock
-	// client's peek sees the half-close: it holds its other frames and
-	// reconnects after a backoff), or for up to 2 s; a frame cut then is
-	// counted in ServerStats.Cut. Beyond 64 refused connections being read
-	// at once, a refused connection is closed without a byte read. Zero
-	// means half of MaxConns (of DefaultMaxConns if that is zero): one peer
-	// leaves the other half to the others, and a collector whose clients
-	// are all one peer (every local client over TCP) still serves 5,000 by
-	// default. A negative value, or a negative MaxConns, means no limit.
-	// Where the peer is unknown (a Unix socket elsewhere than on Linux, a
-	// connection that is not a socket), there is none either.
-	MaxConnsPerPeer int
-	// MaxMemory bounds, in bytes, the read buffers of the connections
-	// beyond a first buffer of 4 KiB each: the 64 KiB buffer of a busy
-	// connection, and the buffer of a frame longer than that, taken at the
-	// frame's length once its first bytes fill the connection's buffer.
-	// Such a buffer costs memory only as bytes arrive; it serves the next
-	// frames while the connection stays busy and none waits for memory,
-	// and goes back when the connection is idle or ends: on Unix the
-	// buffers are mapped apart from Go's heap, and what they free returns
-	// to the system at once (on Windows, at the garbage collector's
-	// pace). A connection that is not a socket (TLS), and every one on
-	// Windows, cannot tell that it is idle: it gives a frame's buffer back
-	// once the frame is delivered, and takes its 64 KiB buffer from Go's
-	// heap, uncharged (MaxConns bounds those). A connection that needs
-	// more than is left pauses: it reads nothing, holding what it has,
-	// until memory frees, in the order they asked (ServerStats.Paused).
-	// Others go on: a
-	// connection whose next frame fits in the buffer it has does not
-	// pause. A frame is let through beyond MaxMemory when all the memory
-	// in use is held by paused connections, so that a frame longer than
-	// MaxMemory still passes, and the budget can be exceeded by one frame.
-	// Zero means DefaultMaxMemory; a negative value, no limit.
-	MaxMemory int
-	// RejectPidMismatch closes, right after its handshake, a connection
-	// whose handshake pid is not the pid of the process that connected
-	// (ReasonPidMismatch). By default such a connection is served and its
-	// records are flagged FlagPidMismatch: across pid namespaces
-	// (containers), the two pids legitimately differ. Only Unix sockets on
-	// Linux tell the peer's pid.
-	RejectPidMismatch bool
+	DecoderConfig                  // how streams are read; MaxFrame is checked before allocating
+	HandshakeTimeout time.Duration // bounds the wait for a handshake; default 10 s
+	IdleTimeout      time.Duration // if positive, closes a connection quiet for that long
+	MaxConns         int           // connections served; more wait in the backlog; default 10,000, negative none
+	// MaxConnsPerPeer limits those of a peer (a uid on a Unix socket on Linux,
+	// an IP over TCP): one over it is drained, as at Shutdown, for up to 2 s,
+	// and closed (ReasonConnLimit). Default MaxConns/2; negative, none.
+	MaxConnsPerPeer   int
+	MaxMemory         int  // read buffers beyond 4 KiB a connection (a reader pauses); default 128 MiB, negative none
+	RejectPidMismatch bool // close a connection whose pid is not its PeerPid (else flag its records)
 
 	nextID    atomic.Uint64
 	stats     serverCounters
@@ -371,9 +211,7 @@ type Server struct {
 	refusing  int             // refused connections being read
 }
 
-// Stats returns the Server's counters. A connection's frames are counted
-// when it next reads from its socket or ends, so Frames and Bytes can lag
-// the Handler by one read's worth.
+// Stats returns the counters.
 func (s *Server) Stats() ServerStats {
 	st := ServerStats{
 		Accepted:     s.stats.accepted.Load(),
@@ -396,11 +234,9 @@ func (s *Server) Stats() ServerStats {
 	return st
 }
 
-// Serve accepts connections on l and serves each in its own goroutine. It
-// returns ErrServerClosed after Shutdown or Close, or the listener's error.
-// Serve closes l when it returns. Serve may be called for several listeners
-// at once. Called after Shutdown, it drains the connections queued on l, as
-// Shutdown would have, before it returns.
+// Serve accepts connections on l, until Shutdown or Close (then it returns
+// ErrServerClosed) or the listener's error, and closes l. Called after
+// Shutdown, it drains what is queued on l.
 func (s *Server) Serve(l net.Listener) error {
 	defer l.Close()
 	if !s.track(l, true) {
@@ -479,7 +315,7 @@ func (s *Server) startIn(nc net.Conn, late *sync.WaitGroup) bool {
 	case ErrServerClosed:
 		nc.Close()
 		return false
-	case ErrConnLimit:
+	case errConnLimit:
 		s.refuse(c)
 	default:
 		go c.serve()
@@ -494,8 +330,7 @@ func (s *Server) refuse(c *serverConn) {
 	c.nc.Close()
 	s.stats.ends[ReasonConnLimit].Add(1)
 	if s.ConnClosed != nil {
-		s.ConnClosed(ConnInfo{ID: c.rec.Conn, PeerPid: c.rec.PeerPid, PeerUid: c.rec.PeerUid, PeerGid: c.rec.PeerGid,
-			Remote: c.rec.Remote, Reason: ReasonConnLimit}, ErrConnLimit)
+		s.ConnClosed(ConnInfo{Origin: c.rec.Origin, Reason: ReasonConnLimit}, errConnLimit)
 	}
 }
 
@@ -542,13 +377,13 @@ func (s *Server) awaitRoom() {
 
 // full reports whether MaxConns connections are served. s.mu is held.
 func (s *Server) full() bool {
-	limit := cmp.Or(s.MaxConns, DefaultMaxConns)
+	limit := cmp.Or(s.MaxConns, defaultMaxConns)
 	return limit > 0 && s.served >= limit
 }
 
 // perPeer returns the limit of MaxConnsPerPeer, 0 for none.
 func (s *Server) perPeer() int {
-	limit := cmp.Or(s.MaxConns, DefaultMaxConns)
+	limit := cmp.Or(s.MaxConns, defaultMaxConns)
 	switch {
 	case s.MaxConnsPerPeer < 0 || limit < 0:
 		return 0
@@ -558,26 +393,13 @@ func (s *Server) perPeer() int {
 	return max(limit/2, 1)
 }
 
-// Shutdown stops accepting, then drains every connection, so that a
-// graceful restart loses nothing that a logsock client sent. It shuts down
-// the sending side of each connection (a FIN, with no bytes: a logsock
-// client's peek before its next write sees it as the collector's close,
-// writes nothing more on that connection, closes it, and holds its frames
-// for its next connection), and reads on, handing over every frame, until
-// the client has closed its end, or nothing has arrived at a frame
-// boundary for a quarter of a second (an idle client), or, for a client
-// that goes on writing (one that does not peek), at the first frame
-// boundary with nothing more arrived after a second, or until ctx is done. Connections that clients opened but that were
-// not yet accepted are accepted and drained too, where the listener has
-// SetDeadline and SyscallConn (as TCP and Unix listeners do), except on
-// Windows, which has no accept that does not wait: there the listener's
-// close resets them. It waits for the connections' goroutines, and so for
-// the Handler calls in progress.
-//
-// When ctx is done first, each connection hands over what has arrived,
-// without waiting for more, and is closed; a frame that was arriving is
-// lost, and counted in ServerStats.Cut. Shutdown then returns ctx.Err(),
-// once the goroutines have ended.
+// Shutdown stops accepting, and drains every connection, queued ones too:
+// it half-closes it, which a logsock client's peek sees before its next
+// write, so that it closes, and reads on to the client's end (or to a
+// quarter of a second of quiet at a frame boundary, or a second for a
+// client that goes on writing). When ctx is done first, each connection
+// hands over what has arrived, and a frame cut is counted. Shutdown waits
+// for the connections' goroutines.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -618,8 +440,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting and closes every connection at once, without
-// draining, then waits for the connections' goroutines to end.
+// Close closes the listeners and connections at once, and waits for them.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closing, s.killed = true, true
@@ -758,7 +579,7 @@ func (s *Server) closeConns() {
 
 // register counts an accepted connection and adds it to those served. It
 // fails with ErrServerClosed if the Server is closing, and with
-// ErrConnLimit if the connection is refused and is not to be read (see
+// errConnLimit if the connection is refused and is not to be read (see
 // MaxConnsPerPeer). If MaxConns are served, which another Serve loop can
 // have made so since this one's awaitRoom, it waits for room.
 func (s *Server) register(c *serverConn, late *sync.WaitGroup) error {
@@ -773,7 +594,7 @@ func (s *Server) register(c *serverConn, late *sync.WaitGroup) error {
 	s.stats.accepted.Add(1)
 	if limit := s.perPeer(); !s.draining && c.peerKnown && limit > 0 && s.peers[c.peer] >= limit {
 		if s.refusing >= refuseDrains {
-			return ErrConnLimit
+			return errConnLimit
 		}
 		s.refusing++
 		c.refused = time.AfterFunc(refuseCut, c.cut)

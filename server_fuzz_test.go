@@ -44,7 +44,7 @@ type fuzzRecord struct {
 
 func newFuzzCollector(f *testing.F, codePoints bool) *fuzzCollector {
 	c := &fuzzCollector{data: make([]byte, 0, 4<<20), recs: make([]fuzzRecord, 0, 1<<16), ends: make(chan connEnd, 1)}
-	c.srv = &logsock.Server{MaxFrame: fuzzLimit, CodePoints: codePoints, Handler: c.record,
+	c.srv = &logsock.Server{DecoderConfig: logsock.DecoderConfig{MaxFrame: fuzzLimit, CodePoints: codePoints}, Handler: c.record,
 		ConnClosed: func(info logsock.ConnInfo, err error) { c.ends <- connEnd{info, err} }}
 	c.addr = logsocktest.Serve(f, "unix", c.srv)
 	return c

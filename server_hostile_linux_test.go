@@ -47,7 +47,7 @@ func TestHostileOneBytePerWrite(t *testing.T) {
 			log, _, addr, by := hostileServer(t, network, nil)
 			whole := logsocktest.RawConn(t, network, addr, stream)
 			whole.Close()
-			wholeEnd := log.waitEnd(t, "the whole stream's end", func(i logsock.ConnInfo) bool { return i.ID != by.id })
+			wholeEnd := log.waitEnd(t, "the whole stream's end", func(i logsock.ConnInfo) bool { return i.Conn != by.id })
 
 			slow := logsocktest.RawConn(t, network, addr)
 			for i := range stream {
@@ -60,11 +60,11 @@ func TestHostileOneBytePerWrite(t *testing.T) {
 			}
 			slow.Close()
 			slowEnd := log.waitEnd(t, "the slow stream's end", func(i logsock.ConnInfo) bool {
-				return i.ID != by.id && i.ID != wholeEnd.info.ID
+				return i.Conn != by.id && i.Conn != wholeEnd.info.Conn
 			})
 			checkEnd(t, wholeEnd, logsock.ReasonEOF, nil, "")
 			checkEnd(t, slowEnd, logsock.ReasonEOF, nil, "")
-			a, b := log.recordsOf(wholeEnd.info.ID), log.recordsOf(slowEnd.info.ID)
+			a, b := log.recordsOf(wholeEnd.info.Conn), log.recordsOf(slowEnd.info.Conn)
 			if len(a) != 6 || len(b) != len(a) {
 				t.Fatalf("%d and %d records, want 6", len(a), len(b))
 			}
@@ -138,7 +138,7 @@ func TestServerBufferGrowsWithArrivals(t *testing.T) {
 		t.Errorf("a 16 MiB frame of which 100 bytes arrived cost %d bytes, want under 64 KiB", grew)
 	}
 	c.Close()
-	end := log.waitEnd(t, "the end", func(i logsock.ConnInfo) bool { return i.ID != by.id })
+	end := log.waitEnd(t, "the end", func(i logsock.ConnInfo) bool { return i.Conn != by.id })
 	checkEnd(t, end, logsock.ReasonTruncated, io.ErrUnexpectedEOF, "")
 	by.check(t)
 }

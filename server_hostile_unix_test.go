@@ -34,11 +34,11 @@ func TestHostileInterleavedWriters(t *testing.T) {
 			syscall.Write(fd, []byte("aaaaaaaaaa"))                                                   // A's other half: EPIPE once the Server has seen the tear
 			c.Close()
 			syscall.Close(other)
-			end := log.waitEnd(t, "the torn connection's end", func(i logsock.ConnInfo) bool { return i.ID != by.id })
+			end := log.waitEnd(t, "the torn connection's end", func(i logsock.ConnInfo) bool { return i.Conn != by.id })
 			if r := end.info.Reason; r != logsock.ReasonBadLength && r != logsock.ReasonFrameTooLarge {
 				t.Errorf("reason %v (%v), want a bad length or a frame too large", r, end.err)
 			}
-			if got := msgs(log.recordsOf(end.info.ID)); len(got) != 1 || got[0] != "aaaaaaaaaa\x14\x00\x00\x00bbbbbb" {
+			if got := msgs(log.recordsOf(end.info.Conn)); len(got) != 1 || got[0] != "aaaaaaaaaa\x14\x00\x00\x00bbbbbb" {
 				t.Errorf("delivered %q, want the one torn frame", got)
 			}
 			by.check(t)

@@ -59,7 +59,7 @@ type serverConn struct {
 func newServerConn(s *Server, nc net.Conn, id uint64) *serverConn {
 	c := &serverConn{s: s, nc: nc, wake: make(chan struct{}, 1)}
 	c.rec.Conn, c.rec.Remote = id, nc.RemoteAddr()
-	c.dec = NewDecoder(c, &DecoderConfig{Order: s.Order, MaxFrame: s.MaxFrame, CodePoints: s.CodePoints})
+	c.dec = NewDecoder(c, &s.DecoderConfig)
 	c.dec.src = c
 	c.useRaw()
 	return c
@@ -71,7 +71,7 @@ func (c *serverConn) serve() {
 	c.nc.Close()
 	// A frame begun and not finished when the Server ended the stream is
 	// lost: counted, never silent. (One that the client cut is its own.)
-	if c.dec.Buffered() > 0 && (c.drained || c.killed.Load()) {
+	if c.dec.buffered() > 0 && (c.drained || c.killed.Load()) {
 		s.stats.cut.Add(1)
 	}
 	c.dec.free()
@@ -88,8 +88,7 @@ func (c *serverConn) serve() {
 	s.stats.active.Add(-1)
 	s.stats.ends[reason].Add(1)
 	if s.ConnClosed != nil {
-		s.ConnClosed(ConnInfo{ID: c.rec.Conn, Pid: c.rec.Pid, PeerPid: c.rec.PeerPid, PeerUid: c.rec.PeerUid,
-			PeerGid: c.rec.PeerGid, Remote: c.rec.Remote, Frames: c.frames, Reason: reason}, err)
+		s.ConnClosed(ConnInfo{Origin: c.rec.Origin, Frames: c.frames, Reason: reason}, err)
 	}
 	c.wg.Done()
 }
@@ -115,12 +114,12 @@ func (c *serverConn) peerCreds() {
 
 // read runs the connection until it ends and returns why.
 func (c *serverConn) read() error {
-	c.hsDeadline = time.Now().Add(cmp.Or(max(c.s.HandshakeTimeout, 0), DefaultHandshakeTimeout))
+	c.hsDeadline = time.Now().Add(cmp.Or(max(c.s.HandshakeTimeout, 0), defaultHandshakeTimeout))
 	c.nc.SetReadDeadline(c.hsDeadline)
 	pid, err := c.dec.Handshake()
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return ErrHandshakeTimeout
+			return errHandshakeTimeout
 		}
 		return c.reason(err)
 	}
@@ -137,7 +136,7 @@ func (c *serverConn) read() error {
 		msg, err := c.dec.Next()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return ErrIdleTimeout
+				return errIdleTimeout
 			}
 			return c.reason(err)
 		}
@@ -154,7 +153,7 @@ func (c *serverConn) checkPid() error {
 	c.s.stats.pidMismatch.Add(1)
 	c.flags |= FlagPidMismatch
 	if c.s.RejectPidMismatch {
-		return fmt.Errorf("%w: handshake pid %d, peer pid %d", ErrPidMismatch, c.rec.Pid, c.rec.PeerPid)
+		return fmt.Errorf("%w: handshake pid %d, peer pid %d", errPidMismatch, c.rec.Pid, c.rec.PeerPid)
 	}
 	return nil
 }
@@ -196,12 +195,12 @@ func (c *serverConn) reason(err error) error {
 }
 
 // refusal is the error of a connection that MaxConnsPerPeer refused:
-// ErrConnLimit, and what else ended its drain, if anything did.
+// errConnLimit, and what else ended its drain, if anything did.
 func refusal(err error) error {
 	if err == nil || errors.Is(err, ErrServerClosed) {
-		return ErrConnLimit
+		return errConnLimit
 	}
-	return fmt.Errorf("%w: %w", ErrConnLimit, err)
+	return fmt.Errorf("%w: %w", errConnLimit, err)
 }
 
 // takeBuf lends the Decoder a buffer charged to the Server's memory
@@ -267,7 +266,7 @@ func (c *serverConn) keepBuf() bool { return c.rc != nil && c.s.mem.waiting.Load
 // n bytes of the frame being read: what is left is read by the Decoder as
 // a truncated frame, without a buffer for the frame. Only Linux tells.
 func (c *serverConn) clientLeft(n int) bool {
-	missing := n - c.dec.Buffered()
+	missing := n - c.dec.buffered()
 	if c.rc == nil || n <= maxReadBuf || missing <= 0 {
 		return false
 	}
@@ -397,7 +396,7 @@ func (c *serverConn) armWait() (deadline time.Time, quiet bool) {
 	if c.drainFrom.IsZero() {
 		c.drainFrom = time.Now()
 	}
-	if c.dec.Buffered() == 0 {
+	if c.dec.buffered() == 0 {
 		end := c.drainFrom
 		if c.rec.Time.After(end) {
 			end = c.rec.Time
@@ -413,7 +412,7 @@ func (c *serverConn) armWait() (deadline time.Time, quiet bool) {
 // drainDone reports whether a drain that has lasted drainBusy is at a
 // frame boundary: the stream stops there once nothing more has arrived.
 func (c *serverConn) drainDone() bool {
-	return !c.drainFrom.IsZero() && c.dec.Buffered() == 0 && time.Since(c.drainFrom) >= drainBusy
+	return !c.drainFrom.IsZero() && c.dec.buffered() == 0 && time.Since(c.drainFrom) >= drainBusy
 }
 
 // woken reports, for a read that failed at a deadline, whether the

@@ -97,7 +97,7 @@ func TestTLSRefused(t *testing.T) {
 				t.Fatalf("Dial with another authority: %v; want an OpError for the dial that wraps an x509.UnknownAuthorityError", err)
 			}
 			t.Logf("another authority: %v", err)
-			end := col.waitEnd(t, "the first connection's end", func(i logsock.ConnInfo) bool { return i.ID == 1 })
+			end := col.waitEnd(t, "the first connection's end", func(i logsock.ConnInfo) bool { return i.Conn == 1 })
 			if !strings.Contains(fmt.Sprint(end.err), "bad certificate") {
 				t.Errorf("the server ended the connection with %v; want the client's alert, bad certificate", end.err)
 			}
@@ -114,7 +114,7 @@ func TestTLSRefused(t *testing.T) {
 				t.Fatalf("Dial without a client certificate: %v; want an OpError for the dial with the server's alert", err)
 			}
 			t.Logf("no client certificate: %v", err)
-			end = col.waitEnd(t, "the second connection's end", func(i logsock.ConnInfo) bool { return i.ID == 2 })
+			end = col.waitEnd(t, "the second connection's end", func(i logsock.ConnInfo) bool { return i.Conn == 2 })
 			if end.info.Frames != 0 || !strings.Contains(fmt.Sprint(end.err), "certificate") {
 				t.Fatalf("the server ended the connection after %d frames with %v; want none, and an error about the certificate", end.info.Frames, end.err)
 			}

@@ -173,7 +173,7 @@ func (s *sender) stdin() int {
 		// The read in progress is abandoned; the lines read so far go out.
 		status = 128 + int(got.(syscall.Signal))
 	}
-	lw.Close() // the last line, if no newline ended it
+	lw.Flush() // the last line, if no newline ended it
 	return s.finish(status)
 }
 
@@ -210,8 +210,8 @@ func (s *sender) run(command []string) int {
 	signal.Stop(sig)
 	close(sig)
 	<-forwarded
-	stdout.Close()
-	stderr.Close()
+	stdout.Flush()
+	stderr.Flush()
 	return s.finish(exitStatus(cmd.ProcessState, err))
 }
 

@@ -26,13 +26,13 @@ func newTestFormatter(jsonOut, jsonMsg bool) *formatter {
 }
 
 func tcpRecord(msg string) *logsock.Record {
-	return &logsock.Record{Conn: 7, Pid: 6530, Remote: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 54321},
+	return &logsock.Record{Origin: logsock.Origin{Conn: 7, Pid: 6530, Remote: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 54321}},
 		Msg: []byte(msg), Time: recTime}
 }
 
 func unixRecord(msg string) *logsock.Record {
-	return &logsock.Record{Conn: 3, Pid: 991, PeerPid: 991, PeerUid: 0, PeerGid: 4, WriterPid: 998,
-		Remote: &net.UnixAddr{Name: "@", Net: "unix"}, Msg: []byte(msg), Time: recTime}
+	return &logsock.Record{Origin: logsock.Origin{Conn: 3, Pid: 991, PeerPid: 991, PeerUid: 0, PeerGid: 4,
+		Remote: &net.UnixAddr{Name: "@", Net: "unix"}}, WriterPid: 998, Msg: []byte(msg), Time: recTime}
 }
 
 func TestFormatLines(t *testing.T) {

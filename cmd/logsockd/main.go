@@ -333,10 +333,10 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	flags.IntVar(&srv.MaxFrame, "max-frame", logsock.DefaultMaxFrame, "largest message accepted, in bytes")
 	flags.BoolVar(&srv.CodePoints, "codepoints", false, "lengths count code points (the article's Python client)")
 	flags.TextVar(&srv.Order, "order", logsock.LittleEndian, "byte order: little or big")
-	flags.IntVar(&srv.MaxConns, "max-conns", logsock.DefaultMaxConns, "most connections served at once; beyond, new ones wait in the listen backlog until one ends (negative: no limit)")
+	flags.IntVar(&srv.MaxConns, "max-conns", 10000, "most connections served at once; beyond, new ones wait in the listen backlog until one ends (negative: no limit)")
 	flags.IntVar(&srv.MaxConnsPerPeer, "max-conns-per-peer", 0, "most connections served at once for one peer, a user on a Unix socket or an IP address over TCP; beyond, a new one is read, then closed (0: half of -max-conns; negative: no limit)")
-	flags.IntVar(&srv.MaxMemory, "max-memory", logsock.DefaultMaxMemory, "bytes of read buffers for busy connections and frames being received; beyond, a connection that needs more pauses until some frees (negative: no limit)")
-	flags.DurationVar(&srv.HandshakeTimeout, "handshake-timeout", logsock.DefaultHandshakeTimeout, "how long a new connection may take to send its handshake")
+	flags.IntVar(&srv.MaxMemory, "max-memory", 128<<20, "bytes of read buffers for busy connections and frames being received; beyond, a connection that needs more pauses until some frees (negative: no limit)")
+	flags.DurationVar(&srv.HandshakeTimeout, "handshake-timeout", 10*time.Second, "how long a new connection may take to send its handshake")
 	flags.DurationVar(&srv.IdleTimeout, "idle-timeout", 0, "close a connection that sends nothing for this long (0: never)")
 	flags.BoolVar(&srv.RejectPidMismatch, "reject-pid-mismatch", false, "close a Unix connection whose handshake pid is not the connecting process's (wrong inside pid namespaces)")
 
@@ -498,10 +498,10 @@ func (d *daemon) record(rec *logsock.Record) {
 func (d *daemon) connClosed(info logsock.ConnInfo, err error) {
 	logConnEnd(info, err)
 	if d.out != nil {
-		d.out.connClosed(info.ID)
+		d.out.connClosed(info.Conn)
 	}
 	if d.fwd != nil {
-		d.fwd.connClosed(info.ID)
+		d.fwd.connClosed(info.Conn)
 	}
 }
 
@@ -641,7 +641,7 @@ func logConnEnd(info logsock.ConnInfo, err error) {
 	if remote := remoteString(info.Remote); remote != "" {
 		from = " from " + remote
 	}
-	msg := fmt.Sprintf("conn %d (pid %d%s) closed after %d frames: %s", info.ID, info.Pid, from, info.Frames, info.Reason)
+	msg := fmt.Sprintf("conn %d (pid %d%s) closed after %d frames: %s", info.Conn, info.Pid, from, info.Frames, info.Reason)
 	if err != nil && !errors.Is(err, logsock.ErrServerClosed) {
 		msg += ": " + err.Error()
 	}

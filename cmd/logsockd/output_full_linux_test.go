@@ -37,8 +37,20 @@ func fullDisk(t *testing.T, free int) (dir, filler string) {
 		t.Fatalf("mount -t tmpfs: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("umount %s: %v", dir, err)
+		// A child that another test forks meanwhile holds this process's
+		// descriptors, those of files here among them, until its exec
+		// closes them (close-on-exec): the mount is busy for that long,
+		// which a busy machine stretches (issue 17: EBUSY once, under
+		// -race beside CPU hogs). Polled: nothing signals the exec.
+		var err error
+		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
+			err = syscall.Unmount(dir, 0)
+			if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			t.Errorf("umount %s: %v; held by %v", dir, err, holders(dir))
 		}
 	})
 	filler = filepath.Join(dir, "filler")
@@ -46,6 +58,26 @@ func fullDisk(t *testing.T, free int) (dir, filler string) {
 		t.Fatal(err)
 	}
 	return dir, filler
+}
+
+// holders lists the processes that have a file under dir open, or their
+// working directory there, as "pid (command)".
+func holders(dir string) []string {
+	var out []string
+	links, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	cwds, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	seen := map[string]bool{}
+	for _, l := range append(links, cwds...) {
+		target, err := os.Readlink(l)
+		pid := strings.Split(l, "/")[2]
+		if err != nil || seen[pid] || (target != dir && !strings.HasPrefix(target, dir+"/")) {
+			continue
+		}
+		seen[pid] = true
+		comm, _ := os.ReadFile("/proc/" + pid + "/comm")
+		out = append(out, fmt.Sprintf("%s (%s)", pid, strings.TrimSpace(string(comm))))
+	}
+	return out
 }
 
 // outputLine waits for logsockd's counters of the output at path, which

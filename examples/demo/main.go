@@ -588,7 +588,7 @@ func (c *collector) record(rec *logsock.Record) {
 
 func (c *collector) closed(info logsock.ConnInfo, _ error) {
 	c.mu.Lock()
-	c.ends[info.ID] = info
+	c.ends[info.Conn] = info
 	c.mu.Unlock()
 	c.signal()
 }

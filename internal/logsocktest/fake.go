@@ -225,7 +225,7 @@ func (f *FakeCollector) read(c *FakeConn) error {
 		return err
 	}
 	f.shake(c, pid)
-	rec := logsock.Record{Conn: c.ID, Pid: pid}
+	rec := logsock.Record{Origin: logsock.Origin{Conn: c.ID, Pid: pid}}
 	for {
 		if rec.Msg, err = d.Next(); err != nil {
 			return err
@@ -240,7 +240,7 @@ func (f *FakeCollector) read(c *FakeConn) error {
 // that breaks the format ends the connection with an error.
 func (f *FakeCollector) readSyslog(c *FakeConn) error {
 	r := bufio.NewReader(c.nc)
-	rec := logsock.Record{Conn: c.ID}
+	rec := logsock.Record{Origin: logsock.Origin{Conn: c.ID}}
 	for {
 		count, err := r.ReadString(' ')
 		if err != nil {
@@ -278,7 +278,7 @@ func (f *FakeCollector) end(c *FakeConn, err error) {
 	f.mu.Lock()
 	c.Ended, c.Err = true, err
 	f.mu.Unlock()
-	f.ConnClosed(logsock.ConnInfo{ID: c.ID, Pid: c.Pid}, err)
+	f.ConnClosed(logsock.ConnInfo{Origin: logsock.Origin{Conn: c.ID, Pid: c.Pid}}, err)
 }
 
 // Resume makes a FakeStall collector read its connections, and those it

@@ -10,6 +10,7 @@ package logsock
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
 )
@@ -24,10 +25,20 @@ func adoptEnv(*contract, map[string]string) (*conn, error) { return nil, errNoSh
 // closeLockFiles does nothing: share returns no files.
 func closeLockFiles([]*os.File) {}
 
-// frameLock is the lock of a shared connection (lock.go). No connection
+// frameLock is the lock of a shared connection (framelock_unix.go). No connection
 // is shared here, so no conn has one: its methods never run.
 type frameLock struct{}
 
 func (*frameLock) lock(time.Time, <-chan struct{}) error { return errNoSharing }
 func (*frameLock) unlock(bool)                           {}
 func (*frameLock) close()                                {}
+
+// SendConn passes the connection to the process at the other end of uc,
+// a Unix socket, on Unix. On Windows, which has no SCM_RIGHTS, it returns
+// an error wrapping errors.ErrUnsupported.
+func (l *LogSocket) SendConn(uc *net.UnixConn) error { return errNoSharing }
+
+// ReceiveConn receives a connection that another process sent with
+// SendConn on uc, on Unix. On Windows it returns an error wrapping
+// errors.ErrUnsupported.
+func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) { return nil, errNoSharing }

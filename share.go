@@ -28,21 +28,8 @@ func (k fileKey) String() string { return fmt.Sprintf("%d:%d", k.dev, k.ino) }
 
 var envVars = []string{envNetwork, envAddress, envOrder, envFD, envSocket, envLockFD}
 
-var (
-	// ErrNotInherited is returned by FromEnv when the environment sets no
-	// variable of the contract: the process was not started by Start.
-	ErrNotInherited = errors.New("logsock: no inherited connection in the environment")
-	// ErrStaleFD is wrapped by FromEnv's and ReceiveConn's error when a
-	// descriptor is not the one the parent meant (closed, reused, not a
-	// stream socket of the network), or LOGSOCK_FD, LOGSOCK_LOCK_FD or
-	// LOGSOCK_SOCKET are malformed or missing.
-	ErrStaleFD = errors.New("logsock: descriptor is not the connection meant")
-)
-
-// EnvError is the error of FromEnv and ReceiveConn for a variable of the
-// inheritance contract, from the environment or from SendConn's message,
-// that is missing, malformed, or names a descriptor that fails its check.
-// Err wraps ErrStaleFD when the variable describes a descriptor.
+// EnvError is FromEnv's and ReceiveConn's error for a variable of the
+// contract (PROTOCOL.md); Err wraps ErrStaleFD for a descriptor's.
 type EnvError struct {
 	Var   string // the variable: LOGSOCK_NETWORK, LOGSOCK_ADDRESS, ...
 	Value string // its value; empty if it is unset
@@ -58,13 +45,9 @@ func (e *EnvError) Error() string {
 func (e *EnvError) Unwrap() error { return e.Err }
 
 // Start starts cmd with the connection, which the child adopts with
-// FromEnv: its frames go out on this process's connection, under a lock
-// shared with it, as after a fork; after a reconnect each has its own.
-// Start adds the socket and the lock file to cmd.ExtraFiles and the
-// variables of the contract (PROTOCOL.md) to cmd.Env (os.Environ() if nil).
-// With no connection up and none to be made now, the child gets only the
-// address, and connects by itself. On Windows it returns an error wrapping
-// errors.ErrUnsupported.
+// FromEnv, to write under a lock shared with this process, as after a fork
+// (with none up, the child gets the address), through cmd.ExtraFiles and
+// cmd.Env (os.Environ() if nil).
 func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	files, env, err := l.share(3 + len(cmd.ExtraFiles))
 	if err != nil {
@@ -79,15 +62,10 @@ func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
-// FromEnv adopts the connection that the parent passed with Start and
-// returns a LogSocket that writes on it, under the shared lock, with no
-// handshake of its own; if the parent had none to pass, one that connects
-// when needed. It checks every variable, and cfg, before it touches a
-// descriptor, and the descriptor's identity, and never closes one that
-// fails its check (issue 17); its error is then an *EnvError. It makes the
-// descriptors close-on-exec and unsets the variables, on failure too. A nil
-// cfg means defaults; the byte order is the parent's. With none of the
-// variables set, it returns ErrNotInherited.
+// FromEnv adopts the connection passed with Start, to write on it under
+// the shared lock (with none passed, it connects when needed). It checks
+// every variable and descriptor first, never closes one that fails its
+// check (an *EnvError), and unsets the variables.
 func FromEnv(cfg *Config) (*LogSocket, error) {
 	vars := make(map[string]string, len(envVars))
 	set := false
