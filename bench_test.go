@@ -148,27 +148,6 @@ func BenchmarkModes(b *testing.B) {
 	}
 }
 
-// shareInProcess shares ls's connection with a second LogSocket of this
-// process, configured by cfg, as with a child process: from then on,
-// every write takes the frame lock.
-func shareInProcess(tb testing.TB, ls *logsock.LogSocket, cfg *logsock.Config) *logsock.LogSocket {
-	tb.Helper()
-	x, y, err := unixPair()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer x.Close()
-	defer y.Close()
-	if err := ls.SendConn(x); err != nil {
-		tb.Fatal(err)
-	}
-	other, err := logsock.ReceiveConn(y, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return other
-}
-
 // BenchmarkBatchingGoroutines: batching mode with 1, 2 and 8 goroutines
 // logging 100 B frames on one LogSocket, b.N frames in all. Issue 5 asks
 // that 8 be no slower than 1.

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,16 +23,6 @@ import (
 	"github.com/logsock/logsock"
 	"github.com/logsock/logsock/internal/logsocktest"
 )
-
-func dial(t testing.TB, network, address string, cfg *logsock.Config) *logsock.LogSocket {
-	t.Helper()
-	ls, err := logsock.Dial(network, address, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ls.Close() })
-	return ls
-}
 
 // TestDialSendsHandshake reads the raw stream: the pid of this process,
 // at once on Dial, then frames of the configured byte order.
@@ -460,63 +449,6 @@ func TestWriteTimeout(t *testing.T) {
 			})
 		}
 	}
-}
-
-// waitWriteBlocked waits until a write of ls on connection id of col
-// waits for room in the socket's send buffer, and can get none until col
-// reads. On TCP a write can wait for a moment, then go on as the kernel
-// grows the send buffer (issue 17: a stack sampled in such a moment, and
-// the kernel then took all 57 frames of 64 KiB that were logged): the
-// write must wait while col's side advertises a zero window. A Unix
-// socket's writer waits on its own buffer, which only a read frees. On
-// Windows an overlapped send can wait in the poller, then complete with
-// the buffer far from full (seen under Wine 8), so the write must also
-// have gone on for a while without a frame written.
-func waitWriteBlocked(t *testing.T, ls *logsock.LogSocket, col *logsocktest.FakeCollector, id uint64) {
-	t.Helper()
-	if runtime.GOOS != "windows" {
-		col.WaitConns(t, int(id))
-		buf := make([]byte, 1<<20)
-		// The window first: once it is closed, a write that waits waits
-		// for good.
-		waitUntil(t, fmt.Sprintf("a write blocked on connection %d, its window closed", id), func() bool {
-			return col.WindowClosed(t, id) && stackShows(buf, "github.com/logsock/logsock.", "internal/poll.(*pollDesc).waitWrite")
-		})
-		return
-	}
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
-		waitForStack(t, "(*frameWriter).send", "internal/poll.(*pollDesc).wait")
-		frames := ls.Stats().Frames
-		time.Sleep(100 * time.Millisecond)
-		if ls.Stats().Frames == frames {
-			return
-		}
-	}
-	t.Fatal("no write of the LogSocket stayed blocked")
-}
-
-// waitForStack waits until some goroutine's stack shows all of frames: the
-// only way to know that a goroutine is blocked inside a call.
-func waitForStack(t *testing.T, frames ...string) {
-	t.Helper()
-	buf := make([]byte, 1<<20)
-	waitUntil(t, fmt.Sprintf("a goroutine in %q", frames), func() bool { return stackShows(buf, frames...) })
-}
-
-// stackShows reports whether some goroutine's stack shows all of frames
-// now; buf holds the stacks.
-func stackShows(buf []byte, frames ...string) bool {
-	n := runtime.Stack(buf, true)
-	for g := range bytes.SplitSeq(buf[:n], []byte("\n\n")) {
-		all := true
-		for _, f := range frames {
-			all = all && bytes.Contains(g, []byte(f))
-		}
-		if all {
-			return true
-		}
-	}
-	return false
 }
 
 // TestNewIsLazy: New does not dial; while the collector is down, frames

@@ -86,13 +86,6 @@ func TestOctetCountedFraming(t *testing.T) {
 	}
 }
 
-func short(b []byte) string {
-	if len(b) > 40 {
-		return string(b[:40]) + "..."
-	}
-	return string(b)
-}
-
 // TestOctetCountedNotShared: the inheritance contract tells a child
 // logsock's framing only, so a syslog-framed connection is not passed.
 func TestOctetCountedNotShared(t *testing.T) {

@@ -13,17 +13,6 @@ import (
 	"github.com/logsock/logsock/internal/logsocktest"
 )
 
-// wantRecord waits for record i (from 0) of col, which must be msg on
-// connection conn, whose handshake named this process.
-func wantRecord(t *testing.T, col *logsocktest.FakeCollector, i int, conn uint64, msg string) {
-	t.Helper()
-	r := col.WaitRecords(t, i+1)[i]
-	if string(r.Msg) != msg || r.Conn != conn || r.Pid != int32(os.Getpid()) {
-		t.Fatalf("record %d: %q on connection %d, handshake pid %d; want %q on connection %d, pid %d",
-			i, r.Msg, r.Conn, r.Pid, msg, conn, os.Getpid())
-	}
-}
-
 // TestPeekDetectsClose tests the check itself: with it, a frame logged
 // after the collector closed an idle connection goes to a new connection;
 // without it, the frame goes into the dead one, as with log/syslog.
@@ -104,23 +93,6 @@ func TestResendAfterFailedWrite(t *testing.T) {
 	}
 }
 
-func flush(t *testing.T, ls *logsock.LogSocket) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := ls.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-}
-
-func msgs(recs []logsock.Record) []string {
-	var out []string
-	for _, r := range recs {
-		out = append(out, string(r.Msg))
-	}
-	return out
-}
-
 // TestOverflow: the buffer holds 3 frames of 10 bytes; the fourth is
 // dropped by the policy, and counted. DropNewest and DropOldest decide at
 // once: WriteTimeout, a minute, is Block's alone.
@@ -167,22 +139,6 @@ func TestOverflow(t *testing.T) {
 				t.Errorf("delivered %q, want %q", got, tc.want)
 			}
 		})
-	}
-}
-
-// logWithin logs msg and returns the call's error; it fails the test if
-// the call has not returned within d (generous: it tells "at once" from a
-// wait of a minute). A call still waiting then is ended by Close.
-func logWithin(t *testing.T, ls *logsock.LogSocket, msg string, d time.Duration) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- ls.Log(msg) }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(d):
-		t.Fatalf("Log(%.20q) has not returned after %v", msg, d)
-		return nil
 	}
 }
 

@@ -51,37 +51,6 @@ func TestSendConnToRunningProcess(t *testing.T) {
 	}
 }
 
-// openFDs returns this process's open descriptors, each with what it
-// refers to ("socket:[1234]", a path).
-func openFDs(t *testing.T) map[string]string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd")
-	}
-	fds := make(map[string]string, len(ents))
-	for _, e := range ents {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil { // else closed meanwhile
-			fds[e.Name()] = target
-		}
-	}
-	return fds
-}
-
-// checkNoNewFDs fails the test if a descriptor is open now that was not
-// open, to the same file, at before: one that what was tested leaked. A
-// descriptor closed meanwhile is not this test's (issue 17: one was,
-// under -race beside CPU hogs; the garbage collector closes the
-// descriptor of an unreachable os.File or os.Process when it runs).
-func checkNoNewFDs(t *testing.T, before map[string]string, what string) {
-	t.Helper()
-	for fd, target := range openFDs(t) {
-		if before[fd] != target {
-			t.Errorf("descriptor %s, %s, open after %s and not before: leaked", fd, target, what)
-		}
-	}
-}
-
 // TestReceiveConnBadMessages: descriptors the kernel had to drop
 // (MSG_CTRUNC) are an error; extra descriptors are closed; nothing leaks.
 func TestReceiveConnBadMessages(t *testing.T) {

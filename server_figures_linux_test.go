@@ -115,5 +115,3 @@ func waitParked(t *testing.T, n int) {
 		}
 	}
 }
-
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -196,24 +195,4 @@ type figures struct {
 	rss        uint64 // resident set, bytes
 	goroutines int
 	fds        int
-}
-
-// memFigures collects garbage, twice as the benchmark does (the first
-// moves what sync.Pools hold to their victim caches), and measures.
-func memFigures() figures {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	f := figures{heap: ms.HeapAlloc + ms.StackInuse, heapOnly: ms.HeapAlloc, stacks: ms.StackInuse,
-		goroutines: runtime.NumGoroutine()}
-	if statm, err := os.ReadFile("/proc/self/statm"); err == nil {
-		var size, resident uint64
-		fmt.Sscan(string(statm), &size, &resident)
-		f.rss = resident * uint64(os.Getpagesize())
-	}
-	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
-		f.fds = len(ents)
-	}
-	return f
 }

@@ -3,7 +3,6 @@
 package logsock_test
 
 import (
-	"net"
 	"os"
 	"syscall"
 	"testing"
@@ -44,27 +43,4 @@ func TestHostileInterleavedWriters(t *testing.T) {
 			by.check(t)
 		})
 	}
-}
-
-// connFD returns c's descriptor, valid while c is open.
-func connFD(t testing.TB, c net.Conn) int {
-	t.Helper()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fd int
-	rc.Control(func(f uintptr) { fd = int(f) })
-	return fd
-}
-
-// dupConn returns a second descriptor of c's socket.
-func dupConn(t *testing.T, c net.Conn) int {
-	t.Helper()
-	fd, err := syscall.Dup(connFD(t, c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.CloseOnExec(fd)
-	return fd
 }

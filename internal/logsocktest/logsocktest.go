@@ -25,6 +25,15 @@ import (
 	"go.uber.org/goleak"
 )
 
+// SinkAddr is the -addr flag of the example programs and logsock-cat for
+// a collector listening on network at addr.
+func SinkAddr(network, addr string) string {
+	if network == "unix" {
+		return "unix://" + addr
+	}
+	return addr
+}
+
 // SocketPath returns a Unix socket path in a short temporary directory:
 // t.TempDir can exceed sun_path's 108 bytes. On Windows, where logsock
 // does not promise Unix sockets, it skips the test.

@@ -1,6 +1,7 @@
 package logsocktest
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -96,4 +97,33 @@ func (s *Sink) WaitEnds(t testing.TB, n int) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]error(nil), s.ends...)
+}
+
+// WaitEnded waits until n connections, and every connection that
+// delivered a record, have ended, and returns the records and why each
+// connection ended. Call it once the clients have closed their
+// connections: a connection's records all come before its end.
+func (s *Sink) WaitEnded(t testing.TB, n int) ([]logsock.Record, []error) {
+	t.Helper()
+	s.Wait(t, fmt.Sprintf("%d connections to end", n), func(recs []logsock.Record, ends []error) bool {
+		conns := map[uint64]bool{}
+		for _, r := range recs {
+			conns[r.Conn] = true
+		}
+		return len(ends) >= n && len(ends) >= len(conns)
+	})
+	return s.WaitRecords(t, 0), s.WaitEnds(t, n)
+}
+
+// WaitAllEnded is WaitEnded for one connection, or more, that must all
+// end cleanly.
+func (s *Sink) WaitAllEnded(t testing.TB) []logsock.Record {
+	t.Helper()
+	recs, ends := s.WaitEnded(t, 1)
+	for i, err := range ends {
+		if err != nil {
+			t.Errorf("connection end %d: %v, want a clean close", i, err)
+		}
+	}
+	return recs
 }

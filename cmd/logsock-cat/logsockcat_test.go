@@ -1,6 +1,6 @@
 //go:build unix
 
-package logsock_test
+package main
 
 // cmd/logsock-cat, run as a real process: lines of standard input, or of
 // a command's output, into frames, delivered to a collector that may be
@@ -76,7 +76,7 @@ func TestLogsockCatStdin(t *testing.T) {
 		t.Run(network, func(t *testing.T) {
 			t.Parallel()
 			col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeDecode)
-			p := startCat(t, strings.NewReader(input), "-addr", sinkAddr(network, col.Addr), "-max-frame", "16")
+			p := startCat(t, strings.NewReader(input), "-addr", logsocktest.SinkAddr(network, col.Addr), "-max-frame", "16")
 			catExit(t, p, 0)
 			if s := p.Stderr.String(); s != "" {
 				t.Errorf("stderr %q, want nothing", s)

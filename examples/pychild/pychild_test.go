@@ -1,12 +1,10 @@
 //go:build unix
 
-package logsock_test
+package pychild_test
 
-// The programs that share a connection with their children, run as real
-// processes: examples/fork (it starts a copy of itself), and
-// examples/pychild/child.py, a Python child that adopts the socket and
-// takes the frame lock through the documented contract. examples/demo,
-// which runs both against a collector of its own, is in examples_test.go.
+// examples/pychild/child.py, a Python child that adopts the socket of a
+// LogSocket and takes the frame lock through the documented contract, run
+// as a real process.
 
 import (
 	"bytes"
@@ -21,7 +19,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/logsock/logsock"
 	"github.com/logsock/logsock/internal/logsocktest"
@@ -30,216 +27,8 @@ import (
 )
 
 // childTimeout bounds the life of a child process that a test runs to
-// its end (CombinedOutput): its context kills it after that.
+// its end (CombinedOutput, Wait): its context kills it after that.
 const childTimeout = proctest.WaitTimeout
-
-// sinkAddr is the -addr flag of the example programs for a sink served on
-// network at addr.
-func sinkAddr(network, addr string) string {
-	if network == "unix" {
-		return "unix://" + addr
-	}
-	return addr
-}
-
-// waitEnded waits until n connections, and every connection that
-// delivered a record, have ended, and returns the records and why each
-// connection ended. Call it once the clients have closed their
-// connections: a connection's records all come before its end.
-func waitEnded(t *testing.T, s *logsocktest.Sink, n int) ([]logsock.Record, []error) {
-	t.Helper()
-	s.Wait(t, fmt.Sprintf("%d connections to end", n), func(recs []logsock.Record, ends []error) bool {
-		conns := map[uint64]bool{}
-		for _, r := range recs {
-			conns[r.Conn] = true
-		}
-		return len(ends) >= n && len(ends) >= len(conns)
-	})
-	return s.WaitRecords(t, 0), s.WaitEnds(t, n)
-}
-
-// waitAllEnded is waitEnded for one connection, or more, that must all
-// end cleanly.
-func waitAllEnded(t *testing.T, s *logsocktest.Sink) []logsock.Record {
-	t.Helper()
-	recs, ends := waitEnded(t, s, 1)
-	for i, err := range ends {
-		if err != nil {
-			t.Errorf("connection end %d: %v, want a clean close", i, err)
-		}
-	}
-	return recs
-}
-
-// checkSharedRecords checks that recs came on one connection whose
-// handshake named parent, and that they are "current pid: parent"
-// fromParent times and "current pid: C" fromChild times, for one C other
-// than parent.
-func checkSharedRecords(t *testing.T, recs []logsock.Record, parent, fromParent, fromChild int) {
-	t.Helper()
-	child := 0
-	counts := map[int]int{}
-	for i, r := range recs {
-		if r.Conn != recs[0].Conn || int(r.Pid) != parent {
-			t.Errorf("record %d %q: conn %d pid %d, want conn %d pid %d (the parent's handshake)",
-				i, r.Msg, r.Conn, r.Pid, recs[0].Conn, parent)
-		}
-		var pid int
-		if _, err := fmt.Sscanf(string(r.Msg), "current pid: %d", &pid); err != nil || string(r.Msg) != fmt.Sprintf("current pid: %d", pid) {
-			t.Errorf("record %d: %q, want \"current pid: N\"", i, r.Msg)
-			continue
-		}
-		counts[pid]++
-	}
-	if counts[parent] != fromParent {
-		t.Errorf("%d messages from the parent %d, want %d", counts[parent], parent, fromParent)
-	}
-	delete(counts, parent)
-	for pid, n := range counts {
-		if child != 0 {
-			t.Errorf("messages from pids %d and %d: want one child", child, pid)
-		}
-		child = pid
-		if n != fromChild {
-			t.Errorf("%d messages from the child %d, want %d", n, pid, fromChild)
-		}
-	}
-	if child == 0 {
-		t.Errorf("no message from a child; records:\n%s", logsocktest.FormatRecords(recs))
-	}
-}
-
-// testSharingExample runs examples/fork, parent and child, with the
-// extra flags args, against a collector on TCP and on a Unix socket, and
-// checks that the collector saw fromParent and fromChild messages on one
-// connection.
-func testSharingExample(t *testing.T, fromParent, fromChild int, args ...string) {
-	bin := testenv.Program(t, "fork")
-	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
-			s := logsocktest.NewSink()
-			addr := logsocktest.Serve(t, network, s.Server())
-			p := proctest.Start(t, bin, append([]string{"-addr", sinkAddr(network, addr), "-count", "3", "-interval", "1ms"}, args...)...)
-			p.MustExit(t)
-			recs := waitAllEnded(t, s)
-			checkSharedRecords(t, recs, p.Pid(), fromParent, fromChild)
-		})
-	}
-}
-
-// The article's first experiment: parent and child log on the one
-// connection that the parent opened.
-func TestExampleFork(t *testing.T) {
-	testSharingExample(t, 3, 3)
-}
-
-// The article's third experiment: the parent's logging goroutine does not
-// live on in the child, so the parent's pid comes twice as often.
-func TestExampleForkGoroutine(t *testing.T) {
-	testSharingExample(t, 6, 3, "-goroutine")
-}
-
-// The article's second experiment: the collector drops the connection that
-// parent and child share, and each reconnects on its own, with a handshake
-// of its own pid; no message is lost.
-func TestExampleForkReconnect(t *testing.T) {
-	t.Parallel() // 0.9 s a network, in the processes' pauses
-	bin := testenv.Program(t, "fork")
-	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
-			// A try in which a process logged all it had before the drop,
-			// as when a busy machine starts the child 0.9 s late (issue
-			// 17), proves nothing of it, and is made again.
-			const tries = 3
-			for try := 1; !forkReconnect(t, bin, network); try++ {
-				if try == tries {
-					t.Fatalf("in %d tries, a process logged all it had on conn 1 before it was dropped", tries)
-				}
-			}
-		})
-	}
-}
-
-// forkReconnect is one try of TestExampleForkReconnect. It reports false
-// if a process had logged all its messages before the drop.
-func forkReconnect(t *testing.T, bin, network string) bool {
-	t.Helper()
-	const count = 4
-	col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeDecode)
-	// Each process logs at once, then every 300 ms: the first connection
-	// is dropped once both have logged on it, and each has more to log.
-	// The collector shuts it down and reads on, so that a frame on its way
-	// as it drops is not lost (issue 17: closed, it lost one when the
-	// child's start, slowed by a busy machine, put the parent's second
-	// frame there).
-	p := proctest.Start(t, bin, "-addr", sinkAddr(network, col.Addr),
-		"-count", fmt.Sprint(count), "-interval", "300ms")
-
-	// Until both processes have logged on conn 1, nothing else may come:
-	// no other connection, no end.
-	onlyConn1 := func(recs []logsock.Record, ends []error) bool {
-		return len(ends) == 0 && !slices.ContainsFunc(recs, func(r logsock.Record) bool { return r.Conn != 1 })
-	}
-	col.Wait(t, "both processes' messages on conn 1", func(recs []logsock.Record, ends []error) bool {
-		seen := map[string]bool{}
-		for _, r := range recs {
-			seen[string(r.Msg)] = true
-		}
-		return len(seen) >= 2 || !onlyConn1(recs, ends)
-	})
-	if recs, ends := col.WaitRecords(t, 0), col.WaitEnds(t, 0); !onlyConn1(recs, ends) {
-		t.Fatalf("before both processes logged on conn 1: ends %v, records:\n%s", ends, logsocktest.FormatRecords(recs))
-	}
-	dropped := time.Now()
-	col.ShutConn(t, 1)
-	p.MustExit(t)
-	col.WaitEnds(t, col.StopAccepting())
-	for _, c := range col.Connections() {
-		if c.Err != nil {
-			t.Errorf("conn %d (pid %d): %v", c.ID, c.Pid, c.Err)
-		}
-	}
-	recs := col.WaitRecords(t, 0)
-
-	// conn 1 is the parent's, and carries both pids' messages; each other
-	// connection carries only its handshake's pid.
-	parent := int32(p.Pid())
-	msgs := map[int32]int{}          // messages by the pid they name
-	early := map[int32]int{}         // those of them read before the drop
-	handshakes := map[uint64]int32{} // conn -> handshake pid
-	for _, r := range recs {
-		handshakes[r.Conn] = r.Pid
-		var pid int32
-		if _, err := fmt.Sscanf(string(r.Msg), "current pid: %d", &pid); err != nil {
-			t.Fatalf("conn %d: message %q", r.Conn, r.Msg)
-		}
-		msgs[pid]++
-		if r.Time.Before(dropped) {
-			early[pid]++
-		}
-		if r.Conn == 1 && r.Pid != parent || r.Conn != 1 && r.Pid != pid {
-			t.Errorf("conn %d, handshake pid %d: message %q", r.Conn, r.Pid, r.Msg)
-		}
-	}
-	for pid, n := range early {
-		if n == count {
-			t.Logf("pid %d logged all its %d messages before conn 1 was dropped; again", pid, count)
-			return false
-		}
-	}
-	if len(handshakes) != 3 || len(msgs) != 2 {
-		t.Fatalf("handshakes by conn %v, messages by pid %v: want conn 1 shared, then one conn each", handshakes, msgs)
-	}
-	for pid, n := range msgs {
-		if n != count {
-			t.Errorf("%d messages from pid %d, want %d", n, pid, count)
-		}
-	}
-	if handshakes[2] == handshakes[3] {
-		t.Errorf("conns 2 and 3 both opened by pid %d", handshakes[2])
-	}
-	return true
-}
 
 // startPyChild starts examples/pychild/child.py with args, sharing ls's
 // connection with it. The child is killed when its context times out or
@@ -247,7 +36,7 @@ func forkReconnect(t *testing.T, bin, network string) bool {
 func startPyChild(t *testing.T, ls *logsock.LogSocket, args ...string) *proctest.Proc {
 	t.Helper()
 	py := testenv.Python(t)
-	script, err := filepath.Abs(filepath.Join("examples", "pychild", "child.py"))
+	script, err := filepath.Abs("child.py")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +87,7 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			recs := waitAllEnded(t, s)
+			recs := s.WaitAllEnded(t)
 			want := append(append([]string{"before"}, py...), "after")
 			if len(recs) != len(want) {
 				t.Fatalf("got %d records, want %d:\n%s", len(recs), len(want), logsocktest.FormatRecords(recs))
@@ -319,7 +108,7 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 	// Variables that are absent or name the wrong descriptor are refused.
 	t.Run("stale", func(t *testing.T) {
 		py := testenv.Python(t)
-		script, err := filepath.Abs(filepath.Join("examples", "pychild", "child.py"))
+		script, err := filepath.Abs("child.py")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -395,7 +184,7 @@ func TestPythonChildAdoptsSocket(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		recs, ends := waitEnded(t, s, 3)
+		recs, ends := s.WaitEnded(t, 3)
 		if len(recs) != 3 {
 			t.Fatalf("got %d records, want 3:\n%s", len(recs), logsocktest.FormatRecords(recs))
 		}
@@ -485,7 +274,7 @@ func testPyChildContended(t *testing.T, size, goFrames, pyFrames int) {
 		t.Fatal(err)
 	}
 
-	recs := waitAllEnded(t, s)
+	recs := s.WaitAllEnded(t)
 	next, fromPy, turns := 0, 0, 0
 	for i, r := range recs {
 		if r.Conn != recs[0].Conn || int(r.Pid) != os.Getpid() {
