@@ -19,6 +19,7 @@ import (
 // WriteTimeout, then stops reading; the call's own frame, larger than the
 // socket buffers, cannot go out.
 func TestDirectOneDeadlineACall(t *testing.T) {
+	t.Parallel()
 	const (
 		wait  = time.Second
 		frame = 64 << 10

@@ -25,6 +25,7 @@ import (
 // is lost with the connection, as when a collector dies, and the client
 // cannot know it.
 func TestRefusedFrameDropped(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		network   string
 		batching  bool

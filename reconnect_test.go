@@ -278,6 +278,7 @@ func TestFrameLargerThanBuffer(t *testing.T) {
 // a minute, so that any wait for the backoff shows; in direct and in
 // batching mode.
 func TestHealthyConnectionResetsBackoff(t *testing.T) {
+	t.Parallel()
 	unixOnly(t, "no peek (Config.PeekInterval): the loss is found by the peek")
 	// Longer than healthyAfter (a second: Config's MinBackoff says so).
 	const healthy = 1100 * time.Millisecond
@@ -285,6 +286,7 @@ func TestHealthyConnectionResetsBackoff(t *testing.T) {
 	const atOnce = 10 * time.Second
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			t.Parallel()
 			col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeDecode)
 			ls := dial(t, localNetwork, col.Addr, inMode(batching, &logsock.Config{
 				PeekInterval: time.Nanosecond, MinBackoff: time.Minute, MaxBackoff: time.Minute,

@@ -229,6 +229,7 @@ func TestShutdownRestartUnderLoad(t *testing.T) {
 // clients sent (issue 20's review: 10 of 30 early SIGTERMs of logsockd lost
 // a record).
 func TestServeAfterShutdown(t *testing.T) {
+	t.Parallel()
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			unixOnly(t, "Shutdown takes the queued connections where the listener has SyscallConn")

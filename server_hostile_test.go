@@ -190,8 +190,10 @@ func TestHostileSlowHandshake(t *testing.T) {
 // long is closed, between frames or inside one (whose part is dropped);
 // one that keeps sending is not.
 func TestServerIdleTimeout(t *testing.T) {
+	t.Parallel()
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
+			t.Parallel()
 			// A second: with 200 ms, the busy connection was closed too
 			// under -race beside CPU hogs (issue 17), its sender or the
 			// Server's reader kept from running that long.

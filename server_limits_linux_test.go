@@ -159,6 +159,7 @@ func TestServerConnLimitWaits(t *testing.T) {
 // out: another IP address over TCP, another user on a Unix socket, is
 // served beside it, while the peer's own next connection is refused.
 func TestServerPerPeerLimit(t *testing.T) {
+	t.Parallel()
 	pid := int32(os.Getpid())
 	t.Run("tcp", func(t *testing.T) {
 		log := newConnLog()
@@ -334,6 +335,7 @@ func procStatus(t testing.TB, pid int, field string) uint64 {
 // back under 64 MiB (before: 1.58 GB, and 2.16 GB five seconds after).
 // The Server runs in a child process, so that its RSS is its own.
 func TestServerMemoryGoal(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("1,000 connections of 1 MiB each")
 	}

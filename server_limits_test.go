@@ -146,6 +146,7 @@ func TestServerFrameBeyondMemory(t *testing.T) {
 // memory frees during the drain, and at its deadline cuts one that is
 // still paused, counting its frame in ServerStats.Cut.
 func TestServerShutdownPaused(t *testing.T) {
+	t.Parallel()
 	pid := int32(os.Getpid())
 	const sent = 100 << 10
 	rest := bytes.Repeat([]byte("a"), logsock.DefaultMaxFrame-sent)
@@ -327,6 +328,7 @@ func TestServerRefusalDrained(t *testing.T) {
 // bounded: beyond them a refused connection is closed without a byte
 // read; one stalled inside a frame is cut after a while, and counted.
 func TestServerRefusalsBounded(t *testing.T) {
+	t.Parallel()
 	const drains = 64 // the Server's bound
 	log := newConnLog()
 	srv := log.Server()
