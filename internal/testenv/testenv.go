@@ -1,8 +1,8 @@
 // Package testenv finds and makes what the tests run besides themselves:
 // the programs (logsockd and the examples), each built once per process,
 // python3, jq, and TCP ports that can be bound again after a close, and it
-// ties children's lives to their parent's. The tests of package logsock
-// and logsock_test use it, and so do examples/reliability,
+// ties children's lives to their parent's. The tests of logsock and of
+// its programs use it, and so do examples/reliability,
 // internal/rsyslogtest, internal/faultlab and the bench; it imports
 // neither logsock nor testing for that reason.
 package testenv
