@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // BenchmarkServerIngest: a Server reads 100-byte frames that one client
@@ -26,8 +27,8 @@ func BenchmarkServerIngest(b *testing.B) {
 					close(done)
 				}
 			}}
-			addr := serve(b, network, srv)
-			c := rawConn(b, network, addr, logsock.AppendHandshake(nil, logsock.LittleEndian, 1))
+			addr := logsocktest.Serve(b, network, srv)
+			c := logsocktest.RawConn(b, network, addr, logsock.AppendHandshake(nil, logsock.LittleEndian, 1))
 			b.SetBytes(int64(len(msg)))
 			b.ResetTimer()
 			start := time.Now()
