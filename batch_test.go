@@ -162,6 +162,7 @@ func TestBatchingLogAllocs(t *testing.T) {
 // whole go out again on the next connection, whole and in order, after
 // those that were: the two streams together are every frame once.
 func TestBatchingCutBatch(t *testing.T) {
+	t.Parallel()
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeStall) // not read until a write has failed
@@ -301,6 +302,7 @@ func TestBatchingOverflow(t *testing.T) {
 // other call returned ErrClosed. Close seals the chunk being appended to,
 // without a lock on the callers' side: no append may slip past it.
 func TestBatchingCloseRace(t *testing.T) {
+	t.Parallel()
 	const goroutines = 8
 	for round := range 20 {
 		s := logsocktest.NewSink()

@@ -65,6 +65,7 @@ func TestDialSendsHandshake(t *testing.T) {
 // every frame whole and exactly once, each goroutine's in order; in direct
 // and in batching mode.
 func TestConcurrentFramesWhole(t *testing.T) {
+	t.Parallel()
 	for name, cfg := range map[string]*logsock.Config{
 		"direct":   {},
 		"batching": {Batching: true},

@@ -9,12 +9,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -157,7 +159,18 @@ func Certs(t testing.TB) *tlstest.Set {
 // Main is the TestMain of the packages that use logsocktest: it runs the
 // tests, checks that no goroutine outlives them (goleak), and removes the
 // programs that testenv built for them.
+//
+// Unless -test.parallel is given, parallel tests run 4 at a time, not
+// GOMAXPROCS (2 on the CI machine) at a time: they spend their time
+// waiting on sockets, child processes and deadlines, not computing
+// (issue 18: the library's tests in 20 s).
 func Main(m *testing.M) {
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", strconv.Itoa(max(4, runtime.GOMAXPROCS(0))))
+	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		testenv.RemovePrograms()
 		os.Exit(code)
