@@ -15,6 +15,7 @@ import (
 // TestBatchingReleasesIdleMemory: the batch buffers and chunks, kept while busy, are
 // given back once the writer has had nothing to do for idleRelease.
 func TestBatchingReleasesIdleMemory(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

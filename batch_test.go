@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestBatchingGroupsFrames: frames logged in a burst go out in a few
@@ -20,8 +21,8 @@ import (
 func TestBatchingGroupsFrames(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			s := newSink()
-			addr := serve(t, network, s.server())
+			s := logsocktest.NewSink()
+			addr := logsocktest.Serve(t, network, s.Server())
 			ls := dial(t, network, addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
 			const n = 10_000
 			for i := range n {
@@ -39,7 +40,7 @@ func TestBatchingGroupsFrames(t *testing.T) {
 			if st.Writes > 20 {
 				t.Errorf("%d writes for %d frames", st.Writes, n)
 			}
-			recs := s.waitRecords(t, n)
+			recs := s.WaitRecords(t, n)
 			for i, r := range recs {
 				if want := fmt.Sprintf("frame %05d", i); string(r.Msg) != want {
 					t.Fatalf("record %d = %q, want %q", i, r.Msg, want)
@@ -54,8 +55,8 @@ func TestBatchingGroupsFrames(t *testing.T) {
 // it.
 func TestBatchingFlushDelay(t *testing.T) {
 	const delay = 200 * time.Millisecond
-	col := newFakeCollector(t, localNetwork, fakeDecode)
-	ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: true, FlushDelay: delay})
+	col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeDecode)
+	ls := dial(t, localNetwork, col.Addr, &logsock.Config{Batching: true, FlushDelay: delay})
 	start := time.Now()
 	if err := ls.Log("alone"); err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func TestBatchingFlushDelay(t *testing.T) {
 		t.Errorf("Stats %+v just after Log: want the frame held, none written", st)
 	}
 	wantRecord(t, col, 0, 1, "alone")
-	after := col.waitRecords(t, 1)[0].Time.Sub(start)
+	after := col.WaitRecords(t, 1)[0].Time.Sub(start)
 	if after < delay {
 		t.Errorf("delivered %v after Log, before FlushDelay %v", after, delay)
 	}
@@ -80,8 +81,8 @@ func TestBatchingFlushDelay(t *testing.T) {
 // by itself once the collector is up, and delivers what it holds without
 // a further call.
 func TestBatchingReconnects(t *testing.T) {
-	col := fakeDown(t, localNetwork, fakeDecode)
-	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
+	col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode)
+	ls, err := logsock.New(localNetwork, col.Addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
 		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -94,8 +95,8 @@ func TestBatchingReconnects(t *testing.T) {
 	}
 	// The writer has tried, failed, and waits for its next attempt.
 	waitForStack(t, "(*batcher).writeBatch", "(*link).wait")
-	col.start(t)
-	if got := msgs(col.waitRecords(t, 3)); fmt.Sprint(got) != "[held 0 held 1 held 2]" {
+	col.Start(t)
+	if got := msgs(col.WaitRecords(t, 3)); fmt.Sprint(got) != "[held 0 held 1 held 2]" {
 		t.Errorf("delivered %q", got)
 	}
 	if st := ls.Stats(); st.Connects != 1 || st.Outage <= 0 {
@@ -106,8 +107,8 @@ func TestBatchingReconnects(t *testing.T) {
 // TestBatchingCloseFlushes: Close writes what is queued and stops the
 // writer (goleak checks that it is gone).
 func TestBatchingCloseFlushes(t *testing.T) {
-	s := newSink()
-	addr := serve(t, localNetwork, s.server())
+	s := logsocktest.NewSink()
+	addr := logsocktest.Serve(t, localNetwork, s.Server())
 	ls, err := logsock.Dial(localNetwork, addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func TestBatchingCloseFlushes(t *testing.T) {
 	if err := ls.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if recs := s.waitRecords(t, 100); string(recs[99].Msg) != "99" {
+	if recs := s.WaitRecords(t, 100); string(recs[99].Msg) != "99" {
 		t.Errorf("last record %q", recs[99].Msg)
 	}
 	if err := ls.Log("late"); err == nil {
@@ -130,11 +131,11 @@ func TestBatchingCloseFlushes(t *testing.T) {
 // connection before it writes the next batch, and moves to a new one.
 func TestBatchingPeerClose(t *testing.T) {
 	unixOnly(t, "no peek (Config.PeekInterval)")
-	col := newFakeCollector(t, "tcp", fakeDecode)
-	ls := dial(t, "tcp", col.addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond, PeekInterval: time.Nanosecond})
+	col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeDecode)
+	ls := dial(t, "tcp", col.Addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond, PeekInterval: time.Nanosecond})
 	ls.Log("one")
 	wantRecord(t, col, 0, 1, "one")
-	col.closeConn(1)
+	col.CloseConn(1)
 	ls.Log("two")
 	wantRecord(t, col, 1, 2, "two") // on the new connection
 }
@@ -143,7 +144,7 @@ func TestBatchingLogAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's instrumentation allocates")
 	}
-	addr := serve(t, "tcp", &logsock.Server{})
+	addr := logsocktest.Serve(t, "tcp", &logsock.Server{})
 	ls := dial(t, "tcp", addr, &logsock.Config{Batching: true})
 	msg := make([]byte, 100)
 	if allocs := testing.AllocsPerRun(10_000, func() {
@@ -161,13 +162,14 @@ func TestBatchingLogAllocs(t *testing.T) {
 // whole go out again on the next connection, whole and in order, after
 // those that were: the two streams together are every frame once.
 func TestBatchingCutBatch(t *testing.T) {
+	t.Parallel()
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			col := newFakeCollector(t, network, fakeStall) // not read until a write has failed
+			col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeStall) // not read until a write has failed
 			// 20 MB: more than a loopback connection's buffers hold, less
 			// than BufferBytes, so that no Log waits.
 			const n, size = 20_000, 1000
-			ls := dial(t, network, col.addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
+			ls := dial(t, network, col.Addr, &logsock.Config{Batching: true, FlushDelay: time.Millisecond,
 				BufferBytes: 64 << 20, WriteTimeout: 200 * time.Millisecond, PeekInterval: -1})
 			pad := strings.Repeat(".", size-8)
 			for i := range n {
@@ -175,14 +177,14 @@ func TestBatchingCutBatch(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			col.waitConns(t, 2) // the writer's second connection: the first failed
-			col.resume()
+			col.WaitConns(t, 2) // the writer's second connection: the first failed
+			col.Resume()
 			flush(t, ls)
 			// On a busy machine the resume can come after the write on the
 			// second connection has timed out too, and the third's (issue
 			// 17: 3 and 4 connections): each cut is the same promise.
 			st := ls.Stats()
-			conns := len(col.waitConns(t, int(st.Connects)))
+			conns := len(col.WaitConns(t, int(st.Connects)))
 			if st.Frames != n || conns != int(st.Connects) || st.Reconnects != st.Connects-1 ||
 				st.Resent > st.Reconnects || st.Dropped != 0 {
 				t.Errorf("Stats %+v, %d connections: want %d frames, a reconnect a connection cut, at most one frame re-sent each",
@@ -190,14 +192,14 @@ func TestBatchingCutBatch(t *testing.T) {
 			}
 			torn := 0 // the cuts inside a frame
 			for id := uint64(1); id < uint64(conns); id++ {
-				switch err := col.waitConnEnd(t, id).err; {
+				switch err := col.WaitConnEnd(t, id).Err; {
 				case errors.Is(err, io.ErrUnexpectedEOF):
 					torn++
 				case err != nil:
 					t.Fatalf("connection %d: %v", id, err)
 				}
 			}
-			recs := col.waitRecords(t, n)
+			recs := col.WaitRecords(t, n)
 			var cut []int // the frames whole on each connection that was cut
 			next := 0
 			for id := uint64(1); id <= uint64(conns); id++ {
@@ -241,12 +243,12 @@ func TestBatchingOverflow(t *testing.T) {
 		{logsock.Block, 0, -1}, // up to the first failure
 	} {
 		t.Run(name[tc.policy], func(t *testing.T) {
-			col := fakeDown(t, localNetwork, fakeDecode)
+			col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode)
 			wait := time.Minute
 			if tc.policy == logsock.Block {
 				wait = 50 * time.Millisecond
 			}
-			ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{Batching: true, BufferBytes: limit, Overflow: tc.policy,
+			ls, err := logsock.New(localNetwork, col.Addr, &logsock.Config{Batching: true, BufferBytes: limit, Overflow: tc.policy,
 				WriteTimeout: wait, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
@@ -283,9 +285,9 @@ func TestBatchingOverflow(t *testing.T) {
 			} else if st.Held != fit || st.Dropped != n-fit {
 				t.Fatalf("Stats %+v: want %d held, %d dropped", st, fit, n-fit)
 			}
-			col.start(t)
+			col.Start(t)
 			flush(t, ls)
-			recs := col.waitRecords(t, tc.last-tc.first+1)
+			recs := col.WaitRecords(t, tc.last-tc.first+1)
 			for i, r := range recs {
 				if want := fmt.Sprintf("%08d%s", tc.first+i, pad); string(r.Msg) != want {
 					t.Fatalf("record %d: %.8q, want frame %d", i, r.Msg, tc.first+i)
@@ -300,10 +302,11 @@ func TestBatchingOverflow(t *testing.T) {
 // other call returned ErrClosed. Close seals the chunk being appended to,
 // without a lock on the callers' side: no append may slip past it.
 func TestBatchingCloseRace(t *testing.T) {
+	t.Parallel()
 	const goroutines = 8
 	for round := range 20 {
-		s := newSink()
-		addr := serve(t, localNetwork, s.server())
+		s := logsocktest.NewSink()
+		addr := logsocktest.Serve(t, localNetwork, s.Server())
 		ls := dial(t, localNetwork, addr, &logsock.Config{Batching: true, BufferBytes: 64 << 10})
 		var accepted [goroutines]int // frames 0..accepted-1 of each goroutine returned nil
 		var sofar atomic.Int64
@@ -342,7 +345,7 @@ func TestBatchingCloseRace(t *testing.T) {
 			t.Fatalf("round %d: %d calls returned nil; Stats %+v", round, total, st)
 		}
 		var next [goroutines]int
-		for i, r := range s.waitRecords(t, total) {
+		for i, r := range s.WaitRecords(t, total) {
 			var g, n int
 			if _, err := fmt.Sscanf(string(r.Msg), "%d %d", &g, &n); err != nil || g < 0 || g >= goroutines {
 				t.Fatalf("round %d: record %d %q", round, i, r.Msg)

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 func reportFrames(b *testing.B) {
@@ -28,7 +29,7 @@ func BenchmarkWrite(b *testing.B) {
 			msg := bytes.Repeat([]byte("x"), size)
 			name := network + "/" + map[int]string{100: "100B", 1024: "1KiB"}[size]
 			b.Run("raw/"+name, func(b *testing.B) {
-				c, err := net.Dial(network, newFakeCollector(b, network, fakeDiscard).addr)
+				c, err := net.Dial(network, logsocktest.NewFakeCollector(b, network, logsocktest.FakeDiscard).Addr)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -44,7 +45,7 @@ func BenchmarkWrite(b *testing.B) {
 				reportFrames(b)
 			})
 			b.Run("logsock/"+name, func(b *testing.B) {
-				ls, err := logsock.Dial(network, newFakeCollector(b, network, fakeDiscard).addr, nil)
+				ls, err := logsock.Dial(network, logsocktest.NewFakeCollector(b, network, logsocktest.FakeDiscard).Addr, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -121,7 +122,7 @@ func BenchmarkModes(b *testing.B) {
 			for _, shared := range []bool{false, true} {
 				name := fmt.Sprintf("%s/batching=%v/shared=%v", network, batching, shared)
 				b.Run(name, func(b *testing.B) {
-					ls, err := logsock.Dial(network, newFakeCollector(b, network, fakeDiscard).addr, &logsock.Config{Batching: batching})
+					ls, err := logsock.Dial(network, logsocktest.NewFakeCollector(b, network, logsocktest.FakeDiscard).Addr, &logsock.Config{Batching: batching})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -147,27 +148,6 @@ func BenchmarkModes(b *testing.B) {
 	}
 }
 
-// shareInProcess shares ls's connection with a second LogSocket of this
-// process, configured by cfg, as with a child process: from then on,
-// every write takes the frame lock.
-func shareInProcess(tb testing.TB, ls *logsock.LogSocket, cfg *logsock.Config) *logsock.LogSocket {
-	tb.Helper()
-	x, y, err := unixPair()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer x.Close()
-	defer y.Close()
-	if err := ls.SendConn(x); err != nil {
-		tb.Fatal(err)
-	}
-	other, err := logsock.ReceiveConn(y, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return other
-}
-
 // BenchmarkBatchingGoroutines: batching mode with 1, 2 and 8 goroutines
 // logging 100 B frames on one LogSocket, b.N frames in all. Issue 5 asks
 // that 8 be no slower than 1.
@@ -176,7 +156,7 @@ func BenchmarkBatchingGoroutines(b *testing.B) {
 	for _, network := range []string{"tcp", "unix"} {
 		for _, g := range []int{1, 2, 8} {
 			b.Run(fmt.Sprintf("%s/%dg", network, g), func(b *testing.B) {
-				ls, err := logsock.Dial(network, newFakeCollector(b, network, fakeDiscard).addr, &logsock.Config{Batching: true})
+				ls, err := logsock.Dial(network, logsocktest.NewFakeCollector(b, network, logsocktest.FakeDiscard).Addr, &logsock.Config{Batching: true})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -3,36 +3,28 @@
 package logsock_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
-	"testing"
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/proctest"
 	"golang.org/x/sys/unix"
 )
-
-// childRoleEnv names the role of this test binary when a test runs it as
-// a child process.
-const childRoleEnv = "LOGSOCK_TEST_CHILD"
 
 // The inheritance tests run this binary again as the child process, which
 // plays its role before the tests' main (TestMain) begins.
 func init() {
-	if role := os.Getenv(childRoleEnv); role != "" {
+	if role := proctest.ChildRole(); role != "" {
 		os.Exit(runChild(role))
 	}
 }
@@ -69,46 +61,23 @@ func runChild(role string) int {
 	return 2
 }
 
-// childCommands does what each line of standard input says, and answers
-// each with a line: "ok", or "error: ..." ("log TEXT", "stats", "shared",
-// "die" (begin a frame, keep the lock and wait to be killed), "fds"
-// (check that no descriptor of the socket would leak into a grandchild),
-// "lognum FROM TO" (log numbered messages, and flush)).
+// childCommands serves the commands "log TEXT", "stats", "shared", "die"
+// (begin a frame, keep the lock and wait to be killed) and "fds" (check
+// that no descriptor of the socket would leak into a grandchild).
 func childCommands(ls *logsock.LogSocket) int {
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		cmd, arg, _ := strings.Cut(in.Text(), " ")
-		var err error
-		var answer string
-		switch cmd {
-		case "log":
-			err = ls.Log(arg)
-		case "stats":
-			answer = fmt.Sprintf("%+v", ls.Stats())
-		case "shared":
-			answer = strconv.FormatBool(ls.Shared())
-		case "die":
-			if err = ls.BeginFrameAndStop([]byte{0xff, 0, 0, 0, 'h', 'a', 'l', 'f'}); err == nil {
-				fmt.Println("ok")
-				select {} // until killed
+	return proctest.ServeCommands(map[string]func(string) (string, error){
+		"log":    func(arg string) (string, error) { return "", ls.Log(arg) },
+		"stats":  func(string) (string, error) { return fmt.Sprintf("%+v", ls.Stats()), nil },
+		"shared": func(string) (string, error) { return strconv.FormatBool(ls.Shared()), nil },
+		"die": func(string) (string, error) {
+			if err := ls.BeginFrameAndStop([]byte{0xff, 0, 0, 0, 'h', 'a', 'l', 'f'}); err != nil {
+				return "", err
 			}
-		case "fds":
-			err = checkNoLeak(arg)
-		case "lognum": // "FROM TO": forwardMsg("child", seq) for each seq, then Flush
-			err = logNumbered(ls, "child", arg)
-		default:
-			err = fmt.Errorf("unknown command %q", cmd)
-		}
-		switch {
-		case err != nil:
-			fmt.Println("error:", err)
-		case answer != "":
-			fmt.Println(answer)
-		default:
 			fmt.Println("ok")
-		}
-	}
-	return 0
+			select {} // until killed
+		},
+		"fds": func(arg string) (string, error) { return "", checkNoLeak(arg) },
+	})
 }
 
 // childReceive connects to path, receives a connection with ReceiveConn,
@@ -280,71 +249,4 @@ func stressWrite(ls *logsock.LogSocket, pid int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return ls.Flush(ctx)
-}
-
-// child is a running child process in the "commands" role.
-type child struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Scanner
-}
-
-// startChild starts this test binary as a child with ls.Start.
-func startChild(t *testing.T, ls *logsock.LogSocket, role string, env ...string) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), append(env, childRoleEnv+"="+role)...)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ls.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	c := &child{cmd: cmd, in: in, out: bufio.NewScanner(out)}
-	t.Cleanup(func() {
-		once.Do(func() {
-			in.Close()
-			cmd.Process.Kill()
-			cmd.Wait()
-		})
-	})
-	return c
-}
-
-// do sends a command and returns the answer.
-func (c *child) do(t *testing.T, command string) string {
-	t.Helper()
-	if _, err := fmt.Fprintln(c.in, command); err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	if !c.out.Scan() {
-		t.Fatalf("child: no answer to %q: %v", command, c.out.Err())
-	}
-	return c.out.Text()
-}
-
-func (c *child) must(t *testing.T, command string) {
-	t.Helper()
-	if got := c.do(t, command); got != "ok" {
-		t.Fatalf("child %q: %s", command, got)
-	}
-}
-
-// wait ends the child and checks that it exited cleanly.
-func (c *child) wait(t *testing.T) {
-	t.Helper()
-	c.in.Close()
-	if err := c.cmd.Wait(); err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).ExitStatus() != 0 {
-			t.Fatalf("child: %v", err)
-		}
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestCloseWithinTimeout: Close returns within CloseTimeout + 50 ms, in
@@ -33,30 +34,30 @@ func TestCloseWithinTimeout(t *testing.T) {
 	cases := []struct {
 		name    string
 		network string
-		mode    fakeMode
+		mode    logsocktest.FakeMode
 		down    bool
 	}{
-		{"never reads", "tcp", fakeStall, false},
-		{"never reads", "unix", fakeStall, false},
-		{"dial hangs", "tcp", fakeBacklog, false},
-		{"down", "tcp", fakeDecode, true},
-		{"down", "unix", fakeDecode, true},
+		{"never reads", "tcp", logsocktest.FakeStall, false},
+		{"never reads", "unix", logsocktest.FakeStall, false},
+		{"dial hangs", "tcp", logsocktest.FakeBacklog, false},
+		{"down", "tcp", logsocktest.FakeDecode, true},
+		{"down", "unix", logsocktest.FakeDecode, true},
 	}
 	for _, tc := range cases {
 		for _, batching := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/%s/batching=%v", tc.name, tc.network, batching), func(t *testing.T) {
-				col := newFakeCollector(t, tc.network, tc.mode)
+				col := logsocktest.NewFakeCollector(t, tc.network, tc.mode)
 				if tc.down {
-					col.stop()
+					col.Stop()
 				}
-				ls, err := logsock.New(tc.network, col.addr, &logsock.Config{Batching: batching, CloseTimeout: closeTimeout})
+				ls, err := logsock.New(tc.network, col.Addr, &logsock.Config{Batching: batching, CloseTimeout: closeTimeout})
 				if err != nil {
 					t.Fatal(err)
 				}
 				const logged = 3
 				logging := make(chan error, 1)
 				switch tc.mode {
-				case fakeStall: // log until a write blocks on the full buffers
+				case logsocktest.FakeStall: // log until a write blocks on the full buffers
 					go func() {
 						chunk := make([]byte, 64<<10)
 						for {
@@ -67,7 +68,7 @@ func TestCloseWithinTimeout(t *testing.T) {
 						}
 					}()
 					waitWriteBlocked(t, ls, col, 1)
-				case fakeBacklog: // the first frame makes the dial, which hangs
+				case logsocktest.FakeBacklog: // the first frame makes the dial, which hangs
 					go func() { logging <- ls.Log("into the backlog") }()
 					waitForStack(t, "(*link).dial", "net.(*Dialer).DialContext")
 				default:

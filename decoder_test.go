@@ -225,6 +225,7 @@ func TestRoundTripProperty(t *testing.T) {
 // Test100kRandomFrames: 100,000 frames of random sizes and bytes, in both
 // byte orders, read back equal through reads of random sizes.
 func Test100kRandomFrames(t *testing.T) {
+	t.Parallel()
 	for _, order := range []logsock.ByteOrder{logsock.LittleEndian, logsock.BigEndian} {
 		t.Run(order.String(), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(order)))

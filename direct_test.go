@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestDirectOneDeadlineACall: in direct mode, a call that first sends
@@ -18,6 +19,7 @@ import (
 // WriteTimeout, then stops reading; the call's own frame, larger than the
 // socket buffers, cannot go out.
 func TestDirectOneDeadlineACall(t *testing.T) {
+	t.Parallel()
 	const (
 		wait  = time.Second
 		frame = 64 << 10
@@ -35,8 +37,8 @@ func TestDirectOneDeadlineACall(t *testing.T) {
 	// A backoff of a nanosecond: the call's first act is to connect. (A
 	// millisecond, and on a quiet machine the call came before the attempt
 	// was due, wrote nothing and returned at once, issue 17.)
-	col := fakeDown(t, localNetwork, fakeDecode) // only for its address
-	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{WriteTimeout: wait, MaxFrame: ownBytes,
+	col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode) // only for its address
+	ls, err := logsock.New(localNetwork, col.Addr, &logsock.Config{WriteTimeout: wait, MaxFrame: ownBytes,
 		BufferBytes: 4 * ownBytes, MinBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond, CloseTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,7 @@ func TestDirectOneDeadlineACall(t *testing.T) {
 		t.Fatalf("Stats %+v: want %d frames held while the collector is down", st, heldBytes/frame)
 	}
 
-	l, err := net.Listen(localNetwork, col.addr)
+	l, err := net.Listen(localNetwork, col.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,14 +32,14 @@ import (
 func TestInheritSharedConnection(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			col := newFakeCollector(t, network, fakeDecode)
-			ls := dial(t, network, col.addr, &logsock.Config{PeekInterval: time.Nanosecond})
+			col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeDecode)
+			ls := dial(t, network, col.Addr, &logsock.Config{PeekInterval: time.Nanosecond})
 			ls.Log("parent 1")
-			ch := startChild(t, ls, "commands")
-			ch.must(t, "log child 1")
+			ch := proctest.StartChild(t, ls.Start, "commands")
+			ch.Must(t, "log child 1")
 			ls.Log("parent 2")
-			recs := col.waitRecords(t, 3)
-			if got := ch.do(t, "shared"); got != "true" || !ls.Shared() {
+			recs := col.WaitRecords(t, 3)
+			if got := ch.Do(t, "shared"); got != "true" || !ls.Shared() {
 				t.Fatalf("shared: child %s, parent %v", got, ls.Shared())
 			}
 			for _, r := range recs {
@@ -46,11 +48,11 @@ func TestInheritSharedConnection(t *testing.T) {
 				}
 			}
 
-			col.dropAll()
-			col.waitEnds(t, 1)
+			col.DropAll()
+			col.WaitEnds(t, 1)
 			ls.Log("parent 3")
-			ch.must(t, "log child 2")
-			recs = col.waitRecords(t, 5)
+			ch.Must(t, "log child 2")
+			recs = col.WaitRecords(t, 5)
 			byMsg := map[string]logsock.Record{}
 			for _, r := range recs {
 				byMsg[string(r.Msg)] = r
@@ -61,14 +63,14 @@ func TestInheritSharedConnection(t *testing.T) {
 				}
 			}
 			p3, c2 := byMsg["parent 3"], byMsg["child 2"]
-			if p3.Pid != int32(os.Getpid()) || c2.Pid != int32(ch.cmd.Process.Pid) || p3.Conn == c2.Conn || p3.Conn == 1 || c2.Conn == 1 {
+			if p3.Pid != int32(os.Getpid()) || c2.Pid != int32(ch.Cmd.Process.Pid) || p3.Conn == c2.Conn || p3.Conn == 1 || c2.Conn == 1 {
 				t.Errorf("after the drop: parent on conn %d pid %d, child on conn %d pid %d; want two new connections with their own pids",
 					p3.Conn, p3.Pid, c2.Conn, c2.Pid)
 			}
-			if got := ch.do(t, "shared"); got != "false" || ls.Shared() {
+			if got := ch.Do(t, "shared"); got != "false" || ls.Shared() {
 				t.Errorf("after reconnecting, shared: child %s, parent %v; want false", got, ls.Shared())
 			}
-			ch.wait(t)
+			ch.Wait(t)
 		})
 	}
 }
@@ -166,7 +168,7 @@ func runStress(t *testing.T, network string, lock, batching bool) (torn string, 
 // runStressWith is runStress; inProcess replaces the 3 children with a
 // second LogSocket of this process (writer id: this pid + 1).
 func runStressWith(t *testing.T, network string, lock, batching, inProcess bool) (torn string, complete bool) {
-	l := listen(t, network)
+	l := logsocktest.Listen(t, network)
 	defer l.Close()
 	ls := dial(t, network, l.Addr().String(), &logsock.Config{WriteTimeout: time.Minute, Batching: batching})
 	c, err := l.Accept()
@@ -196,9 +198,7 @@ func runStressWith(t *testing.T, network string, lock, batching, inProcess bool)
 		if inProcess {
 			break
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), append(env, childRoleEnv+"=stress")...)
-		cmd.Stderr = os.Stderr
+		cmd := proctest.ChildCommand("stress", env...)
 		if err := ls.Start(cmd); err != nil {
 			t.Fatal(err)
 		}
@@ -284,15 +284,15 @@ func runStressWith(t *testing.T, network string, lock, batching, inProcess bool)
 // the frame left in progress, knows that the stream is torn and goes on
 // on a new connection of its own.
 func TestInheritChildKilledHoldingLock(t *testing.T) {
-	col := newFakeCollector(t, "unix", fakeDecode)
-	ls := dial(t, "unix", col.addr, &logsock.Config{WriteTimeout: 5 * time.Second})
-	ch := startChild(t, ls, "commands")
-	ch.must(t, "log hello")
-	ch.must(t, "die")
-	if err := ch.cmd.Process.Kill(); err != nil {
+	col := logsocktest.NewFakeCollector(t, "unix", logsocktest.FakeDecode)
+	ls := dial(t, "unix", col.Addr, &logsock.Config{WriteTimeout: 5 * time.Second})
+	ch := proctest.StartChild(t, ls.Start, "commands")
+	ch.Must(t, "log hello")
+	ch.Must(t, "die")
+	if err := ch.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	ch.cmd.Wait()
+	ch.Cmd.Wait()
 	start := time.Now()
 	if err := ls.Log("after"); err != nil {
 		t.Fatal(err)
@@ -303,7 +303,7 @@ func TestInheritChildKilledHoldingLock(t *testing.T) {
 	if st := ls.Stats(); st.Reconnects != 1 || ls.Shared() {
 		t.Errorf("Stats %+v, shared %v: want a reconnect to an unshared connection", st, ls.Shared())
 	}
-	recs := col.waitRecords(t, 2)
+	recs := col.WaitRecords(t, 2)
 	last := recs[len(recs)-1]
 	if string(last.Msg) != "after" || last.Conn != 2 || last.Pid != int32(os.Getpid()) {
 		t.Errorf("last record %+v: want %q on connection 2 with the parent's pid", last, "after")
@@ -311,7 +311,7 @@ func TestInheritChildKilledHoldingLock(t *testing.T) {
 	// The torn stream is the old connection's problem only: the collector
 	// closes it with a protocol error.
 	ls.Close()
-	for _, e := range col.waitEnds(t, 2) {
+	for _, e := range col.WaitEnds(t, 2) {
 		if e != nil && !errors.Is(e, logsock.ErrNegativeLength) && !errors.Is(e, io.ErrUnexpectedEOF) {
 			t.Errorf("connection ended with %v", e)
 		}
@@ -322,15 +322,15 @@ func TestInheritChildKilledHoldingLock(t *testing.T) {
 // socket non-blocking, so its deadlines still work; and the child's copy is
 // close-on-exec, so a grandchild does not get it.
 func TestInheritKeepsParentNonblocking(t *testing.T) {
-	col := newFakeCollector(t, "unix", fakeStall)
-	ls := dial(t, "unix", col.addr, &logsock.Config{WriteTimeout: 100 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
-	col.waitConns(t, 1)
-	ch := startChild(t, ls, "commands")
+	col := logsocktest.NewFakeCollector(t, "unix", logsocktest.FakeStall)
+	ls := dial(t, "unix", col.Addr, &logsock.Config{WriteTimeout: 100 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
+	col.WaitConns(t, 1)
+	ch := proctest.StartChild(t, ls.Start, "commands")
 	if flags, err := ls.SocketFlags(); err != nil || flags&unix.O_NONBLOCK == 0 {
 		t.Fatalf("parent's socket flags %#x, %v: want O_NONBLOCK", flags, err)
 	}
 	var id string
-	for _, kv := range ch.cmd.Env {
+	for _, kv := range ch.Cmd.Env {
 		if v, ok := strings.CutPrefix(kv, envSocket+"="); ok {
 			id = v
 		}
@@ -338,10 +338,10 @@ func TestInheritKeepsParentNonblocking(t *testing.T) {
 	if id == "" {
 		t.Fatalf("no %s in the child's environment", envSocket)
 	}
-	ch.must(t, "fds "+id)
+	ch.Must(t, "fds "+id)
 
 	// The deadline: fill the buffers of the stalled collector.
-	col.stopAccepting() // and fail the reconnect, so that the frames are held
+	col.StopAccepting() // and fail the reconnect, so that the frames are held
 	chunk := make([]byte, 64<<10)
 	start := time.Now()
 	for ls.Stats().Held == 0 && time.Since(start) < 30*time.Second {
@@ -352,7 +352,7 @@ func TestInheritKeepsParentNonblocking(t *testing.T) {
 	if ls.Stats().Held == 0 {
 		t.Fatal("the writes never timed out")
 	}
-	ch.wait(t)
+	ch.Wait(t)
 }
 
 // TestInheritStaleFD: a descriptor number that no longer names the socket
@@ -368,7 +368,7 @@ func TestInheritStaleFD(t *testing.T) {
 		{"wrong network", map[string]string{envNetwork: "tcp", envAddress: "127.0.0.1:9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := listen(t, "unix")
+			l := logsocktest.Listen(t, "unix")
 			defer l.Close()
 			ls := dial(t, "unix", l.Addr().String(), nil)
 			cmd := exec.Command("/bin/true")
@@ -411,76 +411,6 @@ func TestInheritStaleFD(t *testing.T) {
 	})
 }
 
-// dupOwn returns descriptors of ls's socket and lock file, as a child
-// would inherit them, through SendConn to this same process.
-func dupOwn(t *testing.T, ls *logsock.LogSocket) (sock, lock int) {
-	t.Helper()
-	_, fds := receiveRaw(t, ls)
-	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
-	return fds[0], fds[1]
-}
-
-// receiveRaw returns the body and the descriptors of the message that
-// ls.SendConn sends.
-func receiveRaw(t *testing.T, ls *logsock.LogSocket) ([]byte, []int) {
-	t.Helper()
-	a, b, err := unixPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
-	if err := ls.SendConn(a); err != nil {
-		t.Fatal(err)
-	}
-	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(8))
-	n, oobn, _, _, err := b.ReadMsgUnix(buf, oob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("control messages %v, %v", msgs, err)
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 2 {
-		t.Fatalf("rights %v, %v", fds, err)
-	}
-	return buf[:n], fds
-}
-
-// pairT is unixPair for a test, which closes the two ends when it ends.
-func pairT(t *testing.T) (*net.UnixConn, *net.UnixConn) {
-	t.Helper()
-	a, b, err := unixPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
-
-// unixPair returns the two ends of a connected Unix stream socket pair.
-func unixPair() (*net.UnixConn, *net.UnixConn, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	unix.CloseOnExec(fds[0])
-	unix.CloseOnExec(fds[1])
-	conns := make([]*net.UnixConn, 2)
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "pair")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			return nil, nil, err
-		}
-		conns[i] = c.(*net.UnixConn)
-	}
-	return conns[0], conns[1], nil
-}
-
 // TestFromEnvLeavesStrayFDs: FromEnv closes no descriptor it has not
 // adopted (issue 17, break 3). A child gets a file of its own at
 // descriptor 3 and Start's socket and lock file at 4 and 5; each case
@@ -490,7 +420,7 @@ func unixPair() (*net.UnixConn, *net.UnixConn, error) {
 // The one exception is a socket that passed its check when the lock file
 // then fails: it is the child's, and closed.
 func TestFromEnvLeavesStrayFDs(t *testing.T) {
-	l := listen(t, "unix")
+	l := logsocktest.Listen(t, "unix")
 	defer l.Close()
 	ls := dial(t, "unix", l.Addr().String(), nil)
 	for _, tc := range []struct {
@@ -529,8 +459,7 @@ func TestFromEnvLeavesStrayFDs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), childRoleEnv+"=stray", "LOGSOCK_TEST_SET="+string(set))
+			cmd := proctest.ChildCommand("stray", "LOGSOCK_TEST_SET="+string(set))
 			if tc.badCfg {
 				cmd.Env = append(cmd.Env, "LOGSOCK_TEST_BADCFG=1")
 			}

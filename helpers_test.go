@@ -3,35 +3,17 @@ package logsock_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
-
-// socketPath returns a Unix socket path in a short temporary directory:
-// t.TempDir can exceed sun_path's 108 bytes. On Windows, where logsock
-// does not promise Unix sockets, it skips the test.
-func socketPath(t testing.TB) string {
-	t.Helper()
-	if runtime.GOOS == "windows" {
-		t.Skip("Unix sockets: not promised on Windows")
-	}
-	dir, err := os.MkdirTemp("", "ls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "s")
-}
 
 // unixOnly skips the test on Windows, for the reason why.
 func unixOnly(t testing.TB, why string) {
@@ -51,16 +33,6 @@ const (
 	envLockFD  = "LOGSOCK_LOCK_FD"
 )
 
-// readPid reads exactly a handshake from r, and no more, as a collector
-// that reads the handshake and stops does.
-func readPid(r io.Reader, order logsock.ByteOrder) (int32, error) {
-	var b [logsock.HeaderLen]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, err
-	}
-	return logsock.NewDecoder(bytes.NewReader(b[:]), &logsock.DecoderConfig{Order: order}).Handshake()
-}
-
 // inMode returns cfg in batching mode, with a FlushDelay of a millisecond,
 // or in direct mode, where a FlushDelay is refused.
 func inMode(batching bool, cfg *logsock.Config) *logsock.Config {
@@ -69,54 +41,6 @@ func inMode(batching bool, cfg *logsock.Config) *logsock.Config {
 		cfg.FlushDelay = time.Millisecond
 	}
 	return cfg
-}
-
-// listen returns a listener on loopback TCP or on a Unix socket in a
-// short temporary directory.
-func listen(t testing.TB, network string) net.Listener {
-	t.Helper()
-	address := "127.0.0.1:0"
-	if network == "unix" {
-		address = socketPath(t)
-	}
-	l, err := net.Listen(network, address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// serve runs srv on a new listener of network until the test ends, and
-// returns the address to dial.
-func serve(t testing.TB, network string, srv *logsock.Server) string {
-	t.Helper()
-	l := listen(t, network)
-	serveOn(t, srv, l)
-	waitServing(t, l)
-	return l.Addr().String()
-}
-
-// serveOn runs srv on l until the test ends, or until stop, which shuts
-// it down gracefully and checks how Serve ended.
-func serveOn(t testing.TB, srv *logsock.Server, l net.Listener) (stop func()) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil {
-				t.Errorf("Shutdown: %v", err)
-			}
-			if err := <-done; !errors.Is(err, logsock.ErrServerClosed) {
-				t.Errorf("Serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
 }
 
 // waitUntil polls cond, a state that no event signals (a goroutine of the
@@ -131,88 +55,10 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// sink collects the records a Server hands over, copying each message,
-// and the reasons its connections ended.
-type sink struct {
-	mu      sync.Mutex
-	recs    []logsock.Record
-	ends    []error
-	changed chan struct{} // receives a value after each change, if there is room
-}
-
-func newSink() *sink { return &sink{changed: make(chan struct{}, 1)} }
-
-func (s *sink) server() *logsock.Server {
-	return &logsock.Server{Handler: s.record, ConnClosed: s.closed}
-}
-
-func (s *sink) record(rec *logsock.Record) {
-	s.mu.Lock()
-	r := *rec
-	r.Msg = append([]byte(nil), rec.Msg...)
-	s.recs = append(s.recs, r)
-	s.mu.Unlock()
-	s.signal()
-}
-
-func (s *sink) closed(_ logsock.ConnInfo, err error) {
-	s.mu.Lock()
-	s.ends = append(s.ends, err)
-	s.mu.Unlock()
-	s.signal()
-}
-
-func (s *sink) signal() {
-	select {
-	case s.changed <- struct{}{}:
-	default:
-	}
-}
-
-// wait blocks until cond holds for the sink's state, or fails the test
-// after a generous timeout.
-func (s *sink) wait(t testing.TB, what string, cond func(recs []logsock.Record, ends []error) bool) {
-	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		s.mu.Lock()
-		ok := cond(s.recs, s.ends)
-		s.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-s.changed:
-		case <-timeout:
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			t.Fatalf("timed out waiting for %s: %d records, ends %v", what, len(s.recs), s.ends)
-		}
-	}
-}
-
-// waitRecords waits for n records and returns a copy of them.
-func (s *sink) waitRecords(t testing.TB, n int) []logsock.Record {
-	t.Helper()
-	s.wait(t, "records", func(recs []logsock.Record, _ []error) bool { return len(recs) >= n })
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]logsock.Record(nil), s.recs...)
-}
-
-// waitEnds waits for n connections to end and returns their reasons.
-func (s *sink) waitEnds(t testing.TB, n int) []error {
-	t.Helper()
-	s.wait(t, "connection ends", func(_ []logsock.Record, ends []error) bool { return len(ends) >= n })
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]error(nil), s.ends...)
-}
-
-// connLog is a sink that also keeps, for each connection that ended, its
+// connLog is a Sink that also keeps, for each connection that ended, its
 // ConnInfo and error, paired.
 type connLog struct {
-	*sink
+	*logsocktest.Sink
 	mu   sync.Mutex
 	ends []connEnd
 }
@@ -222,17 +68,17 @@ type connEnd struct {
 	err  error
 }
 
-func newConnLog() *connLog { return &connLog{sink: newSink()} }
+func newConnLog() *connLog { return &connLog{Sink: logsocktest.NewSink()} }
 
-func (l *connLog) server() *logsock.Server {
-	return &logsock.Server{Handler: l.record, ConnClosed: l.closed}
+func (l *connLog) Server() *logsock.Server {
+	return &logsock.Server{Handler: l.Handle, ConnClosed: l.ConnClosed}
 }
 
-func (l *connLog) closed(info logsock.ConnInfo, err error) {
+func (l *connLog) ConnClosed(info logsock.ConnInfo, err error) {
 	l.mu.Lock()
 	l.ends = append(l.ends, connEnd{info, err})
 	l.mu.Unlock()
-	l.sink.closed(info, err) // after: a sink's waiter then finds the pair here
+	l.Sink.ConnClosed(info, err) // after: a waiter on the Sink then finds the pair here
 }
 
 // waitEnd waits until the connection that ok picks out has ended, and
@@ -240,7 +86,7 @@ func (l *connLog) closed(info logsock.ConnInfo, err error) {
 func (l *connLog) waitEnd(t testing.TB, what string, ok func(logsock.ConnInfo) bool) connEnd {
 	t.Helper()
 	var found connEnd
-	l.wait(t, what, func([]logsock.Record, []error) bool {
+	l.Wait(t, what, func([]logsock.Record, []error) bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		for _, e := range l.ends {
@@ -275,10 +121,8 @@ func (l *connLog) endsWith(r logsock.Reason) []connEnd {
 
 // recordsOf returns copies of the records of connection id so far.
 func (l *connLog) recordsOf(id uint64) []logsock.Record {
-	l.sink.mu.Lock()
-	defer l.sink.mu.Unlock()
 	var out []logsock.Record
-	for _, r := range l.recs {
+	for _, r := range l.Records() {
 		if r.Conn == id {
 			out = append(out, r)
 		}
@@ -290,7 +134,7 @@ func (l *connLog) recordsOf(id uint64) []logsock.Record {
 func (l *connLog) waitMsg(t testing.TB, msg string) logsock.Record {
 	t.Helper()
 	var found logsock.Record
-	l.wait(t, fmt.Sprintf("record %q", msg), func(recs []logsock.Record, _ []error) bool {
+	l.Wait(t, fmt.Sprintf("record %q", msg), func(recs []logsock.Record, _ []error) bool {
 		for _, r := range recs {
 			if string(r.Msg) == msg {
 				found = r
@@ -314,7 +158,7 @@ type bystander struct {
 // newBystander connects, sends a first frame and waits for it.
 func newBystander(t *testing.T, log *connLog, network, addr string) *bystander {
 	t.Helper()
-	b := &bystander{log: log, c: rawConn(t, network, addr, frames(0, int32(os.Getpid())))}
+	b := &bystander{log: log, c: logsocktest.RawConn(t, network, addr, logsocktest.Frames(0, int32(os.Getpid())))}
 	b.id = b.send(t).Conn
 	return b
 }
@@ -347,11 +191,120 @@ func (b *bystander) check(t *testing.T) {
 	}
 }
 
-// formatRecords lists recs, a line each, for a failure's message.
-func formatRecords(recs []logsock.Record) string {
-	var b bytes.Buffer
-	for _, r := range recs {
-		fmt.Fprintf(&b, "conn=%d pid=%d %q\n", r.Conn, r.Pid, r.Msg)
+func dial(t testing.TB, network, address string, cfg *logsock.Config) *logsock.LogSocket {
+	t.Helper()
+	ls, err := logsock.Dial(network, address, cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return b.String()
+	t.Cleanup(func() { ls.Close() })
+	return ls
+}
+
+// waitWriteBlocked waits until a write of ls on connection id of col
+// waits for room in the socket's send buffer, and can get none until col
+// reads. On TCP a write can wait for a moment, then go on as the kernel
+// grows the send buffer (issue 17: a stack sampled in such a moment, and
+// the kernel then took all 57 frames of 64 KiB that were logged): the
+// write must wait while col's side advertises a zero window. A Unix
+// socket's writer waits on its own buffer, which only a read frees. On
+// Windows an overlapped send can wait in the poller, then complete with
+// the buffer far from full (seen under Wine 8), so the write must also
+// have gone on for a while without a frame written.
+func waitWriteBlocked(t *testing.T, ls *logsock.LogSocket, col *logsocktest.FakeCollector, id uint64) {
+	t.Helper()
+	if runtime.GOOS != "windows" {
+		col.WaitConns(t, int(id))
+		buf := make([]byte, 1<<20)
+		// The window first: once it is closed, a write that waits waits
+		// for good.
+		waitUntil(t, fmt.Sprintf("a write blocked on connection %d, its window closed", id), func() bool {
+			return col.WindowClosed(t, id) && stackShows(buf, "github.com/logsock/logsock.", "internal/poll.(*pollDesc).waitWrite")
+		})
+		return
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		waitForStack(t, "(*frameWriter).send", "internal/poll.(*pollDesc).wait")
+		frames := ls.Stats().Frames
+		time.Sleep(100 * time.Millisecond)
+		if ls.Stats().Frames == frames {
+			return
+		}
+	}
+	t.Fatal("no write of the LogSocket stayed blocked")
+}
+
+// waitForStack waits until some goroutine's stack shows all of frames: the
+// only way to know that a goroutine is blocked inside a call.
+func waitForStack(t *testing.T, frames ...string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	waitUntil(t, fmt.Sprintf("a goroutine in %q", frames), func() bool { return stackShows(buf, frames...) })
+}
+
+// stackShows reports whether some goroutine's stack shows all of frames
+// now; buf holds the stacks.
+func stackShows(buf []byte, frames ...string) bool {
+	n := runtime.Stack(buf, true)
+	for g := range bytes.SplitSeq(buf[:n], []byte("\n\n")) {
+		all := true
+		for _, f := range frames {
+			all = all && bytes.Contains(g, []byte(f))
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// wantRecord waits for record i (from 0) of col, which must be msg on
+// connection conn, whose handshake named this process.
+func wantRecord(t *testing.T, col *logsocktest.FakeCollector, i int, conn uint64, msg string) {
+	t.Helper()
+	r := col.WaitRecords(t, i+1)[i]
+	if string(r.Msg) != msg || r.Conn != conn || r.Pid != int32(os.Getpid()) {
+		t.Fatalf("record %d: %q on connection %d, handshake pid %d; want %q on connection %d, pid %d",
+			i, r.Msg, r.Conn, r.Pid, msg, conn, os.Getpid())
+	}
+}
+
+func flush(t *testing.T, ls *logsock.LogSocket) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ls.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+}
+
+func msgs(recs []logsock.Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, string(r.Msg))
+	}
+	return out
+}
+
+// logWithin logs msg and returns the call's error; it fails the test if
+// the call has not returned within d (generous: it tells "at once" from a
+// wait of a minute). A call still waiting then is ended by Close.
+func logWithin(t *testing.T, ls *logsock.LogSocket, msg string, d time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- ls.Log(msg) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("Log(%.20q) has not returned after %v", msg, d)
+		return nil
+	}
+}
+
+func short(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "..."
+	}
+	return string(b)
 }

@@ -3,9 +3,10 @@
 package logsock_test
 
 // Interoperability with the article's programs: its Python client
-// (testdata/article_client.py, a faithful copy, bugs included), a Python
-// reading of its C# server (testdata/article_server.py, written from the
-// wire format alone), and the example programs built as real binaries.
+// (testdata/article_client.py, a faithful copy, bugs included) and a
+// Python reading of its C# server (testdata/article_server.py, written
+// from the wire format alone). cmd/logsockd's tests run the client
+// against logsockd.
 
 import (
 	"bytes"
@@ -15,194 +16,17 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/testenv"
 )
-
-const (
-	// childTimeout bounds the life of a child process that a test runs to
-	// its end (CombinedOutput, Wait): its context kills it after that.
-	// Those that start and stop live as long as their test.
-	childTimeout = 30 * time.Second
-	// waitTimeout bounds each wait for a child's output or exit.
-	waitTimeout = 20 * time.Second
-)
-
-// nonASCII mixes 2-, 3- and 4-byte UTF-8: 10 code points, 25 bytes.
-const nonASCII = "로그 메시지 ✓ 𝄞"
-
-// testdata returns the absolute path of a file in testdata.
-func testdata(t *testing.T, name string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// lineBuf is an io.Writer that keeps what a child writes and signals each
-// write, so that a test can wait for a line without polling.
-type lineBuf struct {
-	mu      sync.Mutex // guards buf
-	buf     []byte
-	changed chan struct{} // receives a value after each write, if there is room
-}
-
-func newLineBuf() *lineBuf { return &lineBuf{changed: make(chan struct{}, 1)} }
-
-func (b *lineBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	b.buf = append(b.buf, p...)
-	b.mu.Unlock()
-	select {
-	case b.changed <- struct{}{}:
-	default:
-	}
-	return len(p), nil
-}
-
-// lines returns the complete lines written so far, without their newlines.
-func (b *lineBuf) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := string(b.buf)
-	i := strings.LastIndexByte(s, '\n')
-	if i < 0 {
-		return nil
-	}
-	return strings.Split(s[:i], "\n")
-}
-
-func (b *lineBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
-
-// proc is a running child process whose output is kept in memory.
-type proc struct {
-	name           string
-	cmd            *exec.Cmd
-	stdout, stderr *lineBuf
-	done           chan struct{} // closed once Wait has returned
-	err            error         // Wait's result; read it after done
-}
-
-// start runs name with args. The child is killed when the test ends, and
-// waited for. (Not sooner: under load a test can run for longer than any
-// fixed life, as TestLogsockdForwardRestartUnderLoad did, 35 to 52 s
-// against 30, issue 17.)
-func start(t *testing.T, name string, args ...string) *proc {
-	t.Helper()
-	return startWith(t, (*exec.Cmd).Start, name, args...)
-}
-
-// startWith is start with the function that starts the command, such as a
-// LogSocket's Start, which shares its connection with the child.
-func startWith(t *testing.T, run func(*exec.Cmd) error, name string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), name, args...)
-	p := &proc{name: filepath.Base(name), cmd: cmd, stdout: newLineBuf(), stderr: newLineBuf(),
-		done: make(chan struct{})}
-	if len(args) > 0 && strings.HasSuffix(args[0], ".py") {
-		p.name = filepath.Base(args[0])
-	}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	cmd.WaitDelay = testenv.OutputDelay // a stray holder of the pipes cannot stall Wait
-	if err := run(cmd); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill() // os.ErrProcessDone if it has exited: fine
-		<-p.done
-	})
-	return p
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// wait waits for the child to exit and returns Wait's error.
-func (p *proc) wait(t *testing.T) error {
-	t.Helper()
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(waitTimeout):
-		t.Fatalf("%s did not exit; stderr:\n%s", p.name, p.stderr)
-		return nil
-	}
-}
-
-// mustExit waits for the child and fails the test unless it exits 0.
-func (p *proc) mustExit(t *testing.T) {
-	t.Helper()
-	if err := p.wait(t); err != nil {
-		t.Fatalf("%s: %v; stderr:\n%s", p.name, err, p.stderr)
-	}
-}
-
-// waitLines waits until cond holds for the complete lines of out (the
-// child's stdout or stderr), and returns them. It fails the test if the
-// child exits first or the wait times out.
-func (p *proc) waitLines(t *testing.T, out *lineBuf, what string, cond func([]string) bool) []string {
-	t.Helper()
-	timeout := time.After(waitTimeout)
-	for {
-		if lines := out.lines(); cond(lines) {
-			return lines
-		}
-		select {
-		case <-out.changed:
-		case <-p.done: // Wait has copied all output: one last look
-			if lines := out.lines(); cond(lines) {
-				return lines
-			}
-			t.Fatalf("%s exited (%v) before %s; stdout:\n%s\nstderr:\n%s", p.name, p.err, what, p.stdout, p.stderr)
-		case <-timeout:
-			t.Fatalf("timed out waiting for %s from %s; stdout:\n%s\nstderr:\n%s", what, p.name, p.stdout, p.stderr)
-		}
-	}
-}
-
-// waitStdout waits for n lines on the child's standard output.
-func (p *proc) waitStdout(t *testing.T, n int) []string {
-	t.Helper()
-	return p.waitLines(t, p.stdout, fmt.Sprintf("%d lines of output", n),
-		func(lines []string) bool { return len(lines) >= n })
-}
-
-// articleClientArgs returns the command line of the article's client
-// logging msgs to a Server listening on network at addr.
-func articleClientArgs(t *testing.T, network, addr string, msgs []string) []string {
-	t.Helper()
-	args := []string{testdata(t, "article_client.py")}
-	if network == "unix" {
-		args = append(args, "--unix", addr)
-	} else {
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, host, port)
-	}
-	return append(args, msgs...)
-}
 
 // checkRecords checks that recs are msgs, in order, on one connection
 // whose handshake named pid.
@@ -229,63 +53,63 @@ func TestInteropArticleClientToServer(t *testing.T) {
 
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run("ascii/"+network, func(t *testing.T) {
-			s := newSink()
-			addr := serve(t, network, s.server())
+			s := logsocktest.NewSink()
+			addr := logsocktest.Serve(t, network, s.Server())
 			// The article's server output, and an empty message.
 			msgs := []string{"current pid: 17120", "current pid: 17121", ""}
-			p := start(t, py, articleClientArgs(t, network, addr, msgs)...)
-			p.mustExit(t)
+			p := proctest.Start(t, py, logsocktest.ArticleClientArgs(t, network, addr, msgs)...)
+			p.MustExit(t)
 
 			// ConnClosed runs after the connection's last Handler call.
-			if ends := s.waitEnds(t, 1); ends[0] != nil {
+			if ends := s.WaitEnds(t, 1); ends[0] != nil {
 				t.Errorf("connection ended with %v, want a clean end", ends[0])
 			}
-			checkRecords(t, s.waitRecords(t, 0), p.pid(), msgs)
+			checkRecords(t, s.WaitRecords(t, 0), p.Pid(), msgs)
 		})
 	}
 
-	msgs := []string{"before", nonASCII, "é", "after"}
+	msgs := []string{"before", logsocktest.NonASCII, "é", "after"}
 
 	t.Run("non-ascii/codepoints", func(t *testing.T) {
-		s := newSink()
-		srv := s.server()
+		s := logsocktest.NewSink()
+		srv := s.Server()
 		srv.CodePoints = true
-		addr := serve(t, "tcp", srv)
-		p := start(t, py, articleClientArgs(t, "tcp", addr, msgs)...)
-		p.mustExit(t)
+		addr := logsocktest.Serve(t, "tcp", srv)
+		p := proctest.Start(t, py, logsocktest.ArticleClientArgs(t, "tcp", addr, msgs)...)
+		p.MustExit(t)
 
-		if ends := s.waitEnds(t, 1); ends[0] != nil {
+		if ends := s.WaitEnds(t, 1); ends[0] != nil {
 			t.Errorf("connection ended with %v, want a clean end", ends[0])
 		}
-		checkRecords(t, s.waitRecords(t, 0), p.pid(), msgs)
+		checkRecords(t, s.WaitRecords(t, 0), p.Pid(), msgs)
 	})
 
 	t.Run("non-ascii/bytes", func(t *testing.T) {
 		// The article's client sends len(text), a count of code points,
-		// then the UTF-8 bytes. For nonASCII that is a header of 10 and
+		// then the UTF-8 bytes. For logsocktest.NonASCII that is a header of 10 and
 		// 25 bytes: a byte-counting reader takes the first 10 bytes
 		// ("로그 메") as the message and reads the next 4 ("시" and the
 		// lead byte of "지", all >= 0x80) as a frame header, a negative
 		// int32, so the Server closes the connection and "é" and
 		// "after" are lost. This is why Server.CodePoints exists.
-		s := newSink()
-		addr := serve(t, "tcp", s.server())
-		p := start(t, py, articleClientArgs(t, "tcp", addr, msgs)...)
+		s := logsocktest.NewSink()
+		addr := logsocktest.Serve(t, "tcp", s.Server())
+		p := proctest.Start(t, py, logsocktest.ArticleClientArgs(t, "tcp", addr, msgs)...)
 
-		ends := s.waitEnds(t, 1)
+		ends := s.WaitEnds(t, 1)
 		// The client may or may not finish its sends before the Server
 		// closes (then it fails with EPIPE or ECONNRESET): either is fine.
-		if err := p.wait(t); err != nil {
-			t.Logf("article client: %v: %s", err, strings.TrimSpace(p.stderr.String()))
+		if err := p.Wait(t); err != nil {
+			t.Logf("article client: %v: %s", err, strings.TrimSpace(p.Stderr.String()))
 		}
 
-		n := utf8.RuneCountInString(nonASCII)
-		checkRecords(t, s.waitRecords(t, 0), p.pid(), []string{msgs[0], nonASCII[:n]})
+		n := utf8.RuneCountInString(logsocktest.NonASCII)
+		checkRecords(t, s.WaitRecords(t, 0), p.Pid(), []string{msgs[0], logsocktest.NonASCII[:n]})
 		var pe *logsock.ProtocolError
 		if !errors.As(ends[0], &pe) || !errors.Is(ends[0], logsock.ErrNegativeLength) {
 			t.Fatalf("connection ended with %v, want a *ProtocolError wrapping ErrNegativeLength", ends[0])
 		}
-		if want := []byte(nonASCII[n : n+logsock.HeaderLen]); pe.Part != "frame header" || !bytes.Equal(pe.Data, want) {
+		if want := []byte(logsocktest.NonASCII[n : n+logsock.HeaderLen]); pe.Part != "frame header" || !bytes.Equal(pe.Data, want) {
 			t.Errorf("ProtocolError %s %q, want frame header %q (the middle of the text)", pe.Part, pe.Data, want)
 		}
 		t.Logf("byte mode, as expected: %v", ends[0])
@@ -300,10 +124,10 @@ type serverRecord struct {
 
 // startArticleServer runs article_server.py with args and returns it with
 // the network and address it listens on.
-func startArticleServer(t *testing.T, args ...string) (p *proc, network, addr string) {
+func startArticleServer(t *testing.T, args ...string) (p *proctest.Proc, network, addr string) {
 	t.Helper()
-	p = start(t, testenv.Python(t), append([]string{testdata(t, "article_server.py")}, args...)...)
-	first := p.waitStdout(t, 1)[0]
+	p = proctest.Start(t, testenv.Python(t), append([]string{logsocktest.Testdata(t, "article_server.py")}, args...)...)
+	first := p.WaitStdout(t, 1)[0]
 	if port, ok := strings.CutPrefix(first, "port "); ok {
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 			t.Fatalf("article server: first line %q: %v", first, err)
@@ -319,10 +143,10 @@ func startArticleServer(t *testing.T, args ...string) (p *proc, network, addr st
 
 // serverRecords parses the records that article_server.py printed after
 // its first line.
-func serverRecords(t *testing.T, p *proc) []serverRecord {
+func serverRecords(t *testing.T, p *proctest.Proc) []serverRecord {
 	t.Helper()
 	var recs []serverRecord
-	for i, line := range p.stdout.lines()[1:] {
+	for i, line := range p.Stdout.Lines()[1:] {
 		dec := json.NewDecoder(strings.NewReader(line))
 		dec.DisallowUnknownFields()
 		var r serverRecord
@@ -338,7 +162,7 @@ func TestInteropGoClientToArticleServer(t *testing.T) {
 	testenv.Python(t)
 	msgs := []string{
 		fmt.Sprintf("current pid: %d", os.Getpid()),
-		nonASCII,
+		logsocktest.NonASCII,
 		"",
 		"é",
 		strings.Repeat("가", 30000), // 90 000 bytes: several reads on the server
@@ -352,7 +176,7 @@ func TestInteropGoClientToArticleServer(t *testing.T) {
 	}{
 		{name: "little", args: []string{"--order", "little"}}, // nil Config: the default order
 		{name: "big", args: []string{"--order", "big"}, cfg: &logsock.Config{Order: logsock.BigEndian}},
-		{name: "little/unix", args: []string{"--unix", socketPath(t)}},
+		{name: "little/unix", args: []string{"--unix", logsocktest.SocketPath(t)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, network, addr := startArticleServer(t, tc.args...)
@@ -368,7 +192,7 @@ func TestInteropGoClientToArticleServer(t *testing.T) {
 			if err := ls.Close(); err != nil {
 				t.Fatal(err)
 			}
-			p.mustExit(t) // it exits 0 only at a clean end at a frame boundary
+			p.MustExit(t) // it exits 0 only at a clean end at a frame boundary
 
 			recs := serverRecords(t, p)
 			var got []string
@@ -400,149 +224,14 @@ func TestInteropGoClientToArticleServer(t *testing.T) {
 		}
 		c.Close()
 		var ee *exec.ExitError
-		if err := p.wait(t); !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		if err := p.Wait(t); !errors.As(err, &ee) || ee.ExitCode() != 1 {
 			t.Fatalf("article server: %v, want exit status 1", err)
 		}
-		if !strings.Contains(p.stderr.String(), "truncated") {
-			t.Errorf("article server stderr %q, want it to say truncated", p.stderr)
+		if !strings.Contains(p.Stderr.String(), "truncated") {
+			t.Errorf("article server stderr %q, want it to say truncated", p.Stderr)
 		}
 		if recs := serverRecords(t, p); len(recs) != 1 || *recs[0].Pid != 42 || *recs[0].Msg != "whole" {
 			t.Errorf("article server records %+v, want only pid 42 \"whole\"", recs)
-		}
-	})
-}
-
-// startCollector runs the collector program, logsockd, with -json
-// -codepoints on listen, and returns it with the address that it says it
-// listens on.
-func startCollector(t *testing.T, listen string) (*proc, string) {
-	t.Helper()
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-json", "-codepoints", "-listen", listen)
-	return p, addrs[0]
-}
-
-// waitConnClosed waits for the collector's line about the end of its
-// connection 1 and checks that want matches all of it: the collector logs
-// it after the connection's last record, so a wrong count or an error
-// fails at once, not after a wait for records that will never come.
-func waitConnClosed(t *testing.T, p *proc, want *regexp.Regexp) {
-	t.Helper()
-	const prefix = "logsockd: conn 1 ("
-	lines := p.waitLines(t, p.stderr, "the end of conn 1", func(lines []string) bool {
-		return slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
-	})
-	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
-	if !want.MatchString(lines[i]) {
-		t.Fatalf("collector: %q, want %q; stdout:\n%s", lines[i], want, p.stdout)
-	}
-}
-
-// stopCollector sends SIGINT to the collector and checks that it exits 0.
-func stopCollector(t *testing.T, p *proc) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	p.mustExit(t)
-}
-
-// collectorRecord is one line of the collector's -json output.
-type collectorRecord struct {
-	Conn uint64
-	Pid  int
-	Msg  string
-}
-
-// collectorRecords waits for n JSON lines from the collector and parses
-// them, checking that each has the keys conn, pid, msg and time.
-func collectorRecords(t *testing.T, p *proc, n int, since time.Time) []collectorRecord {
-	t.Helper()
-	var recs []collectorRecord
-	for i, line := range p.waitStdout(t, n) {
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(line), &fields); err != nil {
-			t.Fatalf("collector line %d: %q: %v", i+1, line, err)
-		}
-		for _, k := range []string{"conn", "pid", "msg", "time"} {
-			if _, ok := fields[k]; !ok {
-				t.Errorf("collector line %d: %s: no key %q", i+1, line, k)
-			}
-		}
-		var raw struct {
-			Conn uint64 `json:"conn"`
-			Pid  int    `json:"pid"`
-			Msg  string `json:"msg"`
-			Time string `json:"time"`
-		}
-		if err := json.Unmarshal([]byte(line), &raw); err != nil {
-			t.Fatalf("collector line %d: %q: %v", i+1, line, err)
-		}
-		ts, err := time.Parse(time.RFC3339Nano, raw.Time)
-		if err != nil {
-			t.Errorf("collector line %d: time: %v", i+1, err)
-		} else if ts.Before(since.Add(-time.Minute)) || ts.After(time.Now().Add(time.Minute)) {
-			t.Errorf("collector line %d: time %s, want about now", i+1, raw.Time)
-		}
-		recs = append(recs, collectorRecord{Conn: raw.Conn, Pid: raw.Pid, Msg: raw.Msg})
-	}
-	return recs
-}
-
-func TestInteropArticleClientToCollectorProgram(t *testing.T) {
-	t.Run("article-client/tcp", func(t *testing.T) {
-		py := testenv.Python(t)
-		started := time.Now()
-		p, addr := startCollector(t, "tcp://127.0.0.1:0")
-		port, ok := strings.CutPrefix(addr, "tcp://127.0.0.1:")
-		if _, err := strconv.ParseUint(port, 10, 16); !ok || err != nil {
-			t.Fatalf("collector listens on %q, want tcp://127.0.0.1:PORT", addr)
-		}
-
-		msgs := []string{"current pid: 17120", nonASCII, "", "é", "after"}
-		client := start(t, py, articleClientArgs(t, "tcp", "127.0.0.1:"+port, msgs)...)
-		client.mustExit(t)
-		// The remote address is the client's: a port of 127.0.0.1.
-		waitConnClosed(t, p, regexp.MustCompile(fmt.Sprintf(`^logsockd: conn 1 \(pid %d from 127\.0\.0\.1:\d+\) closed after %d frames: eof$`,
-			client.pid(), len(msgs))))
-
-		recs := collectorRecords(t, p, len(msgs), started)
-		for i, r := range recs {
-			if r.Conn != 1 || r.Pid != client.pid() {
-				t.Errorf("record %d: conn %d pid %d, want conn 1 pid %d", i, r.Conn, r.Pid, client.pid())
-			}
-			if r.Msg != msgs[i] {
-				t.Errorf("record %d: msg %q, want %q", i, r.Msg, msgs[i])
-			}
-		}
-
-		stopCollector(t, p)
-		if n := len(p.stdout.lines()); n != len(msgs) {
-			t.Errorf("collector printed %d records, want %d:\n%s", n, len(msgs), p.stdout)
-		}
-	})
-
-	t.Run("example-client/unix", func(t *testing.T) {
-		started := time.Now()
-		path := socketPath(t)
-		p, addr := startCollector(t, "unix://"+path)
-		if addr != "unix://"+path {
-			t.Fatalf("collector listens on %q, want %q", addr, "unix://"+path)
-		}
-
-		client := start(t, testenv.Program(t, "client"), "-count", "3", "-interval", "1ms", "-addr", addr)
-		client.mustExit(t)
-		waitConnClosed(t, p, regexp.MustCompile(fmt.Sprintf(`^logsockd: conn 1 \(pid %d\) closed after 3 frames: eof$`, client.pid())))
-
-		recs := collectorRecords(t, p, 3, started)
-		want := fmt.Sprintf("current pid: %d", client.pid())
-		for i, r := range recs {
-			if r.Pid != client.pid() || r.Msg != want {
-				t.Errorf("record %d: pid %d msg %q, want pid %d msg %q", i, r.Pid, r.Msg, client.pid(), want)
-			}
-		}
-		stopCollector(t, p)
-		if n := len(p.stdout.lines()); n != 3 {
-			t.Errorf("collector printed %d records, want 3:\n%s", n, p.stdout)
 		}
 	})
 }

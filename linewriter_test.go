@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestLineWriter: a program's output, which a LogSocket would send a
@@ -21,8 +22,8 @@ func TestLineWriter(t *testing.T) {
 	unixOnly(t, "the test's writer is sh")
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
-			col := newFakeCollector(t, localNetwork, fakeDecode)
-			ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: batching, MaxFrame: 10})
+			col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeDecode)
+			ls := dial(t, localNetwork, col.Addr, &logsock.Config{Batching: batching, MaxFrame: 10})
 			lw := logsock.NewLineWriter(ls)
 			cmd := exec.Command("sh", "-c", `printf 'line 1\nline 2\n\nline 4\n'; printf 'abcdefghijklmnopqrstuvwxyz\nline 6\npart' >&2`)
 			cmd.Stdout, cmd.Stderr = lw, lw
@@ -37,7 +38,7 @@ func TestLineWriter(t *testing.T) {
 			}
 			flush(t, ls)
 			want := []string{"line 1", "line 2", "", "line 4", "abcdefghij", "klmnopqrst", "uvwxyz", "line 6", "partial"}
-			if got := msgs(col.waitRecords(t, len(want))); fmt.Sprint(got) != fmt.Sprint(want) {
+			if got := msgs(col.WaitRecords(t, len(want))); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("frames %q, want %q", got, want)
 			}
 		})
@@ -47,21 +48,21 @@ func TestLineWriter(t *testing.T) {
 // TestLineWriterBounded: a line that never ends is sent in frames of
 // MaxFrame bytes as it comes, so that a LineWriter keeps at most a frame.
 func TestLineWriterBounded(t *testing.T) {
-	col := newFakeCollector(t, localNetwork, fakeDecode)
-	ls := dial(t, localNetwork, col.addr, &logsock.Config{MaxFrame: 10})
+	col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeDecode)
+	ls := dial(t, localNetwork, col.Addr, &logsock.Config{MaxFrame: 10})
 	lw := logsock.NewLineWriter(ls)
 	for range 25 {
 		if _, err := lw.Write([]byte("x")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := msgs(col.waitRecords(t, 2)); fmt.Sprint(got) != "[xxxxxxxxxx xxxxxxxxxx]" {
+	if got := msgs(col.WaitRecords(t, 2)); fmt.Sprint(got) != "[xxxxxxxxxx xxxxxxxxxx]" {
 		t.Errorf("frames %q before the end of the line", got)
 	}
 	if err := lw.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got := msgs(col.waitRecords(t, 3)); got[2] != "xxxxx" {
+	if got := msgs(col.WaitRecords(t, 3)); got[2] != "xxxxx" {
 		t.Errorf("frames %q after Flush", got)
 	}
 	// A part kept, then a write of more than a frame: the part topped up
@@ -71,13 +72,13 @@ func TestLineWriterBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := msgs(col.waitRecords(t, 6)); fmt.Sprint(got[3:]) != "[abcdefghij klmnopqrst uvwxyz0123]" {
+	if got := msgs(col.WaitRecords(t, 6)); fmt.Sprint(got[3:]) != "[abcdefghij klmnopqrst uvwxyz0123]" {
 		t.Errorf("frames %q", got[3:])
 	}
 	if err := lw.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got := msgs(col.waitRecords(t, 7)); got[6] != "4" {
+	if got := msgs(col.WaitRecords(t, 7)); got[6] != "4" {
 		t.Errorf("frames %q after Flush", got[3:])
 	}
 	// A part of exactly a frame, then its newline: one frame, not a frame
@@ -87,7 +88,7 @@ func TestLineWriterBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := msgs(col.waitRecords(t, 9)); fmt.Sprint(got[7:]) != "[0123456789 next]" {
+	if got := msgs(col.WaitRecords(t, 9)); fmt.Sprint(got[7:]) != "[0123456789 next]" {
 		t.Errorf("frames %q", got[7:])
 	}
 }
@@ -95,8 +96,8 @@ func TestLineWriterBounded(t *testing.T) {
 // TestLineWriterConcurrent: lines written whole by concurrent calls arrive
 // whole.
 func TestLineWriterConcurrent(t *testing.T) {
-	col := newFakeCollector(t, localNetwork, fakeDecode)
-	ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: true})
+	col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeDecode)
+	ls := dial(t, localNetwork, col.Addr, &logsock.Config{Batching: true})
 	lw := logsock.NewLineWriter(ls)
 	const writers, lines = 4, 500
 	var wg sync.WaitGroup
@@ -109,7 +110,7 @@ func TestLineWriterConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	flush(t, ls)
-	recs := col.waitRecords(t, 2*writers*lines)
+	recs := col.WaitRecords(t, 2*writers*lines)
 	for _, r := range recs {
 		var g, i int
 		if n, err := fmt.Sscanf(strings.TrimSuffix(string(r.Msg), "+"), "writer %d line %d", &g, &i); n != 2 || err != nil {
@@ -121,7 +122,7 @@ func TestLineWriterConcurrent(t *testing.T) {
 // TestLineWriterKeepsGoing: a line that the LogSocket drops does not end
 // the writer, which would cut a program's output short; only Close does.
 func TestLineWriterKeepsGoing(t *testing.T) {
-	ls, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &logsock.Config{BufferBytes: 64, Overflow: logsock.DropNewest,
+	ls, err := logsock.New(localNetwork, logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode).Addr, &logsock.Config{BufferBytes: 64, Overflow: logsock.DropNewest,
 		CloseTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -145,8 +146,8 @@ func TestLineWriterKeepsGoing(t *testing.T) {
 // after it before Sync waited); with the collector down, it gives up
 // after WriteTimeout, and the frames stay held.
 func TestSync(t *testing.T) {
-	col := newFakeCollector(t, localNetwork, fakeDecode)
-	ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
+	col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeDecode)
+	ls := dial(t, localNetwork, col.Addr, &logsock.Config{Batching: true, FlushDelay: time.Hour})
 	ls.Log("one")
 	ls.Log("two")
 	if err := ls.Sync(); err != nil {
@@ -155,9 +156,9 @@ func TestSync(t *testing.T) {
 	if st := ls.Stats(); st.Frames != 2 {
 		t.Errorf("after Sync, Stats %+v: want both frames written", st)
 	}
-	col.waitRecords(t, 2)
+	col.WaitRecords(t, 2)
 
-	down, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &logsock.Config{Batching: true, WriteTimeout: 20 * time.Millisecond,
+	down, err := logsock.New(localNetwork, logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode).Addr, &logsock.Config{Batching: true, WriteTimeout: 20 * time.Millisecond,
 		CloseTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

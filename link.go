@@ -78,7 +78,7 @@ type link struct {
 	v2       bool
 	ackEvery time.Duration // PeekInterval: how often a write is preceded by a read of the acknowledgements
 	order    ByteOrder
-	session  session
+	session  clientSession
 	floor    func() uint64 // the lowest number not acknowledged: the hello's next
 	nextSeq  func() uint64 // the last number given to a frame
 }

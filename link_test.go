@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestErrorsNameTheCause: a failed dial is an *OpError whose message names
@@ -17,10 +18,10 @@ import (
 // error and that *OpError, each found with errors.Is or errors.As (issue
 // 11, fault 5). A Flush that gives up keeps the frames held.
 func TestErrorsNameTheCause(t *testing.T) {
-	addr := fakeDown(t, "tcp", fakeDecode).addr // nothing listens there
+	addr := logsocktest.FakeDown(t, "tcp", logsocktest.FakeDecode).Addr // nothing listens there
 	_, err := logsock.Dial("tcp", addr, nil)
 	var oe *logsock.OpError
-	if !errors.As(err, &oe) || oe.Op != "dial" || oe.Addr != addr || !errors.Is(err, errConnRefused) {
+	if !errors.As(err, &oe) || oe.Op != "dial" || oe.Addr != addr || !errors.Is(err, logsocktest.ErrConnRefused) {
 		t.Fatalf("Dial: %v; want an *OpError of Op dial wrapping ECONNREFUSED", err)
 	}
 	if n := strings.Count(err.Error(), addr); n != 1 {
@@ -50,7 +51,7 @@ func TestErrorsNameTheCause(t *testing.T) {
 		cancel()
 		oe = nil
 		if !errors.Is(err, logsock.ErrUndelivered) || !errors.Is(err, context.DeadlineExceeded) ||
-			!errors.As(err, &oe) || !errors.Is(err, errConnRefused) {
+			!errors.As(err, &oe) || !errors.Is(err, logsocktest.ErrConnRefused) {
 			t.Errorf("batching=%v: Flush: %v; want ErrUndelivered, DeadlineExceeded and the dial's *OpError", batching, err)
 		}
 		if st := ls.Stats(); st.Held != 1 {
@@ -66,8 +67,8 @@ func TestErrorsNameTheCause(t *testing.T) {
 // TestStatsCountWritesOfFrames: Writes counts the writes that carry
 // frames, not the handshake that Dial writes alone (issue 11, fault 5).
 func TestStatsCountWritesOfFrames(t *testing.T) {
-	s := newSink()
-	addr := serve(t, "tcp", s.server())
+	s := logsocktest.NewSink()
+	addr := logsocktest.Serve(t, "tcp", s.Server())
 	ls := dial(t, "tcp", addr, nil)
 	if st := ls.Stats(); st.Writes != 0 || st.Connects != 1 {
 		t.Fatalf("after Dial, Stats %+v: want 1 connect, no write of frames", st)
@@ -80,5 +81,5 @@ func TestStatsCountWritesOfFrames(t *testing.T) {
 	if st := ls.Stats(); st.Writes != 3 || st.Frames != 3 || st.Bytes != 3 {
 		t.Errorf("Stats %+v: want 3 writes of 3 frames, 3 bytes", st)
 	}
-	s.waitRecords(t, 3)
+	s.WaitRecords(t, 3)
 }

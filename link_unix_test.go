@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 )
 
 // TestBackoffAgainstFlappingCollectors: against a collector that accepts
@@ -62,7 +63,7 @@ func TestBackoffAgainstFlappingCollectors(t *testing.T) {
 	type run struct {
 		name     string
 		overflow logsock.Overflow
-		col      *fakeCollector
+		col      *logsocktest.FakeCollector
 		r        loadReport
 		err      error
 	}
@@ -70,8 +71,8 @@ func TestBackoffAgainstFlappingCollectors(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, kind := range []struct {
 		name string
-		mode fakeMode
-	}{{"accept-close", fakeClose}, {"handshake-close", fakeHandshakeClose}} {
+		mode logsocktest.FakeMode
+	}{{"accept-close", logsocktest.FakeClose}, {"handshake-close", logsocktest.FakeHandshakeClose}} {
 		for _, batching := range []bool{false, true} {
 			for _, load := range []struct {
 				rate  string
@@ -84,11 +85,11 @@ func TestBackoffAgainstFlappingCollectors(t *testing.T) {
 			} {
 				load.cfg.Batching = batching
 				r := &run{name: fmt.Sprintf("%s/batching=%v/%s", kind.name, batching, load.rate),
-					overflow: load.cfg.Overflow, col: newFakeCollector(t, "tcp", kind.mode)}
+					overflow: load.cfg.Overflow, col: logsocktest.NewFakeCollector(t, "tcp", kind.mode)}
 				runs = append(runs, r)
 				// All at once: the clients wait more than they work, and
 				// each measures its own CPU time.
-				wg.Go(func() { r.r, r.err = runLoadChild("tcp", r.col.addr, load.cfg, load.every, window) })
+				wg.Go(func() { r.r, r.err = runLoadChild("tcp", r.col.Addr, load.cfg, load.every, window) })
 			}
 		}
 	}
@@ -100,7 +101,7 @@ func TestBackoffAgainstFlappingCollectors(t *testing.T) {
 			}
 			// Every connection the child made, once the collector has
 			// accepted those it counted: some may wait in the backlog.
-			conns := len(r.col.waitConns(t, int(r.r.Connects)))
+			conns := len(r.col.WaitConns(t, int(r.r.Connects)))
 			// The child's sleep may overrun the window on a busy machine.
 			took, dialing := r.r.End.Sub(r.r.Start), r.r.Closed.Sub(r.r.Start)
 			bound := backoffBound(dialing, 50*time.Millisecond, 5*time.Second) // the defaults
@@ -167,11 +168,9 @@ type loadReport struct {
 // at addr, with the mode, Overflow and BufferBytes of cfg, and returns its
 // report.
 func runLoadChild(network, addr string, cfg logsock.Config, every, window time.Duration) (loadReport, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"=load", "LOGSOCK_TEST_NETWORK="+network, "LOGSOCK_TEST_ADDR="+addr,
+	cmd := proctest.ChildCommand("load", "LOGSOCK_TEST_NETWORK="+network, "LOGSOCK_TEST_ADDR="+addr,
 		"LOGSOCK_TEST_BATCHING="+strconv.FormatBool(cfg.Batching), "LOGSOCK_TEST_OVERFLOW="+strconv.Itoa(int(cfg.Overflow)),
 		"LOGSOCK_TEST_BUFFER="+strconv.Itoa(cfg.BufferBytes), "LOGSOCK_TEST_EVERY="+every.String(), "LOGSOCK_TEST_WINDOW="+window.String())
-	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return loadReport{}, fmt.Errorf("load child: %w", err)

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,17 +21,8 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
-
-func dial(t testing.TB, network, address string, cfg *logsock.Config) *logsock.LogSocket {
-	t.Helper()
-	ls, err := logsock.Dial(network, address, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ls.Close() })
-	return ls
-}
 
 // TestDialSendsHandshake reads the raw stream: the pid of this process,
 // at once on Dial, then frames of the configured byte order.
@@ -40,7 +30,7 @@ func TestDialSendsHandshake(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		for _, order := range []logsock.ByteOrder{logsock.LittleEndian, logsock.BigEndian} {
 			t.Run(network+"/"+order.String(), func(t *testing.T) {
-				l := listen(t, network)
+				l := logsocktest.Listen(t, network)
 				defer l.Close()
 				ls := dial(t, network, l.Addr().String(), &logsock.Config{Order: order})
 				c, err := l.Accept()
@@ -48,7 +38,7 @@ func TestDialSendsHandshake(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer c.Close()
-				pid, err := readPid(c, order)
+				pid, err := logsocktest.ReadPid(c, order)
 				if err != nil || pid != int32(os.Getpid()) {
 					t.Fatalf("handshake %d, %v; want %d", pid, err, os.Getpid())
 				}
@@ -75,6 +65,7 @@ func TestDialSendsHandshake(t *testing.T) {
 // every frame whole and exactly once, each goroutine's in order; in direct
 // and in batching mode.
 func TestConcurrentFramesWhole(t *testing.T) {
+	t.Parallel()
 	for name, cfg := range map[string]*logsock.Config{
 		"direct":   {},
 		"batching": {Batching: true},
@@ -163,8 +154,8 @@ func testConcurrentFramesWhole(t *testing.T, cfg *logsock.Config) {
 		r.seq++
 		advance(r)
 	}
-	sink := newSink()
-	addr := serve(t, localNetwork, &logsock.Server{Handler: handler, ConnClosed: sink.closed})
+	sink := logsocktest.NewSink()
+	addr := logsocktest.Serve(t, localNetwork, &logsock.Server{Handler: handler, ConnClosed: sink.ConnClosed})
 	ls := dial(t, localNetwork, addr, cfg)
 
 	var wg sync.WaitGroup
@@ -184,7 +175,7 @@ func testConcurrentFramesWhole(t *testing.T, cfg *logsock.Config) {
 	if err := ls.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if ends := sink.waitEnds(t, 1); ends[0] != nil {
+	if ends := sink.WaitEnds(t, 1); ends[0] != nil {
 		t.Fatalf("connection ended with %v", ends[0])
 	}
 	if len(problems) > 0 {
@@ -210,7 +201,7 @@ func TestLogAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's instrumentation allocates")
 	}
-	addr := serve(t, "tcp", &logsock.Server{})
+	addr := logsocktest.Serve(t, "tcp", &logsock.Server{})
 	ls := dial(t, "tcp", addr, nil)
 	big := bytes.Repeat([]byte("x"), 256<<10)
 	for _, tc := range []struct {
@@ -234,8 +225,8 @@ func TestLogAllocs(t *testing.T) {
 // TestFrameTooLarge: a message over the limit is refused whole, and the
 // connection goes on.
 func TestFrameTooLarge(t *testing.T) {
-	sink := newSink()
-	addr := serve(t, "tcp", sink.server())
+	sink := logsocktest.NewSink()
+	addr := logsocktest.Serve(t, "tcp", sink.Server())
 	ls := dial(t, "tcp", addr, &logsock.Config{MaxFrame: 10})
 	if err := ls.Log("0123456789A"); !errors.Is(err, logsock.ErrFrameTooLarge) {
 		t.Fatalf("11 bytes with limit 10: %v, want ErrFrameTooLarge", err)
@@ -243,7 +234,7 @@ func TestFrameTooLarge(t *testing.T) {
 	if err := ls.Log("0123456789"); err != nil {
 		t.Fatal(err)
 	}
-	recs := sink.waitRecords(t, 1)
+	recs := sink.WaitRecords(t, 1)
 	if string(recs[0].Msg) != "0123456789" {
 		t.Fatalf("record %q", recs[0].Msg)
 	}
@@ -255,8 +246,8 @@ func TestFrameTooLarge(t *testing.T) {
 // TestCloseIsFinal: Close is idempotent, later calls fail with ErrClosed,
 // and nothing dials again.
 func TestCloseIsFinal(t *testing.T) {
-	sink := newSink()
-	addr := serve(t, localNetwork, sink.server())
+	sink := logsocktest.NewSink()
+	addr := logsocktest.Serve(t, localNetwork, sink.Server())
 	ls := dial(t, localNetwork, addr, nil)
 	if err := ls.Log("before"); err != nil {
 		t.Fatal(err)
@@ -273,7 +264,7 @@ func TestCloseIsFinal(t *testing.T) {
 	if _, err := ls.Write([]byte("after")); !errors.Is(err, logsock.ErrClosed) {
 		t.Fatalf("Write after Close: %v, want ErrClosed", err)
 	}
-	if ends := sink.waitEnds(t, 1); ends[0] != nil {
+	if ends := sink.WaitEnds(t, 1); ends[0] != nil {
 		t.Fatalf("connection ended with %v", ends[0])
 	}
 	if st := ls.Stats(); st.Connects != 1 || st.Frames != 1 {
@@ -304,12 +295,12 @@ func TestWriteTimeout(t *testing.T) {
 	for _, batching := range []bool{false, true} {
 		for _, policy := range []logsock.Overflow{logsock.Block, logsock.DropNewest, logsock.DropOldest} {
 			t.Run(fmt.Sprintf("batching=%v/%s", batching, name[policy]), func(t *testing.T) {
-				col := newFakeCollector(t, localNetwork, fakeStall)
-				ls := dial(t, localNetwork, col.addr, &logsock.Config{Batching: batching, Overflow: policy,
+				col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeStall)
+				ls := dial(t, localNetwork, col.Addr, &logsock.Config{Batching: batching, Overflow: policy,
 					WriteTimeout: timeout, BufferBytes: bufferBytes, CloseTimeout: timeout,
 					MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
-				col.waitConns(t, 1)
-				col.stopAccepting() // reconnects fail: the frames are held
+				col.WaitConns(t, 1)
+				col.StopAccepting() // reconnects fail: the frames are held
 
 				var (
 					calls    int   // call i writes message i
@@ -404,8 +395,8 @@ func TestWriteTimeout(t *testing.T) {
 						st, errs, 2*capacity)
 				}
 
-				col.resume()
-				col.start(t)
+				col.Resume()
+				col.Start(t)
 				flush(t, ls)
 				if err := ls.Close(); err != nil {
 					t.Fatalf("Close: %v", err)
@@ -413,9 +404,9 @@ func TestWriteTimeout(t *testing.T) {
 				if st2 := ls.Stats(); st2.Dropped != st.Dropped {
 					t.Errorf("Stats %+v after the collector's return: want the %d drops before, no more", st2, st.Dropped)
 				}
-				col.waitConnEnd(t, 1) // the stalled connection, read to its end
-				col.waitConnEnd(t, 2) // the one that Flush made, closed
-				recs := col.waitRecords(t, 0)
+				col.WaitConnEnd(t, 1) // the stalled connection, read to its end
+				col.WaitConnEnd(t, 2) // the one that Flush made, closed
+				recs := col.WaitRecords(t, 0)
 				slices.SortStableFunc(recs, func(a, b logsock.Record) int { return cmp.Compare(a.Conn, b.Conn) })
 				var got []int   // the calls delivered
 				var later []int // those delivered after the stall, from the buffer
@@ -461,69 +452,12 @@ func TestWriteTimeout(t *testing.T) {
 	}
 }
 
-// waitWriteBlocked waits until a write of ls on connection id of col
-// waits for room in the socket's send buffer, and can get none until col
-// reads. On TCP a write can wait for a moment, then go on as the kernel
-// grows the send buffer (issue 17: a stack sampled in such a moment, and
-// the kernel then took all 57 frames of 64 KiB that were logged): the
-// write must wait while col's side advertises a zero window. A Unix
-// socket's writer waits on its own buffer, which only a read frees. On
-// Windows an overlapped send can wait in the poller, then complete with
-// the buffer far from full (seen under Wine 8), so the write must also
-// have gone on for a while without a frame written.
-func waitWriteBlocked(t *testing.T, ls *logsock.LogSocket, col *fakeCollector, id uint64) {
-	t.Helper()
-	if runtime.GOOS != "windows" {
-		col.waitConns(t, int(id))
-		buf := make([]byte, 1<<20)
-		// The window first: once it is closed, a write that waits waits
-		// for good.
-		waitUntil(t, fmt.Sprintf("a write blocked on connection %d, its window closed", id), func() bool {
-			return col.windowClosed(t, id) && stackShows(buf, "github.com/logsock/logsock.", "internal/poll.(*pollDesc).waitWrite")
-		})
-		return
-	}
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
-		waitForStack(t, "(*frameWriter).send", "internal/poll.(*pollDesc).wait")
-		frames := ls.Stats().Frames
-		time.Sleep(100 * time.Millisecond)
-		if ls.Stats().Frames == frames {
-			return
-		}
-	}
-	t.Fatal("no write of the LogSocket stayed blocked")
-}
-
-// waitForStack waits until some goroutine's stack shows all of frames: the
-// only way to know that a goroutine is blocked inside a call.
-func waitForStack(t *testing.T, frames ...string) {
-	t.Helper()
-	buf := make([]byte, 1<<20)
-	waitUntil(t, fmt.Sprintf("a goroutine in %q", frames), func() bool { return stackShows(buf, frames...) })
-}
-
-// stackShows reports whether some goroutine's stack shows all of frames
-// now; buf holds the stacks.
-func stackShows(buf []byte, frames ...string) bool {
-	n := runtime.Stack(buf, true)
-	for g := range bytes.SplitSeq(buf[:n], []byte("\n\n")) {
-		all := true
-		for _, f := range frames {
-			all = all && bytes.Contains(g, []byte(f))
-		}
-		if all {
-			return true
-		}
-	}
-	return false
-}
-
 // TestNewIsLazy: New does not dial; while the collector is down, frames
 // are held (Log returns nil); once it is up, Flush delivers them all, in
 // order, on one connection opened by this process.
 func TestNewIsLazy(t *testing.T) {
-	col := fakeDown(t, localNetwork, fakeDecode)
-	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode)
+	ls, err := logsock.New(localNetwork, col.Addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,12 +470,12 @@ func TestNewIsLazy(t *testing.T) {
 	if st := ls.Stats(); st.Held != 3 || st.Connects != 0 {
 		t.Fatalf("Stats %+v: want 3 held, no connection", st)
 	}
-	col.start(t)
+	col.Start(t)
 	if err := ls.Log("up"); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, ls)
-	recs := col.waitRecords(t, 4)
+	recs := col.WaitRecords(t, 4)
 	for i, want := range []string{"down 0", "down 1", "down 2", "up"} {
 		if string(recs[i].Msg) != want || recs[i].Pid != int32(os.Getpid()) || recs[i].Conn != recs[0].Conn {
 			t.Errorf("record %d = %+v, want %q", i, recs[i], want)
@@ -604,7 +538,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		ls.Close()
 	}
 	var oe *logsock.OpError
-	if _, err := logsock.Dial("unix", socketPath(t), nil); !errors.As(err, &oe) || oe.Op != "dial" || !errors.Is(err, syscall.ENOENT) {
+	if _, err := logsock.Dial("unix", logsocktest.SocketPath(t), nil); !errors.As(err, &oe) || oe.Op != "dial" || !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("Dial to nothing: %v, want a dial *OpError wrapping ENOENT", err)
 	}
 }
@@ -641,14 +575,14 @@ func TestParseAddress(t *testing.T) {
 
 // TestLoggers: log.Logger and slog write one record a call, one frame each.
 func TestLoggers(t *testing.T) {
-	sink := newSink()
-	addr := serve(t, "tcp", sink.server())
+	sink := logsocktest.NewSink()
+	addr := logsocktest.Serve(t, "tcp", sink.Server())
 	ls := dial(t, "tcp", addr, nil)
 	log.New(ls, "", 0).Print("two\nlines")
 	logger := slog.New(slog.NewJSONHandler(ls, nil))
 	logger.Info("started", "pid", os.Getpid())
 	logger.Warn("disk", "free", "10%")
-	recs := sink.waitRecords(t, 3)
+	recs := sink.WaitRecords(t, 3)
 	if string(recs[0].Msg) != "two\nlines\n" {
 		t.Errorf("log record %q", recs[0].Msg)
 	}

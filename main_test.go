@@ -1,16 +1,9 @@
 package logsock_test
 
 import (
-	"os"
 	"testing"
 
-	"github.com/logsock/logsock/internal/testenv"
-	"go.uber.org/goleak"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		testenv.RemovePrograms()
-		os.Exit(code)
-	}))
-}
+func TestMain(m *testing.M) { logsocktest.Main(m) }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // octetMessages are messages of every kind of length an octet count can
@@ -40,8 +41,8 @@ func TestOctetCountedFraming(t *testing.T) {
 	unixOnly(t, "no peek (Config.PeekInterval)")
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
-			col := newFakeCollector(t, "tcp", fakeSyslog)
-			ls, err := logsock.NewSyslog("tcp", col.addr, &logsock.Config{Batching: batching,
+			col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeSyslog)
+			ls, err := logsock.NewSyslog("tcp", col.Addr, &logsock.Config{Batching: batching,
 				PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
@@ -52,8 +53,8 @@ func TestOctetCountedFraming(t *testing.T) {
 			for i, m := range msgs {
 				if i == len(msgs)/2 {
 					flush(t, ls)
-					col.waitRecords(t, i)
-					col.dropAll()
+					col.WaitRecords(t, i)
+					col.DropAll()
 				}
 				if _, err := ls.Write(m); err != nil {
 					t.Fatal(err)
@@ -61,7 +62,7 @@ func TestOctetCountedFraming(t *testing.T) {
 				total += len(m)
 			}
 			flush(t, ls)
-			recs := col.waitRecords(t, len(msgs))
+			recs := col.WaitRecords(t, len(msgs))
 			if len(recs) != len(msgs) {
 				t.Fatalf("%d records, want %d", len(recs), len(msgs))
 			}
@@ -73,9 +74,9 @@ func TestOctetCountedFraming(t *testing.T) {
 			if recs[0].Conn == recs[len(recs)-1].Conn {
 				t.Errorf("all records on conn %d: the server's close was not seen", recs[0].Conn)
 			}
-			for _, end := range col.connections() {
-				if end.ended && end.err != nil && !errors.Is(end.err, net.ErrClosed) {
-					t.Errorf("conn %d ended with %v: a frame broke the octet-counted format", end.id, end.err)
+			for _, end := range col.Connections() {
+				if end.Ended && end.Err != nil && !errors.Is(end.Err, net.ErrClosed) {
+					t.Errorf("conn %d ended with %v: a frame broke the octet-counted format", end.ID, end.Err)
 				}
 			}
 			if st := ls.Stats(); st.Frames != uint64(len(msgs)) || st.Bytes != uint64(total) || st.Reconnects != 1 {
@@ -85,19 +86,12 @@ func TestOctetCountedFraming(t *testing.T) {
 	}
 }
 
-func short(b []byte) string {
-	if len(b) > 40 {
-		return string(b[:40]) + "..."
-	}
-	return string(b)
-}
-
 // TestOctetCountedNotShared: the inheritance contract tells a child
 // logsock's framing only, so a syslog-framed connection is not passed.
 func TestOctetCountedNotShared(t *testing.T) {
 	unixOnly(t, "no connection is shared (Start)")
-	col := newFakeCollector(t, "tcp", fakeSyslog)
-	ls, err := logsock.NewSyslog("tcp", col.addr, nil)
+	col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeSyslog)
+	ls, err := logsock.NewSyslog("tcp", col.Addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

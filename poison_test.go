@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestRefusedFrameDropped: a frame that the collector refuses (above its
@@ -24,6 +25,7 @@ import (
 // is lost with the connection, as when a collector dies, and the client
 // cannot know it.
 func TestRefusedFrameDropped(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		network   string
 		batching  bool
@@ -41,7 +43,7 @@ func TestRefusedFrameDropped(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/batching=%v", tc.network, batching), func(t *testing.T) {
 				unixOnly(t, "only Unix tells a reset from a timeout here") // a Windows client counts no cut
 				log := newConnLog()
-				addr := serve(t, tc.network, log.server())
+				addr := logsocktest.Serve(t, tc.network, log.Server())
 				ls, err := logsock.New(tc.network, addr, &logsock.Config{Batching: batching, MaxFrame: tc.clientMax,
 					BufferBytes: 2 * tc.big, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 				if err != nil {
@@ -74,7 +76,7 @@ func TestRefusedFrameDropped(t *testing.T) {
 					t.Errorf("Stats %+v: want the refused frame dropped and counted", st)
 				}
 				var got []string
-				for _, r := range log.waitRecords(t, 1+after) {
+				for _, r := range log.WaitRecords(t, 1+after) {
 					got = append(got, string(r.Msg))
 				}
 				want := []string{"before"}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestPoliciesLetTheLinkReconnect: under DropNewest and DropOldest, in
@@ -43,8 +44,8 @@ func checkPolicyReconnects(t *testing.T, name string, policy logsock.Overflow, b
 		// link, the held frames out): generous, it only ends a failure.
 		stuck = 20 * time.Second
 	)
-	col := fakeDown(t, localNetwork, fakeDecode)
-	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{Batching: batching, Overflow: policy,
+	col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode)
+	ls, err := logsock.New(localNetwork, col.Addr, &logsock.Config{Batching: batching, Overflow: policy,
 		BufferBytes: 16 << 10, MinBackoff: 10 * time.Millisecond, MaxBackoff: maxBackoff})
 	if err != nil {
 		t.Errorf("%s: %v", name, err)
@@ -74,7 +75,7 @@ func checkPolicyReconnects(t *testing.T, name string, policy logsock.Overflow, b
 	}
 
 	upAt := time.Now()
-	col.start(t)
+	col.Start(t)
 	var (
 		backAt time.Time     // when the link was seen back
 		held   uint64        // the frames held then
@@ -125,7 +126,7 @@ func checkPolicyReconnects(t *testing.T, name string, policy logsock.Overflow, b
 		return n
 	}
 	var recs []logsock.Record
-	col.wait(t, fmt.Sprintf("%s: frame %d", name, seq), func(rs []logsock.Record, _ []error) bool {
+	col.Wait(t, fmt.Sprintf("%s: frame %d", name, seq), func(rs []logsock.Record, _ []error) bool {
 		recs = rs
 		return len(rs) > 0 && seqOf(rs[len(rs)-1]) == seq
 	})

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/testenv"
 )
 
@@ -76,7 +78,7 @@ func TestReadmeSnippets(t *testing.T) {
 			continue
 		}
 		var kind string
-		var check func(t *testing.T, p *proc, col *fakeCollector)
+		var check func(t *testing.T, p *proctest.Proc, col *logsocktest.FakeCollector)
 		switch {
 		case strings.Contains(src, "logsock.Server{"):
 			kind = "server" // it listens where a real collector would: built only
@@ -98,9 +100,9 @@ func TestReadmeSnippets(t *testing.T) {
 			if strings.Count(src, `"`+readmeAddr+`"`) != 1 {
 				t.Fatalf("the snippet does not log to %q once:\n%s", readmeAddr, src)
 			}
-			col := newFakeCollector(t, "tcp", fakeDecode)
-			p := start(t, buildSnippet(t, strings.Replace(src, readmeAddr, col.addr, 1)))
-			p.mustExit(t)
+			col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeDecode)
+			p := proctest.Start(t, buildSnippet(t, strings.Replace(src, readmeAddr, col.Addr, 1)))
+			p.MustExit(t)
 			check(t, p, col)
 		})
 	}
@@ -115,8 +117,8 @@ func TestReadmeSnippets(t *testing.T) {
 // in order, on one connection whose handshake named it: the LineWriter's
 // lines (the last without a newline) apart, slog's and log's records
 // without their newline being a separate frame.
-func checkReadmeClient(t *testing.T, p *proc, col *fakeCollector) {
-	got := oneConnRecords(t, col, p)
+func checkReadmeClient(t *testing.T, p *proctest.Proc, col *logsocktest.FakeCollector) {
+	got := col.OneConnMsgs(t, p.Pid())
 	want := []*regexp.Regexp{
 		regexp.MustCompile(`^started$`),
 		regexp.MustCompile(`^job 7 done$`),
@@ -139,8 +141,8 @@ func checkReadmeClient(t *testing.T, p *proc, col *fakeCollector) {
 
 // checkReadmeSharing: the parent's and the child's messages arrive on the
 // parent's one connection, whose handshake named the parent.
-func checkReadmeSharing(t *testing.T, p *proc, col *fakeCollector) {
-	got := oneConnRecords(t, col, p)
+func checkReadmeSharing(t *testing.T, p *proctest.Proc, col *logsocktest.FakeCollector) {
+	got := col.OneConnMsgs(t, p.Pid())
 	slices.Sort(got)
 	if want := []string{"from the child", "from the parent"}; !slices.Equal(got, want) {
 		t.Errorf("frames %q, want %q", got, want)

@@ -10,18 +10,8 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
-
-// wantRecord waits for record i (from 0) of col, which must be msg on
-// connection conn, whose handshake named this process.
-func wantRecord(t *testing.T, col *fakeCollector, i int, conn uint64, msg string) {
-	t.Helper()
-	r := col.waitRecords(t, i+1)[i]
-	if string(r.Msg) != msg || r.Conn != conn || r.Pid != int32(os.Getpid()) {
-		t.Fatalf("record %d: %q on connection %d, handshake pid %d; want %q on connection %d, pid %d",
-			i, r.Msg, r.Conn, r.Pid, msg, conn, os.Getpid())
-	}
-}
 
 // TestPeekDetectsClose tests the check itself: with it, a frame logged
 // after the collector closed an idle connection goes to a new connection;
@@ -33,17 +23,17 @@ func TestPeekDetectsClose(t *testing.T) {
 				if peek {
 					unixOnly(t, "no peek (Config.PeekInterval)")
 				}
-				col := newFakeCollector(t, network, fakeDecode)
+				col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeDecode)
 				interval := time.Nanosecond // check before every frame
 				if !peek {
 					interval = -1
 				}
-				ls := dial(t, network, col.addr, &logsock.Config{PeekInterval: interval})
+				ls := dial(t, network, col.Addr, &logsock.Config{PeekInterval: interval})
 				if err := ls.Log("before"); err != nil {
 					t.Fatal(err)
 				}
 				wantRecord(t, col, 0, 1, "before")
-				col.closeConn(1) // the collector goes away gracefully: FIN
+				col.CloseConn(1) // the collector goes away gracefully: FIN
 
 				if err := ls.Log("after"); err != nil {
 					t.Fatal(err)
@@ -76,12 +66,12 @@ func TestPeekDetectsClose(t *testing.T) {
 func TestResendAfterFailedWrite(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			col := newFakeCollector(t, network, fakeDecode)
-			ls := dial(t, network, col.addr, &logsock.Config{PeekInterval: -1})
-			if pid := col.waitHandshake(t, 1); pid != int32(os.Getpid()) {
+			col := logsocktest.NewFakeCollector(t, network, logsocktest.FakeDecode)
+			ls := dial(t, network, col.Addr, &logsock.Config{PeekInterval: -1})
+			if pid := col.WaitHandshake(t, 1); pid != int32(os.Getpid()) {
 				t.Fatalf("handshake %d, want %d", pid, os.Getpid())
 			}
-			col.closeConn(1)
+			col.CloseConn(1)
 			var failed string
 			for i := 0; i < 1000 && failed == ""; i++ {
 				msg := fmt.Sprint("frame ", i)
@@ -101,23 +91,6 @@ func TestResendAfterFailedWrite(t *testing.T) {
 			}
 		})
 	}
-}
-
-func flush(t *testing.T, ls *logsock.LogSocket) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := ls.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-}
-
-func msgs(recs []logsock.Record) []string {
-	var out []string
-	for _, r := range recs {
-		out = append(out, string(r.Msg))
-	}
-	return out
 }
 
 // TestOverflow: the buffer holds 3 frames of 10 bytes; the fourth is
@@ -143,8 +116,8 @@ func TestOverflow(t *testing.T) {
 		{logsock.Block, logsock.ErrBufferFull, []string{"frame....0", "frame....1", "frame....2"}},
 	} {
 		t.Run(name[tc.policy], func(t *testing.T) {
-			col := fakeDown(t, localNetwork, fakeDecode)
-			ls, err := logsock.New(localNetwork, col.addr, cfg(tc.policy))
+			col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode)
+			ls, err := logsock.New(localNetwork, col.Addr, cfg(tc.policy))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,28 +133,12 @@ func TestOverflow(t *testing.T) {
 			if st := ls.Stats(); st.Dropped != 1 || st.Held != 3 || st.HeldBytes != 3*(logsock.HeaderLen+10) {
 				t.Fatalf("Stats %+v: want 1 dropped, 3 held", st)
 			}
-			col.start(t)
+			col.Start(t)
 			flush(t, ls)
-			if got := msgs(col.waitRecords(t, 3)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			if got := msgs(col.WaitRecords(t, 3)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("delivered %q, want %q", got, tc.want)
 			}
 		})
-	}
-}
-
-// logWithin logs msg and returns the call's error; it fails the test if
-// the call has not returned within d (generous: it tells "at once" from a
-// wait of a minute). A call still waiting then is ended by Close.
-func logWithin(t *testing.T, ls *logsock.LogSocket, msg string, d time.Duration) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- ls.Log(msg) }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(d):
-		t.Fatalf("Log(%.20q) has not returned after %v", msg, d)
-		return nil
 	}
 }
 
@@ -189,8 +146,8 @@ func logWithin(t *testing.T, ls *logsock.LogSocket, msg string, d time.Duration)
 // full waits, with the mutex released, and goes on once the collector is
 // back and the held frames are out.
 func TestBlockWaitsForCollector(t *testing.T) {
-	col := fakeDown(t, localNetwork, fakeDecode)
-	ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{MaxFrame: 10, BufferBytes: 2 * (logsock.HeaderLen + 10),
+	col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode)
+	ls, err := logsock.New(localNetwork, col.Addr, &logsock.Config{MaxFrame: 10, BufferBytes: 2 * (logsock.HeaderLen + 10),
 		WriteTimeout: time.Minute, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -207,12 +164,12 @@ func TestBlockWaitsForCollector(t *testing.T) {
 	if err := ls.Flush(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Flush while a call waits: %v", err)
 	}
-	col.start(t)
+	col.Start(t)
 	if err := <-blocked; err != nil {
 		t.Fatalf("blocked Log: %v", err)
 	}
 	flush(t, ls)
-	if got := msgs(col.waitRecords(t, 3)); fmt.Sprint(got) != "[one....... two....... three.....]" {
+	if got := msgs(col.WaitRecords(t, 3)); fmt.Sprint(got) != "[one....... two....... three.....]" {
 		t.Errorf("delivered %q", got)
 	}
 }
@@ -221,18 +178,18 @@ func TestBlockWaitsForCollector(t *testing.T) {
 // and reports what it cannot, within CloseTimeout.
 func TestCloseDeliversHeld(t *testing.T) {
 	t.Run("collector up", func(t *testing.T) {
-		col := fakeDown(t, localNetwork, fakeDecode)
-		ls, err := logsock.New(localNetwork, col.addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+		col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode)
+		ls, err := logsock.New(localNetwork, col.Addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ls.Log("a")
 		ls.Log("b")
-		col.start(t)
+		col.Start(t)
 		if err := ls.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		if got := msgs(col.waitRecords(t, 2)); fmt.Sprint(got) != "[a b]" {
+		if got := msgs(col.WaitRecords(t, 2)); fmt.Sprint(got) != "[a b]" {
 			t.Errorf("delivered %q", got)
 		}
 		if st := ls.Stats(); st.Dropped != 0 || st.Frames != 2 {
@@ -240,7 +197,7 @@ func TestCloseDeliversHeld(t *testing.T) {
 		}
 	})
 	t.Run("collector down", func(t *testing.T) {
-		ls, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &logsock.Config{CloseTimeout: 50 * time.Millisecond})
+		ls, err := logsock.New(localNetwork, logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode).Addr, &logsock.Config{CloseTimeout: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,16 +225,16 @@ func TestCloseDeliversHeld(t *testing.T) {
 // pid); when the client closes, the reader of that new connection sees a
 // clean end.
 func TestDecoderSeesRestart(t *testing.T) {
-	col := newFakeCollector(t, "tcp", fakeDecode)
-	ls := dial(t, "tcp", col.addr, &logsock.Config{PeekInterval: time.Nanosecond})
+	col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeDecode)
+	ls := dial(t, "tcp", col.Addr, &logsock.Config{PeekInterval: time.Nanosecond})
 	ls.Log("one")
 	wantRecord(t, col, 0, 1, "one")
-	col.resetConn(1) // an abortive close: RST, not FIN
+	col.ResetConn(1) // an abortive close: RST, not FIN
 	ls.Log("two")
 	wantRecord(t, col, 1, 2, "two") // after a reset
 	ls.Close()
-	if end := col.waitConnEnd(t, 2); end.err != nil {
-		t.Fatalf("connection 2 after Close: %v, want a clean end (io.EOF)", end.err)
+	if end := col.WaitConnEnd(t, 2); end.Err != nil {
+		t.Fatalf("connection 2 after Close: %v, want a clean end (io.EOF)", end.Err)
 	}
 }
 
@@ -295,7 +252,7 @@ func TestFrameLargerThanBuffer(t *testing.T) {
 		for _, policy := range []logsock.Overflow{logsock.Block, logsock.DropNewest, logsock.DropOldest} {
 			cfg := tc.cfg
 			cfg.CloseTimeout, cfg.WriteTimeout, cfg.Overflow = time.Millisecond, time.Minute, policy
-			ls, err := logsock.New(localNetwork, fakeDown(t, localNetwork, fakeDecode).addr, &cfg)
+			ls, err := logsock.New(localNetwork, logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode).Addr, &cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -321,6 +278,7 @@ func TestFrameLargerThanBuffer(t *testing.T) {
 // a minute, so that any wait for the backoff shows; in direct and in
 // batching mode.
 func TestHealthyConnectionResetsBackoff(t *testing.T) {
+	t.Parallel()
 	unixOnly(t, "no peek (Config.PeekInterval): the loss is found by the peek")
 	// Longer than healthyAfter (a second: Config's MinBackoff says so).
 	const healthy = 1100 * time.Millisecond
@@ -328,8 +286,9 @@ func TestHealthyConnectionResetsBackoff(t *testing.T) {
 	const atOnce = 10 * time.Second
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
-			col := newFakeCollector(t, localNetwork, fakeDecode)
-			ls := dial(t, localNetwork, col.addr, inMode(batching, &logsock.Config{
+			t.Parallel()
+			col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeDecode)
+			ls := dial(t, localNetwork, col.Addr, inMode(batching, &logsock.Config{
 				PeekInterval: time.Nanosecond, MinBackoff: time.Minute, MaxBackoff: time.Minute,
 				CloseTimeout: 50 * time.Millisecond}))
 			// logOn logs msg, checks that it is written within atOnce,
@@ -350,20 +309,20 @@ func TestHealthyConnectionResetsBackoff(t *testing.T) {
 
 			// Connection 1 is lost at once: the first loss since New is
 			// retried at once, and counts as a failure.
-			col.waitHandshake(t, 1)
-			col.closeConn(1)
+			col.WaitHandshake(t, 1)
+			col.CloseConn(1)
 			upBy := logOn(0, 2, "on 2") // connection 2 was up by then
 
 			// Connection 2 stays up past healthyAfter: its loss resets the
 			// backoff, and is retried at once. Time passing is what is
 			// tested here: no signal could stand for it.
 			time.Sleep(time.Until(upBy.Add(healthy)))
-			col.closeConn(2)
+			col.CloseConn(2)
 			logOn(1, 3, "on 3")
 
 			// Connection 3 is lost at once: the second loss since the
 			// reset waits for the backoff. The frame is held.
-			col.closeConn(3)
+			col.CloseConn(3)
 			if err := ls.Log("held"); err != nil {
 				t.Fatal(err)
 			}
@@ -372,7 +331,7 @@ func TestHealthyConnectionResetsBackoff(t *testing.T) {
 			if err := ls.Flush(ctx); !errors.Is(err, logsock.ErrUndelivered) {
 				t.Fatalf("Flush after a loss at once: %v, want ErrUndelivered (the backoff)", err)
 			}
-			if n := len(col.connections()); n != 3 {
+			if n := len(col.Connections()); n != 3 {
 				t.Errorf("%d connections: a lost connection that lived under a second reset the backoff", n)
 			}
 			if st := ls.Stats(); st.Held != 1 || st.Frames != 2 || st.Reconnects != 2 {
@@ -397,8 +356,8 @@ func TestHangingDialHoldsNoOne(t *testing.T) {
 	const slack = 2 * time.Second
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
-			col := newFakeCollector(t, "tcp", fakeBacklog)
-			ls, err := logsock.New("tcp", col.addr, inMode(batching, &logsock.Config{
+			col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeBacklog)
+			ls, err := logsock.New("tcp", col.Addr, inMode(batching, &logsock.Config{
 				DialTimeout: 10 * time.Second, WriteTimeout: 300 * time.Millisecond, CloseTimeout: closeTimeout}))
 			if err != nil {
 				t.Fatal(err)

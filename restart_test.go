@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 	"github.com/logsock/logsock/internal/testenv"
 )
 
@@ -126,7 +127,7 @@ func TestShutdownRestartUnderLoad(t *testing.T) {
 				seqs := newSeqCounter(writers)
 				col := &restartingCollector{network: network, handler: seqs.record}
 				if network == "unix" {
-					col.addr = socketPath(t)
+					col.addr = logsocktest.SocketPath(t)
 				} else {
 					l, err := testenv.ListenTCP()
 					if err != nil {
@@ -238,13 +239,14 @@ func TestShutdownRestartUnderLoad(t *testing.T) {
 // clients sent (issue 20's review: 10 of 30 early SIGTERMs of logsockd lost
 // a record).
 func TestServeAfterShutdown(t *testing.T) {
+	t.Parallel()
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			unixOnly(t, "Shutdown takes the queued connections where the listener has SyscallConn")
-			sink := newSink()
-			srv := sink.server()
-			l := listen(t, network)
-			c := rawConn(t, network, l.Addr().String(), frames(0, 7, "queued 1", "queued 2"))
+			sink := logsocktest.NewSink()
+			srv := sink.Server()
+			l := logsocktest.Listen(t, network)
+			c := logsocktest.RawConn(t, network, l.Addr().String(), logsocktest.Frames(0, 7, "queued 1", "queued 2"))
 			defer c.Close()
 			if err := srv.Shutdown(context.Background()); err != nil {
 				t.Fatal(err)
@@ -252,11 +254,11 @@ func TestServeAfterShutdown(t *testing.T) {
 			if err := srv.Serve(l); !errors.Is(err, logsock.ErrServerClosed) {
 				t.Fatalf("Serve after Shutdown: %v", err)
 			}
-			recs := sink.waitRecords(t, 2)
+			recs := sink.WaitRecords(t, 2)
 			if got := fmt.Sprint(msgs(recs)); got != "[queued 1 queued 2]" {
 				t.Errorf("records %s", got)
 			}
-			if err := sink.waitEnds(t, 1)[0]; !errors.Is(err, logsock.ErrServerClosed) {
+			if err := sink.WaitEnds(t, 1)[0]; !errors.Is(err, logsock.ErrServerClosed) {
 				t.Errorf("the connection ended with %v, want ErrServerClosed (drained)", err)
 			}
 		})
@@ -291,7 +293,7 @@ func TestAcksCrashUnderLoad(t *testing.T) {
 					seqs.record(rec)
 				}}
 				if network == "unix" {
-					col.addr = socketPath(t)
+					col.addr = logsocktest.SocketPath(t)
 				} else {
 					l, err := testenv.ListenTCP()
 					if err != nil {

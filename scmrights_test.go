@@ -7,29 +7,28 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"golang.org/x/sys/unix"
 )
 
 // TestSendConnToRunningProcess: a running process receives the connection
 // over a Unix socket and logs on it, under the parent's handshake.
 func TestSendConnToRunningProcess(t *testing.T) {
-	col := newFakeCollector(t, "tcp", fakeDecode)
-	ls := dial(t, "tcp", col.addr, nil)
+	col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeDecode)
+	ls := dial(t, "tcp", col.Addr, nil)
 	ls.Log("sender")
-	path := socketPath(t)
+	path := logsocktest.SocketPath(t)
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"=receive", "LOGSOCK_TEST_PATH="+path)
-	cmd.Stderr = os.Stderr
+	cmd := proctest.ChildCommand("receive", "LOGSOCK_TEST_PATH="+path)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,48 +44,17 @@ func TestSendConnToRunningProcess(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("receiver: %v", err)
 	}
-	recs := col.waitRecords(t, 2)
+	recs := col.WaitRecords(t, 2)
 	want := fmt.Sprint("received by ", cmd.Process.Pid)
 	if string(recs[1].Msg) != want || recs[1].Conn != recs[0].Conn || recs[1].Pid != int32(os.Getpid()) {
 		t.Errorf("records %+v: want %q on the sender's connection", recs, want)
 	}
 }
 
-// openFDs returns this process's open descriptors, each with what it
-// refers to ("socket:[1234]", a path).
-func openFDs(t *testing.T) map[string]string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd")
-	}
-	fds := make(map[string]string, len(ents))
-	for _, e := range ents {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil { // else closed meanwhile
-			fds[e.Name()] = target
-		}
-	}
-	return fds
-}
-
-// checkNoNewFDs fails the test if a descriptor is open now that was not
-// open, to the same file, at before: one that what was tested leaked. A
-// descriptor closed meanwhile is not this test's (issue 17: one was,
-// under -race beside CPU hogs; the garbage collector closes the
-// descriptor of an unreachable os.File or os.Process when it runs).
-func checkNoNewFDs(t *testing.T, before map[string]string, what string) {
-	t.Helper()
-	for fd, target := range openFDs(t) {
-		if before[fd] != target {
-			t.Errorf("descriptor %s, %s, open after %s and not before: leaked", fd, target, what)
-		}
-	}
-}
-
 // TestReceiveConnBadMessages: descriptors the kernel had to drop
 // (MSG_CTRUNC) are an error; extra descriptors are closed; nothing leaks.
 func TestReceiveConnBadMessages(t *testing.T) {
-	l := listen(t, "unix")
+	l := logsocktest.Listen(t, "unix")
 	defer l.Close()
 	ls := dial(t, "unix", l.Addr().String(), nil)
 	sock, lock := dupOwn(t, ls)
@@ -160,7 +128,7 @@ func receiveBody(t *testing.T, ls *logsock.LogSocket) []byte {
 // it; the descriptors received, this process's own, are closed whatever
 // the failure (issue 17).
 func TestReceiveConnBadVariables(t *testing.T) {
-	l := listen(t, "unix")
+	l := logsocktest.Listen(t, "unix")
 	defer l.Close()
 	ls := dial(t, "unix", l.Addr().String(), nil)
 	sock, lock := dupOwn(t, ls)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // BenchmarkServerIngest: a Server reads 100-byte frames that one client
@@ -55,8 +56,8 @@ func ingest(b *testing.B, network string, hs []byte, chunk func(int) []byte, fra
 			close(done)
 		}
 	}}
-	addr := serve(b, network, srv)
-	c := rawConn(b, network, addr, hs)
+	addr := logsocktest.Serve(b, network, srv)
+	c := logsocktest.RawConn(b, network, addr, hs)
 	go io.Copy(io.Discard, c) // v2's hello and acknowledgements
 	b.SetBytes(100)
 	b.ReportAllocs()

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 )
 
 // TestServerPeerCreds: on a Unix socket, records and ConnInfo carry the
@@ -31,8 +33,8 @@ func TestServerPeerCreds(t *testing.T) {
 	} {
 		t.Run(tc.network, func(t *testing.T) {
 			log := newConnLog()
-			addr := serve(t, tc.network, log.server())
-			c := rawConn(t, tc.network, addr, frames(0, pid, "who am I"))
+			addr := logsocktest.Serve(t, tc.network, log.Server())
+			c := logsocktest.RawConn(t, tc.network, addr, logsocktest.Frames(0, pid, "who am I"))
 			r := log.waitMsg(t, "who am I")
 			if r.Pid != pid || r.PeerPid != tc.peer || r.PeerUid != tc.peerUid || r.PeerGid != tc.peerGid ||
 				r.WriterPid != tc.writer || r.Flags != 0 {
@@ -74,22 +76,22 @@ func TestServerCredsBeforeAccept(t *testing.T) {
 	for _, raw := range []bool{true, false} {
 		t.Run(map[bool]string{true: "listener", false: "accepted socket"}[raw], func(t *testing.T) {
 			log := newConnLog()
-			srv := log.server()
-			h := &heldListener{Listener: listen(t, "unix"), gate: make(chan struct{})}
+			srv := log.Server()
+			h := &heldListener{Listener: logsocktest.Listen(t, "unix"), gate: make(chan struct{})}
 			var l net.Listener = h
 			if raw {
 				l = heldRawListener{h}
 			}
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(l) }()
-			c := rawConn(t, "unix", h.Addr().String(), frames(0, pid, "before accept 1", "before accept 2"))
+			c := logsocktest.RawConn(t, "unix", h.Addr().String(), logsocktest.Frames(0, pid, "before accept 1", "before accept 2"))
 			close(h.gate)
 			log.waitMsg(t, "before accept 2")
 			if _, err := c.Write(frameOf("after accept")); err != nil {
 				t.Fatal(err)
 			}
 			log.waitMsg(t, "after accept")
-			for _, r := range log.waitRecords(t, 3) {
+			for _, r := range log.WaitRecords(t, 3) {
 				if r.WriterPid != pid || r.Flags != 0 {
 					t.Errorf("record %q: WriterPid %d flags %v, want %d and none", r.Msg, r.WriterPid, r.Flags, pid)
 				}
@@ -110,8 +112,8 @@ func TestServerCredsBeforeAccept(t *testing.T) {
 // mismatch, no torn frame.
 func TestServerInheritedWriterPid(t *testing.T) {
 	log := newConnLog()
-	srv := log.server()
-	addr := serve(t, "unix", srv)
+	srv := log.Server()
+	addr := logsocktest.Serve(t, "unix", srv)
 	// Serve is running once it has delivered a record: the listener has
 	// SO_PASSCRED, which new connections take from it at connect.
 	newBystander(t, log, "unix", addr)
@@ -121,17 +123,17 @@ func TestServerInheritedWriterPid(t *testing.T) {
 		t.Fatal(err)
 	}
 	log.waitMsg(t, "parent 1")
-	ch := startChild(t, ls, "commands")
-	ch.must(t, "log child 1")
+	ch := proctest.StartChild(t, ls.Start, "commands")
+	ch.Must(t, "log child 1")
 	log.waitMsg(t, "child 1")
 	if err := ls.Log("parent 2"); err != nil {
 		t.Fatal(err)
 	}
 	log.waitMsg(t, "parent 2")
-	ch.must(t, "log child 2")
+	ch.Must(t, "log child 2")
 	log.waitMsg(t, "child 2")
-	child := int32(ch.cmd.Process.Pid)
-	recs := log.waitRecords(t, 5)[1:] // after the bystander's
+	child := int32(ch.Cmd.Process.Pid)
+	recs := log.WaitRecords(t, 5)[1:] // after the bystander's
 	for _, r := range recs {
 		writer := map[bool]int32{true: child, false: parent}[string(r.Msg[:5]) == "child"]
 		if r.Conn != recs[0].Conn || r.Pid != parent || r.PeerPid != parent || r.WriterPid != writer || r.Flags != 0 {
@@ -139,7 +141,7 @@ func TestServerInheritedWriterPid(t *testing.T) {
 				r.Msg, r.Conn, r.Pid, r.PeerPid, r.WriterPid, r.Flags, recs[0].Conn, parent, writer)
 		}
 	}
-	ch.wait(t)
+	ch.Wait(t)
 	if st := srv.Stats(); st.PidMismatch != 0 || st.MixedWriters != 0 {
 		t.Errorf("Stats %+v: want no mismatch and no mixed writers", st)
 	}
@@ -156,7 +158,7 @@ func TestServerPidMismatch(t *testing.T) {
 	}{{"unix", false}, {"unix", true}, {"tcp", true}} {
 		t.Run(tc.network+map[bool]string{true: "/reject", false: ""}[tc.reject], func(t *testing.T) {
 			log, srv, addr, by := hostileServer(t, tc.network, func(s *logsock.Server) { s.RejectPidMismatch = tc.reject })
-			c := rawConn(t, tc.network, addr, frames(0, 1, "I am init", "still init"))
+			c := logsocktest.RawConn(t, tc.network, addr, logsocktest.Frames(0, 1, "I am init", "still init"))
 			c.Close()
 			end := log.waitEnd(t, "the liar's end", func(i logsock.ConnInfo) bool { return i.Conn != by.id })
 			recs := log.recordsOf(end.info.Conn)
@@ -203,7 +205,7 @@ func TestServerPidMismatch(t *testing.T) {
 func TestServerMixedWriters(t *testing.T) {
 	log, srv, addr, by := hostileServer(t, "unix", nil)
 	parent := int32(os.Getpid())
-	c := rawConn(t, "unix", addr, cat(logsock.AppendHandshake(nil, 0, parent), le(10), "AAAAA"))
+	c := logsocktest.RawConn(t, "unix", addr, cat(logsock.AppendHandshake(nil, 0, parent), le(10), "AAAAA"))
 	sock := os.NewFile(uintptr(dupConn(t, c)), "socket")
 	defer sock.Close()
 	childWrites := func(printf string) int32 {
@@ -269,8 +271,8 @@ func TestServerReadAllocs(t *testing.T) {
 					got <- struct{}{}
 				}
 			}}
-			addr := serve(t, network, srv)
-			c := rawConn(t, network, addr, logsock.AppendHandshake(nil, 0, int32(os.Getpid())))
+			addr := logsocktest.Serve(t, network, srv)
+			c := logsocktest.RawConn(t, network, addr, logsock.AppendHandshake(nil, 0, int32(os.Getpid())))
 			var chunk []byte
 			for range batch {
 				chunk = append(chunk, frameOf(string(make([]byte, 96)))...)

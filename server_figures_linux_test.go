@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestServerFigures measures what a Server costs with 1,000 idle
@@ -25,9 +26,9 @@ func TestServerFigures(t *testing.T) {
 	}
 	const n = 1000
 	log := newConnLog()
-	srv := log.server()
+	srv := log.Server()
 	srv.HandshakeTimeout = time.Hour
-	addr := serve(t, "unix", srv)
+	addr := logsocktest.Serve(t, "unix", srv)
 
 	base := memFigures()
 	t.Logf("%-16s RSS %5.1f MiB, heap %5.1f MiB, stacks %5.1f MiB, %4d goroutines, %4d fds",
@@ -94,7 +95,7 @@ func TestServerFigures(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	log.waitEnds(t, 2*n)
+	log.WaitEnds(t, 2*n)
 	if st := srv.Stats(); st.Active != 0 || st.Ends[logsock.ReasonEOF] != 2*n {
 		t.Errorf("after closing: Stats %+v, want none active and %d ends at EOF", st, 2*n)
 	}
@@ -114,5 +115,3 @@ func waitParked(t *testing.T, n int) {
 		}
 	}
 }
-
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }

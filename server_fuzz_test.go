@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // fuzzLimit is the fuzzed Servers' MaxFrame: small, so that the fuzzer
@@ -45,7 +46,7 @@ func newFuzzCollector(f *testing.F, codePoints bool) *fuzzCollector {
 	c := &fuzzCollector{data: make([]byte, 0, 4<<20), recs: make([]fuzzRecord, 0, 1<<16), ends: make(chan connEnd, 1)}
 	c.srv = &logsock.Server{DecoderConfig: logsock.DecoderConfig{MaxFrame: fuzzLimit, CodePoints: codePoints}, Handler: c.record,
 		ConnClosed: func(info logsock.ConnInfo, err error) { c.ends <- connEnd{info, err} }}
-	c.addr = serve(f, "unix", c.srv)
+	c.addr = logsocktest.Serve(f, "unix", c.srv)
 	return c
 }
 

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // waitRead waits until the Server has read all that c sent: on a Unix
@@ -40,15 +40,15 @@ func waitRead(t testing.TB, c net.Conn) {
 // the stream sent in one write.
 func TestHostileOneBytePerWrite(t *testing.T) {
 	pid := int32(os.Getpid())
-	stream := frames(0, pid, "first", "", "로그 메시지", strings.Repeat("z", 300), "\xff not text", "last")
+	stream := logsocktest.Frames(0, pid, "first", "", "로그 메시지", strings.Repeat("z", 300), "\xff not text", "last")
 	for _, network := range []string{"unix", "tcp"} {
 		t.Run(network, func(t *testing.T) {
 			log, _, addr, by := hostileServer(t, network, nil)
-			whole := rawConn(t, network, addr, stream)
+			whole := logsocktest.RawConn(t, network, addr, stream)
 			whole.Close()
 			wholeEnd := log.waitEnd(t, "the whole stream's end", func(i logsock.ConnInfo) bool { return i.Conn != by.id })
 
-			slow := rawConn(t, network, addr)
+			slow := logsocktest.RawConn(t, network, addr)
 			for i := range stream {
 				if _, err := slow.Write(stream[i : i+1]); err != nil {
 					t.Fatal(err)
@@ -94,7 +94,7 @@ func TestHostileManyPartialFrames(t *testing.T) {
 	before := memFigures()
 	conns := make([]net.Conn, n)
 	for i := range conns {
-		conns[i] = rawConn(t, "unix", addr, partial)
+		conns[i] = logsocktest.RawConn(t, "unix", addr, partial)
 	}
 	for _, c := range conns {
 		waitRead(t, c)
@@ -114,7 +114,7 @@ func TestHostileManyPartialFrames(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	log.wait(t, "the truncated ends", func([]logsock.Record, []error) bool {
+	log.Wait(t, "the truncated ends", func([]logsock.Record, []error) bool {
 		return len(log.endsWith(logsock.ReasonTruncated)) == n
 	})
 	if got := len(log.recordsOf(by.id)); got != by.sent {
@@ -130,7 +130,7 @@ func TestServerBufferGrowsWithArrivals(t *testing.T) {
 	log, _, addr, by := hostileServer(t, "unix", func(s *logsock.Server) { s.MaxFrame = 16 << 20 })
 	var before, after runtimeMem
 	before.read()
-	c := rawConn(t, "unix", addr, cat(logsock.AppendHandshake(nil, 0, 1), le(16<<20), strings.Repeat("x", 100)))
+	c := logsocktest.RawConn(t, "unix", addr, cat(logsock.AppendHandshake(nil, 0, 1), le(16<<20), strings.Repeat("x", 100)))
 	waitRead(t, c)
 	after.read()
 	if grew := after.total - before.total; grew > 64<<10 {
@@ -147,7 +147,7 @@ func TestServerBufferGrowsWithArrivals(t *testing.T) {
 // Server closes what the kernel installs, and the frames arrive.
 func TestHostilePassedFDs(t *testing.T) {
 	log, _, addr, by := hostileServer(t, "unix", nil)
-	c := rawConn(t, "unix", addr, logsock.AppendHandshake(nil, 0, int32(os.Getpid())))
+	c := logsocktest.RawConn(t, "unix", addr, logsock.AppendHandshake(nil, 0, int32(os.Getpid())))
 	f, err := os.CreateTemp("", "passed")
 	if err != nil {
 		t.Fatal(err)
@@ -195,24 +195,4 @@ type figures struct {
 	rss        uint64 // resident set, bytes
 	goroutines int
 	fds        int
-}
-
-// memFigures collects garbage, twice as the benchmark does (the first
-// moves what sync.Pools hold to their victim caches), and measures.
-func memFigures() figures {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	f := figures{heap: ms.HeapAlloc + ms.StackInuse, heapOnly: ms.HeapAlloc, stacks: ms.StackInuse,
-		goroutines: runtime.NumGoroutine()}
-	if statm, err := os.ReadFile("/proc/self/statm"); err == nil {
-		var size, resident uint64
-		fmt.Sscan(string(statm), &size, &resident)
-		f.rss = resident * uint64(os.Getpagesize())
-	}
-	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
-		f.fds = len(ents)
-	}
-	return f
 }

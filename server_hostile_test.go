@@ -2,7 +2,6 @@ package logsock_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,57 +13,12 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // hostileMaxFrame is the Servers' limit in the hostile tests: small, so
 // that a thousand connections holding a whole frame stay cheap.
 const hostileMaxFrame = 64 << 10
-
-// le is v as a little-endian length or pid.
-func le(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
-
-// cat joins stream parts, of type []byte or string.
-func cat(parts ...any) []byte {
-	var b []byte
-	for _, p := range parts {
-		switch p := p.(type) {
-		case []byte:
-			b = append(b, p...)
-		case string:
-			b = append(b, p...)
-		default:
-			panic(fmt.Sprintf("cat: %T", p))
-		}
-	}
-	return b
-}
-
-// frameOf is one frame, without a handshake.
-func frameOf(msg string) []byte {
-	b := logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg))
-	return b
-}
-
-// hostileServer serves a connLog on network with the hostile tests'
-// limit, and opens a bystander beside it.
-func hostileServer(t *testing.T, network string, config func(*logsock.Server)) (*connLog, *logsock.Server, string, *bystander) {
-	t.Helper()
-	log := newConnLog()
-	srv := log.server()
-	srv.MaxFrame = hostileMaxFrame
-	if config != nil {
-		config(srv)
-	}
-	addr := serve(t, network, srv)
-	return log, srv, addr, newBystander(t, log, network, addr)
-}
-
-// endOf picks out the end of client connection c by its address (TCP).
-func endOf(c net.Conn) func(logsock.ConnInfo) bool {
-	return func(i logsock.ConnInfo) bool {
-		return i.Remote != nil && c.LocalAddr() != nil && i.Remote.String() == c.LocalAddr().String()
-	}
-}
 
 // TestHostileStreams: each malformed stream ends its own connection with
 // its reason, delivers exactly the whole frames before the fault, allocates
@@ -121,7 +75,7 @@ func TestHostileStreams(t *testing.T) {
 				log.sink.mu.Unlock()
 				var before, after runtimeMem
 				before.read()
-				c := rawConn(t, network, addr)
+				c := logsocktest.RawConn(t, network, addr)
 				c.Write(tc.stream) // may fail once the Server has closed: what arrived counts
 				c.Close()
 				end := log.waitEnd(t, "the hostile connection's end", func(i logsock.ConnInfo) bool { return i.Conn != by.id })
@@ -173,30 +127,6 @@ func TestHostileStreams(t *testing.T) {
 // classifies it.
 var errAny = errors.New("any error")
 
-func checkEnd(t *testing.T, end connEnd, reason logsock.Reason, want error, quote string) {
-	t.Helper()
-	if end.info.Reason != reason {
-		t.Errorf("reason %v (%v), want %v", end.info.Reason, end.err, reason)
-	}
-	switch {
-	case want == nil && end.err != nil:
-		t.Errorf("error %v, want nil", end.err)
-	case want == errAny && end.err == nil:
-		t.Errorf("no error, want one")
-	case want != nil && want != errAny && !errors.Is(end.err, want):
-		t.Errorf("error %v, want %v", end.err, want)
-	}
-	var pe *logsock.ProtocolError
-	if reason == logsock.ReasonBadLength || reason == logsock.ReasonFrameTooLarge || reason == logsock.ReasonTruncated {
-		if !errors.As(end.err, &pe) {
-			t.Errorf("error %v is not a *ProtocolError", end.err)
-		}
-	}
-	if quote != "" && (end.err == nil || !strings.Contains(end.err.Error(), quote)) {
-		t.Errorf("error %q does not quote %s", end.err, quote)
-	}
-}
-
 // TestHostileReset: a client that resets mid-frame. On TCP the read fails
 // with ECONNRESET (ReasonIOError); a Unix socket has no reset, and its
 // close ends the stream inside the frame (ReasonTruncated). Either way the
@@ -207,12 +137,12 @@ func TestHostileReset(t *testing.T) {
 		reason  logsock.Reason
 		err     error
 	}{
-		{"tcp", logsock.ReasonIOError, errConnReset},
+		{"tcp", logsock.ReasonIOError, logsocktest.ErrConnReset},
 		{"unix", logsock.ReasonTruncated, io.ErrUnexpectedEOF},
 	} {
 		t.Run(tc.network, func(t *testing.T) {
 			log, _, addr, by := hostileServer(t, tc.network, nil)
-			c := rawConn(t, tc.network, addr, frames(0, int32(os.Getpid()), "before the reset"))
+			c := logsocktest.RawConn(t, tc.network, addr, logsocktest.Frames(0, int32(os.Getpid()), "before the reset"))
 			id := log.waitMsg(t, "before the reset").Conn
 			if _, err := c.Write(cat(le(100), "partial")); err != nil {
 				t.Fatal(err)
@@ -239,9 +169,9 @@ func TestHostileReset(t *testing.T) {
 func TestHostileSlowHandshake(t *testing.T) {
 	log, srv, addr, by := hostileServer(t, localNetwork, func(s *logsock.Server) { s.HandshakeTimeout = 100 * time.Millisecond })
 	start := time.Now()
-	silent := rawConn(t, localNetwork, addr)
-	rawConn(t, localNetwork, addr, []byte{1, 2, 3})
-	log.wait(t, "two handshake timeouts", func([]logsock.Record, []error) bool {
+	silent := logsocktest.RawConn(t, localNetwork, addr)
+	logsocktest.RawConn(t, localNetwork, addr, []byte{1, 2, 3})
+	log.Wait(t, "two handshake timeouts", func([]logsock.Record, []error) bool {
 		return len(log.endsWith(logsock.ReasonHandshakeTimeout)) == 2
 	})
 	if d := time.Since(start); d < 100*time.Millisecond {
@@ -266,20 +196,22 @@ func TestHostileSlowHandshake(t *testing.T) {
 // long is closed, between frames or inside one (whose part is dropped);
 // one that keeps sending is not.
 func TestServerIdleTimeout(t *testing.T) {
+	t.Parallel()
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
+			t.Parallel()
 			// A second: with 200 ms, the busy connection was closed too
 			// under -race beside CPU hogs (issue 17), its sender or the
 			// Server's reader kept from running that long.
 			const idle = time.Second
 			log := newConnLog()
-			srv := log.server()
+			srv := log.Server()
 			srv.IdleTimeout = idle
-			addr := serve(t, network, srv)
+			addr := logsocktest.Serve(t, network, srv)
 			pid := int32(os.Getpid())
 
 			// The busy client sends well within the timeout, until told.
-			busy := rawConn(t, network, addr, frames(0, pid, "busy 0"))
+			busy := logsocktest.RawConn(t, network, addr, logsocktest.Frames(0, pid, "busy 0"))
 			busyID := log.waitMsg(t, "busy 0").Conn
 			type sent struct {
 				n   int
@@ -305,9 +237,9 @@ func TestServerIdleTimeout(t *testing.T) {
 			}()
 
 			start := time.Now()
-			quiet := rawConn(t, network, addr, frames(0, pid, "then quiet"))
-			rawConn(t, network, addr, frames(0, pid, "then half a frame"), le(10), []byte("abc"))
-			log.wait(t, "two idle timeouts", func([]logsock.Record, []error) bool {
+			quiet := logsocktest.RawConn(t, network, addr, logsocktest.Frames(0, pid, "then quiet"))
+			logsocktest.RawConn(t, network, addr, logsocktest.Frames(0, pid, "then half a frame"), le(10), []byte("abc"))
+			log.Wait(t, "two idle timeouts", func([]logsock.Record, []error) bool {
 				return len(log.endsWith(logsock.ReasonIdleTimeout)) == 2
 			})
 			if d := time.Since(start); d < idle {
@@ -340,17 +272,17 @@ func TestServerIdleTimeout(t *testing.T) {
 // different ways, and Reason and Flags print their names.
 func TestServerStats(t *testing.T) {
 	log := newConnLog()
-	srv := log.server()
-	addr := serve(t, "tcp", srv)
+	srv := log.Server()
+	addr := logsocktest.Serve(t, "tcp", srv)
 	pid := int32(os.Getpid())
 	for i, stream := range [][]byte{
-		frames(0, pid, "one", "two"),                       // EOF
-		cat(frames(0, pid, "three"), le(0xffffffff)),       // bad length
-		cat(frames(0, pid, "\xff", ""), le(10), "partial"), // truncated, one invalid UTF-8
+		logsocktest.Frames(0, pid, "one", "two"),                       // EOF
+		cat(logsocktest.Frames(0, pid, "three"), le(0xffffffff)),       // bad length
+		cat(logsocktest.Frames(0, pid, "\xff", ""), le(10), "partial"), // truncated, one invalid UTF-8
 	} {
-		c := rawConn(t, "tcp", addr, stream)
+		c := logsocktest.RawConn(t, "tcp", addr, stream)
 		c.Close()
-		log.waitEnds(t, i+1)
+		log.WaitEnds(t, i+1)
 	}
 	st := srv.Stats()
 	want := logsock.ServerStats{Accepted: 3, Frames: 5, Bytes: 12, InvalidUTF8: 1,
@@ -391,17 +323,17 @@ func (l plainListener) Accept() (net.Conn, error) {
 func TestServerPlainConn(t *testing.T) {
 	pid := int32(os.Getpid())
 	start := func(srv *logsock.Server) (string, chan error) {
-		l := plainListener{listen(t, "tcp")}
+		l := plainListener{logsocktest.Listen(t, "tcp")}
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(l) }()
 		return l.Addr().String(), served
 	}
 
 	log := newConnLog()
-	srv := log.server()
+	srv := log.Server()
 	srv.IdleTimeout = 100 * time.Millisecond
 	addr, served := start(srv)
-	rawConn(t, "tcp", addr, frames(0, pid, "then quiet"))
+	logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, "then quiet"))
 	checkEnd(t, log.waitEnd(t, "the idle timeout", func(logsock.ConnInfo) bool { return true }),
 		logsock.ReasonIdleTimeout, errAny, "")
 	srv.Close()
@@ -410,9 +342,9 @@ func TestServerPlainConn(t *testing.T) {
 	}
 
 	log = newConnLog()
-	srv = log.server()
+	srv = log.Server()
 	addr, served = start(srv)
-	rawConn(t, "tcp", addr, frames(0, pid, "first"), frameOf("second"))
+	logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, "first"), frameOf("second"))
 	id := log.waitMsg(t, "second").Conn
 	if err := srv.Shutdown(t.Context()); err != nil {
 		t.Errorf("Shutdown: %v", err)
@@ -428,7 +360,7 @@ func TestServerPlainConn(t *testing.T) {
 // frames before them.
 func TestServerCodePointsInvalid(t *testing.T) {
 	log, _, addr, by := hostileServer(t, "tcp", func(s *logsock.Server) { s.CodePoints = true })
-	c := rawConn(t, "tcp", addr, cat(logsock.AppendHandshake(nil, 0, int32(os.Getpid())), le(2), "로그", le(3), "a\xffbc"))
+	c := logsocktest.RawConn(t, "tcp", addr, cat(logsock.AppendHandshake(nil, 0, int32(os.Getpid())), le(2), "로그", le(3), "a\xffbc"))
 	c.Close()
 	end := log.waitEnd(t, "the end", func(i logsock.ConnInfo) bool { return i.Conn != by.id })
 	checkEnd(t, end, logsock.ReasonBadLength, logsock.ErrInvalidCodePoint, `"\xffbc"`)

@@ -3,12 +3,12 @@
 package logsock_test
 
 import (
-	"net"
 	"os"
 	"syscall"
 	"testing"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestHostileInterleavedWriters: two descriptors of one socket write
@@ -19,7 +19,7 @@ func TestHostileInterleavedWriters(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			log, _, addr, by := hostileServer(t, network, nil)
-			c := rawConn(t, network, addr)
+			c := logsocktest.RawConn(t, network, addr)
 			other := dupConn(t, c)
 			write := func(fd int, b []byte) {
 				t.Helper()
@@ -43,27 +43,4 @@ func TestHostileInterleavedWriters(t *testing.T) {
 			by.check(t)
 		})
 	}
-}
-
-// connFD returns c's descriptor, valid while c is open.
-func connFD(t testing.TB, c net.Conn) int {
-	t.Helper()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fd int
-	rc.Control(func(f uintptr) { fd = int(f) })
-	return fd
-}
-
-// dupConn returns a second descriptor of c's socket.
-func dupConn(t *testing.T, c net.Conn) int {
-	t.Helper()
-	fd, err := syscall.Dup(connFD(t, c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.CloseOnExec(fd)
-	return fd
 }

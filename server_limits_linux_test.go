@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,13 +97,13 @@ func acceptQueue(t testing.TB, addr string) int {
 func TestServerConnLimitWaits(t *testing.T) {
 	const limit, records = 4, 200
 	log := newConnLog()
-	srv := log.server()
+	srv := log.Server()
 	srv.MaxConns, srv.MaxConnsPerPeer = limit, -1
-	addr := serve(t, "tcp", srv)
+	addr := logsocktest.Serve(t, "tcp", srv)
 	pid := int32(os.Getpid())
 	var held []net.Conn
 	for i := range limit {
-		held = append(held, rawConn(t, "tcp", addr, frames(0, pid, fmt.Sprint("held ", i))))
+		held = append(held, logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, fmt.Sprint("held ", i))))
 		log.waitMsg(t, fmt.Sprint("held ", i))
 	}
 
@@ -124,7 +125,7 @@ func TestServerConnLimitWaits(t *testing.T) {
 	if st := srv.Stats(); st.Accepted != limit || st.Active != limit || len(st.Ends) != 0 {
 		t.Errorf("Stats %+v at the limit: want %d accepted and active, none ended", st, limit)
 	}
-	if recs := log.waitRecords(t, limit); len(recs) != limit {
+	if recs := log.WaitRecords(t, limit); len(recs) != limit {
 		t.Errorf("%d records before a slot freed, want the %d of the held connections", len(recs), limit)
 	}
 
@@ -135,7 +136,7 @@ func TestServerConnLimitWaits(t *testing.T) {
 	}
 	var got []string
 	conns := map[uint64]bool{}
-	for _, r := range log.waitRecords(t, limit+records) {
+	for _, r := range log.WaitRecords(t, limit+records) {
 		if bytes.HasPrefix(r.Msg, []byte("waited ")) {
 			got = append(got, string(r.Msg))
 			conns[r.Conn] = true
@@ -158,17 +159,18 @@ func TestServerConnLimitWaits(t *testing.T) {
 // out: another IP address over TCP, another user on a Unix socket, is
 // served beside it, while the peer's own next connection is refused.
 func TestServerPerPeerLimit(t *testing.T) {
+	t.Parallel()
 	pid := int32(os.Getpid())
 	t.Run("tcp", func(t *testing.T) {
 		log := newConnLog()
-		srv := log.server()
+		srv := log.Server()
 		srv.MaxConns, srv.MaxConnsPerPeer = 8, 3
-		addr := serve(t, "tcp", srv)
+		addr := logsocktest.Serve(t, "tcp", srv)
 		for i := range 3 {
-			rawConn(t, "tcp", addr, frames(0, pid, fmt.Sprint("full ", i)))
+			logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, fmt.Sprint("full ", i)))
 			log.waitMsg(t, fmt.Sprint("full ", i))
 		}
-		refused := rawConn(t, "tcp", addr, frames(0, pid, "over"))
+		refused := logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, "over"))
 		checkEnd(t, log.waitEnd(t, "the refusal", endOf(refused)), logsock.ReasonConnLimit, errAny, "")
 
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
@@ -178,7 +180,7 @@ func TestServerPerPeerLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { c.Close() })
-			if _, err := c.Write(frames(0, pid, fmt.Sprint("other peer ", i))); err != nil {
+			if _, err := c.Write(logsocktest.Frames(0, pid, fmt.Sprint("other peer ", i))); err != nil {
 				t.Fatal(err)
 			}
 			r := log.waitMsg(t, fmt.Sprint("other peer ", i))
@@ -196,9 +198,9 @@ func TestServerPerPeerLimit(t *testing.T) {
 			t.Skip("needs root, to run a client as another user")
 		}
 		log := newConnLog()
-		srv := log.server()
+		srv := log.Server()
 		srv.MaxConnsPerPeer = 3
-		addr := serve(t, "unix", srv)
+		addr := logsocktest.Serve(t, "unix", srv)
 		// Let the other user reach the socket.
 		if err := os.Chmod(filepath.Dir(addr), 0o755); err != nil {
 			t.Fatal(err)
@@ -207,10 +209,10 @@ func TestServerPerPeerLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range 3 {
-			rawConn(t, "unix", addr, frames(0, pid, fmt.Sprint("root ", i)))
+			logsocktest.RawConn(t, "unix", addr, logsocktest.Frames(0, pid, fmt.Sprint("root ", i)))
 			log.waitMsg(t, fmt.Sprint("root ", i))
 		}
-		refused := rawConn(t, "unix", addr, frames(0, pid, "root over"))
+		refused := logsocktest.RawConn(t, "unix", addr, logsocktest.Frames(0, pid, "root over"))
 		defer refused.Close()
 		end := log.waitEnd(t, "the refusal", func(i logsock.ConnInfo) bool { return i.Reason == logsock.ReasonConnLimit })
 		checkEnd(t, end, logsock.ReasonConnLimit, errAny, "")
@@ -250,7 +252,7 @@ func runUIDClient(addr string) int {
 			return 1
 		}
 		defer c.Close()
-		if _, err := c.Write(frames(0, int32(os.Getpid()), fmt.Sprint("nobody ", i))); err != nil {
+		if _, err := c.Write(logsocktest.Frames(0, int32(os.Getpid()), fmt.Sprint("nobody ", i))); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -333,6 +335,10 @@ func procStatus(t testing.TB, pid int, field string) uint64 {
 // back under 64 MiB (before: 1.58 GB, and 2.16 GB five seconds after).
 // The Server runs in a child process, so that its RSS is its own.
 func TestServerMemoryGoal(t *testing.T) {
+	// Not parallel: its 1,000 attackers write 1 GiB from this process,
+	// which would starve the in-process collectors of parallel tests whose
+	// bounds are timings (TestBackoffAgainstFlappingCollectors failed so
+	// once, at a load average of 11).
 	if testing.Short() {
 		t.Skip("1,000 connections of 1 MiB each")
 	}

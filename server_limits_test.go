@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // bigFrame is the header of a frame of DefaultMaxFrame bytes and the
@@ -63,14 +64,14 @@ func waitStats(t testing.TB, srv *logsock.Server, what string, ok func(logsock.S
 // connected.
 func TestServerMemoryPause(t *testing.T) {
 	log := newConnLog()
-	srv := log.server()
+	srv := log.Server()
 	srv.MaxMemory = 5 << 19 // 2.5 MiB: two frames of 1 MiB, not three
-	addr := serve(t, localNetwork, srv)
+	addr := logsocktest.Serve(t, localNetwork, srv)
 	pid := int32(os.Getpid())
 
 	var stalled []net.Conn
 	for range 3 {
-		stalled = append(stalled, rawConn(t, localNetwork, addr, frames(0, pid), bigFrame(100<<10)))
+		stalled = append(stalled, logsocktest.RawConn(t, localNetwork, addr, logsocktest.Frames(0, pid), bigFrame(100<<10)))
 	}
 	st := waitStats(t, srv, "one client paused", func(st logsock.ServerStats) bool { return st.Paused == 1 })
 	if st.Memory < 2<<20 || st.Memory > 5<<19 {
@@ -82,19 +83,19 @@ func TestServerMemoryPause(t *testing.T) {
 	for i := range 1000 {
 		small = append(small, frameOf(fmt.Sprint("small ", i))...)
 	}
-	good := rawConn(t, localNetwork, addr, frames(0, pid), small)
+	good := logsocktest.RawConn(t, localNetwork, addr, logsocktest.Frames(0, pid), small)
 	log.waitMsg(t, "small 999")
 
 	// A frame of 100 KiB needs more than the small buffer: it waits.
 	medium := string(bytes.Repeat([]byte("m"), 100<<10))
-	rawConn(t, localNetwork, addr, frames(0, pid, medium))
+	logsocktest.RawConn(t, localNetwork, addr, logsocktest.Frames(0, pid, medium))
 	waitStats(t, srv, "two clients paused", func(st logsock.ServerStats) bool { return st.Paused == 2 })
 
 	for _, c := range stalled {
 		c.Close()
 	}
 	log.waitMsg(t, medium)
-	log.wait(t, "the stalled clients' ends", func([]logsock.Record, []error) bool {
+	log.Wait(t, "the stalled clients' ends", func([]logsock.Record, []error) bool {
 		return len(log.endsWith(logsock.ReasonTruncated)) == 3
 	})
 	// The good client and the medium one are still connected, idle.
@@ -118,16 +119,16 @@ func TestServerMemoryPause(t *testing.T) {
 // for good.
 func TestServerFrameBeyondMemory(t *testing.T) {
 	log := newConnLog()
-	srv := log.server()
+	srv := log.Server()
 	srv.MaxMemory = 64 << 10
-	addr := serve(t, localNetwork, srv)
+	addr := logsocktest.Serve(t, localNetwork, srv)
 	pid := int32(os.Getpid())
 	const size = 512 << 10
 	msgA, msgB := bytes.Repeat([]byte("A"), size), bytes.Repeat([]byte("B"), size)
 
-	a := rawConn(t, localNetwork, addr, frames(0, pid), le(size), msgA[:100<<10])
+	a := logsocktest.RawConn(t, localNetwork, addr, logsocktest.Frames(0, pid), le(size), msgA[:100<<10])
 	waitStats(t, srv, "the first frame charged", func(st logsock.ServerStats) bool { return st.Memory >= size })
-	b := rawConn(t, localNetwork, addr, frames(0, pid), le(size), msgB[:100<<10])
+	b := logsocktest.RawConn(t, localNetwork, addr, logsocktest.Frames(0, pid), le(size), msgB[:100<<10])
 	waitStats(t, srv, "the second paused", func(st logsock.ServerStats) bool { return st.Paused == 1 })
 	wroteB := writeLater(b, msgB[100<<10:])
 	if err := <-writeLater(a, msgA[100<<10:]); err != nil {
@@ -145,22 +146,23 @@ func TestServerFrameBeyondMemory(t *testing.T) {
 // memory frees during the drain, and at its deadline cuts one that is
 // still paused, counting its frame in ServerStats.Cut.
 func TestServerShutdownPaused(t *testing.T) {
+	t.Parallel()
 	pid := int32(os.Getpid())
 	const sent = 100 << 10
 	rest := bytes.Repeat([]byte("a"), logsock.DefaultMaxFrame-sent)
 	setup := func(t *testing.T) (*connLog, *logsock.Server, net.Conn, net.Conn, func() error) {
 		log := newConnLog()
-		srv := log.server()
+		srv := log.Server()
 		srv.MaxMemory = 3 << 19 // 1.5 MiB: one frame of 1 MiB
-		l := listen(t, localNetwork)
+		l := logsocktest.Listen(t, localNetwork)
 		done := make(chan error, 1)
 		go func() { done <- srv.Serve(l) }()
 		served := sync.OnceValue(func() error { return <-done })
 		t.Cleanup(func() { srv.Close(); served() })
-		waitServing(t, l)
-		holder := rawConn(t, localNetwork, l.Addr().String(), frames(0, pid), bigFrame(sent))
+		logsocktest.WaitServing(t, l)
+		holder := logsocktest.RawConn(t, localNetwork, l.Addr().String(), logsocktest.Frames(0, pid), bigFrame(sent))
 		waitStats(t, srv, "a frame charged", func(st logsock.ServerStats) bool { return st.Memory > 0 })
-		paused := rawConn(t, localNetwork, l.Addr().String(), frames(0, pid), bigFrame(sent))
+		paused := logsocktest.RawConn(t, localNetwork, l.Addr().String(), logsocktest.Frames(0, pid), bigFrame(sent))
 		waitStats(t, srv, "one paused", func(st logsock.ServerStats) bool { return st.Paused == 1 })
 		return log, srv, holder, paused, served
 	}
@@ -187,7 +189,7 @@ func TestServerShutdownPaused(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
-		if recs := log.waitRecords(t, 2); len(recs) != 2 || len(recs[0].Msg) != logsock.DefaultMaxFrame || len(recs[1].Msg) != logsock.DefaultMaxFrame {
+		if recs := log.WaitRecords(t, 2); len(recs) != 2 || len(recs[0].Msg) != logsock.DefaultMaxFrame || len(recs[1].Msg) != logsock.DefaultMaxFrame {
 			t.Errorf("%d records, want the two frames of 1 MiB", len(recs))
 		}
 		if st := srv.Stats(); st.Cut != 0 || st.Memory != 0 || st.Paused != 0 || st.Ends[logsock.ReasonShutdown] != 2 {
@@ -203,7 +205,7 @@ func TestServerShutdownPaused(t *testing.T) {
 			t.Fatalf("Shutdown: %v, want the deadline's error", err)
 		}
 		served()
-		ends := log.waitEnds(t, 2)
+		ends := log.WaitEnds(t, 2)
 		for _, e := range log.endsWith(logsock.ReasonTruncated) {
 			checkEnd(t, e, logsock.ReasonTruncated, io.ErrUnexpectedEOF, "")
 		}
@@ -216,26 +218,26 @@ func TestServerShutdownPaused(t *testing.T) {
 	// frame): the cut ends the pause by itself.
 	t.Run("cut while held", func(t *testing.T) {
 		log := newConnLog()
-		srv := log.server()
+		srv := log.Server()
 		srv.MaxMemory = 3 << 19
 		entered, release := make(chan struct{}), make(chan struct{})
 		unblock := sync.OnceFunc(func() { close(release) })
 		t.Cleanup(func() { unblock(); srv.Close() })
 		srv.Handler = func(r *logsock.Record) {
-			log.record(r)
+			log.Handle(r)
 			if len(r.Msg) == logsock.DefaultMaxFrame {
 				close(entered)
 				<-release
 			}
 		}
-		l := listen(t, localNetwork)
+		l := logsocktest.Listen(t, localNetwork)
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(l) }()
-		waitServing(t, l)
-		holder := rawConn(t, localNetwork, l.Addr().String(), frames(0, pid))
+		logsocktest.WaitServing(t, l)
+		holder := logsocktest.RawConn(t, localNetwork, l.Addr().String(), logsocktest.Frames(0, pid))
 		wrote := writeLater(holder, bigFrame(logsock.DefaultMaxFrame))
 		<-entered
-		rawConn(t, localNetwork, l.Addr().String(), frames(0, pid), bigFrame(sent))
+		logsocktest.RawConn(t, localNetwork, l.Addr().String(), logsocktest.Frames(0, pid), bigFrame(sent))
 		waitStats(t, srv, "one paused", func(st logsock.ServerStats) bool { return st.Paused == 1 })
 		done := make(chan error, 1)
 		go func() {
@@ -265,16 +267,16 @@ func TestServerShutdownPaused(t *testing.T) {
 // connections, so loses none of its records.
 func TestServerRefusalDrained(t *testing.T) {
 	log := newConnLog()
-	srv := log.server()
+	srv := log.Server()
 	srv.MaxConnsPerPeer = 2
-	addr := serve(t, "tcp", srv)
+	addr := logsocktest.Serve(t, "tcp", srv)
 	pid := int32(os.Getpid())
 	for i := range 2 {
-		rawConn(t, "tcp", addr, frames(0, pid, fmt.Sprint("held ", i)))
+		logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, fmt.Sprint("held ", i)))
 		log.waitMsg(t, fmt.Sprint("held ", i))
 	}
 
-	c := rawConn(t, "tcp", addr, frames(0, pid, "refused 1", "refused 2"))
+	c := logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, "refused 1", "refused 2"))
 	end := log.waitEnd(t, "the refused connection's end", endOf(c))
 	checkEnd(t, end, logsock.ReasonConnLimit, errAny, "")
 	if got := msgs(log.recordsOf(end.info.Conn)); len(got) != 2 || got[0] != "refused 1" || got[1] != "refused 2" {
@@ -302,7 +304,7 @@ func TestServerRefusalDrained(t *testing.T) {
 	if err := ls.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	got := log.waitRecords(t, 2+2+records)
+	got := log.WaitRecords(t, 2+2+records)
 	var seq []string
 	for _, r := range got {
 		if bytes.HasPrefix(r.Msg, []byte("record ")) {
@@ -326,27 +328,28 @@ func TestServerRefusalDrained(t *testing.T) {
 // bounded: beyond them a refused connection is closed without a byte
 // read; one stalled inside a frame is cut after a while, and counted.
 func TestServerRefusalsBounded(t *testing.T) {
+	t.Parallel()
 	const drains = 64 // the Server's bound
 	log := newConnLog()
-	srv := log.server()
+	srv := log.Server()
 	srv.MaxConnsPerPeer = 1
-	addr := serve(t, "tcp", srv)
+	addr := logsocktest.Serve(t, "tcp", srv)
 	pid := int32(os.Getpid())
-	rawConn(t, "tcp", addr, frames(0, pid, "held"))
+	logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, "held"))
 	log.waitMsg(t, "held")
 	for i := range drains {
-		rawConn(t, "tcp", addr, frames(0, pid, fmt.Sprint("stalled ", i)), le(100), []byte("part"))
+		logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, fmt.Sprint("stalled ", i)), le(100), []byte("part"))
 		log.waitMsg(t, fmt.Sprint("stalled ", i))
 	}
 	for range 3 {
-		c := rawConn(t, "tcp", addr, frames(0, pid, "never read"))
+		c := logsocktest.RawConn(t, "tcp", addr, logsocktest.Frames(0, pid, "never read"))
 		end := log.waitEnd(t, "a refusal closed at once", endOf(c))
 		checkEnd(t, end, logsock.ReasonConnLimit, errAny, "")
 		if end.info.Pid != 0 || end.info.Frames != 0 {
 			t.Errorf("refusal beyond the bound: %+v, want nothing read", end.info)
 		}
 	}
-	log.wait(t, "the stalled refusals cut", func([]logsock.Record, []error) bool {
+	log.Wait(t, "the stalled refusals cut", func([]logsock.Record, []error) bool {
 		return len(log.endsWith(logsock.ReasonConnLimit)) == drains+3
 	})
 	for _, e := range log.endsWith(logsock.ReasonConnLimit) {
@@ -368,8 +371,8 @@ func TestServerRefusalsBounded(t *testing.T) {
 // charged, for as long as it stays open; its busy buffer is not charged.
 func TestServerMemoryNotSocket(t *testing.T) {
 	log := newConnLog()
-	srv := log.server()
-	l := plainListener{listen(t, "tcp")}
+	srv := log.Server()
+	l := plainListener{logsocktest.Listen(t, "tcp")}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close(); <-served })
@@ -378,11 +381,11 @@ func TestServerMemoryNotSocket(t *testing.T) {
 	for i := range 2000 {
 		small = append(small, frameOf(fmt.Sprint("small ", i))...)
 	}
-	c := rawConn(t, "tcp", l.Addr().String(), frames(0, int32(os.Getpid()), big), small)
+	c := logsocktest.RawConn(t, "tcp", l.Addr().String(), logsocktest.Frames(0, int32(os.Getpid()), big), small)
 	log.waitMsg(t, "small 1999")
 	if st := srv.Stats(); st.Memory != 0 || st.Active != 1 {
 		t.Errorf("Stats %+v after the frames, the client connected: want nothing charged", st)
 	}
 	c.Close()
-	log.waitEnds(t, 1)
+	log.WaitEnds(t, 1)
 }

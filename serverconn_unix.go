@@ -111,3 +111,6 @@ func (c *serverConn) smallSendBuf() {
 		c.rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, ackSendBuf) })
 	}
 }
+
+// shutdownRead is shutdown(fd, SHUT_RD).
+func shutdownRead(fd int) { unix.Shutdown(fd, unix.SHUT_RD) }

@@ -60,3 +60,7 @@ func unmapBuf([]byte) {}
 
 // peekByte is never called on Windows, where canPeek is false.
 func peekByte(int) (int, error) { return 0, errors.ErrUnsupported }
+
+// shutdownRead is never called on Windows: the raw reads that call it are
+// Unix's.
+func shutdownRead(int) {}

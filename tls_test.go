@@ -12,19 +12,9 @@ import (
 	"testing"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 	"github.com/logsock/logsock/internal/tlstest"
 )
-
-// certs makes a certificate authority and its certificates for the test.
-func certs(t *testing.T) *tlstest.Set {
-	t.Helper()
-	s, remove, err := tlstest.NewTemp()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(remove)
-	return s
-}
 
 // serveTLS runs srv on a TLS listener with cfg, on addr of loopback,
 // until the test ends, or until stop, which shuts it down gracefully; it
@@ -35,7 +25,7 @@ func serveTLS(t *testing.T, srv *logsock.Server, cfg *tls.Config, addr string) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l.Addr().String(), serveOn(t, srv, tls.NewListener(l, cfg))
+	return l.Addr().String(), logsocktest.ServeOn(t, srv, tls.NewListener(l, cfg))
 }
 
 // tlsCollector runs a Server on a TLS listener with set's certificate, up
@@ -45,7 +35,7 @@ func tlsCollector(t *testing.T, set *tlstest.Set, version uint16) (col *connLog,
 	srvCfg = set.ServerConfig(true)
 	srvCfg.MaxVersion = version
 	col = newConnLog()
-	addr, stop = serveTLS(t, col.server(), srvCfg, "127.0.0.1:0")
+	addr, stop = serveTLS(t, col.Server(), srvCfg, "127.0.0.1:0")
 	return col, addr, srvCfg, stop
 }
 
@@ -53,7 +43,7 @@ func tlsCollector(t *testing.T, set *tlstest.Set, version uint16) (col *connLog,
 // a TLS listener that requires a client certificate: the frames arrive
 // whole and in order, after the handshake's pid, from a TCP address.
 func TestTLS(t *testing.T) {
-	set := certs(t)
+	set := logsocktest.Certs(t)
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
 			col, addr, _, _ := tlsCollector(t, set, 0)
@@ -66,7 +56,7 @@ func TestTLS(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			recs := col.waitRecords(t, len(msgs))
+			recs := col.WaitRecords(t, len(msgs))
 			for i, r := range recs {
 				if string(r.Msg) != msgs[i] || r.Pid != int32(os.Getpid()) || r.Conn != 1 {
 					t.Fatalf("record %d: %.40q on conn %d, pid %d; want %.40q on conn 1, pid %d", i, r.Msg, r.Conn, r.Pid, msgs[i], os.Getpid())
@@ -94,7 +84,7 @@ func TestTLS(t *testing.T) {
 // is over, as an alert that the dial waits for. The server's ConnClosed
 // says why too.
 func TestTLSRefused(t *testing.T) {
-	set, other := certs(t), certs(t)
+	set, other := logsocktest.Certs(t), logsocktest.Certs(t)
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
 			col, addr, _, _ := tlsCollector(t, set, version)
@@ -136,14 +126,14 @@ func TestTLSRefused(t *testing.T) {
 // share it, and New refuses TLS over a Unix socket.
 func TestTLSNotShared(t *testing.T) {
 	unixOnly(t, "Start is Unix's")
-	set := certs(t)
-	addr, _ := serveTLS(t, newSink().server(), set.ServerConfig(false), "127.0.0.1:0")
+	set := logsocktest.Certs(t)
+	addr, _ := serveTLS(t, logsocktest.NewSink().Server(), set.ServerConfig(false), "127.0.0.1:0")
 	ls := dial(t, "tcp", addr, &logsock.Config{TLS: set.ClientConfig()})
 	cmd := exec.Command("true")
 	if err := ls.Start(cmd); err == nil || !strings.Contains(err.Error(), "TLS") || cmd.Process != nil {
 		t.Fatalf("Start on a TLS LogSocket: %v; want an error naming TLS, and no child", err)
 	}
-	if _, err := logsock.New("unix", socketPath(t), &logsock.Config{TLS: set.ClientConfig()}); err == nil {
+	if _, err := logsock.New("unix", logsocktest.SocketPath(t), &logsock.Config{TLS: set.ClientConfig()}); err == nil {
 		t.Fatal("New with TLS over a Unix socket: nil error")
 	}
 }

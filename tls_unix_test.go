@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestTLSPeekSeesClose: the peek before a write reads what a TLS server
@@ -25,7 +26,7 @@ func TestTLSPeekSeesClose(t *testing.T) {
 	unixOnly(t, "no peek (Config.PeekInterval)")
 	logsock.SetTLSVerdict(false)
 	t.Cleanup(func() { logsock.SetTLSVerdict(true) })
-	set := certs(t)
+	set := logsocktest.Certs(t)
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
 			first, addr, srvCfg, stop := tlsCollector(t, set, version)
@@ -42,7 +43,7 @@ func TestTLSPeekSeesClose(t *testing.T) {
 				if err := ls.Log(fmt.Sprint("before ", i)); err != nil {
 					t.Fatal(err)
 				}
-				first.waitRecords(t, i+1)
+				first.WaitRecords(t, i+1)
 			}
 			if st := ls.Stats(); st.Connects != 1 || st.Reconnects != 0 {
 				t.Fatalf("Stats %+v: want one connection, and no reconnect while the collector is up", st)
@@ -50,7 +51,7 @@ func TestTLSPeekSeesClose(t *testing.T) {
 			stop()
 
 			second := newConnLog()
-			serveTLS(t, second.server(), srvCfg, addr)
+			serveTLS(t, second.Server(), srvCfg, addr)
 			if err := ls.Log("after"); err != nil {
 				t.Fatal(err)
 			}

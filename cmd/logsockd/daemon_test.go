@@ -23,9 +23,16 @@ import (
 )
 
 // startDaemon starts logsockd with args and waits until it says that it
-// listens on n sockets, whose addresses it returns as it printed them.
-func startDaemon(t *testing.T, n int, args ...string) (*proc, []string) {
+// listens on each of its -listen addresses, which it returns in order, as
+// it prints them (tcp://127.0.0.1:PORT, unix:///path).
+func startDaemon(t *testing.T, args ...string) (*proc, []string) {
 	t.Helper()
+	n := 0
+	for _, a := range args {
+		if a == "-listen" {
+			n++
+		}
+	}
 	p := startProc(t, nil, testenv.Program(t, "logsockd"), args...)
 	return p, p.listening(t, n)
 }
@@ -34,15 +41,15 @@ func startDaemon(t *testing.T, n int, args ...string) (*proc, []string) {
 func (p *proc) listening(t *testing.T, n int) []string {
 	t.Helper()
 	const prefix = "logsockd: listening on "
-	lines := p.waitLines(t, prefix, n)
+	lines := p.waitMatching(t, prefix, n)
 	for i, l := range lines {
 		_, lines[i], _ = strings.Cut(l, prefix)
 	}
 	return lines
 }
 
-// waitFileLines waits until the file at path holds n lines, and returns
-// them.
+// waitFileLines waits until the file at path holds at least n lines, and
+// returns its complete lines (not a last one that is being written).
 func waitFileLines(t *testing.T, p *proc, path string, n int) []string {
 	t.Helper()
 	var b []byte
@@ -54,7 +61,11 @@ func waitFileLines(t *testing.T, p *proc, path string, n int) []string {
 		}
 		return bytes.Count(b, []byte{'\n'}) >= n
 	})
-	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	end := bytes.LastIndexByte(b, '\n')
+	if end < 0 {
+		return nil
+	}
+	return strings.Split(string(b[:end]), "\n")
 }
 
 // tool returns the path of the program name, or skips the test without

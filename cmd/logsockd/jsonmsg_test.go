@@ -365,7 +365,7 @@ func TestLogsockdJSONMsgParsers(t *testing.T) {
 	jq := testenv.Jq(t)
 	python := testenv.Python(t)
 	out := filepath.Join(shortDir(t), "out.jsonl")
-	d, addrs := startDaemon(t, 1, "-json", "-json-msg", "-listen", "tcp://127.0.0.1:0", "-o", out)
+	d, addrs := startDaemon(t, "-json", "-json-msg", "-listen", "tcp://127.0.0.1:0", "-o", out)
 	ls := dial(t, addrs[0], nil)
 	for _, m := range hostileMsgs {
 		if _, err := ls.Write([]byte(m.msg)); err != nil {

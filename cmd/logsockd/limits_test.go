@@ -55,7 +55,7 @@ func TestLogsockdHeldSlots(t *testing.T) {
 			}
 			const refusal = "closed after 0 frames: conn_limit"
 			if tc.refused > 0 {
-				p.waitLines(t, refusal, tc.refused)
+				p.waitMatching(t, refusal, tc.refused)
 			}
 
 			var input strings.Builder
@@ -74,7 +74,7 @@ func TestLogsockdHeldSlots(t *testing.T) {
 			}
 			waitFileLines(t, p, out, lines)
 			p.sigterm(t, 0)
-			if n := len(p.stderr.matching(refusal)); n != tc.refused {
+			if n := len(p.matching(refusal)); n != tc.refused {
 				t.Errorf("%d held connections refused, want %d", n, tc.refused)
 			}
 			checkRun(t, "logsock-cat's lines", seqMsgs(t, out)["line"], 0, lines-1)

@@ -20,7 +20,7 @@ func TestLogsockdHealthFullDisk(t *testing.T) {
 	python := promPython(t)
 	dir, filler := fullDisk(t, 4<<10)
 	out := filepath.Join(dir, "out.jsonl")
-	p, addrs := startDaemon(t, 1, "-json", "-listen", "tcp://127.0.0.1:0", "-o", out, "-metrics", "127.0.0.1:0")
+	p, addrs := startDaemon(t, "-json", "-listen", "tcp://127.0.0.1:0", "-o", out, "-metrics", "127.0.0.1:0")
 	metrics := regexp.MustCompile(`http://(\S+)/metrics`).FindStringSubmatch(p.waitLine(t, "logsockd: metrics on "))[1]
 	health := func() (int, string) {
 		code, _, body := httpGet(t, "http://"+metrics+"/healthz")

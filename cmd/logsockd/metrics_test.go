@@ -187,11 +187,11 @@ func TestLogsockdMetrics(t *testing.T) {
 	dir := shortDir(t)
 	sock := filepath.Join(dir, "s.sock")
 	out := filepath.Join(dir, `o"u\t.jsonl`) // escaped in a label
-	d, addrs := startDaemon(t, 2, "-json", "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock, "-o", out,
+	d, addrs := startDaemon(t, "-json", "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock, "-o", out,
 		"-forward", "syslog+tcp://"+relay, "-metrics", "127.0.0.1:0")
 	m := regexp.MustCompile(`^logsockd: metrics on http://(\S+)/metrics`).FindStringSubmatch(d.waitLine(t, "logsockd: metrics on "))
 	if m == nil {
-		t.Fatalf("stderr:\n%s", d.stderr)
+		t.Fatalf("stderr:\n%s", d.Stderr)
 	}
 	metrics := m[1]
 
@@ -209,7 +209,7 @@ func TestLogsockdMetrics(t *testing.T) {
 	}
 	c.Write(binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 4242), 0xffffffff))
 	defer c.Close()
-	d.waitLines(t, " closed after ", 4)
+	d.waitMatching(t, " closed after ", 4)
 	waitFileLines(t, d, out, 3)
 	var values map[string]float64
 	waitFor(t, d, "3 records forwarded", func() bool {
@@ -217,7 +217,7 @@ func TestLogsockdMetrics(t *testing.T) {
 		return values["logsockd_forward_frames_total"] == 3 && values["logsockd_forward_held_frames"] == 0
 	})
 
-	if err := d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+	if err := d.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
 	stats := []string{d.waitLine(t, "logsockd: server: "), d.waitLine(t, "logsockd: output "), d.waitLine(t, "logsockd: forward ")}
@@ -307,7 +307,7 @@ func TestLogsockdHealthWhileStopping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, addrs := startDaemon(t, 1, "-listen", "tcp://127.0.0.1:0", "-forward", "syslog+tcp://127.0.0.1:"+strconv.Itoa(away),
+	d, addrs := startDaemon(t, "-listen", "tcp://127.0.0.1:0", "-forward", "syslog+tcp://127.0.0.1:"+strconv.Itoa(away),
 		"-metrics", "127.0.0.1:0")
 	metrics := regexp.MustCompile(`http://(\S+)/metrics`).FindStringSubmatch(d.waitLine(t, "logsockd: metrics on "))[1]
 	if code, _, body := httpGet(t, "http://"+metrics+"/healthz"); code != http.StatusOK {
@@ -316,7 +316,7 @@ func TestLogsockdHealthWhileStopping(t *testing.T) {
 	if err := dial(t, addrs[0], nil).Log("held for the relay"); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// 503 from the signal on; the listeners go down as Shutdown closes them.
@@ -331,8 +331,8 @@ func TestLogsockdHealthWhileStopping(t *testing.T) {
 		}
 		return body == want
 	})
-	if code := d.wait(t); code != 0 {
-		t.Errorf("exit status %d; stderr:\n%s", code, d.stderr)
+	if code := d.exitCode(t); code != 0 {
+		t.Errorf("exit status %d; stderr:\n%s", code, d.Stderr)
 	}
 }
 
@@ -437,8 +437,8 @@ func TestLogsockdMetricsFlag(t *testing.T) {
 		{taken.Addr().String(), 1, "logsockd: -metrics: listen tcp " + taken.Addr().String() + ": bind: address already in use"},
 	} {
 		c := startProc(t, nil, testenv.Program(t, "logsockd"), "-listen", "tcp://127.0.0.1:0", "-metrics", tc.addr)
-		if code := c.wait(t); code != tc.code || !strings.Contains(c.stderr.String(), tc.want) {
-			t.Errorf("-metrics %s: exit %d, stderr:\n%s\nwant exit %d and %q", tc.addr, code, c.stderr, tc.code, tc.want)
+		if code := c.exitCode(t); code != tc.code || !strings.Contains(c.Stderr.String(), tc.want) {
+			t.Errorf("-metrics %s: exit %d, stderr:\n%s\nwant exit %d and %q", tc.addr, code, c.Stderr, tc.code, tc.want)
 		}
 	}
 }

@@ -90,7 +90,7 @@ func outputLine(t *testing.T, p *proc, path string) string {
 // checkCounters checks the output's counters at exit against the file:
 // records are its lines, bytes its size, and records and dropped together
 // the frames the Server delivered. It returns the records dropped.
-func checkCounters(t *testing.T, p *proc, path string) uint64 {
+func checkCounters(t *testing.T, p *proc, path string) int {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -102,7 +102,7 @@ func checkCounters(t *testing.T, p *proc, path string) uint64 {
 	out := outputLine(t, p, path)
 	frames := counter(t, p.waitLine(t, "logsockd: server: "), "frames")
 	records, dropped := counter(t, out, "records"), counter(t, out, "dropped")
-	if lines := bytes.Count(b, []byte{'\n'}); records != uint64(lines) || counter(t, out, "bytes") != uint64(len(b)) || records+dropped != frames {
+	if lines := bytes.Count(b, []byte{'\n'}); records != lines || counter(t, out, "bytes") != len(b) || records+dropped != frames {
 		t.Errorf("%s holds %d lines, %d bytes; the Server delivered %d frames; %s", path, lines, len(b), frames, out)
 	}
 	return dropped
@@ -196,7 +196,7 @@ func TestLogsockdFullDisk(t *testing.T) {
 		t.Errorf("%q: want a wait of at least %v", resumed, outage)
 	}
 	for _, s := range []string{"waiting for space", "writing again"} {
-		if l := p.stderr.matching(s); len(l) != 1 {
+		if l := p.matching(s); len(l) != 1 {
 			t.Errorf("%d lines %q, want 1: %q", len(l), s, l)
 		}
 	}
@@ -228,8 +228,8 @@ func TestLogsockdFullDiskTerm(t *testing.T) {
 	p.waitLine(t, "waiting for space")
 
 	start := time.Now()
-	p.signal(t, syscall.SIGTERM)
-	code := p.wait(t)
+	p.Signal(t, syscall.SIGTERM)
+	code := p.exitCode(t)
 	took := time.Since(start)
 	if code != 1 || took > drainTimeout+5*time.Second {
 		t.Errorf("exit status %d after %v; want 1 within the drain timeout, %v", code, took, drainTimeout)
@@ -253,11 +253,11 @@ func TestLogsockdFullDiskExit(t *testing.T) {
 	out := filepath.Join(dir, "out.jsonl")
 	p, addr := startLogsockd(t, "-json", "-on-output-error", "exit", "-listen", "tcp://127.0.0.1:0", "-o", out)
 	startSender(t, "a", dial(t, addr, &logsock.Config{Batching: true, CloseTimeout: time.Millisecond}), 0, 0)
-	if code := p.wait(t); code != 1 {
-		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, p.stderr)
+	if code := p.exitCode(t); code != 1 {
+		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, p.Stderr)
 	}
-	if !strings.Contains(p.stderr.String(), "no space left on device: draining the connections, then exiting") {
-		t.Errorf("stderr:\n%s", p.stderr)
+	if !strings.Contains(p.Stderr.String(), "no space left on device: draining the connections, then exiting") {
+		t.Errorf("stderr:\n%s", p.Stderr)
 	}
 	if dropped := checkCounters(t, p, out); dropped == 0 {
 		t.Error("nothing dropped: the disk was full")

@@ -33,19 +33,19 @@ func TestLogsockdKilled(t *testing.T) {
 	setAside := 0
 	for i := range kills {
 		p, addr := startLogsockd(t, args...)
-		setAside += len(p.stderr.matching("set aside a torn last line"))
+		setAside += len(p.matching("set aside a torn last line"))
 		size := fileSize(t, out)
 		s := startSender(t, fmt.Sprint("k", i), dial(t, addr, cfg), 0, 0)
 		// From 256 KiB to 2.5 MiB more, so that the kills come at
 		// different points of the writes.
 		grow := int64(256<<10) * int64(1+i%10)
 		waitFor(t, p, "records written", func() bool { return fileSize(t, out) >= size+grow })
-		p.cmd.Process.Kill()
-		p.wait(t)
+		p.Cmd.Process.Kill()
+		p.exitCode(t)
 		s.halt()
 	}
 	p, _ := startLogsockd(t, args...)
-	setAside += len(p.stderr.matching("set aside a torn last line"))
+	setAside += len(p.matching("set aside a torn last line"))
 	p.sigterm(t, 0)
 
 	lines := jqLines(t, out)

@@ -6,9 +6,7 @@ package main
 // its file after a crash, a full disk, a deleted file.
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,65 +16,22 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/testenv"
 )
 
-const (
-	// childTimeout bounds the life of every child process.
-	childTimeout = 2 * time.Minute
-	// waitTimeout bounds each wait for a child's line, exit or file.
-	waitTimeout = 30 * time.Second
-)
+// waitTimeout bounds each wait for a child's line, exit or file.
+const waitTimeout = proctest.WaitTimeout
 
-// stderrBuf keeps what a child writes on its standard error and signals
-// each write, so that a test waits for a line without polling.
-type stderrBuf struct {
-	mu      sync.Mutex // guards buf
-	buf     []byte
-	changed chan struct{} // cap 1: a write came
-}
-
-func (b *stderrBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	b.buf = append(b.buf, p...)
-	b.mu.Unlock()
-	notify(b.changed)
-	return len(p), nil
-}
-
-func (b *stderrBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
-
-// matching returns the complete lines that contain s.
-func (b *stderrBuf) matching(s string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for line := range strings.Lines(string(b.buf)) {
-		if line, ok := strings.CutSuffix(line, "\n"); ok && strings.Contains(line, s) {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-// proc is a logsockd process.
-type proc struct {
-	cmd    *exec.Cmd
-	stderr *stderrBuf
-	done   chan struct{} // closed once Wait has returned
-	err    error         // Wait's result; read it after done
-}
+// proc is a logsockd process, or a launcher that becomes logsockd
+// (systemd-socket-activate).
+type proc struct{ *proctest.Proc }
 
 // startLogsockd runs logsockd with args and waits until it listens; it
 // returns the process and the address it printed first (as
@@ -95,90 +50,63 @@ func startLogsockd(t *testing.T, args ...string) (*proc, string) {
 // ends.
 func startProc(t *testing.T, env []string, name string, args ...string) *proc {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
-	p := &proc{cmd: exec.CommandContext(ctx, name, args...),
-		stderr: &stderrBuf{changed: make(chan struct{}, 1)}, done: make(chan struct{})}
-	if env != nil {
-		p.cmd.Env = append(os.Environ(), env...)
+	return &proc{proctest.StartWith(t, func(cmd *exec.Cmd) error {
+		if env != nil {
+			cmd.Env = append(os.Environ(), env...)
+		}
+		return cmd.Start()
+	}, name, args...)}
+}
+
+// matching returns the complete lines of p's standard error that contain
+// s.
+func (p *proc) matching(s string) []string { return linesWith(p.Stderr.Lines(), s) }
+
+// linesWith returns the lines that contain s.
+func linesWith(lines []string, s string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
 	}
-	p.cmd.Stderr = p.stderr
-	p.cmd.WaitDelay = time.Second
-	testenv.SetDeathSignal(p.cmd)
-	if err := p.cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		cancel()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill() // os.ErrProcessDone if it has exited: fine
-		<-p.done
-	})
-	return p
+	return out
 }
 
 // waitLine waits for a line of p's standard error that contains s, and
 // returns the first.
 func (p *proc) waitLine(t *testing.T, s string) string {
 	t.Helper()
-	return p.waitLines(t, s, 1)[0]
+	return p.waitMatching(t, s, 1)[0]
 }
 
-// waitLines waits for n lines of p's standard error that contain s, and
-// returns all that do.
-func (p *proc) waitLines(t *testing.T, s string, n int) []string {
+// waitMatching waits for n lines of p's standard error that contain s,
+// and returns all that do.
+func (p *proc) waitMatching(t *testing.T, s string, n int) []string {
 	t.Helper()
-	timeout := time.After(waitTimeout)
-	for {
-		if l := p.stderr.matching(s); len(l) >= n {
-			return l
-		}
-		select {
-		case <-p.stderr.changed:
-		case <-p.done: // Wait has copied all output: one last look
-			if l := p.stderr.matching(s); len(l) >= n {
-				return l
-			}
-			t.Fatalf("logsockd exited (%v) before %d lines %q; stderr:\n%s", p.err, n, s, p.stderr)
-		case <-timeout:
-			t.Fatalf("no %d lines %q from logsockd within %v; stderr:\n%s", n, s, waitTimeout, p.stderr)
-		}
-	}
+	lines := p.WaitLines(t, p.Stderr, fmt.Sprintf("%d lines %q", n, s),
+		func(lines []string) bool { return len(linesWith(lines, s)) >= n })
+	return linesWith(lines, s)
 }
 
-func (p *proc) signal(t *testing.T, sig os.Signal) {
+// exitCode waits for p to exit and returns its exit status.
+func (p *proc) exitCode(t *testing.T) int {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	var ee *exec.ExitError
+	if err := p.Wait(t); err != nil && !errors.As(err, &ee) {
 		t.Fatal(err)
 	}
-}
-
-// wait waits for p to exit and returns its exit status.
-func (p *proc) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(waitTimeout):
-		t.Fatalf("logsockd did not exit within %v; stderr:\n%s", waitTimeout, p.stderr)
-	}
-	var ee *exec.ExitError
-	if p.err != nil && !errors.As(p.err, &ee) {
-		t.Fatal(p.err)
-	}
-	return p.cmd.ProcessState.ExitCode()
+	return p.Cmd.ProcessState.ExitCode()
 }
 
 // counter returns the value of key=N in line.
-func counter(t *testing.T, line, key string) uint64 {
+func counter(t *testing.T, line, key string) int {
 	t.Helper()
 	m := regexp.MustCompile(`\b` + key + `=(\d+)\b`).FindStringSubmatch(line)
 	if m == nil {
 		t.Fatalf("%q: no %s=N", line, key)
 	}
-	n, _ := strconv.ParseUint(m[1], 10, 64)
+	n, _ := strconv.Atoi(m[1])
 	return n
 }
 
@@ -186,10 +114,7 @@ func counter(t *testing.T, line, key string) uint64 {
 // when the test ends.
 func dial(t *testing.T, printed string, cfg *logsock.Config) *logsock.LogSocket {
 	t.Helper()
-	network, address, ok := strings.Cut(printed, "://")
-	if !ok {
-		t.Fatalf("address %q", printed)
-	}
+	network, address := dialAddr(t, printed)
 	ls, err := logsock.Dial(network, address, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -198,18 +123,29 @@ func dial(t *testing.T, printed string, cfg *logsock.Config) *logsock.LogSocket 
 	return ls
 }
 
+// dialAddr splits an address that logsockd printed into a network and an
+// address to dial.
+func dialAddr(t *testing.T, printed string) (network, address string) {
+	t.Helper()
+	network, address, ok := strings.Cut(printed, "://")
+	if !ok {
+		t.Fatalf("address %q", printed)
+	}
+	return network, address
+}
+
 // waitFor polls cond, every few milliseconds, until it holds: it looks at
 // a file that another process writes, which signals nothing.
 func waitFor(t *testing.T, p *proc, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(waitTimeout); !cond(); time.Sleep(5 * time.Millisecond) {
 		select {
-		case <-p.done:
-			t.Fatalf("logsockd exited (%v) before %s; stderr:\n%s", p.err, what, p.stderr)
+		case <-p.Done:
+			t.Fatalf("logsockd exited (%v) before %s; stderr:\n%s", p.Err, what, p.Stderr)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v; stderr:\n%s", what, waitTimeout, p.stderr)
+			t.Fatalf("no %s within %v; stderr:\n%s", what, waitTimeout, p.Stderr)
 		}
 	}
 }
@@ -243,32 +179,37 @@ func jqLines(t *testing.T, path string) int {
 }
 
 // seqMsgs reads the JSON lines of the file at path, each a message
-// "NAME SEQ", and returns each name's sequence numbers in the order of the
-// lines.
+// "NAME SEQ" or "NAME SEQ PAD", and returns each name's sequence numbers
+// in the order of the lines.
 func seqMsgs(t *testing.T, path string) map[string][]int {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	if len(b) == 0 {
+		return map[string][]int{}
+	}
+	return seqLines(t, strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"))
+}
+
+// seqLines reads JSON lines, each a message "NAME SEQ" or "NAME SEQ PAD",
+// and returns each name's sequence numbers in the order of the lines.
+func seqLines(t *testing.T, lines []string) map[string][]int {
+	t.Helper()
 	seqs := map[string][]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
+	for _, l := range lines {
 		var r struct{ Msg string }
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("%s: line %q: %v", path, sc.Bytes(), err)
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("line %q: %v", l, err)
 		}
 		name, seq, _ := strings.Cut(r.Msg, " ")
 		seq, _, _ = strings.Cut(seq, " ")
 		n, err := strconv.Atoi(seq)
 		if err != nil {
-			t.Fatalf("%s: line %q: not a sequence message", path, sc.Bytes())
+			t.Fatalf("line %q: not a sequence message", l)
 		}
 		seqs[name] = append(seqs[name], n)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return seqs
 }
@@ -296,9 +237,9 @@ func span(seqs []int) string {
 // sigterm sends SIGTERM and waits for the exit, whose status must be code.
 func (p *proc) sigterm(t *testing.T, code int) {
 	t.Helper()
-	p.signal(t, syscall.SIGTERM)
-	if got := p.wait(t); got != code {
-		t.Fatalf("logsockd exited %d, want %d; stderr:\n%s", got, code, p.stderr)
+	p.Signal(t, syscall.SIGTERM)
+	if got := p.exitCode(t); got != code {
+		t.Fatalf("logsockd exited %d, want %d; stderr:\n%s", got, code, p.Stderr)
 	}
 }
 

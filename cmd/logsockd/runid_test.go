@@ -27,10 +27,10 @@ func TestLogsockdRunIDs(t *testing.T) {
 			var runs []string
 			var lines []string
 			for i, msg := range []string{"first run", "second run"} {
-				d, addrs := startDaemon(t, 1, args...)
+				d, addrs := startDaemon(t, args...)
 				m := logged.FindStringSubmatch(d.waitLine(t, "logsockd: run "))
 				if m == nil {
-					t.Fatalf("no run id logged: %s", d.stderr)
+					t.Fatalf("no run id logged: %s", d.Stderr)
 				}
 				runs = append(runs, m[1])
 				if err := dial(t, addrs[0], nil).Log(msg); err != nil {

@@ -47,7 +47,7 @@ func TestLogsockdSocketActivation(t *testing.T) {
 			args := append([]string{"-l", tcp, "-l", sock, "--fdname=tcp:unix", testenv.Program(t, "logsockd"),
 				"-json", "-o", out}, extra...)
 			c := startProc(t, nil, activate, args...)
-			c.waitLines(t, "Listening on ", 2) // systemd-socket-activate's
+			c.waitMatching(t, "Listening on ", 2) // systemd-socket-activate's
 
 			if err := dial(t, "tcp://"+tcp, nil).Log("first, over TCP"); err != nil {
 				t.Fatal(err)
@@ -101,11 +101,11 @@ func TestLogsockdSocketActivationRefusesDatagram(t *testing.T) {
 	if _, err := conn.Write([]byte("wake up")); err != nil {
 		t.Fatal(err)
 	}
-	if code := c.wait(t); code != 1 {
-		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, c.stderr)
+	if code := c.exitCode(t); code != 1 {
+		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, c.Stderr)
 	}
-	if want := "logsockd: socket activation: descriptor 3 (LISTEN_FDS 3): " + errNotListening.Error(); !strings.Contains(c.stderr.String(), want) {
-		t.Errorf("stderr:\n%s\nwant %q", c.stderr, want)
+	if want := "logsockd: socket activation: descriptor 3 (LISTEN_FDS 3): " + errNotListening.Error(); !strings.Contains(c.Stderr.String(), want) {
+		t.Errorf("stderr:\n%s\nwant %q", c.Stderr, want)
 	}
 }
 
@@ -165,15 +165,15 @@ func nextNotice(t *testing.T, c *proc, ch <-chan notice) notice {
 	select {
 	case m := <-ch:
 		return m
-	case <-c.done:
+	case <-c.Done:
 		select {
 		case m := <-ch:
 			return m
 		default:
 		}
-		t.Fatalf("logsockd exited (%v) before the next sd_notify; stderr:\n%s", c.err, c.stderr)
+		t.Fatalf("logsockd exited (%v) before the next sd_notify; stderr:\n%s", c.Err, c.Stderr)
 	case <-time.After(waitTimeout):
-		t.Fatalf("no sd_notify within %v; stderr:\n%s", waitTimeout, c.stderr)
+		t.Fatalf("no sd_notify within %v; stderr:\n%s", waitTimeout, c.Stderr)
 	}
 	panic("unreachable")
 }
@@ -210,7 +210,7 @@ func TestLogsockdNotify(t *testing.T) {
 			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 			out := filepath.Join(dir, "out.jsonl")
 			c := startProc(t, []string{"NOTIFY_SOCKET=" + name}, testenv.Program(t, "logsockd"), "-json", "-listen", "tcp://"+addr, "-o", out)
-			cmd := c.cmd
+			cmd := c.Cmd
 			pid := int32(cmd.Process.Pid)
 			expect := func(want *regexp.Regexp) string {
 				t.Helper()
@@ -249,16 +249,16 @@ func TestLogsockdNotify(t *testing.T) {
 				t.Fatal(err)
 			}
 			expect(regexp.MustCompile(`^STOPPING=1$`))
-			if code := c.wait(t); code != 0 {
-				t.Fatalf("exit status %d; stderr:\n%s", code, c.stderr)
+			if code := c.exitCode(t); code != 0 {
+				t.Fatalf("exit status %d; stderr:\n%s", code, c.Stderr)
 			}
 			select {
 			case m := <-ch:
 				t.Errorf("after STOPPING=1: %q", m.state)
 			default:
 			}
-			if strings.Contains(c.stderr.String(), "sd_notify") {
-				t.Errorf("stderr:\n%s", c.stderr)
+			if strings.Contains(c.Stderr.String(), "sd_notify") {
+				t.Errorf("stderr:\n%s", c.Stderr)
 			}
 		})
 	}

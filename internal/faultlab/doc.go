@@ -10,7 +10,7 @@
 // Run runs one scenario (Scenarios) with the library's client, RunPeer
 // the graceful-idle scenario with the article's reconnecting Python client
 // or Go's log/syslog, RunMemory an outage with a bounded buffer. The fault
-// tests (fault_test.go) and the report (examples/reliability) use them.
+// tests (its fault_test.go) and the report (examples/reliability) use them.
 //
 // What a Result counts as lost is split by what the client's Log call did
 // with the frame: refused (an error), held (Stats.Held > 0 after the

@@ -1,11 +1,10 @@
 //go:build unix
 
-package logsock_test
+package main
 
-// The collector daemon, cmd/logsockd, run as a real process: its output
-// to a file as JSON and text, the file reopened on SIGHUP, SIGTERM under
-// load, a standard output that closes, forwarding to a syslog server, and
-// its command line.
+// logsockd run as a real process: its output to a file as JSON and text,
+// the file reopened on SIGHUP, SIGTERM under load, a standard output that
+// closes, forwarding to a syslog server, and its command line.
 
 import (
 	"bufio"
@@ -29,118 +28,10 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/testenv"
 )
-
-// startLogsockd runs logsockd with args, started by run, and waits until
-// it says that it listens on each of its -listen addresses, which it
-// returns in order, as it prints them (tcp://127.0.0.1:PORT, unix:///path).
-func startLogsockd(t *testing.T, run func(*exec.Cmd) error, args ...string) (*proc, []string) {
-	t.Helper()
-	n := 0
-	for _, a := range args {
-		if a == "-listen" {
-			n++
-		}
-	}
-	p := startWith(t, run, testenv.Program(t, "logsockd"), args...)
-	const prefix = "logsockd: listening on "
-	var addrs []string
-	p.waitLines(t, p.stderr, fmt.Sprintf("%d listening lines", n), func(lines []string) bool {
-		addrs = addrs[:0]
-		for _, l := range lines {
-			if a, ok := strings.CutPrefix(l, prefix); ok {
-				addrs = append(addrs, a)
-			}
-		}
-		return len(addrs) >= n
-	})
-	return p, addrs
-}
-
-// dialLogsockd dials the address that logsockd printed. The LogSocket is
-// closed when the test ends.
-func dialLogsockd(t *testing.T, printed string, cfg *logsock.Config) *logsock.LogSocket {
-	t.Helper()
-	network, address := dialAddr(t, printed)
-	ls, err := logsock.Dial(network, address, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ls.Close() })
-	return ls
-}
-
-// dialAddr splits an address that logsockd printed into a network and an
-// address to dial.
-func dialAddr(t *testing.T, printed string) (network, address string) {
-	t.Helper()
-	network, address, ok := strings.Cut(printed, "://")
-	if !ok {
-		t.Fatalf("address %q", printed)
-	}
-	return network, address
-}
-
-// fileLines waits until the file at path holds at least n lines, and
-// returns its complete lines. It polls: the file is another process's
-// output, and nothing signals a write to it.
-func fileLines(t *testing.T, p *proc, path string, n int) []string {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		b, err := os.ReadFile(path)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			t.Fatal(err)
-		}
-		if got := bytes.Count(b, []byte{'\n'}); got >= n {
-			return strings.Split(string(b[:bytes.LastIndexByte(b, '\n')]), "\n")
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited (%v) before %s held %d lines; stderr:\n%s", p.name, p.err, path, n, p.stderr)
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s holds %d lines, want %d; stderr:\n%s", path, bytes.Count(b, []byte{'\n'}), n, p.stderr)
-		}
-	}
-}
-
-// stderrLine waits for a line of p's standard error that starts with
-// prefix, and returns it.
-func stderrLine(t *testing.T, p *proc, prefix string) string {
-	t.Helper()
-	var found string
-	p.waitLines(t, p.stderr, fmt.Sprintf("a line %q", prefix), func(lines []string) bool {
-		for _, l := range lines {
-			if strings.HasPrefix(l, prefix) {
-				found = l
-				return true
-			}
-		}
-		return false
-	})
-	return found
-}
-
-// counter returns the value of key=N in line.
-func counter(t *testing.T, line, key string) int {
-	t.Helper()
-	m := regexp.MustCompile(`\b` + key + `=(\d+)`).FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("%q: no %s=N", line, key)
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
-}
-
-func sendSignal(t *testing.T, p *proc, sig os.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestLogsockdOutputFile: records from TCP and a Unix socket, as JSON
 // and as text, in a file that logsockd creates with mode 0640, while it
@@ -152,24 +43,24 @@ func TestLogsockdOutputFile(t *testing.T) {
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
-			sock := socketPath(t)
+			sock := logsocktest.SocketPath(t)
 			out := filepath.Join(filepath.Dir(sock), "out.log")
 			args := []string{"-listen", "tcp://127.0.0.1:0", "-listen", "unix://" + sock, "-o", out}
 			if format == "json" {
 				args = append(args, "-json", "-json-msg")
 			}
-			p, addrs := startLogsockd(t, (*exec.Cmd).Start, args...)
+			p, addrs := startDaemon(t, args...)
 
 			network, address := dialAddr(t, addrs[0])
-			c := rawConn(t, network, address, frames(logsock.LittleEndian, 4242,
+			c := logsocktest.RawConn(t, network, address, logsocktest.Frames(logsock.LittleEndian, 4242,
 				"started\n", `{"level":"INFO","n":1}`+"\n", "bad \xff", "two\n\n"))
 			local := c.LocalAddr().String()
-			fileLines(t, p, out, 4) // then the Unix connection is conn 2
-			ls := dialLogsockd(t, addrs[1], nil)
+			waitFileLines(t, p, out, 4) // then the Unix connection is conn 2
+			ls := dial(t, addrs[1], nil)
 			if err := ls.Log("from unix\n"); err != nil {
 				t.Fatal(err)
 			}
-			lines := fileLines(t, p, out, 5)
+			lines := waitFileLines(t, p, out, 5)
 
 			if format == "json" {
 				checkJSONLines(t, lines, local)
@@ -180,8 +71,8 @@ func TestLogsockdOutputFile(t *testing.T) {
 				t.Errorf("%s: %v, %v; want mode 0640", out, fi.Mode(), err)
 			}
 
-			sendSignal(t, p, syscall.SIGUSR1)
-			stats := stderrLine(t, p, "logsockd: output "+out+": ")
+			p.Signal(t, syscall.SIGUSR1)
+			stats := p.waitLine(t, "logsockd: output "+out+": ")
 			size := 0
 			for _, l := range lines {
 				size += len(l) + 1
@@ -189,8 +80,8 @@ func TestLogsockdOutputFile(t *testing.T) {
 			if counter(t, stats, "records") != 5 || counter(t, stats, "bytes") != size || counter(t, stats, "dropped") != 0 {
 				t.Errorf("%s, want records=5 bytes=%d dropped=0", stats, size)
 			}
-			sendSignal(t, p, syscall.SIGTERM)
-			p.mustExit(t)
+			p.Signal(t, syscall.SIGTERM)
+			p.MustExit(t)
 		})
 	}
 }
@@ -329,60 +220,40 @@ func (c *seqClient) waitAcked(t *testing.T, n int64) {
 	}
 }
 
-// seqLines reads JSON lines of seqClient messages, and returns each
-// client's sequence numbers in the order of the lines.
-func seqLines(t *testing.T, lines []string) map[string][]int {
-	t.Helper()
-	seqs := map[string][]int{}
-	for _, l := range lines {
-		var r struct{ Msg string }
-		if err := json.Unmarshal([]byte(l), &r); err != nil {
-			t.Fatalf("line %q: %v", l, err)
-		}
-		name, seq, ok := strings.Cut(r.Msg, " ")
-		n, err := strconv.Atoi(seq)
-		if !ok || err != nil {
-			t.Fatalf("line %q: not a seqClient message", l)
-		}
-		seqs[name] = append(seqs[name], n)
-	}
-	return seqs
-}
-
 // TestLogsockdReopen: logrotate's way. Under a steady stream of records,
 // the file is renamed and SIGHUP sent: the records that follow go to a new
 // file at the path, and across the two files every record is there once,
 // whole, in order.
 func TestLogsockdReopen(t *testing.T) {
 	t.Parallel()
-	sock := socketPath(t)
+	sock := logsocktest.SocketPath(t)
 	out := filepath.Join(filepath.Dir(sock), "out.log")
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-json", "-listen", "tcp://127.0.0.1:0", "-o", out)
+	p, addrs := startDaemon(t, "-json", "-listen", "tcp://127.0.0.1:0", "-o", out)
 	c := startSeqClient(t, "a", addrs[0], time.Millisecond) // about 250,000 a second
 
-	fileLines(t, p, out, 1000)
+	waitFileLines(t, p, out, 1000)
 	if err := os.Rename(out, out+".1"); err != nil {
 		t.Fatal(err)
 	}
-	sendSignal(t, p, syscall.SIGHUP)
-	fileLines(t, p, out, 1000) // in the new file
+	p.Signal(t, syscall.SIGHUP)
+	waitFileLines(t, p, out, 1000) // in the new file
 	if err := c.halt(); err != nil {
 		t.Fatal(err)
 	}
-	end := stderrLine(t, p, "logsockd: conn 1 (")
+	end := p.waitLine(t, "logsockd: conn 1 (")
 	m := regexp.MustCompile(`closed after (\d+) frames: eof$`).FindStringSubmatch(end)
 	if m == nil {
 		t.Fatalf("%q: want the connection's clean end", end)
 	}
 	sent, _ := strconv.Atoi(m[1])
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
-	if n := counter(t, stderrLine(t, p, "logsockd: output "), "reopens"); n != 1 {
+	p.Signal(t, syscall.SIGTERM)
+	p.MustExit(t)
+	if n := counter(t, p.waitLine(t, "logsockd: output "), "reopens"); n != 1 {
 		t.Errorf("reopens=%d, want 1", n)
 	}
 
-	before := seqLines(t, fileLines(t, p, out+".1", 1))["a"]
-	after := seqLines(t, fileLines(t, p, out, 1))["a"]
+	before := seqLines(t, waitFileLines(t, p, out+".1", 1))["a"]
+	after := seqLines(t, waitFileLines(t, p, out, 1))["a"]
 	all := append(before, after...)
 	if len(all) != sent {
 		t.Errorf("%d + %d records in the two files, %d sent", len(before), len(after), sent)
@@ -404,9 +275,9 @@ func TestLogsockdReopen(t *testing.T) {
 // last read and its close is lost with the connection, by design.)
 func TestLogsockdSIGTERMUnderLoad(t *testing.T) {
 	t.Parallel()
-	sock := socketPath(t)
+	sock := logsocktest.SocketPath(t)
 	out := filepath.Join(filepath.Dir(sock), "out.log")
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-json", "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock, "-o", out)
+	p, addrs := startDaemon(t, "-json", "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock, "-o", out)
 	var clients []*seqClient
 	for i, name := range []string{"t1", "t2", "u1", "u2"} {
 		clients = append(clients, startSeqClient(t, name, addrs[i/2], 0))
@@ -418,15 +289,15 @@ func TestLogsockdSIGTERMUnderLoad(t *testing.T) {
 	for _, c := range clients {
 		acked[c.name] = int(c.acked.Load())
 	}
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
+	p.Signal(t, syscall.SIGTERM)
+	p.MustExit(t)
 	for _, c := range clients {
 		c.halt() // its error: what was still held when logsockd had gone
 	}
 
-	lines := fileLines(t, p, out, 1)
-	frames := counter(t, stderrLine(t, p, "logsockd: server: "), "frames")
-	outStats := stderrLine(t, p, "logsockd: output ")
+	lines := waitFileLines(t, p, out, 1)
+	frames := counter(t, p.waitLine(t, "logsockd: server: "), "frames")
+	outStats := p.waitLine(t, "logsockd: output ")
 	if records := counter(t, outStats, "records"); records != len(lines) || frames != len(lines) || counter(t, outStats, "dropped") != 0 {
 		t.Errorf("%d lines in the file; the Server delivered %d frames; %s", len(lines), frames, outStats)
 	}
@@ -458,15 +329,16 @@ func TestLogsockdClosedStdout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	sock := socketPath(t)
-	p, addrs := startLogsockd(t, func(cmd *exec.Cmd) error {
+	sock := logsocktest.SocketPath(t)
+	p := &proc{proctest.StartWith(t, func(cmd *exec.Cmd) error {
 		cmd.Stdout = w
 		err := cmd.Start()
 		w.Close()
 		return err
-	}, "-json", "-listen", "unix://"+sock)
+	}, testenv.Program(t, "logsockd"), "-json", "-listen", "unix://"+sock)}
+	addrs := p.listening(t, 1)
 	// Its Close gives up at once on what logsockd did not take.
-	ls := dialLogsockd(t, addrs[0], &logsock.Config{CloseTimeout: time.Millisecond})
+	ls := dial(t, addrs[0], &logsock.Config{CloseTimeout: time.Millisecond})
 	if err := ls.Log("first"); err != nil {
 		t.Fatal(err)
 	}
@@ -480,23 +352,23 @@ func TestLogsockdClosedStdout(t *testing.T) {
 			t.Fatal(err)
 		}
 		select {
-		case <-p.done:
+		case <-p.Done:
 		case <-time.After(time.Millisecond):
 			continue
 		}
 		break
 	}
 	var ee *exec.ExitError
-	if !errors.As(p.err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("logsockd: %v, want exit status 1; stderr:\n%s", p.err, p.stderr)
+	if !errors.As(p.Err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("logsockd: %v, want exit status 1; stderr:\n%s", p.Err, p.Stderr)
 	}
-	if want := "logsockd: output standard output: write /dev/stdout: broken pipe"; !strings.Contains(p.stderr.String(), want) {
-		t.Errorf("stderr %q, want %q", p.stderr, want)
+	if want := "logsockd: output standard output: write /dev/stdout: broken pipe"; !strings.Contains(p.Stderr.String(), want) {
+		t.Errorf("stderr %q, want %q", p.Stderr, want)
 	}
-	if end := stderrLine(t, p, "logsockd: conn 1 ("); !strings.HasSuffix(end, ": shutdown") {
+	if end := p.waitLine(t, "logsockd: conn 1 ("); !strings.HasSuffix(end, ": shutdown") {
 		t.Errorf("%q: want the connection drained", end)
 	}
-	if n := counter(t, stderrLine(t, p, "logsockd: output standard output: records="), "dropped"); n == 0 {
+	if n := counter(t, p.waitLine(t, "logsockd: output standard output: records="), "dropped"); n == 0 {
 		t.Error("dropped=0: the records after the close are not counted")
 	}
 	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
@@ -508,21 +380,21 @@ func TestLogsockdClosedStdout(t *testing.T) {
 // no more (ENOSPC, /dev/full) ends logsockd with exit 1, after it has
 // drained its connections into what can still be written: the forwarder
 // gets every record, and the output counts each as dropped. (By default
-// logsockd waits for space: cmd/logsockd's TestLogsockdFullDisk.)
+// logsockd waits for space: TestLogsockdFullDisk.)
 func TestLogsockdOutputFull(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skipf("/dev/full: %v", err)
 	}
 	t.Parallel()
-	col := newFakeCollector(t, "tcp", fakeSyslog)
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-o", "/dev/full", "-on-output-error", "exit",
-		"-forward", "syslog+tcp://"+col.addr)
+	col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeSyslog)
+	p, addrs := startDaemon(t, "-listen", "tcp://127.0.0.1:0", "-o", "/dev/full", "-on-output-error", "exit",
+		"-forward", "syslog+tcp://"+col.Addr)
 	network, address := dialAddr(t, addrs[0])
-	rawConn(t, network, address, frames(logsock.LittleEndian, 4242, "one", "two", "three"))
-	sockMustFail(t, p, 1, "logsockd: output /dev/full: write /dev/full: no space left on device")
-	col.waitRecords(t, 3)
-	out := stderrLine(t, p, "logsockd: output /dev/full: records=")
-	fwd := stderrLine(t, p, "logsockd: forward ")
+	logsocktest.RawConn(t, network, address, logsocktest.Frames(logsock.LittleEndian, 4242, "one", "two", "three"))
+	p.MustFail(t, 1, "logsockd: output /dev/full: write /dev/full: no space left on device")
+	col.WaitRecords(t, 3)
+	out := p.waitLine(t, "logsockd: output /dev/full: records=")
+	fwd := p.waitLine(t, "logsockd: forward ")
 	if counter(t, out, "records") != 0 || counter(t, out, "dropped") != 3 || counter(t, fwd, "frames") != 3 {
 		t.Errorf("%s\n%s\nwant 3 records dropped by the output, 3 forwarded", out, fwd)
 	}
@@ -533,18 +405,18 @@ func TestLogsockdOutputFull(t *testing.T) {
 // output.
 func TestLogsockdForward(t *testing.T) {
 	t.Parallel()
-	col := newFakeCollector(t, "tcp", fakeSyslog)
-	sock := socketPath(t)
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock,
-		"-forward", "syslog+tcp://"+col.addr, "-app-name", "test-app")
+	col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeSyslog)
+	sock := logsocktest.SocketPath(t)
+	p, addrs := startDaemon(t, "-listen", "tcp://127.0.0.1:0", "-listen", "unix://"+sock,
+		"-forward", "syslog+tcp://"+col.Addr, "-app-name", "test-app")
 	network, address := dialAddr(t, addrs[0])
-	c := rawConn(t, network, address, frames(logsock.LittleEndian, 4242, "started\n", "bad \xff"))
-	col.waitRecords(t, 2) // then the Unix connection is conn 2
-	ls := dialLogsockd(t, addrs[1], nil)
+	c := logsocktest.RawConn(t, network, address, logsocktest.Frames(logsock.LittleEndian, 4242, "started\n", "bad \xff"))
+	col.WaitRecords(t, 2) // then the Unix connection is conn 2
+	ls := dial(t, addrs[1], nil)
 	if err := ls.Log("from unix"); err != nil {
 		t.Fatal(err)
 	}
-	recs := col.waitRecords(t, 3)
+	recs := col.WaitRecords(t, 3)
 
 	host, _ := os.Hostname()
 	const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z`
@@ -574,12 +446,12 @@ func TestLogsockdForward(t *testing.T) {
 		}
 	}
 
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
-	if s := p.stdout.String(); s != "" {
+	p.Signal(t, syscall.SIGTERM)
+	p.MustExit(t)
+	if s := p.Stdout.String(); s != "" {
 		t.Errorf("standard output %q, want nothing with -forward alone", s)
 	}
-	fwd := stderrLine(t, p, "logsockd: forward "+col.addr+": ")
+	fwd := p.waitLine(t, "logsockd: forward "+col.Addr+": ")
 	if counter(t, fwd, "frames") != 3 || counter(t, fwd, "dropped") != 0 {
 		t.Errorf("%s: want frames=3 dropped=0", fwd)
 	}
@@ -591,12 +463,12 @@ func TestLogsockdForward(t *testing.T) {
 func TestLogsockdCommandLine(t *testing.T) {
 	t.Parallel()
 	bin := testenv.Program(t, "logsockd")
-	help := start(t, bin, "-h")
-	help.mustExit(t)
-	if s := help.stderr.String(); !strings.HasPrefix(s, "usage: logsockd [flags]\n") || !strings.Contains(s, "\nexamples:\n  logsockd -listen") {
+	help := proctest.Start(t, bin, "-h")
+	help.MustExit(t)
+	if s := help.Stderr.String(); !strings.HasPrefix(s, "usage: logsockd [flags]\n") || !strings.Contains(s, "\nexamples:\n  logsockd -listen") {
 		t.Errorf("-h says %q", s)
 	}
-	dir := filepath.Dir(socketPath(t))
+	dir := filepath.Dir(logsocktest.SocketPath(t))
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -618,6 +490,6 @@ func TestLogsockdCommandLine(t *testing.T) {
 		{[]string{"-on-output-error", "retry"}, 2, `"retry": want wait or exit`},
 		{[]string{"-o", filepath.Join(dir, "missing", "out.log")}, 1, "no such file or directory"},
 	} {
-		sockMustFail(t, start(t, bin, tc.args...), tc.code, tc.want)
+		proctest.Start(t, bin, tc.args...).MustFail(t, tc.code, tc.want)
 	}
 }

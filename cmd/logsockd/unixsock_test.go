@@ -1,11 +1,12 @@
 //go:build unix
 
-package logsock_test
+package main
 
-// The collector program's (cmd/logsockd) Unix socket files, run as a
-// real process: a stale socket is replaced, a live one or a file that is
-// not a socket is refused and left alone, -mode is applied from the start,
-// and the file goes at exit unless another has taken the path.
+// logsockd's Unix socket files, logsockd run as a real process: a stale
+// socket is replaced, a live one or a file that is not a socket is
+// refused and left alone, -mode is applied from the start, and the file
+// goes at exit unless another has taken the path; and who wrote each
+// frame.
 
 import (
 	"bufio"
@@ -15,7 +16,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/testenv"
 )
 
@@ -32,7 +34,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 	collector := testenv.Program(t, "logsockd")
 
 	t.Run("stale", func(t *testing.T) {
-		path := socketPath(t)
+		path := logsocktest.SocketPath(t)
 		l, err := net.Listen("unix", path)
 		if err != nil {
 			t.Fatal(err)
@@ -42,8 +44,8 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 
 		started := time.Now()
 		p := startSockCollector(t, path)
-		if want := "logsockd: removed stale socket " + path; !strings.Contains(p.stderr.String(), want) {
-			t.Errorf("stderr %q, want %q", p.stderr, want)
+		if want := "logsockd: removed stale socket " + path; !strings.Contains(p.Stderr.String(), want) {
+			t.Errorf("stderr %q, want %q", p.Stderr, want)
 		}
 		// The new file may well have the stale one's inode number (it did
 		// here, on ext4): what shows that it is new is that it serves.
@@ -55,13 +57,13 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 	})
 
 	t.Run("in-use", func(t *testing.T) {
-		path := socketPath(t)
+		path := logsocktest.SocketPath(t)
 		started := time.Now()
 		first := startSockCollector(t, path)
 		live := sockLstat(t, path)
 
-		second := start(t, collector, "-json", "-listen", "unix://"+path)
-		sockMustFail(t, second, 1, path+" is already in use by a running collector")
+		second := proctest.Start(t, collector, "-json", "-listen", "unix://"+path)
+		second.MustFail(t, 1, path+" is already in use by a running collector")
 		if !os.SameFile(live, sockLstat(t, path)) {
 			t.Fatal("the second collector replaced the first one's socket file")
 		}
@@ -100,13 +102,13 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				path := socketPath(t)
+				path := logsocktest.SocketPath(t)
 				if err := tc.make(path); err != nil {
 					t.Fatal(err)
 				}
 				before := sockLstat(t, path)
-				p := start(t, collector, "-listen", "unix://"+path)
-				sockMustFail(t, p, 1, path+" "+tc.want)
+				p := proctest.Start(t, collector, "-listen", "unix://"+path)
+				p.MustFail(t, 1, path+" "+tc.want)
 				if after := sockLstat(t, path); !os.SameFile(before, after) || after.Mode() != before.Mode() {
 					t.Fatalf("%s: %v, was %v", path, after.Mode(), before.Mode())
 				}
@@ -134,7 +136,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 			t.Run(fmt.Sprintf("%04o", uint32(tc.want)), func(t *testing.T) {
 				// Two sockets: the umask is restored between them, and
 				// set again for the second.
-				a := socketPath(t)
+				a := logsocktest.SocketPath(t)
 				b := filepath.Join(filepath.Dir(a), "t")
 				p := startSockCollector(t, a, append([]string{"-listen", "unix://" + b}, tc.flag...)...)
 				for _, path := range []string{a, b} {
@@ -147,9 +149,9 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 		}
 		for _, bad := range []string{"0999", "01777", "rw-rw----", "-1"} {
 			t.Run("invalid/"+bad, func(t *testing.T) {
-				path := socketPath(t)
-				p := start(t, collector, "-mode", bad, "-listen", "unix://"+path)
-				sockMustFail(t, p, 2, "want permission bits in octal")
+				path := logsocktest.SocketPath(t)
+				p := proctest.Start(t, collector, "-mode", bad, "-listen", "unix://"+path)
+				p.MustFail(t, 2, "want permission bits in octal")
 				if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("%s: %v, want no file", path, err)
 				}
@@ -160,12 +162,12 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 	t.Run("removed-at-exit", func(t *testing.T) {
 		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 			t.Run(sig.String(), func(t *testing.T) {
-				path := socketPath(t)
+				path := logsocktest.SocketPath(t)
 				p := startSockCollector(t, path, "-listen", "tcp://127.0.0.1:0")
-				if err := p.cmd.Process.Signal(sig); err != nil {
+				if err := p.Cmd.Process.Signal(sig); err != nil {
 					t.Fatal(err)
 				}
-				p.mustExit(t)
+				p.MustExit(t)
 				if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("after %v: %s: %v, want it removed", sig, path, err)
 				}
@@ -177,7 +179,7 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 	// collector must leave that one at exit (Go's UnixListener would
 	// unlink the path on Close whatever it named).
 	t.Run("replaced", func(t *testing.T) {
-		path := socketPath(t)
+		path := logsocktest.SocketPath(t)
 		p := startSockCollector(t, path)
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
@@ -188,27 +190,27 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 		}
 		t.Cleanup(func() { other.Close() })
 		ours := sockLstat(t, path)
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		p.mustExit(t)
+		p.MustExit(t)
 		if !os.SameFile(ours, sockLstat(t, path)) {
 			t.Fatalf("%s is no longer the socket that took the path", path)
 		}
-		if want := "not removing " + path; !strings.Contains(p.stderr.String(), want) {
-			t.Errorf("stderr %q, want %q", p.stderr, want)
+		if want := "not removing " + path; !strings.Contains(p.Stderr.String(), want) {
+			t.Errorf("stderr %q, want %q", p.Stderr, want)
 		}
 	})
 
 	// A failure after the first socket is made: the collector exits with
 	// an error and removes it.
 	t.Run("failed-start", func(t *testing.T) {
-		path := socketPath(t)
+		path := logsocktest.SocketPath(t)
 		missing := filepath.Join(filepath.Dir(path), "missing", "s")
-		p := start(t, collector, "-listen", "unix://"+path, "-listen", "unix://"+missing)
-		sockMustFail(t, p, 1, missing)
-		if !strings.Contains(p.stderr.String(), "logsockd: listening on unix://"+path) {
-			t.Fatalf("stderr %q: the first socket was not made", p.stderr)
+		p := proctest.Start(t, collector, "-listen", "unix://"+path, "-listen", "unix://"+missing)
+		p.MustFail(t, 1, missing)
+		if !strings.Contains(p.Stderr.String(), "logsockd: listening on unix://"+path) {
+			t.Fatalf("stderr %q: the first socket was not made", p.Stderr)
 		}
 		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s: %v, want it removed", path, err)
@@ -221,21 +223,8 @@ func TestCollectorProgramSocketFile(t *testing.T) {
 // on every address.
 func startSockCollector(t *testing.T, path string, args ...string) *proc {
 	t.Helper()
-	p, _ := startLogsockd(t, (*exec.Cmd).Start, append([]string{"-json", "-listen", "unix://" + path}, args...)...)
+	p, _ := startDaemon(t, append([]string{"-json", "-listen", "unix://" + path}, args...)...)
 	return p
-}
-
-// sockMustFail waits for p to exit with status code, and checks that its
-// standard error says want.
-func sockMustFail(t *testing.T, p *proc, code int, want string) {
-	t.Helper()
-	var ee *exec.ExitError
-	if err := p.wait(t); !errors.As(err, &ee) || ee.ExitCode() != code {
-		t.Fatalf("%s: %v, want exit status %d; stderr:\n%s", p.name, err, code, p.stderr)
-	}
-	if !strings.Contains(p.stderr.String(), want) {
-		t.Errorf("%s: stderr %q, want %q", p.name, p.stderr, want)
-	}
 }
 
 func sockLstat(t *testing.T, path string) fs.FileInfo {
@@ -296,13 +285,13 @@ func TestCollectorProgramWriterPid(t *testing.T) {
 		t.Skip("SO_PASSCRED and SO_PEERCRED are read on Linux")
 	}
 	fork := testenv.Program(t, "fork")
-	path := socketPath(t)
+	path := logsocktest.SocketPath(t)
 	p := startSockCollector(t, path)
-	f := start(t, fork, "-addr", "unix://"+path, "-count", "3", "-interval", "1ms")
-	f.mustExit(t)
-	parent := f.pid()
+	f := proctest.Start(t, fork, "-addr", "unix://"+path, "-count", "3", "-interval", "1ms")
+	f.MustExit(t)
+	parent := f.Pid()
 	writers := map[int]int{}
-	for _, line := range p.waitStdout(t, 6) {
+	for _, line := range p.WaitStdout(t, 6) {
 		t.Log(line)
 		var r struct {
 			Pid       int     `json:"pid"`

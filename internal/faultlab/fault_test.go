@@ -1,17 +1,17 @@
 //go:build unix
 
-package logsock_test
+package faultlab_test
 
-// Fault tests: real collector processes (cmd/logsockd, built once
-// per run) are stopped gracefully, killed, paused and restarted under a
-// client, and internal/faultlab counts what arrives with sequence numbers.
+// The fault scenarios, with the library's client: real collector
+// processes (cmd/logsockd, built once per run) are stopped gracefully,
+// killed, paused and restarted under a client, and faultlab counts what
+// arrives with sequence numbers.
 // The durations are short; `go run ./examples/reliability` runs the same
 // scenarios at report length and prints the figures.
 
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -34,7 +34,7 @@ var faultParams = faultlab.Params{
 // built once for all the tests, and the module root.
 func faultEnv(t *testing.T) *faultlab.Env {
 	t.Helper()
-	root, err := filepath.Abs(".") // go test runs in the package's directory: the module root
+	root, err := testenv.ModuleRoot(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

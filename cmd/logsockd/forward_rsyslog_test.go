@@ -1,6 +1,6 @@
 //go:build unix
 
-package logsock_test
+package main
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
+	"github.com/logsock/logsock/internal/proctest"
 	"github.com/logsock/logsock/internal/rsyslogtest"
 )
 
@@ -68,20 +69,20 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	// The default buffer (64 MiB) holds the half that waits out the
 	// outage, 50,000 records of about 210 B (the client's default, 4 MiB,
 	// held 20,000: beyond, the oldest were dropped).
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+socketPath(t),
+	p, addrs := startDaemon(t, "-listen", "unix://"+logsocktest.SocketPath(t),
 		"-forward", "syslog+tcp://"+rs.Addr())
-	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
+	ls := dial(t, addrs[0], &logsock.Config{Batching: true})
 	// Both in batching mode: 100,000 records take milliseconds, not
 	// seconds that a loaded machine would stretch.
-	ch := startChild(t, ls, "commands", "LOGSOCK_TEST_BATCHING=true")
-	pids := map[string]string{"parent": strconv.Itoa(os.Getpid()), "child": strconv.Itoa(ch.cmd.Process.Pid)}
+	ch := proctest.StartChild(t, ls.Start, "lognum")
+	pids := map[string]string{"parent": strconv.Itoa(os.Getpid()), "child": strconv.Itoa(ch.Cmd.Process.Pid)}
 
 	const half = 25000 // a process, a half: 100,000 records in all
 	logHalf := func(k int) {
 		t.Helper()
 		arg := fmt.Sprintf("%d %d", k*half, (k+1)*half)
 		done := make(chan string, 1)
-		go func() { done <- ch.do(t, "lognum "+arg) }()
+		go func() { done <- ch.Do(t, "lognum "+arg) }()
 		if err := logNumbered(ls, "parent", arg); err != nil {
 			t.Fatal(err)
 		}
@@ -99,8 +100,8 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	logHalf(1)
 	// The second half is in logsockd's forwarder, which cannot connect:
 	// it holds them.
-	sendSignal(t, p, syscall.SIGUSR1)
-	held := stderrLine(t, p, "logsockd: forward "+rs.Addr()+": ")
+	p.Signal(t, syscall.SIGUSR1)
+	held := p.waitLine(t, "logsockd: forward "+rs.Addr()+": ")
 	if counter(t, held, "held") == 0 {
 		t.Errorf("%s: the forwarder held nothing while rsyslogd was down", held)
 	}
@@ -111,9 +112,9 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 	defer wcancel()
 	lines, err := rs.WaitLines(wctx, 4*half)
 	if err != nil {
-		sendSignal(t, p, syscall.SIGUSR1)
-		stderrLine(t, p, "logsockd: server: ") // the counters, after the forwarder's
-		t.Fatalf("%v (at the stop: %s); logsockd's standard error:\n%s", err, held, p.stderr)
+		p.Signal(t, syscall.SIGUSR1)
+		p.waitLine(t, "logsockd: server: ") // the counters, after the forwarder's
+		t.Fatalf("%v (at the stop: %s); logsockd's standard error:\n%s", err, held, p.Stderr)
 	}
 
 	seen := make(map[string]int, len(lines))
@@ -140,7 +141,7 @@ func TestLogsockdForwardToRsyslog(t *testing.T) {
 			}
 		}
 	}
-	ch.wait(t)
+	ch.Wait(t)
 	fwd := exitCounters(t, p, "logsockd: forward "+rs.Addr()+": ")
 	if counter(t, fwd, "frames") != 4*half || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") < 1 {
 		t.Errorf("%s: want %d frames, none dropped, a reconnect", fwd, 4*half)
@@ -181,24 +182,24 @@ func TestLogsockdForwardRestartUnderLoad(t *testing.T) {
 	// buffers hold) and what piles up, with plenty to spare: the counters
 	// must show no drop.
 	fwdBuffer := 4*(rmem+wmem) + 64<<20
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+socketPath(t),
+	p, addrs := startDaemon(t, "-listen", "unix://"+logsocktest.SocketPath(t),
 		"-forward", "syslog+tcp://"+rs.Addr(), "-forward-buffer", strconv.Itoa(fwdBuffer))
 	fwdPrefix := "logsockd: forward " + rs.Addr() + ": "
-	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
-	ch := startChild(t, ls, "commands", "LOGSOCK_TEST_BATCHING=true")
-	pids := map[string]string{"parent": strconv.Itoa(os.Getpid()), "child": strconv.Itoa(ch.cmd.Process.Pid)}
+	ls := dial(t, addrs[0], &logsock.Config{Batching: true})
+	ch := proctest.StartChild(t, ls.Start, "lognum")
+	pids := map[string]string{"parent": strconv.Itoa(os.Getpid()), "child": strconv.Itoa(ch.Cmd.Process.Pid)}
 	writers := []*flowWriter{
 		newFlowWriter("parent", func(from, to int) error {
 			return logNumbered(ls, "parent", fmt.Sprintf("%d %d", from, to))
 		}),
 		newFlowWriter("child", func(from, to int) error {
-			if _, err := fmt.Fprintf(ch.in, "lognum %d %d\n", from, to); err != nil {
+			if _, err := fmt.Fprintf(ch.In, "lognum %d %d\n", from, to); err != nil {
 				return err
 			}
-			if !ch.out.Scan() {
-				return fmt.Errorf("no answer: %v", ch.out.Err())
+			if !ch.Out.Scan() {
+				return fmt.Errorf("no answer: %v", ch.Out.Err())
 			}
-			if got := ch.out.Text(); got != "ok" {
+			if got := ch.Out.Text(); got != "ok" {
 				return errors.New(got)
 			}
 			return nil
@@ -266,9 +267,9 @@ func TestLogsockdForwardRestartUnderLoad(t *testing.T) {
 			}
 			select {
 			case <-wctx.Done():
-				sendSignal(t, p, syscall.SIGUSR1)
-				stderrLine(t, p, "logsockd: server: ")
-				t.Fatalf("rsyslogd's output: %d lines, still not %s%s; logsockd's standard error:\n%s", lineCount, what, status, p.stderr)
+				p.Signal(t, syscall.SIGUSR1)
+				p.waitLine(t, "logsockd: server: ")
+				t.Fatalf("rsyslogd's output: %d lines, still not %s%s; logsockd's standard error:\n%s", lineCount, what, status, p.Stderr)
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
@@ -415,7 +416,7 @@ func TestLogsockdForwardRestartUnderLoad(t *testing.T) {
 		t.Errorf("lost %d records, more than the socket buffers hold (%d of %d B)", lost, bound, frameBytes)
 	}
 
-	ch.wait(t)
+	ch.Wait(t)
 	fwd := exitCounters(t, p, fwdPrefix)
 	if counter(t, fwd, "frames") != total || counter(t, fwd, "dropped") != 0 || counter(t, fwd, "reconnects") < 1 {
 		t.Errorf("%s: want %d frames, none dropped, a reconnect", fwd, total)
@@ -444,9 +445,9 @@ func TestLogsockdForwardStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rs.Close() })
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "unix://"+socketPath(t), "-forward", "syslog+tcp://"+rs.Addr())
+	p, addrs := startDaemon(t, "-listen", "unix://"+logsocktest.SocketPath(t), "-forward", "syslog+tcp://"+rs.Addr())
 	fwdPrefix := "logsockd: forward " + rs.Addr() + ": "
-	ls := dialLogsockd(t, addrs[0], &logsock.Config{Batching: true})
+	ls := dial(t, addrs[0], &logsock.Config{Batching: true})
 
 	// The writer: 200 records every 10 ms while running is set.
 	var running atomic.Bool
@@ -618,10 +619,10 @@ func (w *flowWriter) finish(n int) int {
 // prefix.
 func exitCounters(t *testing.T, p *proc, prefix string) string {
 	t.Helper()
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
+	p.Signal(t, syscall.SIGTERM)
+	p.MustExit(t)
 	var last string
-	for _, l := range p.stderr.lines() {
+	for _, l := range p.Stderr.Lines() {
 		if strings.HasPrefix(l, prefix) {
 			last = l
 		}
@@ -641,9 +642,9 @@ func forwardCounters(t *testing.T, p *proc, prefix string) string {
 		}
 		return n, last
 	}
-	before, _ := count(p.stderr.lines())
-	sendSignal(t, p, syscall.SIGUSR1)
-	lines := p.waitLines(t, p.stderr, "the forwarder's counters", func(lines []string) bool {
+	before, _ := count(p.Stderr.Lines())
+	p.Signal(t, syscall.SIGUSR1)
+	lines := p.WaitLines(t, p.Stderr, "the forwarder's counters", func(lines []string) bool {
 		n, _ := count(lines)
 		return n > before
 	})

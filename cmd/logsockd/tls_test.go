@@ -1,6 +1,6 @@
 //go:build unix
 
-package logsock_test
+package main
 
 // logsockd over TLS (issue 20): -listen tls:// for clients on other
 // hosts, and -forward syslog+tls:// into a real rsyslogd with its gtls
@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 	"github.com/logsock/logsock/internal/rsyslogtest"
 )
 
@@ -33,9 +33,9 @@ import (
 // with errors that say why; logsockd logs the end of their connections.
 func TestLogsockdListenTLS(t *testing.T) {
 	t.Parallel()
-	set, other := certs(t), certs(t)
+	set, other := logsocktest.Certs(t), logsocktest.Certs(t)
 	out := filepath.Join(set.Dir, "out.jsonl")
-	p, addrs := startLogsockd(t, (*exec.Cmd).Start, "-listen", "tls://127.0.0.1:0",
+	p, addrs := startDaemon(t, "-listen", "tls://127.0.0.1:0",
 		"-tls-cert", set.CertFile, "-tls-key", set.KeyFile, "-tls-client-ca", set.CAFile, "-json", "-o", out)
 	network, address := dialAddr(t, addrs[0])
 	if network != "tls" {
@@ -52,7 +52,7 @@ func TestLogsockdListenTLS(t *testing.T) {
 		t.Fatalf("Dial without a client certificate: %v; want logsockd's alert, certificate required", err)
 	}
 	for id, why := range map[int]string{1: "bad certificate", 2: "client didn't provide a certificate"} {
-		line := stderrLine(t, p, "logsockd: conn "+strconv.Itoa(id)+" ")
+		line := p.waitLine(t, "logsockd: conn "+strconv.Itoa(id)+" ")
 		if !strings.Contains(line, "after 0 frames") || !strings.Contains(line, why) {
 			t.Errorf("logsockd: %q; want the refused connection's end, after 0 frames: %s", line, why)
 		}
@@ -75,7 +75,7 @@ func TestLogsockdListenTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lines := fileLines(t, p, out, len(sent))
+	lines := waitFileLines(t, p, out, len(sent))
 	for i, l := range lines {
 		var r struct {
 			Conn   uint64
@@ -90,8 +90,8 @@ func TestLogsockdListenTLS(t *testing.T) {
 			t.Errorf("line %d: %.100s; want conn %d, pid %d, a remote address, msg %.40q", i, l, 3+i/2, os.Getpid(), sent[i])
 		}
 	}
-	sendSignal(t, p, syscall.SIGTERM)
-	p.mustExit(t)
+	p.Signal(t, syscall.SIGTERM)
+	p.MustExit(t)
 }
 
 // TestLogsockdForwardTLS: logsockd -forward syslog+tls:// delivers into
@@ -104,7 +104,7 @@ func TestLogsockdListenTLS(t *testing.T) {
 func TestLogsockdForwardTLS(t *testing.T) {
 	t.Parallel()
 	rsyslogtest.RequireTLS(t)
-	set, other := certs(t), certs(t)
+	set, other := logsocktest.Certs(t), logsocktest.Certs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rs, err := rsyslogtest.StartWith(ctx, t.TempDir(), rsyslogtest.Options{Template: rsyslogtest.Lines,
@@ -116,9 +116,9 @@ func TestLogsockdForwardTLS(t *testing.T) {
 
 	forward := func(args ...string) (*proc, *logsock.LogSocket) {
 		t.Helper()
-		p, addrs := startLogsockd(t, (*exec.Cmd).Start, append([]string{"-listen", "unix://" + socketPath(t),
+		p, addrs := startDaemon(t, append([]string{"-listen", "unix://" + logsocktest.SocketPath(t),
 			"-forward", "syslog+tls://" + rs.Addr()}, args...)...)
-		return p, dialLogsockd(t, addrs[0], nil)
+		return p, dial(t, addrs[0], nil)
 	}
 	msgs := []string{"over TLS: héllo wörld ✓ \xff \"q\" \\ ] end\n", "", strings.Repeat("z", 20000)}
 	p, ls := forward("-forward-ca", set.CAFile, "-forward-cert", set.ClientCert, "-forward-key", set.ClientKey)
@@ -168,7 +168,7 @@ func TestLogsockdForwardTLS(t *testing.T) {
 		if fwd := exitCounters(t, p, prefix+"frames="); counter(t, fwd, "frames") != 0 || counter(t, fwd, "dropped") != 1 {
 			t.Errorf("%s: %s; want frames=0 dropped=1", tc.name, fwd)
 		}
-		if why := stderrLine(t, p, prefix+"logsock: frames undelivered"); !strings.Contains(why, tc.why) {
+		if why := p.waitLine(t, prefix+"logsock: frames undelivered"); !strings.Contains(why, tc.why) {
 			t.Errorf("%s: logsockd said %q at exit; want the cause, %q", tc.name, why, tc.why)
 		}
 	}

@@ -1,24 +1,19 @@
 //go:build unix
 
-package logsock_test
+package main
 
-// The example programs as a newcomer meets them: examples/demo, which must
-// need nothing else running; examples/client, which must start before the
-// collector; and the command line of every program that a user copies or
-// runs.
+// examples/demo as a newcomer meets it: it must need nothing else
+// running.
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"go/parser"
-	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -194,84 +189,5 @@ func TestExampleDemo(t *testing.T) {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("process %d, a child of the demo, is still there: kill(0): %v", pid, err)
 		}
-	}
-}
-
-// TestExampleClientBeforeCollector: examples/client starts while no
-// collector listens (it uses New, not Dial), says that it holds its
-// messages, and delivers them all once the collector is up.
-func TestExampleClientBeforeCollector(t *testing.T) {
-	t.Parallel()
-	col := fakeDown(t, "unix", fakeDecode)
-	p := start(t, testenv.Program(t, "client"), "-addr", "unix://"+col.addr, "-count", "3", "-interval", "1ms")
-	p.waitLines(t, p.stderr, "the notice that messages are held", func(lines []string) bool {
-		return slices.ContainsFunc(lines, func(l string) bool {
-			return l == "client: cannot reach the collector at unix://"+col.addr+": holding the messages until it is up"
-		})
-	})
-	col.start(t)
-	p.mustExit(t)
-	col.waitConnEnd(t, 1)
-	recs := col.waitRecords(t, 0)
-	want := "current pid: " + strconv.Itoa(p.pid())
-	if len(recs) != 3 {
-		t.Errorf("%d records, want 3:\n%s", len(recs), formatRecords(recs))
-	}
-	for _, r := range recs {
-		if r.Conn != 1 || int(r.Pid) != p.pid() || string(r.Msg) != want {
-			t.Errorf("record conn %d pid %d %q, want conn 1 pid %d %q", r.Conn, r.Pid, r.Msg, p.pid(), want)
-		}
-	}
-}
-
-// TestProgramsCommandLine: every program that users run or copy starts
-// its -h with a synopsis and an example, and refuses a stray argument
-// with exit status 2.
-func TestProgramsCommandLine(t *testing.T) {
-	t.Parallel()
-	for _, name := range []string{"client", "collector", "demo", "fork", "logsock-cat"} {
-		bin := testenv.Program(t, name)
-		help := start(t, bin, "-h")
-		help.mustExit(t)
-		s := help.stderr.String()
-		if !regexp.MustCompile(`^usage: `+regexp.QuoteMeta(name)+`[ \n]`).MatchString(s) || !strings.Contains(s, "\nexample") {
-			t.Errorf("%s -h says %q: want a synopsis, then an example", name, s)
-		}
-		sockMustFail(t, start(t, bin, "stray"), 2, name+`: unexpected argument "stray"`)
-	}
-}
-
-// TestExamplesCopyOut: the example programs, and logsock-cat, import no
-// package of internal/, so that they build when copied out of the
-// repository. examples/reliability is left out: it measures this
-// repository's own collector, which it builds from the checkout.
-func TestExamplesCopyOut(t *testing.T) {
-	t.Parallel()
-	dirs, err := filepath.Glob(filepath.Join("examples", "*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirs = append(dirs, filepath.Join("cmd", "logsock-cat"))
-	checked := 0
-	for _, dir := range dirs {
-		if filepath.Base(dir) == "reliability" {
-			continue
-		}
-		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
-		for _, file := range files {
-			f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checked++
-			for _, imp := range f.Imports {
-				if path, _ := strconv.Unquote(imp.Path.Value); strings.Contains(path, "/internal/") || strings.HasPrefix(path, "internal/") {
-					t.Errorf("%s imports %s", file, path)
-				}
-			}
-		}
-	}
-	if checked < 5 {
-		t.Errorf("checked %d files in %q: want the examples' and logsock-cat's", checked, dirs)
 	}
 }
