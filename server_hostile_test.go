@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,9 +69,7 @@ func TestHostileStreams(t *testing.T) {
 				log, srv, addr, by := hostileServer(t, network, nil)
 				// Room for the sink's copies of the records, so that they
 				// are not counted as the connection's allocations.
-				log.sink.mu.Lock()
-				log.recs = slices.Grow(log.recs, len(tc.msgs)+16)
-				log.sink.mu.Unlock()
+				log.Reserve(len(tc.msgs) + 16)
 				var before, after runtimeMem
 				before.read()
 				c := logsocktest.RawConn(t, network, addr)

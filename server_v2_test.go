@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // The Server's side of protocol v2 (issue 19), tested with a raw v2
@@ -44,7 +45,7 @@ func newSession(t testing.TB) logsock.SessionID {
 func dialV2(t testing.TB, network, addr string, session logsock.SessionID, next uint64, tag string) *v2Client {
 	t.Helper()
 	hello := logsock.AppendHello(nil, logsock.LittleEndian, int32(os.Getpid()), session, next, tag)
-	v := &v2Client{t: t, c: rawConn(t, network, addr, hello)}
+	v := &v2Client{t: t, c: logsocktest.RawConn(t, network, addr, hello)}
 	v.readHello()
 	return v
 }
@@ -148,11 +149,11 @@ func (v *v2Client) arrived() []msg {
 func TestServerV2Hello(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			srv := newConnLog().server()
+			srv := newConnLog().Server()
 			srv.MaxFrame = 1000
 			fresh, resumed := newSession(t), newSession(t)
 			srv.Resume(resumed, 41)
-			addr := serve(t, network, srv)
+			addr := logsocktest.Serve(t, network, srv)
 			a := dialV2(t, network, addr, fresh, 1, "svc")
 			if a.status != 0 || a.maxFrame != 1000 || a.acked != 0 {
 				t.Errorf("new session: status %d max frame %d acked %d, want 0 1000 0", a.status, a.maxFrame, a.acked)
@@ -193,7 +194,7 @@ func TestServerV2BadHello(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log, _, addr, by := hostileServer(t, "tcp", nil)
-			c := rawConn(t, "tcp", addr, tc.hello)
+			c := logsocktest.RawConn(t, "tcp", addr, tc.hello)
 			if tc.status == 0 {
 				c.(*net.TCPConn).CloseWrite()
 			}
@@ -225,7 +226,7 @@ func TestServerV2Records(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			log := newConnLog()
-			addr := serve(t, network, log.server())
+			addr := logsocktest.Serve(t, network, log.Server())
 			session := newSession(t)
 			start := time.Now()
 			v := dialV2(t, network, addr, session, 7, "svc")
@@ -237,9 +238,9 @@ func TestServerV2Records(t *testing.T) {
 			if _, err := v.c.Write(b); err != nil {
 				t.Fatal(err)
 			}
-			rawConn(t, network, addr, frames(logsock.LittleEndian, 123, "v1"))
+			logsocktest.RawConn(t, network, addr, logsocktest.Frames(logsock.LittleEndian, 123, "v1"))
 			v1 := log.waitMsg(t, "v1")
-			recs := log.waitRecords(t, 4)
+			recs := log.WaitRecords(t, 4)
 			var v2 []logsock.Record
 			for _, r := range recs {
 				if r.Conn != v1.Conn {
@@ -270,7 +271,7 @@ func TestServerV2AcksPerRead(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			srv := &logsock.Server{Handler: func(*logsock.Record) {}}
-			addr := serve(t, network, srv)
+			addr := logsocktest.Serve(t, network, srv)
 			v := dialV2(t, network, addr, newSession(t), 1, "svc")
 			go func() {
 				for seq := uint64(1); seq <= frames; seq += batch {
@@ -335,7 +336,7 @@ func (d *deferrer) waitHandled(t *testing.T, msg string) {
 // at Done; those before it are acknowledged meanwhile.
 func TestServerV2Defer(t *testing.T) {
 	d := newDeferrer()
-	addr := serve(t, "unix", &logsock.Server{Handler: d.handle})
+	addr := logsocktest.Serve(t, "unix", &logsock.Server{Handler: d.handle})
 	v := dialV2(t, "unix", addr, newSession(t), 1, "svc")
 	b := logsock.AppendFrame2(nil, logsock.LittleEndian, 1, 0, 6, []byte("first"))
 	b = logsock.AppendFrame2(b, logsock.LittleEndian, 2, 0, 6, []byte("defer me"))
@@ -365,10 +366,10 @@ func TestServerV2Defer(t *testing.T) {
 // Handler, counted, and acknowledged.
 func TestServerV2Duplicates(t *testing.T) {
 	log := newConnLog()
-	srv := log.server()
+	srv := log.Server()
 	resumed := newSession(t)
 	srv.Resume(resumed, 100)
-	addr := serve(t, "tcp", srv)
+	addr := logsocktest.Serve(t, "tcp", srv)
 
 	session := newSession(t)
 	a := dialV2(t, "tcp", addr, session, 1, "svc")
@@ -389,7 +390,7 @@ func TestServerV2Duplicates(t *testing.T) {
 	c.waitAck(102)
 
 	var seqs []uint64
-	for _, r := range log.waitRecords(t, 14) {
+	for _, r := range log.WaitRecords(t, 14) {
 		seqs = append(seqs, r.Seq)
 	}
 	if want := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 101, 102}; fmt.Sprint(seqs) != fmt.Sprint(want) {
@@ -407,9 +408,9 @@ func TestServerV2Duplicates(t *testing.T) {
 func TestServerV2Fencing(t *testing.T) {
 	d := newDeferrer()
 	log := newConnLog()
-	srv := log.server()
-	srv.Handler = func(r *logsock.Record) { log.record(r); d.handle(r) }
-	addr := serve(t, "tcp", srv)
+	srv := log.Server()
+	srv.Handler = func(r *logsock.Record) { log.Handle(r); d.handle(r) }
+	addr := logsocktest.Serve(t, "tcp", srv)
 	session := newSession(t)
 	defer5 := func(v *v2Client, from, to uint64) {
 		var b []byte
@@ -468,9 +469,9 @@ func TestServerV2Shutdown(t *testing.T) {
 				}
 			})
 			defer func() { close(dones); writer.Wait() }()
-			l := listen(t, network)
-			stop := serveOn(t, srv, l)
-			waitServing(t, l)
+			l := logsocktest.Listen(t, network)
+			stop := logsocktest.ServeOn(t, srv, l)
+			logsocktest.WaitServing(t, l)
 			v := dialV2(t, network, l.Addr().String(), newSession(t), 1, "svc")
 			v.send(1, 1000)
 			waitUntil(t, "frames handled", func() bool { return handled.Load() > 0 })
@@ -547,14 +548,14 @@ func FuzzServerV2(f *testing.F) {
 		f.Add(seed, uint8(0))
 	}
 	log := newConnLog()
-	srv := log.server()
+	srv := log.Server()
 	srv.MaxFrame = fuzzLimit
 	srv.Handler = func(r *logsock.Record) {
 		if r.Session == (logsock.SessionID{}) {
-			log.record(r) // the bystanders' only: the fuzzed records would pile up
+			log.Handle(r) // the bystanders' only: the fuzzed records would pile up
 		}
 	}
-	addr := serve(f, "unix", srv)
+	addr := logsocktest.Serve(f, "unix", srv)
 	session := newSession(f)
 	f.Fuzz(func(t *testing.T, stream []byte, chunk uint8) {
 		by := newBystander(t, log, "unix", addr)
@@ -564,7 +565,7 @@ func FuzzServerV2(f *testing.F) {
 		if chunk%8 == 0 {
 			id = session
 		}
-		c := rawConn(t, "unix", addr)
+		c := logsocktest.RawConn(t, "unix", addr)
 		copied := make(chan struct{})
 		go func() { io.Copy(io.Discard, c); close(copied) }() // the collector's messages
 		for rest := cat(logsock.AppendHello(nil, logsock.LittleEndian, int32(os.Getpid()), id, 1, "fuzz"), stream); len(rest) > 0; {
