@@ -586,3 +586,30 @@ func FuzzServerV2(f *testing.F) {
 		by.check(t)
 	})
 }
+
+// TestServerV2LargeFrames: v2 frames longer than a read buffer are read
+// within the memory budget, as v1's are, whole and numbered.
+func TestServerV2LargeFrames(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			log := newConnLog()
+			srv := log.server()
+			srv.MaxMemory = 1 << 20
+			addr := serve(t, network, srv)
+			v := dialV2(t, network, addr, newSession(t), 1, "big")
+			sizes := []int{100 << 10, 10, 300 << 10, 70 << 10}
+			var b []byte
+			for i, n := range sizes {
+				b = logsock.AppendFrame2(b, logsock.LittleEndian, uint64(i+1), 0, 6, bytes.Repeat([]byte{'a' + byte(i)}, n))
+			}
+			go v.c.Write(b) // the acknowledgements are read meanwhile
+			v.waitAck(uint64(len(sizes)))
+			recs := log.waitRecords(t, len(sizes))
+			for i, n := range sizes {
+				if r := recs[i]; r.Seq != uint64(i+1) || !bytes.Equal(r.Msg, bytes.Repeat([]byte{'a' + byte(i)}, n)) {
+					t.Errorf("record %d: seq %d, %d bytes, want %d and %d bytes of %c", i, r.Seq, len(r.Msg), i+1, n, 'a'+byte(i))
+				}
+			}
+		})
+	}
+}

@@ -107,12 +107,10 @@ func (t *sessions) count() uint64 {
 	return uint64(len(t.m))
 }
 
-// Resume sets the last frame of session: its frames numbered seq or less
-// are dropped as duplicates, and acknowledged. It is for a collector
-// that learned seq after a restart, from what it had written; it takes
-// effect at the session's next connection. The Server forgets a session
-// that has had no connection for an hour, and beyond 100,000 sessions
-// the one idle longest.
+// Resume sets the last frame of session, for a collector that learned it
+// after a restart: from its next connection, frames numbered seq or less
+// are dropped as duplicates, and acknowledged. A session with no
+// connection for an hour, or the longest idle beyond 100,000, is forgotten.
 func (s *Server) Resume(session SessionID, seq uint64) {
 	t := &s.sessions
 	t.mu.Lock()
@@ -192,16 +190,15 @@ func (t *sessions) advance(sess *session) (uint64, *serverConn) {
 	return sess.acked, sess.open
 }
 
-// Ack acknowledges a record that the Handler deferred (Record.Defer).
+// Ack acknowledges a record deferred by Record.Defer.
 type Ack struct {
 	c   *serverConn
 	seq uint64
 }
 
-// Defer, called in the Handler, defers the record's acknowledgement to
-// the returned Ack's Done: a Handler that defers can acknowledge once it
-// has written the record. A record not deferred is acknowledged when the
-// Handler returns. On v1, Done does nothing.
+// Defer, called in the Handler, acknowledges the record only at the Ack's
+// Done (else when the Handler returns): a Handler can acknowledge once it
+// has written it. On v1, Done does nothing.
 func (r *Record) Defer() Ack {
 	if r.conn == nil {
 		return Ack{}
@@ -214,9 +211,8 @@ func (r *Record) Defer() Ack {
 	return Ack{r.conn, r.Seq}
 }
 
-// Done acknowledges the record, and every earlier one of its connection:
-// acknowledgements are cumulative, so call Done in order for the records
-// of a connection. It may be called from any goroutine, once.
+// Done acknowledges the record and every earlier one of its connection
+// (acknowledgements are cumulative: call it in order), from any goroutine.
 func (a Ack) Done() {
 	if a.c == nil {
 		return
