@@ -168,6 +168,12 @@ func (c *serverConn) sendAcks() error {
 	v := c.v2
 	t := &c.s.sessions
 	t.mu.Lock()
+	if v.sess == nil {
+		// Not yet begun (it waits for the connection it fenced): its
+		// hello will carry the number.
+		t.mu.Unlock()
+		return nil
+	}
 	n, open := t.advance(v.sess)
 	t.mu.Unlock()
 	if open != nil && open != c {

@@ -30,6 +30,7 @@ type session struct {
 	// oldest first: the open one, and those that ended with records
 	// deferred. Each one's frames follow the previous one's.
 	conns      []*serverConn
+	resumed    uint64 // Resume's, for the next connection
 	idleSince  time.Time
 	prev, next *session // the idle list, while open is nil
 	listed     bool     // in the idle list
@@ -116,7 +117,16 @@ func (s *Server) Resume(session SessionID, seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	sess := t.get(session, time.Now())
-	sess.taken, sess.acked = max(sess.taken, seq), max(sess.acked, seq)
+	sess.resumed = max(sess.resumed, seq)
+	if sess.open == nil {
+		sess.resume()
+	}
+}
+
+// resume applies Resume's number. An open connection's client may not
+// have sent the frames up to it: it is applied at the next hello.
+func (sess *session) resume() {
+	sess.taken, sess.acked = max(sess.taken, sess.resumed), max(sess.acked, sess.resumed)
 }
 
 // begin makes c its session's connection. An older one still open is
@@ -138,6 +148,7 @@ func (t *sessions) begin(c *serverConn, id SessionID) uint64 {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	sess.resume()
 	v := c.v2
 	v.sess, v.base, v.last, v.flushed = sess, sess.taken, sess.taken, sess.taken
 	v.handled.Store(v.base)
