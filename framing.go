@@ -72,7 +72,7 @@ func (o ByteOrder) get(b []byte) int32 {
 }
 
 // ProtocolError describes a stream that breaks the wire format: a bad
-// length, or a part cut short (Err is then io.ErrUnexpectedEOF).
+// length or v2 level, or a part cut short (Err is then io.ErrUnexpectedEOF).
 type ProtocolError struct {
 	Part   string // "handshake", "frame header" or "frame body"; in v2, "hello" or "v2 frame header"
 	Offset int64  // stream offset of the handshake's or frame's first byte

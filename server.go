@@ -192,12 +192,14 @@ type serverCounters struct {
 }
 
 // Server is a collector: it reads each connection in a goroutine of its
-// own, and hands every message to Handler; a connection that breaks the
-// format or fails is closed, alone. At its limits it keeps clients waiting.
-// The zero value, with a Handler, works; set the fields before Serve.
+// own, v1 or v2 (acknowledged), and hands every message to Handler; a
+// connection that breaks the format or fails is closed, alone. At its
+// limits it keeps clients waiting. The zero value, with a Handler, works;
+// set the fields before Serve.
 type Server struct {
 	// Handler is called with each record, in order for one connection,
-	// concurrently for several. It must not keep rec after it returns.
+	// concurrently for several. It must not keep rec after it returns (an
+	// Ack from rec.Defer, it may).
 	Handler func(rec *Record)
 	// ConnClosed, if set, is called when a connection ends, after its last
 	// Handler call, with why, and the error behind it: nil (ReasonEOF),
@@ -205,7 +207,7 @@ type Server struct {
 	ConnClosed func(info ConnInfo, err error)
 
 	DecoderConfig                  // how streams are read; MaxFrame is checked before allocating
-	HandshakeTimeout time.Duration // bounds the wait for a handshake; default 10 s
+	HandshakeTimeout time.Duration // bounds the wait for a handshake, and a v2 write; default 10 s
 	IdleTimeout      time.Duration // if positive, closes a connection quiet for that long
 	MaxConns         int           // connections served; more wait in the backlog; default 10,000, negative none
 	// MaxConnsPerPeer limits those of a peer (a uid on a Unix socket on Linux,
@@ -420,8 +422,8 @@ func (s *Server) perPeer() int {
 }
 
 // Shutdown stops accepting, and drains every connection, queued ones too:
-// it half-closes it, which a logsock client's peek sees before its next
-// write, so that it closes, and reads on to the client's end (or to a
+// it half-closes it (v2: sends G), which a logsock client sees before its
+// next write, so that it closes, and reads on to the client's end (or to a
 // quarter of a second of quiet at a frame boundary, or a second for a
 // client that goes on writing). When ctx is done first, each connection
 // hands over what has arrived, and a frame cut is counted. Shutdown waits

@@ -4,6 +4,7 @@ package logsock_test
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -254,43 +255,98 @@ func TestServerMixedWriters(t *testing.T) {
 
 // TestServerReadAllocs: once warm, the Server reads, attributes, checks
 // and hands over frames without allocating, with credentials (Unix) and
-// an IdleTimeout to arm on every wait. The bursts fit the Decoder's first,
-// pooled buffer: one that grew to a size between the two pooled ones is
-// made anew after each idle spell (a Decoder matter, not the Server's).
+// an IdleTimeout to arm on every wait; in v2 too, with the frames'
+// numbers, the acknowledgements, and a Handler that defers. The bursts
+// fit the Decoder's first, pooled buffer: one that grew to a size between
+// the two pooled ones is made anew after each idle spell (a Decoder
+// matter, not the Server's).
 func TestServerReadAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
 	for _, network := range []string{"unix", "tcp"} {
-		t.Run(network, func(t *testing.T) {
-			const batch = 30 // 3 KiB a burst
-			var n atomic.Int64
-			got := make(chan struct{}, 1)
-			srv := &logsock.Server{IdleTimeout: time.Minute, Handler: func(*logsock.Record) {
-				if n.Add(1)%batch == 0 {
-					got <- struct{}{}
+		for _, proto := range []string{"v1", "v2", "v2 deferred"} {
+			t.Run(network+"/"+proto, func(t *testing.T) {
+				const batch = 30 // 3 KiB a burst
+				var n atomic.Int64
+				got := make(chan struct{}, 1)
+				srv := &logsock.Server{IdleTimeout: time.Minute, Handler: func(r *logsock.Record) {
+					if proto == "v2 deferred" {
+						r.Defer().Done()
+					}
+					if n.Add(1)%batch == 0 {
+						got <- struct{}{}
+					}
+				}}
+				addr := logsocktest.Serve(t, network, srv)
+				msg := make([]byte, 96)
+				var chunk []byte
+				var seq uint64
+				next := func() {
+					chunk = chunk[:0]
+					for range batch {
+						if proto == "v1" {
+							chunk = logsock.AppendFrame(chunk, logsock.LittleEndian, msg)
+						} else {
+							seq++
+							chunk = logsock.AppendFrame2(chunk, logsock.LittleEndian, seq, 0, 6, msg)
+						}
+					}
 				}
-			}}
-			addr := logsocktest.Serve(t, network, srv)
-			c := logsocktest.RawConn(t, network, addr, logsock.AppendHandshake(nil, 0, int32(os.Getpid())))
-			var chunk []byte
-			for range batch {
-				chunk = append(chunk, frameOf(string(make([]byte, 96)))...)
-			}
-			send := func() {
-				if _, err := c.Write(chunk); err != nil {
-					t.Fatal(err)
+				var c net.Conn
+				if proto == "v1" {
+					c = logsocktest.RawConn(t, network, addr, logsock.AppendHandshake(nil, 0, int32(os.Getpid())))
+				} else {
+					c = dialV2(t, network, addr, newSession(t), 1, "allocs").c
+					go io.Copy(io.Discard, c) // the acknowledgements
 				}
-				<-got
+				send := func() {
+					next()
+					if _, err := c.Write(chunk); err != nil {
+						t.Fatal(err)
+					}
+					<-got
+				}
+				send()
+				send()
+				// A collection would empty the buffer pools, and the next read
+				// would allocate a buffer again.
+				defer debug.SetGCPercent(debug.SetGCPercent(-1))
+				if allocs := testing.AllocsPerRun(200, send); allocs > 0 {
+					t.Errorf("%v allocations a batch of %d frames, want 0", allocs, batch)
+				}
+			})
+		}
+	}
+}
+
+// TestServerV2PidCheck: a v2 hello's pid is checked as v1's handshake is:
+// one that is not the peer's flags the records (whose WriterPid is still
+// the writer's), or, with RejectPidMismatch, is answered "bad hello" and
+// closed, ReasonPidMismatch.
+func TestServerV2PidCheck(t *testing.T) {
+	for _, reject := range []bool{false, true} {
+		t.Run(map[bool]string{true: "reject", false: "flag"}[reject], func(t *testing.T) {
+			log, _, addr, by := hostileServer(t, "unix", func(s *logsock.Server) { s.RejectPidMismatch = reject })
+			v := &v2Client{t: t, c: logsocktest.RawConn(t, "unix", addr, logsock.AppendHello(nil, logsock.LittleEndian, 1, newSession(t), 1, "liar"))}
+			v.readHello()
+			if reject {
+				if v.status != 2 {
+					t.Errorf("status %d, want 2", v.status)
+				}
+				end := log.waitEnd(t, "the liar's end", func(i logsock.ConnInfo) bool { return i.Conn != by.id })
+				checkEnd(t, end, logsock.ReasonPidMismatch, errAny, "")
+				return
 			}
-			send()
-			send()
-			// A collection would empty the buffer pools, and the next read
-			// would allocate a buffer again.
-			defer debug.SetGCPercent(debug.SetGCPercent(-1))
-			if allocs := testing.AllocsPerRun(200, send); allocs > 0 {
-				t.Errorf("%v allocations a batch of %d frames, want 0", allocs, batch)
+			v.send(1, 2)
+			v.waitAck(2)
+			conn := log.waitMsg(t, "m2").Conn
+			for _, r := range log.recordsOf(conn) {
+				if r.Pid != 1 || r.Flags != logsock.FlagPidMismatch || r.WriterPid != int32(os.Getpid()) || r.Tag != "liar" {
+					t.Errorf("record %q: pid %d flags %v writer %d tag %q", r.Msg, r.Pid, r.Flags, r.WriterPid, r.Tag)
+				}
 			}
+			by.check(t)
 		})
 	}
 }

@@ -388,16 +388,27 @@ func TestServerV2Duplicates(t *testing.T) {
 	c := dialV2(t, "tcp", addr, resumed, 99, "svc")
 	c.send(99, 102)
 	c.waitAck(102)
+	// Resume while the session is open: its client has not sent 200, so
+	// the number is for its next connection.
+	srv.Resume(resumed, 200)
+	c.send(103, 103)
+	if got := c.waitAck(103); got[len(got)-1].n != 103 {
+		t.Errorf("after Resume(200) on an open connection: %v, want A 103", got)
+	}
+	c.c.Close()
+	if c = dialV2(t, "tcp", addr, resumed, 104, "svc"); c.acked != 200 {
+		t.Errorf("hello after Resume(200): acked %d", c.acked)
+	}
 
 	var seqs []uint64
-	for _, r := range log.WaitRecords(t, 14) {
+	for _, r := range log.WaitRecords(t, 15) {
 		seqs = append(seqs, r.Seq)
 	}
-	if want := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 101, 102}; fmt.Sprint(seqs) != fmt.Sprint(want) {
+	if want := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 101, 102, 103}; fmt.Sprint(seqs) != fmt.Sprint(want) {
 		t.Errorf("records %v, want %v", seqs, want)
 	}
-	if st := srv.Stats(); st.Duplicates != 7 || st.Frames != 14 {
-		t.Errorf("Stats.Duplicates %d Frames %d, want 7 and 14", st.Duplicates, st.Frames)
+	if st := srv.Stats(); st.Duplicates != 7 || st.Frames != 15 {
+		t.Errorf("Stats.Duplicates %d Frames %d, want 7 and 15", st.Duplicates, st.Frames)
 	}
 }
 
@@ -586,4 +597,31 @@ func FuzzServerV2(f *testing.F) {
 		}
 		by.check(t)
 	})
+}
+
+// TestServerV2LargeFrames: v2 frames longer than a read buffer are read
+// within the memory budget, as v1's are, whole and numbered.
+func TestServerV2LargeFrames(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			log := newConnLog()
+			srv := log.Server()
+			srv.MaxMemory = 1 << 20
+			addr := logsocktest.Serve(t, network, srv)
+			v := dialV2(t, network, addr, newSession(t), 1, "big")
+			sizes := []int{100 << 10, 10, 300 << 10, 70 << 10}
+			var b []byte
+			for i, n := range sizes {
+				b = logsock.AppendFrame2(b, logsock.LittleEndian, uint64(i+1), 0, 6, bytes.Repeat([]byte{'a' + byte(i)}, n))
+			}
+			go v.c.Write(b) // the acknowledgements are read meanwhile
+			v.waitAck(uint64(len(sizes)))
+			recs := log.WaitRecords(t, len(sizes))
+			for i, n := range sizes {
+				if r := recs[i]; r.Seq != uint64(i+1) || !bytes.Equal(r.Msg, bytes.Repeat([]byte{'a' + byte(i)}, n)) {
+					t.Errorf("record %d: seq %d, %d bytes, want %d and %d bytes of %c", i, r.Seq, len(r.Msg), i+1, n, 'a'+byte(i))
+				}
+			}
+		})
+	}
 }

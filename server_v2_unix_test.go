@@ -3,6 +3,8 @@
 package logsock_test
 
 import (
+	"context"
+	"errors"
 	"net"
 	"os"
 	"syscall"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 )
 
 // TestServerV2AcksUnread: a client that never reads its acknowledgements
@@ -67,5 +70,39 @@ func TestServerV2AcksUnread(t *testing.T) {
 			}
 			by.check(t)
 		})
+	}
+}
+
+// TestServerV2ShutdownCutsWrite: Shutdown's deadline ends a v2
+// connection whose acknowledgement waits for room, as it ends a read,
+// rather than after HandshakeTimeout (a minute here).
+func TestServerV2ShutdownCutsWrite(t *testing.T) {
+	handled := make(chan struct{}, 1)
+	srv := &logsock.Server{HandshakeTimeout: time.Minute, Handler: func(*logsock.Record) { handled <- struct{}{} }}
+	l := logsocktest.Listen(t, "unix")
+	logsocktest.ServeOn(t, srv, l)
+	logsocktest.WaitServing(t, l)
+	c := logsocktest.RawConn(t, "unix", l.Addr().String(), logsock.AppendHello(nil, logsock.LittleEndian, int32(os.Getpid()), newSession(t), 1, "svc"))
+	// A frame a read, until the Server stops taking them: its
+	// acknowledgement waits for room that the client never makes.
+	for seq := uint64(1); ; seq++ {
+		if _, err := c.Write(frame2(seq)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-handled:
+			continue
+		case <-time.After(time.Second):
+		}
+		break
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: %v, want the deadline's error", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("Shutdown took %v, with a deadline of 200 ms", took)
 	}
 }

@@ -408,6 +408,7 @@ func (c *serverConn) closeWrite() {
 func (c *serverConn) cut() {
 	c.cutting.Store(true)
 	c.nc.SetReadDeadline(time.Now())
+	c.nc.SetWriteDeadline(time.Now()) // a v2 write waiting for room (see send)
 	c.poke()
 }
 

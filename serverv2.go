@@ -168,6 +168,12 @@ func (c *serverConn) sendAcks() error {
 	v := c.v2
 	t := &c.s.sessions
 	t.mu.Lock()
+	if v.sess == nil {
+		// Not yet begun (it waits for the connection it fenced): its
+		// hello will carry the number.
+		t.mu.Unlock()
+		return nil
+	}
 	n, open := t.advance(v.sess)
 	t.mu.Unlock()
 	if open != nil && open != c {
@@ -197,7 +203,8 @@ func (v *connV2) failed(err error) error {
 	return v.err
 }
 
-// send writes b whole, within the handshake timeout. wmu is held.
+// send writes b whole, within the handshake timeout, or until Shutdown's
+// deadline cuts the connection. wmu is held.
 func (c *serverConn) send(b []byte) error {
 	if c.rc != nil {
 		// Without a deadline, unless the socket's buffer is full: an
@@ -212,8 +219,11 @@ func (c *serverConn) send(b []byte) error {
 	}
 	timeout := cmp.Or(max(c.s.HandshakeTimeout, 0), defaultHandshakeTimeout)
 	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	if c.cutting.Load() {
+		c.nc.SetWriteDeadline(time.Now()) // cut may have set its deadline just before
+	}
 	if _, err := c.nc.Write(b); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if errors.Is(err, os.ErrDeadlineExceeded) && !c.cutting.Load() {
 			return fmt.Errorf("%w for %v: its socket's send buffer stayed full", errAcksUnread, timeout)
 		}
 		return err

@@ -30,6 +30,7 @@ type session struct {
 	// oldest first: the open one, and those that ended with records
 	// deferred. Each one's frames follow the previous one's.
 	conns      []*serverConn
+	resumed    uint64 // Resume's, for the next connection
 	idleSince  time.Time
 	prev, next *session // the idle list, while open is nil
 	listed     bool     // in the idle list
@@ -107,18 +108,25 @@ func (t *sessions) count() uint64 {
 	return uint64(len(t.m))
 }
 
-// Resume sets the last frame of session: its frames numbered seq or less
-// are dropped as duplicates, and acknowledged. It is for a collector
-// that learned seq after a restart, from what it had written; it takes
-// effect at the session's next connection. The Server forgets a session
-// that has had no connection for an hour, and beyond 100,000 sessions
-// the one idle longest.
+// Resume sets the last frame of session, for a collector that learned it
+// after a restart: from its next connection, frames numbered seq or less
+// are dropped as duplicates, and acknowledged. A session with no
+// connection for an hour, or the longest idle beyond 100,000, is forgotten.
 func (s *Server) Resume(session SessionID, seq uint64) {
 	t := &s.sessions
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	sess := t.get(session, time.Now())
-	sess.taken, sess.acked = max(sess.taken, seq), max(sess.acked, seq)
+	sess.resumed = max(sess.resumed, seq)
+	if sess.open == nil {
+		sess.resume()
+	}
+}
+
+// resume applies Resume's number. An open connection's client may not
+// have sent the frames up to it: it is applied at the next hello.
+func (sess *session) resume() {
+	sess.taken, sess.acked = max(sess.taken, sess.resumed), max(sess.acked, sess.resumed)
 }
 
 // begin makes c its session's connection. An older one still open is
@@ -140,6 +148,7 @@ func (t *sessions) begin(c *serverConn, id SessionID) uint64 {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	sess.resume()
 	v := c.v2
 	v.sess, v.base, v.last, v.flushed = sess, sess.taken, sess.taken, sess.taken
 	v.handled.Store(v.base)
@@ -192,16 +201,15 @@ func (t *sessions) advance(sess *session) (uint64, *serverConn) {
 	return sess.acked, sess.open
 }
 
-// Ack acknowledges a record that the Handler deferred (Record.Defer).
+// Ack acknowledges a record deferred by Record.Defer.
 type Ack struct {
 	c   *serverConn
 	seq uint64
 }
 
-// Defer, called in the Handler, defers the record's acknowledgement to
-// the returned Ack's Done: a Handler that defers can acknowledge once it
-// has written the record. A record not deferred is acknowledged when the
-// Handler returns. On v1, Done does nothing.
+// Defer, called in the Handler, acknowledges the record only at the Ack's
+// Done (else when the Handler returns): a Handler can acknowledge once it
+// has written it. On v1, Done does nothing.
 func (r *Record) Defer() Ack {
 	if r.conn == nil {
 		return Ack{}
@@ -214,9 +222,8 @@ func (r *Record) Defer() Ack {
 	return Ack{r.conn, r.Seq}
 }
 
-// Done acknowledges the record, and every earlier one of its connection:
-// acknowledgements are cumulative, so call Done in order for the records
-// of a connection. It may be called from any goroutine, once.
+// Done acknowledges the record and every earlier one of its connection
+// (acknowledgements are cumulative: call it in order), from any goroutine.
 func (a Ack) Done() {
 	if a.c == nil {
 		return

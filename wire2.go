@@ -47,7 +47,7 @@ const (
 
 // errHello is the cause of every malformed hello, so that one errors.Is
 // matches them all; the message says what was wrong.
-var errHello = errors.New("bad v2 hello")
+var errHello = errors.New("logsock: bad v2 hello")
 
 // hello is a v2 client's hello.
 type hello struct {
