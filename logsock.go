@@ -314,6 +314,7 @@ func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *L
 		k.v2, k.ackEvery, k.order = true, cfg.PeekInterval, cfg.Order
 		k.session = newSession(cmp.Or(cfg.Tag, defaultTag()))
 		k.floor, k.nextSeq = l.q.floor.Load, l.q.last.Load
+		k.w.waiting = func(c *conn) { k.pollAcks(c) }
 	}
 	if cfg.Batching {
 		l.s = newBatcher(l)

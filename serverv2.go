@@ -47,15 +47,19 @@ type connV2 struct {
 	armed atomic.Bool // timer is set
 	timer *time.Timer // sends Done's acknowledgements
 
-	wmu     sync.Mutex // guards the fields below, and serialises the writes
-	sent    uint64     // the last frame acknowledged on the wire
-	closed  bool       // nothing more is written
-	err     error      // the client left what was written unread
-	wbuf    [serverHelloLen]byte
-	out     []byte // writeNow's
-	wn      int
-	werr    error
-	writeFn func(fd uintptr)
+	wmu        sync.Mutex // guards the fields below, and serialises the writes
+	sent       uint64     // the last frame acknowledged on the wire
+	closed     bool       // nothing more is written
+	err        error      // the client left what was written unread
+	wbuf       [serverHelloLen]byte
+	pend       []byte // what the socket did not take of a message (send), in pendBuf
+	pendBuf    [serverHelloLen]byte
+	pendSince  time.Time // when the socket last took some of pend
+	byePending bool      // G waits behind pend
+	out        []byte    // writeNow's
+	wn         int
+	werr       error
+	writeFn    func(fd uintptr)
 }
 
 // ackable returns the last frame of the connection that can be
@@ -181,8 +185,26 @@ func (c *serverConn) sendAcks() error {
 	}
 	v.wmu.Lock()
 	defer v.wmu.Unlock()
-	if v.closed || n <= v.sent {
+	if v.closed {
 		return v.err
+	}
+	if ok, err := c.flushPend(); err != nil {
+		return v.failed(err)
+	} else if !ok {
+		return nil // the timer tries again, with the newest number
+	}
+	if v.byePending {
+		v.byePending = false
+		v.wbuf[0] = msgGoodbye
+		if err := c.send(v.wbuf[:1]); err != nil {
+			return v.failed(err)
+		}
+		if len(v.pend) > 0 {
+			return nil
+		}
+	}
+	if n <= v.sent {
+		return nil
 	}
 	if err := c.send(c.dec.order.appendAck(v.wbuf[:0], n)); err != nil {
 		return v.failed(err)
@@ -203,20 +225,61 @@ func (v *connV2) failed(err error) error {
 	return v.err
 }
 
-// send writes b whole, within the handshake timeout, or until Shutdown's
-// deadline cuts the connection. wmu is held.
+// send writes b, a message, without waiting: what the socket does not
+// take now is kept (pend), and written before anything else, by the next
+// send or by the timer, which retries while something is kept. So the
+// reader never waits on a client that reads its acknowledgements late
+// (a direct-mode client reads them between its writes: a reader that
+// waited for room deadlocked with a client waiting for room to write, in
+// TestAcksCrashUnderLoad), and acknowledgements coalesce: each says all
+// that came before. A connection on which nothing is taken for
+// HandshakeTimeout is ended, errAcksUnread. The caller has called
+// flushPend, and wmu is held.
 func (c *serverConn) send(b []byte) error {
-	if c.rc != nil {
-		// Without a deadline, unless the socket's buffer is full: an
-		// acknowledgement a read must cost one write(2), no timer.
-		n, err := c.writeNow(b)
-		if err != nil {
-			return err
-		}
-		if b = b[n:]; len(b) == 0 {
-			return nil
-		}
+	v := c.v2
+	if c.rc == nil {
+		return c.sendWait(b)
 	}
+	n, err := c.writeNow(b)
+	if err != nil {
+		return err
+	}
+	if n < len(b) {
+		v.pend = append(v.pendBuf[:0], b[n:]...)
+		v.pendSince = time.Now()
+		c.retryAcks()
+	}
+	return nil
+}
+
+// flushPend writes what send kept, and reports whether all of it is
+// written. wmu is held.
+func (c *serverConn) flushPend() (bool, error) {
+	v := c.v2
+	if len(v.pend) == 0 {
+		return true, nil
+	}
+	n, err := c.writeNow(v.pend)
+	if err != nil {
+		return false, err
+	}
+	if n > 0 {
+		v.pend = v.pend[n:]
+		v.pendSince = time.Now()
+	}
+	if len(v.pend) == 0 {
+		return true, nil
+	}
+	if timeout := cmp.Or(max(c.s.HandshakeTimeout, 0), defaultHandshakeTimeout); time.Since(v.pendSince) > timeout {
+		return false, fmt.Errorf("%w for %v: its socket's send buffer stayed full", errAcksUnread, timeout)
+	}
+	c.retryAcks()
+	return false, nil
+}
+
+// sendWait writes b whole through a connection that is not a socket (a
+// TLS one), within the handshake timeout. wmu is held.
+func (c *serverConn) sendWait(b []byte) error {
 	timeout := cmp.Or(max(c.s.HandshakeTimeout, 0), defaultHandshakeTimeout)
 	c.nc.SetWriteDeadline(time.Now().Add(timeout))
 	if c.cutting.Load() {
@@ -229,6 +292,17 @@ func (c *serverConn) send(b []byte) error {
 		return err
 	}
 	return nil
+}
+
+// ackRetry is how often a kept acknowledgement is tried again.
+const ackRetry = 10 * time.Millisecond
+
+// retryAcks has the timer try again, unless it is set.
+func (c *serverConn) retryAcks() {
+	v := c.v2
+	if !v.armed.Load() && v.armed.CompareAndSwap(false, true) {
+		v.timer.Reset(ackRetry)
+	}
 }
 
 // goodbye tells the client, once its handshake is read, that the Server
@@ -248,8 +322,16 @@ func (c *serverConn) goodbye() {
 	if v.closed {
 		return
 	}
-	v.wbuf[0] = msgGoodbye
-	if err := c.send(v.wbuf[:1]); err != nil && v.failed(err) != nil {
+	ok, err := c.flushPend()
+	if err == nil && !ok {
+		v.byePending = true // after what is kept: sendAcks sends it
+		return
+	}
+	if err == nil {
+		v.wbuf[0] = msgGoodbye
+		err = c.send(v.wbuf[:1])
+	}
+	if err != nil && v.failed(err) != nil {
 		c.nc.Close() // the reader ends, with the error
 	}
 }
@@ -266,6 +348,9 @@ func (c *serverConn) finish(err error) error {
 			c.awaitDone()
 		}
 		c.sendAcks()
+		if c.flushLast() {
+			c.sendAcks()
+		}
 	}
 	v.wmu.Lock()
 	v.closed = true
@@ -284,6 +369,24 @@ func (c *serverConn) finish(err error) error {
 		return errFenced
 	}
 	return err
+}
+
+// flushLast writes what send kept, waiting for room for up to
+// drainQuiet, as the connection ends: so that its last acknowledgement
+// reaches a client that reads it late. It reports whether it wrote
+// anything.
+func (c *serverConn) flushLast() bool {
+	v := c.v2
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	if len(v.pend) == 0 || v.closed || c.cutting.Load() {
+		return false
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(drainQuiet))
+	_, err := c.nc.Write(v.pend)
+	c.nc.SetWriteDeadline(time.Time{})
+	v.pend = nil
+	return err == nil
 }
 
 // awaitDone waits, for up to drainQuiet, for the Done of the records the

@@ -19,6 +19,7 @@ const copyMax = 2048
 // (writer_windows.go) and over TLS (writer_conn.go).
 type frameWriter struct {
 	timeout  time.Duration // WriteTimeout: what a zero deadline means, from when a wait begins
+	waiting  func(c *conn) // v2: reads the acknowledgements while a write waits for room
 	deadline time.Time     // the deadline of the last wait for room, or zero
 
 	small   []byte   // a small unit, copied: one buffer sends faster than three

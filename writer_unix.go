@@ -8,6 +8,7 @@ package logsock
 
 import (
 	"errors"
+	"os"
 	"syscall"
 	"time"
 )
@@ -109,11 +110,44 @@ func (w *frameWriter) send(c *conn, deadline time.Time) error {
 	if err == nil && w.again {
 		if err = w.armDeadline(c, deadline); err == nil {
 			w.wait = true
-			err = disarmDeadline(c, w.run(c))
+			if c.acks != nil && w.waiting != nil {
+				err = w.runReading(c)
+			} else {
+				err = w.run(c)
+			}
+			err = disarmDeadline(c, err)
 		}
 	}
 	w.finish()
 	return err
+}
+
+// ackPollWait is how long a v2 write waits for room before it reads the
+// acknowledgements that have arrived, and waits again.
+const ackPollWait = 10 * time.Millisecond
+
+// runReading is run for a v2 connection whose send buffer is full: it
+// waits for room in steps of ackPollWait, up to w.deadline, and between
+// them reads the acknowledgements (waiting). A collector that waits to
+// write an acknowledgement until it is read would otherwise stop
+// reading, and the two would wait for each other until the deadline
+// (TestAcksDelivered, against a collector written simply, over a Unix
+// socket: a 5 s stall).
+func (w *frameWriter) runReading(c *conn) error {
+	for {
+		step := time.Now().Add(ackPollWait)
+		if w.deadline.Before(step) {
+			step = w.deadline
+		}
+		if err := c.nc.SetWriteDeadline(step); err != nil {
+			return err
+		}
+		err := w.run(c)
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(w.deadline) {
+			return err
+		}
+		w.waiting(c)
+	}
 }
 
 func (w *frameWriter) run(c *conn) error {
