@@ -14,9 +14,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/logsock/logsock"
+	"github.com/logsock/logsock/internal/logsocktest"
 	"github.com/logsock/logsock/internal/proctest"
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +44,8 @@ func runChild(role string) int {
 		return childLoad()
 	case "stray":
 		return childStray()
+	case "acks":
+		return childAcks()
 	}
 	cfg := &logsock.Config{PeekInterval: time.Nanosecond, MinBackoff: time.Millisecond}
 	cfg.Batching = os.Getenv("LOGSOCK_TEST_BATCHING") == "true"
@@ -249,4 +253,60 @@ func stressWrite(ls *logsock.LogSocket, pid int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return ls.Flush(ctx)
+}
+
+// childAcks adopts what a v2 parent passed (the address: FromEnv makes a
+// connection and a session of its own), logs one line, and exits once it
+// is acknowledged.
+func childAcks() int {
+	ls, err := logsock.FromEnv(nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	if err := ls.LogLevel(logsock.LevelNotice, fmt.Sprint("child ", os.Getpid())); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	if err := ls.Close(); err != nil || ls.Stats().Acked != 1 {
+		fmt.Fprintln(os.Stderr, "child:", err, ls.Stats())
+		return 1
+	}
+	return 0
+}
+
+// TestAcksChildOwnSession: a child started by a v2 parent gets the
+// address, not the socket, and connects with a session of its own, its
+// own pid, and the parent's tag (issue 19: acknowledgements come back on
+// the socket, which two processes cannot share).
+func TestAcksChildOwnSession(t *testing.T) {
+	sink := logsocktest.NewSink()
+	addr := logsocktest.Serve(t, "unix", sink.Server())
+	ls, err := logsock.New("unix", addr, &logsock.Config{Acks: true, Tag: "parent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	if err := ls.Log("parent"); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, ls)
+	cmd := proctest.ChildCommand("acks")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := ls.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	if len(cmd.ExtraFiles) != 0 {
+		t.Errorf("Start passed %d descriptors to a v2 child; want none", len(cmd.ExtraFiles))
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v: %s", err, stderr.String())
+	}
+	recs := sink.WaitRecords(t, 2)
+	parent, child := recs[0], recs[1]
+	if child.Pid != int32(cmd.Process.Pid) || child.Session == parent.Session || child.Session == (logsock.SessionID{}) ||
+		child.Tag != "parent" || child.Level != logsock.LevelNotice || child.Seq != 1 {
+		t.Errorf("child's record %+v; parent's %+v: want the child's pid, a session of its own, tag parent, level notice, seq 1", child.Origin, parent.Origin)
+	}
 }
