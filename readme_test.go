@@ -82,6 +82,8 @@ func TestReadmeSnippets(t *testing.T) {
 		switch {
 		case strings.Contains(src, "logsock.Server{"):
 			kind = "server" // it listens where a real collector would: built only
+		case strings.Contains(src, "Acks: true"):
+			kind = "acks" // the test collector speaks v1 only: built only
 		case strings.Contains(src, "FromEnv"):
 			kind, check = "sharing", checkReadmeSharing
 		case strings.Contains(src, "logsock.New("):
