@@ -109,7 +109,7 @@ func (c *serverConn) helloV2() error {
 	v.wmu.Lock()
 	defer v.wmu.Unlock()
 	v.sent = answer.acked
-	if werr := c.send(c.dec.order.appendServerHello(v.wbuf[:0], answer)); werr != nil && err == nil {
+	if werr := c.send(c.dec.order.appendServerHello(v.wbuf[:0], answer), true); werr != nil && err == nil {
 		err = werr
 	}
 	return err
@@ -147,7 +147,7 @@ func (c *serverConn) ackRead() error {
 	}
 	v.flushed, v.dirty = v.last, false
 	v.handled.Store(v.last)
-	return c.sendAcks()
+	return c.sendAcks(false)
 }
 
 // kickAcks has the timer send Done's acknowledgements, unless it is set.
@@ -160,7 +160,7 @@ func (c *serverConn) kickAcks() {
 
 func (c *serverConn) ackTimer() {
 	c.v2.armed.Store(false)
-	if c.sendAcks() != nil {
+	if c.sendAcks(true) != nil {
 		c.nc.Close() // the reader ends, with the error
 	}
 }
@@ -168,7 +168,7 @@ func (c *serverConn) ackTimer() {
 // sendAcks sends the session's acknowledged number, if it has moved. Its
 // error is the connection's end: a client that leaves acknowledgements
 // unread until the write's deadline.
-func (c *serverConn) sendAcks() error {
+func (c *serverConn) sendAcks(wait bool) error {
 	v := c.v2
 	t := &c.s.sessions
 	t.mu.Lock()
@@ -188,7 +188,7 @@ func (c *serverConn) sendAcks() error {
 	if v.closed {
 		return v.err
 	}
-	if ok, err := c.flushPend(); err != nil {
+	if ok, err := c.flushPend(wait); err != nil {
 		return v.failed(err)
 	} else if !ok {
 		return nil // the timer tries again, with the newest number
@@ -196,7 +196,7 @@ func (c *serverConn) sendAcks() error {
 	if v.byePending {
 		v.byePending = false
 		v.wbuf[0] = msgGoodbye
-		if err := c.send(v.wbuf[:1]); err != nil {
+		if err := c.send(v.wbuf[:1], wait); err != nil {
 			return v.failed(err)
 		}
 		if len(v.pend) > 0 {
@@ -206,7 +206,7 @@ func (c *serverConn) sendAcks() error {
 	if n <= v.sent {
 		return nil
 	}
-	if err := c.send(c.dec.order.appendAck(v.wbuf[:0], n)); err != nil {
+	if err := c.send(c.dec.order.appendAck(v.wbuf[:0], n), wait); err != nil {
 		return v.failed(err)
 	}
 	v.sent = n
@@ -233,12 +233,20 @@ func (v *connV2) failed(err error) error {
 // waited for room deadlocked with a client waiting for room to write, in
 // TestAcksCrashUnderLoad), and acknowledgements coalesce: each says all
 // that came before. A connection on which nothing is taken for
-// HandshakeTimeout is ended, errAcksUnread. The caller has called
-// flushPend, and wmu is held.
-func (c *serverConn) send(b []byte) error {
+// HandshakeTimeout is ended, errAcksUnread. A connection that is not a
+// socket (TLS) has no write that does not wait: unless wait allows it (the
+// hello, the timer's goroutine, the end), the message is kept for the
+// timer to write. The caller has called flushPend, and wmu is held.
+func (c *serverConn) send(b []byte, wait bool) error {
 	v := c.v2
 	if c.rc == nil {
-		return c.sendWait(b)
+		if wait {
+			return c.sendWait(b)
+		}
+		v.pend = append(v.pendBuf[:0], b...)
+		v.pendSince = time.Now()
+		c.retryAcks()
+		return nil
 	}
 	n, err := c.writeNow(b)
 	if err != nil {
@@ -253,10 +261,22 @@ func (c *serverConn) send(b []byte) error {
 }
 
 // flushPend writes what send kept, and reports whether all of it is
-// written. wmu is held.
-func (c *serverConn) flushPend() (bool, error) {
+// written; on a connection that is not a socket, only if wait allows
+// (see send). wmu is held.
+func (c *serverConn) flushPend(wait bool) (bool, error) {
 	v := c.v2
 	if len(v.pend) == 0 {
+		return true, nil
+	}
+	if c.rc == nil {
+		if !wait {
+			c.retryAcks()
+			return false, nil
+		}
+		if err := c.sendWait(v.pend); err != nil {
+			return false, err
+		}
+		v.pend = v.pend[:0]
 		return true, nil
 	}
 	n, err := c.writeNow(v.pend)
@@ -322,14 +342,14 @@ func (c *serverConn) goodbye() {
 	if v.closed {
 		return
 	}
-	ok, err := c.flushPend()
+	ok, err := c.flushPend(false)
 	if err == nil && !ok {
 		v.byePending = true // after what is kept: sendAcks sends it
 		return
 	}
 	if err == nil {
 		v.wbuf[0] = msgGoodbye
-		err = c.send(v.wbuf[:1])
+		err = c.send(v.wbuf[:1], false)
 	}
 	if err != nil && v.failed(err) != nil {
 		c.nc.Close() // the reader ends, with the error
@@ -347,9 +367,9 @@ func (c *serverConn) finish(err error) error {
 		if err == nil || errors.Is(err, ErrServerClosed) {
 			c.awaitDone()
 		}
-		c.sendAcks()
+		c.sendAcks(true)
 		if c.flushLast() {
-			c.sendAcks()
+			c.sendAcks(true)
 		}
 	}
 	v.wmu.Lock()

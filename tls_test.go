@@ -137,3 +137,29 @@ func TestTLSNotShared(t *testing.T) {
 		t.Fatal("New with TLS over a Unix socket: nil error")
 	}
 }
+
+// TestAcksTLS: acknowledged delivery over TLS, in both modes, under load:
+// the Server, which cannot write a TLS record without waiting, leaves its
+// acknowledgements to a goroutine of its timer, so that it never stops
+// reading while the client writes (issue 19).
+func TestAcksTLS(t *testing.T) {
+	set := logsocktest.Certs(t)
+	for _, batching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			col, addr, _, _ := tlsCollector(t, set, 0)
+			ls := dial(t, "tcp", addr, &logsock.Config{TLS: set.ClientConfig(), Batching: batching, Acks: true})
+			const n = 20000
+			msg := strings.Repeat("x", 200)
+			for range n {
+				if err := ls.Log(msg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			flush(t, ls)
+			if st := ls.Stats(); st.Acked != n || st.Reconnects != 0 {
+				t.Fatalf("Stats %+v; want %d acknowledged on one connection", st, n)
+			}
+			col.WaitRecords(t, n)
+		})
+	}
+}
