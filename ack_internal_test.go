@@ -24,14 +24,15 @@ type v2Collector struct {
 	l        net.Listener
 	maxFrame int
 
-	mu       sync.Mutex
-	got      []v2Frame            // every frame read, duplicates included
-	last     map[SessionID]uint64 // each session's last frame acknowledged
-	conns    []net.Conn
-	hellos   []hello
-	changed  chan struct{}
-	noAcks   bool // read, acknowledge nothing
-	dropNext int  // close the next connection after reading this many frames, without acknowledging them
+	mu         sync.Mutex
+	got        []v2Frame            // every frame read, duplicates included
+	last       map[SessionID]uint64 // each session's last frame acknowledged
+	conns      []net.Conn
+	hellos     []hello
+	changed    chan struct{}
+	noAcks     bool // read, acknowledge nothing
+	badAckOnce bool // acknowledge, once, a frame never sent
+	dropNext   int  // close the next connection after reading this many frames, without acknowledging them
 }
 
 type v2Frame struct {
@@ -168,6 +169,14 @@ func (c *v2Collector) serve(nc net.Conn) {
 		c.note()
 		c.mu.Unlock()
 		if ack {
+			c.mu.Lock()
+			bad := c.badAckOnce
+			c.badAckOnce = false
+			c.mu.Unlock()
+			if bad {
+				nc.Write(o.appendAck(nil, prev+1000))
+				continue
+			}
 			nc.Write(o.appendAck(nil, prev))
 		}
 	}
@@ -450,5 +459,98 @@ func TestLevelOf(t *testing.T) {
 		if got := LevelOf(c.in); got != c.want {
 			t.Errorf("LevelOf(%v) = %v; want %v", c.in, got, c.want)
 		}
+	}
+}
+
+// TestAcksBadAck: an acknowledgement of a frame never sent drops the
+// connection with an error that says so; nothing is lost, the frames go
+// again on the next connection.
+func TestAcksBadAck(t *testing.T) {
+	col := newV2Collector(t, "tcp")
+	col.badAckOnce = true
+	ls, err := New("tcp", col.addr(), &Config{Acks: true, MinBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	for i := range 10 {
+		ls.Log(fmt.Sprint("m", i))
+	}
+	if err := ls.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := col.distinct()
+	if len(msgs) != 10 {
+		t.Fatalf("%d distinct frames; want 10", len(msgs))
+	}
+	st := ls.Stats()
+	if st.Reconnects != 1 || st.Acked != 10 || !errors.Is(ls.link.lastError(), errBadAck) {
+		t.Fatalf("Stats %+v, last error %v; want 1 reconnect, 10 acknowledged, errBadAck", st, ls.link.lastError())
+	}
+}
+
+// TestAcksOverflow: frames written and not acknowledged count against
+// BufferBytes: DropOldest drops the oldest of them, counted; Block waits
+// for the acknowledgements, and fails at WriteTimeout.
+func TestAcksOverflow(t *testing.T) {
+	for _, policy := range []Overflow{DropOldest, Block} {
+		t.Run(fmt.Sprint(policy), func(t *testing.T) {
+			col := newV2Collector(t, "unix")
+			col.noAcks = true
+			ls, err := New("unix", col.addr(), &Config{Acks: true, BufferBytes: 10 * (header2Len + 100), Overflow: policy,
+				WriteTimeout: 200 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := strings.Repeat("x", 100)
+			var errs int
+			for range 15 {
+				if err := ls.Log(msg); err != nil {
+					if !errors.Is(err, ErrBufferFull) {
+						t.Fatal(err)
+					}
+					errs++
+				}
+			}
+			st := ls.Stats()
+			switch policy {
+			case DropOldest:
+				if errs != 0 || st.Dropped != 5 || st.Held != 10 {
+					t.Errorf("%d errors, Stats %+v; want none, 5 dropped, 10 held", errs, st)
+				}
+			case Block:
+				if errs != 5 || st.Dropped != 5 || st.Held != 10 {
+					t.Errorf("%d errors, Stats %+v; want 5 ErrBufferFull, 5 dropped, 10 held", errs, st)
+				}
+			}
+			ls.Close()
+		})
+	}
+}
+
+// TestAcksCollectorLimit: the collector's hello tells its MaxFrame: frames
+// held above it are dropped and reported, and Log refuses them from then
+// on, rather than sending one that would end the connection.
+func TestAcksCollectorLimit(t *testing.T) {
+	col := newV2Collector(t, "tcp")
+	col.maxFrame = 1000
+	ls, err := New("tcp", col.addr(), &Config{Acks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	ls.Log("small")
+	if err := ls.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Log(strings.Repeat("x", 2000)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("Log of 2,000 bytes: %v; want ErrFrameTooLarge", err)
+	}
+	ls.Log("after")
+	if err := ls.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, _ := col.distinct(); strings.Join(msgs, ",") != "small,after" {
+		t.Fatalf("collector got %q", msgs)
 	}
 }

@@ -123,6 +123,12 @@ func (q *queue) adopt(c *conn) {
 	if q.conn == c {
 		return
 	}
+	if q.conn != nil {
+		// What the last connection's collector acknowledged, read after
+		// the queue last looked (its goodbye's wait, a read that found the
+		// end): those frames are not sent again.
+		q.takeAcks(q.conn)
+	}
 	q.conn = c
 	a := c.acks
 	if a == nil {

@@ -272,108 +272,115 @@ func TestServeAfterShutdown(t *testing.T) {
 // session and number of the first (issue 19).
 func TestAcksCrashUnderLoad(t *testing.T) {
 	t.Parallel()
-	const writers, restarts = 4, 10
-	for _, network := range []string{"tcp", "unix"} {
-		for _, batching := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/batching=%v", network, batching), func(t *testing.T) {
-				t.Parallel()
-				seqs := newSeqCounter(writers)
-				var mu sync.Mutex
-				ids := map[uint64]string{} // number: message
-				var sessions sync.Map
-				var idErr atomic.Value
-				col := &restartingCollector{network: network, handler: func(rec *logsock.Record) {
-					sessions.Store(rec.Session, true)
-					mu.Lock()
-					if m, ok := ids[rec.Seq]; ok && m != string(rec.Msg) {
-						idErr.CompareAndSwap(nil, fmt.Sprintf("frame %d arrived as %q and as %q", rec.Seq, m, rec.Msg))
+	const writers = 4
+	for _, stop := range []string{"crash", "shutdown"} {
+		restarts := map[string]int{"crash": 10, "shutdown": 5}[stop]
+		for _, network := range []string{"tcp", "unix"} {
+			for _, batching := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/batching=%v", stop, network, batching), func(t *testing.T) {
+					t.Parallel()
+					seqs := newSeqCounter(writers)
+					var mu sync.Mutex
+					ids := map[uint64]string{} // number: message
+					var sessions sync.Map
+					var idErr atomic.Value
+					col := &restartingCollector{network: network, handler: func(rec *logsock.Record) {
+						sessions.Store(rec.Session, true)
+						mu.Lock()
+						if m, ok := ids[rec.Seq]; ok && m != string(rec.Msg) {
+							idErr.CompareAndSwap(nil, fmt.Sprintf("frame %d arrived as %q and as %q", rec.Seq, m, rec.Msg))
+						}
+						ids[rec.Seq] = string(rec.Msg)
+						mu.Unlock()
+						seqs.record(rec)
+					}}
+					if network == "unix" {
+						col.addr = logsocktest.SocketPath(t)
+					} else {
+						l, err := testenv.ListenTCP()
+						if err != nil {
+							t.Fatal(err)
+						}
+						col.addr = l.Addr().String()
+						l.Close()
 					}
-					ids[rec.Seq] = string(rec.Msg)
-					mu.Unlock()
-					seqs.record(rec)
-				}}
-				if network == "unix" {
-					col.addr = logsocktest.SocketPath(t)
-				} else {
-					l, err := testenv.ListenTCP()
+					col.start(t)
+					ls, err := logsock.New(network, col.addr, &logsock.Config{Acks: true, Batching: batching,
+						MaxBackoff: 100 * time.Millisecond, BufferBytes: 64 << 20, WriteTimeout: time.Minute})
 					if err != nil {
 						t.Fatal(err)
 					}
-					col.addr = l.Addr().String()
-					l.Close()
-				}
-				col.start(t)
-				ls, err := logsock.New(network, col.addr, &logsock.Config{Acks: true, Batching: batching,
-					MaxBackoff: 100 * time.Millisecond, BufferBytes: 64 << 20, WriteTimeout: time.Minute})
-				if err != nil {
-					t.Fatal(err)
-				}
-				var stop atomic.Bool
-				var wg sync.WaitGroup
-				sent := make([]int, writers)
-				for w := range writers {
-					wg.Go(func() {
-						pad := strings.Repeat("x", 48)
-						for seq := 0; !stop.Load(); seq++ {
-							if err := ls.Log(fmt.Sprintf("%d:%d:%s", w, seq, pad)); err != nil {
-								t.Errorf("Log: %v", err)
-								return
+					var done atomic.Bool
+					var wg sync.WaitGroup
+					sent := make([]int, writers)
+					for w := range writers {
+						wg.Go(func() {
+							pad := strings.Repeat("x", 48)
+							for seq := 0; !done.Load(); seq++ {
+								if err := ls.Log(fmt.Sprintf("%d:%d:%s", w, seq, pad)); err != nil {
+									t.Errorf("Log: %v", err)
+									return
+								}
+								sent[w] = seq + 1
 							}
-							sent[w] = seq + 1
+						})
+					}
+					for range restarts {
+						until := seqs.total.Load() + 2000
+						for deadline := time.Now().Add(time.Minute); seqs.total.Load() < until; time.Sleep(time.Millisecond) {
+							if time.Now().After(deadline) {
+								t.Fatalf("no progress: %d records", seqs.total.Load())
+							}
 						}
-					})
-				}
-				for range restarts {
-					until := seqs.total.Load() + 2000
-					for deadline := time.Now().Add(time.Minute); seqs.total.Load() < until; time.Sleep(time.Millisecond) {
-						if time.Now().After(deadline) {
-							t.Fatalf("no progress: %d records", seqs.total.Load())
+						if stop == "crash" {
+							col.crash(t)
+						} else {
+							col.shutdown(t)
 						}
+						col.start(t)
+					}
+					done.Store(true)
+					wg.Wait()
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					defer cancel()
+					if err := ls.Flush(ctx); err != nil {
+						t.Errorf("Flush: %v", err)
+					}
+					if err := ls.Close(); err != nil {
+						t.Errorf("Close: %v", err)
 					}
 					col.crash(t)
-					col.start(t)
-				}
-				stop.Store(true)
-				wg.Wait()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				if err := ls.Flush(ctx); err != nil {
-					t.Errorf("Flush: %v", err)
-				}
-				if err := ls.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-				col.crash(t)
-				st := ls.Stats()
-				seqs.mu.Lock()
-				defer seqs.mu.Unlock()
-				var missing, dups, total int
-				for w := range writers {
-					seen := seqs.seen[w]
-					for seq := range sent[w] {
-						switch n := 0; {
-						case seq >= len(seen) || seen[seq] == 0:
-							missing++
-						default:
-							n = int(seen[seq])
-							dups += n - 1
+					st := ls.Stats()
+					seqs.mu.Lock()
+					defer seqs.mu.Unlock()
+					var missing, dups, total int
+					for w := range writers {
+						seen := seqs.seen[w]
+						for seq := range sent[w] {
+							switch n := 0; {
+							case seq >= len(seen) || seen[seq] == 0:
+								missing++
+							default:
+								n = int(seen[seq])
+								dups += n - 1
+							}
 						}
+						total += sent[w]
 					}
-					total += sent[w]
-				}
-				t.Logf("%d crashes, %d frames logged: %d missing, %d duplicated; client %+v", restarts, total, missing, dups, st)
-				if missing > 0 {
-					t.Errorf("%d frames missing", missing)
-				}
-				if e := idErr.Load(); e != nil {
-					t.Error(e)
-				}
-				n := 0
-				sessions.Range(func(any, any) bool { n++; return true })
-				if n != 1 || st.Acked != uint64(total) || st.Dropped != 0 {
-					t.Errorf("%d sessions, %d acknowledged, %d dropped; want 1, %d, 0", n, st.Acked, st.Dropped, total)
-				}
-			})
+					t.Logf("%d %ss, %d frames logged: %d missing, %d duplicated; client %+v", restarts, stop, total, missing, dups, st)
+					if missing > 0 {
+						t.Errorf("%d frames missing", missing)
+					}
+					if e := idErr.Load(); e != nil {
+						t.Error(e)
+					}
+					n := 0
+					sessions.Range(func(any, any) bool { n++; return true })
+					if n != 1 || st.Acked != uint64(total) || st.Dropped != 0 {
+						t.Errorf("%d sessions, %d acknowledged, %d dropped; want 1, %d, 0", n, st.Acked, st.Dropped, total)
+					}
+				})
+			}
 		}
 	}
 }
