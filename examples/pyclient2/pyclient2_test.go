@@ -52,32 +52,64 @@ func startClient(t *testing.T, args ...string) (*proctest.Proc, *os.File) {
 // i%8, which the "<N>" prefix gives.
 func line(i int) string { return fmt.Sprintf("<%d>m%d\n", i%8, i) }
 
-// feed writes lines from to to-1 into w from a goroutine, and returns
-// the channel that gets the write's error once it is done.
-func feed(w io.Writer, from, to int) <-chan error {
+// feed writes lines from to to-1 into w.
+func feed(t *testing.T, w io.Writer, from, to int) {
+	t.Helper()
 	var b bytes.Buffer
 	for i := from; i < to; i++ {
 		b.WriteString(line(i))
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := w.Write(b.Bytes())
-		done <- err
-	}()
-	return done
+	if _, err := w.Write(b.Bytes()); err != nil {
+		t.Fatalf("writing client.py's input: %v", err)
+	}
 }
 
-// waitFed waits for feed's write.
-func waitFed(t *testing.T, fed <-chan error) {
+// feeder writes lines into client.py's input from a goroutine, in chunks,
+// until halted: so that, however fast the machine, the client is sending
+// when the collector stops.
+type feeder struct {
+	stop chan struct{}
+	done chan error
+	n    int // lines written; read after done
+}
+
+func startFeeder(w io.Writer) *feeder {
+	f := &feeder{stop: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		for {
+			select {
+			case <-f.stop:
+				f.done <- nil
+				return
+			default:
+			}
+			var b bytes.Buffer
+			for i := f.n; i < f.n+500; i++ {
+				b.WriteString(line(i))
+			}
+			if _, err := w.Write(b.Bytes()); err != nil {
+				f.done <- err
+				return
+			}
+			f.n += 500
+		}
+	}()
+	return f
+}
+
+// halt stops the feeder and returns the number of lines it wrote.
+func (f *feeder) halt(t *testing.T) int {
 	t.Helper()
+	close(f.stop)
 	select {
-	case err := <-fed:
+	case err := <-f.done:
 		if err != nil {
 			t.Fatalf("writing client.py's input: %v", err)
 		}
 	case <-time.After(proctest.WaitTimeout):
 		t.Fatal("client.py does not read its input")
 	}
+	return f.n
 }
 
 // serve runs srv on l in a goroutine, and returns a channel that gets
@@ -124,7 +156,6 @@ func listen(t *testing.T, network, addr string) net.Listener {
 // waits at G for the acknowledgement of what it sent.
 func TestPyClientServer(t *testing.T) {
 	t.Parallel()
-	const before, total = 20000, 21000 // lines fed with the first Server up, and in all
 	for _, tc := range []struct{ network, stop string }{
 		{"tcp", "close"}, {"unix", "close"}, {"tcp", "shutdown"}, {"unix", "shutdown"},
 	} {
@@ -139,8 +170,8 @@ func TestPyClientServer(t *testing.T) {
 			p, w := startClient(t, "-addr", logsocktest.SinkAddr(tc.network, addr), "-tag", "pytest", "-v", "-timeout", "30")
 
 			// Stop the Server while the client sends.
-			fed := feed(w, 0, before)
-			sink.WaitRecords(t, before/10)
+			fed := startFeeder(w)
+			sink.WaitRecords(t, 2000)
 			if tc.stop == "close" {
 				first.Close()
 			} else {
@@ -150,11 +181,12 @@ func TestPyClientServer(t *testing.T) {
 					t.Fatalf("Shutdown: %v", err)
 				}
 			}
-			waitFed(t, fed)
+			before := fed.halt(t)
+			total := before + 1000
 
 			// Lines logged in the outage: once the client has failed to
 			// connect with all of them held, start another Server.
-			waitFed(t, feed(w, before, total))
+			feed(t, w, before, total)
 			p.WaitLines(t, p.Stderr, "a failed connect with every line held", func(lines []string) bool {
 				return strings.Contains(strings.Join(lines, "\n"), fmt.Sprintf("the last numbered %d", total))
 			})
@@ -198,6 +230,9 @@ func TestPyClientServer(t *testing.T) {
 				t.Errorf("%d lines of %d arrived", len(byMsg), total)
 			}
 			ends := sink.WaitEnds(t, 2) // one to each Server, at least
+			// At G the client stops writing, waits for the
+			// acknowledgement of what it sent, and closes: nothing comes
+			// twice.
 			if tc.stop == "shutdown" && dups != 0 {
 				t.Errorf("%d lines came twice after a graceful Shutdown", dups)
 			}
@@ -240,7 +275,6 @@ func TestPyClientMaxFrame(t *testing.T) {
 // every line is in the file.
 func TestPyClientLogsockd(t *testing.T) {
 	t.Parallel()
-	const total = 20000
 	dir, err := os.MkdirTemp("", "pc")
 	if err != nil {
 		t.Fatal(err)
@@ -255,12 +289,12 @@ func TestPyClientLogsockd(t *testing.T) {
 	args := []string{"-json", "-listen", "tcp://" + addr, "-o", out}
 	d := startLogsockd(t, args...)
 	p, w := startClient(t, "-addr", addr, "-tag", "pytest", "-timeout", "30")
-	fed := feed(w, 0, total)
-	waitLines(t, d, out, total/10)
+	fed := startFeeder(w)
+	waitLines(t, d, out, 2000)
 	d.Signal(t, syscall.SIGKILL)
 	d.Wait(t)
 	d = startLogsockd(t, args...)
-	waitFed(t, fed)
+	total := fed.halt(t)
 	w.Close()
 	p.MustExit(t)
 	d.Signal(t, syscall.SIGTERM)
