@@ -220,7 +220,7 @@ func measureAcks(env *receiverEnv, k ackCase, acks bool, n int, msg string) (ack
 		errs <- err
 	}
 	if err := ls.Flush(ctx); err != nil {
-		errs <- fmt.Errorf("Flush: %w", err)
+		errs <- fmt.Errorf("flush: %w", err)
 	}
 	flushed := time.Now()
 	fi, statErr := os.Stat(out)
@@ -242,7 +242,7 @@ func measureAcks(env *receiverEnv, k ackCase, acks bool, n int, msg string) (ack
 		stats:   ls.Stats(),
 	}
 	if err := ls.Close(); err != nil {
-		return ackRun{}, fmt.Errorf("Close: %w", err)
+		return ackRun{}, fmt.Errorf("close: %w", err)
 	}
 	if err := stop(); err != nil {
 		return ackRun{}, err
