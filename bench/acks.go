@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/logsock/logsock"
@@ -65,6 +66,9 @@ var ackCases = func() []ackCase {
 type ackMeasure struct {
 	rates    []float64 // frames/s, one a run
 	atFlush  int       // runs in which the file held every record when Flush returned
+	perWrite []float64 // frames a write (Stats), one a run
+	client   []float64 // this process's CPU a frame, µs, one a run
+	server   []float64 // logsockd's CPU a frame, µs, one a run
 	err      error
 	measured bool // selected by -only
 }
@@ -146,6 +150,9 @@ func runAcks(opt options) *ackResults {
 					continue
 				}
 				m.rates = append(m.rates, r.rate)
+				m.perWrite = append(m.perWrite, safeDiv(float64(r.stats.Frames), float64(r.stats.Writes)))
+				m.client = append(m.client, r.client.Seconds()*1e6/float64(res.n[k.mode]))
+				m.server = append(m.server, r.server.Seconds()*1e6/float64(res.n[k.mode]))
 				if r.atFlush {
 					m.atFlush++
 				}
@@ -161,6 +168,8 @@ type ackRun struct {
 	rate    float64 // frames/s
 	atFlush bool    // the file held every record when Flush returned
 	stats   logsock.Stats
+	client  time.Duration // this process's CPU time, user and system, from the first Log to the end
+	server  time.Duration // logsockd's, from its start to its end
 }
 
 // measureAcks sends n messages msg (the last of them ackMarker) into a
@@ -173,6 +182,7 @@ func measureAcks(env *receiverEnv, k ackCase, acks bool, n int, msg string) (ack
 		return ackRun{}, err
 	}
 	defer os.RemoveAll(dir)
+	server0 := childrenCPU()
 	network, addr, out, stop, err := startLogsockd(ctx, env, dir, k.network, true)
 	if err != nil {
 		return ackRun{}, err
@@ -198,6 +208,7 @@ func measureAcks(env *receiverEnv, k ackCase, acks bool, n int, msg string) (ack
 	}()
 	runtime.GC() // the garbage of the last measure is not this one's to collect
 
+	client0 := selfCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, k.goroutines+2)
@@ -236,7 +247,9 @@ func measureAcks(env *receiverEnv, k ackCase, acks bool, n int, msg string) (ack
 	if s.at.After(end) {
 		end = s.at
 	}
+	client := selfCPU() - client0 // a little late: the poll's millisecond at most
 	r := ackRun{
+		client:  client,
 		rate:    float64(n) / end.Sub(start).Seconds(),
 		atFlush: fi.Size() >= s.size,
 		stats:   ls.Stats(),
@@ -247,6 +260,7 @@ func measureAcks(env *receiverEnv, k ackCase, acks bool, n int, msg string) (ack
 	if err := stop(); err != nil {
 		return ackRun{}, err
 	}
+	r.server = childrenCPU() - server0 // stop has waited for it, the one child since
 	// The clock has stopped: every record must be there, once.
 	lines, err := countLines(out)
 	switch {
@@ -315,6 +329,15 @@ func waitTail(ctx context.Context, path, marker string) (time.Time, int64, error
 	}
 }
 
+// selfCPU returns the CPU time, user and system, of this process.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // countLines counts the lines of the file at path.
 func countLines(path string) (int, error) {
 	f, err := os.Open(path)
@@ -351,7 +374,7 @@ func printAcks(w io.Writer, r *ackResults) {
 		r.n["direct"], r.n["batching"])
 	fmt.Fprintln(w, "from the first Log to the moment the file holds every record (Flush returned, the last record's line written); off and on interleaved")
 	tw := table(w)
-	fmt.Fprintln(tw, "mode\tnetwork\tgoroutines\tno acks frames/s\tacks frames/s\tacks / no acks\tgoal\twritten at Flush (acks)\truns no acks | acks\t")
+	fmt.Fprintln(tw, "mode\tnetwork\tgoroutines\tno acks frames/s\tacks frames/s\tacks / no acks\tgoal\tframes a write, no acks | acks\tclient CPU µs/frame, no acks | acks\tlogsockd CPU µs/frame, no acks | acks\twritten at Flush (acks)\truns no acks | acks\t")
 	for _, k := range r.cases {
 		off, on := r.measures[ackKey{k, false}], r.measures[ackKey{k, true}]
 		status := "-"
@@ -360,10 +383,13 @@ func printAcks(w io.Writer, r *ackResults) {
 				status = fmt.Sprintf(">= %.2fx %s", g.threshold, metOrNot(r.ratio(k), g.threshold))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s | %s\t\n", k.mode, k.network, k.goroutines,
-			ackCell(off), ackCell(on), ratio(on.rate(), off.rate()), status, atFlushCell(on), ackRuns(off), ackRuns(on))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s | %s\t%s | %s\t%s | %s\t%s\t%s | %s\t\n", k.mode, k.network, k.goroutines,
+			ackCell(off), ackCell(on), ratio(on.rate(), off.rate()), status, perWrite(off), perWrite(on),
+			medianCell(off.client, "%.3f"), medianCell(on.client, "%.3f"), medianCell(off.server, "%.3f"), medianCell(on.server, "%.3f"), atFlushCell(on), ackRuns(off), ackRuns(on))
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "frames a write: the client's Stats.Frames / Stats.Writes; CPU: user and system, this process's from the first Log to the end")
+	fmt.Fprintln(w, "(the client, and a poll of the file's size every millisecond), logsockd's from its start to its end; medians")
 	fmt.Fprintln(w, "written at Flush: runs in which the file already held every record when Flush returned; with acks that is the promise once")
 	fmt.Fprintln(w, "logsockd acknowledges a record after its write(2), and the time of a measure is Flush's return")
 }
@@ -383,6 +409,18 @@ func ackCell(m *ackMeasure) string {
 		return "error: " + m.err.Error()
 	}
 	return rate(m.rate())
+}
+
+// perWrite is the median of the frames a write of m's runs: how well the
+// writes batch.
+func perWrite(m *ackMeasure) string { return medianCell(m.perWrite, "%.1f") }
+
+// medianCell formats the median of xs, "-" if there is none.
+func medianCell(xs []float64, format string) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, median(slices.Clone(xs)))
 }
 
 func atFlushCell(m *ackMeasure) string {
