@@ -24,17 +24,22 @@
 // over 1, 100 and 10,000 connections; with those connections open and idle,
 // it reports the collector's memory per connection. Then the latency from
 // Log to the reader at steady rates, with and without Nagle's algorithm
-// (bench/latency.go). Then the receivers (bench/receivers.go, issues 12
+// (bench/latency.go). Then the price of acknowledged delivery (bench/acks.go,
+// issue 19): one LogSocket into logsockd -json -o FILE, with and without
+// Config.Acks, direct and batching, TCP and Unix, 1 and 8 goroutines. Then
+// the receivers (bench/receivers.go, issues 12
 // and 20): -daemon-n messages of 100 B (1M) from one client over TCP
 // loopback into rsyslogd and syslog-ng (Debian's, each started with its own
 // configuration; skipped when absent, see bench/syslogng.go) and into the
-// logsock receiver program, each writing a line a record to a file. The
+// logsock receiver program (fed by a client without and with Config.Acks),
+// each writing a line a record to a file. The
 // summary checks the issues' goals. A default run takes about three
 // minutes on 2 cores; -quick (-n 20000 -runs 3 -daemon-n 100000) is a
 // smoke run of a few seconds. -only runs what matches a regular expression
 // ("logsock direct tcp/100 B/8g", "decoder", "collector", "latency",
 // "receiver rsyslogd json", "receiver syslog-ng json", "receiver logsockd
-// json", "receiver logsockd text"), and -cpuprofile profiles the run.
+// json", "receiver logsockd text", "receiver logsockd json v2", "acks
+// batching unix/8g on"), and -cpuprofile profiles the run.
 //
 // It connects only to 127.0.0.1 and to Unix sockets it creates, and stops
 // by itself, and the receivers it started with it.
@@ -92,7 +97,7 @@ func main() {
 	quick := flag.Bool("quick", false, "smoke run: -n 20000 -runs 3, unless set")
 	connList := flag.String("conns", "1,100,10000", "connection counts of the collector ingest test")
 	daemonN := flag.Int("daemon-n", 1000000, "messages a measure of the receivers (rsyslogd, syslog-ng and the logsock receiver)")
-	only := flag.String("only", "", "run only what matches this regular expression: \"contender network/size/goroutines\" (\"logsock direct tcp/100 B/8g\"), \"decoder\", \"collector\", \"latency\", \"receiver rsyslogd json\", \"receiver syslog-ng json\", \"receiver logsockd json\", \"receiver logsockd text\"")
+	only := flag.String("only", "", "run only what matches this regular expression: \"contender network/size/goroutines\" (\"logsock direct tcp/100 B/8g\"), \"decoder\", \"collector\", \"latency\", \"receiver rsyslogd json\", \"receiver syslog-ng json\", \"receiver logsockd json\", \"receiver logsockd text\", \"receiver logsockd json v2\", \"acks direct tcp/1g on\" (\"acks batching\": both variants)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 
@@ -174,6 +179,8 @@ func main() {
 	if opt.only.MatchString("latency") {
 		printLatency(os.Stdout, runLatency())
 	}
+	s.acks = runAcks(opt)
+	printAcks(os.Stdout, s.acks)
 	s.receivers = runReceivers(opt)
 	printReceivers(os.Stdout, s.receivers, opt.daemonN)
 	s.print(os.Stdout)
@@ -281,6 +288,7 @@ type summary struct {
 	decoders  []decodeResult
 	collector []ingestResult
 	receivers []receiverResult
+	acks      *ackResults
 }
 
 type goal struct {
@@ -431,9 +439,14 @@ func (s *summary) print(w io.Writer) {
 				value: safeDiv(json, anchorRate), detail: anchorDetail},
 			goal{name: "logsockd text / json (100 B)", threshold: 0.95, unit: "x", value: safeDiv(text, json),
 				detail: fmt.Sprintf("%s / %s records/s", rate(text), rate(json))})
+		if v2 := findReceiver(s.receivers, logsockdV2Name); v2 > 0 || rsyslog > 0 {
+			goals = append(goals, goal{name: "logsockd json, acked clients / rsyslogd (same run, 100 B)", threshold: 3, unit: "x",
+				value: safeDiv(v2, rsyslog), detail: fmt.Sprintf("%s / %s records/s; v1 clients %s", rate(v2), rate(rsyslog), ratio(json, rsyslog))})
+		}
 	}
+	goals = append(goals, s.acks.goals()...)
 
-	fmt.Fprintln(w, "\nGoals of issues 5, 11, 12 and 20 (headline case: TCP, 100 B, 1 goroutine)")
+	fmt.Fprintln(w, "\nGoals of issues 5, 11, 12, 19 and 20 (headline case: TCP, 100 B, 1 goroutine)")
 	tw := table(w)
 	fmt.Fprintln(tw, "goal\ttarget\tmeasured\tstatus\tdetail")
 	for _, g := range goals {

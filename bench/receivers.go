@@ -39,7 +39,8 @@ import (
 // is the fastest one: frames formatted before the clock starts, written
 // through a 64 KiB bufio.Writer, so that the daemon is the bottleneck. The
 // logsock receiver is fed by one batching LogSocket, as a program would
-// log.
+// log, and, in "receiver logsockd json v2", by one with acknowledgements
+// (issue 19).
 
 const receiverSize = 100
 
@@ -47,6 +48,8 @@ const receiverSize = 100
 const (
 	rsyslogdName = "receiver rsyslogd json"
 	syslogNGName = "receiver syslog-ng json"
+	// logsockd fed by a client with acknowledgements: protocol v2.
+	logsockdV2Name = "receiver logsockd json v2"
 )
 
 // logsockReceiver is the logsock receiver program, cmd/logsockd built from
@@ -92,6 +95,8 @@ var receiverContenders = []receiverContender{
 	}},
 	{name: "receiver logsockd json", start: startLogsockReceiver(true), send: sendLogsock},
 	{name: "receiver logsockd text", start: startLogsockReceiver(false), send: sendLogsock},
+	// The same, its client with Config.Acks (issue 19).
+	{name: logsockdV2Name, start: startLogsockReceiver(true), send: sendLogsockAcks},
 }
 
 // receiverEnv is what the measures share: the built logsock receiver.
@@ -333,7 +338,17 @@ func sendSyslog(addr string, n int, msg string) error {
 // sendLogsock sends the messages with one batching LogSocket: Log each,
 // Flush, Close.
 func sendLogsock(addr string, n int, msg string) error {
-	ls, err := logsock.New("tcp", addr, &logsock.Config{Batching: true})
+	return sendLogsockConfig(addr, n, msg, &logsock.Config{Batching: true})
+}
+
+// sendLogsockAcks is sendLogsock with acknowledgements (issue 19): Flush
+// returns once logsockd has acknowledged every record.
+func sendLogsockAcks(addr string, n int, msg string) error {
+	return sendLogsockConfig(addr, n, msg, &logsock.Config{Batching: true, Acks: true})
+}
+
+func sendLogsockConfig(addr string, n int, msg string, cfg *logsock.Config) error {
+	ls, err := logsock.New("tcp", addr, cfg)
 	if err != nil {
 		return err
 	}
@@ -349,24 +364,37 @@ func sendLogsock(addr string, n int, msg string) error {
 }
 
 // startLogsockReceiver returns the start function of the logsock receiver
-// in JSON or in text mode.
+// in JSON or in text mode, on TCP.
 func startLogsockReceiver(json bool) func(context.Context, *receiverEnv, string) (string, string, func() error, error) {
 	return func(ctx context.Context, env *receiverEnv, dir string) (string, string, func() error, error) {
-		out := filepath.Join(dir, "out.log")
-		// Port 0: logsockd binds a port of the kernel's choosing, and says
-		// which.
-		cmd := exec.Command(env.exe, logsockReceiver.args("tcp://127.0.0.1:0", out, json)...)
-		l, stop, err := startWatched(ctx, cmd, logsockReceiver.pkg, "logsockd: listening on ")
-		if err != nil {
-			return "", "", nil, err
-		}
-		addr, ok := strings.CutPrefix(l, "tcp://")
-		if !ok {
-			stop()
-			return "", "", nil, fmt.Errorf("%s listens on %s, want tcp://", logsockReceiver.pkg, l)
-		}
-		return addr, out, stop, nil
+		_, addr, out, stop, err := startLogsockd(ctx, env, dir, "tcp", json)
+		return addr, out, stop, err
 	}
+}
+
+// startLogsockd starts the logsock receiver, writing to a file in dir, in
+// JSON or in text mode, listening on TCP loopback or on a Unix socket in
+// dir. It returns the network and address to dial, the file, and a
+// function that stops the receiver.
+func startLogsockd(ctx context.Context, env *receiverEnv, dir, network string, json bool) (_, _, _ string, _ func() error, _ error) {
+	out := filepath.Join(dir, "out.log")
+	// Port 0: logsockd binds a port of the kernel's choosing, and says
+	// which.
+	listen := "tcp://127.0.0.1:0"
+	if network == "unix" {
+		listen = "unix://" + filepath.Join(dir, "l.sock")
+	}
+	cmd := exec.Command(env.exe, logsockReceiver.args(listen, out, json)...)
+	l, stop, err := startWatched(ctx, cmd, logsockReceiver.pkg, "logsockd: listening on ")
+	if err != nil {
+		return "", "", "", nil, err
+	}
+	addr, ok := strings.CutPrefix(l, network+"://")
+	if !ok {
+		stop()
+		return "", "", "", nil, fmt.Errorf("%s listens on %s, want %s://", logsockReceiver.pkg, l, network)
+	}
+	return network, addr, out, stop, nil
 }
 
 // startWatched starts the receiver program cmd and waits for the first
@@ -453,7 +481,7 @@ func printReceivers(w io.Writer, rs []receiverResult, n int) {
 	fmt.Fprintf(w, "\nReceivers: %d messages of %s from one client over TCP loopback, each receiver writing a line a record to a file,\n", n, sizeName(receiverSize))
 	fmt.Fprintf(w, "from the client's dial to the last line in the file; rsyslogd %s (imptcp, octet-counted RFC 5424, JSON template, omfile),\n", rsyslogVersion)
 	fmt.Fprintf(w, "syslog-ng %s (syslog() source, octet-counted RFC 5424, format-json template, file(), flow-control; log-iw-size %d over max-connections %d,\n", syslogNGVersion, t.iwSize, t.maxConns)
-	fmt.Fprintf(w, "log-fetch-limit %d, log-fifo-size %d, flush-lines %d), logsock: %s fed by one batching LogSocket\n", t.fetchLimit, t.fifoSize, t.flushLines, logsockReceiver.pkg)
+	fmt.Fprintf(w, "log-fetch-limit %d, log-fifo-size %d, flush-lines %d), logsock: %s fed by one batching LogSocket (v2: with Config.Acks)\n", t.fetchLimit, t.fifoSize, t.flushLines, logsockReceiver.pkg)
 	rsyslog := findReceiver(rs, rsyslogdName)
 	anchor, anchorRate := fasterAnchor(rs)
 	tw := table(w)

@@ -155,6 +155,10 @@ func parseFlags(flags *flag.FlagSet, args []string) (*logsock.LogSocket, levels,
 		lv.err = lv.out
 	}
 	lv.acks = cfg.Acks
+	// Checked here, not left to New, whose error would name -addr.
+	if cfg.Tag != "" && cleanTag(cfg.Tag) != cfg.Tag {
+		fail("-tag %q: want 1-48 printable US-ASCII characters, no space", cfg.Tag)
+	}
 	if cfg.Acks && cfg.Tag == "" {
 		cfg.Tag = "logsock-cat"
 		if command != nil {
@@ -181,17 +185,22 @@ type levels struct {
 	acks     bool // -acks: the levels travel
 }
 
-// tagOf makes a tag of a command's name: its base name, cut to the 48
-// printable ASCII bytes that a tag may hold.
+// tagOf makes a tag of a command's name: its base name, cleaned.
 func tagOf(command string) string {
+	if tag := cleanTag(filepath.Base(command)); tag != "" {
+		return tag
+	}
+	return "logsock-cat"
+}
+
+// cleanTag returns the printable ASCII bytes of s, no space, cut to the 48
+// that a tag may hold.
+func cleanTag(s string) string {
 	var b []byte
-	for _, c := range []byte(filepath.Base(command)) {
+	for _, c := range []byte(s) {
 		if c > ' ' && c < 127 && len(b) < 48 {
 			b = append(b, c)
 		}
-	}
-	if len(b) == 0 {
-		return "logsock-cat"
 	}
 	return string(b)
 }
@@ -300,11 +309,17 @@ func (s *sender) finish(status int) int {
 	if st.Reconnects > 0 && !s.acks {
 		log.Printf("the connection to %s was lost %d times: a collector acknowledges nothing, so lines written just before a loss may be lost", s.addr, st.Reconnects)
 	}
+	total := st.Frames + st.Dropped
+	if s.acks {
+		// Frames counts the writes: a frame written and not acknowledged
+		// is in it, and in Dropped.
+		total = st.Acked + st.Dropped
+	}
 	switch {
 	case st.Dropped > 0 && err != nil:
-		log.Printf("%d of %d frames not delivered to %s: %v", st.Dropped, st.Frames+st.Dropped, s.addr, err)
+		log.Printf("%d of %d frames not delivered to %s: %v", st.Dropped, total, s.addr, err)
 	case st.Dropped > 0:
-		log.Printf("%d of %d frames not delivered to %s: the oldest dropped while the buffer was full", st.Dropped, st.Frames+st.Dropped, s.addr)
+		log.Printf("%d of %d frames not delivered to %s: the oldest dropped while the buffer was full", st.Dropped, total, s.addr)
 	case err != nil:
 		log.Print(err)
 	default:
