@@ -129,7 +129,9 @@ func (b *batcher) run() {
 		if b.v2 && b.readAcks() {
 			// Frames wait for their acknowledgements, read meanwhile for up
 			// to FlushDelay; or the connection that they were written on is
-			// gone, and they are to be sent again.
+			// gone, and they are to be sent again. New frames then gather
+			// as below: writing them as soon as an acknowledgement came
+			// made batches a tenth the size (bench, acks section).
 			select {
 			case <-b.wake:
 			case <-b.quit:
@@ -141,25 +143,23 @@ func (b *batcher) run() {
 				}
 			}
 			released = false
-			for b.writeBatch(b.link.ctx, b.quit) {
+		} else {
+			var idleC <-chan time.Time
+			if !released {
+				idle.Reset(idleRelease)
+				idleC = idle.C
 			}
-			continue
-		}
-		var idleC <-chan time.Time
-		if !released {
-			idle.Reset(idleRelease)
-			idleC = idle.C
-		}
-		select {
-		case <-b.wake:
-			released = false
-		case <-idleC:
-			b.release()
-			released = true
-			continue
-		case <-b.quit:
-			b.closing()
-			return
+			select {
+			case <-b.wake:
+				released = false
+			case <-idleC:
+				b.release()
+				released = true
+				continue
+			case <-b.quit:
+				b.closing()
+				return
+			}
 		}
 		delay.Reset(b.delay)
 		select {

@@ -138,8 +138,12 @@ func (c *serverConn) deliver2(msg []byte) error {
 	return nil
 }
 
-// ackRead sends, before a read, the acknowledgement of what the reader
-// has handed over since the last: one for all the frames of a read.
+// ackRead publishes, before a read, what the reader has handed over since
+// the last, and has the timer acknowledge it within ackDelay: one
+// acknowledgement for all the frames of those milliseconds. Sent before
+// each read, a client in direct mode, one frame a read, cost the
+// collector a write(2) a frame, and both sides a quarter of their speed
+// (bench, acks section, direct tcp/1g: 0.73x of v1).
 func (c *serverConn) ackRead() error {
 	v := c.v2
 	if v.last == v.flushed && !v.dirty {
@@ -147,7 +151,8 @@ func (c *serverConn) ackRead() error {
 	}
 	v.flushed, v.dirty = v.last, false
 	v.handled.Store(v.last)
-	return c.sendAcks(false)
+	c.kickAcks()
+	return nil
 }
 
 // kickAcks has the timer send Done's acknowledgements, unless it is set.
