@@ -228,6 +228,7 @@ type config struct {
 	out        string // "-" for standard output, "" for none
 	outMode    modeFlag
 	outErrExit bool // -on-output-error exit
+	fsync      bool
 	flushDelay time.Duration
 	fwd        forwardFlags
 	tls        tlsFlags
@@ -317,6 +318,7 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 		}
 		return fmt.Errorf("%q: want wait or exit", s)
 	})
+	flags.BoolVar(&cfg.fsync, "fsync", false, "with -o FILE, sync the file to disk after each write, before acknowledging the write's v2 records (one fsync a write, not a record)")
 	flags.DurationVar(&cfg.flushDelay, "flush-delay", 5*time.Millisecond, "longest time a record waits in the buffer before it is written")
 	cfg.tls.register(flags)
 	cfg.fwd.register(flags)
@@ -366,6 +368,9 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	}
 	if cfg.out == "" && cfg.fwd.url == "" {
 		cfg.out = "-"
+	}
+	if cfg.fsync && (cfg.out == "" || cfg.out == "-") {
+		usage("-fsync goes with -o FILE")
 	}
 	return cfg
 }
@@ -451,7 +456,7 @@ func run(cfg *config) int {
 		f := newFormatter(cfg.json, cfg.jsonMsg)
 		f.run = d.run
 		ocfg := outputConfig{path: path, perm: cfg.outMode.perm, delay: cfg.flushDelay,
-			exitOnError: cfg.outErrExit, maxLine: maxLine(cfg.srv.MaxFrame)}
+			exitOnError: cfg.outErrExit, fsync: cfg.fsync, maxLine: maxLine(cfg.srv.MaxFrame)}
 		if d.out, err = newOutput(ocfg, f, d.fail); err != nil {
 			log.Print(err)
 			if d.fwd != nil {
@@ -459,6 +464,7 @@ func run(cfg *config) int {
 			}
 			return 1
 		}
+		d.out.resume(d.srv)
 	}
 	d.srv.Handler = d.record
 	d.srv.ConnClosed = d.connClosed
