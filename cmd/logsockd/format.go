@@ -104,7 +104,7 @@ func (f *formatter) append(dst []byte, rec *logsock.Record) []byte {
 //
 // and in text
 //
-//	 client_time=T session=HEX/N level=err tag=svc
+//	client_time=T session=HEX/N level=err tag=svc
 //
 // At that place, which a v1 record's run follows, a message or an
 // address cannot forge them: the tail scan (resume.go) reads them there.
