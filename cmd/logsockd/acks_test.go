@@ -9,11 +9,16 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,4 +245,267 @@ func startCatLines(t *testing.T, addr string, n int) *proc {
 		w.Flush()
 	})
 	return p
+}
+
+// TestLogsockdAcksAfterWrite: logsockd acknowledges a record only once
+// it is written. Its output is a FIFO that the test does not read yet:
+// logsockd takes the records into its buffers (they hold all of them),
+// but the FIFO takes 64 KiB and no more, so a Flush, which waits for the
+// acknowledgements, cannot return; once the FIFO is read, it does, and
+// every record is in what was read.
+func TestLogsockdAcksAfterWrite(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	fifo := filepath.Join(dir, "out")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Opened before logsockd, whose open for writing would wait for a
+	// reader; not read until the test says.
+	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p, addrs := startDaemon(t, "-listen", "unix://"+filepath.Join(dir, "s"), "-json", "-o", fifo)
+	ls := dial(t, addrs[0], &logsock.Config{Acks: true, Tag: "fifo"})
+	// 4,000 lines of about 200 bytes: 800 KB, 12 times what the FIFO
+	// holds, within logsockd's 1 MiB of buffers.
+	const n = 4000
+	for i := range n {
+		if err := ls.Log(fmt.Sprintf("fifo %d %s", i, pad)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	err = ls.Flush(ctx)
+	cancel()
+	if err == nil {
+		t.Fatalf("Flush returned nil while the output held what a FIFO nobody reads could not take: acknowledged before written (acked %d)", ls.Stats().Acked)
+	}
+	// What the FIFO took: 64 KiB of lines at most.
+	if acked := ls.Stats().Acked; acked*150 > 64<<10 {
+		t.Errorf("%d records acknowledged, more than the FIFO holds", acked)
+	}
+
+	lines := make(chan []string, 1)
+	go func() {
+		syscall.SetNonblock(int(r.Fd()), false)
+		var got []string
+		sc := bufio.NewScanner(r)
+		for len(got) < n && sc.Scan() {
+			got = append(got, sc.Text())
+		}
+		lines <- got
+	}()
+	ctx, cancel = context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := ls.Flush(ctx); err != nil {
+		t.Fatalf("Flush, the FIFO read: %v; logsockd:\n%s", err, p.Stderr)
+	}
+	got := <-lines
+	seqs := seqLines(t, got)
+	checkRun(t, "fifo", seqs["fifo"], 0, n-1)
+}
+
+// TestLogsockdV2Fields: a v2 client's records carry its session, number,
+// level, tag and time, in JSON and in text; a v1 client's, beside them,
+// have none of those keys.
+func TestLogsockdV2Fields(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			dir := shortDir(t)
+			out := filepath.Join(dir, "out")
+			args := []string{"-listen", "unix://" + filepath.Join(dir, "s"), "-o", out}
+			if format == "json" {
+				args = append(args, "-json")
+			}
+			p, addrs := startDaemon(t, args...)
+			v1 := dial(t, addrs[0], nil)
+			if err := v1.Log("plain"); err != nil {
+				t.Fatal(err)
+			}
+			waitFileLines(t, p, out, 1)
+			v2 := dial(t, addrs[0], &logsock.Config{Acks: true, Tag: "svc"})
+			before := time.Now()
+			if err := v2.Log("first"); err != nil {
+				t.Fatal(err)
+			}
+			if err := v2.LogLevel(logsock.LevelWarning, "second"); err != nil {
+				t.Fatal(err)
+			}
+			after := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			if err := v2.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			lines := waitFileLines(t, p, out, 3)
+			p.sigterm(t, 0)
+
+			clientTime := func(s string) {
+				t.Helper()
+				ct, err := time.Parse(time.RFC3339Nano, s)
+				if err != nil || !strings.HasSuffix(s, "Z") || len(s) != len("2006-01-02T15:04:05.000000000Z") ||
+					ct.Before(before) || ct.After(after) {
+					t.Errorf("client time %q (%v): want RFC 3339 with 9 digits in UTC, between %v and %v", s, err, before, after)
+				}
+			}
+			if format == "json" {
+				var plain map[string]any
+				if err := json.Unmarshal([]byte(lines[0]), &plain); err != nil {
+					t.Fatal(err)
+				}
+				for _, k := range []string{"client_time", "session", "seq", "level", "tag"} {
+					if _, ok := plain[k]; ok {
+						t.Errorf("v1 line %s: has %q", lines[0], k)
+					}
+				}
+				var recs [2]v2Line
+				for i := range recs {
+					if err := json.Unmarshal([]byte(lines[i+1]), &recs[i]); err != nil {
+						t.Fatal(err)
+					}
+					r := recs[i]
+					clientTime(r.ClientTime)
+					if _, err := hex.DecodeString(r.Session); err != nil || len(r.Session) != 32 || r.Session != recs[0].Session ||
+						r.Seq != uint64(i+1) || r.Tag != "svc" || r.Level != []string{"info", "warning"}[i] {
+						t.Errorf("line %s", lines[i+1])
+					}
+				}
+				return
+			}
+			if strings.Contains(lines[0], "session=") || strings.Contains(lines[0], "client_time=") {
+				t.Errorf("v1 line %q", lines[0])
+			}
+			const ts = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z`
+			var session string
+			for i, want := range []string{"1 level=info tag=svc run=.* first", "2 level=warning tag=svc run=.* second"} {
+				re := regexp.MustCompile(`^` + ts + ` client_time=(` + ts + `) session=([0-9a-f]{32})/` + want + `$`)
+				m := re.FindStringSubmatch(lines[i+1])
+				if m == nil {
+					t.Fatalf("line %q, want %s", lines[i+1], re)
+				}
+				clientTime(m[1])
+				if i == 1 && m[2] != session {
+					t.Errorf("sessions %s and %s", session, m[2])
+				}
+				session = m[2]
+			}
+		})
+	}
+}
+
+// v2Raw is a v2 client written from PROTOCOL.md, whose session and
+// numbers the test chooses.
+type v2Raw struct {
+	conn net.Conn
+}
+
+// dialV2Raw connects to addr (a Unix socket) and sends a hello for
+// session, tag, whose first frame will be next; it returns the
+// collector's acknowledged number, from its hello.
+func dialV2Raw(t *testing.T, addr string, session logsock.SessionID, tag string, next uint64) (*v2Raw, uint64) {
+	t.Helper()
+	c, err := net.Dial("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	le := binary.LittleEndian
+	h := []byte{0xff, 'L', 'S', 0xff, 2, 0, byte(len(tag)), 0}
+	h = le.AppendUint32(h, uint32(os.Getpid()))
+	h = append(h, session[:]...)
+	h = le.AppendUint64(h, next)
+	h = append(h, tag...)
+	if _, err := c.Write(h); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(waitTimeout))
+	var sh [20]byte
+	if _, err := io.ReadFull(c, sh[:]); err != nil {
+		t.Fatal(err)
+	}
+	if string(sh[:4]) != "\xffLS\xff" || sh[4] != 2 || sh[5] != 0 {
+		t.Fatalf("collector's hello % x", sh)
+	}
+	return &v2Raw{c}, le.Uint64(sh[12:])
+}
+
+// send sends the frames numbered from to to, messages "NAME SEQ".
+func (r *v2Raw) send(t *testing.T, name string, from, to uint64) {
+	t.Helper()
+	le := binary.LittleEndian
+	var b []byte
+	for seq := from; seq <= to; seq++ {
+		msg := fmt.Sprintf("%s %d", name, seq)
+		b = le.AppendUint32(b, uint32(len(msg)))
+		b = le.AppendUint32(b, uint32(seq))
+		b = le.AppendUint64(b, uint64(time.Now().UnixNano()))
+		b = append(b, byte(logsock.LevelInfo))
+		b = append(b, msg...)
+	}
+	if _, err := r.conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLogsockdTailScan: logsockd started on a file that holds records of
+// two sessions (the first 10 of one, 5 of the other) learns their last
+// numbers: its hello tells their clients, and the frames up to them,
+// sent again, are dropped, not written twice.
+func TestLogsockdTailScan(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	out, sock := filepath.Join(dir, "out"), filepath.Join(dir, "s")
+	a, b := logsock.SessionID{0xa}, logsock.SessionID{0xb}
+	f := newTestFormatter(true, false)
+	var file []byte
+	for seq := uint64(1); seq <= 10; seq++ {
+		for _, s := range []struct {
+			id   logsock.SessionID
+			name string
+			last uint64
+		}{{a, "a", 10}, {b, "b", 5}} {
+			if seq <= s.last {
+				rec := v2Record(unixRecord(fmt.Sprintf("%s %d", s.name, seq)))
+				rec.Session, rec.Seq, rec.Tag = s.id, seq, s.name
+				file = f.append(file, rec)
+			}
+		}
+	}
+	if err := os.WriteFile(out, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// It reads the file before it listens.
+	p, _ := startDaemon(t, "-listen", "unix://"+sock, "-json", "-o", out)
+
+	ca, acked := dialV2Raw(t, sock, a, "a", 1)
+	if acked != 10 {
+		t.Errorf("session a: the collector's hello acknowledges %d, want 10", acked)
+	}
+	ca.send(t, "a", 1, 12)
+	cb, acked := dialV2Raw(t, sock, b, "b", 1)
+	if acked != 5 {
+		t.Errorf("session b: the collector's hello acknowledges %d, want 5", acked)
+	}
+	cb.send(t, "b", 1, 7)
+	waitFileLines(t, p, out, 15+4)
+	ca.conn.Close()
+	cb.conn.Close()
+	p.sigterm(t, 0)
+	if len(p.matching("logsockd: output "+out+": 2 v2 sessions in its last")) != 1 {
+		t.Errorf("logsockd did not say what it learned from the file; stderr:\n%s", p.Stderr)
+	}
+
+	seqs := map[string][]uint64{}
+	for _, l := range readV2Lines(t, out) {
+		name, _, _ := strings.Cut(l.Msg, " ")
+		seqs[name] = append(seqs[name], l.Seq)
+	}
+	if fmt.Sprint(seqs["a"]) != fmt.Sprint([]uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}) ||
+		fmt.Sprint(seqs["b"]) != fmt.Sprint([]uint64{1, 2, 3, 4, 5, 6, 7}) {
+		t.Errorf("the file's numbers: %v; want each once", seqs)
+	}
 }
