@@ -29,6 +29,7 @@ import (
 
 	"github.com/logsock/logsock"
 	"github.com/logsock/logsock/internal/proctest"
+	"github.com/logsock/logsock/internal/rsyslogtest"
 	"github.com/logsock/logsock/internal/testenv"
 )
 
@@ -507,5 +508,81 @@ func TestLogsockdTailScan(t *testing.T) {
 	if fmt.Sprint(seqs["a"]) != fmt.Sprint([]uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}) ||
 		fmt.Sprint(seqs["b"]) != fmt.Sprint([]uint64{1, 2, 3, 4, 5, 6, 7}) {
 		t.Errorf("the file's numbers: %v; want each once", seqs)
+	}
+}
+
+// TestLogsockdForwardV2 is issue 19's goal for syslog: a record logged at
+// level error with tag svc while logsockd is down, delivered 2 s later,
+// reaches rsyslogd through the forwarder with severity 3, APP-NAME svc
+// and the time it was logged; a v1 record keeps severity 6, -app-name and
+// the receive time.
+func TestLogsockdForwardV2(t *testing.T) {
+	t.Parallel()
+	rsyslogtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs, err := rsyslogtest.Start(ctx, t.TempDir(), rsyslogtest.Header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	sock := filepath.Join(shortDir(t), "s")
+	ls, err := logsock.New("unix", sock, &logsock.Config{Acks: true, Tag: "svc", MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ls.Close() })
+	before := time.Now()
+	if err := ls.LogLevel(logsock.LevelError, "disk full"); err != nil {
+		t.Fatal(err)
+	}
+	logged := time.Now()
+	// The outage the goal names: the record waits in the client for 2 s.
+	time.Sleep(2 * time.Second)
+	_, addrs := startDaemon(t, "-listen", "unix://"+sock, "-forward", "syslog+tcp://"+rs.Addr(), "-app-name", "daemon")
+	ctx2, cancel2 := context.WithTimeout(ctx, waitTimeout)
+	defer cancel2()
+	if err := ls.Flush(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	delivered := time.Now()
+	v1 := dial(t, addrs[0], nil)
+	if err := v1.Log("plain"); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := rs.WaitLines(ctx2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	type line struct {
+		Time     string
+		Severity string
+		App      string
+		Msg      string
+	}
+	var got [2]line
+	for i := range got {
+		if err := json.Unmarshal([]byte(lines[i]), &got[i]); err != nil {
+			t.Fatalf("%s: %v", lines[i], err)
+		}
+	}
+	at := func(l line) time.Time {
+		t.Helper()
+		ts, err := time.Parse(time.RFC3339Nano, l.Time)
+		if err != nil {
+			t.Fatalf("%+v: %v", l, err)
+		}
+		return ts
+	}
+	// TIMESTAMP has microseconds.
+	if l := got[0]; l.Msg != "disk full" || l.Severity != "3" || l.App != "svc" ||
+		at(l).Before(before.Truncate(time.Microsecond)) || at(l).After(logged) {
+		t.Errorf("v2 record %+v: want severity 3, app svc, time between %v and %v (delivered at %v)",
+			l, before.UTC(), logged.UTC(), delivered.UTC())
+	}
+	if l := got[1]; l.Msg != "plain" || l.Severity != "6" || l.App != "daemon" ||
+		at(l).Before(delivered.Truncate(time.Microsecond)) || at(l).After(after) {
+		t.Errorf("v1 record %+v: want severity 6, app daemon, its receive time, after %v", l, delivered.UTC())
 	}
 }
