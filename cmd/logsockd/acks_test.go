@@ -311,16 +311,19 @@ func TestLogsockdAcksAfterWrite(t *testing.T) {
 
 // TestLogsockdV2Fields: a v2 client's records carry its session, number,
 // level, tag and time, in JSON and in text; a v1 client's, beside them,
-// have none of those keys.
+// have none of those keys. With -fsync too, the records are acknowledged.
 func TestLogsockdV2Fields(t *testing.T) {
-	for _, format := range []string{"json", "text"} {
+	for _, format := range []string{"json", "text", "json-fsync"} {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
 			dir := shortDir(t)
 			out := filepath.Join(dir, "out")
 			args := []string{"-listen", "unix://" + filepath.Join(dir, "s"), "-o", out}
-			if format == "json" {
+			if format != "text" {
 				args = append(args, "-json")
+			}
+			if format == "json-fsync" {
+				args = append(args, "-fsync")
 			}
 			p, addrs := startDaemon(t, args...)
 			v1 := dial(t, addrs[0], nil)
@@ -353,7 +356,7 @@ func TestLogsockdV2Fields(t *testing.T) {
 					t.Errorf("client time %q (%v): want RFC 3339 with 9 digits in UTC, between %v and %v", s, err, before, after)
 				}
 			}
-			if format == "json" {
+			if format != "text" {
 				var plain map[string]any
 				if err := json.Unmarshal([]byte(lines[0]), &plain); err != nil {
 					t.Fatal(err)

@@ -66,8 +66,11 @@
 // once fsync(2) of the file has returned too, so that a crash of the
 // host does not either. -fsync costs one fsync a write (a buffer of up to
 // 256 KiB, or what -flush-delay gathered), not one a record; each makes
-// the writer wait for the disk (milliseconds on a disk without a
-// write cache), and meanwhile the buffers fill and the connections wait.
+// the writer wait for the disk, and meanwhile the buffers fill and the
+// connections wait. Measured on ext4 on a virtual disk (2 cores, 300,000
+// records of 100 bytes from one v2 client over a Unix socket, medians of
+// 3): batching, 1.06M records/s without -fsync, 0.48M with (0.45x);
+// direct, 0.19M and 0.13M (0.68x).
 // Without -o (with -forward alone), a record is acknowledged once the
 // forwarder holds it. A record that the output cannot write (it has
 // failed, or the drain's deadline passed) is not acknowledged: its client
