@@ -499,6 +499,10 @@ func TestLogsockdTailScan(t *testing.T) {
 	ca.conn.Close()
 	cb.conn.Close()
 	p.sigterm(t, 0)
+	// The 15 frames sent again are counted as duplicates.
+	if c := counter(t, p.waitLine(t, "logsockd: server: "), "duplicates"); c != 15 {
+		t.Errorf("duplicates=%d at exit, want 15", c)
+	}
 	if len(p.matching("logsockd: output "+out+": 2 v2 sessions in its last")) != 1 {
 		t.Errorf("logsockd did not say what it learned from the file; stderr:\n%s", p.Stderr)
 	}

@@ -201,7 +201,8 @@
 //
 // -metrics HOST:PORT serves over HTTP /metrics, in the Prometheus text
 // format: every counter that SIGUSR1 prints (logsockd_*: connections
-// accepted, open, and ended by reason; frames and bytes received; the
+// accepted, open, and ended by reason; frames and bytes received; v2
+// frames dropped as duplicates, and the v2 sessions known; the
 // output's records, bytes, drops, reopens, waits for space and torn lines;
 // the forwarder's records, bytes, held records, drops, reconnects and
 // time without a connection), and the states: each listener's, the
@@ -713,8 +714,8 @@ func (d *daemon) logStats() {
 	for _, r := range slices.Sorted(maps.Keys(st.Ends)) {
 		fmt.Fprintf(&ends, " %s=%d", r, st.Ends[r])
 	}
-	log.Printf("server: accepted=%d active=%d frames=%d bytes=%d invalid_utf8=%d pid_mismatch=%d mixed_writers=%d cut=%d memory=%d paused=%d ends:%s",
-		st.Accepted, st.Active, st.Frames, st.Bytes, st.InvalidUTF8, st.PidMismatch, st.MixedWriters, st.Cut, st.Memory, st.Paused, ends.String())
+	log.Printf("server: accepted=%d active=%d frames=%d bytes=%d invalid_utf8=%d pid_mismatch=%d mixed_writers=%d cut=%d duplicates=%d sessions=%d memory=%d paused=%d ends:%s",
+		st.Accepted, st.Active, st.Frames, st.Bytes, st.InvalidUTF8, st.PidMismatch, st.MixedWriters, st.Cut, st.Duplicates, st.Sessions, st.Memory, st.Paused, ends.String())
 	if d.out != nil {
 		o := d.out.Stats()
 		log.Printf("output %s: records=%d bytes=%d dropped=%d reopens=%d waits=%d torn=%d waiting=%t failed=%t",
