@@ -27,6 +27,7 @@ type formatter struct {
 	jsonMsg bool   // with json: a message that is a JSON object is one in the line
 	run     string // this run's id, in every record (see newRunID); set before the first
 	clock   clock
+	logged  clock       // for the client's times, which a second apart from the receive times would make clock format its prefix each time
 	conns   connCache   // the fields of each connection, formatted once
 	flags   [256][]byte // the flags of a record, formatted once for each value
 	msg     msgParser   // for jsonMsg
@@ -55,6 +56,9 @@ func (f *formatter) append(dst []byte, rec *logsock.Record) []byte {
 		dst = append(dst, `{"time":"`...)
 		dst = f.clock.append(dst, rec.Time, 9)
 		dst = append(dst, '"')
+		if rec.Seq != 0 {
+			dst = f.appendV2(dst, rec)
+		}
 		dst = append(dst, f.conns.get(rec)...)
 		if rec.WriterPid != 0 {
 			dst = append(dst, `,"writer_pid":`...)
@@ -76,6 +80,9 @@ func (f *formatter) append(dst []byte, rec *logsock.Record) []byte {
 		return append(dst, "}\n"...)
 	}
 	dst = f.clock.append(dst, rec.Time, 9)
+	if rec.Seq != 0 {
+		dst = f.appendV2(dst, rec)
+	}
 	dst = append(dst, f.conns.get(rec)...)
 	if rec.WriterPid != 0 {
 		dst = append(dst, " writer="...)
@@ -88,6 +95,45 @@ func (f *formatter) append(dst []byte, rec *logsock.Record) []byte {
 	dst = append(dst, ' ')
 	dst = appendText(dst, msg)
 	return append(dst, '\n')
+}
+
+// appendV2 appends the fields of a v2 client's record (issue 19), just
+// after the receive time: in JSON
+//
+//	,"client_time":"T","session":"HEX","seq":N,"level":"err","tag":"svc"
+//
+// and in text
+//
+//	client_time=T session=HEX/N level=err tag=svc
+//
+// At that place, which a v1 record's run follows, a message or an
+// address cannot forge them: the tail scan (resume.go) reads them there.
+// The tag needs no escape: a v2 hello's tag is printable ASCII without
+// a space, and the Server refuses any other.
+func (f *formatter) appendV2(dst []byte, rec *logsock.Record) []byte {
+	if f.json {
+		dst = append(dst, `,"client_time":"`...)
+		dst = f.logged.append(dst, rec.Logged, 9)
+		dst = append(dst, `","session":"`...)
+		dst = hex.AppendEncode(dst, rec.Session[:])
+		dst = append(dst, `","seq":`...)
+		dst = strconv.AppendUint(dst, rec.Seq, 10)
+		dst = append(dst, `,"level":"`...)
+		dst = append(dst, rec.Level.String()...)
+		dst = append(dst, `","tag":"`...)
+		dst = append(dst, rec.Tag...)
+		return append(dst, '"')
+	}
+	dst = append(dst, " client_time="...)
+	dst = f.logged.append(dst, rec.Logged, 9)
+	dst = append(dst, " session="...)
+	dst = hex.AppendEncode(dst, rec.Session[:])
+	dst = append(dst, '/')
+	dst = strconv.AppendUint(dst, rec.Seq, 10)
+	dst = append(dst, " level="...)
+	dst = append(dst, rec.Level.String()...)
+	dst = append(dst, " tag="...)
+	return append(dst, rec.Tag...)
 }
 
 // appendMsg appends msg as a JSON string, or, with -json-msg, as the JSON

@@ -35,6 +35,21 @@ func unixRecord(msg string) *logsock.Record {
 		Remote: &net.UnixAddr{Name: "@", Net: "unix"}}, WriterPid: 998, Msg: []byte(msg), Time: recTime}
 }
 
+// v2Record makes rec a v2 client's: session 00..0f, tag svc, level err,
+// number 17, logged 3 s before it was received.
+func v2Record(rec *logsock.Record) *logsock.Record {
+	for i := range rec.Session {
+		rec.Session[i] = byte(i)
+	}
+	rec.Tag, rec.Seq, rec.Level, rec.Logged = "svc", 17, logsock.LevelError, rec.Time.Add(-3*time.Second)
+	return rec
+}
+
+const (
+	v2Session = "000102030405060708090a0b0c0d0e0f"
+	v2Logged  = "2026-11-26T00:25:39.522835200Z"
+)
+
 func TestFormatLines(t *testing.T) {
 	const ts = "2026-11-26T00:25:42.522835200Z"
 	invalid := unixRecord("bad \xff\n")
@@ -67,6 +82,13 @@ func TestFormatLines(t *testing.T) {
 			ts + ` run=0123456789abcdef conn=7 pid=6530 remote=10.0.0.2:54321 time=x level=INFO msg="started"` + "\n"},
 		{"text/unix", false, false, unixRecord("current pid: 998"),
 			ts + " run=0123456789abcdef conn=3 pid=991 peer=991 uid=0 gid=4 writer=998 current pid: 998\n"},
+		// A v2 client's fields follow the receive time, where the tail
+		// scan reads them (parseV2).
+		{"json/v2", true, false, v2Record(tcpRecord("hello\n")),
+			`{"time":"` + ts + `","client_time":"` + v2Logged + `","session":"` + v2Session + `","seq":17,"level":"err","tag":"svc",` +
+				`"run":"0123456789abcdef","conn":7,"pid":6530,"remote":"10.0.0.2:54321","msg":"hello"}` + "\n"},
+		{"text/v2", false, false, v2Record(unixRecord("hello")),
+			ts + " client_time=" + v2Logged + " session=" + v2Session + "/17 level=err tag=svc run=0123456789abcdef conn=3 pid=991 peer=991 uid=0 gid=4 writer=998 hello\n"},
 		{"text/invalid-utf8", false, false, invalid,
 			ts + ` run=0123456789abcdef conn=3 pid=991 peer=991 uid=0 gid=4 writer=998 flags=invalid_utf8|mixed_writers bad \xff` + "\n"},
 		{"text/escapes", false, false, tcpRecord("a\tb\r\nc\x1b[31m\\n\u0085\u2028é\n"),

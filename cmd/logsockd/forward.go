@@ -38,11 +38,13 @@ const (
 	// writeSlack makes the forwarder's WriteTimeout longer than
 	// -forward-timeout: see newSyslog.
 	writeSlack = 5 * time.Second
-	// syslogPri is <PRI>VERSION: facility user (1), severity
-	// informational (6), 1*8+6 = 14, version 1. logsock's records carry
+	// syslogPri is <PRI>VERSION of a v1 record: facility user (1),
+	// severity informational (6), 1*8+6 = 14, version 1. v1 records carry
 	// no severity, and user is the facility of messages from user
-	// processes (RFC 5424 §6.2.1).
+	// processes (RFC 5424 §6.2.1). A v2 record's PRI is 8 plus its level.
 	syslogPri = "<14>1 "
+	// facilityUser is the user facility's part of a PRI, 1*8.
+	facilityUser = 8
 	// sdID is the structured data element's SD-ID: a private one needs
 	// an enterprise number, and 32473 is the one reserved for
 	// documentation (RFC 5612), for want of one of logsock's own.
@@ -225,7 +227,9 @@ type forwarder struct {
 
 	mu     sync.Mutex // guards the fields below
 	buf    []byte
-	head   []byte // " HOSTNAME APP-NAME "
+	host   []byte // " HOSTNAME "
+	app    []byte // -app-name, a v1 record's APP-NAME
+	logged clock  // for the v2 records' client times
 	clock  clock
 	conns  connCache   // each connection's structured data, without its "]"
 	flags  [256][]byte // a record's flags as an SD-PARAM, formatted once for each value
@@ -233,7 +237,7 @@ type forwarder struct {
 }
 
 func newForwarder(addr, hostname, appName string, w *logsock.LogSocket) *forwarder {
-	f := &forwarder{addr: addr, w: w, head: []byte(" " + syslogHostname(hostname) + " " + appName + " ")}
+	f := &forwarder{addr: addr, w: w, host: []byte(" " + syslogHostname(hostname) + " "), app: []byte(appName)}
 	f.conns.build = func(dst []byte, rec *logsock.Record) []byte { return appendSD(dst, rec, f.run) }
 	return f
 }
@@ -252,15 +256,30 @@ func (f *forwarder) record(rec *logsock.Record) {
 }
 
 // append appends rec as an RFC 5424 message, without the octet count:
-// <14>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [SD] MSG. TIMESTAMP is the
-// collector's receive time in UTC, to the microsecond (TIME-SECFRAC has
-// at most 6 digits); PROCID the writer's pid where known, the handshake
-// pid otherwise; MSG the message's bytes as they came, a trailing newline
-// too, with no BOM.
+// <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [SD] MSG. For a v1 record,
+// PRI is 14 (user.info), TIMESTAMP the collector's receive time and
+// APP-NAME -app-name; for a v2 record (issue 19), PRI is 8 plus its level
+// (facility user, the level as the severity), TIMESTAMP the client's time
+// and APP-NAME its tag (printable ASCII without a space, 1-48 bytes, as
+// APP-NAME's own rule). TIMESTAMP is in UTC, to the microsecond
+// (TIME-SECFRAC has at most 6 digits); PROCID the writer's pid where
+// known, the handshake pid otherwise; MSG the message's bytes as they
+// came, a trailing newline too, with no BOM.
 func (f *forwarder) append(dst []byte, rec *logsock.Record) []byte {
-	dst = append(dst, syslogPri...)
-	dst = f.clock.append(dst, rec.Time, 6)
-	dst = append(dst, f.head...)
+	if rec.Seq != 0 {
+		dst = append(dst, '<')
+		dst = strconv.AppendUint(dst, facilityUser+uint64(rec.Level), 10)
+		dst = append(dst, ">1 "...)
+		dst = f.logged.append(dst, rec.Logged, 6)
+		dst = append(dst, f.host...)
+		dst = append(dst, rec.Tag...)
+	} else {
+		dst = append(dst, syslogPri...)
+		dst = f.clock.append(dst, rec.Time, 6)
+		dst = append(dst, f.host...)
+		dst = append(dst, f.app...)
+	}
+	dst = append(dst, ' ')
 	pid := rec.WriterPid
 	if pid == 0 {
 		pid = rec.Pid
@@ -268,6 +287,10 @@ func (f *forwarder) append(dst []byte, rec *logsock.Record) []byte {
 	dst = strconv.AppendInt(dst, int64(pid), 10)
 	dst = append(dst, " - "...)
 	dst = append(dst, f.conns.get(rec)...)
+	if rec.Seq != 0 {
+		var num [20]byte
+		dst = appendSDParam(dst, "seq", strconv.AppendUint(num[:0], rec.Seq, 10))
+	}
 	if rec.WriterPid != 0 {
 		var num [20]byte
 		dst = appendSDParam(dst, "writer_pid", strconv.AppendInt(num[:0], int64(rec.WriterPid), 10))
@@ -290,7 +313,8 @@ func (f *forwarder) append(dst []byte, rec *logsock.Record) []byte {
 // appendSD appends the structured data element of rec's connection, all
 // but its closing bracket: the run's id (if not ""), the connection id,
 // the handshake pid, the remote address (TCP), the peer's credentials
-// (Unix sockets on Linux). Connection ids start at 1 in every run: a
+// (Unix sockets on Linux), a v2 client's session (with each record's seq,
+// the pair names a record across resends). Connection ids start at 1 in every run: a
 // relay's file holds a "conn 2" of each run, told apart by run.
 func appendSD(dst []byte, rec *logsock.Record, run string) []byte {
 	dst = append(dst, "["+sdID...)
@@ -306,6 +330,9 @@ func appendSD(dst []byte, rec *logsock.Record, run string) []byte {
 		dst = appendSDParam(dst, "peer_pid", strconv.AppendInt(nil, int64(rec.PeerPid), 10))
 		dst = appendSDParam(dst, "peer_uid", strconv.AppendUint(nil, uint64(rec.PeerUid), 10))
 		dst = appendSDParam(dst, "peer_gid", strconv.AppendUint(nil, uint64(rec.PeerGid), 10))
+	}
+	if rec.Session != (logsock.SessionID{}) {
+		dst = appendSDParam(dst, "session", []byte(rec.Session.String()))
 	}
 	return dst
 }

@@ -39,6 +39,11 @@ func TestRFC5424(t *testing.T) {
 			head + `998 - [logsock@32473 conn="3" pid="991" peer_pid="991" peer_uid="0" peer_gid="4" writer_pid="998" flags="invalid_utf8"] bad ` + "\xff\n"},
 		// No MSG: the message ends with the structured data.
 		{"empty", noWriter, head + `991 - [logsock@32473 conn="3" pid="991" peer_pid="991" peer_uid="0" peer_gid="4"]`},
+		// A v2 record: PRI 8+3 (user.err), the client's time, the tag as
+		// APP-NAME, its session and number in the structured data.
+		{"v2", v2Record(tcpRecord("failed\n")),
+			`<11>1 2026-11-26T00:25:39.522835Z web-1 svc 6530 - [logsock@32473 conn="7" pid="6530" remote="10.0.0.2:54321" session="` +
+				v2Session + `" seq="17"] failed` + "\n"},
 		{"newlines", tcpRecord("a\nb\n\n"),
 			head + `6530 - [logsock@32473 conn="7" pid="6530" remote="10.0.0.2:54321"] a` + "\nb\n\n"},
 	} {

@@ -15,13 +15,23 @@
 //
 // A text line is
 //
-//	TIME run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
+//	TIME [V2] run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
 //
-// and a JSON line (-json) has the keys time, run, conn, pid, msg; remote,
+// where V2, for a client of protocol v2 (acknowledged delivery), is
+//
+//	client_time=TIME session=HEX/SEQ level=LEVEL tag=TAG
+//
+// and a JSON line (-json) has the keys time, run, conn, pid, msg; for a v2
+// client, client_time, session, seq, level and tag just after time; remote,
 // the client's address, for TCP; on Unix sockets on Linux peer_pid, peer_uid
 // and peer_gid (the process that connected) and writer_pid (the one that
 // wrote the frame); flags when one is set. TIME is the receive time, in
-// UTC, RFC 3339 with nanoseconds. ID is this run's id, 16 random
+// UTC, RFC 3339 with nanoseconds; client_time, as precise, is when the
+// client logged the record. session is the v2 client's session, 32
+// hexadecimal digits, and seq the record's number in it: a record sent
+// again after a reconnect keeps both. level is the client's (emerg,
+// alert, crit, err, warning, notice, info, debug), tag its name. A v1
+// client's records have none of them. ID is this run's id, 16 random
 // hexadecimal digits that logsockd logs at start: connections are
 // numbered from 1 in each run, so that in a file that several runs
 // appended to, a connection is its run and its number. One trailing newline, which slog, log
@@ -46,7 +56,33 @@
 // # Outputs
 //
 // -o FILE appends to FILE, created with mode -o-mode (0640) if absent; -o -
-// is standard output, the default unless -forward is given. SIGHUP reopens
+// is standard output, the default unless -forward is given.
+//
+// logsockd takes protocol v1 and v2 clients on the same sockets. A v2
+// client holds each record until logsockd acknowledges it, and sends
+// again what was not acknowledged after a reconnect. logsockd
+// acknowledges a record once the write(2) that holds it has returned, so
+// a crash of logsockd loses nothing that a client let go of; with -fsync,
+// once fsync(2) of the file has returned too, so that a crash of the
+// host does not either. -fsync costs one fsync a write (a buffer of up to
+// 256 KiB, or what -flush-delay gathered), not one a record; each makes
+// the writer wait for the disk, and meanwhile the buffers fill and the
+// connections wait. Measured on ext4 on a virtual disk (2 cores, 300,000
+// records of 100 bytes from one v2 client over a Unix socket, medians of
+// 3): batching, 1.06M records/s without -fsync, 0.48M with (0.45x);
+// direct, 0.19M and 0.13M (0.68x).
+// Without -o (with -forward alone), a record is acknowledged once the
+// forwarder holds it. A record that the output cannot write (it has
+// failed, or the drain's deadline passed) is not acknowledged: its client
+// sends it to the next logsockd.
+//
+// With -o FILE, logsockd reads the last 64 MiB of FILE at start, before it
+// listens, for each v2 session's last record there, so that what a
+// client sends again after a crash (what it had not had acknowledged) is
+// dropped, not written twice. A client's unacknowledged records fit in
+// its buffer (4 MiB by default): a session whose last record in FILE is
+// older than those 64 MiB has its records sent again written again. The
+// tail scan reads the fields where logsockd writes them, in JSON or text. SIGHUP reopens
 // the file, between two writes, so that logrotate needs no copytruncate. A
 // file deleted or renamed without SIGHUP is noticed within a second and
 // reopened too, and said so; what was written into a deleted file since
@@ -79,8 +115,11 @@
 // severity informational (<14>): the receive time (to the microsecond),
 // this host's name, -app-name, PROCID the writer's pid where known (the
 // handshake pid otherwise), structured data [logsock@32473 run conn pid
-// remote peer_pid peer_uid peer_gid writer_pid flags] where known, and the
-// message's bytes unchanged (rsyslog drops one trailing newline on
+// remote peer_pid peer_uid peer_gid session seq writer_pid flags] where
+// known, and the message's bytes unchanged. A v2 client's record has its
+// level as the severity (PRI 8 plus the level: <11> for err), the
+// client's time as TIMESTAMP and its tag as APP-NAME; its session and
+// seq in the structured data name it across resends (rsyslog drops one trailing newline on
 // reception unless parser.dropTrailingLFOnReception is off).
 // -forward syslog+tls://HOST:PORT sends the same over TLS (RFC 5425): see
 // TLS below.
@@ -162,7 +201,8 @@
 //
 // -metrics HOST:PORT serves over HTTP /metrics, in the Prometheus text
 // format: every counter that SIGUSR1 prints (logsockd_*: connections
-// accepted, open, and ended by reason; frames and bytes received; the
+// accepted, open, and ended by reason; frames and bytes received; v2
+// frames dropped as duplicates, and the v2 sessions known; the
 // output's records, bytes, drops, reopens, waits for space and torn lines;
 // the forwarder's records, bytes, held records, drops, reconnects and
 // time without a connection), and the states: each listener's, the
@@ -228,6 +268,7 @@ type config struct {
 	out        string // "-" for standard output, "" for none
 	outMode    modeFlag
 	outErrExit bool // -on-output-error exit
+	fsync      bool
 	flushDelay time.Duration
 	fwd        forwardFlags
 	tls        tlsFlags
@@ -247,6 +288,12 @@ health check at /healthz. Under systemd it serves the sockets it is passed
 (LISTEN_FDS) besides any -listen, and says when it is ready, reloading and
 stopping (NOTIFY_SOCKET).
 
+logsockd takes protocol v1 and v2 clients on the same sockets. A v2 client's
+record is acknowledged once it is written (write(2), and with -fsync the
+file's fsync: one a write, not a record); with -o FILE, logsockd reads the
+file's last 64 MiB at start for each v2 session's last record, so that what
+clients send again after a crash is not written twice.
+
 The -o file holds whole lines: a last line that a crash cut short is moved to
 FILE.torn when the file is opened. A full disk is waited out: logsockd stops
 reading its connections, retries, and resumes when there is space
@@ -259,15 +306,22 @@ examples:
   logsockd -listen tls://0.0.0.0:39998 -tls-cert host.pem -tls-key host-key.pem \
            -tls-client-ca clients.pem -forward syslog+tls://relay.example:6514 -forward-ca relay-ca.pem
 
-forwarding: the records go in order, over one connection, which is kept while
+forwarding: a v2 record's level is the severity, its tag APP-NAME, its
+client's time TIMESTAMP (v1: user.info, -app-name, the receive time). The
+records go in order, over one connection, which is kept while
 the syslog server is slow; it is given up when the server takes nothing for
 -forward-timeout. Meanwhile the forwarder holds -forward-buffer bytes of
 records, and drops the oldest (counted) beyond. A server that is back gets
 them within a second.
 
-text:  TIME run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
-json:  {"time","run","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
+text:  TIME [V2] run=ID conn=N pid=N [remote=ADDR] [peer=N uid=N gid=N] [writer=N] [flags=F] MESSAGE
+json:  {"time"[,V2],"run","conn","pid"[,"remote"][,"peer_pid","peer_uid","peer_gid"]
         [,"writer_pid"][,"flags"],"msg"[,"msg_base64"]}
+V2, for clients of protocol v2 (acknowledged delivery): in text
+  client_time=TIME session=HEX/SEQ level=LEVEL tag=TAG, in JSON
+  "client_time","session","seq","level","tag": the client's time, its
+  session (32 hex digits), the record's number in it, its level (err, info...)
+  and the client's name. TIME is the receive time.
 ID is this run's id, random, logged at start: conn counts from 1 in each run,
 and run tells apart two "conn 1" in a file that several runs appended to.
 One trailing newline is not part of the printed message. Text writes control
@@ -317,10 +371,11 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 		}
 		return fmt.Errorf("%q: want wait or exit", s)
 	})
+	flags.BoolVar(&cfg.fsync, "fsync", false, "with -o FILE, sync the file to disk after each write, before acknowledging the write's v2 records (one fsync a write, not a record)")
 	flags.DurationVar(&cfg.flushDelay, "flush-delay", 5*time.Millisecond, "longest time a record waits in the buffer before it is written")
 	cfg.tls.register(flags)
 	cfg.fwd.register(flags)
-	flags.StringVar(&cfg.appName, "app-name", "logsockd", "APP-NAME of the forwarded messages")
+	flags.StringVar(&cfg.appName, "app-name", "logsockd", "APP-NAME of the forwarded messages of v1 clients (a v2 client's is its tag)")
 	flags.Func("metrics", "serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz", func(s string) error {
 		if _, _, err := net.SplitHostPort(s); err != nil {
 			return errors.New("want HOST:PORT, such as 127.0.0.1:9539")
@@ -366,6 +421,9 @@ func parseFlags(flags *flag.FlagSet, args []string) *config {
 	}
 	if cfg.out == "" && cfg.fwd.url == "" {
 		cfg.out = "-"
+	}
+	if cfg.fsync && (cfg.out == "" || cfg.out == "-") {
+		usage("-fsync goes with -o FILE")
 	}
 	return cfg
 }
@@ -451,7 +509,7 @@ func run(cfg *config) int {
 		f := newFormatter(cfg.json, cfg.jsonMsg)
 		f.run = d.run
 		ocfg := outputConfig{path: path, perm: cfg.outMode.perm, delay: cfg.flushDelay,
-			exitOnError: cfg.outErrExit, maxLine: maxLine(cfg.srv.MaxFrame)}
+			exitOnError: cfg.outErrExit, fsync: cfg.fsync, maxLine: maxLine(cfg.srv.MaxFrame)}
 		if d.out, err = newOutput(ocfg, f, d.fail); err != nil {
 			log.Print(err)
 			if d.fwd != nil {
@@ -459,6 +517,7 @@ func run(cfg *config) int {
 			}
 			return 1
 		}
+		d.out.resume(d.srv)
 	}
 	d.srv.Handler = d.record
 	d.srv.ConnClosed = d.connClosed
@@ -655,8 +714,8 @@ func (d *daemon) logStats() {
 	for _, r := range slices.Sorted(maps.Keys(st.Ends)) {
 		fmt.Fprintf(&ends, " %s=%d", r, st.Ends[r])
 	}
-	log.Printf("server: accepted=%d active=%d frames=%d bytes=%d invalid_utf8=%d pid_mismatch=%d mixed_writers=%d cut=%d memory=%d paused=%d ends:%s",
-		st.Accepted, st.Active, st.Frames, st.Bytes, st.InvalidUTF8, st.PidMismatch, st.MixedWriters, st.Cut, st.Memory, st.Paused, ends.String())
+	log.Printf("server: accepted=%d active=%d frames=%d bytes=%d invalid_utf8=%d pid_mismatch=%d mixed_writers=%d cut=%d duplicates=%d sessions=%d memory=%d paused=%d ends:%s",
+		st.Accepted, st.Active, st.Frames, st.Bytes, st.InvalidUTF8, st.PidMismatch, st.MixedWriters, st.Cut, st.Duplicates, st.Sessions, st.Memory, st.Paused, ends.String())
 	if d.out != nil {
 		o := d.out.Stats()
 		log.Printf("output %s: records=%d bytes=%d dropped=%d reopens=%d waits=%d torn=%d waiting=%t failed=%t",

@@ -153,6 +153,8 @@ func (d *daemon) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	e.counter("logsockd_mixed_writers_frames_total", "Frames written on a shared connection by a process other than the one before.", st.MixedWriters)
 	e.counter("logsockd_pid_mismatch_connections_total", "Unix connections whose handshake pid is not the connecting process's.", st.PidMismatch)
 	e.counter("logsockd_frames_cut_total", "Frames lost because logsockd ended their connection as they arrived (at the stop's deadline).", st.Cut)
+	e.counter("logsockd_duplicate_frames_total", "v2 frames dropped as already written (sent again after a lost acknowledgement or a crash), and acknowledged again.", st.Duplicates)
+	e.gauge("logsockd_sessions", "v2 sessions known now, with their last record.", float64(st.Sessions))
 	e.gauge("logsockd_read_buffer_bytes", "Bytes of read buffers in use, of -max-memory.", float64(st.Memory))
 	e.gauge("logsockd_connections_paused", "Connections not read until memory frees (-max-memory).", float64(st.Paused))
 

@@ -125,6 +125,7 @@ var sigusr1Metrics = map[string]map[string]string{
 		"frames": "logsockd_frames_total", "bytes": "logsockd_frame_bytes_total",
 		"invalid_utf8": "logsockd_invalid_utf8_frames_total", "pid_mismatch": "logsockd_pid_mismatch_connections_total",
 		"mixed_writers": "logsockd_mixed_writers_frames_total", "cut": "logsockd_frames_cut_total",
+		"duplicates": "logsockd_duplicate_frames_total", "sessions": "logsockd_sessions",
 		"memory": "logsockd_read_buffer_bytes", "paused": "logsockd_connections_paused"},
 	"output": {"records": "logsockd_output_records_total", "bytes": "logsockd_output_bytes_total",
 		"dropped": "logsockd_output_dropped_records_total", "reopens": "logsockd_output_reopens_total",

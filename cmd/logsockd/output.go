@@ -58,6 +58,35 @@ func maxLine(maxFrame int) int64 { return 8*int64(maxFrame) + 64<<10 }
 type chunk struct {
 	b []byte
 	n int // records in b
+	// acks acknowledge the v2 records in b once b is written (issue 19):
+	// one for each run of records of one connection, the last of the
+	// run's, since an acknowledgement covers the earlier records of its
+	// connection. A v1 record adds nothing.
+	acks     []logsock.Ack
+	lastConn uint64 // the connection of acks' last, or 0
+}
+
+// deferAck defers rec's acknowledgement to c's write, if rec is v2.
+func (c *chunk) deferAck(rec *logsock.Record) {
+	if rec.Seq == 0 {
+		return
+	}
+	a := rec.Defer()
+	if n := len(c.acks); n > 0 && c.lastConn == rec.Conn {
+		c.acks[n-1] = a
+		return
+	}
+	c.acks, c.lastConn = append(c.acks, a), rec.Conn
+}
+
+// reset empties c for reuse.
+func (c *chunk) reset() {
+	if cap(c.b) > maxKeep {
+		c.b = make([]byte, 0, bufSize)
+	}
+	c.b, c.n = c.b[:0], 0
+	clear(c.acks) // they point at connections that may end
+	c.acks, c.lastConn = c.acks[:0], 0
 }
 
 // outputConfig is what newOutput needs to know.
@@ -68,7 +97,10 @@ type outputConfig struct {
 	// exitOnError makes a full disk (ENOSPC, EDQUOT) fail the output like
 	// any other write error, rather than be waited out.
 	exitOnError bool
-	maxLine     int64 // how far back an open looks for the last newline; 0: maxLine(logsock.DefaultMaxFrame)
+	// fsync syncs the file after each write, before the write's v2
+	// records are acknowledged.
+	fsync   bool
+	maxLine int64 // how far back an open looks for the last newline; 0: maxLine(logsock.DefaultMaxFrame)
 }
 
 // outputStats are an output's counters and state.
@@ -171,11 +203,15 @@ func (o *output) record(rec *logsock.Record) {
 		o.room.Wait()
 	}
 	if o.err != nil || o.closed {
+		// Deferred and never done: a v2 client keeps the record, and
+		// sends it again to the next logsockd.
+		rec.Defer()
 		o.stats.Dropped++
 		o.mu.Unlock()
 		return
 	}
 	c := o.cur
+	c.deferAck(rec)
 	first := c.n == 0
 	c.b = o.fmt.append(c.b, rec)
 	c.n++
@@ -302,6 +338,19 @@ func (o *output) writeQueued() {
 			var n int
 			n, err = o.write(c)
 			whole, recs = n, c.n
+			if err == nil && o.fsync {
+				if err = o.file.Sync(); err != nil {
+					err = fmt.Errorf("fsync: %w", err)
+				}
+			}
+			if err == nil {
+				// Written (and synced, with -fsync): a v2 client may
+				// drop these records now. Not before: a crash would lose
+				// them (issue 19).
+				for _, a := range c.acks {
+					a.Done()
+				}
+			}
 			if err != nil {
 				// The records before the last newline are in the file;
 				// the start of the one after is cut, or set aside when
@@ -321,10 +370,7 @@ func (o *output) writeQueued() {
 			log.Printf("%v: draining the connections, then exiting; the records from now on are dropped", o.err)
 			o.fail <- o.err // once: the channel has room for it
 		}
-		if cap(c.b) > maxKeep {
-			c.b = make([]byte, 0, bufSize)
-		}
-		c.b, c.n = c.b[:0], 0
+		c.reset()
 		if o.cur == nil {
 			o.cur = c
 		} else {

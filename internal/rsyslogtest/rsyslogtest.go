@@ -160,6 +160,17 @@ var (
 	property(outname="pid" name="procid" format="jsonf")
 	property(outname="msg" name="msg" format="jsonf")
 }`}
+
+	// Header writes a JSON object a line with the keys of JSON and those
+	// of the header that a sender chooses: severity (a number, 0-7) and
+	// app (APP-NAME).
+	Header = Template{def: `template(name="` + tmplName + `" type="list" option.jsonf="on") {
+	property(outname="time" name="timereported" dateFormat="rfc3339" format="jsonf")
+	property(outname="severity" name="syslogseverity" format="jsonf")
+	property(outname="app" name="app-name" format="jsonf")
+	property(outname="pid" name="procid" format="jsonf")
+	property(outname="msg" name="msg" format="jsonf")
+}`}
 )
 
 // config returns rsyslogd's configuration. omfile keeps its defaults: no
