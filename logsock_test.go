@@ -66,9 +66,13 @@ func TestDialSendsHandshake(t *testing.T) {
 // and in batching mode.
 func TestConcurrentFramesWhole(t *testing.T) {
 	t.Parallel()
+	// WriteTimeout a minute: a write that waits longer for room (under
+	// load, beside parallel tests) ends the connection, and the frames
+	// still in the old one's buffer are read beside the new one's: this
+	// test is about tearing and order on one connection.
 	for name, cfg := range map[string]*logsock.Config{
-		"direct":   {},
-		"batching": {Batching: true},
+		"direct":   {WriteTimeout: time.Minute},
+		"batching": {Batching: true, WriteTimeout: time.Minute},
 		// Chunks of 32 KiB: the larger frames take chunks of their own,
 		// and callers wait for room.
 		"batching, 128 KiB": {Batching: true, BufferBytes: 128 << 10, WriteTimeout: time.Minute},
@@ -178,6 +182,9 @@ func testConcurrentFramesWhole(t *testing.T, cfg *logsock.Config) {
 	if ends := sink.WaitEnds(t, 1); ends[0] != nil {
 		t.Fatalf("connection ended with %v", ends[0])
 	}
+	if st := ls.Stats(); st.Connects != 1 {
+		t.Fatalf("%d connections: the test needs one (Stats %+v)", st.Connects, st)
+	}
 	if len(problems) > 0 {
 		t.Fatalf("%d problems, first: %s", len(problems), problems[0])
 	}
@@ -266,6 +273,9 @@ func TestCloseIsFinal(t *testing.T) {
 	}
 	if ends := sink.WaitEnds(t, 1); ends[0] != nil {
 		t.Fatalf("connection ended with %v", ends[0])
+	}
+	if st := ls.Stats(); st.Connects != 1 {
+		t.Fatalf("%d connections: the test needs one (Stats %+v)", st.Connects, st)
 	}
 	if st := ls.Stats(); st.Connects != 1 || st.Frames != 1 {
 		t.Errorf("Stats %+v: want 1 connection, 1 frame", st)

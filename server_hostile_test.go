@@ -236,17 +236,16 @@ func TestServerIdleTimeout(t *testing.T) {
 			start := time.Now()
 			quiet := logsocktest.RawConn(t, network, addr, logsocktest.Frames(0, pid, "then quiet"))
 			logsocktest.RawConn(t, network, addr, logsocktest.Frames(0, pid, "then half a frame"), le(10), []byte("abc"))
-			log.Wait(t, "two idle timeouts", func([]logsock.Record, []error) bool {
-				return len(log.endsWith(logsock.ReasonIdleTimeout)) == 2
-			})
-			if d := time.Since(start); d < idle {
-				t.Errorf("closed after %v, before the timeout", d)
-			}
-			for _, end := range log.endsWith(logsock.ReasonIdleTimeout) {
+			quietID, halfID := log.waitMsg(t, "then quiet").Conn, log.waitMsg(t, "then half a frame").Conn
+			for _, id := range []uint64{quietID, halfID} {
+				end := log.waitConnEnd(t, id)
 				checkEnd(t, end, logsock.ReasonIdleTimeout, errAny, "")
 				if end.info.Frames != 1 {
 					t.Errorf("connection %d delivered %d frames, want 1", end.info.Conn, end.info.Frames)
 				}
+			}
+			if d := time.Since(start); d < idle {
+				t.Errorf("closed after %v, before the timeout", d)
 			}
 			if n, err := quiet.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 				t.Errorf("quiet client read %d, %v; want 0, EOF", n, err)
@@ -254,8 +253,15 @@ func TestServerIdleTimeout(t *testing.T) {
 			time.Sleep(idle + idle/2) // the busy client goes on past the timeout
 			close(stop)
 			busySent := <-stopped
-			if end := log.endsWith(logsock.ReasonIdleTimeout); len(end) != 2 {
-				t.Fatalf("%d idle timeouts, want 2: the busy connection was closed (its writes up to %v apart)", len(end), busySent.gap)
+			if ends := log.endsWith(logsock.ReasonIdleTimeout); len(ends) != 2 {
+				// Its writes were meant to be a tenth of the timeout apart:
+				// a machine that kept its writer from running for the whole
+				// timeout proves nothing either way.
+				if busySent.gap < idle {
+					t.Fatalf("%d idle timeouts, want 2: the busy connection was closed (its writes up to %v apart)", len(ends), busySent.gap)
+				}
+				t.Logf("the busy client's writes were up to %v apart, over the timeout: its close is the timeout's", busySent.gap)
+				return
 			}
 			log.waitMsg(t, fmt.Sprint("busy ", busySent.n-1))
 			if got := len(log.recordsOf(busyID)); got != busySent.n {
