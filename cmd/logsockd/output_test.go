@@ -92,8 +92,11 @@ func TestOutputConcurrent(t *testing.T) {
 			t.Errorf("conn %d: %d records, want %d", c+1, n, perConn)
 		}
 	}
-	if st := o.Stats(); st.Records != conns*perConn || st.Bytes != uint64(size) || st.Dropped != 0 || st.Reopens != 1 {
-		t.Errorf("stats %+v, want %d records of %d bytes, one reopen", st, conns*perConn, size)
+	// One reopen, Reopen's; two if the watch for a renamed file (every
+	// second) came first, on a machine that kept this test from its
+	// Reopen that long.
+	if st := o.Stats(); st.Records != conns*perConn || st.Bytes != uint64(size) || st.Dropped != 0 || st.Reopens < 1 || st.Reopens > 2 {
+		t.Errorf("stats %+v, want %d records of %d bytes, one reopen (two at most)", st, conns*perConn, size)
 	}
 	if len(o.fmt.conns.m) != 0 {
 		t.Errorf("%d connections still cached after their ends", len(o.fmt.conns.m))
