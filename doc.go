@@ -53,7 +53,7 @@
 //   - With acknowledgements, a frame counts as delivered once acknowledged;
 //     the frames not acknowledged are sent again, with their numbers, after
 //     a reconnect, and the collector drops those it already had (measured:
-//     10 collector crashes under load, 0 frames lost). Flush, Sync and Close
+//     6 collector crashes under load, 0 frames lost). Flush, Sync and Close
 //     wait for the acknowledgements.
 //
 // In direct mode (the default) the LogSocket starts no goroutine but a dial

@@ -274,7 +274,7 @@ func TestAcksCrashUnderLoad(t *testing.T) {
 	t.Parallel()
 	const writers = 4
 	for _, stop := range []string{"crash", "shutdown"} {
-		restarts := map[string]int{"crash": 10, "shutdown": 5}[stop]
+		restarts := map[string]int{"crash": 6, "shutdown": 4}[stop]
 		for _, network := range []string{"tcp", "unix"} {
 			for _, batching := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/%s/batching=%v", stop, network, batching), func(t *testing.T) {
@@ -306,7 +306,7 @@ func TestAcksCrashUnderLoad(t *testing.T) {
 					}
 					col.start(t)
 					ls, err := logsock.New(network, col.addr, &logsock.Config{Acks: true, Batching: batching,
-						MaxBackoff: 100 * time.Millisecond, BufferBytes: 64 << 20, WriteTimeout: time.Minute})
+						MaxBackoff: 100 * time.Millisecond, BufferBytes: 8 << 20, WriteTimeout: time.Minute})
 					if err != nil {
 						t.Fatal(err)
 					}
