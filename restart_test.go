@@ -275,6 +275,9 @@ func TestAcksCrashUnderLoad(t *testing.T) {
 	const writers = 4
 	for _, stop := range []string{"crash", "shutdown"} {
 		restarts := map[string]int{"crash": 6, "shutdown": 4}[stop]
+		if raceEnabled {
+			restarts = 3 // the race detector's load beside parallel tests: a quarter of the speed
+		}
 		for _, network := range []string{"tcp", "unix"} {
 			for _, batching := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/%s/batching=%v", stop, network, batching), func(t *testing.T) {

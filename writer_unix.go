@@ -147,6 +147,15 @@ func (w *frameWriter) runReading(c *conn) error {
 			return err
 		}
 		w.waiting(c)
+		// A collector that said goodbye reads on only for a while: the
+		// rest of this write goes, whole, on the next connection, rather
+		// than wait out the deadline for room that may not come.
+		if c.acks.goodbye.Load() {
+			return errGoodbye
+		}
+		if err := c.acks.failed(); err != nil {
+			return err
+		}
 	}
 }
 
