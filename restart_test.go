@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -384,6 +385,91 @@ func TestAcksCrashUnderLoad(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestAcksUnhappyCollectors: with acknowledgements, what is logged while
+// the collector accepts and closes, closes after the hello, never reads,
+// or is a Server at its connection limit, is held, and all of it is
+// delivered once a working collector is back: 0 lost, in both modes
+// (issue 19's goal).
+func TestAcksUnhappyCollectors(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"accept-close", "hello-close", "stall", "conn-limit"} {
+		for _, batching := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/batching=%v", kind, batching), func(t *testing.T) {
+				t.Parallel()
+				var addr string
+				var stopBad func()
+				switch kind {
+				case "conn-limit":
+					// A Server that serves one connection, held by another
+					// client: ours waits in the backlog, unanswered.
+					busy := logsocktest.NewSink()
+					srv := busy.Server()
+					srv.MaxConns = 1
+					l := logsocktest.Listen(t, "unix")
+					addr = l.Addr().String()
+					stop := logsocktest.ServeOn(t, srv, l)
+					other := logsocktest.RawConn(t, "unix", addr, logsock.AppendHandshake(nil, 0, 1))
+					waitUntil(t, "the other client served", func() bool { return srv.Stats().Active == 1 })
+					stopBad = func() { other.Close(); stop() }
+				default:
+					mode := map[string]logsocktest.FakeMode{"accept-close": logsocktest.FakeClose,
+						"hello-close": logsocktest.FakeHandshakeClose, "stall": logsocktest.FakeStall}[kind]
+					col := logsocktest.NewFakeCollector(t, "unix", mode)
+					addr, stopBad = col.Addr, col.Stop
+				}
+				ls, err := logsock.New("unix", addr, &logsock.Config{Acks: true, Batching: batching,
+					DialTimeout: 200 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ls.Close()
+				const n = 200
+				for i := range n {
+					if err := ls.Log(fmt.Sprint("m", i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// Held, through at least one failed attempt.
+				waitUntil(t, "a failed attempt", func() bool { return ls.Stats().Outage > 0 })
+				if st := ls.Stats(); st.Acked != 0 || st.Held != n {
+					t.Fatalf("Stats %+v against the %s collector; want none acknowledged, %d held", st, kind, n)
+				}
+				stopBad()
+				sink := logsocktest.NewSink()
+				srv := sink.Server()
+				var l net.Listener
+				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					os.Remove(addr) // the bad collector's socket file, if it left it
+					if l, err = net.Listen("unix", addr); err == nil || time.Now().After(deadline) {
+						break
+					}
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				logsocktest.ServeOn(t, srv, l)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := ls.Flush(ctx); err != nil {
+					t.Fatalf("Flush once a working collector is back: %v", err)
+				}
+				got := map[string]bool{}
+				for _, r := range sink.Records() {
+					got[string(r.Msg)] = true
+				}
+				for i := range n {
+					if !got[fmt.Sprint("m", i)] {
+						t.Fatalf("m%d never arrived; Stats %+v", i, ls.Stats())
+					}
+				}
+				if st := ls.Stats(); st.Acked != n || st.Dropped != 0 {
+					t.Fatalf("Stats %+v; want %d acknowledged, none dropped", st, n)
+				}
+			})
 		}
 	}
 }
