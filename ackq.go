@@ -95,9 +95,6 @@ func (q *queue) releaseAcked(n uint64, why uint8) {
 		}
 		q.ackCount.Add(1)
 	}
-	if q.sent.empty() {
-		q.sent.shrink()
-	}
 	if n > q.acked {
 		q.acked = n
 		q.floor.Store(n + 1)

@@ -251,6 +251,7 @@ func (b *batcher) release() {
 		return
 	}
 	b.q.release()
+	b.q.sent.shrink() // kept while busy: given back at every acknowledgement, it was made again at every batch
 	b.b.spare = nil
 }
 

@@ -305,6 +305,7 @@ func (d *direct) flush(ctx context.Context) error {
 // caller holds mu.
 func (d *direct) flushLocked(ctx context.Context, done <-chan struct{}) error {
 	defer d.publish()
+	defer d.q.sent.shrink()
 	for {
 		deadline, ok := ctx.Deadline()
 		if !ok {
