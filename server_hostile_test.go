@@ -208,6 +208,7 @@ func TestServerIdleTimeout(t *testing.T) {
 			pid := int32(os.Getpid())
 
 			// The busy client sends well within the timeout, until told.
+			busyAt := time.Now() // its first frame's write: the gaps count from it
 			busy := logsocktest.RawConn(t, network, addr, logsocktest.Frames(0, pid, "busy 0"))
 			busyID := log.waitMsg(t, "busy 0").Conn
 			type sent struct {
@@ -216,7 +217,7 @@ func TestServerIdleTimeout(t *testing.T) {
 			}
 			stop, stopped := make(chan struct{}), make(chan sent)
 			go func() {
-				n, gap, last := 1, time.Duration(0), time.Now()
+				n, gap, last := 1, time.Duration(0), busyAt
 				defer func() { stopped <- sent{n, gap} }()
 				tick := time.NewTicker(idle / 10)
 				defer tick.Stop()
@@ -227,6 +228,7 @@ func TestServerIdleTimeout(t *testing.T) {
 					case <-tick.C:
 					}
 					if _, err := busy.Write(frameOf(fmt.Sprint("busy ", n))); err != nil {
+						gap = max(gap, time.Since(last)) // the timeout came first: how long it waited
 						return
 					}
 					n, gap, last = n+1, max(gap, time.Since(last)), time.Now()
