@@ -131,7 +131,7 @@ func (k *link) hello2(c *conn, next uint64, deadline time.Time) error {
 	if err != nil {
 		return err
 	}
-	if next > 0 && sh.acked >= next && sh.acked > k.nextSeq() {
+	if sh.acked > k.nextSeq() { // a frame never numbered
 		return fmt.Errorf("%w: the collector's hello says frame %d arrived; the last numbered is %d", errBadAck, sh.acked, k.nextSeq())
 	}
 	a := &acks{maxFrame: int(sh.maxFrame), helloAcked: sh.acked}

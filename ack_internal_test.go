@@ -494,7 +494,7 @@ func TestAcksBadAck(t *testing.T) {
 // for the acknowledgements, and fails at WriteTimeout.
 func TestAcksOverflow(t *testing.T) {
 	for _, policy := range []Overflow{DropOldest, Block} {
-		t.Run(fmt.Sprint(policy), func(t *testing.T) {
+		t.Run(map[Overflow]string{DropOldest: "DropOldest", Block: "Block"}[policy], func(t *testing.T) {
 			col := newV2Collector(t, "unix")
 			col.noAcks = true
 			ls, err := New("unix", col.addr(), &Config{Acks: true, BufferBytes: 10 * (header2Len + 100), Overflow: policy,

@@ -194,7 +194,7 @@ type Stats struct {
 	Resent     uint64        // frames written again, whole, after their write failed or (Acks) their connection was lost
 	Acked      uint64        // frames the collector acknowledged (Acks)
 	Dropped    uint64        // frames dropped: by Overflow, refused by the collector (see Log), or at Close
-	Held       int           // frames held now (in batching mode, queued), not counting a batch being written
+	Held       int           // frames held now (in batching mode, queued; with Acks, written and not acknowledged too), not counting a batch being written
 	HeldBytes  int           // their bytes, headers included
 	Outage     time.Duration // time spent without a connection, after one failed or an attempt did
 }

@@ -50,6 +50,17 @@ func (c *seqCounter) record(rec *logsock.Record) {
 	c.total.Add(1)
 }
 
+// waitMore waits until n more records have arrived.
+func (c *seqCounter) waitMore(t *testing.T, n int64) {
+	t.Helper()
+	until := c.total.Load() + n
+	for deadline := time.Now().Add(time.Minute); c.total.Load() < until; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress: %d records", c.total.Load())
+		}
+	}
+}
+
 func parseSeq(msg []byte) (writer, seq int, ok bool) {
 	f := strings.SplitN(string(msg), ":", 3)
 	if len(f) != 3 {
@@ -68,6 +79,25 @@ type restartingCollector struct {
 	served        chan error
 	handler       func(*logsock.Record)
 	cut           uint64 // ServerStats.Cut, summed over the Servers
+}
+
+// newRestartingCollector starts a restartingCollector on network, at an
+// address of its own, that hands each record to handler.
+func newRestartingCollector(t *testing.T, network string, handler func(*logsock.Record)) *restartingCollector {
+	t.Helper()
+	r := &restartingCollector{network: network, handler: handler}
+	if network == "unix" {
+		r.addr = logsocktest.SocketPath(t)
+	} else {
+		l, err := testenv.ListenTCP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.addr = l.Addr().String()
+		l.Close()
+	}
+	r.start(t)
+	return r
 }
 
 func (r *restartingCollector) start(t *testing.T) {
@@ -126,18 +156,7 @@ func TestShutdownRestartUnderLoad(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/batching=%v", network, batching), func(t *testing.T) {
 				t.Parallel()
 				seqs := newSeqCounter(writers)
-				col := &restartingCollector{network: network, handler: seqs.record}
-				if network == "unix" {
-					col.addr = logsocktest.SocketPath(t)
-				} else {
-					l, err := testenv.ListenTCP()
-					if err != nil {
-						t.Fatal(err)
-					}
-					col.addr = l.Addr().String()
-					l.Close()
-				}
-				col.start(t)
+				col := newRestartingCollector(t, network, seqs.record)
 				// A short MaxBackoff: the restarts come faster than the
 				// second after which a connection proves the collector
 				// healthy, so the backoff grows with each.
@@ -161,13 +180,7 @@ func TestShutdownRestartUnderLoad(t *testing.T) {
 					})
 				}
 				for range restarts {
-					// Some load on this collector, then a restart.
-					until := seqs.total.Load() + 2000
-					for deadline := time.Now().Add(time.Minute); seqs.total.Load() < until; time.Sleep(time.Millisecond) {
-						if time.Now().After(deadline) {
-							t.Fatalf("no progress: %d records", seqs.total.Load())
-						}
-					}
+					seqs.waitMore(t, 2000) // some load on this collector, then a restart
 					col.shutdown(t)
 					col.start(t)
 				}
@@ -288,7 +301,7 @@ func TestAcksCrashUnderLoad(t *testing.T) {
 					ids := map[uint64]string{} // number: message
 					var sessions sync.Map
 					var idErr atomic.Value
-					col := &restartingCollector{network: network, handler: func(rec *logsock.Record) {
+					col := newRestartingCollector(t, network, func(rec *logsock.Record) {
 						sessions.Store(rec.Session, true)
 						mu.Lock()
 						if m, ok := ids[rec.Seq]; ok && m != string(rec.Msg) {
@@ -297,18 +310,7 @@ func TestAcksCrashUnderLoad(t *testing.T) {
 						ids[rec.Seq] = string(rec.Msg)
 						mu.Unlock()
 						seqs.record(rec)
-					}}
-					if network == "unix" {
-						col.addr = logsocktest.SocketPath(t)
-					} else {
-						l, err := testenv.ListenTCP()
-						if err != nil {
-							t.Fatal(err)
-						}
-						col.addr = l.Addr().String()
-						l.Close()
-					}
-					col.start(t)
+					})
 					ls, err := logsock.New(network, col.addr, &logsock.Config{Acks: true, Batching: batching,
 						MaxBackoff: 100 * time.Millisecond, BufferBytes: 8 << 20, WriteTimeout: time.Minute})
 					if err != nil {
@@ -330,12 +332,7 @@ func TestAcksCrashUnderLoad(t *testing.T) {
 						})
 					}
 					for range restarts {
-						until := seqs.total.Load() + 2000
-						for deadline := time.Now().Add(time.Minute); seqs.total.Load() < until; time.Sleep(time.Millisecond) {
-							if time.Now().After(deadline) {
-								t.Fatalf("no progress: %d records", seqs.total.Load())
-							}
-						}
+						seqs.waitMore(t, 2000) // some load on this collector, then a restart
 						if stop == "crash" {
 							col.crash(t)
 						} else {
