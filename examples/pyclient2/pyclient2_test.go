@@ -65,13 +65,24 @@ func feed(t *testing.T, w io.Writer, from, to int) {
 }
 
 // feeder writes lines into client.py's input from a goroutine, in chunks,
-// until halted: so that, however fast the machine, the client is sending
-// when the collector stops.
+// until halted or until it has written feedLimit: so that, however fast
+// the machine, the client is sending when the collector stops, and
+// however slow the collector's restart, the test's records stay bounded
+// (under the race detector, a restart of logsockd that took seconds let
+// an unbounded feeder write millions of lines, and the test binary grew
+// to 12 GB reading them back).
 type feeder struct {
 	stop chan struct{}
 	done chan error
 	n    int // lines written; read after done
 }
+
+// feedLimit bounds what a feeder writes: about 2 s of client.py's sending
+// on an idle machine (27,500 lines a second), far more than the 2,000
+// lines after which the tests stop the collector. While the collector is
+// down, client.py takes its input as fast as the feeder writes it, and
+// holds it.
+const feedLimit = 50_000
 
 func startFeeder(w io.Writer) *feeder {
 	f := &feeder{stop: make(chan struct{}), done: make(chan error, 1)}
@@ -82,6 +93,11 @@ func startFeeder(w io.Writer) *feeder {
 				f.done <- nil
 				return
 			default:
+			}
+			if f.n >= feedLimit {
+				<-f.stop
+				f.done <- nil
+				return
 			}
 			var b bytes.Buffer
 			for i := f.n; i < f.n+500; i++ {
@@ -332,7 +348,7 @@ func TestPyClientLogsockd(t *testing.T) {
 		// client.py exited 0: logsockd acknowledged them all.
 		t.Errorf("%d lines acknowledged are not in the file: m%d... m%d", len(missing), missing[0], missing[len(missing)-1])
 	}
-	t.Logf("%d lines written again after the kill", dups)
+	t.Logf("%d lines, %d of them written again after the kill", total, dups)
 }
 
 // startLogsockd runs logsockd with args and waits until it listens.
