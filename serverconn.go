@@ -34,6 +34,7 @@ type serverConn struct {
 	wake       chan struct{} // wakes a pause for memory: granted, cut or killed
 	handshook  bool          // a deadline now means IdleTimeout, not the handshake timeout
 	hsDeadline time.Time     // the handshake's
+	inTLS      atomic.Bool   // in a TLS handshake, which a drain does not break at once (see drain)
 
 	// Set before the goroutine starts, for the Server's counts.
 	peer      peerKey
@@ -127,6 +128,12 @@ func (c *serverConn) peerCreds() {
 func (c *serverConn) read() error {
 	c.hsDeadline = time.Now().Add(cmp.Or(max(c.s.HandshakeTimeout, 0), defaultHandshakeTimeout))
 	c.nc.SetReadDeadline(c.hsDeadline)
+	if err := c.tlsHandshake(); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return errHandshakeTimeout
+		}
+		return c.reason(err)
+	}
 	if err := c.handshake(); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return errHandshakeTimeout
@@ -154,6 +161,25 @@ func (c *serverConn) read() error {
 			return err
 		}
 	}
+}
+
+// tlsHandshake completes the TLS handshake of a TLS connection before
+// anything is read from it, within the handshake timeout. A tls.Conn whose
+// handshake failed fails every later read at once with the same error, a
+// deadline's too: left to the first Read, a handshake that a drain's
+// wake-up broke made the reader spin on that error (a Shutdown waited 14 to
+// 98 s for it, under the race detector on a busy machine).
+func (c *serverConn) tlsHandshake() error {
+	tc, ok := c.nc.(interface{ Handshake() error })
+	if !ok {
+		return nil
+	}
+	c.inTLS.Store(true)
+	defer c.inTLS.Store(false)
+	if c.draining.Load() {
+		c.nc.SetReadDeadline(time.Now().Add(drainBusy)) // see drain
+	}
+	return tc.Handshake()
 }
 
 // handshake reads the stream's handshake, v1's pid or v2's hello.
@@ -393,6 +419,14 @@ func (c *serverConn) drain() {
 	if c.v1.Load() {
 		c.closeWrite()
 	}
+	if c.inTLS.Load() {
+		// A TLS handshake under way takes milliseconds: a drain that broke
+		// it would lose what the client, its own side done, has begun to
+		// send. It gets as long as a busy drain, then ends unless it is
+		// done (the reader's next read sees the drain).
+		c.nc.SetReadDeadline(time.Now().Add(drainBusy))
+		return
+	}
 	c.nc.SetReadDeadline(time.Now())
 }
 
@@ -614,6 +648,7 @@ func (c *serverConn) readConn(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	var look time.Time // this call's look at what has arrived, once begun
 	for {
 		var deadline time.Time
 		quiet := false
@@ -622,7 +657,12 @@ func (c *serverConn) readConn(p []byte) (int, error) {
 				c.drained = true
 				return 0, io.EOF
 			}
-			deadline, quiet = time.Now().Add(connLook), true
+			// Set once: a read that fails before it, woken or failing at
+			// once, is tried again only until then.
+			if look.IsZero() {
+				look = time.Now().Add(connLook)
+			}
+			deadline, quiet = look, true
 			c.nc.SetReadDeadline(deadline)
 		} else {
 			deadline, quiet = c.armWait()
