@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -56,11 +55,10 @@ type acks struct {
 	maxFrame   int    // the collector's hello: the longest message it takes
 	helloAcked uint64 // and the session's last frame it had
 
-	mu     sync.Mutex // the read lock: one reader of the connection at a time
-	buf    [1024]byte // a message cut by the read, and room for the next
-	n      int
-	peekFn func(fd uintptr) bool
-	peeked int // peekFn's: 1 bytes arrived, 0 nothing, -1 the end or an error
+	mu  sync.Mutex // the read lock: one reader of the connection at a time
+	buf [1024]byte // a message cut by the read, and room for the next
+	n   int
+	now arrivedReader // reads what has arrived, without waiting
 
 	upTo       atomic.Uint64 // the highest number written on the connection, or about to be
 	acked      atomic.Uint64 // the last cumulative acknowledgement
@@ -137,22 +135,6 @@ func (k *link) hello2(c *conn, next uint64, deadline time.Time) error {
 	a := &acks{maxFrame: int(sh.maxFrame), helloAcked: sh.acked}
 	a.acked.Store(sh.acked)
 	a.upTo.Store(sh.acked)
-	a.peekFn = func(fd uintptr) bool {
-		for {
-			n, err := peekByte(int(fd))
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-				a.peeked = 0
-			case err != nil || n == 0:
-				a.peeked = -1
-			default:
-				a.peeked = 1
-			}
-			return true
-		}
-	}
 	c.acks = a
 	return c.nc.SetDeadline(time.Time{})
 }
@@ -167,51 +149,58 @@ func (k *link) readAcks(c *conn, wait time.Duration) bool {
 	if a.failed() != nil {
 		return false
 	}
-	if wait == 0 {
-		if !canPeek {
-			wait = 100 * time.Microsecond // no recv that does not wait (Windows)
-		} else if c.tls == nil {
-			if err := c.rc.Read(a.peekFn); err != nil {
-				a.fail(err)
-				return false
-			}
-			if a.peeked == 0 {
-				return true
-			}
-			// Arrived, or the end: the read below tells which.
-			wait = time.Millisecond
-		} else {
-			wait = tlsPeekWait
-		}
+	// Without a wait, what has arrived is read without a deadline (the
+	// clock could pass one before the read, on a busy machine), through
+	// the TLS layer if there is one.
+	now := wait == 0 && canPeek
+	if wait == 0 && !canPeek {
+		wait = 100 * time.Microsecond // no recv that does not wait (Windows)
 	}
 	// What has arrived is read whole, a buffer at a time: a collector
 	// acknowledges once a read, and acknowledgements left unread would fill
 	// its send buffer.
 	for {
-		if err := c.nc.SetReadDeadline(time.Now().Add(wait)); err != nil {
-			a.fail(err)
-			return false
-		}
 		room := len(a.buf) - a.n
-		n, err := c.stream().Read(a.buf[a.n:])
+		var n int
+		var err error
+		switch {
+		case now && c.tls != nil:
+			n, err = c.peekTLS(a.buf[a.n:])
+		case now:
+			n, err = a.now.read(c.rc, a.buf[a.n:])
+		default:
+			if err := c.nc.SetReadDeadline(time.Now().Add(wait)); err != nil {
+				a.fail(err)
+				return false
+			}
+			n, err = c.stream().Read(a.buf[a.n:])
+		}
 		if n > 0 {
 			a.n += n
 			if !k.parseAcks(a) {
-				c.nc.SetReadDeadline(time.Time{})
+				if !now {
+					c.nc.SetReadDeadline(time.Time{})
+				}
 				return false
 			}
 		}
 		switch {
-		case err == nil && n == room:
-			wait = time.Millisecond // more may have arrived: read on, without waiting
+		case err == nil && (n == room || now):
+			if !now {
+				wait = time.Millisecond // more may have arrived: read on, without waiting
+			}
 			continue
 		case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
-			c.nc.SetReadDeadline(time.Time{})
+			if !now {
+				c.nc.SetReadDeadline(time.Time{})
+			}
 			return true
 		case err == io.EOF:
 			err = errPeerClosed
 		}
-		c.nc.SetReadDeadline(time.Time{})
+		if !now {
+			c.nc.SetReadDeadline(time.Time{})
+		}
 		a.fail(err)
 		return false
 	}

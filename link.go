@@ -119,11 +119,12 @@ var (
 
 // conn is one connection and its raw handle for writing.
 type conn struct {
-	nc    net.Conn
-	rc    syscall.RawConn
-	tls   *tls.Conn  // over TLS: messages go through it, on nc (tls.go)
-	lock  *frameLock // not nil while the connection is shared with other processes
-	since time.Time  // when it came up
+	nc      net.Conn
+	rc      syscall.RawConn
+	tls     *tls.Conn  // over TLS: messages go through it, on nc (tls.go)
+	tlsSock *tlsSocket // what tls reads and writes: nc
+	lock    *frameLock // not nil while the connection is shared with other processes
+	since   time.Time  // when it came up
 
 	// The write role's:
 	hs        []byte    // the handshake, until it is written; nil for an adopted connection

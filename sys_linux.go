@@ -83,6 +83,19 @@ func peekByte(fd int) (int, error) {
 	return int(n), nil
 }
 
+// recvNow is recv(fd, p, MSG_DONTWAIT), without allocating.
+func recvNow(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // setUserTimeout sets TCP_USER_TIMEOUT: data unacknowledged for longer
 // than d fails the connection, even while keepalive would still wait.
 func setUserTimeout(fd int, d time.Duration) error {

@@ -34,6 +34,12 @@ func peekByte(fd int) (int, error) {
 	return n, err
 }
 
+// recvNow is recv(fd, p, MSG_DONTWAIT).
+func recvNow(fd int, p []byte) (int, error) {
+	n, _, err := unix.Recvfrom(fd, p, unix.MSG_DONTWAIT)
+	return n, err
+}
+
 // setUserTimeout does nothing where TCP_USER_TIMEOUT does not exist;
 // keepalive and the write deadline still detect a dead collector.
 func setUserTimeout(int, time.Duration) error { return nil }

@@ -8,6 +8,7 @@ package logsock
 
 import (
 	"errors"
+	"io"
 	"os"
 	"syscall"
 	"time"
@@ -244,4 +245,42 @@ func (w *frameWriter) advance(k int) {
 // ECONNRESET, EPIPE), not because it was slow (a timeout).
 func endedByPeer(err error) bool {
 	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// arrivedReader reads what has arrived on a socket without waiting: the
+// callback for syscall.RawConn.Read is made once, so that a read
+// allocates nothing.
+type arrivedReader struct {
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+// read reads into p what has arrived on rc's socket, without waiting:
+// os.ErrDeadlineExceeded if nothing has, io.EOF at the end.
+func (r *arrivedReader) read(rc syscall.RawConn, p []byte) (int, error) {
+	if r.fn == nil {
+		r.fn = func(fd uintptr) bool {
+			for {
+				if r.n, r.err = recvNow(int(fd), r.p); r.err != syscall.EINTR {
+					return true
+				}
+			}
+		}
+	}
+	r.p = p
+	cerr := rc.Read(r.fn)
+	r.p = nil
+	switch {
+	case cerr != nil:
+		return 0, cerr
+	case r.err == syscall.EAGAIN:
+		return 0, os.ErrDeadlineExceeded
+	case r.err != nil:
+		return 0, r.err
+	case r.n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return r.n, nil
 }

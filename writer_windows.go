@@ -42,3 +42,9 @@ func (w *frameWriter) send(c *conn, deadline time.Time) error {
 func endedByPeer(err error) bool {
 	return errors.Is(err, syscall.WSAECONNRESET) || errors.Is(err, syscall.WSAECONNABORTED)
 }
+
+// arrivedReader is not needed: without a peek (canPeek), nothing reads a
+// socket without waiting.
+type arrivedReader struct{}
+
+func (*arrivedReader) read(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
