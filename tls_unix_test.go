@@ -52,6 +52,11 @@ func TestTLSPeekSeesClose(t *testing.T) {
 
 			second := newConnLog()
 			serveTLS(t, second.Server(), srvCfg, addr)
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("Stats %+v; the goroutines of logsock:\n%s", ls.Stats(), logsocktest.Stacks("logsock"))
+				}
+			})
 			if err := ls.Log("after"); err != nil {
 				t.Fatal(err)
 			}

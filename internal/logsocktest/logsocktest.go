@@ -98,8 +98,17 @@ func ServeOn(t testing.TB, srv *logsock.Server, l net.Listener) (stop func()) {
 		once.Do(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil {
-				t.Errorf("Shutdown: %v", err)
+			res := make(chan error, 1)
+			go func() { res <- srv.Shutdown(ctx) }()
+			var stacks string // what the drain waited on, when it took too long
+			select {
+			case err := <-res:
+				res <- err
+			case <-ctx.Done():
+				stacks = Stacks("logsock")
+			}
+			if err := <-res; err != nil {
+				t.Errorf("Shutdown: %v; Stats %+v; the goroutines of logsock at the deadline:\n%s", err, srv.Stats(), stacks)
 			}
 			if err := <-done; !errors.Is(err, logsock.ErrServerClosed) {
 				t.Errorf("Serve: %v", err)
@@ -108,6 +117,29 @@ func ServeOn(t testing.TB, srv *logsock.Server, l net.Listener) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// Stacks returns the stacks of the goroutines that have a frame whose
+// function name contains pkg, for a failure's message: what a Server or a
+// client waited on.
+func Stacks(pkg string) string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out bytes.Buffer
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte(pkg+".")) && !bytes.Contains(g, []byte("logsocktest.Stacks")) {
+			out.Write(g)
+			out.WriteString("\n\n")
+		}
+	}
+	return out.String()
 }
 
 // FormatRecords lists recs, a line each, for a failure's message.
