@@ -188,3 +188,35 @@ func BenchmarkBatchingGoroutines(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAcks is the price of acknowledgements (Config.Acks) in each
+// mode: 100 B frames into a Server that discards them, with and without,
+// over a Unix socket. The Server runs in this process, so ns/op is the
+// CPU of both sides; the bench's acks section measures the real pair,
+// a client and logsockd.
+func BenchmarkAcks(b *testing.B) {
+	msg := bytes.Repeat([]byte("x"), 100)
+	for _, batching := range []bool{false, true} {
+		for _, acks := range []bool{false, true} {
+			b.Run(fmt.Sprintf("batching=%v/acks=%v", batching, acks), func(b *testing.B) {
+				addr := logsocktest.Serve(b, "unix", &logsock.Server{Handler: func(*logsock.Record) {}})
+				ls, err := logsock.Dial("unix", addr, &logsock.Config{Batching: batching, Acks: acks})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ls.Close()
+				b.SetBytes(int64(len(msg)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := ls.Write(msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := ls.Flush(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				reportFrames(b)
+			})
+		}
+	}
+}

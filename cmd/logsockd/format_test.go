@@ -200,13 +200,18 @@ func FuzzText(f *testing.F) {
 	})
 }
 
-// BenchmarkFormat formats a record of 100 bytes from a TCP connection.
+// BenchmarkFormat formats a record of 100 bytes from a TCP connection,
+// a v1 client's and a v2 client's (its session, number, level, tag and
+// time).
 func BenchmarkFormat(b *testing.B) {
-	for _, jsonOut := range []bool{true, false} {
-		name := map[bool]string{true: "json", false: "text"}[jsonOut]
+	for _, name := range []string{"json", "text", "json/v2", "text/v2"} {
+		jsonOut, v2 := strings.HasPrefix(name, "json"), strings.HasSuffix(name, "v2")
 		b.Run(name, func(b *testing.B) {
 			f := newTestFormatter(jsonOut, false)
 			rec := tcpRecord(strings.Repeat("x", 100))
+			if v2 {
+				rec = v2Record(rec)
+			}
 			buf := make([]byte, 0, 1<<10)
 			b.ReportAllocs()
 			for b.Loop() {
