@@ -554,3 +554,28 @@ func TestAcksCollectorLimit(t *testing.T) {
 		t.Fatalf("collector got %q", msgs)
 	}
 }
+
+// TestWallClock: a v2 frame's time, read from a base and the monotonic
+// clock, is the wall clock's, and a base older than a
+// second is taken again (one whose wall time is wrong, as after a step of
+// the wall clock, is left within a second).
+func TestWallClock(t *testing.T) {
+	var c wallClock
+	for range 10000 {
+		before := time.Now().UnixNano()
+		got := c.now()
+		after := time.Now().UnixNano()
+		// A base is read as two clocks, and so are before and after: a
+		// thread stopped between the two (a busy machine) can put them
+		// apart, up to newBase's check.
+		const slack = int64(time.Millisecond)
+		if got < before-slack || got > after+slack {
+			t.Fatalf("now %d, between %d and %d", got, before, after)
+		}
+	}
+	c.base.Store(&clockBase{t: time.Now().Add(-2 * rebase), unix: 0})
+	before := time.Now().UnixNano()
+	if got := c.now(); got < before {
+		t.Fatalf("now %d from a stale base: want the wall clock, at least %d", got, before)
+	}
+}

@@ -82,6 +82,7 @@ func (q *queue) takeAcks(c *conn) {
 // acknowledged; if why is not 0, frame n is one the collector refused.
 func (q *queue) releaseAcked(n uint64, why uint8) {
 	freed := false
+	acked := uint64(0) // counted once, after the loop, rather than an atomic add a frame
 	for !q.sent.empty() && q.sentFirst <= n {
 		seq := q.sentFirst
 		size, _ := q.f.frame(q.sent.bytes())
@@ -93,8 +94,9 @@ func (q *queue) releaseAcked(n uint64, why uint8) {
 			q.refused = fmt.Errorf("%w: the collector refused frame %d (%d bytes): %s", ErrFrameTooLarge, seq, size, refusalReason(why))
 			continue
 		}
-		q.ackCount.Add(1)
+		acked++
 	}
+	q.ackCount.Add(acked)
 	if n > q.acked {
 		q.acked = n
 		q.floor.Store(n + 1)
