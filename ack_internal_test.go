@@ -327,6 +327,7 @@ func TestAcksCollectorCrash(t *testing.T) {
 // and reports them undelivered if they are not by its deadline; Close
 // drops and counts them.
 func TestAcksFlushWaits(t *testing.T) {
+	t.Parallel()
 	eachMode(t, func(t *testing.T, network string, batching bool) {
 		col := newV2Collector(t, network)
 		col.noAcks = true
@@ -360,6 +361,7 @@ func TestAcksFlushWaits(t *testing.T) {
 // never answers fails the attempt within DialTimeout, with an error that
 // says so; the frames stay held.
 func TestAcksV1Collector(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -493,8 +495,10 @@ func TestAcksBadAck(t *testing.T) {
 // BufferBytes: DropOldest drops the oldest of them, counted; Block waits
 // for the acknowledgements, and fails at WriteTimeout.
 func TestAcksOverflow(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []Overflow{DropOldest, Block} {
 		t.Run(map[Overflow]string{DropOldest: "DropOldest", Block: "Block"}[policy], func(t *testing.T) {
+			t.Parallel()
 			col := newV2Collector(t, "unix")
 			col.noAcks = true
 			ls, err := New("unix", col.addr(), &Config{Acks: true, BufferBytes: 10 * (header2Len + 100), Overflow: policy,

@@ -283,6 +283,7 @@ func (g *gatedListener) SetDeadline(t time.Time) error {
 // with held frames): the drain waits for a connection that has sent
 // nothing yet.
 func TestServerShutdownAcceptsQueued(t *testing.T) {
+	t.Parallel()
 	// Not parallel: drainQueued finds the drain waiting by the stacks of
 	// every goroutine, another Server's among them (it failed so under
 	// -race).
@@ -290,6 +291,7 @@ func TestServerShutdownAcceptsQueued(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		for _, late := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/late=%v", network, late), func(t *testing.T) {
+				t.Parallel()
 				// The late frames must come while the drain waits for them,
 				// a short wait (drainQuiet, 250 ms), and a busy machine can
 				// keep this goroutine from seeing the wait, or from writing,

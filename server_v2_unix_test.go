@@ -17,8 +17,10 @@ import (
 // is closed, ReasonAcksUnread, once the collector's writes have waited
 // HandshakeTimeout; a bystander is unharmed.
 func TestServerV2AcksUnread(t *testing.T) {
+	t.Parallel()
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
+			t.Parallel()
 			handled := make(chan struct{}, 1)
 			log, _, addr, by := hostileServer(t, network, func(s *logsock.Server) {
 				s.HandshakeTimeout = 500 * time.Millisecond
