@@ -14,13 +14,19 @@ func (q *queue) number() uint64 {
 	return q.nextSeq
 }
 
-// numberFrames numbers the whole frames of b, a sealed chunk's, in order.
-func (q *queue) numberFrames(b []byte) {
+// numberFrames numbers the whole frames of b, a sealed chunk's, in order,
+// and returns the first number and the last.
+func (q *queue) numberFrames(b []byte) (first, last uint64) {
+	first, last = q.nextSeq+1, q.nextSeq
 	for off := 0; off < len(b); {
-		q.f.number(b[off:], q.number())
+		last++
+		q.f.number(b[off:], last)
 		n, _ := q.f.frame(b[off:])
 		off += n
 	}
+	q.nextSeq = last
+	q.last.Store(last) // once a chunk, not an atomic store a frame
+	return first, last
 }
 
 // toSent keeps b, frames whole frames just written on q.conn, until they
@@ -42,6 +48,19 @@ func (q *queue) toSent(b []byte, frames int) {
 		off += n
 	}
 	q.sentLast = prev
+	q.sent.pushFrames(b, frames)
+}
+
+// toSentRun is toSent for the frames of a whole chunk, whose first and
+// last numbers are known: it need not read them.
+func (q *queue) toSentRun(b []byte, frames int, first, last uint64) {
+	if frames == 0 {
+		return
+	}
+	if q.sent.empty() {
+		q.sentFirst = first
+	}
+	q.sentLast = last
 	q.sent.pushFrames(b, frames)
 }
 
@@ -83,6 +102,12 @@ func (q *queue) takeAcks(c *conn) {
 func (q *queue) releaseAcked(n uint64, why uint8) {
 	freed := false
 	acked := uint64(0) // counted once, after the loop, rather than an atomic add a frame
+	if !q.sent.empty() && n >= q.sentLast && why == 0 {
+		// All of them, the common case: without reading each.
+		acked = uint64(q.sent.frames)
+		q.sent.drop()
+		freed = true
+	}
 	for !q.sent.empty() && q.sentFirst <= n {
 		seq := q.sentFirst
 		size, _ := q.f.frame(q.sent.bytes())

@@ -45,6 +45,7 @@ type chunk struct {
 	// Set by seal (or, for a large frame's own chunk, when it is made),
 	// read by the writer (under mu, or once the chunk is in its batch).
 	used, frames int
+	first, last  uint64 // v2: the numbers of its first and last frames
 }
 
 // tryAppend appends msg as a frame, unless the chunk is sealed or has no
@@ -181,6 +182,7 @@ func (q *queue) stage(msg []byte, m meta) bool {
 			k.state.Store(sealedBit)
 			if q.f.v2 {
 				m.seq = q.number()
+				k.first, k.last = m.seq, m.seq
 			}
 			q.f.put(k.buf, msg, m)
 			q.outside += n
@@ -206,7 +208,7 @@ func (q *queue) sealCurrent() {
 		return
 	}
 	if q.f.v2 {
-		q.numberFrames(k.buf[:k.used])
+		k.first, k.last = q.numberFrames(k.buf[:k.used])
 	}
 	q.queueChunk(k)
 }
@@ -314,7 +316,7 @@ func (q *queue) settle(b *batch, n int, err error) (frames, msgBytes int, retrie
 	for i, k := range b.chunks {
 		if n >= k.used && !q.f.octets {
 			if q.f.v2 {
-				q.toSent(k.buf[:k.used], k.frames)
+				q.toSentRun(k.buf[:k.used], k.frames, k.first, k.last)
 			}
 			frames += k.frames
 			msgBytes += k.used - k.frames*q.f.headerLen(0)

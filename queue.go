@@ -386,6 +386,11 @@ func (q *frameQueue) shrink() {
 	}
 }
 
+// drop removes every frame, keeping the memory.
+func (q *frameQueue) drop() {
+	q.buf, q.head, q.frames, q.retry, q.cuts = q.buf[:0], 0, 0, false, 0
+}
+
 // reset empties the queue and returns its memory.
 func (q *frameQueue) reset() {
 	q.buf, q.head, q.frames, q.retry, q.cuts = nil, 0, 0, false, 0
