@@ -131,17 +131,7 @@ func BenchmarkModes(b *testing.B) {
 						other := shareInProcess(b, ls, nil)
 						defer other.Close()
 					}
-					b.SetBytes(int64(len(msg)))
-					b.ReportAllocs()
-					for b.Loop() {
-						if _, err := ls.Write(msg); err != nil {
-							b.Fatal(err)
-						}
-					}
-					if err := ls.Flush(context.Background()); err != nil {
-						b.Fatal(err)
-					}
-					reportFrames(b)
+					writeLoop(b, ls, msg)
 				})
 			}
 		}
@@ -189,6 +179,22 @@ func BenchmarkBatchingGoroutines(b *testing.B) {
 	}
 }
 
+// writeLoop writes msg with ls b.N times, then flushes, and reports the
+// frames a second.
+func writeLoop(b *testing.B, ls *logsock.LogSocket, msg []byte) {
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ls.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := ls.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	reportFrames(b)
+}
+
 // BenchmarkAcks is the price of acknowledgements (Config.Acks) in each
 // mode: 100 B frames into a Server that discards them, with and without,
 // over a Unix socket. The Server runs in this process, so ns/op is the
@@ -205,17 +211,7 @@ func BenchmarkAcks(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer ls.Close()
-				b.SetBytes(int64(len(msg)))
-				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := ls.Write(msg); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := ls.Flush(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				reportFrames(b)
+				writeLoop(b, ls, msg)
 			})
 		}
 	}

@@ -158,22 +158,28 @@ func TestLogsockCatCollectorDown(t *testing.T) {
 	}
 }
 
+// undeliveredCases are logsock-cat runs whose frames the collector does
+// not take: input on stdin or from a command, which may fail; frames is
+// how many are sent, code the exit status that says they were not
+// delivered.
+var undeliveredCases = []struct {
+	name    string
+	stdin   string
+	command []string
+	frames  int
+	code    int
+}{
+	{"stdin", "one\ntwo\n", nil, 2, 1},
+	{"command", "", []string{"--", "sh", "-c", "echo one"}, 1, 1},
+	{"command-failed", "", []string{"--", "sh", "-c", "echo one; exit 3"}, 1, 3},
+}
+
 // TestLogsockCatUndelivered: when the collector stays down, logsock-cat
 // tries for -timeout at the end, then says how many frames it could not
 // deliver, and exits 1, or with the command's status if that is not 0.
 func TestLogsockCatUndelivered(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name    string
-		stdin   string
-		command []string
-		frames  int
-		code    int
-	}{
-		{"stdin", "one\ntwo\n", nil, 2, 1},
-		{"command", "", []string{"--", "sh", "-c", "echo one"}, 1, 1},
-		{"command-failed", "", []string{"--", "sh", "-c", "echo one; exit 3"}, 1, 3},
-	} {
+	for _, tc := range undeliveredCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			col := logsocktest.FakeDown(t, "unix", logsocktest.FakeDecode)
