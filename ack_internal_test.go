@@ -458,8 +458,8 @@ func TestLevelOf(t *testing.T) {
 	}{{slog.LevelDebug, LevelDebug}, {slog.LevelInfo, LevelInfo}, {slog.LevelInfo + 2, LevelNotice},
 		{slog.LevelWarn, LevelWarning}, {slog.LevelError, LevelError}, {slog.LevelError + 4, LevelCritical},
 		{slog.LevelError + 8, LevelAlert}, {slog.LevelError + 12, LevelEmergency}, {slog.LevelError + 100, LevelEmergency}} {
-		if got := LevelOf(c.in); got != c.want {
-			t.Errorf("LevelOf(%v) = %v; want %v", c.in, got, c.want)
+		if got := levelOf(c.in); got != c.want {
+			t.Errorf("levelOf(%v) = %v; want %v", c.in, got, c.want)
 		}
 	}
 }

@@ -7,9 +7,8 @@ import (
 	"strings"
 )
 
-// ParseAddress splits an address as the programs take it, "tcp://host:port"
-// (tcp4, tcp6), "unix:///path" or "host:port" (TCP), into the network and
-// address of New.
+// ParseAddress splits "tcp://host:port" (tcp4, tcp6), "unix:///path" or
+// "host:port" into New's network and address.
 func ParseAddress(s string) (network, address string, err error) {
 	network, address, ok := strings.Cut(s, "://")
 	if !ok {

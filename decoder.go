@@ -24,14 +24,14 @@ const (
 	truncatedQuote = 64 // bytes of a truncated frame body that its ProtocolError keeps
 )
 
-// Decoder reads a handshake and frames from an io.Reader; its buffer grows
-// only by what has arrived. It is not safe for concurrent use.
+// Decoder reads a handshake and frames from an io.Reader, its buffer growing
+// only by what has arrived; it is not safe for concurrent use.
 type Decoder struct {
 	r          io.Reader
 	order      ByteOrder
 	limit      int
 	codePoints bool
-	hdr        int // a frame header's size: HeaderLen, or header2Len after a v2 hello
+	hdr        int // a frame header's size: headerLen, or header2Len after a v2 hello
 
 	buf        []byte // read-ahead; buf[start:end] is not yet consumed
 	start, end int
@@ -49,7 +49,7 @@ type Decoder struct {
 
 // NewDecoder returns a Decoder that reads from r. A nil cfg means defaults.
 func NewDecoder(r io.Reader, cfg *DecoderConfig) *Decoder {
-	d := &Decoder{r: r, limit: DefaultMaxFrame, hdr: HeaderLen}
+	d := &Decoder{r: r, limit: DefaultMaxFrame, hdr: headerLen}
 	d.idle, _ = r.(idleReader)
 	if cfg != nil {
 		d.order, d.codePoints = cfg.Order, cfg.CodePoints
@@ -60,21 +60,19 @@ func NewDecoder(r io.Reader, cfg *DecoderConfig) *Decoder {
 	return d
 }
 
-// Handshake reads the handshake that opens the stream, once, before Next,
-// and returns its pid.
+// Handshake reads the handshake that opens the stream, and returns its pid.
 func (d *Decoder) Handshake() (int32, error) {
-	if err := d.fill(HeaderLen); err != nil {
+	if err := d.fill(headerLen); err != nil {
 		return 0, d.truncated("handshake", err, 0)
 	}
 	pid := d.order.get(d.buf[d.start:])
-	d.consume(HeaderLen)
+	d.consume(headerLen)
 	d.shook = true
 	return pid, nil
 }
 
-// Next returns the next message, valid until the next call. It returns
-// io.EOF only at a frame boundary; a stream that ends inside a frame, or a
-// bad length, is a *ProtocolError, returned again by every later call.
+// Next returns the next message, valid until the next call; io.EOF at a frame
+// boundary; a *ProtocolError, for good, for a bad length or a cut frame.
 func (d *Decoder) Next() ([]byte, error) {
 	// Fast path: a whole valid frame is already buffered.
 	if have := d.end - d.start; have >= d.hdr && !d.codePoints && d.err == nil {
@@ -97,7 +95,7 @@ func (d *Decoder) next() ([]byte, error) {
 	if err := d.fill(d.hdr); err != nil {
 		return nil, d.truncated(d.headerPart(), err, 0)
 	}
-	n, err := parseFrameHeader(d.buf[d.start:d.start+HeaderLen], d.order, d.limit)
+	n, err := parseFrameHeader(d.buf[d.start:d.start+headerLen], d.order, d.limit)
 	if err != nil {
 		pe := err.(*ProtocolError)
 		pe.Offset = d.off
@@ -122,7 +120,7 @@ func (d *Decoder) next() ([]byte, error) {
 // opensHello reads the stream's first 4 bytes, and reports whether they
 // open a v2 hello rather than a v1 handshake.
 func (d *Decoder) opensHello() (bool, error) {
-	if err := d.fill(HeaderLen); err != nil {
+	if err := d.fill(headerLen); err != nil {
 		return false, d.truncated("handshake", err, 0)
 	}
 	return isHello(d.buf[d.start:]), nil
@@ -170,13 +168,12 @@ func (d *Decoder) headerPart() string {
 	return "frame header"
 }
 
-// Reset makes the Decoder read from r, as a new one would, keeping its
-// buffer.
+// Reset makes the Decoder read from r as a new one would, keeping its buffer.
 func (d *Decoder) Reset(r io.Reader) {
 	d.r = r
 	d.idle, _ = r.(idleReader)
 	d.start, d.end, d.off = 0, 0, 0
-	d.readErr, d.err, d.shook, d.hdr = nil, nil, false, HeaderLen
+	d.readErr, d.err, d.shook, d.hdr = nil, nil, false, headerLen
 }
 
 // buffered returns the number of bytes read from r and not yet consumed.
@@ -193,8 +190,8 @@ func (d *Decoder) consume(n int) {
 // runeBytes returns the byte length of the n code points that follow the
 // header, reading as needed; the bytes are limited as in byte mode.
 func (d *Decoder) runeBytes(n int) (int, error) {
-	pos := d.start + HeaderLen
-	most := HeaderLen + min(n*utf8.UTFMax, d.limit+utf8.UTFMax) // the frame's bytes, at most
+	pos := d.start + headerLen
+	most := headerLen + min(n*utf8.UTFMax, d.limit+utf8.UTFMax) // the frame's bytes, at most
 	for i := 0; i < n; i++ {
 		if !utf8FullRune(d.buf[pos:d.end]) {
 			rel := pos - d.start
@@ -215,15 +212,15 @@ func (d *Decoder) runeBytes(n int) (int, error) {
 				Length: int64(n), Err: ErrInvalidCodePoint}
 			return 0, d.err
 		}
-		if pos+size-(d.start+HeaderLen) > d.limit {
+		if pos+size-(d.start+headerLen) > d.limit {
 			d.err = &ProtocolError{Part: "frame body", Offset: d.off,
-				Data:   append([]byte(nil), d.buf[d.start:d.start+HeaderLen]...),
+				Data:   append([]byte(nil), d.buf[d.start:d.start+headerLen]...),
 				Length: int64(n), Limit: d.limit, Err: ErrFrameTooLarge}
 			return 0, d.err
 		}
 		pos += size
 	}
-	return pos - (d.start + HeaderLen), nil
+	return pos - (d.start + headerLen), nil
 }
 
 // utf8FullRune is utf8.FullRune with a fast path for ASCII.
@@ -349,7 +346,7 @@ func (d *Decoder) busy() {
 	}
 	h := d.start // the next frame's header: after the handshake, until it is consumed
 	if !d.shook {
-		h += HeaderLen
+		h += headerLen
 	}
 	if !d.codePoints && d.end-h >= d.hdr && int64(d.order.get(d.buf[h:]))+int64(d.hdr) > maxReadBuf {
 		return // the frame's own buffer will do

@@ -1,5 +1,33 @@
 package logsock
 
+import (
+	"fmt"
+	"math"
+)
+
+// The v1 wire's encoders, for the raw clients of the tests: Go programs
+// write through a LogSocket, and the library has no use for them.
+
+// HeaderLen is the size of the handshake and of a frame header.
+const HeaderLen = headerLen
+
+// AppendHandshake appends the handshake for pid to dst.
+func AppendHandshake(dst []byte, order ByteOrder, pid int32) []byte {
+	return appendHandshake(dst, order, pid)
+}
+
+// AppendFrame appends msg to dst as one frame: its length, then its bytes.
+// It panics if msg is longer than math.MaxInt32 bytes, which no frame can
+// carry.
+func AppendFrame(dst []byte, order ByteOrder, msg []byte) []byte {
+	if len(msg) > math.MaxInt32 {
+		panic(fmt.Sprintf("logsock: AppendFrame: %d bytes, limit %d", len(msg), math.MaxInt32))
+	}
+	var b [headerLen]byte
+	order.put(b[:], int32(len(msg)))
+	return append(append(dst, b[:]...), msg...)
+}
+
 // Protocol v2's codec, for the raw v2 clients of package logsock_test's
 // tests.
 

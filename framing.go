@@ -3,17 +3,15 @@ package logsock
 import (
 	"errors"
 	"fmt"
-	"math"
 )
 
-// HeaderLen is the size of the handshake and of a frame header.
-const HeaderLen = 4
+// headerLen is the size of the handshake and of a frame header.
+const headerLen = 4
 
 // DefaultMaxFrame is the default limit on a message: 1 MiB.
 const DefaultMaxFrame = 1 << 20
 
-// ByteOrder is the byte order of the wire's integers; its text form,
-// "little" or "big", makes it a flag.TextVar.
+// ByteOrder is the byte order of the wire's integers: "little" or "big".
 type ByteOrder uint8
 
 const (
@@ -71,8 +69,8 @@ func (o ByteOrder) get(b []byte) int32 {
 	return int32(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
 }
 
-// ProtocolError describes a stream that breaks the wire format: a bad
-// length or v2 level, or a part cut short (Err is then io.ErrUnexpectedEOF).
+// ProtocolError describes a stream that breaks the wire format: a bad length
+// or v2 level, or a part cut short (io.ErrUnexpectedEOF).
 type ProtocolError struct {
 	Part   string // "handshake", "frame header" or "frame body"; in v2, "hello" or "v2 frame header"
 	Offset int64  // stream offset of the handshake's or frame's first byte
@@ -112,41 +110,29 @@ func (e *ProtocolError) Error() string {
 
 // partSize is the size of the parts that a stream can end inside, a
 // hello's without its tag.
-var partSize = map[string]int{"handshake": HeaderLen, "frame header": HeaderLen, "hello": helloLen, "v2 frame header": header2Len}
+var partSize = map[string]int{"handshake": headerLen, "frame header": headerLen, "hello": helloLen, "v2 frame header": header2Len}
 
 // Unwrap returns e.Err.
 func (e *ProtocolError) Unwrap() error { return e.Err }
 
-// AppendHandshake appends the handshake for pid to dst.
-func AppendHandshake(dst []byte, order ByteOrder, pid int32) []byte {
-	var b [HeaderLen]byte
+// appendHandshake appends the handshake for pid to dst.
+func appendHandshake(dst []byte, order ByteOrder, pid int32) []byte {
+	var b [headerLen]byte
 	order.put(b[:], pid)
 	return append(dst, b[:]...)
 }
 
-// AppendFrame appends msg to dst as one frame: its length, then its bytes.
-// It panics if msg is longer than math.MaxInt32 bytes, which no frame can
-// carry.
-func AppendFrame(dst []byte, order ByteOrder, msg []byte) []byte {
-	if len(msg) > math.MaxInt32 {
-		panic(fmt.Sprintf("logsock: AppendFrame: %d bytes, limit %d", len(msg), math.MaxInt32))
-	}
-	var b [HeaderLen]byte
-	order.put(b[:], int32(len(msg)))
-	return append(append(dst, b[:]...), msg...)
-}
-
-// parseFrameHeader returns the message length that hdr[:HeaderLen]
+// parseFrameHeader returns the message length that hdr[:headerLen]
 // declares. A negative length, or one above limit, is a *ProtocolError
 // that quotes the header.
 func parseFrameHeader(hdr []byte, order ByteOrder, limit int) (int, error) {
 	n := order.get(hdr)
 	switch {
 	case n < 0:
-		return 0, &ProtocolError{Part: "frame header", Data: append([]byte(nil), hdr[:HeaderLen]...),
+		return 0, &ProtocolError{Part: "frame header", Data: append([]byte(nil), hdr[:headerLen]...),
 			Length: int64(n), Err: ErrNegativeLength}
 	case int64(n) > int64(limit):
-		return 0, &ProtocolError{Part: "frame header", Data: append([]byte(nil), hdr[:HeaderLen]...),
+		return 0, &ProtocolError{Part: "frame header", Data: append([]byte(nil), hdr[:headerLen]...),
 			Length: int64(n), Limit: limit, Err: ErrFrameTooLarge}
 	}
 	return int(n), nil
@@ -178,7 +164,7 @@ func (f framing) headerLen(n int) int {
 	case f.v2:
 		return header2Len
 	case !f.octets:
-		return HeaderLen
+		return headerLen
 	}
 	k := 2
 	for ; n >= 10; n /= 10 {
@@ -200,7 +186,7 @@ func (f framing) header(b []byte, n int, m meta) int {
 		return header2Len
 	case !f.octets:
 		f.order.put(b, int32(n))
-		return HeaderLen
+		return headerLen
 	}
 	return f.octetCount(b, n)
 }
@@ -226,7 +212,7 @@ func (f framing) put(b, msg []byte, m meta) {
 		copy(b[header2Len:], msg)
 	case !f.octets:
 		f.order.put(b, int32(len(msg)))
-		copy(b[HeaderLen:], msg)
+		copy(b[headerLen:], msg)
 	default:
 		copy(b[f.octetCount(b, len(msg)):], msg)
 	}

@@ -5,9 +5,8 @@ import (
 	"fmt"
 )
 
-// Level is a record's severity, numbered as RFC 5424 numbers it: the
-// lower, the more severe. Protocol v2 (Config.Acks) carries it in each
-// frame; v1 has no level, and its records are LevelInfo.
+// Level is a record's severity, as RFC 5424 numbers it; v1's records are
+// LevelInfo.
 type Level uint8
 
 const (
@@ -23,8 +22,7 @@ const (
 
 var levelNames = [...]string{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}
 
-// String returns the level's syslog keyword: "emerg", "alert", "crit",
-// "err", "warning", "notice", "info" or "debug".
+// String returns the level's syslog keyword, from "emerg" to "debug".
 func (l Level) String() string {
 	if int(l) < len(levelNames) {
 		return levelNames[l]
@@ -60,9 +58,7 @@ func (l *Level) UnmarshalText(text []byte) error {
 	return fmt.Errorf("logsock: level %q: want one of %v", text, levelNames)
 }
 
-// SessionID names a v2 client's session: random, drawn once by the
-// client, kept across its reconnects. The zero SessionID is a v1
-// connection's.
+// SessionID names a v2 client's session, random and kept across reconnects.
 type SessionID [16]byte
 
 // String returns the id in hexadecimal (32 digits).

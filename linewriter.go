@@ -6,9 +6,8 @@ import (
 	"sync"
 )
 
-// A LineWriter sends each line written to it as a frame, without its
-// "\n", for writers that do not write a record a call; a line over
-// MaxFrame goes in frames of MaxFrame bytes. It is safe for concurrent use.
+// A LineWriter sends each line written to it as a frame, without its "\n" (a
+// line over MaxFrame in several). It is safe for concurrent use.
 type LineWriter struct {
 	ls       *LogSocket
 	maxFrame int // at least 1: Config's defaults make 0 DefaultMaxFrame
@@ -23,17 +22,14 @@ func NewLineWriter(ls *LogSocket) *LineWriter {
 	return &LineWriter{ls: ls, maxFrame: ls.cfg.MaxFrame, level: LevelInfo}
 }
 
-// SetLevel sets the level of the lines written from now on (LogLevel);
-// LevelInfo until it is called.
+// SetLevel sets the level of the lines from now on; LevelInfo until then.
 func (w *LineWriter) SetLevel(l Level) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.level = l
 }
 
-// Write sends the lines that p completes, and keeps the rest for the next
-// Write. A line dropped (ErrBufferFull) does not fail it; only ErrClosed
-// does.
+// Write sends the lines that p completes; it fails only with ErrClosed.
 func (w *LineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

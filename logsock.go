@@ -45,36 +45,26 @@ type Config struct {
 	MaxFrame     int           // the longest message Log sends; default DefaultMaxFrame
 	DialTimeout  time.Duration // bounds a connection attempt; default 5 s
 	CloseTimeout time.Duration // bounds Close's delivery of what is held; default 5 s
-	// WriteTimeout bounds a call's wait for the collector: a dial, room to
-	// write, the frame lock of a shared connection, under Block room to hold.
-	// Default 5 s.
-	WriteTimeout time.Duration
-
+	WriteTimeout time.Duration // bounds a wait for the collector: a dial, room to write, a shared lock, under Block room to hold; default 5 s
 	// MinBackoff and MaxBackoff bound the wait between attempts, which
 	// doubles after each failure, with jitter; a connection lost within a
 	// second is a failure. Default 50 ms and 5 s (or MinBackoff).
 	MinBackoff, MaxBackoff time.Duration
-	BufferBytes            int      // bounds the frames held, headers included; default 4 MiB
-	Overflow               Overflow // what a call does when BufferBytes is reached
-	// PeekInterval is how often, at most, a write is preceded by a check that
-	// the collector has not closed the connection: time.Nanosecond, every
-	// frame; negative, never. Default 10 ms.
-	PeekInterval time.Duration
-
+	BufferBytes            int           // bounds the frames held, headers included; default 4 MiB
+	Overflow               Overflow      // what a call does when BufferBytes is reached
+	PeekInterval           time.Duration // how often a write checks first that the collector has not closed (1 ns: always; negative: never); default 10 ms
 	// Batching makes Log queue the frame for a goroutine that writes all
 	// callers' frames in batches (FlushDelay after the first, at 256 KiB).
+	// Without it (direct mode) no goroutine runs but a dial that would keep
+	// a call waiting.
 	Batching   bool
 	FlushDelay time.Duration // how long a batch gathers, with Batching; default 10 ms
-
-	// Acks turns on protocol v2: each frame carries its number, time and
-	// level, and stays held, within BufferBytes, until the collector
-	// acknowledges it; after a reconnect the frames not acknowledged are
-	// sent again, and Flush, Sync and Close wait for the acknowledgements.
-	// The collector must speak v2 (logsockd and Server do). A connection
-	// with acknowledgements is never shared: a child process makes its own.
-	Acks bool
-	Tag  string // with Acks, the sender's name (1-48 printable ASCII bytes); default the program's name
-
+	// Acks turns on protocol v2: a frame carries its number, time and level,
+	// is held until the collector acknowledges it, and is sent again after a
+	// reconnect. The collector must speak v2 (logsockd and Server do). A child
+	// process makes its own connection.
+	Acks        bool
+	Tag         string        // with Acks, the sender's name (1-48 printable ASCII bytes); default the program's name
 	TLS         *tls.Config   // if not nil, connections are TLS ones, over TCP, and cannot be shared
 	KeepAlive   time.Duration // idle time before TCP keepalive probes; default 15 s, negative none
 	UserTimeout time.Duration // TCP_USER_TIMEOUT on Linux; default 20 s, negative the system's
@@ -146,7 +136,7 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.BufferBytes == 0 {
 		cfg.BufferBytes = max(defaultBufferBytes, cfg.MaxFrame+maxHeader)
 	}
-	if cfg.BufferBytes < HeaderLen {
+	if cfg.BufferBytes < headerLen {
 		return bad("BufferBytes", cfg.BufferBytes, "cannot hold a frame")
 	}
 	return cfg, nil
@@ -219,8 +209,8 @@ func (t *tally) add(frames, msgBytes int, retried, ok bool) {
 	}
 }
 
-// A LogSocket sends log messages to a collector, a frame each, whole and
-// in order, from any number of goroutines; see the package's Guarantees.
+// A LogSocket sends log messages to a collector, a frame each, from any number
+// of goroutines.
 type LogSocket struct {
 	cfg    Config
 	link   *link  // the connection, dialing and backoff
@@ -248,9 +238,8 @@ type sender interface {
 	held() (frames, bytes int)
 }
 
-// New returns a LogSocket that connects when it first needs to: until the
-// collector is up, messages are held. The network is "tcp", "tcp4", "tcp6"
-// or "unix"; the address, a host:port or a path, is checked now, with cfg.
+// New returns a LogSocket that connects when first needed, holding messages
+// until then. It checks the network (tcp, tcp4, tcp6, unix) and address now.
 func New(network, address string, cfg *Config) (*LogSocket, error) {
 	c, err := checkConfig(network, address, cfg)
 	if err != nil {
@@ -260,8 +249,7 @@ func New(network, address string, cfg *Config) (*LogSocket, error) {
 }
 
 // NewSyslog returns a LogSocket for RFC 5424 messages to a syslog server,
-// in its octet-counted framing (RFC 6587; RFC 5425 over TLS), with no
-// handshake; Config.Order must be unset, and it cannot be shared.
+// octet-counted (RFC 6587, 5425), with no handshake; Order must be unset.
 func NewSyslog(network, address string, cfg *Config) (*LogSocket, error) {
 	if cfg != nil && cfg.Order != LittleEndian {
 		return nil, fmt.Errorf("logsock: Config.Order %v: syslog's framing has no byte order", cfg.Order)
@@ -299,7 +287,7 @@ func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *L
 	f := framing{octets: octets, v2: cfg.Acks, order: cfg.Order}
 	var handshake func() []byte // syslog's framing has none
 	if !f.octets {
-		handshake = func() []byte { return AppendHandshake(nil, f.order, int32(os.Getpid())) }
+		handshake = func() []byte { return appendHandshake(nil, f.order, int32(os.Getpid())) }
 	}
 	sendBuffer, chunkLen, least := 0, 0, 0
 	if cfg.Batching {
@@ -325,8 +313,8 @@ func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *L
 	return l
 }
 
-// Dial is New, then a connection and its handshake now: it fails if the
-// collector cannot be reached.
+// Dial is New, then a connection now: it fails if the collector is
+// unreachable.
 func Dial(network, address string, cfg *Config) (*LogSocket, error) {
 	l, err := New(network, address, cfg)
 	if err != nil {
@@ -347,24 +335,20 @@ func Dial(network, address string, cfg *Config) (*LogSocket, error) {
 	return l, nil
 }
 
-// Log sends msg as one frame: nil means it was written whole to the
-// connection, or is held (queued) for a later one; an error, that it will
-// not be sent. A frame that the collector refuses, ending the connection as
-// it is written, three times, is dropped and reported by the next Flush,
-// Sync or Close, and Log then refuses frames that large (ErrFrameTooLarge).
+// Log sends msg as one frame: nil means it was written whole or is held; an
+// error, that it will not be sent. A frame that the collector refuses three
+// times is dropped, and reported by Flush, Sync or Close.
 func (l *LogSocket) Log(msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)), LevelInfo)
 }
 
-// LogLevel is Log with a level, which protocol v2 (Config.Acks) sends
-// with the frame; v1 has no level, and sends msg alone.
+// LogLevel is Log with a level, which v2 (Acks) sends and v1 drops.
 func (l *LogSocket) LogLevel(level Level, msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)), level)
 }
 
-// Write sends p as one frame, as Log does, so that each record of log or
-// slog is one (they drop its error: a record over MaxFrame shows only in
-// Stats.Errors). It does not retain p.
+// Write sends p as one frame, as Log does, for log and slog (which drop its
+// error). It does not retain p.
 func (l *LogSocket) Write(p []byte) (int, error) {
 	if err := l.send(p, LevelInfo); err != nil {
 		return 0, err
@@ -456,9 +440,9 @@ func (l *LogSocket) tooLarge(size int, limit int64) error {
 	return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, limit)
 }
 
-// Flush writes every frame held or queued, connecting as needed. When ctx
-// is done first, the frames stay held, and its error wraps ErrUndelivered,
-// ctx's error and the last *OpError.
+// Flush writes every frame held, with Acks until acknowledged; if ctx ends
+// first, they stay held, and its error wraps ErrUndelivered, ctx's and the
+// last *OpError.
 func (l *LogSocket) Flush(ctx context.Context) error {
 	if l.closed.Load() {
 		return ErrClosed
@@ -466,18 +450,16 @@ func (l *LogSocket) Flush(ctx context.Context) error {
 	return l.s.flush(ctx)
 }
 
-// Sync is Flush for up to WriteTimeout. With it a LogSocket is a
-// zapcore.WriteSyncer.
+// Sync is Flush for up to WriteTimeout, as a zapcore.WriteSyncer's.
 func (l *LogSocket) Sync() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.WriteTimeout)
 	defer cancel()
 	return l.Flush(ctx)
 }
 
-// Close delivers what is held for up to CloseTimeout, then cuts a write
-// in progress and closes the connection; calls that wait for room or in
-// Flush return ErrClosed at once, as every later call does. What it could
-// not deliver is dropped, counted, and its error wraps ErrUndelivered.
+// Close delivers what is held for up to CloseTimeout, then closes; every call
+// then returns ErrClosed. If it dropped frames (Stats.Dropped), its error
+// wraps ErrUndelivered.
 func (l *LogSocket) Close() error {
 	if l.closed.Swap(true) {
 		return nil

@@ -107,9 +107,9 @@ const (
 	ReasonBadHello                       // a v2 hello refused: answered with its status, and closed
 	ReasonBadFrame                       // a v2 frame header with a level above LevelDebug
 	ReasonAcksUnread                     // a v2 client left acknowledgements unread for HandshakeTimeout
-
-	numReasons
 )
+
+const numReasons = ReasonAcksUnread + 1
 
 var reasonNames = [numReasons]string{"eof", "shutdown", "truncated", "bad_length", "frame_too_large",
 	"handshake_timeout", "idle_timeout", "conn_limit", "pid_mismatch", "io_error", "bad_hello", "bad_frame",
@@ -191,31 +191,25 @@ type serverCounters struct {
 	ends                                   [numReasons]atomic.Uint64
 }
 
-// Server is a collector: it reads each connection in a goroutine of its
-// own, v1 or v2 (acknowledged), and hands every message to Handler; a
-// connection that breaks the format or fails is closed, alone. At its
-// limits it keeps clients waiting. The zero value, with a Handler, works;
-// set the fields before Serve.
+// Server is a collector of v1 and v2 streams: it reads each connection in a
+// goroutine of its own and hands every message to Handler; a connection that
+// breaks the format or fails is closed, alone. Set the fields before Serve.
 type Server struct {
 	// Handler is called with each record, in order for one connection,
-	// concurrently for several. It must not keep rec after it returns (an
-	// Ack from rec.Defer, it may).
+	// concurrently for several; it must not keep rec (an Ack from rec.Defer,
+	// it may).
 	Handler func(rec *Record)
 	// ConnClosed, if set, is called when a connection ends, after its last
-	// Handler call, with why, and the error behind it: nil (ReasonEOF),
-	// ErrServerClosed, a *ProtocolError, the read's error, or one in words.
-	ConnClosed func(info ConnInfo, err error)
-
-	DecoderConfig                  // how streams are read; MaxFrame is checked before allocating
-	HandshakeTimeout time.Duration // bounds the wait for a handshake, and a v2 write; default 10 s
-	IdleTimeout      time.Duration // if positive, closes a connection quiet for that long
-	MaxConns         int           // connections served; more wait in the backlog; default 10,000, negative none
-	// MaxConnsPerPeer limits those of a peer (a uid on a Unix socket on Linux,
-	// an IP over TCP): one over it is drained, as at Shutdown, for up to 2 s,
-	// and closed (ReasonConnLimit). Default MaxConns/2; negative, none.
-	MaxConnsPerPeer   int
-	MaxMemory         int  // read buffers beyond 4 KiB a connection (a reader pauses); default 128 MiB, negative none
-	RejectPidMismatch bool // close a connection whose pid is not its PeerPid (else flag its records)
+	// Handler call, with why and the error: nil (ReasonEOF), ErrServerClosed,
+	// a *ProtocolError, the read's, or one in words.
+	ConnClosed        func(info ConnInfo, err error)
+	DecoderConfig                   // how streams are read; MaxFrame is checked before allocating
+	HandshakeTimeout  time.Duration // bounds the wait for a handshake, and a v2 write; default 10 s
+	IdleTimeout       time.Duration // if positive, closes a connection quiet for that long
+	MaxConns          int           // connections served, more wait in the backlog; default 10,000, negative none
+	MaxConnsPerPeer   int           // those of a peer (a Unix socket's uid on Linux, a TCP client's IP), one over drained for 2 s and closed; default MaxConns/2, negative none
+	MaxMemory         int           // read buffers beyond 4 KiB a connection (a reader pauses); default 128 MiB, negative none
+	RejectPidMismatch bool          // close a connection whose pid is not its PeerPid (else flag its records)
 
 	nextID    atomic.Uint64
 	stats     serverCounters
@@ -262,9 +256,8 @@ func (s *Server) Stats() ServerStats {
 	return st
 }
 
-// Serve accepts connections on l, until Shutdown or Close (then it returns
-// ErrServerClosed) or the listener's error, and closes l. Called after
-// Shutdown, it drains what is queued on l.
+// Serve accepts connections on l until Shutdown or Close (ErrServerClosed) or
+// the listener's error, and closes l; after Shutdown, it drains l's queue.
 func (s *Server) Serve(l net.Listener) error {
 	defer l.Close()
 	if !s.track(l, true) {
@@ -421,13 +414,9 @@ func (s *Server) perPeer() int {
 	return max(limit/2, 1)
 }
 
-// Shutdown stops accepting, and drains every connection, queued ones too:
-// it half-closes it (v2: sends G), which a logsock client sees before its
-// next write, so that it closes, and reads on to the client's end (or to a
-// quarter of a second of quiet at a frame boundary, or a second for a
-// client that goes on writing). When ctx is done first, each connection
-// hands over what has arrived, and a frame cut is counted. Shutdown waits
-// for the connections' goroutines.
+// Shutdown stops accepting and drains every connection, queued ones too: it
+// half-closes it (v2: sends G), which a client sees before its next write, and
+// reads on to the client's end; past ctx, it counts the frames cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true

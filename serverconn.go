@@ -196,7 +196,7 @@ func (c *serverConn) handshake() error {
 		return err
 	}
 	c.v1.Store(true)
-	c.writers.take(HeaderLen)
+	c.writers.take(headerLen)
 	c.rec.Pid = pid
 	return c.checkPid()
 }

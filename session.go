@@ -108,10 +108,9 @@ func (t *sessions) count() uint64 {
 	return uint64(len(t.m))
 }
 
-// Resume sets the last frame of session, for a collector that learned it
-// after a restart: from its next connection, frames numbered seq or less
-// are dropped as duplicates, and acknowledged. A session with no
-// connection for an hour, or the longest idle beyond 100,000, is forgotten.
+// Resume sets session's last frame, learned after a restart, so that frames to
+// seq are dropped (and acknowledged). Sessions idle for an hour, or beyond
+// 100,000, are forgotten.
 func (s *Server) Resume(session SessionID, seq uint64) {
 	t := &s.sessions
 	t.mu.Lock()
@@ -207,9 +206,8 @@ type Ack struct {
 	seq uint64
 }
 
-// Defer, called in the Handler, acknowledges the record only at the Ack's
-// Done (else when the Handler returns): a Handler can acknowledge once it
-// has written it. On v1, Done does nothing.
+// Defer, in the Handler, acknowledges the record at the Ack's Done, not at the
+// Handler's return.
 func (r *Record) Defer() Ack {
 	if r.conn == nil {
 		return Ack{}
@@ -222,8 +220,7 @@ func (r *Record) Defer() Ack {
 	return Ack{r.conn, r.Seq}
 }
 
-// Done acknowledges the record and every earlier one of its connection
-// (acknowledgements are cumulative: call it in order), from any goroutine.
+// Done acknowledges the record and those before it, from any goroutine.
 func (a Ack) Done() {
 	if a.c == nil {
 		return

@@ -30,8 +30,8 @@ func (k fileKey) String() string { return fmt.Sprintf("%d:%d", k.dev, k.ino) }
 
 var envVars = []string{envNetwork, envAddress, envOrder, envFD, envSocket, envLockFD, envAcks, envTag}
 
-// EnvError is FromEnv's and ReceiveConn's error for a variable of the
-// contract (PROTOCOL.md); Err wraps ErrStaleFD for a descriptor's.
+// EnvError is FromEnv's and ReceiveConn's error for a variable of the contract
+// (PROTOCOL.md); Err wraps ErrStaleFD for a descriptor's.
 type EnvError struct {
 	Var   string // the variable: LOGSOCK_NETWORK, LOGSOCK_ADDRESS, ...
 	Value string // its value; empty if it is unset
@@ -46,13 +46,9 @@ func (e *EnvError) Error() string {
 // Unwrap returns e.Err.
 func (e *EnvError) Unwrap() error { return e.Err }
 
-// Start starts cmd with the connection, which the child adopts with
-// FromEnv, to write under a lock shared with this process, as after a fork
-// (with none up, the child gets the address), through cmd.ExtraFiles and
-// cmd.Env (os.Environ() if nil). With Config.Acks, the child gets the
-// address, and FromEnv makes it a connection and a session of its own:
-// acknowledgements come back on the socket, which two processes cannot
-// share.
+// Start starts cmd with the connection, which the child adopts with FromEnv
+// and writes on under a lock shared with this process, as after a fork; with
+// none up, or with Acks, it gets the address.
 func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	files, env, err := l.share(3 + len(cmd.ExtraFiles))
 	if err != nil {
@@ -67,10 +63,9 @@ func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
-// FromEnv adopts the connection passed with Start, to write on it under
-// the shared lock (with none passed, it connects when needed). It checks
-// every variable and descriptor first, never closes one that fails its
-// check (an *EnvError), and unsets the variables.
+// FromEnv adopts the connection passed with Start, or connects when needed. It
+// checks every variable and descriptor (*EnvError), closes none that fails,
+// and unsets them.
 func FromEnv(cfg *Config) (*LogSocket, error) {
 	vars := make(map[string]string, len(envVars))
 	set := false

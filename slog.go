@@ -8,18 +8,17 @@ import (
 	"time"
 )
 
-// SlogOptions configures NewSlogHandler: the options of slog's own
-// handlers, and the format.
+// SlogOptions configures NewSlogHandler: slog's handler options, and the
+// format.
 type SlogOptions struct {
 	slog.HandlerOptions
 	JSON bool // each record as slog.JSONHandler writes it; else as slog.TextHandler does
 }
 
-// NewSlogHandler returns a slog.Handler that sends each record to ls as
-// one frame, formatted by slog's text or JSON handler, without the
-// newline. With Config.Acks the frame also carries the record's time and
-// its level (LevelOf); on v1 they travel only inside the message. A nil
-// opts means text, at slog.LevelInfo and above.
+// NewSlogHandler returns a slog.Handler that sends each record to ls as a
+// frame, formatted by slog's text (nil opts) or JSON handler without the
+// newline; with Acks, with its time and level (Error+4, +8, +12: crit, alert,
+// emerg).
 func NewSlogHandler(ls *LogSocket, opts *SlogOptions) slog.Handler {
 	h := &slogHandler{ls: ls}
 	if opts != nil {
@@ -29,11 +28,10 @@ func NewSlogHandler(ls *LogSocket, opts *SlogOptions) slog.Handler {
 	return h
 }
 
-// LevelOf returns the severity of a slog level: Error and above is
-// LevelError (Error+4 LevelCritical, Error+8 LevelAlert, Error+12
-// LevelEmergency), Warn LevelWarning, Info+2 LevelNotice, Info LevelInfo,
-// and below LevelDebug.
-func LevelOf(l slog.Level) Level {
+// levelOf returns the severity of a slog level: Error and above is LevelError
+// (Error+4 LevelCritical, Error+8 LevelAlert, Error+12 LevelEmergency), Warn
+// LevelWarning, Info+2 LevelNotice, Info LevelInfo, and below LevelDebug.
+func levelOf(l slog.Level) Level {
 	switch {
 	case l >= slog.LevelError+12:
 		return LevelEmergency
@@ -110,7 +108,7 @@ func (h *slogHandler) Handle(ctx context.Context, r slog.Record) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	s.m, s.err = meta{at: at.UnixNano(), level: LevelOf(r.Level)}, nil
+	s.m, s.err = meta{at: at.UnixNano(), level: levelOf(r.Level)}, nil
 	err := s.h.Handle(ctx, r)
 	if err == nil {
 		err = s.err

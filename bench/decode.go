@@ -56,7 +56,7 @@ var decoders = []decoder{
 		r := bytes.NewReader(stream)
 		br := bufio.NewReaderSize(r, 64<<10)
 		buf := make([]byte, logsock.DefaultMaxFrame)
-		var hdr [logsock.HeaderLen]byte
+		var hdr [headerLen]byte
 		return func() (int, error) {
 			r.Reset(stream)
 			br.Reset(r)
@@ -82,8 +82,8 @@ var decoders = []decoder{
 func frameStream(size int) []byte {
 	msg := []byte(message(size))
 	var s []byte
-	for range (1 << 20) / (logsock.HeaderLen + size) {
-		s = logsock.AppendFrame(s, logsock.LittleEndian, msg)
+	for range (1 << 20) / (headerLen + size) {
+		s = appendFrame(s, msg)
 	}
 	return s
 }

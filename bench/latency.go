@@ -43,14 +43,14 @@ func openLatencyRaw(noDelay bool) func(string) (func([]byte) error, func() error
 			c.Close()
 			return nil, nil, err
 		}
-		hs := logsock.AppendHandshake(nil, logsock.LittleEndian, 1)
+		hs := appendHandshake(nil, 1)
 		if _, err := c.Write(hs); err != nil {
 			c.Close()
 			return nil, nil, err
 		}
 		var frame []byte
 		log := func(msg []byte) error {
-			frame = logsock.AppendFrame(frame[:0], logsock.LittleEndian, msg)
+			frame = appendFrame(frame[:0], msg)
 			_, err := c.Write(frame)
 			return err
 		}

@@ -138,11 +138,11 @@ func dialRaw(network, addr, msg string) (net.Conn, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := c.Write(logsock.AppendHandshake(nil, logsock.LittleEndian, int32(os.Getpid()))); err != nil {
+	if _, err := c.Write(appendHandshake(nil, int32(os.Getpid()))); err != nil {
 		c.Close()
 		return nil, nil, err
 	}
-	return c, logsock.AppendFrame(nil, logsock.LittleEndian, []byte(msg)), nil
+	return c, appendFrame(nil, []byte(msg)), nil
 }
 
 // locked serializes f when more than one goroutine calls it.
@@ -207,7 +207,7 @@ func openArticle(network, addr, msg string, goroutines int) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	hdr, body := frame[:logsock.HeaderLen], frame[logsock.HeaderLen:]
+	hdr, body := frame[:headerLen], frame[headerLen:]
 	return &session{
 		log: locked(goroutines, func() error {
 			if _, err := c.Write(hdr); err != nil {
@@ -368,7 +368,7 @@ func measureWrite(c contender, k writeCase, n int, dir string) (time.Duration, e
 	if err != nil {
 		return 0, err
 	}
-	target := int64(logsock.HeaderLen + n*(logsock.HeaderLen+k.size)) // handshake, frames
+	target := int64(headerLen + n*(headerLen+k.size)) // handshake, frames
 	if c.lines {
 		target = int64(n)
 	}

@@ -103,7 +103,7 @@ func RunMemory(ctx context.Context, env *Env, p MemParams) (*MemResult, error) {
 	}
 	undo.add(col.Close)
 	// MaxFrame must fit in BufferBytes, and its default is 1 MiB.
-	cfg := logsock.Config{BufferBytes: p.BufferBytes, MaxFrame: min(p.BufferBytes-logsock.HeaderLen, 64<<10),
+	cfg := logsock.Config{BufferBytes: p.BufferBytes, MaxFrame: min(p.BufferBytes-frameHeader, 64<<10),
 		Overflow: p.Overflow, CloseTimeout: p.Settle}
 	ls, err := logsock.New(p.Network, col.Address, &cfg)
 	if err != nil {

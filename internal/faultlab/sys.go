@@ -7,13 +7,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
-
-	"github.com/logsock/logsock"
 )
 
 // readAhead is what the collector's Decoder may have read from a
 // connection and not yet handed over: its largest buffer (decoder.go).
 const readAhead = 64 << 10
+
+// frameHeader is the size of a v1 frame's header: its length.
+const frameHeader = 4
 
 // KernelBytes bounds what one connection can hold between a client's
 // write and the collector's handler, on Linux: the client's send buffer,
@@ -42,7 +43,7 @@ func KernelBytes(network string) int {
 // framesIn returns how many frames of size-byte messages fit in n bytes,
 // rounded up (a frame can be partly in).
 func framesIn(n, size int) int {
-	per := logsock.HeaderLen + size
+	per := frameHeader + size
 	return (n + per - 1) / per
 }
 

@@ -105,7 +105,7 @@ func TestFakeCollector(t *testing.T) {
 			f := logsocktest.NewFakeCollector(t, network, logsocktest.FakeStall)
 			stream := logsocktest.Frames(0, pid)
 			for range n {
-				stream = logsock.AppendFrame(stream, logsock.LittleEndian, make([]byte, size))
+				stream = logsocktest.AppendFrame(stream, logsock.LittleEndian, make([]byte, size))
 			}
 			c := logsocktest.RawConn(t, network, f.Addr)
 			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -114,7 +114,7 @@ func TestFakeCollector(t *testing.T) {
 				t.Fatalf("write to a stalled collector: %d of %d bytes, %v; want a timeout", written, len(stream), err)
 			}
 			f.Resume()
-			whole := (written - logsock.HeaderLen) / (logsock.HeaderLen + size)
+			whole := (written - logsocktest.HeaderLen) / (logsocktest.HeaderLen + size)
 			if whole == 0 {
 				t.Fatalf("%d bytes written: not one whole frame", written)
 			}

@@ -55,7 +55,7 @@ func SocketPath(t testing.TB) string {
 // ReadPid reads exactly a handshake from r, and no more, as a collector
 // that reads the handshake and stops does.
 func ReadPid(r io.Reader, order logsock.ByteOrder) (int32, error) {
-	var b [logsock.HeaderLen]byte
+	var b [HeaderLen]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return 0, err
 	}
@@ -170,9 +170,9 @@ func RawConn(t testing.TB, network, addr string, stream ...[]byte) net.Conn {
 // Frames returns a stream's bytes: the handshake of pid, then a frame of
 // each message, in order.
 func Frames(order logsock.ByteOrder, pid int32, msgs ...string) []byte {
-	b := logsock.AppendHandshake(nil, order, pid)
+	b := AppendHandshake(nil, order, pid)
 	for _, m := range msgs {
-		b = logsock.AppendFrame(b, order, []byte(m))
+		b = AppendFrame(b, order, []byte(m))
 	}
 	return b
 }
