@@ -30,7 +30,7 @@ func (q *queue) numberFrames(b []byte) (first, last uint64) {
 }
 
 // toSent keeps b, frames whole frames just written on q.conn, until they
-// are acknowledged.
+// are acknowledged: copied, since b's memory is the caller's.
 func (q *queue) toSent(b []byte, frames int) {
 	if frames == 0 {
 		return
@@ -48,34 +48,90 @@ func (q *queue) toSent(b []byte, frames int) {
 		off += n
 	}
 	q.sentLast = prev
-	q.sent.pushFrames(b, frames)
+	q.sent.copyIn(b, frames, prev)
 }
 
-// toSentRun is toSent for the frames of a whole chunk, whose first and
-// last numbers are known: it need not read them.
-func (q *queue) toSentRun(b []byte, frames int, first, last uint64) {
-	if frames == 0 {
+// toSentChunk keeps the frames of k, a chunk just written whole on
+// q.conn, until they are acknowledged. A chunk at least half full stays
+// as it is, its memory out of use until its last frame is acknowledged,
+// and no longer counted among the chunks (outside) but as its frames'
+// bytes; a sparser one is copied, and returns at once: the memory that
+// sent's frames keep from reuse is at most twice their bytes.
+func (q *queue) toSentChunk(k *chunk) {
+	if 2*k.used < len(k.buf) {
+		q.toSentCopy(k)
+		q.recycle(k)
 		return
 	}
 	if q.sent.empty() {
-		q.sentFirst = first
+		q.sentFirst = k.first
 	}
-	q.sentLast = last
-	q.sent.pushFrames(b, frames)
+	q.sentLast = k.last
+	q.outside -= len(k.buf)
+	q.sent.add(sentRun{b: k.buf[:k.used], frames: k.frames, last: k.last, k: k})
+}
+
+// toSentCopy is toSent for a chunk's frames, whose first and last numbers
+// are known: it need not read them.
+func (q *queue) toSentCopy(k *chunk) {
+	if k.frames == 0 {
+		return
+	}
+	if q.sent.empty() {
+		q.sentFirst = k.first
+	}
+	q.sentLast = k.last
+	q.sent.copyIn(k.buf[:k.used], k.frames, k.last)
 }
 
 // dropSent drops the oldest frame written and not acknowledged, for room
 // (DropOldest): counted as dropped, whether or not it arrived.
 func (q *queue) dropSent() {
-	q.sent.dropOldest()
+	r := q.sent.first()
+	n, _ := q.f.frame(r.b[r.head:])
+	q.removeSent(n)
 	q.dropped.Add(1)
-	q.nextSent()
 }
 
-// nextSent follows sentFirst to sent's new first frame.
-func (q *queue) nextSent() {
-	if !q.sent.empty() {
-		q.sentFirst = expandSeq(q.sentFirst, q.f.seqLow(q.sent.bytes()))
+// removeSent removes sent's first frame, of n bytes, and follows
+// sentFirst to the next.
+func (q *queue) removeSent(n int) {
+	s := &q.sent
+	r := s.first()
+	r.head += n
+	r.frames--
+	s.frames--
+	s.live -= n
+	if r.frames == 0 {
+		q.popSent()
+		return
+	}
+	q.sentFirst = expandSeq(q.sentFirst, q.f.seqLow(r.b[r.head:]))
+}
+
+// popSent removes sent's first run, whose frames have left, and follows
+// sentFirst to the next run's first frame.
+func (q *queue) popSent() {
+	r := q.sent.pop()
+	q.freeRun(r)
+	if q.sent.hasRuns() {
+		next := q.sent.first()
+		q.sentFirst = expandSeq(r.last, q.f.seqLow(next.b[next.head:]))
+	}
+}
+
+// freeRun returns the memory of a run that has left sent: a chunk for
+// reuse, a block to sent's spares.
+func (q *queue) freeRun(r sentRun) {
+	if r.k != nil {
+		if len(r.k.buf) == q.chunkLen {
+			q.free = append(q.free, r.k)
+		}
+		return
+	}
+	q.sent.owned -= cap(r.b)
+	if cap(r.b) == sentBlock && len(q.sent.spare) < sentSpares {
+		q.sent.spare = append(q.sent.spare, r.b[:0])
 	}
 }
 
@@ -99,20 +155,23 @@ func (q *queue) takeAcks(c *conn) {
 
 // releaseAcked lets go of the frames in sent numbered n or less, as
 // acknowledged; if why is not 0, frame n is one the collector refused.
+// A run acknowledged whole leaves without reading its frames.
 func (q *queue) releaseAcked(n uint64, why uint8) {
 	freed := false
-	acked := uint64(0) // counted once, after the loop, rather than an atomic add a frame
-	if !q.sent.empty() && n >= q.sentLast && why == 0 {
-		// All of them, the common case: without reading each.
-		acked = uint64(q.sent.frames)
-		q.sent.drop()
-		freed = true
-	}
+	acked := 0 // counted once, after the loop, rather than an atomic add a frame
 	for !q.sent.empty() && q.sentFirst <= n {
+		if r := q.sent.first(); r.last < n || r.last == n && why == 0 {
+			acked += r.frames
+			q.sent.frames -= r.frames
+			q.sent.live -= len(r.b) - r.head
+			q.popSent()
+			freed = true
+			continue
+		}
 		seq := q.sentFirst
-		size, _ := q.f.frame(q.sent.bytes())
-		q.sent.remove(size)
-		q.nextSent()
+		r := q.sent.first()
+		size, _ := q.f.frame(r.b[r.head:])
+		q.removeSent(size)
 		freed = true
 		if seq == n && why != 0 {
 			q.dropped.Add(1)
@@ -121,7 +180,7 @@ func (q *queue) releaseAcked(n uint64, why uint8) {
 		}
 		acked++
 	}
-	q.ackCount.Add(acked)
+	q.ackCount.Add(uint64(acked))
 	if n > q.acked {
 		q.acked = n
 		q.floor.Store(n + 1)
@@ -160,8 +219,8 @@ func (q *queue) adopt(c *conn) {
 	}
 	if !q.sent.empty() {
 		q.resent.Add(uint64(q.sent.frames))
-		q.held.prepend(&q.sent)
-		q.sent.reset()
+		q.held.prepend(q.sent.bytes(), q.sent.frames)
+		q.dropAllSent()
 	}
 	// The collector's hello acknowledges, as an 'A' would, frames that are
 	// now held.
@@ -198,16 +257,121 @@ func (q *queue) needsWrite(c *conn) bool {
 	return !q.held.empty() || (!q.sent.empty() && q.conn != c)
 }
 
-// prepend puts the frames of p before q's.
-func (q *frameQueue) prepend(p *frameQueue) {
-	if p.empty() {
+// prepend puts frames, whole frames in p, before q's.
+func (q *frameQueue) prepend(p []byte, frames int) {
+	if frames == 0 {
 		return
 	}
-	b := make([]byte, 0, p.len()+q.len())
-	b = append(append(b, p.bytes()...), q.bytes()...)
+	b := make([]byte, 0, len(p)+q.len())
+	b = append(append(b, p...), q.bytes()...)
 	q.buf, q.head = b, 0
-	q.frames += p.frames
+	q.frames += frames
 	q.retry, q.cuts = true, 0
+}
+
+// dropAllSent lets go of every frame in sent, and returns their memory.
+func (q *queue) dropAllSent() {
+	for q.sent.hasRuns() {
+		q.freeRun(q.sent.pop())
+	}
+	q.sent.frames, q.sent.live = 0, 0
+}
+
+// The memory of sent's copies: blocks of sentBlock bytes (or a frame's
+// own, if larger), sentSpares of them kept for reuse.
+const (
+	sentBlock  = 64 << 10
+	sentSpares = 4
+)
+
+// sentQueue holds the frames written and not acknowledged, oldest first,
+// as runs: batching mode's chunks, as they were written, and blocks of
+// copies. Acknowledgements free the oldest without moving the others.
+type sentQueue struct {
+	runs   []sentRun // runs[head:] hold the frames, the oldest at runs[head]'s head
+	head   int
+	frames int
+	live   int      // the frames' bytes
+	owned  int      // the blocks' bytes
+	spare  [][]byte // blocks for reuse
+}
+
+// A sentRun is frames written one after the other.
+type sentRun struct {
+	b      []byte // b[head:] are the run's frames
+	head   int
+	frames int
+	last   uint64 // the number of the run's last frame
+	k      *chunk // the chunk whose memory b is; nil: a block of copies
+}
+
+func (s *sentQueue) empty() bool       { return s.frames == 0 }
+func (s *sentQueue) len() int          { return s.live }
+func (s *sentQueue) first() *sentRun   { return &s.runs[s.head] }
+func (s *sentQueue) hasRuns() bool     { return s.head < len(s.runs) }
+func (s *sentQueue) lastRun() *sentRun { return &s.runs[len(s.runs)-1] }
+
+// add appends a run.
+func (s *sentQueue) add(r sentRun) {
+	if len(s.runs) == cap(s.runs) && s.head > 0 {
+		s.runs = s.runs[:copy(s.runs, s.runs[s.head:])]
+		clear(s.runs[len(s.runs):cap(s.runs)])
+		s.head = 0
+	}
+	s.runs = append(s.runs, r)
+	s.frames += r.frames
+	s.live += len(r.b) - r.head
+}
+
+// pop removes the first run, and returns it.
+func (s *sentQueue) pop() sentRun {
+	r := s.runs[s.head]
+	s.runs[s.head] = sentRun{}
+	s.head++
+	if s.head == len(s.runs) {
+		s.runs, s.head = s.runs[:0], 0
+	}
+	return r
+}
+
+// copyIn appends a copy of b, frames whole frames, the last numbered
+// last: to the last block if it has room, else to a new one.
+func (s *sentQueue) copyIn(b []byte, frames int, last uint64) {
+	if s.hasRuns() {
+		if r := s.lastRun(); r.k == nil && len(r.b)+len(b) <= cap(r.b) {
+			r.b = append(r.b, b...)
+			r.frames += frames
+			r.last = last
+			s.frames += frames
+			s.live += len(b)
+			return
+		}
+	}
+	var blk []byte
+	if n := len(s.spare); n > 0 && len(b) <= sentBlock {
+		blk, s.spare[n-1] = s.spare[n-1], nil
+		s.spare = s.spare[:n-1]
+	} else {
+		blk = make([]byte, 0, max(sentBlock, len(b)))
+	}
+	s.owned += cap(blk)
+	s.add(sentRun{b: append(blk, b...), frames: frames, last: last})
+}
+
+// bytes returns a copy of every frame, in order.
+func (s *sentQueue) bytes() []byte {
+	b := make([]byte, 0, s.live)
+	for _, r := range s.runs[s.head:] {
+		b = append(b, r.b[r.head:]...)
+	}
+	return b
+}
+
+// shrink gives back the spare blocks, once sent is empty.
+func (s *sentQueue) shrink() {
+	if s.empty() {
+		s.spare, s.runs, s.head = nil, nil, 0
+	}
 }
 
 // dropAbove removes the frames whose messages are longer than limit, and

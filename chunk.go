@@ -314,9 +314,11 @@ func (q *queue) settle(b *batch, n int, err error) (frames, msgBytes int, retrie
 	partial := n - (heldLen - b.held.len()) // bytes of the first frame left, if it was cut
 	n -= heldLen
 	for i, k := range b.chunks {
+		kept := false // by sent, which returns it once acknowledged
 		if n >= k.used && !q.f.octets {
 			if q.f.v2 {
-				q.toSentRun(k.buf[:k.used], k.frames, k.first, k.last)
+				q.toSentChunk(k)
+				kept = true
 			}
 			frames += k.frames
 			msgBytes += k.used - k.frames*q.f.headerLen(0)
@@ -339,7 +341,9 @@ func (q *queue) settle(b *batch, n int, err error) (frames, msgBytes int, retrie
 			}
 			n = max(n-k.used, 0)
 		}
-		q.recycle(k)
+		if !kept {
+			q.recycle(k)
+		}
 		b.chunks[i] = nil
 	}
 	b.chunks = b.chunks[:0]

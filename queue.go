@@ -51,7 +51,7 @@ type queue struct {
 	nextSeq   uint64        // the last number given
 	last      atomic.Uint64 // nextSeq, for the link's dials
 	floor     atomic.Uint64 // the lowest number not acknowledged: a new connection's hello says it
-	sent      frameQueue    // written on conn, not acknowledged
+	sent      sentQueue     // written on conn, not acknowledged
 	sentFirst uint64        // the number of sent's first frame
 	sentLast  uint64        // the number of the last frame that entered sent
 	acked     uint64        // the highest number acknowledged
@@ -82,7 +82,6 @@ func newQueue(cfg *Config, f framing, chunkLen, least int) *queue {
 		limit:    cfg.BufferBytes,
 		policy:   cfg.Overflow,
 		held:     frameQueue{f: f, most: cfg.BufferBytes, least: least},
-		sent:     frameQueue{f: f, most: cfg.BufferBytes},
 		chunkLen: chunkLen,
 	}
 	q.maxFrame.Store(int64(cfg.MaxFrame))
@@ -272,7 +271,7 @@ func (q *queue) dropAll() int {
 	n := q.held.frames + q.sent.frames
 	q.dropped.Add(uint64(n))
 	q.held.reset()
-	q.sent.reset()
+	q.dropAllSent()
 	return n
 }
 
@@ -384,11 +383,6 @@ func (q *frameQueue) shrink() {
 	if q.empty() && cap(q.buf) > 1<<20 {
 		q.buf, q.head = nil, 0
 	}
-}
-
-// drop removes every frame, keeping the memory.
-func (q *frameQueue) drop() {
-	q.buf, q.head, q.frames, q.retry, q.cuts = q.buf[:0], 0, 0, false, 0
 }
 
 // reset empties the queue and returns its memory.
