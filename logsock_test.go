@@ -77,7 +77,10 @@ func TestConcurrentFramesWhole(t *testing.T) {
 		// and callers wait for room.
 		"batching, 128 KiB": {Batching: true, BufferBytes: 128 << 10, WriteTimeout: time.Minute},
 	} {
-		t.Run(name, func(t *testing.T) { testConcurrentFramesWhole(t, cfg) })
+		t.Run(name, func(t *testing.T) {
+			t.Parallel() // each mode has its collector and LogSocket
+			testConcurrentFramesWhole(t, cfg)
+		})
 	}
 }
 

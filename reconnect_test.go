@@ -97,6 +97,7 @@ func TestResendAfterFailedWrite(t *testing.T) {
 // dropped by the policy, and counted. DropNewest and DropOldest decide at
 // once: WriteTimeout, a minute, is Block's alone.
 func TestOverflow(t *testing.T) {
+	t.Parallel()
 	name := map[logsock.Overflow]string{logsock.Block: "Block", logsock.DropNewest: "DropNewest", logsock.DropOldest: "DropOldest"}
 	cfg := func(o logsock.Overflow) *logsock.Config {
 		wait := time.Minute
@@ -177,6 +178,7 @@ func TestBlockWaitsForCollector(t *testing.T) {
 // TestCloseDeliversHeld: Close sends what is held when it can, and counts
 // and reports what it cannot, within CloseTimeout.
 func TestCloseDeliversHeld(t *testing.T) {
+	t.Parallel()
 	t.Run("collector up", func(t *testing.T) {
 		col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode)
 		ls, err := logsock.New(localNetwork, col.Addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})

@@ -96,6 +96,7 @@ func TestServerV2AcksUnread(t *testing.T) {
 // Server stopped after some hundreds (issue 19: TestAcksCrashUnderLoad
 // stalled for a minute).
 func TestServerV2AcksNeverStallReads(t *testing.T) {
+	t.Parallel()
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			handled := make(chan struct{}, 1)
