@@ -352,12 +352,15 @@ func TestHealthyConnectionResetsBackoff(t *testing.T) {
 // once. Meanwhile Flush gives up when its context ends, and Close when
 // CloseTimeout does, each long before the dial would.
 func TestHangingDialHoldsNoOne(t *testing.T) {
+	t.Parallel()
 	const closeTimeout = 100 * time.Millisecond
 	// Generous for a busy machine, and far below DialTimeout: a call held
 	// up by the dial would take 10 s.
 	const slack = 2 * time.Second
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			t.Parallel()
+			ownStacks(t) // the dial that waitForStack waits for is this test's
 			col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeBacklog)
 			ls, err := logsock.New("tcp", col.Addr, inMode(batching, &logsock.Config{
 				DialTimeout: 10 * time.Second, WriteTimeout: 300 * time.Millisecond, CloseTimeout: closeTimeout}))
