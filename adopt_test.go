@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/logsock/logsock"
@@ -80,10 +81,15 @@ func TestFailedAdoptionLeaksNothing(t *testing.T) {
 func pipeFDs(t *testing.T) (int, int) {
 	t.Helper()
 	var p [2]int
-	if err := unix.Pipe(p[:]); err != nil {
+	syscall.ForkLock.RLock() // close-on-exec before a child can inherit them (see unixPair)
+	err := unix.Pipe(p[:])
+	if err == nil {
+		unix.CloseOnExec(p[0])
+		unix.CloseOnExec(p[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
 		t.Fatal(os.NewSyscallError("pipe", err))
 	}
-	unix.CloseOnExec(p[0])
-	unix.CloseOnExec(p[1])
 	return p[0], p[1]
 }

@@ -19,6 +19,7 @@ import (
 // TestBatchingGroupsFrames: frames logged in a burst go out in a few
 // writes, whole and in order, and Flush returns once they are written.
 func TestBatchingGroupsFrames(t *testing.T) {
+	t.Parallel()
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			s := logsocktest.NewSink()
@@ -54,6 +55,7 @@ func TestBatchingGroupsFrames(t *testing.T) {
 // was logged, with no later call, and not before; Log does not wait for
 // it.
 func TestBatchingFlushDelay(t *testing.T) {
+	t.Parallel()
 	const delay = 200 * time.Millisecond
 	col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeDecode)
 	ls := dial(t, localNetwork, col.Addr, &logsock.Config{Batching: true, FlushDelay: delay})
@@ -231,6 +233,7 @@ func TestBatchingCutBatch(t *testing.T) {
 // the queue), and decide at once: WriteTimeout, a minute, is Block's
 // alone. Block waits for a whole chunk's room, then fails.
 func TestBatchingOverflow(t *testing.T) {
+	t.Parallel()
 	name := map[logsock.Overflow]string{logsock.Block: "Block", logsock.DropNewest: "DropNewest", logsock.DropOldest: "DropOldest"}
 	const limit, size, n = 64 << 10, 1000, 200
 	const fit = limit / (logsock.HeaderLen + size) // 65 frames

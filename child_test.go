@@ -280,6 +280,7 @@ func childAcks() int {
 // own pid, and the parent's tag (issue 19: acknowledgements come back on
 // the socket, which two processes cannot share).
 func TestAcksChildOwnSession(t *testing.T) {
+	t.Parallel()
 	sink := logsocktest.NewSink()
 	addr := logsocktest.Serve(t, "unix", sink.Server())
 	ls, err := logsock.New("unix", addr, &logsock.Config{Acks: true, Tag: "parent"})

@@ -7,7 +7,10 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,11 +238,62 @@ func waitWriteBlocked(t *testing.T, ls *logsock.LogSocket, col *logsocktest.Fake
 }
 
 // waitForStack waits until some goroutine's stack shows all of frames: the
-// only way to know that a goroutine is blocked inside a call.
+// only way to know that a goroutine is blocked inside a call. Of a test
+// that called ownStacks, only its own goroutines count.
 func waitForStack(t *testing.T, frames ...string) {
 	t.Helper()
+	if id, ok := stackIDs.Load(t); ok {
+		var buf bytes.Buffer
+		waitUntil(t, fmt.Sprintf("a goroutine of the test in %q", frames), func() bool {
+			return ownStackShows(&buf, id.(string), frames...)
+		})
+		return
+	}
 	buf := make([]byte, 1<<20)
 	waitUntil(t, fmt.Sprintf("a goroutine in %q", frames), func() bool { return stackShows(buf, frames...) })
+}
+
+// stackLabel is the pprof label that ownStacks gives a test's goroutines.
+const stackLabel = "logsock_test"
+
+var (
+	stackIDs    sync.Map // *testing.T: the value of its stackLabel
+	lastStackID atomic.Int64
+)
+
+// ownStacks gives t's goroutine a pprof label of its own, which the
+// goroutines that it starts inherit, and those that they start (the
+// library's among them), so that waitForStack looks at them only: t can
+// then run in parallel with tests whose goroutines wait in the same
+// functions. It must come before t starts a goroutine. A goroutine that a
+// timer starts (time.AfterFunc) has no label: waitForStack must not wait
+// for one.
+func ownStacks(t *testing.T) {
+	id := strconv.FormatInt(lastStackID.Add(1), 10)
+	stackIDs.Store(t, id)
+	t.Cleanup(func() { stackIDs.Delete(t) })
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels(stackLabel, id)))
+}
+
+// ownStackShows reports whether some goroutine labelled id by ownStacks
+// shows all of frames now, in the goroutine profile (debug=1: the
+// functions of each stack, with its labels); buf holds the profile.
+func ownStackShows(buf *bytes.Buffer, id string, frames ...string) bool {
+	buf.Reset()
+	if err := pprof.Lookup("goroutine").WriteTo(buf, 1); err != nil {
+		panic(err)
+	}
+	label := []byte(fmt.Sprintf("%q:%q", stackLabel, id)) // as in "# labels: {...}"
+	for g := range bytes.SplitSeq(buf.Bytes(), []byte("\n\n")) {
+		all := bytes.Contains(g, label)
+		for _, f := range frames {
+			all = all && bytes.Contains(g, []byte(f))
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // stackShows reports whether some goroutine's stack shows all of frames

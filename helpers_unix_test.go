@@ -66,13 +66,20 @@ func pairT(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 }
 
 // unixPair returns the two ends of a connected Unix stream socket pair.
+// They are made close-on-exec under syscall.ForkLock, as the os and net
+// packages make theirs: a child that a test in parallel starts meanwhile
+// must not inherit them.
 func unixPair() (*net.UnixConn, *net.UnixConn, error) {
+	syscall.ForkLock.RLock()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err == nil {
+		unix.CloseOnExec(fds[0])
+		unix.CloseOnExec(fds[1])
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, nil, err
 	}
-	unix.CloseOnExec(fds[0])
-	unix.CloseOnExec(fds[1])
 	conns := make([]*net.UnixConn, 2)
 	for i, fd := range fds {
 		f := os.NewFile(uintptr(fd), "pair")
@@ -129,14 +136,20 @@ func connFD(t testing.TB, c net.Conn) int {
 	return fd
 }
 
-// dupConn returns a second descriptor of c's socket.
+// dupConn returns a second descriptor of c's socket, close-on-exec (under
+// syscall.ForkLock, as unixPair).
 func dupConn(t *testing.T, c net.Conn) int {
 	t.Helper()
-	fd, err := syscall.Dup(connFD(t, c))
+	orig := connFD(t, c)
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Dup(orig)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	syscall.CloseOnExec(fd)
 	return fd
 }
 

@@ -49,6 +49,7 @@ func checkRecords(t *testing.T, recs []logsock.Record, pid int, msgs []string) {
 }
 
 func TestInteropArticleClientToServer(t *testing.T) {
+	t.Parallel()
 	py := testenv.Python(t)
 
 	for _, network := range []string{"tcp", "unix"} {
@@ -159,6 +160,7 @@ func serverRecords(t *testing.T, p *proctest.Proc) []serverRecord {
 }
 
 func TestInteropGoClientToArticleServer(t *testing.T) {
+	t.Parallel()
 	testenv.Python(t)
 	msgs := []string{
 		fmt.Sprintf("current pid: %d", os.Getpid()),

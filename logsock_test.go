@@ -77,7 +77,10 @@ func TestConcurrentFramesWhole(t *testing.T) {
 		// and callers wait for room.
 		"batching, 128 KiB": {Batching: true, BufferBytes: 128 << 10, WriteTimeout: time.Minute},
 	} {
-		t.Run(name, func(t *testing.T) { testConcurrentFramesWhole(t, cfg) })
+		t.Run(name, func(t *testing.T) {
+			t.Parallel() // each mode has its collector and LogSocket
+			testConcurrentFramesWhole(t, cfg)
+		})
 	}
 }
 
@@ -293,6 +296,7 @@ func TestCloseIsFinal(t *testing.T) {
 // earliest; under DropOldest those written before the stall, then the
 // latest, as many as BufferBytes holds.
 func TestWriteTimeout(t *testing.T) {
+	t.Parallel()
 	const (
 		timeout     = 200 * time.Millisecond
 		slack       = 3 * time.Second // the scheduler's, on a busy machine
@@ -305,6 +309,8 @@ func TestWriteTimeout(t *testing.T) {
 	for _, batching := range []bool{false, true} {
 		for _, policy := range []logsock.Overflow{logsock.Block, logsock.DropNewest, logsock.DropOldest} {
 			t.Run(fmt.Sprintf("batching=%v/%s", batching, name[policy]), func(t *testing.T) {
+				t.Parallel()
+				ownStacks(t) // the writer that waitForStack waits for is this test's
 				col := logsocktest.NewFakeCollector(t, localNetwork, logsocktest.FakeStall)
 				ls := dial(t, localNetwork, col.Addr, &logsock.Config{Batching: batching, Overflow: policy,
 					WriteTimeout: timeout, BufferBytes: bufferBytes, CloseTimeout: timeout,

@@ -97,6 +97,7 @@ func TestResendAfterFailedWrite(t *testing.T) {
 // dropped by the policy, and counted. DropNewest and DropOldest decide at
 // once: WriteTimeout, a minute, is Block's alone.
 func TestOverflow(t *testing.T) {
+	t.Parallel()
 	name := map[logsock.Overflow]string{logsock.Block: "Block", logsock.DropNewest: "DropNewest", logsock.DropOldest: "DropOldest"}
 	cfg := func(o logsock.Overflow) *logsock.Config {
 		wait := time.Minute
@@ -177,6 +178,7 @@ func TestBlockWaitsForCollector(t *testing.T) {
 // TestCloseDeliversHeld: Close sends what is held when it can, and counts
 // and reports what it cannot, within CloseTimeout.
 func TestCloseDeliversHeld(t *testing.T) {
+	t.Parallel()
 	t.Run("collector up", func(t *testing.T) {
 		col := logsocktest.FakeDown(t, localNetwork, logsocktest.FakeDecode)
 		ls, err := logsock.New(localNetwork, col.Addr, &logsock.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
@@ -350,12 +352,15 @@ func TestHealthyConnectionResetsBackoff(t *testing.T) {
 // once. Meanwhile Flush gives up when its context ends, and Close when
 // CloseTimeout does, each long before the dial would.
 func TestHangingDialHoldsNoOne(t *testing.T) {
+	t.Parallel()
 	const closeTimeout = 100 * time.Millisecond
 	// Generous for a busy machine, and far below DialTimeout: a call held
 	// up by the dial would take 10 s.
 	const slack = 2 * time.Second
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			t.Parallel()
+			ownStacks(t) // the dial that waitForStack waits for is this test's
 			col := logsocktest.NewFakeCollector(t, "tcp", logsocktest.FakeBacklog)
 			ls, err := logsock.New("tcp", col.Addr, inMode(batching, &logsock.Config{
 				DialTimeout: 10 * time.Second, WriteTimeout: 300 * time.Millisecond, CloseTimeout: closeTimeout}))

@@ -73,6 +73,7 @@ func (h heldRawListener) SyscallConn() (syscall.RawConn, error) {
 // SO_PASSCRED or only the accepted socket (the kernel attaches
 // credentials while the receiving socket is not yet accepted).
 func TestServerCredsBeforeAccept(t *testing.T) {
+	t.Parallel()
 	pid := int32(os.Getpid())
 	for _, raw := range []bool{true, false} {
 		t.Run(map[bool]string{true: "listener", false: "accepted socket"}[raw], func(t *testing.T) {

@@ -39,6 +39,7 @@ func waitRead(t testing.TB, c net.Conn) {
 // the Server on its own (on the Unix socket), gives the same records as
 // the stream sent in one write.
 func TestHostileOneBytePerWrite(t *testing.T) {
+	t.Parallel()
 	pid := int32(os.Getpid())
 	stream := logsocktest.Frames(0, pid, "first", "", "로그 메시지", strings.Repeat("z", 300), "\xff not text", "last")
 	for _, network := range []string{"unix", "tcp"} {

@@ -164,6 +164,7 @@ func TestHostileReset(t *testing.T) {
 // one that sends part of a handshake and stalls, are closed at the
 // handshake timeout; a bystander is not.
 func TestHostileSlowHandshake(t *testing.T) {
+	t.Parallel()
 	log, srv, addr, by := hostileServer(t, localNetwork, func(s *logsock.Server) { s.HandshakeTimeout = 100 * time.Millisecond })
 	start := time.Now()
 	silent := logsocktest.RawConn(t, localNetwork, addr)
@@ -326,6 +327,7 @@ func (l plainListener) Accept() (net.Conn, error) {
 // TestServerPlainConn: a connection that is not a socket is served, timed
 // out when idle, and drained at Shutdown.
 func TestServerPlainConn(t *testing.T) {
+	t.Parallel()
 	pid := int32(os.Getpid())
 	start := func(srv *logsock.Server) (string, chan error) {
 		l := plainListener{logsocktest.Listen(t, "tcp")}

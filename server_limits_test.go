@@ -266,6 +266,7 @@ func TestServerShutdownPaused(t *testing.T) {
 // half-close; a logsock client over the limit, refused at each of its
 // connections, so loses none of its records.
 func TestServerRefusalDrained(t *testing.T) {
+	t.Parallel()
 	log := newConnLog()
 	srv := log.Server()
 	srv.MaxConnsPerPeer = 2

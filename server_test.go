@@ -113,6 +113,7 @@ func TestServerBadConnIsolated(t *testing.T) {
 // TestServerHandshakeTimeout: a client that connects and sends nothing
 // is closed after the timeout; the others are not.
 func TestServerHandshakeTimeout(t *testing.T) {
+	t.Parallel()
 	sink := logsocktest.NewSink()
 	srv := sink.Server()
 	srv.HandshakeTimeout = 50 * time.Millisecond
@@ -239,6 +240,7 @@ func TestServerServeAfterClose(t *testing.T) {
 // TestServerShutdownDeadline: a Handler that does not return keeps
 // Shutdown only until its context ends.
 func TestServerShutdownDeadline(t *testing.T) {
+	t.Parallel()
 	block := make(chan struct{})
 	entered := make(chan struct{})
 	srv := &logsock.Server{Handler: func(*logsock.Record) { close(entered); <-block }}

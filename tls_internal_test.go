@@ -15,6 +15,7 @@ import (
 // tls.Conn's own Close would wait 5 s. The pipe takes no byte until its
 // other end reads, which after the handshake it never does.
 func TestCloseTLSBounded(t *testing.T) {
+	t.Parallel()
 	set, remove, err := tlstest.NewTemp()
 	if err != nil {
 		t.Fatal(err)

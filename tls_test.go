@@ -43,6 +43,7 @@ func tlsCollector(t *testing.T, set *tlstest.Set, version uint16) (col *connLog,
 // a TLS listener that requires a client certificate: the frames arrive
 // whole and in order, after the handshake's pid, from a TCP address.
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	set := logsocktest.Certs(t)
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
@@ -143,6 +144,7 @@ func TestTLSNotShared(t *testing.T) {
 // acknowledgements to a goroutine of its timer, so that it never stops
 // reading while the client writes (issue 19).
 func TestAcksTLS(t *testing.T) {
+	t.Parallel()
 	set := logsocktest.Certs(t)
 	for _, batching := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {

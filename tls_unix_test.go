@@ -29,6 +29,7 @@ func TestTLSPeekSeesClose(t *testing.T) {
 	set := logsocktest.Certs(t)
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
+			t.Parallel() // with each other only: the test is not, for SetTLSVerdict
 			first, addr, srvCfg, stop := tlsCollector(t, set, version)
 			// A session cache: a Go server sends tickets only to a client
 			// that can resume (RFC 8446 4.2.9's psk_key_exchange_modes).
