@@ -229,13 +229,12 @@ func Test100kRandomFrames(t *testing.T) {
 	for _, order := range []logsock.ByteOrder{logsock.LittleEndian, logsock.BigEndian} {
 		t.Run(order.String(), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(order)))
+			bytesOf := rand.NewChaCha8([32]byte{byte(order)}) // random bytes, in bulk
 			msgs := make([][]byte, 100_000)
 			for i := range msgs {
 				size := rng.IntN(1 << rng.IntN(13)) // log-uniform up to 4 KiB
 				msgs[i] = make([]byte, size)
-				for j := range msgs[i] {
-					msgs[i][j] = byte(rng.Uint32())
-				}
+				bytesOf.Read(msgs[i])
 			}
 			stream := encodeAll(t, order, 4242, msgs)
 			_, got := decodeAll(t, &chunkReader{data: stream, rng: rng}, order)

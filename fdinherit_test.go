@@ -107,26 +107,31 @@ func TestInheritNoTornFrames(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 20 MB through a slow collector")
 	}
-	for _, network := range []string{"tcp", "unix"} {
-		for _, lock := range []bool{true, false} {
-			t.Run(fmt.Sprintf("%s/lock=%v", network, lock), func(t *testing.T) {
-				if !lock {
-					logsock.SetFrameLock(false)
-					defer logsock.SetFrameLock(true)
-				}
-				torn, complete := runStress(t, network, lock, false)
-				switch {
-				case lock && torn != "":
-					t.Fatalf("with the lock: %s", torn)
-				case lock && !complete:
-					t.Fatal("with the lock: frames missing")
-				case !lock && torn == "":
-					t.Skip("without the lock, nothing tore this time (reported, not a failure)")
-				case !lock:
-					t.Logf("without the lock, as expected: %s", torn)
-				}
-			})
-		}
+	// The networks at once, each setting of the lock in turn: SetFrameLock
+	// is the process's.
+	for _, lock := range []bool{true, false} {
+		t.Run(fmt.Sprintf("lock=%v", lock), func(t *testing.T) {
+			if !lock {
+				logsock.SetFrameLock(false)
+				defer logsock.SetFrameLock(true) // after the subtests, which t.Run waits for
+			}
+			for _, network := range []string{"tcp", "unix"} {
+				t.Run(network, func(t *testing.T) {
+					t.Parallel()
+					torn, complete := runStress(t, network, lock, false)
+					switch {
+					case lock && torn != "":
+						t.Fatalf("with the lock: %s", torn)
+					case lock && !complete:
+						t.Fatal("with the lock: frames missing")
+					case !lock && torn == "":
+						t.Skip("without the lock, nothing tore this time (reported, not a failure)")
+					case !lock:
+						t.Logf("without the lock, as expected: %s", torn)
+					}
+				})
+			}
+		})
 	}
 }
 

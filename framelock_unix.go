@@ -49,8 +49,8 @@ const (
 
 // parkTime is how long a holder keeps the record lock: long enough to
 // spare the two fcntl calls on most frames of a busy writer, short enough
-// that a waiter hardly notices. A variable for the tests.
-var parkTime = 200 * time.Microsecond
+// that a waiter hardly notices. A frameLock's park, which tests change.
+const parkTime = 200 * time.Microsecond
 
 const (
 	// handoffWait bounds how long a holder leaves the lock to a waiter.
@@ -78,6 +78,8 @@ type frameLock struct {
 	f    *os.File
 	fd   int
 	mem  []byte // the mapping of the lock file
+
+	park time.Duration // parkTime
 
 	mu     sync.Mutex // held by the writer of a frame; guards the fields below
 	parked bool       // the record lock is held between frames
@@ -133,7 +135,7 @@ func openLock(f *os.File) (*frameLock, error) {
 		f.Close()
 		return nil, fmt.Errorf("logsock: lock file: %w", os.NewSyscallError("mmap", err))
 	}
-	k := &frameLock{key: key, refs: 1, f: f, fd: fd, mem: mem}
+	k := &frameLock{key: key, refs: 1, f: f, fd: fd, mem: mem, park: parkTime}
 	k.timer = time.AfterFunc(time.Hour, k.endParking)
 	k.timer.Stop()
 	if lockFiles.m == nil {
@@ -256,7 +258,7 @@ func (k *frameLock) unlock(torn bool) {
 	if !k.armed {
 		k.armed = true
 		k.timers.Add(1)
-		k.timer.Reset(parkTime)
+		k.timer.Reset(k.park)
 	}
 }
 
@@ -267,7 +269,7 @@ func (k *frameLock) endParking() {
 	defer k.timers.Done()
 	if !k.mu.TryLock() {
 		k.timers.Add(1) // still armed
-		k.timer.Reset(parkTime)
+		k.timer.Reset(k.park)
 		return
 	}
 	defer k.mu.Unlock()

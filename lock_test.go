@@ -102,12 +102,6 @@ func (p *probe) last(t *testing.T) string {
 	return strings.TrimSpace(p.out.Text())
 }
 
-func withParkTime(t *testing.T, d time.Duration) {
-	old := parkTime
-	parkTime = d
-	t.Cleanup(func() { parkTime = old })
-}
-
 // newTestLock returns a lock file, and a descriptor of it for probes.
 func newTestLock(t *testing.T) (*frameLock, *os.File) {
 	k, err := newLockFile()
@@ -142,8 +136,9 @@ func isParked(k *frameLock) bool {
 // TestFrameLockParks: after a frame, the record lock stays with the
 // holder, and another process cannot take it.
 func TestFrameLockParks(t *testing.T) {
-	withParkTime(t, time.Hour)
+	t.Parallel()
 	k, f := newTestLock(t)
+	k.park = time.Hour
 	if got := startProbe(t, f, "probe").last(t); got != "free" {
 		t.Fatalf("before any frame: %s, want free", got)
 	}
@@ -157,8 +152,9 @@ func TestFrameLockParks(t *testing.T) {
 // while a holder writes frames back to back, parking the lock between
 // them, and byte 4 is clear afterwards.
 func TestFrameLockWanted(t *testing.T) {
-	withParkTime(t, 5*time.Millisecond)
+	t.Parallel()
 	k, f := newTestLock(t)
+	k.park = 5 * time.Millisecond
 	stop, stopped := make(chan struct{}), make(chan error)
 	var frames int
 	go func() {
@@ -195,8 +191,9 @@ func TestFrameLockWanted(t *testing.T) {
 // TestFrameLockParkingEnds: a holder that goes quiet lets go after
 // parkTime, for a process that does not ask.
 func TestFrameLockParkingEnds(t *testing.T) {
-	withParkTime(t, 5*time.Millisecond)
+	t.Parallel()
 	k, f := newTestLock(t)
+	k.park = 5 * time.Millisecond
 	frame(t, k)
 	if got := startProbe(t, f, "wait").last(t); got != "got" {
 		t.Fatalf("the waiting process: %s", got)
@@ -208,8 +205,9 @@ func TestFrameLockParkingEnds(t *testing.T) {
 // holder must not go on believing it holds the lock); and a second handle
 // on the file in this process is the same frameLock.
 func TestFrameLockCloseDescriptor(t *testing.T) {
-	withParkTime(t, time.Hour)
+	t.Parallel()
 	k, f := newTestLock(t)
+	k.park = time.Hour
 	frame(t, k)
 	d, err := k.dup()
 	if err != nil {

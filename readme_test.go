@@ -47,23 +47,36 @@ func readmeSnippets(t *testing.T) []string {
 // returns the program's path.
 func buildSnippet(t *testing.T, src string) string {
 	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "snippet")
+	goSnippet(t, dir, src, "build", "-ldflags=-s -w", "-o", bin) // no symbols: a quicker link
+	return bin
+}
+
+// vetSnippet compiles src and vets it, without linking a program: for the
+// snippets that are only built.
+func vetSnippet(t *testing.T, src string) {
+	t.Helper()
+	goSnippet(t, t.TempDir(), src, "vet")
+}
+
+// goSnippet runs the go command with args on src, written to dir/main.go.
+func goSnippet(t *testing.T, dir, src string, args ...string) {
+	t.Helper()
 	goTool, err := testenv.GoTool()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	file := filepath.Join(dir, "main.go")
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "snippet")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, file).CombinedOutput()
+	out, err := exec.CommandContext(ctx, goTool, append(args, file)...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("the snippet does not build: %v\n%s\n%s", err, out, src)
+		t.Fatalf("go %s: the snippet does not build: %v\n%s\n%s", args[0], err, out, src)
 	}
-	return bin
 }
 
 // TestReadmeSnippets builds each Go snippet of the README, and runs the
@@ -96,7 +109,7 @@ func TestReadmeSnippets(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			if check == nil {
-				buildSnippet(t, src)
+				vetSnippet(t, src)
 				return
 			}
 			if strings.Count(src, `"`+readmeAddr+`"`) != 1 {

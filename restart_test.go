@@ -159,8 +159,13 @@ func TestShutdownRestartUnderLoad(t *testing.T) {
 				col := newRestartingCollector(t, network, seqs.record)
 				// A short MaxBackoff: the restarts come faster than the
 				// second after which a connection proves the collector
-				// healthy, so the backoff grows with each.
-				ls, err := logsock.New(network, col.addr, &logsock.Config{Batching: batching, MaxBackoff: 100 * time.Millisecond})
+				// healthy, so the backoff grows with each. A buffer of
+				// 1 MiB: the writers fill it during each outage, and what
+				// it holds goes out at each reconnect; the default 4 MiB
+				// made four times the frames, and the CPU, for the same
+				// restarts.
+				ls, err := logsock.New(network, col.addr, &logsock.Config{Batching: batching, MaxBackoff: 100 * time.Millisecond,
+					BufferBytes: 1 << 20})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -312,7 +317,7 @@ func TestAcksCrashUnderLoad(t *testing.T) {
 						seqs.record(rec)
 					})
 					ls, err := logsock.New(network, col.addr, &logsock.Config{Acks: true, Batching: batching,
-						MaxBackoff: 100 * time.Millisecond, BufferBytes: 8 << 20, WriteTimeout: time.Minute})
+						MaxBackoff: 100 * time.Millisecond, BufferBytes: 2 << 20, WriteTimeout: time.Minute})
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -201,7 +201,7 @@ func Main(m *testing.M) {
 	parallelSet := false
 	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
 	if !parallelSet {
-		flag.Set("test.parallel", strconv.Itoa(max(4, runtime.GOMAXPROCS(0))))
+		flag.Set("test.parallel", strconv.Itoa(max(8, runtime.GOMAXPROCS(0))))
 	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		testenv.RemovePrograms()
