@@ -7,8 +7,7 @@ import (
 	"strings"
 )
 
-// ParseAddress splits "tcp://host:port" (tcp4, tcp6), "unix:///path" or
-// "host:port" into New's network and address.
+// ParseAddress splits "unix:///path", "tcp://host:port" or "host:port".
 func ParseAddress(s string) (network, address string, err error) {
 	network, address, ok := strings.Cut(s, "://")
 	if !ok {

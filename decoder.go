@@ -10,11 +10,9 @@ import (
 // DecoderConfig configures a Decoder; nil, or a zero field, means the
 // default.
 type DecoderConfig struct {
-	Order    ByteOrder // the byte order of the wire's integers
-	MaxFrame int       // the largest message, in bytes; default DefaultMaxFrame
-	// CodePoints reads lengths as counts of code points, as the article's
-	// Python client sends them (len(text)); MaxFrame still counts bytes.
-	CodePoints bool
+	Order      ByteOrder // the byte order of the wire's integers
+	MaxFrame   int       // the largest message, in bytes; default DefaultMaxFrame
+	CodePoints bool      // lengths count code points, as the article's Python client's len(text); MaxFrame counts bytes
 }
 
 const (
@@ -24,8 +22,7 @@ const (
 	truncatedQuote = 64 // bytes of a truncated frame body that its ProtocolError keeps
 )
 
-// Decoder reads a handshake and frames from an io.Reader, its buffer growing
-// only by what has arrived; it is not safe for concurrent use.
+// Decoder reads a handshake and frames from an io.Reader, in one goroutine.
 type Decoder struct {
 	r          io.Reader
 	order      ByteOrder

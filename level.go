@@ -5,8 +5,7 @@ import (
 	"fmt"
 )
 
-// Level is a record's severity, as RFC 5424 numbers it; v1's records are
-// LevelInfo.
+// Level is a record's severity, as RFC 5424 numbers it (v1's are LevelInfo).
 type Level uint8
 
 const (

@@ -46,23 +46,16 @@ type Config struct {
 	DialTimeout  time.Duration // bounds a connection attempt; default 5 s
 	CloseTimeout time.Duration // bounds Close's delivery of what is held; default 5 s
 	WriteTimeout time.Duration // bounds a wait for the collector: a dial, room to write, a shared lock, under Block room to hold; default 5 s
-	// MinBackoff and MaxBackoff bound the wait between attempts, which
-	// doubles after each failure, with jitter; a connection lost within a
-	// second is a failure. Default 50 ms and 5 s (or MinBackoff).
-	MinBackoff, MaxBackoff time.Duration
-	BufferBytes            int           // bounds the frames held, headers included; default 4 MiB
-	Overflow               Overflow      // what a call does when BufferBytes is reached
-	PeekInterval           time.Duration // how often a write checks first that the collector has not closed (1 ns: always; negative: never); default 10 ms
-	// Batching makes Log queue the frame for a goroutine that writes all
-	// callers' frames in batches (FlushDelay after the first, at 256 KiB).
-	// Without it (direct mode) no goroutine runs but a dial that would keep
-	// a call waiting.
-	Batching   bool
-	FlushDelay time.Duration // how long a batch gathers, with Batching; default 10 ms
+	MinBackoff   time.Duration // the first wait between attempts, which doubles after each failure (a connection lost within 1 s is one), with jitter; default 50 ms
+	MaxBackoff   time.Duration // the longest wait between attempts; default 5 s, or MinBackoff if more
+	BufferBytes  int           // bounds the frames held, headers included; default 4 MiB
+	Overflow     Overflow      // what a call does when BufferBytes is reached
+	PeekInterval time.Duration // how often a write checks first that the collector has not closed (1 ns: always; negative: never); default 10 ms
+	Batching     bool          // Log queues the frame for a goroutine that writes every caller's in batches; else (direct mode) no goroutine runs but a slow dial
+	FlushDelay   time.Duration // with Batching, how long a batch gathers after its first frame (or until 256 KiB); default 10 ms
 	// Acks turns on protocol v2: a frame carries its number, time and level,
-	// is held until the collector acknowledges it, and is sent again after a
-	// reconnect. The collector must speak v2 (logsockd and Server do). A child
-	// process makes its own connection.
+	// is held until the collector (logsockd, Server) acknowledges it, and is
+	// sent again after a reconnect. A child process makes its own connection.
 	Acks        bool
 	Tag         string        // with Acks, the sender's name (1-48 printable ASCII bytes); default the program's name
 	TLS         *tls.Config   // if not nil, connections are TLS ones, over TCP, and cannot be shared
@@ -209,8 +202,8 @@ func (t *tally) add(frames, msgBytes int, retried, ok bool) {
 	}
 }
 
-// A LogSocket sends log messages to a collector, a frame each, from any number
-// of goroutines.
+// A LogSocket sends log messages to a collector, a frame each; it is safe for
+// concurrent use.
 type LogSocket struct {
 	cfg    Config
 	link   *link  // the connection, dialing and backoff
@@ -313,8 +306,7 @@ func newLogSocket(network, address string, cfg *Config, c *conn, octets bool) *L
 	return l
 }
 
-// Dial is New, then a connection now: it fails if the collector is
-// unreachable.
+// Dial is New, then a connection now, or an error.
 func Dial(network, address string, cfg *Config) (*LogSocket, error) {
 	l, err := New(network, address, cfg)
 	if err != nil {
@@ -335,9 +327,8 @@ func Dial(network, address string, cfg *Config) (*LogSocket, error) {
 	return l, nil
 }
 
-// Log sends msg as one frame: nil means it was written whole or is held; an
-// error, that it will not be sent. A frame that the collector refuses three
-// times is dropped, and reported by Flush, Sync or Close.
+// Log sends msg as one frame: nil means it was written whole or is held. A
+// frame the collector refuses three times is dropped, and reported by Flush.
 func (l *LogSocket) Log(msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)), LevelInfo)
 }
@@ -347,8 +338,7 @@ func (l *LogSocket) LogLevel(level Level, msg string) error {
 	return l.send(unsafe.Slice(unsafe.StringData(msg), len(msg)), level)
 }
 
-// Write sends p as one frame, as Log does, for log and slog (which drop its
-// error). It does not retain p.
+// Write is Log for log and slog, which drop its error. It does not retain p.
 func (l *LogSocket) Write(p []byte) (int, error) {
 	if err := l.send(p, LevelInfo); err != nil {
 		return 0, err
@@ -440,9 +430,9 @@ func (l *LogSocket) tooLarge(size int, limit int64) error {
 	return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, limit)
 }
 
-// Flush writes every frame held, with Acks until acknowledged; if ctx ends
-// first, they stay held, and its error wraps ErrUndelivered, ctx's and the
-// last *OpError.
+// Flush writes every frame held (with Acks, until acknowledged); if ctx ends
+// first, they stay held, and its error wraps ErrUndelivered, ctx's error and
+// the last *OpError.
 func (l *LogSocket) Flush(ctx context.Context) error {
 	if l.closed.Load() {
 		return ErrClosed
@@ -458,8 +448,7 @@ func (l *LogSocket) Sync() error {
 }
 
 // Close delivers what is held for up to CloseTimeout, then closes; every call
-// then returns ErrClosed. If it dropped frames (Stats.Dropped), its error
-// wraps ErrUndelivered.
+// then returns ErrClosed. What it dropped, its error reports (ErrUndelivered).
 func (l *LogSocket) Close() error {
 	if l.closed.Swap(true) {
 		return nil

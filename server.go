@@ -174,7 +174,7 @@ type ServerStats struct {
 	MixedWriters uint64            // frames flagged FlagMixedWriters
 	Cut          uint64            // frames lost as they arrived: Close, or Shutdown's deadline, ended their connection
 	Duplicates   uint64            // v2 frames dropped as already had (and acknowledged again)
-	Sessions     uint64            // v2 sessions known now (see Resume)
+	Sessions     uint64            // v2 sessions known now; forgotten after an hour without a connection, the longest idle beyond 100,000
 	Ends         map[Reason]uint64 // connections ended, by reason
 	Memory       uint64            // bytes of read buffers charged to MaxMemory now
 	Paused       uint64            // connections waiting, reading nothing, for memory
@@ -192,24 +192,17 @@ type serverCounters struct {
 }
 
 // Server is a collector of v1 and v2 streams: it reads each connection in a
-// goroutine of its own and hands every message to Handler; a connection that
-// breaks the format or fails is closed, alone. Set the fields before Serve.
+// goroutine of its own; one that fails is closed, alone.
 type Server struct {
-	// Handler is called with each record, in order for one connection,
-	// concurrently for several; it must not keep rec (an Ack from rec.Defer,
-	// it may).
-	Handler func(rec *Record)
-	// ConnClosed, if set, is called when a connection ends, after its last
-	// Handler call, with why and the error: nil (ReasonEOF), ErrServerClosed,
-	// a *ProtocolError, the read's, or one in words.
-	ConnClosed        func(info ConnInfo, err error)
-	DecoderConfig                   // how streams are read; MaxFrame is checked before allocating
-	HandshakeTimeout  time.Duration // bounds the wait for a handshake, and a v2 write; default 10 s
-	IdleTimeout       time.Duration // if positive, closes a connection quiet for that long
-	MaxConns          int           // connections served, more wait in the backlog; default 10,000, negative none
-	MaxConnsPerPeer   int           // those of a peer (a Unix socket's uid on Linux, a TCP client's IP), one over drained for 2 s and closed; default MaxConns/2, negative none
-	MaxMemory         int           // read buffers beyond 4 KiB a connection (a reader pauses); default 128 MiB, negative none
-	RejectPidMismatch bool          // close a connection whose pid is not its PeerPid (else flag its records)
+	Handler           func(rec *Record)              // called with each record, in order for one connection, concurrently for several; rec is valid until it returns (an Ack from rec.Defer, after)
+	ConnClosed        func(info ConnInfo, err error) // if set, called after a connection's last Handler call, with why and the error (nil for ReasonEOF)
+	DecoderConfig                                    // how streams are read; MaxFrame is checked before allocating
+	HandshakeTimeout  time.Duration                  // bounds the wait for a handshake, and a v2 write; default 10 s
+	IdleTimeout       time.Duration                  // if positive, closes a connection quiet for that long
+	MaxConns          int                            // connections served, more wait in the backlog; default 10,000, negative none
+	MaxConnsPerPeer   int                            // those of a peer (a Unix socket's uid on Linux, a TCP client's IP), one over drained for 2 s and closed; default MaxConns/2, negative none
+	MaxMemory         int                            // read buffers beyond 4 KiB a connection (a reader pauses); default 128 MiB, negative none
+	RejectPidMismatch bool                           // close a connection whose pid is not its PeerPid (else flag its records)
 
 	nextID    atomic.Uint64
 	stats     serverCounters
@@ -414,9 +407,8 @@ func (s *Server) perPeer() int {
 	return max(limit/2, 1)
 }
 
-// Shutdown stops accepting and drains every connection, queued ones too: it
-// half-closes it (v2: sends G), which a client sees before its next write, and
-// reads on to the client's end; past ctx, it counts the frames cut.
+// Shutdown stops accepting and drains each connection: it half-closes it (v2:
+// sends G) and reads to the client's end; past ctx, it counts frames cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true

@@ -108,9 +108,8 @@ func (t *sessions) count() uint64 {
 	return uint64(len(t.m))
 }
 
-// Resume sets session's last frame, learned after a restart, so that frames to
-// seq are dropped (and acknowledged). Sessions idle for an hour, or beyond
-// 100,000, are forgotten.
+// Resume sets session's last frame, learned after a restart: frames up to seq
+// are then dropped and acknowledged.
 func (s *Server) Resume(session SessionID, seq uint64) {
 	t := &s.sessions
 	t.mu.Lock()
@@ -206,8 +205,8 @@ type Ack struct {
 	seq uint64
 }
 
-// Defer, in the Handler, acknowledges the record at the Ack's Done, not at the
-// Handler's return.
+// Defer, in the Handler, acknowledges the record at the Ack's Done, not on
+// return.
 func (r *Record) Defer() Ack {
 	if r.conn == nil {
 		return Ack{}

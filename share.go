@@ -30,8 +30,8 @@ func (k fileKey) String() string { return fmt.Sprintf("%d:%d", k.dev, k.ino) }
 
 var envVars = []string{envNetwork, envAddress, envOrder, envFD, envSocket, envLockFD, envAcks, envTag}
 
-// EnvError is FromEnv's and ReceiveConn's error for a variable of the contract
-// (PROTOCOL.md); Err wraps ErrStaleFD for a descriptor's.
+// EnvError is the error of a variable of the contract (PROTOCOL.md); Err wraps
+// ErrStaleFD for a descriptor.
 type EnvError struct {
 	Var   string // the variable: LOGSOCK_NETWORK, LOGSOCK_ADDRESS, ...
 	Value string // its value; empty if it is unset
@@ -46,9 +46,8 @@ func (e *EnvError) Error() string {
 // Unwrap returns e.Err.
 func (e *EnvError) Unwrap() error { return e.Err }
 
-// Start starts cmd with the connection, which the child adopts with FromEnv
-// and writes on under a lock shared with this process, as after a fork; with
-// none up, or with Acks, it gets the address.
+// Start starts cmd sharing the connection, as after a fork: the child adopts
+// it with FromEnv (with none up, or Acks, it connects).
 func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	files, env, err := l.share(3 + len(cmd.ExtraFiles))
 	if err != nil {
@@ -63,9 +62,8 @@ func (l *LogSocket) Start(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
-// FromEnv adopts the connection passed with Start, or connects when needed. It
-// checks every variable and descriptor (*EnvError), closes none that fails,
-// and unsets them.
+// FromEnv adopts the connection passed with Start, checking each variable and
+// descriptor first (*EnvError), and unsets the variables.
 func FromEnv(cfg *Config) (*LogSocket, error) {
 	vars := make(map[string]string, len(envVars))
 	set := false

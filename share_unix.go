@@ -248,8 +248,7 @@ func checkLockFile(fd int) error {
 	return nil
 }
 
-// SendConn passes the connection on uc (SCM_RIGHTS), to share it as Start
-// does.
+// SendConn passes the connection on uc (SCM_RIGHTS) to share it.
 func (l *LogSocket) SendConn(uc *net.UnixConn) error {
 	if l.cfg.Acks {
 		return errors.New("logsock: SendConn: a connection with acknowledgements (Config.Acks) cannot be shared")
@@ -290,8 +289,7 @@ func control(f *os.File, fn func(fd int) error) error {
 	return ferr
 }
 
-// ReceiveConn adopts a connection sent with SendConn on uc, checked as FromEnv
-// does.
+// ReceiveConn adopts a connection sent with SendConn, as FromEnv does.
 func ReceiveConn(uc *net.UnixConn, cfg *Config) (*LogSocket, error) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*4)) // room for more than the 2 fds we expect, to see extras

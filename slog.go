@@ -15,10 +15,8 @@ type SlogOptions struct {
 	JSON bool // each record as slog.JSONHandler writes it; else as slog.TextHandler does
 }
 
-// NewSlogHandler returns a slog.Handler that sends each record to ls as a
-// frame, formatted by slog's text (nil opts) or JSON handler without the
-// newline; with Acks, with its time and level (Error+4, +8, +12: crit, alert,
-// emerg).
+// NewSlogHandler returns a slog.Handler that sends each record as a frame, in
+// slog's text (nil opts) or JSON; with Acks, with its time and level.
 func NewSlogHandler(ls *LogSocket, opts *SlogOptions) slog.Handler {
 	h := &slogHandler{ls: ls}
 	if opts != nil {
