@@ -583,3 +583,64 @@ func TestWallClock(t *testing.T) {
 		t.Fatalf("now %d from a stale base: want the wall clock, at least %d", got, before)
 	}
 }
+
+// TestSentQueueRuns: frames written from chunks and from held wait in sent
+// in order, a chunk at least half full as it is and the others as copies;
+// acknowledgements release whole runs and parts of runs, a refused frame
+// inside a chunk leaves alone, counted, and a chunk comes back for reuse
+// only once its last frame has left.
+func TestSentQueueRuns(t *testing.T) {
+	f := framing{v2: true}
+	q := newQueue(&Config{BufferBytes: 1 << 20}, f, 4096, 0)
+	msg := []byte(strings.Repeat("m", 100))
+	size := f.size(len(msg)) // 117 bytes: 20 frames fill a chunk past half
+	chunkOf := func(frames int) *chunk {
+		k := &chunk{buf: make([]byte, q.chunkLen)}
+		q.outside += len(k.buf) // as installChunk counts it
+		for i := range frames {
+			f.put(k.buf[i*size:], msg, meta{})
+		}
+		k.used, k.frames = frames*size, frames
+		k.first, k.last = q.numberFrames(k.buf[:k.used])
+		return k
+	}
+	check := func(step string, frames int, first uint64, free int) {
+		t.Helper()
+		if q.sent.frames != frames || q.sent.len() != frames*size || frames > 0 && q.sentFirst != first || len(q.free) != free || q.outside != 0 {
+			t.Fatalf("%s: %d frames, %d bytes, first %d, %d chunks free, %d bytes outside; want %d, %d, %d, %d, 0",
+				step, q.sent.frames, q.sent.len(), q.sentFirst, len(q.free), q.outside, frames, frames*size, first, free)
+		}
+	}
+
+	q.toSentChunk(chunkOf(20)) // 1-20, kept
+	var held []byte
+	for range 3 { // 21-23, from held
+		held = append(held, make([]byte, size)...)
+		f.put(held[len(held)-size:], msg, meta{seq: q.number()})
+	}
+	q.toSent(held, 3)
+	q.toSentChunk(chunkOf(5))  // 24-28, sparse: copied, and free at once
+	q.toSentChunk(chunkOf(20)) // 29-48, kept
+	check("written", 48, 1, 1)
+	if n := len(q.sent.runs) - q.sent.head; n != 3 {
+		t.Fatalf("%d runs, want 3: the first chunk, a block of 21-28, the last chunk", n)
+	}
+
+	q.releaseAcked(10, 0)
+	check("10 acknowledged", 38, 11, 1) // the first chunk still holds 11-20
+	q.releaseAcked(20, 0)
+	check("20 acknowledged", 28, 21, 2)
+	q.releaseAcked(29, 0)
+	q.releaseAcked(30, refusedTooLarge)
+	check("30 refused", 18, 31, 2)
+	if q.dropped.Load() != 1 || !errors.Is(q.refused, ErrFrameTooLarge) || q.ackCount.Load() != 29 {
+		t.Fatalf("dropped %d, refused %v, acknowledged %d; want 1, ErrFrameTooLarge, 29", q.dropped.Load(), q.refused, q.ackCount.Load())
+	}
+
+	b := q.sent.bytes() // what a new connection sends again
+	if len(b) != 18*size || f.seqLow(b) != 31 || f.seqLow(b[17*size:]) != 48 {
+		t.Fatalf("sent's bytes: %d, numbered %d to %d; want %d, 31 to 48", len(b), f.seqLow(b), f.seqLow(b[17*size:]), 18*size)
+	}
+	q.dropAllSent()
+	check("dropped", 0, 0, 3)
+}

@@ -129,7 +129,6 @@ func (q *queue) freeRun(r sentRun) {
 		}
 		return
 	}
-	q.sent.owned -= cap(r.b)
 	if cap(r.b) == sentBlock && len(q.sent.spare) < sentSpares {
 		q.sent.spare = append(q.sent.spare, r.b[:0])
 	}
@@ -292,7 +291,6 @@ type sentQueue struct {
 	head   int
 	frames int
 	live   int      // the frames' bytes
-	owned  int      // the blocks' bytes
 	spare  [][]byte // blocks for reuse
 }
 
@@ -354,7 +352,6 @@ func (s *sentQueue) copyIn(b []byte, frames int, last uint64) {
 	} else {
 		blk = make([]byte, 0, max(sentBlock, len(b)))
 	}
-	s.owned += cap(blk)
 	s.add(sentRun{b: append(blk, b...), frames: frames, last: last})
 }
 
