@@ -1,0 +1,5 @@
+//go:build !race
+
+package logsocktest
+
+const raceEnabled = false
