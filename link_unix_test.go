@@ -64,11 +64,13 @@ func TestBackoffAgainstFlappingCollectors(t *testing.T) {
 		}
 	}
 	type run struct {
-		name     string
-		overflow logsock.Overflow
-		col      *logsocktest.FakeCollector
-		r        loadReport
-		err      error
+		name  string
+		mode  logsocktest.FakeMode
+		cfg   logsock.Config
+		every time.Duration
+		col   *logsocktest.FakeCollector
+		r     loadReport
+		err   error
 	}
 	var runs []*run
 	var wg sync.WaitGroup
@@ -88,55 +90,79 @@ func TestBackoffAgainstFlappingCollectors(t *testing.T) {
 			} {
 				load.cfg.Batching = batching
 				r := &run{name: fmt.Sprintf("%s/batching=%v/%s", kind.name, batching, load.rate),
-					overflow: load.cfg.Overflow, col: logsocktest.NewFakeCollector(t, "tcp", kind.mode)}
+					mode: kind.mode, cfg: load.cfg, every: load.every, col: logsocktest.NewFakeCollector(t, "tcp", kind.mode)}
 				runs = append(runs, r)
 				// All at once: the clients wait more than they work, and
 				// each measures its own CPU time.
-				wg.Go(func() { r.r, r.err = runLoadChild("tcp", r.col.Addr, load.cfg, load.every, window) })
+				wg.Go(func() { r.r, r.err = runLoadChild("tcp", r.col.Addr, r.cfg, r.every, window) })
 			}
 		}
 	}
 	wg.Wait()
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			// Every connection the child made, once the collector has
-			// accepted those it counted: some may wait in the backlog.
-			conns := len(r.col.WaitConns(t, int(r.r.Connects)))
-			// The child's sleep may overrun the window on a busy machine.
-			took, dialing := r.r.End.Sub(r.r.Start), r.r.Closed.Sub(r.r.Start)
-			bound := backoffBound(dialing, 50*time.Millisecond, 5*time.Second) // the defaults
-			t.Logf("%d connections in %v (bound %d), %d calls, CPU %v in %v (%.1f%% of a core), Stats %+v",
-				conns, dialing, bound, r.r.Calls, r.r.CPU, took, 100*r.r.CPU.Seconds()/took.Seconds(), r.r.Stats)
-			if conns > bound {
-				t.Errorf("%d connections in %v: the backoff schedule allows %d", conns, dialing, bound)
-			}
-			if conns < 3 || r.r.Stats.Connects < 3 {
-				t.Errorf("%d connections, Stats %+v: the client hardly retried, the test proves nothing", conns, r.r.Stats)
-			}
-			if r.overflow != logsock.Block {
-				// Enough calls to fill the buffer (4 MiB of 100-byte frames)
-				// and nothing dropped: they did not all return at once. A
-				// child the machine kept from running that much proves
-				// nothing either way (stress run: 7,889 calls in 3 s).
-				if r.r.Stats.Dropped == 0 && r.r.Calls > 50_000 {
-					t.Errorf("Stats %+v: nothing dropped in %d calls, the buffer never filled: the calls did not all return at once", r.r.Stats, r.r.Calls)
+			for try := 1; ; try++ {
+				inconclusive := checkLoad(t, r.col, r.cfg.Overflow, r.r, r.err)
+				if inconclusive == "" {
+					return
 				}
-				return // its CPU is its loop's
-			}
-			// The old client spun at up to 87% of a core, and a spinning
-			// client gets what the DropOldest loops get, a quarter to a
-			// third of a core beside two CPU hogs. This one's CPU is its
-			// calls and writes: beside the hogs 2.8 to 3.7% of a core at
-			// one call a millisecond, 0.6 to 1.2% in a tight loop. The race
-			// detector's own cost is not the client's.
-			if !raceEnabled && r.r.CPU > took/10 {
-				t.Errorf("the client used %v of CPU in %v: over 10%% of a core", r.r.CPU, took)
+				if try == 3 {
+					t.Fatalf("3 tries, none conclusive; the last: %s", inconclusive)
+				}
+				// Again, alone: the machine kept the child from working
+				// (stress runs: a race-built DropOldest child, beside two
+				// CPU hogs and parallel tests, made 0 calls in the window
+				// once in some 30 runs, 199 once: a call that did not return
+				// for 3 s, within its WriteTimeout of 5 s; not understood).
+				t.Logf("try %d: %s", try, inconclusive)
+				r.col = logsocktest.NewFakeCollector(t, "tcp", r.mode)
+				r.r, r.err = runLoadChild("tcp", r.col.Addr, r.cfg, r.every, window)
 			}
 		})
 	}
+}
+
+// checkLoad checks the report of a load child against col, a flapping
+// collector; it fails t, or reports why the run proves nothing.
+func checkLoad(t *testing.T, col *logsocktest.FakeCollector, overflow logsock.Overflow, r loadReport, err error) (inconclusive string) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every connection the child made, once the collector has accepted
+	// those it counted: some may wait in the backlog.
+	conns := len(col.WaitConns(t, int(r.Connects)))
+	// The child's sleep may overrun the window on a busy machine.
+	took, dialing := r.End.Sub(r.Start), r.Closed.Sub(r.Start)
+	bound := backoffBound(dialing, 50*time.Millisecond, 5*time.Second) // the defaults
+	t.Logf("%d connections in %v (bound %d), %d calls, CPU %v in %v (%.1f%% of a core), Stats %+v",
+		conns, dialing, bound, r.Calls, r.CPU, took, 100*r.CPU.Seconds()/took.Seconds(), r.Stats)
+	if conns > bound {
+		t.Errorf("%d connections in %v: the backoff schedule allows %d", conns, dialing, bound)
+	}
+	if conns < 3 || r.Stats.Connects < 3 {
+		return fmt.Sprintf("%d connections, %d calls, Stats %+v: the client hardly retried, the run proves nothing", conns, r.Calls, r.Stats)
+	}
+	if overflow != logsock.Block {
+		// Enough calls to fill the buffer (4 MiB of 100-byte frames)
+		// and nothing dropped: they did not all return at once. A
+		// child the machine kept from running that much proves
+		// nothing either way (stress run: 7,889 calls in 3 s).
+		if r.Stats.Dropped == 0 && r.Calls > 50_000 {
+			t.Errorf("Stats %+v: nothing dropped in %d calls, the buffer never filled: the calls did not all return at once", r.Stats, r.Calls)
+		}
+		return "" // its CPU is its loop's
+	}
+	// The old client spun at up to 87% of a core, and a spinning
+	// client gets what the DropOldest loops get, a quarter to a
+	// third of a core beside two CPU hogs. This one's CPU is its
+	// calls and writes: beside the hogs 2.8 to 3.7% of a core at
+	// one call a millisecond, 0.6 to 1.2% in a tight loop. The race
+	// detector's own cost is not the client's.
+	if !raceEnabled && r.CPU > took/10 {
+		t.Errorf("the client used %v of CPU in %v: over 10%% of a core", r.CPU, took)
+	}
+	return ""
 }
 
 // backoffBound is the most connections that a client on the backoff
