@@ -194,8 +194,15 @@ func (d *direct) deliver(ctx context.Context, deadline time.Time) {
 				return
 			}
 			ctx, cancel := context.WithDeadline(ctx, deadline)
-			for d.link.dialing() && ctx.Err() == nil {
-				d.waitUnlocked(ctx, nil)
+			for ctx.Err() == nil {
+				dialing, changed := d.link.dialing()
+				if !dialing {
+					break
+				}
+				room := d.q.roomFreed()
+				d.mu.Unlock()
+				d.link.waitSince(ctx, changed, room, nil)
+				d.mu.Lock()
 			}
 			cancel()
 			if d.link.current() == nil {

@@ -261,11 +261,15 @@ func (k *link) startDial() bool {
 	return true
 }
 
-// dialing reports whether an attempt is under way.
-func (k *link) dialing() bool {
+// dialing reports whether an attempt is under way, and the channel that
+// its end will close: read together, so that a wait on the channel cannot
+// miss an end that came after the look (a wait that took the channel after
+// the attempt ended waited for the next transition, or its deadline: a
+// direct-mode Log, 3 s and more, stress run).
+func (k *link) dialing() (bool, <-chan struct{}) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.state == linkDialing
+	return k.state == linkDialing, k.changed
 }
 
 // begin moves the link to linkDialing for an attempt, if one is due, and
@@ -457,9 +461,17 @@ func (k *link) backoff(n int) time.Duration {
 // wait waits for the next transition, for the next attempt to fall due
 // (in linkBackoff), for ctx to be done, or for a or b (either may be nil)
 // to be closed. The caller holds no lock that writers need.
-func (k *link) wait(ctx context.Context, a, b <-chan struct{}) {
+func (k *link) wait(ctx context.Context, a, b <-chan struct{}) { k.waitSince(ctx, nil, a, b) }
+
+// waitSince is wait for a transition after the one that will close
+// changed, a channel that changes or dialing returned before the caller
+// looked at the link: a transition between that look and the wait ends
+// the wait, rather than being missed. A nil changed is the current one.
+func (k *link) waitSince(ctx context.Context, changed, a, b <-chan struct{}) {
 	k.mu.Lock()
-	changed := k.changed
+	if changed == nil {
+		changed = k.changed
+	}
 	var due <-chan time.Time
 	if k.state == linkBackoff {
 		t := time.NewTimer(time.Until(k.nextDial))
@@ -475,6 +487,13 @@ func (k *link) wait(ctx context.Context, a, b <-chan struct{}) {
 	case <-a:
 	case <-b:
 	}
+}
+
+// changes returns the channel that the next transition closes.
+func (k *link) changes() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.changed
 }
 
 // lastError returns why the last connection or attempt failed.
