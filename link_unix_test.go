@@ -139,7 +139,13 @@ func checkLoad(t *testing.T, col *logsocktest.FakeCollector, overflow logsock.Ov
 	t.Logf("%d connections in %v (bound %d), %d calls, CPU %v in %v (%.1f%% of a core), Stats %+v",
 		conns, dialing, bound, r.Calls, r.CPU, took, 100*r.CPU.Seconds()/took.Seconds(), r.Stats)
 	if conns > bound {
-		t.Errorf("%d connections in %v: the backoff schedule allows %d", conns, dialing, bound)
+		// The bound holds for a collector that closes each connection at
+		// once: one that the machine kept from accepting for a second made
+		// the connection a healthy one, which resets the backoff (stress
+		// runs under the race detector beside two CPU hogs: 9 and 11 of 8,
+		// with 31 more tests in parallel than before). A client off its
+		// schedule fails every try.
+		return fmt.Sprintf("%d connections in %v: the backoff schedule allows %d", conns, dialing, bound)
 	}
 	if conns < 3 || r.Stats.Connects < 3 {
 		return fmt.Sprintf("%d connections, %d calls, Stats %+v: the client hardly retried, the run proves nothing", conns, r.Calls, r.Stats)
