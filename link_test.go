@@ -18,7 +18,8 @@ import (
 // error and that *OpError, each found with errors.Is or errors.As (issue
 // 11, fault 5). A Flush that gives up keeps the frames held.
 func TestErrorsNameTheCause(t *testing.T) {
-	t.Parallel()
+	// Not in parallel: a test that listens meanwhile may take the port
+	// that nothing listens on, and reset the dial (stress run).
 	addr := logsocktest.FakeDown(t, "tcp", logsocktest.FakeDecode).Addr // nothing listens there
 	_, err := logsock.Dial("tcp", addr, nil)
 	var oe *logsock.OpError
