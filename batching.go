@@ -204,7 +204,7 @@ func (b *batcher) writeBatch(ctx context.Context, quit <-chan struct{}) bool {
 		b.endWrite()
 		changed := b.link.changes() // before the attempt: a dial that ends meanwhile ends the wait
 		if _, err := b.link.connect(ctx); err != nil {
-			b.link.waitSince(ctx, changed, quit, nil) // the backoff, or another call's dial
+			b.link.wait(ctx, changed, quit, nil) // the backoff, or another call's dial
 		}
 		return true
 	}

@@ -199,10 +199,7 @@ func (d *direct) deliver(ctx context.Context, deadline time.Time) {
 				if !dialing {
 					break
 				}
-				room := d.q.roomFreed()
-				d.mu.Unlock()
-				d.link.waitSince(ctx, changed, room, nil)
-				d.mu.Lock()
+				d.waitUnlocked(ctx, changed, nil)
 			}
 			cancel()
 			if d.link.current() == nil {
@@ -235,6 +232,7 @@ func (d *direct) waitForRoom(size int, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(d.link.ctx, deadline)
 	defer cancel()
 	for !d.q.roomFor(size) {
+		changed := d.link.changes() // before deliver looks at the link
 		d.deliver(ctx, deadline)
 		if d.closed.Load() {
 			return ErrClosed
@@ -246,7 +244,7 @@ func (d *direct) waitForRoom(size int, deadline time.Time) error {
 			return ErrBufferFull
 		}
 		if !d.awaitAcksUnlocked(ctx) {
-			d.waitUnlocked(ctx, d.done)
+			d.waitUnlocked(ctx, changed, d.done)
 		}
 		if d.closed.Load() {
 			return ErrClosed
@@ -255,12 +253,13 @@ func (d *direct) waitForRoom(size int, deadline time.Time) error {
 	return nil
 }
 
-// waitUnlocked releases mu until the link changes, an attempt falls due,
-// frames leave the queue, ctx is done or done is closed.
-func (d *direct) waitUnlocked(ctx context.Context, done <-chan struct{}) {
+// waitUnlocked releases mu until the link changes after changed was taken
+// (link.wait), an attempt falls due, frames leave the queue, ctx is done
+// or done is closed.
+func (d *direct) waitUnlocked(ctx context.Context, changed, done <-chan struct{}) {
 	room := d.q.roomFreed()
 	d.mu.Unlock()
-	d.link.wait(ctx, room, done)
+	d.link.wait(ctx, changed, room, done)
 	d.mu.Lock()
 }
 
@@ -318,6 +317,7 @@ func (d *direct) flushLocked(ctx context.Context, done <-chan struct{}) error {
 		if !ok {
 			deadline = time.Now().Add(d.wait)
 		}
+		changed := d.link.changes() // before deliver looks at the link
 		d.deliver(ctx, deadline)
 		if d.q.empty() && !d.q.unacked() {
 			return nil
@@ -326,7 +326,7 @@ func (d *direct) flushLocked(ctx context.Context, done <-chan struct{}) error {
 			return undelivered(d.q.held.frames+d.q.sent.frames, ctx.Err(), d.link.lastError())
 		}
 		if !d.awaitAcksUnlocked(ctx) {
-			d.waitUnlocked(ctx, done)
+			d.waitUnlocked(ctx, changed, done)
 		}
 		select {
 		case <-done:

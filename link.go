@@ -262,10 +262,7 @@ func (k *link) startDial() bool {
 }
 
 // dialing reports whether an attempt is under way, and the channel that
-// its end will close: read together, so that a wait on the channel cannot
-// miss an end that came after the look (a wait that took the channel after
-// the attempt ended waited for the next transition, or its deadline: a
-// direct-mode Log, 3 s and more, stress run).
+// its end will close, read together (see wait).
 func (k *link) dialing() (bool, <-chan struct{}) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -458,20 +455,15 @@ func (k *link) backoff(n int) time.Duration {
 	return half + rand.N(half+1)
 }
 
-// wait waits for the next transition, for the next attempt to fall due
-// (in linkBackoff), for ctx to be done, or for a or b (either may be nil)
-// to be closed. The caller holds no lock that writers need.
-func (k *link) wait(ctx context.Context, a, b <-chan struct{}) { k.waitSince(ctx, nil, a, b) }
-
-// waitSince is wait for a transition after the one that will close
-// changed, a channel that changes or dialing returned before the caller
-// looked at the link: a transition between that look and the wait ends
-// the wait, rather than being missed. A nil changed is the current one.
-func (k *link) waitSince(ctx context.Context, changed, a, b <-chan struct{}) {
+// wait waits for a transition after changed was taken (changes, or
+// dialing), for the next attempt to fall due (in linkBackoff), for ctx to
+// be done, or for a or b (either may be nil) to be closed. Taken before
+// the caller looked at the link, changed ends the wait for a transition
+// that came between that look and the wait, rather than missing it (a
+// direct-mode Log slept 3 s and more on the next channel, with the
+// connection up: stress run). The caller holds no lock that writers need.
+func (k *link) wait(ctx context.Context, changed, a, b <-chan struct{}) {
 	k.mu.Lock()
-	if changed == nil {
-		changed = k.changed
-	}
 	var due <-chan time.Time
 	if k.state == linkBackoff {
 		t := time.NewTimer(time.Until(k.nextDial))
