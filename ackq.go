@@ -52,14 +52,14 @@ func (q *queue) toSent(b []byte, frames int) {
 }
 
 // toSentChunk keeps the frames of k, a chunk just written whole on
-// q.conn, until they are acknowledged. A chunk at least half full stays
-// as it is, its memory out of use until its last frame is acknowledged,
-// and no longer counted among the chunks (outside) but as its frames'
-// bytes; a sparser one is copied, and returns at once: the memory that
-// sent's frames keep from reuse is at most twice their bytes.
+// q.conn, until they are acknowledged; their numbers are known. A chunk
+// at least half full stays as it is, its memory out of use until its last
+// frame is acknowledged, and no longer counted among the chunks (outside)
+// but as its frames' bytes; a sparser one is copied, and returns at once:
+// the memory that sent's frames keep from reuse is at most twice their
+// bytes.
 func (q *queue) toSentChunk(k *chunk) {
-	if 2*k.used < len(k.buf) {
-		q.toSentCopy(k)
+	if k.frames == 0 {
 		q.recycle(k)
 		return
 	}
@@ -67,21 +67,13 @@ func (q *queue) toSentChunk(k *chunk) {
 		q.sentFirst = k.first
 	}
 	q.sentLast = k.last
-	q.outside -= len(k.buf)
-	q.sent.add(sentRun{b: k.buf[:k.used], frames: k.frames, last: k.last, k: k})
-}
-
-// toSentCopy is toSent for a chunk's frames, whose first and last numbers
-// are known: it need not read them.
-func (q *queue) toSentCopy(k *chunk) {
-	if k.frames == 0 {
+	if 2*k.used < len(k.buf) {
+		q.sent.copyIn(k.buf[:k.used], k.frames, k.last)
+		q.recycle(k)
 		return
 	}
-	if q.sent.empty() {
-		q.sentFirst = k.first
-	}
-	q.sentLast = k.last
-	q.sent.copyIn(k.buf[:k.used], k.frames, k.last)
+	q.outside -= len(k.buf)
+	q.sent.add(sentRun{b: k.buf[:k.used], frames: k.frames, last: k.last, k: k})
 }
 
 // dropSent drops the oldest frame written and not acknowledged, for room
@@ -124,9 +116,7 @@ func (q *queue) popSent() {
 // reuse, a block to sent's spares.
 func (q *queue) freeRun(r sentRun) {
 	if r.k != nil {
-		if len(r.k.buf) == q.chunkLen {
-			q.free = append(q.free, r.k)
-		}
+		q.keep(r.k) // its bytes left outside when it entered sent
 		return
 	}
 	if cap(r.b) == sentBlock && len(q.sent.spare) < sentSpares {

@@ -245,6 +245,12 @@ func (q *queue) installChunk() bool {
 // is kept for the next, unless it was a large frame's own.
 func (q *queue) recycle(k *chunk) {
 	q.outside -= len(k.buf)
+	q.keep(k)
+}
+
+// keep keeps a chunk that is out of use for the next, unless it was a
+// large frame's own.
+func (q *queue) keep(k *chunk) {
 	if len(k.buf) == q.chunkLen {
 		q.free = append(q.free, k)
 	}
