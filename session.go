@@ -149,6 +149,7 @@ func (t *sessions) begin(c *serverConn, id SessionID) uint64 {
 	sess.resume()
 	v := c.v2
 	v.sess, v.base, v.last, v.flushed = sess, sess.taken, sess.taken, sess.taken
+	v.deferLast, v.deferFirst = v.base, v.base
 	v.handled.Store(v.base)
 	v.deferred.Store(v.base)
 	v.pending.Store(v.base)
@@ -211,11 +212,11 @@ func (r *Record) Defer() Ack {
 	if r.conn == nil {
 		return Ack{}
 	}
-	v := r.conn.v2
-	if v.done.Load() >= v.deferred.Load() {
-		v.pending.Store(r.Seq) // nothing outstanding: the frames before are acknowledged
+	v := r.conn.v2 // the reader's, whose goroutine runs the Handler
+	if v.done.Load() >= v.deferLast {
+		v.deferFirst = r.Seq // nothing outstanding: the frames before are acknowledged
 	}
-	v.deferred.Store(r.Seq)
+	v.deferLast = r.Seq
 	return Ack{r.conn, r.Seq}
 }
 
