@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +30,7 @@ type formatter struct {
 	clock   clock
 	logged  clock       // for the client's times, which a second apart from the receive times would make clock format its prefix each time
 	conns   connCache   // the fields of each connection, formatted once
-	session session     // the last v2 session formatted, and its hex
+	session session     // the v2 fields of the last session formatted
 	flags   [256][]byte // the flags of a record, formatted once for each value
 	msg     msgParser   // for jsonMsg
 }
@@ -56,9 +57,10 @@ func (f *formatter) append(dst []byte, rec *logsock.Record) []byte {
 	if f.json {
 		dst = append(dst, `{"time":"`...)
 		dst = f.clock.append(dst, rec.Time, 9)
-		dst = append(dst, '"')
 		if rec.Seq != 0 {
 			dst = f.appendV2(dst, rec)
+		} else {
+			dst = append(dst, '"')
 		}
 		dst = append(dst, f.conns.get(rec)...)
 		if rec.WriterPid != 0 {
@@ -99,9 +101,10 @@ func (f *formatter) append(dst []byte, rec *logsock.Record) []byte {
 }
 
 // appendV2 appends the fields of a v2 client's record (issue 19), just
-// after the receive time: in JSON
+// after the receive time: in JSON, where that time's closing quote is
+// left to it,
 //
-//	,"client_time":"T","session":"HEX","seq":N,"level":"err","tag":"svc"
+//	","client_time":"T","session":"HEX","seq":N,"level":"err","tag":"svc"
 //
 // and in text
 //
@@ -113,28 +116,18 @@ func (f *formatter) append(dst []byte, rec *logsock.Record) []byte {
 // a space, and the Server refuses any other.
 func (f *formatter) appendV2(dst []byte, rec *logsock.Record) []byte {
 	if f.json {
-		dst = append(dst, `,"client_time":"`...)
-		dst = f.logged.append(dst, rec.Logged, 9)
-		dst = append(dst, `","session":"`...)
-		dst = append(dst, f.session.hex(rec.Session)...)
-		dst = append(dst, `","seq":`...)
-		dst = strconv.AppendUint(dst, rec.Seq, 10)
-		dst = append(dst, `,"level":"`...)
-		dst = append(dst, rec.Level.String()...)
-		dst = append(dst, `","tag":"`...)
-		dst = append(dst, rec.Tag...)
-		return append(dst, '"')
+		dst = append(dst, `","client_time":"`...)
+	} else {
+		dst = append(dst, " client_time="...)
 	}
-	dst = append(dst, " client_time="...)
 	dst = f.logged.append(dst, rec.Logged, 9)
-	dst = append(dst, " session="...)
-	dst = append(dst, f.session.hex(rec.Session)...)
-	dst = append(dst, '/')
-	dst = strconv.AppendUint(dst, rec.Seq, 10)
-	dst = append(dst, " level="...)
-	dst = append(dst, rec.Level.String()...)
-	dst = append(dst, " tag="...)
-	return append(dst, rec.Tag...)
+	s := f.session.of(rec, f.json)
+	dst = append(dst, s.prefix...)
+	dst = appendUint(dst, rec.Seq)
+	if int(rec.Level) < len(s.levels) {
+		return append(dst, s.level(rec.Level, f.json)...)
+	}
+	return append(dst, levelTag(nil, rec.Level, rec.Tag, f.json)...) // never: the Server checks levels
 }
 
 // appendMsg appends msg as a JSON string, or, with -json-msg, as the JSON
@@ -274,21 +267,63 @@ func (c *connCache) drop(id uint64) {
 	}
 }
 
-// session remembers the hex of the last session formatted: a run of
-// records is most often one session's (hex.AppendEncode was 5% of
-// logsockd's CPU with acknowledged clients).
+// session keeps the v2 fields of the last session formatted: a run of
+// records is most often one session's, and writing each field apart
+// (the hex alone was 5% of logsockd's CPU with acknowledged clients)
+// made a v2 line cost half again a v1 line's.
 type session struct {
-	id  logsock.SessionID
-	b   [2 * len(logsock.SessionID{})]byte
-	set bool
+	id     logsock.SessionID
+	tag    string
+	set    bool
+	prefix []byte // ","session":"HEX","seq": or " session=HEX/"
+	levels [logsock.LevelDebug + 1][]byte
 }
 
-func (s *session) hex(id logsock.SessionID) []byte {
-	if !s.set || id != s.id {
-		hex.Encode(s.b[:], id[:])
-		s.id, s.set = id, true
+// of returns the fields of rec's session, made anew if it is not the last.
+func (s *session) of(rec *logsock.Record, json bool) *session {
+	if s.set && rec.Session == s.id && rec.Tag == s.tag {
+		return s
 	}
-	return s.b[:]
+	// Made in the buffers of the last, so that records of sessions that
+	// alternate cost no allocation.
+	s.id, s.tag, s.set = rec.Session, rec.Tag, true
+	for l := range s.levels {
+		s.levels[l] = s.levels[l][:0]
+	}
+	s.prefix = s.prefix[:0]
+	if json {
+		s.prefix = append(s.prefix, `","session":"`...)
+		s.prefix = hex.AppendEncode(s.prefix, rec.Session[:])
+		s.prefix = append(s.prefix, `","seq":`...)
+	} else {
+		s.prefix = append(s.prefix, " session="...)
+		s.prefix = hex.AppendEncode(s.prefix, rec.Session[:])
+		s.prefix = append(s.prefix, '/')
+	}
+	return s
+}
+
+// level returns the fields that follow the number: the level, and the tag.
+func (s *session) level(l logsock.Level, json bool) []byte {
+	if len(s.levels[l]) == 0 {
+		s.levels[l] = levelTag(s.levels[l], l, s.tag, json)
+	}
+	return s.levels[l]
+}
+
+// levelTag appends the level's and the tag's fields.
+func levelTag(dst []byte, l logsock.Level, tag string, json bool) []byte {
+	if json {
+		dst = append(dst, `,"level":"`...)
+		dst = append(dst, l.String()...)
+		dst = append(dst, `","tag":"`...)
+		dst = append(dst, tag...)
+		return append(dst, '"')
+	}
+	dst = append(dst, " level="...)
+	dst = append(dst, l.String()...)
+	dst = append(dst, " tag="...)
+	return append(dst, tag...)
 }
 
 // clock formats times in UTC as RFC 3339 with a fixed number of fraction
@@ -306,18 +341,53 @@ func (c *clock) append(dst []byte, t time.Time, digits int) []byte {
 		c.prefix = t.UTC().AppendFormat(c.prefix[:0], "2006-01-02T15:04:05.")
 	}
 	dst = append(dst, c.prefix...)
-	frac, scale := t.Nanosecond(), 1_000_000_000
+	frac := uint64(t.Nanosecond())
 	for range 9 - digits {
 		frac /= 10
-		scale /= 10
 	}
-	// The digits of scale+frac, its leading 1 dropped: strconv writes two
-	// digits a step, where a loop a digit took 7% of logsockd's CPU with
-	// acknowledged clients, which have two times a record.
-	n := len(dst)
-	dst = strconv.AppendInt(dst, int64(scale+frac), 10)
-	dst = append(dst[:n], dst[n+1:]...)
-	return append(dst, 'Z')
+	return append(appendDigits(dst, frac, digits), 'Z')
+}
+
+// digitPairs holds "00" to "99".
+const digitPairs = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
+
+// appendDigits appends the last n decimal digits of v, zeros leading, two
+// a step, in place: a loop a digit took 7% of logsockd's CPU with
+// acknowledged clients, which have two times a record, and strconv's
+// copy from its own buffer, and the shift that dropped a leading digit,
+// took as much again.
+func appendDigits(dst []byte, v uint64, n int) []byte {
+	end := len(dst) + n
+	dst = slices.Grow(dst, n)[:end]
+	i := end
+	for ; i-2 >= end-n; i -= 2 {
+		d := v % 100 * 2
+		v /= 100
+		dst[i-2], dst[i-1] = digitPairs[d], digitPairs[d+1]
+	}
+	if i > end-n {
+		dst[i-1] = byte('0' + v%10)
+	}
+	return dst
+}
+
+// appendUint appends v in decimal, as strconv.AppendUint does without a
+// copy.
+func appendUint(dst []byte, v uint64) []byte {
+	n := 1
+	for p := uint64(10); n < 20 && v >= p; p *= 10 {
+		n++
+	}
+	return appendDigits(dst, v, n)
 }
 
 const hexDigits = "0123456789abcdef"

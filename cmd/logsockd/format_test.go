@@ -4,8 +4,11 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
+	"math"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +150,59 @@ func TestClock(t *testing.T) {
 			if got := string(c.append(nil, tm, digits)); got != want {
 				t.Errorf("%v, %d digits: %s, want %s", tm, digits, got, want)
 			}
+		}
+	}
+}
+
+// TestFormatSessions: records of two sessions that alternate, at every
+// level, each carry their own session's fields, and cost no allocation
+// once each has been seen.
+func TestFormatSessions(t *testing.T) {
+	f := newTestFormatter(true, false)
+	a, b := v2Record(tcpRecord("a")), v2Record(unixRecord("b"))
+	b.Session[0], b.Tag = 0xff, "other"
+	buf := make([]byte, 0, 4096)
+	check := func() {
+		for l := range logsock.LevelDebug + 1 {
+			for _, rec := range []*logsock.Record{a, b} {
+				rec.Level = l
+				var got struct {
+					Session, Level, Tag string
+				}
+				buf = f.append(buf[:0], rec)
+				if err := json.Unmarshal(buf, &got); err != nil {
+					t.Fatal(err)
+				}
+				if got.Session != hex.EncodeToString(rec.Session[:]) || got.Level != l.String() || got.Tag != rec.Tag {
+					t.Fatalf("record of %s at %v: %+v", rec.Tag, l, got)
+				}
+			}
+		}
+	}
+	check()
+	n := testing.AllocsPerRun(10, func() {
+		for l := range logsock.LevelDebug + 1 {
+			a.Level, b.Level = l, l
+			buf = f.append(f.append(buf[:0], a), b)
+		}
+	})
+	if n != 0 {
+		t.Errorf("%v allocations a round", n)
+	}
+	check()
+}
+
+// TestAppendUint: every number of digits, and their edges, as strconv
+// writes them.
+func TestAppendUint(t *testing.T) {
+	vs := []uint64{0, math.MaxUint64}
+	for p := uint64(1); p <= math.MaxUint64/10; p *= 10 {
+		vs = append(vs, p-1, p, p+1, 10*p-1)
+	}
+	for _, v := range vs {
+		want := strconv.AppendUint([]byte("seq="), v, 10)
+		if got := appendUint([]byte("seq="), v); !bytes.Equal(got, want) {
+			t.Errorf("%d: %s, want %s", v, got, want)
 		}
 	}
 }
