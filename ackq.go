@@ -79,26 +79,26 @@ func (q *queue) toSentChunk(k *chunk) {
 // dropSent drops the oldest frame written and not acknowledged, for room
 // (DropOldest): counted as dropped, whether or not it arrived.
 func (q *queue) dropSent() {
-	r := q.sent.first()
-	n, _ := q.f.frame(r.b[r.head:])
-	q.removeSent(n)
+	q.removeSent()
 	q.dropped.Add(1)
 }
 
-// removeSent removes sent's first frame, of n bytes, and follows
-// sentFirst to the next.
-func (q *queue) removeSent(n int) {
+// removeSent removes sent's first frame, follows sentFirst to the next,
+// and returns the frame's size.
+func (q *queue) removeSent() int {
 	s := &q.sent
 	r := s.first()
+	n, _ := q.f.frame(r.b[r.head:])
 	r.head += n
 	r.frames--
 	s.frames--
 	s.live -= n
 	if r.frames == 0 {
 		q.popSent()
-		return
+	} else {
+		q.sentFirst = expandSeq(q.sentFirst, q.f.seqLow(r.b[r.head:]))
 	}
-	q.sentFirst = expandSeq(q.sentFirst, q.f.seqLow(r.b[r.head:]))
+	return n
 }
 
 // popSent removes sent's first run, whose frames have left, and follows
@@ -151,16 +151,12 @@ func (q *queue) releaseAcked(n uint64, why uint8) {
 	for !q.sent.empty() && q.sentFirst <= n {
 		if r := q.sent.first(); r.last < n || r.last == n && why == 0 {
 			acked += r.frames
-			q.sent.frames -= r.frames
-			q.sent.live -= len(r.b) - r.head
 			q.popSent()
 			freed = true
 			continue
 		}
 		seq := q.sentFirst
-		r := q.sent.first()
-		size, _ := q.f.frame(r.b[r.head:])
-		q.removeSent(size)
+		size := q.removeSent()
 		freed = true
 		if seq == n && why != 0 {
 			q.dropped.Add(1)
@@ -263,7 +259,6 @@ func (q *queue) dropAllSent() {
 	for q.sent.hasRuns() {
 		q.freeRun(q.sent.pop())
 	}
-	q.sent.frames, q.sent.live = 0, 0
 }
 
 // The memory of sent's copies: blocks of sentBlock bytes (or a frame's
@@ -311,9 +306,12 @@ func (s *sentQueue) add(r sentRun) {
 	s.live += len(r.b) - r.head
 }
 
-// pop removes the first run, and returns it.
+// pop removes the first run, with the frames it still holds, and returns
+// it.
 func (s *sentQueue) pop() sentRun {
 	r := s.runs[s.head]
+	s.frames -= r.frames
+	s.live -= len(r.b) - r.head
 	s.runs[s.head] = sentRun{}
 	s.head++
 	if s.head == len(s.runs) {

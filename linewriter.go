@@ -6,8 +6,8 @@ import (
 	"sync"
 )
 
-// A LineWriter sends each line written to it as a frame, without its "\n"; it
-// is safe for concurrent use.
+// A LineWriter sends each line written to it as a frame, without its "\n",
+// a long one in MaxFrame pieces; it is safe for concurrent use.
 type LineWriter struct {
 	ls       *LogSocket
 	maxFrame int // at least 1: Config's defaults make 0 DefaultMaxFrame
