@@ -206,13 +206,11 @@ func TestLogsockdNotify(t *testing.T) {
 				name = "@" + name // unique, as the directory is
 			}
 			ch := listenNotify(t, name)
-			port, err := testenv.FreePort()
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 			out := filepath.Join(dir, "out.jsonl")
-			c := startProc(t, []string{"NOTIFY_SOCKET=" + name}, testenv.Program(t, "logsockd"), "-json", "-listen", "tcp://"+addr, "-o", out)
+			// Port 0, read back from logsockd: a port chosen free and closed
+			// for it was taken by a test in parallel (CI: bind: address
+			// already in use).
+			c := startProc(t, []string{"NOTIFY_SOCKET=" + name}, testenv.Program(t, "logsockd"), "-json", "-listen", "tcp://127.0.0.1:0", "-o", out)
 			cmd := c.Cmd
 			pid := int32(cmd.Process.Pid)
 			expect := func(want *regexp.Regexp) string {
@@ -225,6 +223,7 @@ func TestLogsockdNotify(t *testing.T) {
 			}
 
 			expect(regexp.MustCompile(`^READY=1\nSTATUS=listening on 1 sockets$`))
+			addr, _ := strings.CutPrefix(c.listening(t, 1)[0], "tcp://")
 			conn, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatalf("READY=1, but: %v", err)
